@@ -1,0 +1,105 @@
+//! Records that could not be used, kept with their reason and origin.
+
+use serde::{Deserialize, Serialize};
+
+/// Why a record became a dead letter.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum DeadLetterReason {
+    /// The payload is not a JSON object.
+    MalformedJson,
+    /// A required field is absent.
+    MissingField,
+    /// A field has the wrong type or an unparsable value.
+    InvalidField,
+    /// The value is NaN or infinite.
+    NonFiniteValue,
+    /// The event time is absurd: negative, or far ahead of the Kafka record timestamp.
+    AbsurdTimestamp,
+    /// The event time is behind its partition's watermark.
+    Late,
+    /// The event time is behind the source's watermark because its partition
+    /// woke after being declared idle.
+    LateAfterIdle,
+}
+
+impl DeadLetterReason {
+    /// Every reason, for reports.
+    pub const ALL: [DeadLetterReason; 7] = [
+        DeadLetterReason::MalformedJson,
+        DeadLetterReason::MissingField,
+        DeadLetterReason::InvalidField,
+        DeadLetterReason::NonFiniteValue,
+        DeadLetterReason::AbsurdTimestamp,
+        DeadLetterReason::Late,
+        DeadLetterReason::LateAfterIdle,
+    ];
+
+    /// A short, stable name, used in logs, metrics and the dead-letter topic.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            DeadLetterReason::MalformedJson => "malformed_json",
+            DeadLetterReason::MissingField => "missing_field",
+            DeadLetterReason::InvalidField => "invalid_field",
+            DeadLetterReason::NonFiniteValue => "non_finite_value",
+            DeadLetterReason::AbsurdTimestamp => "absurd_timestamp",
+            DeadLetterReason::Late => "late",
+            DeadLetterReason::LateAfterIdle => "late_after_idle",
+        }
+    }
+
+    /// Position in [`DeadLetterReason::ALL`], for counters.
+    pub fn index(&self) -> usize {
+        DeadLetterReason::ALL.iter().position(|r| r == self).unwrap_or(0)
+    }
+}
+
+impl std::fmt::Display for DeadLetterReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A record that could not be used: the original bytes, why, and where it came from.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DeadLetter {
+    /// The kind of failure.
+    pub reason: DeadLetterReason,
+    /// A human-readable explanation, e.g. which field and why.
+    pub detail: String,
+    /// Source topic.
+    pub topic: String,
+    /// Source partition.
+    pub partition: i32,
+    /// Source offset.
+    pub offset: i64,
+    /// The record's key, if any.
+    pub key: Option<Vec<u8>>,
+    /// The record's original payload.
+    pub payload: Vec<u8>,
+}
+
+impl DeadLetter {
+    /// The JSON document written to a dead-letter topic or file. The payload is
+    /// kept as text when it is valid UTF-8, otherwise as base-16.
+    pub fn to_json(&self) -> serde_json::Value {
+        let payload = match std::str::from_utf8(&self.payload) {
+            Ok(text) => serde_json::Value::String(text.to_owned()),
+            Err(_) => serde_json::Value::String(hex(&self.payload)),
+        };
+        serde_json::json!({
+            "reason": self.reason.as_str(),
+            "detail": self.detail,
+            "topic": self.topic,
+            "partition": self.partition,
+            "offset": self.offset,
+            "payload_encoding": if std::str::from_utf8(&self.payload).is_ok() { "utf8" } else { "hex" },
+            "payload": payload,
+        })
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

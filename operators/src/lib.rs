@@ -1,0 +1,34 @@
+//! Timely dataflow operators for Weir: the Kafka source and sink, decoding,
+//! event-time windows, alert rules and the Parquet sink, plus the records that
+//! flow between them.
+//!
+//! Every operator is an extension trait on timely's `Stream` with one verb
+//! method, so a pipeline reads as a chain of verbs:
+//!
+//! ```text
+//! kafka source ─► readings ─► window_aggregate ─► parquet_sink
+//!                          └► evaluate_alerts   ─► kafka_sink
+//! ```
+//!
+//! Time is event time in milliseconds (`u64`). A record travels under a
+//! capability no later than its own event time, and operators close windows and
+//! fire duration rules only when the input frontier passes the moment in
+//! question, never on the wall clock.
+
+#![deny(missing_docs)]
+
+pub mod alert;
+pub mod dead_letter;
+pub mod decode;
+pub mod kafka;
+pub mod metrics;
+pub mod parquet;
+pub mod reading;
+pub mod window_aggregate;
+
+pub use alert::{Alert, AlertState, EvaluateAlerts, Rule, RuleInput, RuleSet};
+pub use dead_letter::{DeadLetter, DeadLetterReason};
+pub use decode::{DecodeConfig, Decoder, TimeFormat};
+pub use metrics::Metrics;
+pub use reading::{Name, Reading, SensorKey, WindowAggregate};
+pub use window_aggregate::{WindowAggregate as WindowAggregateOp, WindowState};

@@ -1,0 +1,114 @@
+//! Counters shared by every operator of a run, read by the runtime for its
+//! progress line and final report.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use crate::dead_letter::DeadLetterReason;
+
+/// Counters for one run, shared by all workers of a process (`Arc<Metrics>`).
+///
+/// Counters are bumped once per batch, not per record, so they cost nothing
+/// on the hot path.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Records read from Kafka (good and bad).
+    pub records_read: AtomicU64,
+    /// Readings decoded and accepted.
+    pub readings: AtomicU64,
+    /// Dead letters, by [`DeadLetterReason::index`].
+    pub dead_letters: [AtomicU64; DeadLetterReason::ALL.len()],
+    /// Window aggregates emitted.
+    pub windows: AtomicU64,
+    /// Parquet rows written and committed.
+    pub parquet_rows: AtomicU64,
+    /// Alert events (firing and resolved) delivered to the sink.
+    pub alerts_delivered: AtomicU64,
+    /// Dead letters delivered to the dead-letter sink.
+    pub dead_letters_delivered: AtomicU64,
+    /// Firing events suppressed by a rule's cooldown.
+    pub alerts_suppressed: AtomicU64,
+    alerts: Mutex<BTreeMap<String, AlertCounts>>,
+    files: Mutex<Vec<PathBuf>>,
+    errors: Mutex<Vec<String>>,
+}
+
+/// Firing and resolved events of one rule.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AlertCounts {
+    /// `firing` events.
+    pub firing: u64,
+    /// `resolved` events.
+    pub resolved: u64,
+}
+
+impl Metrics {
+    /// Adds `n` to a counter.
+    pub fn add(counter: &AtomicU64, n: u64) {
+        if n > 0 {
+            counter.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
+    /// Reads a counter.
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+
+    /// Counts dead letters of one reason.
+    pub fn add_dead_letters(&self, reason: &DeadLetterReason, n: u64) {
+        Self::add(&self.dead_letters[reason.index()], n);
+    }
+
+    /// Dead letters counted so far, by reason (reasons with none are left out).
+    pub fn dead_letters_by_reason(&self) -> Vec<(DeadLetterReason, u64)> {
+        DeadLetterReason::ALL
+            .iter()
+            .map(|r| (r.clone(), Self::get(&self.dead_letters[r.index()])))
+            .filter(|(_, n)| *n > 0)
+            .collect()
+    }
+
+    /// Total dead letters of every reason.
+    pub fn dead_letters_total(&self) -> u64 {
+        self.dead_letters.iter().map(Self::get).sum()
+    }
+
+    /// Counts alert events of one rule.
+    pub fn add_alerts(&self, rule: &str, counts: AlertCounts) {
+        let mut alerts = self.alerts.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = alerts.entry(rule.to_owned()).or_default();
+        entry.firing += counts.firing;
+        entry.resolved += counts.resolved;
+    }
+
+    /// Alert events so far, by rule name.
+    pub fn alerts_by_rule(&self) -> BTreeMap<String, AlertCounts> {
+        self.alerts.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Records a completed output file.
+    pub fn add_file(&self, path: PathBuf) {
+        self.files.lock().unwrap_or_else(|e| e.into_inner()).push(path);
+    }
+
+    /// Output files completed so far.
+    pub fn files(&self) -> Vec<PathBuf> {
+        self.files.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Records a failure of the pipeline itself (a sink that could not
+    /// deliver, a file that could not be written). The run ends with an error
+    /// when any was recorded.
+    pub fn add_error(&self, error: String) {
+        tracing::error!(%error, "Pipeline error");
+        self.errors.lock().unwrap_or_else(|e| e.into_inner()).push(error);
+    }
+
+    /// Failures recorded so far.
+    pub fn errors(&self) -> Vec<String> {
+        self.errors.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
