@@ -51,7 +51,10 @@ impl DeadLetterReason {
 
     /// Position in [`DeadLetterReason::ALL`], for counters.
     pub fn index(&self) -> usize {
-        DeadLetterReason::ALL.iter().position(|r| r == self).unwrap_or(0)
+        DeadLetterReason::ALL
+            .iter()
+            .position(|r| r == self)
+            .unwrap_or(0)
     }
 }
 

@@ -86,12 +86,18 @@ impl Metrics {
 
     /// Alert events so far, by rule name.
     pub fn alerts_by_rule(&self) -> BTreeMap<String, AlertCounts> {
-        self.alerts.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.alerts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Records a completed output file.
     pub fn add_file(&self, path: PathBuf) {
-        self.files.lock().unwrap_or_else(|e| e.into_inner()).push(path);
+        self.files
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(path);
     }
 
     /// Output files completed so far.
@@ -104,11 +110,17 @@ impl Metrics {
     /// when any was recorded.
     pub fn add_error(&self, error: String) {
         tracing::error!(%error, "Pipeline error");
-        self.errors.lock().unwrap_or_else(|e| e.into_inner()).push(error);
+        self.errors
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(error);
     }
 
     /// Failures recorded so far.
     pub fn errors(&self) -> Vec<String> {
-        self.errors.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.errors
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 }

@@ -31,6 +31,27 @@ impl SensorKey {
     }
 }
 
+/// A borrowed (device, sensor) key, to look up state keyed by [`SensorKey`]
+/// without cloning names. It hashes exactly as `SensorKey` does: two `str`s in
+/// the same order.
+#[derive(Hash, PartialEq, Eq)]
+pub(crate) struct KeyRef<'a> {
+    device: &'a str,
+    sensor: &'a str,
+}
+
+impl<'a> KeyRef<'a> {
+    pub(crate) fn new(device: &'a str, sensor: &'a str) -> Self {
+        KeyRef { device, sensor }
+    }
+}
+
+impl hashbrown::Equivalent<SensorKey> for KeyRef<'_> {
+    fn equivalent(&self, key: &SensorKey) -> bool {
+        self.device == key.device && self.sensor == key.sensor
+    }
+}
+
 /// A 64-bit FNV-1a hasher: small, fast on short names, and the same in every
 /// process.
 #[derive(Clone, Copy)]
@@ -77,7 +98,14 @@ pub struct Reading {
 
 impl Reading {
     /// Builds a reading and computes its routing hash.
-    pub fn new(device: &str, sensor: &str, time: u64, value: f64, partition: i32, offset: i64) -> Self {
+    pub fn new(
+        device: &str,
+        sensor: &str,
+        time: u64,
+        value: f64,
+        partition: i32,
+        offset: i64,
+    ) -> Self {
         Reading {
             device: Name::new(device),
             sensor: Name::new(sensor),

@@ -1,0 +1,906 @@
+//! Threshold alert rules: typed rules, their per-sensor state machine, and the
+//! `evaluate_alerts` operator.
+//!
+//! Every rule is one state machine per (rule, device, sensor). A rule breaches
+//! when a value crosses its threshold; it fires once it has breached for
+//! `consecutive` observations in a row *and* for at least `for_ms` of event
+//! time; it resolves when a value crosses its clear threshold (hysteresis; by
+//! default the threshold itself). A cooldown suppresses a new `firing` event
+//! (and its `resolved`) that comes too soon after the last one emitted.
+//!
+//! Observations are applied to a key's state in (event time, partition,
+//! offset) order once the input frontier has passed them, and a `for` rule
+//! fires when the frontier passes the moment its duration is reached. So the
+//! alerts depend only on the input, never on timing or worker count.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use globset::{Glob, GlobMatcher};
+use hashbrown::HashMap;
+use serde::{Deserialize, Serialize};
+use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::operators::Capability;
+use timely::dataflow::Stream;
+
+use crate::metrics::{AlertCounts, Metrics};
+use crate::reading::{KeyRef, Name, Reading, SensorKey, WindowAggregate};
+
+/// Which side of the threshold breaches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// Breaches when the value is strictly above the threshold.
+    Above,
+    /// Breaches when the value is strictly below the threshold.
+    Below,
+}
+
+/// The statistic of a window aggregate a window rule looks at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stat {
+    /// Arithmetic mean.
+    Mean,
+    /// Minimum.
+    Min,
+    /// Maximum.
+    Max,
+    /// Sum.
+    Sum,
+    /// Number of readings.
+    Count,
+}
+
+impl Stat {
+    /// The statistic's value for one aggregate.
+    pub fn of(&self, agg: &WindowAggregate) -> f64 {
+        match self {
+            Stat::Mean => agg.mean(),
+            Stat::Min => agg.min,
+            Stat::Max => agg.max,
+            Stat::Sum => agg.sum,
+            Stat::Count => agg.count as f64,
+        }
+    }
+}
+
+/// What a rule observes.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum RuleInput {
+    /// Every reading.
+    Readings,
+    /// One statistic of tumbling windows of the given size.
+    Window {
+        /// Window size in milliseconds.
+        size_ms: u64,
+        /// The statistic compared with the threshold.
+        stat: Stat,
+    },
+}
+
+/// One validated alert rule.
+#[derive(Clone, Debug)]
+pub struct Rule {
+    /// Unique rule name, carried by every alert.
+    pub name: String,
+    /// Severity label carried by every alert (e.g. "warning", "critical").
+    pub severity: String,
+    /// Sensor names the rule applies to; empty means every sensor.
+    pub sensors: Vec<String>,
+    /// Device id pattern (glob: `press-*`); `None` means every device.
+    pub devices: Option<GlobMatcher>,
+    /// Which side of the threshold breaches.
+    pub direction: Direction,
+    /// The threshold.
+    pub threshold: f64,
+    /// The clear threshold: a firing alert resolves when a value is at or past
+    /// it on the safe side. Equal to `threshold` unless hysteresis is wanted.
+    pub clear: f64,
+    /// Breaching observations in a row needed to fire (at least 1).
+    pub consecutive: u32,
+    /// Event time the breach must last before firing, in ms (0: at once).
+    pub for_ms: u64,
+    /// Minimum event time between two emitted `firing` events, in ms.
+    pub cooldown_ms: u64,
+    /// What the rule observes.
+    pub input: RuleInput,
+}
+
+impl Rule {
+    /// A rule on readings with defaults: no hysteresis, fires on the first
+    /// breaching reading, no cooldown, every device.
+    pub fn new(name: &str, sensor: &str, direction: Direction, threshold: f64) -> Self {
+        Rule {
+            name: name.to_owned(),
+            severity: "warning".to_owned(),
+            sensors: vec![sensor.to_owned()],
+            devices: None,
+            direction,
+            threshold,
+            clear: threshold,
+            consecutive: 1,
+            for_ms: 0,
+            cooldown_ms: 0,
+            input: RuleInput::Readings,
+        }
+    }
+
+    /// Restricts the rule to devices matching a glob pattern.
+    pub fn devices(mut self, pattern: &str) -> Result<Self, globset::Error> {
+        self.devices = Some(Glob::new(pattern)?.compile_matcher());
+        Ok(self)
+    }
+
+    /// Whether `value` breaches the threshold.
+    pub fn breaches(&self, value: f64) -> bool {
+        match self.direction {
+            Direction::Above => value > self.threshold,
+            Direction::Below => value < self.threshold,
+        }
+    }
+
+    /// Whether `value` clears a firing alert.
+    pub fn clears(&self, value: f64) -> bool {
+        match self.direction {
+            Direction::Above => value <= self.clear,
+            Direction::Below => value >= self.clear,
+        }
+    }
+
+    /// Whether the rule applies to this device and sensor.
+    pub fn selects(&self, device: &str, sensor: &str) -> bool {
+        (self.sensors.is_empty() || self.sensors.iter().any(|s| s == sensor))
+            && self.devices.as_ref().is_none_or(|m| m.is_match(device))
+    }
+}
+
+/// A set of rules, shared by all workers.
+#[derive(Clone, Debug, Default)]
+pub struct RuleSet {
+    /// The rules, in file order.
+    pub rules: Vec<Rule>,
+}
+
+impl RuleSet {
+    /// Wraps a list of rules.
+    pub fn new(rules: Vec<Rule>) -> Self {
+        RuleSet { rules }
+    }
+
+    /// The distinct window sizes that window rules need, in ms, ascending.
+    pub fn window_sizes(&self) -> Vec<u64> {
+        let sizes: BTreeSet<u64> = self
+            .rules
+            .iter()
+            .filter_map(|r| match r.input {
+                RuleInput::Window { size_ms, .. } => Some(size_ms),
+                RuleInput::Readings => None,
+            })
+            .collect();
+        sizes.into_iter().collect()
+    }
+
+    /// Whether any rule observes readings directly.
+    pub fn has_reading_rules(&self) -> bool {
+        self.rules.iter().any(|r| r.input == RuleInput::Readings)
+    }
+}
+
+/// Whether an alert event starts or ends an alert.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertState {
+    /// The rule's condition became true.
+    Firing,
+    /// The value crossed back past the clear threshold.
+    Resolved,
+}
+
+/// One alert event, as written to the alert topic (JSON, keyed by device).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Alert {
+    /// Rule name.
+    pub rule: String,
+    /// Device id.
+    pub device: Name,
+    /// Sensor name.
+    pub sensor: Name,
+    /// Rule severity.
+    pub severity: String,
+    /// `firing` or `resolved`.
+    pub state: AlertState,
+    /// Event time at which the state changed, ms since the epoch.
+    pub event_time: u64,
+    /// The value that fired or cleared the alert.
+    pub value: f64,
+    /// For a firing event, the breaching values that fired it (the last
+    /// `consecutive` of them); for a resolved event, the clearing value.
+    pub values: Vec<f64>,
+    /// The rule's threshold.
+    pub threshold: f64,
+    /// The rule's clear threshold.
+    pub clear_threshold: f64,
+    /// Start of the window, for window rules.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub window_start: Option<u64>,
+    /// End of the window, for window rules.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub window_end: Option<u64>,
+}
+
+impl Alert {
+    /// The order alerts are delivered in: by event time, then by identity.
+    pub fn order_key(&self) -> (u64, &str, &str, &str, AlertState) {
+        (
+            self.event_time,
+            &self.device,
+            &self.sensor,
+            &self.rule,
+            self.state,
+        )
+    }
+}
+
+/// One value a rule state machine observes: a reading or a window aggregate.
+pub trait Observation: Clone + 'static {
+    /// Device id.
+    fn device(&self) -> &str;
+    /// Sensor name.
+    fn sensor(&self) -> &str;
+    /// Event time of the observation.
+    fn time(&self) -> u64;
+    /// Total order of a key's observations: event time, then origin.
+    fn order(&self) -> (u64, i32, i64);
+    /// Whether `rule` looks at this kind of observation.
+    fn feeds(&self, rule: &Rule) -> bool;
+    /// The value `rule` compares with its threshold.
+    fn value(&self, rule: &Rule) -> f64;
+    /// Window bounds, for window aggregates.
+    fn window(&self) -> Option<(u64, u64)>;
+    /// Routing hash of the key.
+    fn route(&self) -> u64;
+}
+
+impl Observation for Reading {
+    fn device(&self) -> &str {
+        &self.device
+    }
+    fn sensor(&self) -> &str {
+        &self.sensor
+    }
+    fn time(&self) -> u64 {
+        self.time
+    }
+    fn order(&self) -> (u64, i32, i64) {
+        Reading::order(self)
+    }
+    fn feeds(&self, rule: &Rule) -> bool {
+        rule.input == RuleInput::Readings
+    }
+    fn value(&self, _rule: &Rule) -> f64 {
+        self.value
+    }
+    fn window(&self) -> Option<(u64, u64)> {
+        None
+    }
+    fn route(&self) -> u64 {
+        self.route
+    }
+}
+
+impl Observation for WindowAggregate {
+    fn device(&self) -> &str {
+        &self.device
+    }
+    fn sensor(&self) -> &str {
+        &self.sensor
+    }
+    fn time(&self) -> u64 {
+        self.window_end
+    }
+    fn order(&self) -> (u64, i32, i64) {
+        (self.window_end, 0, 0)
+    }
+    fn feeds(&self, rule: &Rule) -> bool {
+        matches!(rule.input, RuleInput::Window { size_ms, .. } if size_ms == self.window_end - self.window_start)
+    }
+    fn value(&self, rule: &Rule) -> f64 {
+        match rule.input {
+            RuleInput::Window { stat, .. } => stat.of(self),
+            RuleInput::Readings => self.mean(),
+        }
+    }
+    fn window(&self) -> Option<(u64, u64)> {
+        Some((self.window_start, self.window_end))
+    }
+    fn route(&self) -> u64 {
+        SensorKey::route_hash(&self.device, &self.sensor)
+    }
+}
+
+/// The state of one rule for one sensor. Plain data, so a checkpoint can
+/// snapshot it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RuleState {
+    /// In the firing state (whether or not the firing event was emitted).
+    pub firing: bool,
+    /// The current firing was emitted (not suppressed by the cooldown).
+    pub emitted: bool,
+    /// Breaching observations in a row.
+    pub streak: u32,
+    /// Event time of the first observation of the current breach.
+    pub breach_since: Option<u64>,
+    /// The latest breaching values, at most `consecutive` of them.
+    pub recent: Vec<f64>,
+    /// Event time of the last emitted firing event.
+    pub last_fired: Option<u64>,
+}
+
+/// A state change of one rule state machine.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Transition {
+    /// Firing or resolved.
+    pub state: AlertState,
+    /// Event time of the change.
+    pub time: u64,
+    /// The value that caused it.
+    pub value: f64,
+    /// The breaching values that fired it (firing only).
+    pub values: Vec<f64>,
+    /// False when the cooldown suppressed the event.
+    pub emitted: bool,
+}
+
+impl RuleState {
+    /// Applies one observation at event time `time`. Observations must come in
+    /// event-time order. Appends the resulting state changes to `out`.
+    pub fn observe(&mut self, rule: &Rule, time: u64, value: f64, out: &mut Vec<Transition>) {
+        // A duration reached before this observation fires first, at the moment it was reached.
+        self.advance(rule, time, out);
+        if self.firing {
+            if rule.clears(value) {
+                out.push(Transition {
+                    state: AlertState::Resolved,
+                    time,
+                    value,
+                    values: vec![value],
+                    emitted: self.emitted,
+                });
+                self.firing = false;
+                self.emitted = false;
+                self.reset_breach();
+            }
+        } else if rule.breaches(value) {
+            self.streak += 1;
+            let since = *self.breach_since.get_or_insert(time);
+            if self.recent.len() == rule.consecutive as usize {
+                self.recent.remove(0);
+            }
+            self.recent.push(value);
+            if self.streak >= rule.consecutive && time - since >= rule.for_ms {
+                self.fire(rule, time, value, out);
+            }
+        } else {
+            self.reset_breach();
+        }
+    }
+
+    /// Tells the state that no observation earlier than `time` remains: a
+    /// breach that has lasted `for_ms` by then fires, at the moment it did.
+    pub fn advance(&mut self, rule: &Rule, time: u64, out: &mut Vec<Transition>) {
+        if let Some(deadline) = self.deadline(rule) {
+            if deadline <= time {
+                let value = self.recent.last().copied().unwrap_or(f64::NAN);
+                self.fire(rule, deadline, value, out);
+            }
+        }
+    }
+
+    /// The event time at which the current breach fires by duration, if it
+    /// is waiting for one.
+    pub fn deadline(&self, rule: &Rule) -> Option<u64> {
+        match self.breach_since {
+            Some(since) if !self.firing && rule.for_ms > 0 && self.streak >= rule.consecutive => {
+                Some(since + rule.for_ms)
+            }
+            _ => None,
+        }
+    }
+
+    fn fire(&mut self, rule: &Rule, time: u64, value: f64, out: &mut Vec<Transition>) {
+        let cooled = self
+            .last_fired
+            .is_none_or(|last| time >= last.saturating_add(rule.cooldown_ms));
+        self.firing = true;
+        self.emitted = cooled;
+        if cooled {
+            self.last_fired = Some(time);
+        }
+        out.push(Transition {
+            state: AlertState::Firing,
+            time,
+            value,
+            values: std::mem::take(&mut self.recent),
+            emitted: cooled,
+        });
+        self.streak = 0;
+        self.breach_since = None;
+    }
+
+    fn reset_breach(&mut self) {
+        self.streak = 0;
+        self.breach_since = None;
+        self.recent.clear();
+    }
+}
+
+/// Per-key state of the alert operator: the rules that select the key, their
+/// state machines, and the observations waiting for the frontier.
+struct KeyState<O> {
+    key: SensorKey,
+    /// (rule index, state) for every rule that selects this key.
+    rules: Vec<(usize, RuleState)>,
+    pending: Vec<O>,
+}
+
+/// The alert evaluation logic, free of timely: feed observations with
+/// [`AlertEvaluator::push`], then call [`AlertEvaluator::advance_to`] as the
+/// frontier moves.
+pub struct AlertEvaluator<O> {
+    rules: Arc<RuleSet>,
+    index: HashMap<SensorKey, usize>,
+    keys: Vec<KeyState<O>>,
+    /// Keys with pending observations.
+    dirty: BTreeSet<usize>,
+    /// Armed duration deadlines: (deadline, key, slot).
+    deadlines: BTreeSet<(u64, usize, usize)>,
+    transitions: Vec<Transition>,
+}
+
+impl<O: Observation> AlertEvaluator<O> {
+    /// An evaluator for a rule set.
+    pub fn new(rules: Arc<RuleSet>) -> Self {
+        AlertEvaluator {
+            rules,
+            index: HashMap::default(),
+            keys: Vec::new(),
+            dirty: BTreeSet::new(),
+            deadlines: BTreeSet::new(),
+            transitions: Vec::new(),
+        }
+    }
+
+    /// Queues one observation; returns false if no rule looks at it.
+    pub fn push(&mut self, obs: O) -> bool {
+        let slot = match self.index.get(&KeyRef::new(obs.device(), obs.sensor())) {
+            Some(slot) => *slot,
+            None => {
+                let rules = self
+                    .rules
+                    .rules
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, r)| obs.feeds(r) && r.selects(obs.device(), obs.sensor()))
+                    .map(|(i, _)| (i, RuleState::default()))
+                    .collect();
+                let key = SensorKey {
+                    device: Name::new(obs.device()),
+                    sensor: Name::new(obs.sensor()),
+                };
+                self.keys.push(KeyState {
+                    key: key.clone(),
+                    rules,
+                    pending: Vec::new(),
+                });
+                self.index.insert(key, self.keys.len() - 1);
+                self.keys.len() - 1
+            }
+        };
+        let state = &mut self.keys[slot];
+        if state.rules.is_empty() {
+            return false;
+        }
+        state.pending.push(obs);
+        self.dirty.insert(slot);
+        true
+    }
+
+    /// The earliest event time at which a later call of `advance_to` may
+    /// still produce an alert: the earliest pending observation or armed
+    /// deadline.
+    pub fn earliest_pending(&self) -> Option<u64> {
+        let pending = self
+            .dirty
+            .iter()
+            .filter_map(|k| self.keys[*k].pending.iter().map(|o| o.time()).min());
+        let deadline = self.deadlines.first().map(|(d, _, _)| *d);
+        pending.chain(deadline).min()
+    }
+
+    /// Applies every observation earlier than `frontier` (all of them when
+    /// `None`, the input has ended) in (time, partition, offset) order, fires
+    /// durations reached by then, and appends emitted alerts to `out`.
+    /// Returns the number of suppressed firings.
+    pub fn advance_to(&mut self, frontier: Option<u64>, out: &mut Vec<Alert>) -> u64 {
+        let limit = frontier.unwrap_or(u64::MAX);
+        let mut suppressed = 0;
+        let dirty = std::mem::take(&mut self.dirty);
+        for slot in dirty {
+            let key = &mut self.keys[slot];
+            key.pending.sort_by_key(|o| o.order());
+            let ready = key.pending.partition_point(|o| o.time() < limit);
+            for obs in key.pending.drain(..ready) {
+                for (i, (rule_idx, state)) in key.rules.iter_mut().enumerate() {
+                    let rule = &self.rules.rules[*rule_idx];
+                    let before = state.deadline(rule);
+                    state.observe(rule, obs.time(), obs.value(rule), &mut self.transitions);
+                    let after = state.deadline(rule);
+                    if before != after {
+                        if let Some(d) = before {
+                            self.deadlines.remove(&(d, slot, i));
+                        }
+                        if let Some(d) = after {
+                            self.deadlines.insert((d, slot, i));
+                        }
+                    }
+                    suppressed += emit(rule, &key.key, obs.window(), &mut self.transitions, out);
+                }
+            }
+            if !key.pending.is_empty() {
+                self.dirty.insert(slot);
+            }
+        }
+        // Durations that the frontier has reached fire now.
+        while let Some(&(deadline, slot, i)) = self.deadlines.first() {
+            if frontier.is_some_and(|f| deadline > f) {
+                break;
+            }
+            self.deadlines.pop_first();
+            let key = &mut self.keys[slot];
+            let (rule_idx, state) = &mut key.rules[i];
+            let rule = &self.rules.rules[*rule_idx];
+            state.advance(rule, deadline, &mut self.transitions);
+            suppressed += emit(rule, &key.key, None, &mut self.transitions, out);
+        }
+        suppressed
+    }
+}
+
+/// Turns transitions into alerts; returns how many were suppressed.
+fn emit(
+    rule: &Rule,
+    key: &SensorKey,
+    window: Option<(u64, u64)>,
+    transitions: &mut Vec<Transition>,
+    out: &mut Vec<Alert>,
+) -> u64 {
+    let mut suppressed = 0;
+    for t in transitions.drain(..) {
+        if !t.emitted {
+            suppressed += u64::from(t.state == AlertState::Firing);
+            continue;
+        }
+        out.push(Alert {
+            rule: rule.name.clone(),
+            device: key.device.clone(),
+            sensor: key.sensor.clone(),
+            severity: rule.severity.clone(),
+            state: t.state,
+            event_time: t.time,
+            value: t.value,
+            values: t.values,
+            threshold: rule.threshold,
+            clear_threshold: rule.clear,
+            window_start: window.map(|w| w.0),
+            window_end: window.map(|w| w.1),
+        });
+    }
+    suppressed
+}
+
+/// Evaluates alert rules on a stream of readings or window aggregates.
+pub trait EvaluateAlerts<'scope> {
+    /// Applies every rule that selects an observation's (device, sensor) and
+    /// looks at its kind (readings, or windows of the rule's size), and emits
+    /// `firing` and `resolved` events.
+    ///
+    /// Observations are exchanged by (device, sensor), so one worker owns each
+    /// key's state. They are applied in (event time, partition, offset) order
+    /// once the input frontier has passed them; a `for` duration fires when
+    /// the frontier passes the moment it is reached. Each alert travels at its
+    /// own event time, so a downstream operator can order alerts by event time
+    /// once its frontier passes them. Alerts depend only on the input.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::sync::Arc;
+    /// use timely::dataflow::operators::{Capture, ToStream};
+    /// use timely::dataflow::operators::capture::Extract;
+    /// use weir_operators::alert::{AlertState, Direction, EvaluateAlerts, Rule, RuleSet};
+    /// use weir_operators::{Metrics, Reading};
+    ///
+    /// let rule = Rule { consecutive: 2, ..Rule::new("hot", "temp", Direction::Above, 90.0) };
+    /// let rules = Arc::new(RuleSet::new(vec![rule]));
+    /// let readings = vec![
+    ///     Reading::new("d1", "temp", 1_000, 95.0, 0, 0),
+    ///     Reading::new("d1", "temp", 2_000, 96.0, 0, 1), // second breach in a row: fires
+    ///     Reading::new("d1", "temp", 3_000, 80.0, 0, 2), // back under: resolves
+    /// ];
+    /// let captured = timely::example(move |scope| {
+    ///     readings
+    ///         .to_stream(scope)
+    ///         .evaluate_alerts(rules, Arc::new(Metrics::default()))
+    ///         .capture()
+    /// });
+    /// let alerts: Vec<_> = captured.extract().into_iter().flat_map(|(_, a)| a).collect();
+    /// let states: Vec<_> = alerts.iter().map(|a| (a.state, a.event_time)).collect();
+    /// assert_eq!(states, vec![(AlertState::Firing, 2_000), (AlertState::Resolved, 3_000)]);
+    /// assert_eq!(alerts[0].values, vec![95.0, 96.0]);
+    /// ```
+    fn evaluate_alerts(
+        self,
+        rules: Arc<RuleSet>,
+        metrics: Arc<Metrics>,
+    ) -> Stream<'scope, u64, Vec<Alert>>;
+}
+
+impl<'scope, O> EvaluateAlerts<'scope> for Stream<'scope, u64, Vec<O>>
+where
+    O: Observation + timely::ExchangeData,
+{
+    fn evaluate_alerts(
+        self,
+        rules: Arc<RuleSet>,
+        metrics: Arc<Metrics>,
+    ) -> Stream<'scope, u64, Vec<Alert>> {
+        let exchange = Exchange::new(|o: &O| o.route());
+        self.unary_frontier(exchange, "EvaluateAlerts", move |_cap, _info| {
+            let mut evaluator = AlertEvaluator::new(rules);
+            let mut held: Option<Capability<u64>> = None;
+            let mut alerts = Vec::new();
+            move |(input, frontier), output| {
+                input.for_each_stamp(|cap, data| {
+                    let mut any = false;
+                    for batch in data {
+                        for obs in batch.drain(..) {
+                            any |= evaluator.push(obs);
+                        }
+                    }
+                    if any
+                        && held
+                            .as_ref()
+                            .is_none_or(|h| cap.least().is_some_and(|t| t < h.time()))
+                    {
+                        held = cap.retain_least(output.output_index());
+                    }
+                });
+                let Some(cap) = held.as_mut() else { return };
+                let frontier = frontier.frontier().first().copied();
+                let suppressed = evaluator.advance_to(frontier, &mut alerts);
+                Metrics::add(&metrics.alerts_suppressed, suppressed);
+                let mut counts: Vec<(String, AlertCounts)> = Vec::new();
+                for alert in alerts.drain(..) {
+                    let c = match counts.iter_mut().find(|(r, _)| *r == alert.rule) {
+                        Some((_, c)) => c,
+                        None => {
+                            counts.push((alert.rule.clone(), AlertCounts::default()));
+                            &mut counts.last_mut().expect("just pushed").1
+                        }
+                    };
+                    match alert.state {
+                        AlertState::Firing => c.firing += 1,
+                        AlertState::Resolved => c.resolved += 1,
+                    }
+                    let at = cap.delayed(&alert.event_time.max(*cap.time()));
+                    output.session(&at).give(alert);
+                }
+                for (rule, c) in counts {
+                    metrics.add_alerts(&rule, c);
+                }
+                match evaluator.earliest_pending() {
+                    Some(t) => cap.downgrade(&t.max(*cap.time())),
+                    None => held = None,
+                }
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(rule: &Rule, obs: &[(u64, f64)], end: Option<u64>) -> Vec<(AlertState, u64, f64)> {
+        let rules = Arc::new(RuleSet::new(vec![rule.clone()]));
+        let mut eval = AlertEvaluator::new(rules);
+        for (i, (t, v)) in obs.iter().enumerate() {
+            eval.push(Reading::new("d1", "temp", *t, *v, 0, i as i64));
+        }
+        let mut out = Vec::new();
+        eval.advance_to(end, &mut out);
+        out.into_iter()
+            .map(|a| (a.state, a.event_time, a.value))
+            .collect()
+    }
+
+    fn hot() -> Rule {
+        Rule::new("hot", "temp", Direction::Above, 90.0)
+    }
+
+    #[test]
+    fn threshold_fires_and_resolves_once_per_episode() {
+        let got = run(
+            &hot(),
+            &[(1, 80.0), (2, 91.0), (3, 95.0), (4, 90.0), (5, 92.0)],
+            None,
+        );
+        assert_eq!(
+            got,
+            vec![
+                (AlertState::Firing, 2, 91.0),
+                (AlertState::Resolved, 4, 90.0),
+                (AlertState::Firing, 5, 92.0)
+            ]
+        );
+    }
+
+    #[test]
+    fn below_direction() {
+        let rule = Rule::new("low", "temp", Direction::Below, 10.0);
+        let got = run(&rule, &[(1, 12.0), (2, 9.0), (3, 10.0)], None);
+        assert_eq!(
+            got,
+            vec![
+                (AlertState::Firing, 2, 9.0),
+                (AlertState::Resolved, 3, 10.0)
+            ]
+        );
+    }
+
+    #[test]
+    fn hysteresis_keeps_firing_until_clear_threshold() {
+        let rule = Rule {
+            clear: 85.0,
+            ..hot()
+        };
+        // 88 is under the threshold but above the clear threshold: still firing.
+        let got = run(
+            &rule,
+            &[(1, 95.0), (2, 88.0), (3, 91.0), (4, 85.0), (5, 88.0)],
+            None,
+        );
+        assert_eq!(
+            got,
+            vec![
+                (AlertState::Firing, 1, 95.0),
+                (AlertState::Resolved, 4, 85.0)
+            ]
+        );
+    }
+
+    #[test]
+    fn consecutive_needs_an_unbroken_run() {
+        let rule = Rule {
+            consecutive: 3,
+            ..hot()
+        };
+        let got = run(
+            &rule,
+            &[
+                (1, 95.0),
+                (2, 95.0),
+                (3, 80.0),
+                (4, 91.0),
+                (5, 92.0),
+                (6, 93.0),
+            ],
+            None,
+        );
+        assert_eq!(got, vec![(AlertState::Firing, 6, 93.0)]);
+    }
+
+    #[test]
+    fn for_duration_fires_when_frontier_passes_the_deadline() {
+        let rule = Rule {
+            for_ms: 30_000,
+            ..hot()
+        };
+        // Breach from t=10s; the readings stop at 20s but the frontier moves to 40s.
+        let obs = [(10_000, 95.0), (20_000, 96.0)];
+        assert_eq!(run(&rule, &obs, Some(39_999)), vec![]);
+        assert_eq!(
+            run(&rule, &obs, Some(40_000)),
+            vec![(AlertState::Firing, 40_000, 96.0)]
+        );
+    }
+
+    #[test]
+    fn for_duration_is_cancelled_by_a_clear_reading_before_the_deadline() {
+        let rule = Rule {
+            for_ms: 30_000,
+            ..hot()
+        };
+        let obs = [(10_000, 95.0), (39_999, 80.0), (45_000, 95.0)];
+        // The second breach starts at 45s, so it may fire at 75s at the earliest.
+        assert_eq!(run(&rule, &obs, Some(74_999)), vec![]);
+        assert_eq!(
+            run(&rule, &obs, Some(75_000)),
+            vec![(AlertState::Firing, 75_000, 95.0)]
+        );
+    }
+
+    #[test]
+    fn for_duration_fires_at_deadline_before_a_later_reading() {
+        let rule = Rule {
+            for_ms: 30_000,
+            ..hot()
+        };
+        // The clearing reading at 50s comes after the deadline at 40s: fire at 40s, resolve at 50s.
+        let got = run(&rule, &[(10_000, 95.0), (50_000, 80.0)], None);
+        assert_eq!(
+            got,
+            vec![
+                (AlertState::Firing, 40_000, 95.0),
+                (AlertState::Resolved, 50_000, 80.0)
+            ]
+        );
+    }
+
+    #[test]
+    fn cooldown_suppresses_flapping() {
+        let rule = Rule {
+            cooldown_ms: 60_000,
+            ..hot()
+        };
+        let obs = [
+            (0, 95.0),
+            (10_000, 80.0),
+            (20_000, 95.0),
+            (30_000, 80.0),
+            (70_000, 95.0),
+        ];
+        // The episode at 20s is inside the 60s cooldown of the firing at 0s: neither
+        // its firing nor its resolved event is emitted. The one at 70s is.
+        assert_eq!(
+            run(&rule, &obs, None),
+            vec![
+                (AlertState::Firing, 0, 95.0),
+                (AlertState::Resolved, 10_000, 80.0),
+                (AlertState::Firing, 70_000, 95.0)
+            ]
+        );
+    }
+
+    #[test]
+    fn out_of_order_arrival_is_applied_in_event_time_order() {
+        let rule = Rule {
+            consecutive: 2,
+            ..hot()
+        };
+        // Arrival order 3, 1, 2: in event time the breaches at 1 and 2 are consecutive.
+        let got = run(&rule, &[(3, 80.0), (1, 95.0), (2, 96.0)], None);
+        assert_eq!(
+            got,
+            vec![
+                (AlertState::Firing, 2, 96.0),
+                (AlertState::Resolved, 3, 80.0)
+            ]
+        );
+    }
+
+    #[test]
+    fn observations_at_or_after_the_frontier_wait() {
+        let got = run(&hot(), &[(5, 95.0)], Some(5));
+        assert_eq!(got, vec![]);
+    }
+
+    #[test]
+    fn device_pattern_and_sensor_select() {
+        let rule = hot().devices("press-*").unwrap();
+        assert!(rule.selects("press-001", "temp"));
+        assert!(!rule.selects("lathe-001", "temp"));
+        assert!(!rule.selects("press-001", "vibration"));
+    }
+}

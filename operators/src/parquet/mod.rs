@@ -1,0 +1,183 @@
+//! The Parquet sink: window aggregates as Hive-partitioned Parquet files, and its config.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+pub mod sink;
+pub use sink::*;
+
+/// Where and how the Parquet sink writes its files.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParquetSinkConfig {
+    /// Root directory. Partitions `date=YYYY-MM-DD/hour=HH/` are created below it.
+    pub dir: PathBuf,
+    /// Compression codec of every column.
+    pub compression: ParquetCompression,
+    /// Largest number of rows in one row group (at least 1; 0 counts as 1).
+    pub row_group_rows: usize,
+    /// Largest number of rows in one file; a bigger partition is split over
+    /// several files (at least 1; 0 counts as 1).
+    pub max_rows_per_file: usize,
+}
+
+impl ParquetSinkConfig {
+    /// Default of [`ParquetSinkConfig::row_group_rows`].
+    pub const DEFAULT_ROW_GROUP_ROWS: usize = 65_536;
+    /// Default of [`ParquetSinkConfig::max_rows_per_file`].
+    pub const DEFAULT_MAX_ROWS_PER_FILE: usize = 1_000_000;
+
+    /// A config writing below `dir`, with zstd level 3, row groups of 65 536
+    /// rows and at most 1 000 000 rows per file.
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        ParquetSinkConfig {
+            dir: dir.into(),
+            compression: ParquetCompression::default(),
+            row_group_rows: Self::DEFAULT_ROW_GROUP_ROWS,
+            max_rows_per_file: Self::DEFAULT_MAX_ROWS_PER_FILE,
+        }
+    }
+}
+
+/// Compression codec of a Parquet file. Parsed from `zstd`, `zstd(LEVEL)`,
+/// `zstd:LEVEL`, `snappy`, `none` or `uncompressed` (case-insensitive).
+#[derive(Debug, Clone, PartialEq)]
+pub enum ParquetCompression {
+    /// Zstandard at the given level (1 to 22; the default is 3).
+    Zstd(i32),
+    /// Snappy.
+    Snappy,
+    /// No compression.
+    Uncompressed,
+}
+
+impl ParquetCompression {
+    /// The zstd level used when none is given.
+    pub const DEFAULT_ZSTD_LEVEL: i32 = 3;
+    /// The zstd levels accepted by [`FromStr`].
+    pub const ZSTD_LEVELS: std::ops::RangeInclusive<i32> = 1..=22;
+}
+
+impl Default for ParquetCompression {
+    /// Zstd at level 3: small files, cheap to write.
+    fn default() -> Self {
+        ParquetCompression::Zstd(Self::DEFAULT_ZSTD_LEVEL)
+    }
+}
+
+impl fmt::Display for ParquetCompression {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ParquetCompression::Zstd(level) => write!(f, "zstd({level})"),
+            ParquetCompression::Snappy => f.write_str("snappy"),
+            ParquetCompression::Uncompressed => f.write_str("none"),
+        }
+    }
+}
+
+/// A compression name that [`ParquetCompression::from_str`] does not accept.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "invalid Parquet compression {input:?}: expected one of \"zstd\", \"zstd(LEVEL)\" or \
+     \"zstd:LEVEL\" with LEVEL from 1 to 22, \"snappy\", \"none\" or \"uncompressed\""
+)]
+pub struct ParseCompressionError {
+    /// The text that was given.
+    pub input: String,
+}
+
+impl FromStr for ParquetCompression {
+    type Err = ParseCompressionError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let name = s.trim().to_ascii_lowercase();
+        let level = name
+            .strip_prefix("zstd(")
+            .and_then(|rest| rest.strip_suffix(')'))
+            .or_else(|| name.strip_prefix("zstd:"));
+        let error = || ParseCompressionError {
+            input: s.to_owned(),
+        };
+        match (name.as_str(), level) {
+            ("zstd", _) => Ok(ParquetCompression::default()),
+            ("snappy", _) => Ok(ParquetCompression::Snappy),
+            ("none" | "uncompressed", _) => Ok(ParquetCompression::Uncompressed),
+            (_, Some(level)) => match level.trim().parse() {
+                Ok(level) if Self::ZSTD_LEVELS.contains(&level) => {
+                    Ok(ParquetCompression::Zstd(level))
+                }
+                _ => Err(error()),
+            },
+            _ => Err(error()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_every_documented_spelling() {
+        let cases = [
+            ("zstd", ParquetCompression::Zstd(3)),
+            ("ZSTD", ParquetCompression::Zstd(3)),
+            ("zstd(5)", ParquetCompression::Zstd(5)),
+            ("zstd:5", ParquetCompression::Zstd(5)),
+            (" zstd( 22 ) ", ParquetCompression::Zstd(22)),
+            ("snappy", ParquetCompression::Snappy),
+            ("none", ParquetCompression::Uncompressed),
+            ("Uncompressed", ParquetCompression::Uncompressed),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(text.parse::<ParquetCompression>(), Ok(expected), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn rejects_unknown_names_and_bad_levels_listing_valid_values() {
+        for text in [
+            "gzip",
+            "",
+            "zstd(0)",
+            "zstd:23",
+            "zstd(x)",
+            "zstd(5",
+            "snappy(1)",
+        ] {
+            let error = text.parse::<ParquetCompression>().unwrap_err();
+            let message = error.to_string();
+            assert!(message.contains(&format!("{text:?}")), "{message}");
+            for valid in [
+                "zstd",
+                "zstd(LEVEL)",
+                "zstd:LEVEL",
+                "snappy",
+                "none",
+                "uncompressed",
+            ] {
+                assert!(message.contains(&format!("\"{valid}\"")), "{message}");
+            }
+        }
+    }
+
+    #[test]
+    fn display_parses_back() {
+        for c in [
+            ParquetCompression::Zstd(7),
+            ParquetCompression::Snappy,
+            ParquetCompression::Uncompressed,
+        ] {
+            assert_eq!(c.to_string().parse::<ParquetCompression>(), Ok(c));
+        }
+    }
+
+    #[test]
+    fn new_has_the_documented_defaults() {
+        let config = ParquetSinkConfig::new("/data/out");
+        assert_eq!(config.dir, PathBuf::from("/data/out"));
+        assert_eq!(config.compression, ParquetCompression::Zstd(3));
+        assert_eq!(config.row_group_rows, 65_536);
+        assert_eq!(config.max_rows_per_file, 1_000_000);
+    }
+}

@@ -1,0 +1,287 @@
+//! Tumbling event-time windows per (device, sensor): count, min, max, sum, mean.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use hashbrown::HashMap;
+use serde::{Deserialize, Serialize};
+use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::operators::Capability;
+use timely::dataflow::Stream;
+
+use crate::metrics::Metrics;
+use crate::reading::{KeyRef, Reading, SensorKey, WindowAggregate as Aggregate};
+
+/// Running aggregate of one open window. The sum is compensated (Neumaier),
+/// so it barely depends on the order values arrive in.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+struct Acc {
+    count: u64,
+    min: f64,
+    max: f64,
+    sum: f64,
+    compensation: f64,
+}
+
+impl Acc {
+    fn new(value: f64) -> Self {
+        Acc {
+            count: 1,
+            min: value,
+            max: value,
+            sum: value,
+            compensation: 0.0,
+        }
+    }
+
+    fn add(&mut self, value: f64) {
+        self.count += 1;
+        self.min = self.min.min(value);
+        self.max = self.max.max(value);
+        let t = self.sum + value;
+        self.compensation += if self.sum.abs() >= value.abs() {
+            (self.sum - t) + value
+        } else {
+            (value - t) + self.sum
+        };
+        self.sum = t;
+    }
+}
+
+/// The open windows of one worker: plain data, so a checkpoint can snapshot it.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct WindowState {
+    size_ms: u64,
+    /// Open windows by end time, each with its per-key aggregates.
+    open: BTreeMap<u64, HashMap<SensorKey, Acc>>,
+}
+
+impl WindowState {
+    /// Empty state for windows of `size_ms` milliseconds.
+    ///
+    /// # Panics
+    /// If `size_ms` is 0 (config validation rejects it first).
+    pub fn new(size_ms: u64) -> Self {
+        assert!(size_ms > 0, "window size must be positive");
+        WindowState {
+            size_ms,
+            open: BTreeMap::new(),
+        }
+    }
+
+    /// Window size in milliseconds.
+    pub fn size_ms(&self) -> u64 {
+        self.size_ms
+    }
+
+    /// Adds a reading to its window.
+    pub fn insert(&mut self, reading: &Reading) {
+        let end = reading.time - reading.time % self.size_ms + self.size_ms;
+        let window = self.open.entry(end).or_default();
+        // Look up by reference first: the key is cloned only for a new sensor.
+        match window.get_mut(&KeyRef::new(&reading.device, &reading.sensor)) {
+            Some(acc) => acc.add(reading.value),
+            None => {
+                window.insert(reading.key(), Acc::new(reading.value));
+            }
+        }
+    }
+
+    /// The end of the earliest open window.
+    pub fn earliest_end(&self) -> Option<u64> {
+        self.open.keys().next().copied()
+    }
+
+    /// Closes every window that ends at or before `frontier` (every window
+    /// when `None`: the input has ended) and appends their aggregates to
+    /// `out`, by window end, then device, then sensor.
+    pub fn flush_until(&mut self, frontier: Option<u64>, out: &mut Vec<Aggregate>) {
+        while let Some(entry) = self.open.first_entry() {
+            let end = *entry.key();
+            if frontier.is_some_and(|f| end > f) {
+                break;
+            }
+            let mut keys: Vec<_> = entry.remove().into_iter().collect();
+            keys.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            out.extend(keys.into_iter().map(|(key, acc)| Aggregate {
+                device: key.device,
+                sensor: key.sensor,
+                window_start: end - self.size_ms,
+                window_end: end,
+                count: acc.count,
+                min: acc.min,
+                max: acc.max,
+                sum: acc.sum + acc.compensation,
+            }));
+        }
+    }
+}
+
+/// Aggregates readings into tumbling event-time windows.
+pub trait WindowAggregate<'scope> {
+    /// Groups readings by (device, sensor) into tumbling windows
+    /// `[k * size_ms, (k + 1) * size_ms)` of event time and emits one
+    /// [`Aggregate`](crate::reading::WindowAggregate) per key and window.
+    ///
+    /// Readings are exchanged by key. A window is emitted once the input
+    /// frontier reaches its end, at timely time `window_end`, so every reading
+    /// of the window has arrived; windows close in order of their end, and
+    /// within one close by device and sensor. With no more input, every open
+    /// window is emitted. Output depends only on the input readings.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::sync::Arc;
+    /// use timely::dataflow::operators::{Capture, ToStream};
+    /// use timely::dataflow::operators::capture::Extract;
+    /// use weir_operators::{Metrics, Reading, WindowAggregateOp};
+    ///
+    /// let readings = vec![
+    ///     Reading::new("d1", "temp", 59_999, 10.0, 0, 0),
+    ///     Reading::new("d1", "temp", 0, 20.0, 0, 1),
+    ///     Reading::new("d1", "temp", 60_000, 30.0, 0, 2), // next window
+    /// ];
+    /// let captured = timely::example(move |scope| {
+    ///     readings.to_stream(scope).window_aggregate(60_000, Arc::new(Metrics::default())).capture()
+    /// });
+    /// let windows: Vec<_> = captured.extract().into_iter().flat_map(|(_, w)| w).collect();
+    /// let summary: Vec<_> = windows.iter().map(|w| (w.window_start, w.count, w.min, w.max, w.mean())).collect();
+    /// assert_eq!(summary, vec![(0, 2, 10.0, 20.0, 15.0), (60_000, 1, 30.0, 30.0, 30.0)]);
+    /// ```
+    fn window_aggregate(
+        self,
+        size_ms: u64,
+        metrics: Arc<Metrics>,
+    ) -> Stream<'scope, u64, Vec<Aggregate>>;
+}
+
+impl<'scope> WindowAggregate<'scope> for Stream<'scope, u64, Vec<Reading>> {
+    fn window_aggregate(
+        self,
+        size_ms: u64,
+        metrics: Arc<Metrics>,
+    ) -> Stream<'scope, u64, Vec<Aggregate>> {
+        let exchange = Exchange::new(|r: &Reading| r.route);
+        self.unary_frontier(exchange, "WindowAggregate", move |_cap, _info| {
+            let mut state = WindowState::new(size_ms);
+            // Held at or before the end of the earliest open window.
+            let mut held: Option<Capability<u64>> = None;
+            let mut closed = Vec::new();
+            move |(input, frontier), output| {
+                input.for_each_stamp(|cap, data| {
+                    if held
+                        .as_ref()
+                        .is_none_or(|h| cap.least().is_some_and(|t| t < h.time()))
+                    {
+                        held = cap.retain_least(output.output_index());
+                    }
+                    for batch in data {
+                        for reading in batch.iter() {
+                            state.insert(reading);
+                        }
+                        batch.clear();
+                    }
+                });
+                let Some(cap) = held.as_mut() else { return };
+                state.flush_until(frontier.frontier().first().copied(), &mut closed);
+                Metrics::add(&metrics.windows, closed.len() as u64);
+                let mut rest = &mut closed[..];
+                while let Some(first) = rest.first() {
+                    let end = first.window_end;
+                    let n = rest.iter().take_while(|w| w.window_end == end).count();
+                    let (now, later) = rest.split_at_mut(n);
+                    output
+                        .session(&cap.delayed(&end))
+                        .give_iterator(now.iter_mut().map(|w| w.clone()));
+                    rest = later;
+                }
+                closed.clear();
+                match state.earliest_end() {
+                    Some(end) => cap.downgrade(&end.max(*cap.time())),
+                    None => held = None,
+                }
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flush(
+        state: &mut WindowState,
+        frontier: Option<u64>,
+    ) -> Vec<(String, u64, u64, f64, f64, f64)> {
+        let mut out = Vec::new();
+        state.flush_until(frontier, &mut out);
+        out.into_iter()
+            .map(|w| {
+                (
+                    w.sensor.to_string(),
+                    w.window_start,
+                    w.count,
+                    w.min,
+                    w.max,
+                    w.sum,
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn window_boundaries_are_half_open() {
+        let mut s = WindowState::new(1_000);
+        for (t, v) in [
+            (0, 1.0),
+            (999, 2.0),
+            (1_000, 3.0),
+            (1_999, 4.0),
+            (2_000, 5.0),
+        ] {
+            s.insert(&Reading::new("d", "t", t, v, 0, 0));
+        }
+        // Frontier 1999: only [0, 1000) has ended.
+        assert_eq!(
+            flush(&mut s, Some(1_999)),
+            vec![("t".into(), 0, 2, 1.0, 2.0, 3.0)]
+        );
+        // Frontier 2000: [1000, 2000) has ended.
+        assert_eq!(
+            flush(&mut s, Some(2_000)),
+            vec![("t".into(), 1_000, 2, 3.0, 4.0, 7.0)]
+        );
+        assert_eq!(
+            flush(&mut s, None),
+            vec![("t".into(), 2_000, 1, 5.0, 5.0, 5.0)]
+        );
+        assert_eq!(s.earliest_end(), None);
+    }
+
+    #[test]
+    fn keys_are_separate_and_sorted() {
+        let mut s = WindowState::new(1_000);
+        s.insert(&Reading::new("d", "z", 5, 1.0, 0, 0));
+        s.insert(&Reading::new("d", "a", 6, 2.0, 0, 1));
+        s.insert(&Reading::new("d", "z", 7, 3.0, 0, 2));
+        assert_eq!(
+            flush(&mut s, None),
+            vec![
+                ("a".into(), 0, 1, 2.0, 2.0, 2.0),
+                ("z".into(), 0, 2, 1.0, 3.0, 4.0)
+            ]
+        );
+    }
+
+    #[test]
+    fn compensated_sum_does_not_lose_small_values() {
+        let mut s = WindowState::new(1_000);
+        s.insert(&Reading::new("d", "t", 0, 1e16, 0, 0));
+        for i in 0..10 {
+            s.insert(&Reading::new("d", "t", 1, 1.0, 0, i + 1));
+        }
+        s.insert(&Reading::new("d", "t", 2, -1e16, 0, 20));
+        assert_eq!(flush(&mut s, None)[0].5, 10.0);
+    }
+}
