@@ -20,7 +20,9 @@
 pub mod alert;
 pub mod dead_letter;
 pub mod decode;
+mod ingest;
 pub mod kafka;
+pub mod memory;
 pub mod metrics;
 pub mod parquet;
 pub mod reading;

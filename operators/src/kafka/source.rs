@@ -3,18 +3,16 @@
 //! timely capabilities.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
-use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
-use timely::dataflow::operators::generic::OutputBuilder;
-use timely::dataflow::operators::Capability;
 use timely::dataflow::{Scope, Stream};
 
-use crate::dead_letter::{DeadLetter, DeadLetterReason};
+use crate::dead_letter::DeadLetter;
 use crate::decode::Decoder;
+use crate::ingest::{ingest_source, Ingest, Poller, RawRecord};
 use crate::metrics::Metrics;
 use crate::reading::Reading;
 
@@ -101,33 +99,10 @@ impl KafkaSourceConfig {
     }
 }
 
-/// The read state of one partition.
-#[derive(Debug)]
-struct Partition {
-    id: i32,
-    /// Bounded mode: the partition is done once its position reaches this.
-    end: Option<i64>,
-    /// Largest event time seen, in offset order.
-    max_time: Option<u64>,
-    done: bool,
-    idle: bool,
-    last_record: Instant,
-}
-
-impl Partition {
-    /// The partition's watermark: readings below it are late.
-    fn watermark(&self, bound: u64) -> Option<u64> {
-        self.max_time.map(|t| t.saturating_sub(bound))
-    }
-}
-
-/// Everything one worker's source needs between activations.
-struct SourceState {
+/// A worker's consumer and the config it was built from.
+struct KafkaPoller {
     config: KafkaSourceConfig,
-    decoder: Decoder,
     consumer: BaseConsumer,
-    partitions: Vec<Partition>,
-    metrics: Arc<Metrics>,
 }
 
 /// Reads readings from Kafka into a dataflow.
@@ -170,99 +145,23 @@ impl<'scope> KafkaSource<'scope> for Scope<'scope, u64> {
         Stream<'scope, u64, Vec<Reading>>,
         Stream<'scope, u64, Vec<DeadLetter>>,
     ) {
-        let mut builder = OperatorBuilder::new(format!("KafkaSource({})", config.topic), self);
-        let activator = self.activator_for(builder.operator_info().address);
-        let (readings_out, readings) = builder.new_output::<Vec<Reading>>();
-        let (dead_out, dead) = builder.new_output::<Vec<DeadLetter>>();
-        let mut readings_out = OutputBuilder::from(readings_out);
-        let mut dead_out = OutputBuilder::from(dead_out);
-        let (worker, peers) = (self.index(), self.peers());
-
-        builder.build(move |mut caps| {
-            let mut dead_cap = caps.pop();
-            let mut cap = caps.pop();
-            let mut state = match SourceState::open(config, decoder, worker, peers, metrics.clone())
-            {
-                Ok(state) => Some(state),
-                Err(error) => {
-                    metrics.add_error(error);
-                    None
-                }
-            };
-            let mut readings_buf: Vec<Reading> = Vec::new();
-            let mut dead_buf: Vec<DeadLetter> = Vec::new();
-            move |_frontiers| {
-                let (Some(state), Some(c)) = (state.as_mut(), cap.as_mut()) else {
-                    cap = None;
-                    dead_cap = None;
-                    return;
-                };
-                let read = state.poll(*c.time(), &mut readings_buf, &mut dead_buf);
-                send(&mut readings_out, c, &mut readings_buf);
-                if let Some(dc) = dead_cap.as_mut() {
-                    send(&mut dead_out, dc, &mut dead_buf);
-                }
-                match state.watermark() {
-                    Watermark::Done => {
-                        tracing::debug!(worker, "Kafka source reached the end of its partitions");
-                        cap = None;
-                        dead_cap = None;
-                        return;
-                    }
-                    Watermark::At(wm) => {
-                        let step = state.config.watermark_step_ms.max(1);
-                        let target = wm - wm % step;
-                        if target > *c.time() {
-                            c.downgrade(&target);
-                            if let Some(dc) = dead_cap.as_mut() {
-                                dc.downgrade(&target);
-                            }
-                        }
-                    }
-                    Watermark::Unknown => {}
-                }
-                if read > 0 {
-                    activator.activate();
-                } else {
-                    activator.activate_after(Duration::from_millis(5));
-                }
-            }
-        });
-        (readings, dead)
+        let name = format!("KafkaSource({})", config.topic);
+        let step = config.watermark_step_ms;
+        let m = metrics.clone();
+        ingest_source(self, name, step, metrics, move |worker, peers| {
+            KafkaPoller::open(config, decoder, worker, peers, m)
+        })
     }
 }
 
-fn send<T: Clone + 'static>(
-    out: &mut OutputBuilder<u64, timely::container::CapacityContainerBuilder<Vec<T>>>,
-    cap: &Capability<u64>,
-    buf: &mut Vec<T>,
-) where
-    Vec<T>: timely::Container,
-{
-    if !buf.is_empty() {
-        out.activate().session(cap).give_container(buf);
-        buf.clear();
-    }
-}
-
-/// The source's watermark after a poll.
-enum Watermark {
-    /// Every partition has reached its end.
-    Done,
-    /// The minimum watermark of the partitions that hold it back.
-    At(u64),
-    /// Some partition that holds it back has delivered nothing yet.
-    Unknown,
-}
-
-impl SourceState {
+impl KafkaPoller {
     fn open(
         config: KafkaSourceConfig,
         decoder: Decoder,
         worker: usize,
         peers: usize,
         metrics: Arc<Metrics>,
-    ) -> Result<Self, String> {
+    ) -> Result<(Self, Ingest), String> {
         let topic = config.topic.clone();
         let consumer = config
             .consumer()
@@ -288,7 +187,6 @@ impl SourceState {
             .collect();
 
         let mut assignment = TopicPartitionList::new();
-        let mut partitions = Vec::new();
         for &p in &mine {
             let start = match config.start {
                 StartOffset::Earliest => Offset::Beginning,
@@ -305,6 +203,7 @@ impl SourceState {
                 .offsets_for_times(assignment, timeout)
                 .map_err(|e| format!("cannot look up offsets by timestamp in `{topic}`: {e}"))?;
         }
+        let mut partitions = Vec::new();
         for &p in &mine {
             // Bounded mode: read up to the end offset seen now; an empty range is done at once.
             let (end, done) = if config.bounded {
@@ -321,42 +220,56 @@ impl SourceState {
             } else {
                 (None, false)
             };
-            partitions.push(Partition {
-                id: p,
-                end,
-                max_time: None,
-                done,
-                idle: false,
-                last_record: Instant::now(),
-            });
+            partitions.push((p, end, done));
         }
         consumer
             .assign(&assignment)
             .map_err(|e| format!("cannot assign partitions of `{topic}`: {e}"))?;
         tracing::info!(worker, topic = %topic, partitions = ?mine, bounded = config.bounded, "Kafka source started");
-        Ok(SourceState {
-            config,
+        let ingest = Ingest::new(
             decoder,
-            consumer,
+            &topic,
+            config.out_of_orderness_ms,
             partitions,
             metrics,
-        })
+        );
+        Ok((KafkaPoller { config, consumer }, ingest))
     }
 
-    /// Reads up to `max_batch` records, decoding them into `readings` and
-    /// `dead`. `cap_time` is the capability's time: nothing below it may be
-    /// sent as a reading. Returns how many records were read.
+    /// With nothing to read: marks partitions done whose position reached
+    /// their end (the last offsets may hold no record), or idle ones.
+    fn check_positions(&self, ingest: &mut Ingest) {
+        if self.config.bounded {
+            let Ok(positions) = self.consumer.position() else {
+                return;
+            };
+            for part in ingest.partitions.iter_mut().filter(|p| !p.done) {
+                let pos = positions
+                    .find_partition(&self.config.topic, part.id)
+                    .and_then(|e| match e.offset() {
+                        Offset::Offset(o) => Some(o),
+                        _ => None,
+                    });
+                if let (Some(pos), Some(end)) = (pos, part.end) {
+                    part.done |= pos >= end;
+                }
+            }
+        } else if let Some(timeout) = self.config.idle_timeout {
+            ingest.mark_idle(timeout);
+        }
+    }
+}
+
+impl Poller for KafkaPoller {
     fn poll(
         &mut self,
+        ingest: &mut Ingest,
         cap_time: u64,
         readings: &mut Vec<Reading>,
         dead: &mut Vec<DeadLetter>,
     ) -> usize {
-        let bound = self.config.out_of_orderness_ms;
         let mut read = 0;
-        let mut skipped = 0;
-        let before = dead.len();
-        while read + skipped < self.config.max_batch {
+        for _ in 0..self.config.max_batch {
             let message = match self.consumer.poll(Duration::ZERO) {
                 None => break,
                 Some(Ok(m)) => m,
@@ -365,135 +278,22 @@ impl SourceState {
                     break;
                 }
             };
-            let Some(part) = self
-                .partitions
-                .iter_mut()
-                .find(|p| p.id == message.partition())
-            else {
-                skipped += 1;
-                continue;
+            let record = RawRecord {
+                partition: message.partition(),
+                offset: message.offset(),
+                key: message.key(),
+                payload: message.payload().unwrap_or(&[]),
+                timestamp: message.timestamp().to_millis(),
             };
-            let offset = message.offset();
-            if part.done || part.end.is_some_and(|end| offset >= end) {
-                // Beyond the end offsets of a bounded run: left for the next run.
-                skipped += 1;
-                continue;
-            }
-            read += 1;
-            part.last_record = Instant::now();
-            part.idle = false;
-            let payload = message.payload().unwrap_or(&[]);
-            let record_time = message.timestamp().to_millis();
-            let verdict = match self.decoder.decode(payload, record_time, part.id, offset) {
-                Ok(reading) => match part.watermark(bound) {
-                    Some(wm) if reading.time < wm => Err((
-                        DeadLetterReason::Late,
-                        format!("event time {} is behind partition watermark {wm}", reading.time),
-                    )),
-                    _ if reading.time < cap_time => Err((
-                        DeadLetterReason::LateAfterIdle,
-                        format!(
-                            "event time {} is behind the source watermark {cap_time} (partition was idle)",
-                            reading.time
-                        ),
-                    )),
-                    _ => {
-                        part.max_time = part.max_time.max(Some(reading.time));
-                        readings.push(reading);
-                        Ok(())
-                    }
-                },
-                Err(e) => Err((e.reason, e.detail)),
-            };
-            if let Err((reason, detail)) = verdict {
-                tracing::debug!(topic = %self.config.topic, partition = part.id, offset, %reason, %detail, "Dead letter");
-                dead.push(DeadLetter {
-                    reason,
-                    detail,
-                    topic: self.config.topic.clone(),
-                    partition: part.id,
-                    offset,
-                    key: message.key().map(<[u8]>::to_vec),
-                    payload: payload.to_vec(),
-                });
-            }
-            if part.end.is_some_and(|end| offset + 1 >= end) {
-                part.done = true;
-            }
+            read += usize::from(ingest.accept(record, cap_time, readings, dead));
         }
         if read == 0 {
-            self.check_positions();
-        }
-        let metrics = &self.metrics;
-        Metrics::add(&metrics.records_read, read as u64);
-        Metrics::add(&metrics.readings, (read - (dead.len() - before)) as u64);
-        for d in &dead[before..] {
-            metrics.add_dead_letters(&d.reason, 1);
-            if d.reason.as_str().starts_with("late") {
-                tracing::debug!(partition = d.partition, offset = d.offset, "Late reading");
-            } else {
-                tracing::warn!(
-                    topic = %d.topic, partition = d.partition, offset = d.offset, reason = %d.reason, detail = %d.detail,
-                    "Bad record sent to dead letters"
-                );
-            }
+            self.check_positions(ingest);
         }
         read
     }
 
-    /// With nothing to read: marks partitions done whose position reached
-    /// their end (the last offsets may hold no record), and idle ones.
-    fn check_positions(&mut self) {
-        if self.config.bounded {
-            if let Ok(positions) = self.consumer.position() {
-                for part in self.partitions.iter_mut().filter(|p| !p.done) {
-                    let pos = positions
-                        .find_partition(&self.config.topic, part.id)
-                        .and_then(|e| match e.offset() {
-                            Offset::Offset(o) => Some(o),
-                            _ => None,
-                        });
-                    if let (Some(pos), Some(end)) = (pos, part.end) {
-                        part.done |= pos >= end;
-                    }
-                }
-            }
-        } else if let Some(timeout) = self.config.idle_timeout {
-            for part in self.partitions.iter_mut().filter(|p| !p.idle) {
-                if part.last_record.elapsed() >= timeout {
-                    tracing::info!(topic = %self.config.topic, partition = part.id, "Partition is idle; it no longer holds the watermark back");
-                    part.idle = true;
-                }
-            }
-        }
-    }
-
-    fn watermark(&self) -> Watermark {
-        let bound = self.config.out_of_orderness_ms;
-        let active: Vec<&Partition> = self.partitions.iter().filter(|p| !p.done).collect();
-        if active.is_empty() {
-            return if self.config.bounded || self.partitions.is_empty() {
-                Watermark::Done
-            } else {
-                Watermark::Unknown
-            };
-        }
-        let holding: Vec<&&Partition> = active.iter().filter(|p| !p.idle).collect();
-        let set: Vec<Option<u64>> = if holding.is_empty() {
-            active
-                .iter()
-                .map(|p| p.watermark(bound))
-                .filter(Option::is_some)
-                .collect()
-        } else {
-            holding.iter().map(|p| p.watermark(bound)).collect()
-        };
-        match set.iter().copied().collect::<Option<Vec<u64>>>() {
-            Some(wms) => wms
-                .into_iter()
-                .min()
-                .map_or(Watermark::Unknown, Watermark::At),
-            None => Watermark::Unknown,
-        }
+    fn bounded(&self) -> bool {
+        self.config.bounded
     }
 }

@@ -1,5 +1,5 @@
 //! Writes window aggregates to Parquet files partitioned by the hour of their
-//! window start, closing an hour once the event-time frontier passes its end.
+//! window start, closing an hour once the frontier shows all its windows arrived.
 
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
@@ -719,7 +719,7 @@ mod tests {
 
     #[test]
     fn rows_are_sorted_and_bytes_do_not_depend_on_arrival_order() {
-        let rows = vec![
+        let rows = [
             agg("b", "temp", H10 + MINUTE, 1, 1.0, 1.0, 1.0),
             agg("a", "temp", H10 + MINUTE, 1, 2.0, 2.0, 2.0),
             agg("b", "rpm", H10, 1, 3.0, 3.0, 3.0),

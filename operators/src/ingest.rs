@@ -1,0 +1,307 @@
+//! What every source does with a raw record: decode it, judge its lateness
+//! against its own partition's watermark, and turn partition watermarks into
+//! a capability. Shared by the Kafka source and the in-memory source, so a
+//! recording replays through exactly the logic the live run used.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use timely::container::CapacityContainerBuilder;
+use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
+use timely::dataflow::operators::generic::OutputBuilder;
+use timely::dataflow::operators::Capability;
+use timely::dataflow::{Scope, Stream};
+
+use crate::dead_letter::{DeadLetter, DeadLetterReason};
+use crate::decode::Decoder;
+use crate::metrics::Metrics;
+use crate::reading::Reading;
+
+/// One record as a source reads it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RawRecord<'a> {
+    /// Partition.
+    pub(crate) partition: i32,
+    /// Offset in the partition.
+    pub(crate) offset: i64,
+    /// Record key.
+    pub(crate) key: Option<&'a [u8]>,
+    /// Record payload.
+    pub(crate) payload: &'a [u8],
+    /// Record timestamp (ms), if any.
+    pub(crate) timestamp: Option<i64>,
+}
+
+/// The read state of one partition.
+#[derive(Debug)]
+pub(crate) struct PartitionState {
+    pub(crate) id: i32,
+    /// Bounded reads: the partition is done once its position reaches this.
+    pub(crate) end: Option<i64>,
+    /// Largest event time accepted, in offset order.
+    max_time: Option<u64>,
+    pub(crate) done: bool,
+    pub(crate) idle: bool,
+    last_record: Instant,
+}
+
+/// A source's watermark.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Watermark {
+    /// Every partition has reached its end.
+    Done,
+    /// The minimum watermark of the partitions that hold it back.
+    At(u64),
+    /// A partition that holds it back has delivered nothing yet.
+    Unknown,
+}
+
+/// Decoding and per-partition watermarks of one worker's partitions.
+pub(crate) struct Ingest {
+    decoder: Decoder,
+    topic: String,
+    bound: u64,
+    pub(crate) partitions: Vec<PartitionState>,
+    metrics: Arc<Metrics>,
+}
+
+impl Ingest {
+    /// `partitions`: (id, end offset for bounded reads, already done).
+    pub(crate) fn new(
+        decoder: Decoder,
+        topic: &str,
+        out_of_orderness_ms: u64,
+        partitions: impl IntoIterator<Item = (i32, Option<i64>, bool)>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let now = Instant::now();
+        Ingest {
+            decoder,
+            topic: topic.to_owned(),
+            bound: out_of_orderness_ms,
+            partitions: partitions
+                .into_iter()
+                .map(|(id, end, done)| PartitionState {
+                    id,
+                    end,
+                    max_time: None,
+                    done,
+                    idle: false,
+                    last_record: now,
+                })
+                .collect(),
+            metrics,
+        }
+    }
+
+    /// Takes one record: a reading into `readings`, or a dead letter into
+    /// `dead`. `cap_time` is the source capability's time: no reading below
+    /// it may be sent. Returns false for a record outside this worker's
+    /// partitions or beyond a bounded partition's end (left for a later run).
+    pub(crate) fn accept(
+        &mut self,
+        record: RawRecord<'_>,
+        cap_time: u64,
+        readings: &mut Vec<Reading>,
+        dead: &mut Vec<DeadLetter>,
+    ) -> bool {
+        let Some(part) = self
+            .partitions
+            .iter_mut()
+            .find(|p| p.id == record.partition)
+        else {
+            return false;
+        };
+        let offset = record.offset;
+        if part.done || part.end.is_some_and(|end| offset >= end) {
+            return false;
+        }
+        part.last_record = Instant::now();
+        part.idle = false;
+        if part.end.is_some_and(|end| offset + 1 >= end) {
+            part.done = true;
+        }
+        let verdict: Result<(), (DeadLetterReason, String)> = match self.decoder.decode(record.payload, record.timestamp, part.id, offset) {
+            Ok(reading) => match part.max_time.map(|t| t.saturating_sub(self.bound)) {
+                Some(wm) if reading.time < wm => Err((
+                    DeadLetterReason::Late,
+                    format!("event time {} is behind partition watermark {wm}", reading.time),
+                )),
+                _ if reading.time < cap_time => Err((
+                    DeadLetterReason::LateAfterIdle,
+                    format!(
+                        "event time {} is behind the source watermark {cap_time} (partition was idle)",
+                        reading.time
+                    ),
+                )),
+                _ => {
+                    part.max_time = part.max_time.max(Some(reading.time));
+                    readings.push(reading);
+                    return true;
+                }
+            },
+            Err(e) => Err((e.reason, e.detail)),
+        };
+        if let Err((reason, detail)) = verdict {
+            if matches!(
+                reason,
+                DeadLetterReason::Late | DeadLetterReason::LateAfterIdle
+            ) {
+                tracing::debug!(topic = %self.topic, partition = part.id, offset, %detail, "Late reading");
+            } else {
+                tracing::warn!(topic = %self.topic, partition = part.id, offset, %reason, %detail, "Bad record sent to dead letters");
+            }
+            self.metrics.add_dead_letters(&reason, 1);
+            dead.push(DeadLetter {
+                reason,
+                detail,
+                topic: self.topic.clone(),
+                partition: part.id,
+                offset,
+                key: record.key.map(<[u8]>::to_vec),
+                payload: record.payload.to_vec(),
+            });
+        }
+        true
+    }
+
+    /// Declares partitions idle that have delivered nothing for `timeout`.
+    pub(crate) fn mark_idle(&mut self, timeout: Duration) {
+        for part in self.partitions.iter_mut().filter(|p| !p.idle && !p.done) {
+            if part.last_record.elapsed() >= timeout {
+                tracing::info!(topic = %self.topic, partition = part.id, "Partition is idle; it no longer holds the watermark back");
+                part.idle = true;
+            }
+        }
+    }
+
+    /// The watermark of the partitions that are neither done nor idle (of the
+    /// idle ones, when all are idle). A bounded source with every partition
+    /// done, or a worker without partitions, is done.
+    pub(crate) fn watermark(&self, bounded: bool) -> Watermark {
+        let active: Vec<&PartitionState> = self.partitions.iter().filter(|p| !p.done).collect();
+        if active.is_empty() {
+            return if bounded || self.partitions.is_empty() {
+                Watermark::Done
+            } else {
+                Watermark::Unknown
+            };
+        }
+        let wm = |p: &&PartitionState| p.max_time.map(|t| t.saturating_sub(self.bound));
+        let holding: Vec<Option<u64>> = active.iter().filter(|p| !p.idle).map(wm).collect();
+        let set: Vec<Option<u64>> = if holding.is_empty() {
+            active.iter().map(wm).filter(Option::is_some).collect()
+        } else {
+            holding
+        };
+        match set.into_iter().collect::<Option<Vec<u64>>>() {
+            Some(wms) => wms
+                .into_iter()
+                .min()
+                .map_or(Watermark::Unknown, Watermark::At),
+            None => Watermark::Unknown,
+        }
+    }
+}
+
+/// What a source operator polls: it reads records and hands them to its
+/// [`Ingest`].
+pub(crate) trait Poller: 'static {
+    /// Reads a batch; returns how many records were read (0: nothing now).
+    fn poll(
+        &mut self,
+        ingest: &mut Ingest,
+        cap_time: u64,
+        readings: &mut Vec<Reading>,
+        dead: &mut Vec<DeadLetter>,
+    ) -> usize;
+    /// Whether the source stops at its partitions' ends.
+    fn bounded(&self) -> bool;
+}
+
+/// Builds a source operator with a readings and a dead-letter output that
+/// drives a [`Poller`]. `open` runs on each worker with (worker, peers); an
+/// error there is recorded in `metrics` and ends the source.
+pub(crate) fn ingest_source<'scope, P, F>(
+    scope: Scope<'scope, u64>,
+    name: String,
+    watermark_step_ms: u64,
+    metrics: Arc<Metrics>,
+    open: F,
+) -> (
+    Stream<'scope, u64, Vec<Reading>>,
+    Stream<'scope, u64, Vec<DeadLetter>>,
+)
+where
+    P: Poller,
+    F: FnOnce(usize, usize) -> Result<(P, Ingest), String> + 'static,
+{
+    let mut builder = OperatorBuilder::new(name, scope);
+    let activator = scope.activator_for(builder.operator_info().address);
+    let (readings_out, readings) = builder.new_output::<Vec<Reading>>();
+    let (dead_out, dead) = builder.new_output::<Vec<DeadLetter>>();
+    let mut readings_out = OutputBuilder::from(readings_out);
+    let mut dead_out = OutputBuilder::from(dead_out);
+    let (worker, peers) = (scope.index(), scope.peers());
+    let step = watermark_step_ms.max(1);
+
+    builder.build(move |mut caps| {
+        let mut caps = match (caps.pop(), caps.pop()) {
+            (Some(dead_cap), Some(cap)) => Some((cap, dead_cap)),
+            _ => None,
+        };
+        let mut state = match open(worker, peers) {
+            Ok(state) => Some(state),
+            Err(error) => {
+                metrics.add_error(error);
+                None
+            }
+        };
+        let mut readings_buf: Vec<Reading> = Vec::new();
+        let mut dead_buf: Vec<DeadLetter> = Vec::new();
+        move |_frontiers| {
+            let (Some((poller, ingest)), Some((cap, dead_cap))) = (state.as_mut(), caps.as_mut())
+            else {
+                caps = None;
+                return;
+            };
+            let read = poller.poll(ingest, *cap.time(), &mut readings_buf, &mut dead_buf);
+            Metrics::add(&metrics.records_read, read as u64);
+            Metrics::add(&metrics.readings, readings_buf.len() as u64);
+            send(&mut readings_out, cap, &mut readings_buf);
+            send(&mut dead_out, dead_cap, &mut dead_buf);
+            match ingest.watermark(poller.bounded()) {
+                Watermark::Done => {
+                    tracing::debug!(worker, "Source reached the end of its partitions");
+                    caps = None;
+                    return;
+                }
+                Watermark::At(wm) => {
+                    let target = wm - wm % step;
+                    if target > *cap.time() {
+                        cap.downgrade(&target);
+                        dead_cap.downgrade(&target);
+                    }
+                }
+                Watermark::Unknown => {}
+            }
+            if read > 0 {
+                activator.activate();
+            } else {
+                activator.activate_after(Duration::from_millis(5));
+            }
+        }
+    });
+    (readings, dead)
+}
+
+fn send<T: Clone + 'static>(
+    out: &mut OutputBuilder<u64, CapacityContainerBuilder<Vec<T>>>,
+    cap: &Capability<u64>,
+    buf: &mut Vec<T>,
+) {
+    if !buf.is_empty() {
+        out.activate().session(cap).give_container(buf);
+        buf.clear();
+    }
+}

@@ -1,0 +1,65 @@
+//! Pipelines written in Rust against Weir's library API. Each has a binary in
+//! `src/bin/` and its rules in `rules/`; copy one to start your own.
+
+#![deny(missing_docs)]
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use timely::dataflow::operators::Concat;
+use timely::dataflow::Scope;
+use weir::operators::kafka::{KafkaSink, KafkaSinkConfig, KafkaSource, KafkaSourceConfig};
+use weir::operators::parquet::{ParquetSink, ParquetSinkConfig};
+use weir::operators::{Decoder, EvaluateAlerts, RuleSet, WindowAggregateOp};
+use weir::Context;
+
+/// Settings of the line monitor pipeline.
+#[derive(Clone, Debug)]
+pub struct LineMonitor {
+    /// Kafka bootstrap servers.
+    pub brokers: String,
+    /// Topic of readings.
+    pub readings_topic: String,
+    /// Topic alerts are written to.
+    pub alerts_topic: String,
+    /// Topic dead letters are written to.
+    pub dead_letters_topic: String,
+    /// Directory of the Parquet output.
+    pub parquet_dir: PathBuf,
+    /// Alert rules (loaded from a rules file, so plant engineers can change
+    /// them without recompiling).
+    pub rules: Arc<RuleSet>,
+}
+
+/// Size of the windows written to Parquet and seen by window rules.
+pub const WINDOW_MS: u64 = 60_000;
+
+/// The line monitor: one-minute windows of every sensor to Parquet, and the
+/// rules of its rules file on readings and on one-minute windows, to Kafka.
+pub fn line_monitor(scope: Scope<'_, u64>, ctx: &Context, settings: &LineMonitor) {
+    let metrics = &ctx.metrics;
+    let mut source = KafkaSourceConfig::new(&settings.brokers, &settings.readings_topic);
+    source.bounded = ctx.bounded;
+    source.out_of_orderness_ms = 5_000;
+    let (readings, dead) = scope.kafka_source(source, Decoder::default(), metrics.clone());
+    dead.kafka_sink(
+        KafkaSinkConfig::new(&settings.brokers, &settings.dead_letters_topic),
+        metrics.clone(),
+    );
+
+    let windows = readings
+        .clone()
+        .window_aggregate(WINDOW_MS, metrics.clone());
+    windows.clone().parquet_sink(
+        ParquetSinkConfig::new(settings.parquet_dir.clone()),
+        ctx.file_prefix(),
+        metrics.clone(),
+    );
+
+    let on_readings = readings.evaluate_alerts(settings.rules.clone(), metrics.clone());
+    let on_windows = windows.evaluate_alerts(settings.rules.clone(), metrics.clone());
+    on_readings.concat(on_windows).kafka_sink(
+        KafkaSinkConfig::new(&settings.brokers, &settings.alerts_topic),
+        metrics.clone(),
+    );
+}
