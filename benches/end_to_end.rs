@@ -1,1 +1,166 @@
-fn main() {}
+//! End-to-end benchmark: Kafka in, Parquet and Kafka out. Simulated readings
+//! are produced to librdkafka's in-process mock cluster (spread over 32
+//! partitions, since the mock keeps only about 5 MB per partition); then, on
+//! the same topic and cluster, a bare rdkafka consume loop and Weir (Kafka
+//! source, one-minute windows to Parquet, alert rules to a Kafka topic,
+//! bounded) read it all. Prints records per second per worker and Weir's
+//! ratio to the bare loop.
+//!
+//! `cargo bench --bench end_to_end` (`WEIR_BENCH_READINGS` sets the input
+//! size, default 1,000,000).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use timely::dataflow::operators::Concat;
+use weir::operators::alert::{Direction, Rule, RuleInput, RuleSet, Stat};
+use weir::operators::kafka::{KafkaSink, KafkaSinkConfig, KafkaSource, KafkaSourceConfig};
+use weir::operators::parquet::{ParquetSink, ParquetSinkConfig};
+use weir::operators::{Decoder, EvaluateAlerts, WindowAggregateOp};
+use weir::simulate::{generate, SimulatorConfig};
+use weir::RunOptions;
+
+const PARTITIONS: i32 = 32;
+
+fn produce(brokers: &str, topic: &str, readings: usize) -> usize {
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("linger.ms", "5")
+        .set("queue.buffering.max.messages", "1000000")
+        .create()
+        .expect("producer");
+    let devices = 400;
+    let config = SimulatorConfig {
+        devices,
+        duration_ms: (readings / (devices * 3)) as u64 * 1_000,
+        start_ms: 1_763_900_000_000,
+        ..SimulatorConfig::default()
+    };
+    let mut n = 0;
+    for r in generate(&config) {
+        let mut record = BaseRecord::to(topic)
+            .key(r.key.as_bytes())
+            .payload(&r.payload)
+            .timestamp(r.timestamp_ms);
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((_, back)) => {
+                    producer.poll(Duration::from_millis(5));
+                    record = back;
+                }
+            }
+        }
+        n += 1;
+    }
+    producer.flush(Duration::from_secs(120)).expect("flush");
+    n
+}
+
+fn bare_loop(brokers: &str, topic: &str, expected: usize) -> Duration {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "bare")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..PARTITIONS {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .expect("partition");
+    }
+    consumer.assign(&tpl).expect("assign");
+    let start = Instant::now();
+    let (mut n, mut bytes) = (0, 0);
+    while n < expected {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+            bytes += m.payload().map_or(0, <[u8]>::len);
+            n += 1;
+        }
+    }
+    let took = start.elapsed();
+    assert!(bytes > 0);
+    took
+}
+
+fn weir(brokers: &str, topic: &str, workers: usize) -> (Duration, u64) {
+    let out = tempfile::tempdir().expect("tempdir");
+    let dir = out.path().to_path_buf();
+    let rules = Arc::new(RuleSet::new(vec![
+        Rule {
+            clear: 85.0,
+            for_ms: 20_000,
+            ..Rule::new("overheat", "temperature", Direction::Above, 90.0)
+        },
+        Rule {
+            input: RuleInput::Window {
+                size_ms: 60_000,
+                stat: Stat::Mean,
+            },
+            ..Rule::new("pressure-mean", "pressure", Direction::Above, 7.0)
+        },
+    ]));
+    let (brokers, topic) = (brokers.to_owned(), topic.to_owned());
+    let options = RunOptions {
+        workers,
+        bounded: true,
+        ..RunOptions::default()
+    };
+    let start = Instant::now();
+    let report = weir::run(&options, move |scope, ctx| {
+        let mut source = KafkaSourceConfig::new(&brokers, &topic);
+        source.bounded = true;
+        let (readings, _dead) = scope.kafka_source(source, Decoder::default(), ctx.metrics.clone());
+        let windows = readings
+            .clone()
+            .window_aggregate(60_000, ctx.metrics.clone());
+        windows.clone().parquet_sink(
+            ParquetSinkConfig::new(dir.clone()),
+            ctx.file_prefix(),
+            ctx.metrics.clone(),
+        );
+        let alerts = readings
+            .evaluate_alerts(rules.clone(), ctx.metrics.clone())
+            .concat(windows.evaluate_alerts(rules.clone(), ctx.metrics.clone()));
+        alerts.kafka_sink(
+            KafkaSinkConfig::new(&brokers, "alerts"),
+            ctx.metrics.clone(),
+        );
+    })
+    .expect("pipeline runs");
+    (start.elapsed(), report.records_read)
+}
+
+fn main() {
+    let quick = !std::env::args().any(|a| a == "--bench");
+    let readings: usize = std::env::var("WEIR_BENCH_READINGS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(if quick { 30_000 } else { 1_000_000 });
+    let cluster = MockCluster::new(1).expect("mock cluster");
+    let brokers = cluster.bootstrap_servers();
+    cluster
+        .create_topic("readings", PARTITIONS, 1)
+        .expect("topic");
+    cluster.create_topic("alerts", 4, 1).expect("topic");
+    let n = produce(&brokers, "readings", readings);
+    println!("end to end: {n} records on {PARTITIONS} partitions of an in-process mock cluster");
+
+    let bare = bare_loop(&brokers, "readings", n);
+    let bare_rate = n as f64 / bare.as_secs_f64();
+    println!("  bare rdkafka loop  {bare_rate:>12.0} records/s");
+    for workers in [1, 2] {
+        let (took, read) = weir(&brokers, "readings", workers);
+        assert_eq!(read as usize, n, "Weir read every record");
+        let rate = n as f64 / took.as_secs_f64();
+        println!(
+            "  weir, {workers} worker(s)   {rate:>12.0} records/s, {:.0} per worker: {:.2}x the bare loop per worker",
+            rate / workers as f64,
+            rate / workers as f64 / bare_rate
+        );
+    }
+}

@@ -1,1 +1,171 @@
-fn main() {}
+//! In-memory pipeline benchmark: the same readings through Weir's decode,
+//! windows and alerts (a timely dataflow fed by the in-memory source, on 1
+//! and 2 workers) and through a plain single-threaded loop (serde_json into a
+//! borrowed struct, a hash map of windows, the same threshold). Prints
+//! readings per second for each and Weir's ratio to the plain loop, so the
+//! cost of Weir itself shows.
+//!
+//! `cargo bench --bench pipeline` (set `WEIR_BENCH_READINGS` to change the
+//! input size, default 2,000,000).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hashbrown::HashMap;
+use serde::Deserialize;
+use timely::dataflow::operators::{Inspect, Probe};
+use timely::dataflow::ProbeHandle;
+use weir::operators::alert::{Direction, Rule, RuleInput, RuleSet, Stat};
+use weir::operators::memory::{MemorySource, MemoryTopic};
+use weir::operators::{Decoder, EvaluateAlerts, Metrics, Name, WindowAggregateOp};
+use weir::simulate::{generate, SimulatorConfig};
+
+const WINDOW_MS: u64 = 60_000;
+const THRESHOLD: f64 = 90.0;
+
+fn input(readings: usize) -> MemoryTopic {
+    let devices = 200;
+    let sensors = 3;
+    let config = SimulatorConfig {
+        devices,
+        duration_ms: (readings / (devices * sensors)) as u64 * 1_000,
+        start_ms: 1_763_900_000_000,
+        bad_record_rate: 0.0,
+        late_rate: 0.0,
+        ..SimulatorConfig::default()
+    };
+    let records: Vec<_> = generate(&config).collect();
+    let partitions = 8;
+    MemoryTopic::from_records(
+        "bench",
+        partitions,
+        records.iter().map(|r| {
+            let p = weir::operators::SensorKey::route_hash(&r.key, "") as usize % partitions;
+            (
+                p,
+                Some(r.key.as_bytes()),
+                r.payload.as_slice(),
+                Some(r.timestamp_ms),
+            )
+        }),
+    )
+}
+
+#[derive(Deserialize)]
+struct Plain<'a> {
+    device_id: &'a str,
+    sensor: &'a str,
+    value: f64,
+    ts: u64,
+}
+
+/// The plain loop: (windows, breaches).
+fn plain_loop(topic: &MemoryTopic) -> (usize, u64) {
+    let mut windows: HashMap<(Name, Name, u64), (u64, f64, f64, f64)> = HashMap::new();
+    let mut breaches = 0u64;
+    for partition in &topic.partitions {
+        for record in partition {
+            let r: Plain = serde_json::from_slice(&record.payload).expect("bench input is valid");
+            let start = r.ts - r.ts % WINDOW_MS;
+            let w = windows
+                .entry((Name::new(r.device_id), Name::new(r.sensor), start))
+                .or_insert((0, f64::INFINITY, f64::NEG_INFINITY, 0.0));
+            w.0 += 1;
+            w.1 = w.1.min(r.value);
+            w.2 = w.2.max(r.value);
+            w.3 += r.value;
+            breaches += u64::from(r.sensor == "temperature" && r.value > THRESHOLD);
+        }
+    }
+    (windows.len(), breaches)
+}
+
+fn rules() -> Arc<RuleSet> {
+    let on_readings = Rule::new("hot", "temperature", Direction::Above, THRESHOLD);
+    let on_windows = Rule {
+        input: RuleInput::Window {
+            size_ms: WINDOW_MS,
+            stat: Stat::Mean,
+        },
+        ..Rule::new("hot-mean", "temperature", Direction::Above, THRESHOLD)
+    };
+    Arc::new(RuleSet::new(vec![on_readings, on_windows]))
+}
+
+/// Weir on `workers` threads: (windows, alert events).
+fn weir(topic: &Arc<MemoryTopic>, workers: usize) -> (u64, u64) {
+    let metrics = Arc::new(Metrics::default());
+    let m = metrics.clone();
+    let topic = topic.clone();
+    let rules = rules();
+    let config = timely::Config::process(workers);
+    timely::execute(config, move |worker| {
+        let probe = ProbeHandle::new();
+        worker.dataflow::<u64, _, _>(|scope| {
+            let (readings, _dead) =
+                scope.memory_source(topic.clone(), Decoder::default(), 5_000, m.clone());
+            let windows = readings.clone().window_aggregate(WINDOW_MS, m.clone());
+            let a = readings.evaluate_alerts(rules.clone(), m.clone());
+            let b = windows.evaluate_alerts(rules.clone(), m.clone());
+            a.inspect(|_| ()).probe_with(&probe);
+            b.probe_with(&probe);
+        });
+    })
+    .expect("timely starts")
+    .join();
+    let alerts = metrics
+        .alerts_by_rule()
+        .values()
+        .map(|c| c.firing + c.resolved)
+        .sum();
+    (Metrics::get(&metrics.windows), alerts)
+}
+
+fn best_of<T>(runs: usize, mut f: impl FnMut() -> T) -> (Duration, T) {
+    let mut best = None::<(Duration, T)>;
+    for _ in 0..runs {
+        let start = Instant::now();
+        let out = f();
+        let took = start.elapsed();
+        if best.as_ref().is_none_or(|(b, _)| took < *b) {
+            best = Some((took, out));
+        }
+    }
+    best.expect("at least one run")
+}
+
+fn main() {
+    // `cargo test --benches` runs bench binaries with `--bench` absent: keep that quick.
+    let quick = !std::env::args().any(|a| a == "--bench");
+    let n: usize = std::env::var("WEIR_BENCH_READINGS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(if quick { 60_000 } else { 2_000_000 });
+    let runs = if quick { 1 } else { 3 };
+    let topic = Arc::new(input(n));
+    let n = topic.len() as f64;
+    println!(
+        "in-memory pipeline: {} readings, best of {runs} runs",
+        topic.len()
+    );
+
+    let (plain, (plain_windows, _)) = best_of(runs, || plain_loop(&topic));
+    let plain_rate = n / plain.as_secs_f64();
+    println!(
+        "  plain loop         {:>12.0} readings/s ({plain_windows} windows)",
+        plain_rate
+    );
+    for workers in [1, 2] {
+        let (took, (windows, alerts)) = best_of(runs, || weir(&topic, workers));
+        assert_eq!(
+            windows as usize, plain_windows,
+            "Weir and the plain loop disagree on windows"
+        );
+        let rate = n / took.as_secs_f64();
+        println!(
+            "  weir, {workers} worker(s)   {:>12.0} readings/s ({windows} windows, {alerts} alert events): {:.2}x the plain loop",
+            rate,
+            rate / plain_rate
+        );
+    }
+}

@@ -1,2 +1,37 @@
-//! x
+//! Weir: stream processing for industrial IoT telemetry, on timely dataflow.
+//!
+//! Sensors publish readings to Kafka; a Weir pipeline reads them, aggregates
+//! tumbling event-time windows into Parquet files, and evaluates alert rules
+//! whose events it writes back to Kafka. A pipeline is either a TOML file run
+//! by the `weir` binary, or a Rust function that wires the operators of
+//! [`weir_operators`] and hands them to [`run`].
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use weir::operators::{Decoder, KafkaSource, KafkaSourceConfig, WindowAggregateOp};
+//! use weir::operators::parquet::{ParquetSink, ParquetSinkConfig};
+//!
+//! let options = weir::RunOptions { bounded: true, ..weir::RunOptions::default() };
+//! let report = weir::run(&options, |scope, ctx| {
+//!     let mut source = KafkaSourceConfig::new("127.0.0.1:9092", "readings");
+//!     source.bounded = ctx.bounded;
+//!     let (readings, _dead) = scope.kafka_source(source, Decoder::default(), ctx.metrics.clone());
+//!     readings
+//!         .window_aggregate(60_000, ctx.metrics.clone())
+//!         .parquet_sink(ParquetSinkConfig::new("out".into()), ctx.file_prefix(), ctx.metrics.clone());
+//! })?;
+//! println!("{}", report);
+//! # Ok::<(), anyhow::Error>(())
+//! ```
+
+#![deny(missing_docs)]
+
+pub mod config;
+pub mod demo;
+pub mod pipeline;
+pub mod runtime;
 pub mod simulate;
+
+pub use runtime::{run, Context, RunOptions, RunReport};
+/// The operators a pipeline is built from.
+pub use weir_operators as operators;

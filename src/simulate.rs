@@ -15,8 +15,7 @@
 //! version or pointer width). [`produce`] writes them to a Kafka topic.
 
 use std::cmp::Ordering;
-use std::collections::BinaryHeap;
-use std::fmt::Write as _;
+use std::collections::{BinaryHeap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -218,9 +217,10 @@ struct Series {
     profile: Profile,
     base: f64,
     amplitude: f64,
-    /// Angular frequency of the slow sine, in radians per ms.
-    omega: f64,
-    phase: f64,
+    /// The slow sine, advanced one interval per reading by rotating (sin, cos) of its angle
+    /// (cheaper than calling `sin`): current (sin, cos), and (sin, cos) of the step.
+    sin_cos: (f64, f64),
+    step: (f64, f64),
     episode: Option<Episode>,
 }
 
@@ -231,9 +231,15 @@ struct Pending {
     record: SimRecord,
 }
 
+impl Pending {
+    fn key(&self) -> (u64, u64) {
+        (self.send_ms, self.seq)
+    }
+}
+
 impl PartialEq for Pending {
     fn eq(&self, other: &Self) -> bool {
-        (self.send_ms, self.seq) == (other.send_ms, other.seq)
+        self.key() == other.key()
     }
 }
 impl Eq for Pending {}
@@ -245,7 +251,73 @@ impl PartialOrd for Pending {
 impl Ord for Pending {
     /// Reversed, so that `BinaryHeap` (a max-heap) pops the earliest send time first.
     fn cmp(&self, other: &Self) -> Ordering {
-        (other.send_ms, other.seq).cmp(&(self.send_ms, self.seq))
+        other.key().cmp(&self.key())
+    }
+}
+
+/// Records waiting to be sent, popped in (send time, sequence number) order.
+///
+/// A binary heap alone costs a third of the generator's time, so records due within the next
+/// `ring.len()` ms (all regular ones) go to a ring of per-millisecond FIFO buckets, O(1) each;
+/// the rest (the few late ones) to a heap. Pushes come in sequence order and never before
+/// `cursor`, the earliest send time still pending.
+struct SendQueue {
+    ring: Vec<VecDeque<Pending>>,
+    in_ring: usize,
+    cursor: u64,
+    heap: BinaryHeap<Pending>,
+}
+
+impl SendQueue {
+    fn new(out_of_order_ms: u64) -> Self {
+        let slots = out_of_order_ms.min(1 << 16) as usize + 1;
+        let ring = (0..slots).map(|_| VecDeque::new()).collect();
+        Self {
+            ring,
+            in_ring: 0,
+            cursor: 0,
+            heap: BinaryHeap::new(),
+        }
+    }
+
+    fn slot(&mut self, ms: u64) -> &mut VecDeque<Pending> {
+        let slots = self.ring.len() as u64;
+        &mut self.ring[(ms % slots) as usize]
+    }
+
+    fn push(&mut self, pending: Pending) {
+        debug_assert!(pending.send_ms >= self.cursor);
+        if pending.send_ms < self.cursor + self.ring.len() as u64 {
+            self.slot(pending.send_ms).push_back(pending);
+            self.in_ring += 1;
+        } else {
+            self.heap.push(pending);
+        }
+    }
+
+    /// Pops the earliest record sent at or before `horizon` (`None`: the earliest of all).
+    /// Afterwards nothing pending is due before `cursor`, and `cursor` ≤ `horizon`.
+    fn pop(&mut self, horizon: Option<u64>) -> Option<SimRecord> {
+        let limit = horizon.unwrap_or(u64::MAX);
+        if self.in_ring == 0 {
+            self.cursor = horizon.unwrap_or(self.cursor);
+        }
+        while self.in_ring > 0 && self.cursor < limit && self.slot(self.cursor).is_empty() {
+            self.cursor += 1;
+        }
+        let cursor = self.cursor;
+        let ring_key = self.slot(cursor).front().map(Pending::key);
+        let heap_key = self.heap.peek().map(Pending::key).filter(|k| k.0 <= limit);
+        let pending = match (ring_key, heap_key) {
+            (Some(r), Some(h)) if h < r => self.heap.pop(),
+            (Some(_), _) => {
+                self.in_ring -= 1;
+                self.slot(cursor).pop_front()
+            }
+            (None, Some(_)) => self.heap.pop(),
+            (None, None) => None,
+        };
+        pending.map(|p| p.record)
     }
 }
 
@@ -268,9 +340,10 @@ pub struct Generator {
     /// Next reading to generate: tick, then series index (device-major).
     tick: u64,
     next_series: usize,
-    queue: BinaryHeap<Pending>,
+    queue: SendQueue,
     seq: u64,
-    buf: String,
+    /// Reused payload buffer; each record's payload is one exact-size copy of it.
+    buf: Vec<u8>,
     report: SimulateReport,
 }
 
@@ -295,14 +368,16 @@ pub fn generate(config: &SimulatorConfig) -> Generator {
             let sensor_json = serde_json::to_string(sensor).expect("a string serializes");
             let profile = Profile::for_sensor(sensor);
             let period_ms = rng.random_range(5.0..30.0) * 60_000.0;
+            let step = std::f64::consts::TAU * config.interval_ms as f64 / period_ms;
+            let phase = rng.random_range(0.0..std::f64::consts::TAU);
             series.push(Series {
                 device,
                 prefix: format!(r#"{{"device_id":"{id}","sensor":{sensor_json},"value":"#),
                 sensor_json,
                 base: rng.random_range(profile.base.0..profile.base.1),
                 amplitude: rng.random_range(profile.amplitude.0..profile.amplitude.1),
-                omega: std::f64::consts::TAU / period_ms,
-                phase: rng.random_range(0.0..std::f64::consts::TAU),
+                sin_cos: phase.sin_cos(),
+                step: step.sin_cos(),
                 profile,
                 episode: None,
             });
@@ -324,9 +399,9 @@ pub fn generate(config: &SimulatorConfig) -> Generator {
             - (1.0 - config.anomaly_rate).powf(config.interval_ms as f64 / 60_000.0),
         tick: 0,
         next_series: 0,
-        queue: BinaryHeap::new(),
+        queue: SendQueue::new(config.out_of_order_ms),
         seq: 0,
-        buf: String::with_capacity(128),
+        buf: Vec::with_capacity(128),
         report: SimulateReport::default(),
     }
 }
@@ -356,10 +431,13 @@ impl Generator {
         let value = self.value(index, ts);
         let device = self.series[index].device;
         self.buf.clear();
-        self.buf.push_str(&self.series[index].prefix);
+        self.buf
+            .extend_from_slice(self.series[index].prefix.as_bytes());
         write_fixed2(&mut self.buf, value);
-        let _ = write!(self.buf, r#","ts":{ts}}}"#);
-        let payload = self.buf.as_bytes().to_vec();
+        self.buf.extend_from_slice(br#","ts":"#);
+        push_u64(&mut self.buf, ts);
+        self.buf.push(b'}');
+        let payload = self.buf.clone();
         let late = self.late_rate > 0.0 && self.rng.random_bool(self.late_rate);
         let delay = if late {
             self.report.late += 1;
@@ -419,7 +497,12 @@ impl Generator {
             self.report.anomalies += 1;
         }
         let noise = s.profile.noise * (rng.random::<f64>() - rng.random::<f64>()) * 2.0;
-        let normal = s.base + s.amplitude * (s.omega * ts as f64 + s.phase).sin();
+        let (sin, cos) = s.sin_cos;
+        let normal = s.base + s.amplitude * sin;
+        s.sin_cos = (
+            sin * s.step.1 + cos * s.step.0,
+            cos * s.step.1 - sin * s.step.0,
+        );
         let shifted = match &s.episode {
             Some(e) => {
                 let weight = ((ts - e.start) as f64 / e.ramp as f64)
@@ -436,8 +519,9 @@ impl Generator {
     fn bad_payload(&mut self, index: usize, value: f64, ts: u64) -> Vec<u8> {
         let s = &self.series[index];
         let device = &self.devices[s.device];
-        let mut value_text = String::new();
+        let mut value_text = Vec::new();
         write_fixed2(&mut value_text, value);
+        let value_text = String::from_utf8_lossy(&value_text);
         let mut fields = [
             format!(r#""device_id":"{device}""#),
             format!(r#""sensor":{}"#, s.sensor_json),
@@ -482,13 +566,9 @@ impl Iterator for Generator {
             // Every reading still to generate is sent at or after its own event time, so a queued
             // record whose send time is not after the next event time can go now.
             let horizon = self.next_event_ms();
-            if self
-                .queue
-                .peek()
-                .is_some_and(|p| horizon.is_none_or(|h| p.send_ms <= h))
-            {
+            if let Some(record) = self.queue.pop(horizon) {
                 self.report.records += 1;
-                return self.queue.pop().map(|p| p.record);
+                return Some(record);
             }
             self.generate_one(horizon?);
         }
@@ -496,11 +576,29 @@ impl Iterator for Generator {
 }
 
 /// Appends `v` with two decimals (`71.30`), without float formatting.
-fn write_fixed2(buf: &mut String, v: f64) {
+fn write_fixed2(buf: &mut Vec<u8>, v: f64) {
     let cents = (v * 100.0).round() as i64;
-    let sign = if cents < 0 { "-" } else { "" };
+    if cents < 0 {
+        buf.push(b'-');
+    }
     let abs = cents.unsigned_abs();
-    let _ = write!(buf, "{sign}{}.{:02}", abs / 100, abs % 100);
+    push_u64(buf, abs / 100);
+    buf.extend_from_slice(&[b'.', b'0' + (abs / 10 % 10) as u8, b'0' + (abs % 10) as u8]);
+}
+
+/// Appends the decimal digits of `n`, without `fmt` (which costs more than the rest of a record).
+fn push_u64(buf: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    buf.extend_from_slice(&digits[start..]);
 }
 
 /// Counts delivery outcomes reported by librdkafka.

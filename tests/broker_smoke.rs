@@ -85,7 +85,7 @@ fn produce_and_consume_all_round_trip_through_real_broker() {
 
 // ---- PROBES (temporary) ----
 mod probes {
-    use super::support::{unique_topic, Broker};
+    use super::support::{unique_topic, Broker, Record};
     use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
     use rdkafka::message::Message;
     use rdkafka::{Offset, TopicPartitionList};
@@ -99,7 +99,7 @@ mod probes {
         let mut cfg = b.producer_config();
         cfg.set("enable.idempotence", "true");
         let keys: Vec<String> = (0..50).map(|i| format!("k{}", i % 5)).collect();
-        let recs: Vec<(Option<&[u8]>, &[u8], Option<i64>, Option<i32>)> = keys
+        let recs: Vec<Record> = keys
             .iter()
             .map(|k| (Some(k.as_bytes()), k.as_bytes(), None, None))
             .collect();
@@ -118,7 +118,7 @@ mod probes {
         let mut cfg = b.producer_config();
         cfg.set("compression.type", "gzip");
         let payloads: Vec<String> = (0..20).map(|i| format!("v{i}")).collect();
-        let recs: Vec<(Option<&[u8]>, &[u8], Option<i64>, Option<i32>)> = payloads
+        let recs: Vec<Record> = payloads
             .iter()
             .map(|p| (None, p.as_bytes(), None, None))
             .collect();
@@ -134,7 +134,7 @@ mod probes {
         let b = Broker::start();
         let t = unique_topic("grp");
         b.create_topic(&t, 2);
-        let recs: Vec<(Option<&[u8]>, &[u8], Option<i64>, Option<i32>)> = (0..20)
+        let recs: Vec<Record> = (0..20)
             .map(|i| (None, &b"x"[..], None, Some(i % 2)))
             .collect();
         b.produce(&t, &recs);
@@ -198,7 +198,7 @@ mod probes {
         let t = unique_topic("oft");
         b.create_topic(&t, 1);
         let base = 1_700_000_000_000i64;
-        let recs: Vec<(Option<&[u8]>, &[u8], Option<i64>, Option<i32>)> = (0..100)
+        let recs: Vec<Record> = (0..100)
             .map(|i| (None, &b"x"[..], Some(base + i * 1000), Some(0)))
             .collect();
         b.produce(&t, &recs);

@@ -60,8 +60,11 @@ pub struct ConsumedRecord {
     pub timestamp: Option<i64>,
 }
 
+/// Where a record landed: `(partition, offset)`, or the delivery error.
+type DeliveryReport = Result<(i32, i64), String>;
+
 /// Producer context collecting each record's delivery report by input index.
-struct Deliveries(Mutex<Vec<Option<Result<(i32, i64), String>>>>);
+struct Deliveries(Mutex<Vec<Option<DeliveryReport>>>);
 
 impl ClientContext for Deliveries {}
 

@@ -1,0 +1,78 @@
+//! The pipeline a config file describes, wired from the same operators a
+//! Rust pipeline uses.
+
+use std::sync::Arc;
+
+use timely::dataflow::operators::Concatenate;
+use timely::dataflow::Scope;
+use weir_operators::kafka::{KafkaSink, KafkaSource};
+use weir_operators::parquet::ParquetSink;
+use weir_operators::{Decoder, EvaluateAlerts, WindowAggregateOp};
+
+use crate::config::PipelineSpec;
+use crate::runtime::{run, Context, RunOptions, RunReport};
+
+/// Wires the pipeline `spec` describes into `scope`:
+///
+/// ```text
+/// kafka source ─┬─ readings ─┬─ window_aggregate(window) ─┬─ parquet_sink
+///               │            │                            └─ evaluate_alerts (window rules of that size)
+///               │            ├─ window_aggregate(other rule window sizes) ─ evaluate_alerts
+///               │            └─ evaluate_alerts (reading rules)            ─┴─ kafka_sink(alerts)
+///               └─ dead letters ─ kafka_sink(dead letters)
+/// ```
+///
+/// Without a dead-letter sink, dead letters are counted and logged only.
+pub fn build(scope: Scope<'_, u64>, ctx: &Context, spec: &PipelineSpec) {
+    let metrics = &ctx.metrics;
+    let mut source = spec.source.clone();
+    source.bounded |= ctx.bounded;
+    let (readings, dead) =
+        scope.kafka_source(source, Decoder::new(spec.decode.clone()), metrics.clone());
+    if let Some(sink) = &spec.dead_letters {
+        dead.kafka_sink(sink.clone(), metrics.clone());
+    }
+
+    let needs_windows =
+        spec.parquet.is_some() || spec.rules.window_sizes().contains(&spec.window_ms);
+    let windows = needs_windows.then(|| {
+        readings
+            .clone()
+            .window_aggregate(spec.window_ms, metrics.clone())
+    });
+    if let (Some(parquet), Some(windows)) = (&spec.parquet, &windows) {
+        windows
+            .clone()
+            .parquet_sink(parquet.clone(), ctx.file_prefix(), metrics.clone());
+    }
+
+    let Some(alerts_sink) = &spec.alerts else {
+        return;
+    };
+    let rules = Arc::new(spec.rules.clone());
+    let mut alerts = Vec::new();
+    if rules.has_reading_rules() {
+        alerts.push(
+            readings
+                .clone()
+                .evaluate_alerts(rules.clone(), metrics.clone()),
+        );
+    }
+    for size in rules.window_sizes() {
+        let sized = match &windows {
+            Some(w) if size == spec.window_ms => w.clone(),
+            _ => readings.clone().window_aggregate(size, metrics.clone()),
+        };
+        alerts.push(sized.evaluate_alerts(rules.clone(), metrics.clone()));
+    }
+    scope
+        .concatenate(alerts)
+        .kafka_sink(alerts_sink.clone(), metrics.clone());
+}
+
+/// Runs the pipeline `spec` describes with `options` (whose worker count
+/// and bounded flag win over the file's).
+pub fn run_spec(spec: &PipelineSpec, options: &RunOptions) -> anyhow::Result<RunReport> {
+    let spec = Arc::new(spec.clone());
+    run(options, move |scope, ctx| build(scope, ctx, &spec))
+}

@@ -1,0 +1,290 @@
+//! Starting timely workers for a pipeline, showing progress, and reporting
+//! what a run did.
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context as _};
+use timely::dataflow::Scope;
+use timely::CommunicationConfig;
+use timely::WorkerConfig;
+use weir_operators::metrics::AlertCounts;
+use weir_operators::{DeadLetterReason, Metrics};
+
+/// How to run a pipeline.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    /// Worker threads in this process.
+    pub workers: usize,
+    /// Read up to the end offsets seen at start, flush everything, and stop.
+    pub bounded: bool,
+    /// Show a progress line on standard error while running.
+    pub progress: bool,
+    /// Run as one process of a timely cluster: this process's index and the
+    /// `host:port` of every process. Every process runs `workers` threads.
+    pub cluster: Option<(usize, Vec<String>)>,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            workers: 1,
+            bounded: false,
+            progress: false,
+            cluster: None,
+        }
+    }
+}
+
+impl RunOptions {
+    fn timely_config(&self) -> anyhow::Result<timely::Config> {
+        if self.workers == 0 {
+            bail!("the number of workers must be at least 1");
+        }
+        let communication = match &self.cluster {
+            None if self.workers == 1 => CommunicationConfig::Thread,
+            None => CommunicationConfig::Process(self.workers),
+            Some((process, addresses)) => {
+                if *process >= addresses.len() {
+                    bail!(
+                        "process index {process} is out of range: the cluster has {} processes",
+                        addresses.len()
+                    );
+                }
+                CommunicationConfig::Cluster {
+                    threads: self.workers,
+                    process: *process,
+                    addresses: addresses.clone(),
+                    report: false,
+                    zerocopy: false,
+                }
+            }
+        };
+        Ok(timely::Config {
+            communication,
+            worker: WorkerConfig::default(),
+        })
+    }
+}
+
+/// What a pipeline function gets besides its scope.
+#[derive(Clone, Debug)]
+pub struct Context {
+    /// Counters shared by the workers of this process.
+    pub metrics: Arc<Metrics>,
+    /// Index of this worker among all workers of the run.
+    pub worker: usize,
+    /// Whether the run is bounded (sources should stop at their end offsets).
+    pub bounded: bool,
+    /// Identifies this run in output file names.
+    pub run_id: String,
+}
+
+impl Context {
+    /// A file name prefix unique to this run and worker, for sinks that
+    /// write files: `part-<run>-w<worker>`.
+    pub fn file_prefix(&self) -> String {
+        format!("part-{}-w{}", self.run_id, self.worker)
+    }
+}
+
+/// What a run did, for the final report.
+#[derive(Clone, Debug, Default)]
+pub struct RunReport {
+    /// Wall-clock duration of the run.
+    pub elapsed: Duration,
+    /// Workers in this process.
+    pub workers: usize,
+    /// Records read from Kafka.
+    pub records_read: u64,
+    /// Readings accepted.
+    pub readings: u64,
+    /// Dead letters by reason.
+    pub dead_letters: Vec<(DeadLetterReason, u64)>,
+    /// Dead letters delivered to the dead-letter topic.
+    pub dead_letters_delivered: u64,
+    /// Window aggregates emitted.
+    pub windows: u64,
+    /// Rows written to Parquet.
+    pub parquet_rows: u64,
+    /// Parquet files written.
+    pub files: Vec<std::path::PathBuf>,
+    /// Alert events by rule.
+    pub alerts: Vec<(String, AlertCounts)>,
+    /// Alert events delivered to the alert topic.
+    pub alerts_delivered: u64,
+    /// Firing events suppressed by cooldowns.
+    pub alerts_suppressed: u64,
+}
+
+impl RunReport {
+    fn from_metrics(m: &Metrics, elapsed: Duration, workers: usize) -> Self {
+        let mut files = m.files();
+        files.sort();
+        RunReport {
+            elapsed,
+            workers,
+            records_read: Metrics::get(&m.records_read),
+            readings: Metrics::get(&m.readings),
+            dead_letters: m.dead_letters_by_reason(),
+            dead_letters_delivered: Metrics::get(&m.dead_letters_delivered),
+            windows: Metrics::get(&m.windows),
+            parquet_rows: Metrics::get(&m.parquet_rows),
+            files,
+            alerts: m.alerts_by_rule().into_iter().collect(),
+            alerts_delivered: Metrics::get(&m.alerts_delivered),
+            alerts_suppressed: Metrics::get(&m.alerts_suppressed),
+        }
+    }
+
+    /// Total dead letters.
+    pub fn dead_letters_total(&self) -> u64 {
+        self.dead_letters.iter().map(|(_, n)| n).sum()
+    }
+}
+
+impl fmt::Display for RunReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let secs = self.elapsed.as_secs_f64();
+        writeln!(
+            f,
+            "Read {} records in {:.2} s on {} worker(s) ({:.0} records/s).",
+            self.records_read,
+            secs,
+            self.workers,
+            self.records_read as f64 / secs.max(1e-9)
+        )?;
+        writeln!(f, "Readings accepted: {}", self.readings)?;
+        write!(f, "Dead letters: {}", self.dead_letters_total())?;
+        if !self.dead_letters.is_empty() {
+            let parts: Vec<String> = self
+                .dead_letters
+                .iter()
+                .map(|(r, n)| format!("{r} {n}"))
+                .collect();
+            write!(f, " ({})", parts.join(", "))?;
+        }
+        writeln!(
+            f,
+            "; {} delivered to the dead-letter topic",
+            self.dead_letters_delivered
+        )?;
+        writeln!(
+            f,
+            "Windows aggregated: {}; Parquet rows written: {} in {} file(s)",
+            self.windows,
+            self.parquet_rows,
+            self.files.len()
+        )?;
+        let firing: u64 = self.alerts.iter().map(|(_, c)| c.firing).sum();
+        let resolved: u64 = self.alerts.iter().map(|(_, c)| c.resolved).sum();
+        writeln!(
+            f,
+            "Alerts: {firing} firing, {resolved} resolved, {} suppressed by cooldown; {} delivered to the alert topic",
+            self.alerts_suppressed, self.alerts_delivered
+        )?;
+        for (rule, c) in &self.alerts {
+            writeln!(f, "  {rule}: {} firing, {} resolved", c.firing, c.resolved)?;
+        }
+        Ok(())
+    }
+}
+
+/// Runs a pipeline on timely workers and returns what it did.
+///
+/// `build` is called once per worker with a fresh dataflow scope whose
+/// timestamps are event time in milliseconds; it wires sources, operators and
+/// sinks. The call returns when every worker's dataflow has completed (in a
+/// bounded run: when the sources reached their end offsets and every sink
+/// flushed), or with an error if any operator recorded a pipeline failure
+/// (a sink that could not deliver, a topic that does not exist).
+pub fn run<F>(options: &RunOptions, build: F) -> anyhow::Result<RunReport>
+where
+    F: Fn(Scope<'_, u64>, &Context) + Send + Sync + 'static,
+{
+    let config = options.timely_config()?;
+    let metrics = Arc::new(Metrics::default());
+    let run_id = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| format!("{:x}{:04x}", d.as_millis(), std::process::id() & 0xffff))
+        .unwrap_or_default();
+    let started = Instant::now();
+    let done = Arc::new(AtomicBool::new(false));
+    let progress = options
+        .progress
+        .then(|| spawn_progress(metrics.clone(), done.clone()));
+
+    let bounded = options.bounded;
+    let worker_metrics = metrics.clone();
+    let guards = timely::execute(config, move |worker| {
+        let context = Context {
+            metrics: worker_metrics.clone(),
+            worker: worker.index(),
+            bounded,
+            run_id: run_id.clone(),
+        };
+        worker.dataflow::<u64, _, _>(|scope| build(scope, &context));
+    })
+    .map_err(|e| anyhow::anyhow!("cannot start timely workers: {e}"))?;
+    let results = guards.join();
+    done.store(true, Ordering::Relaxed);
+    if let Some(handle) = progress {
+        let _ = handle.join();
+    }
+    for result in results {
+        result.map_err(|e| anyhow::anyhow!("a worker failed: {e}"))?;
+    }
+    let errors = metrics.errors();
+    if !errors.is_empty() {
+        bail!("the pipeline failed:\n  {}", errors.join("\n  "));
+    }
+    Ok(RunReport::from_metrics(
+        &metrics,
+        started.elapsed(),
+        options.workers,
+    ))
+}
+
+fn spawn_progress(metrics: Arc<Metrics>, done: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} [{elapsed}] {msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+        );
+        while !done.load(Ordering::Relaxed) {
+            bar.set_message(format!(
+                "{} records read, {} windows, {} alert events, {} dead letters",
+                Metrics::get(&metrics.records_read),
+                Metrics::get(&metrics.windows),
+                metrics
+                    .alerts_by_rule()
+                    .values()
+                    .map(|c| c.firing + c.resolved)
+                    .sum::<u64>(),
+                metrics.dead_letters_total(),
+            ));
+            bar.tick();
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        bar.finish_and_clear();
+    })
+}
+
+/// Reads a cluster host file: one `host:port` per line, `#` comments allowed.
+pub fn read_hosts(path: &std::path::Path) -> anyhow::Result<Vec<String>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read host file {}", path.display()))?;
+    let hosts: Vec<String> = text
+        .lines()
+        .map(|l| l.split('#').next().unwrap_or("").trim())
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if hosts.is_empty() {
+        bail!("host file {} lists no hosts", path.display());
+    }
+    Ok(hosts)
+}

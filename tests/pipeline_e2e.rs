@@ -1,0 +1,422 @@
+//! End to end against a real broker: simulated readings (out of order, with
+//! late and bad records) go into a tansu topic, the pipeline runs bounded on
+//! 1 and 3 workers, and the alert topic, the dead-letter topic and the Parquet
+//! files are compared with a reference computed here, independently, from
+//! the records as the broker stored them.
+//!
+//! The reference reads each partition in offset order with plain
+//! `serde_json::Value` parsing, judges lateness per partition, sums windows in
+//! a `BTreeMap`, and replays each sensor's readings in (time, partition,
+//! offset) order through hand-written rule loops.
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Float64Type, Int64Type, TimestampMillisecondType};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use support::{unique_topic, Broker, ConsumedRecord};
+use weir::simulate::{generate, SimulatorConfig};
+use weir::RunOptions;
+
+const BOUND_MS: u64 = 5_000;
+const WINDOW_MS: u64 = 60_000;
+const MAX_FUTURE_MS: i64 = 3_600_000;
+
+/// An accepted reading, as the reference sees it.
+#[derive(Clone, Debug)]
+struct Ref {
+    device: String,
+    sensor: String,
+    time: u64,
+    value: f64,
+    partition: i32,
+    offset: i64,
+}
+
+/// Classifies the records the broker holds: accepted readings, and the
+/// number of dead letters (bad and late).
+fn reference_readings(records: &[ConsumedRecord]) -> (Vec<Ref>, usize, usize) {
+    let mut by_partition: BTreeMap<i32, Vec<&ConsumedRecord>> = BTreeMap::new();
+    for r in records {
+        by_partition.entry(r.partition).or_default().push(r);
+    }
+    let (mut accepted, mut bad, mut late) = (Vec::new(), 0, 0);
+    for (partition, mut recs) in by_partition {
+        recs.sort_by_key(|r| r.offset);
+        let mut max_time: Option<u64> = None;
+        for r in recs {
+            let Some(reading) = parse(r) else {
+                bad += 1;
+                continue;
+            };
+            if max_time.is_some_and(|m| reading.time < m.saturating_sub(BOUND_MS)) {
+                late += 1;
+                continue;
+            }
+            max_time = max_time.max(Some(reading.time));
+            accepted.push(Ref {
+                partition,
+                ..reading
+            });
+        }
+    }
+    (accepted, bad, late)
+}
+
+fn parse(r: &ConsumedRecord) -> Option<Ref> {
+    let v: serde_json::Value = serde_json::from_slice(&r.payload).ok()?;
+    let device = v.get("device_id")?.as_str()?.to_owned();
+    let sensor = v.get("sensor")?.as_str()?.to_owned();
+    let value = v.get("value")?.as_f64().filter(|x| x.is_finite())?;
+    // Without a timestamp field the Kafka record timestamp is the event time.
+    let ts = match v.get("ts") {
+        Some(ts) => ts.as_i64()?,
+        None => r.timestamp?,
+    };
+    if ts < 0 || r.timestamp.is_some_and(|kt| ts > kt + MAX_FUTURE_MS) {
+        return None;
+    }
+    Some(Ref {
+        device,
+        sensor,
+        time: ts as u64,
+        value,
+        partition: r.partition,
+        offset: r.offset,
+    })
+}
+
+/// (device, sensor, window_start) → (count, min, max, sum)
+type Windows = BTreeMap<(String, String, u64), (u64, f64, f64, f64)>;
+
+fn reference_windows(readings: &[Ref]) -> Windows {
+    let mut windows = Windows::new();
+    for r in readings {
+        let start = r.time / WINDOW_MS * WINDOW_MS;
+        let w = windows
+            .entry((r.device.clone(), r.sensor.clone(), start))
+            .or_insert((0, f64::INFINITY, f64::NEG_INFINITY, 0.0));
+        w.0 += 1;
+        w.1 = w.1.min(r.value);
+        w.2 = w.2.max(r.value);
+        w.3 += r.value;
+    }
+    windows
+}
+
+/// (rule, device, sensor, state, event_time)
+type AlertKey = (String, String, String, String, u64);
+
+fn reference_alerts(readings: &[Ref], windows: &Windows) -> BTreeSet<AlertKey> {
+    let mut series: BTreeMap<(String, String), Vec<&Ref>> = BTreeMap::new();
+    for r in readings {
+        series
+            .entry((r.device.clone(), r.sensor.clone()))
+            .or_default()
+            .push(r);
+    }
+    let mut alerts = BTreeSet::new();
+    let mut push = |rule: &str, d: &str, s: &str, state: &str, t: u64| {
+        alerts.insert((
+            rule.to_owned(),
+            d.to_owned(),
+            s.to_owned(),
+            state.to_owned(),
+            t,
+        ));
+    };
+    for ((device, sensor), mut rs) in series {
+        rs.sort_by_key(|r| (r.time, r.partition, r.offset));
+        if sensor == "temperature" {
+            // hot: above 90 for 2 readings in a row; resolves at or below 85.
+            let (mut firing, mut streak) = (false, 0);
+            for r in &rs {
+                if !firing {
+                    streak = if r.value > 90.0 { streak + 1 } else { 0 };
+                    if streak >= 2 {
+                        firing = true;
+                        push("hot", &device, &sensor, "firing", r.time);
+                    }
+                } else if r.value <= 85.0 {
+                    firing = false;
+                    streak = 0;
+                    push("hot", &device, &sensor, "resolved", r.time);
+                }
+            }
+        }
+        if sensor == "vibration" {
+            // shaking: above 7.5 continuously for 10 s; resolves at or below 7.5.
+            let (mut firing, mut since) = (false, None::<u64>);
+            for r in &rs {
+                if let Some(t0) = since.filter(|t0| !firing && t0 + 10_000 <= r.time) {
+                    firing = true;
+                    push("shaking", &device, &sensor, "firing", t0 + 10_000);
+                }
+                if firing {
+                    if r.value <= 7.5 {
+                        firing = false;
+                        since = None;
+                        push("shaking", &device, &sensor, "resolved", r.time);
+                    }
+                } else if r.value > 7.5 {
+                    since.get_or_insert(r.time);
+                } else {
+                    since = None;
+                }
+            }
+            // The input ends: the frontier passes every deadline.
+            if let Some(t0) = since.filter(|_| !firing) {
+                push("shaking", &device, &sensor, "firing", t0 + 10_000);
+            }
+        }
+    }
+    // pressure-mean: one-minute mean above 7; resolves at or below 7.
+    let mut firing = BTreeSet::new();
+    for ((device, sensor, start), (count, _, _, sum)) in windows {
+        if sensor != "pressure" {
+            continue;
+        }
+        let mean = sum / *count as f64;
+        let key = (device.clone(), sensor.clone());
+        let end = start + WINDOW_MS;
+        if !firing.contains(&key) && mean > 7.0 {
+            firing.insert(key);
+            push("pressure-mean", device, sensor, "firing", end);
+        } else if firing.contains(&key) && mean <= 7.0 {
+            firing.remove(&key);
+            push("pressure-mean", device, sensor, "resolved", end);
+        }
+    }
+    alerts
+}
+
+fn pipeline_toml(broker: &Broker, topic: &str, alerts: &str, dead: &str, out: &Path) -> String {
+    format!(
+        r#"
+name = "e2e"
+[source]
+brokers = "{brokers}"
+topic = "{topic}"
+out_of_orderness = "5s"
+[window]
+size = "1m"
+[sinks.parquet]
+path = "{out}"
+[sinks.alerts]
+topic = "{alerts}"
+[sinks.dead_letters]
+topic = "{dead}"
+
+[[rule]]
+name = "hot"
+sensor = "temperature"
+above = 90.0
+clear = 85.0
+consecutive = 2
+
+[[rule]]
+name = "shaking"
+sensor = "vibration"
+above = 7.5
+for = "10s"
+
+[[rule]]
+name = "pressure-mean"
+sensor = "pressure"
+window = "1m"
+above = 7.0
+"#,
+        brokers = broker.bootstrap(),
+        out = out.display()
+    )
+}
+
+fn parquet_rows(dir: &Path) -> Windows {
+    let mut rows = Windows::new();
+    for path in files(dir) {
+        let file = std::fs::File::open(&path).unwrap();
+        for batch in ParquetRecordBatchReaderBuilder::try_new(file)
+            .unwrap()
+            .build()
+            .unwrap()
+        {
+            let b = batch.unwrap();
+            let col = |name: &str| b.column(b.schema().index_of(name).unwrap()).clone();
+            let (device, sensor) = (col("device_id"), col("sensor"));
+            let (start, count) = (col("window_start"), col("count"));
+            let (min, max, sum) = (col("min"), col("max"), col("sum"));
+            for i in 0..b.num_rows() {
+                let key = (
+                    device.as_string::<i32>().value(i).to_owned(),
+                    sensor.as_string::<i32>().value(i).to_owned(),
+                    start.as_primitive::<TimestampMillisecondType>().value(i) as u64,
+                );
+                let value = (
+                    count.as_primitive::<Int64Type>().value(i) as u64,
+                    min.as_primitive::<Float64Type>().value(i),
+                    max.as_primitive::<Float64Type>().value(i),
+                    sum.as_primitive::<Float64Type>().value(i),
+                );
+                assert!(
+                    rows.insert(key.clone(), value).is_none(),
+                    "window {key:?} written twice"
+                );
+            }
+        }
+    }
+    rows
+}
+
+fn files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(files(&path));
+        } else {
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            assert!(
+                name.ends_with(".parquet") && !name.starts_with('.'),
+                "unexpected file {name}"
+            );
+            out.push(path);
+        }
+    }
+    out
+}
+
+fn alerts_of(records: &[ConsumedRecord]) -> BTreeSet<AlertKey> {
+    records
+        .iter()
+        .map(|r| {
+            let v: serde_json::Value = serde_json::from_slice(&r.payload).unwrap();
+            assert_eq!(
+                r.key.as_deref(),
+                Some(v["device"].as_str().unwrap().as_bytes()),
+                "alerts are keyed by device"
+            );
+            let s = |f: &str| v[f].as_str().unwrap().to_owned();
+            (
+                s("rule"),
+                s("device"),
+                s("sensor"),
+                s("state"),
+                v["event_time"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn aggregates_and_alerts_match_the_reference_on_one_and_three_workers() {
+    let broker = Broker::start();
+    let topic = unique_topic("readings");
+    broker.create_topic(&topic, 4);
+    let sim = SimulatorConfig {
+        devices: 6,
+        duration_ms: 6 * 60_000,
+        start_ms: 1_763_900_000_000 - 1_763_900_000_000 % 3_600_000 + 3_540_000, // spans an hour boundary
+        seed: 42,
+        anomaly_rate: 0.5,
+        bad_record_rate: 0.01,
+        late_rate: 0.01,
+        ..SimulatorConfig::default()
+    };
+    let records: Vec<_> = generate(&sim).collect();
+    let batch: Vec<support::Record<'_>> = records
+        .iter()
+        .map(|r| {
+            (
+                Some(r.key.as_bytes()),
+                r.payload.as_slice(),
+                Some(r.timestamp_ms),
+                None,
+            )
+        })
+        .collect();
+    broker.produce(&topic, &batch);
+
+    let stored = broker.consume_all(&topic);
+    assert_eq!(stored.len(), records.len());
+    let (accepted, bad, late) = reference_readings(&stored);
+    assert!(
+        bad > 0 && late > 0,
+        "the input must exercise bad and late records"
+    );
+    let windows = reference_windows(&accepted);
+    let expected_alerts = reference_alerts(&accepted, &windows);
+    assert!(
+        expected_alerts.iter().any(|a| a.0 == "shaking")
+            && expected_alerts.iter().any(|a| a.0 == "hot")
+    );
+
+    let mut outputs = Vec::new();
+    for workers in [1, 3] {
+        let out = tempfile::tempdir().unwrap();
+        let (alerts, dead) = (unique_topic("alerts"), unique_topic("dead"));
+        broker.create_topic(&alerts, 2);
+        broker.create_topic(&dead, 1);
+        let toml = pipeline_toml(&broker, &topic, &alerts, &dead, out.path());
+        let spec = weir::config::parse_pipeline(&toml, Path::new("e2e.toml")).unwrap();
+        let options = RunOptions {
+            workers,
+            bounded: true,
+            ..RunOptions::default()
+        };
+        let report = weir::pipeline::run_spec(&spec, &options).unwrap();
+
+        assert_eq!(
+            report.records_read as usize,
+            stored.len(),
+            "{workers} workers"
+        );
+        assert_eq!(
+            report.readings as usize,
+            accepted.len(),
+            "{workers} workers"
+        );
+        let dead_records = broker.consume_all(&dead);
+        assert_eq!(
+            dead_records.len(),
+            bad + late,
+            "{workers} workers: dead letters"
+        );
+        let late_letters = dead_records
+            .iter()
+            .filter(|r| {
+                serde_json::from_slice::<serde_json::Value>(&r.payload).unwrap()["reason"] == "late"
+            })
+            .count();
+        assert_eq!(late_letters, late, "{workers} workers: late records");
+
+        let rows = parquet_rows(out.path());
+        assert_eq!(
+            rows.keys().collect::<Vec<_>>(),
+            windows.keys().collect::<Vec<_>>(),
+            "{workers} workers: windows"
+        );
+        for (key, want) in &windows {
+            let got = rows[key];
+            assert_eq!(
+                (got.0, got.1, got.2),
+                (want.0, want.1, want.2),
+                "{workers} workers: {key:?}"
+            );
+            assert!(
+                (got.3 - want.3).abs() <= 1e-9 * want.3.abs().max(1.0),
+                "{workers} workers: sum of {key:?}"
+            );
+        }
+
+        let got_alerts = alerts_of(&broker.consume_all(&alerts));
+        assert_eq!(got_alerts, expected_alerts, "{workers} workers: alerts");
+        outputs.push((rows, got_alerts));
+    }
+    assert_eq!(
+        outputs[0].1, outputs[1].1,
+        "alerts differ between 1 and 3 workers"
+    );
+}
