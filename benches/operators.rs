@@ -4,6 +4,9 @@
 //!
 //! `cargo bench --bench operators`
 
+// criterion_group! generates an undocumented public function.
+#![allow(missing_docs)]
+
 use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};

@@ -658,6 +658,7 @@ fn locate(doc: &DeTable<'_>, offset: usize) -> String {
 /// The best match so far: span length, depth, path.
 type Located = Option<(usize, usize, String)>;
 
+/// Considers every key of `table` and, recursively, its values.
 fn locate_in_table(
     table: &DeTable<'_>,
     prefix: &str,
@@ -672,6 +673,7 @@ fn locate_in_table(
     }
 }
 
+/// Considers `value` and, recursively, what it holds.
 fn locate_in_value(
     value: &Spanned<DeValue<'_>>,
     path: &str,
@@ -696,6 +698,7 @@ fn locate_in_value(
     }
 }
 
+/// Keeps `path` if its span holds `offset` and is smaller (or as small and deeper) than the best so far.
 fn consider(span: Range<usize>, path: &str, depth: usize, offset: usize, best: &mut Located) {
     if span.start <= offset && (offset < span.end || offset == span.start) {
         let len = span.end - span.start;
@@ -814,6 +817,7 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 // other problems; a spec with problems is never returned.
 // ---------------------------------------------------------------------------
 
+/// Stage two of a pipeline file: every section, the rules, and the checks across sections.
 fn validate_pipeline(raw: RawPipeline, path: &Path, d: &mut Diag<'_>) -> PipelineSpec {
     let base = path.parent().unwrap_or(Path::new(""));
     let name = required_text(d, raw.name.as_ref(), 0, "name");
@@ -896,6 +900,7 @@ fn validate_pipeline(raw: RawPipeline, path: &Path, d: &mut Diag<'_>) -> Pipelin
     }
 }
 
+/// `[source]`, with the defaults of [`KafkaSourceConfig::new`] and a group named after the pipeline.
 fn validate_source(
     raw: Option<&Spanned<RawSource>>,
     name: &str,
@@ -949,6 +954,7 @@ fn validate_source(
     source
 }
 
+/// `[decode]` over [`DecodeConfig::default`].
 fn validate_decode(raw: Option<&RawDecode>, d: &mut Diag<'_>) -> DecodeConfig {
     let mut decode = DecodeConfig::default();
     let Some(r) = raw else {
@@ -1043,6 +1049,7 @@ fn pipeline_rules(
     (RuleSet::new(rules), Some(path))
 }
 
+/// `[sinks.parquet]`; the directory resolves against `base`.
 fn validate_parquet(raw: &Spanned<RawParquet>, base: &Path, d: &mut Diag<'_>) -> ParquetSinkConfig {
     let r = raw.get_ref();
     let path = required_text(d, r.path.as_ref(), raw.span().start, "sinks.parquet.path");
@@ -1064,6 +1071,7 @@ fn validate_parquet(raw: &Spanned<RawParquet>, base: &Path, d: &mut Diag<'_>) ->
     parquet
 }
 
+/// `[sinks.alerts]` or `[sinks.dead_letters]` (named by `path`).
 fn validate_kafka_sink(
     raw: &Spanned<RawKafkaSink>,
     path: &str,
@@ -1118,6 +1126,7 @@ fn validate_rules(raw: &[Spanned<RawRule>], d: &mut Diag<'_>) -> Vec<Rule> {
     rules
 }
 
+/// One `[[rule]]`; `label` names it in messages (`rule[2] "overheat"`).
 fn validate_rule(raw: &Spanned<RawRule>, label: &str, d: &mut Diag<'_>) -> Rule {
     let at = raw.span().start;
     let r = raw.get_ref();
@@ -1302,6 +1311,7 @@ fn validate_rule(raw: &Spanned<RawRule>, label: &str, d: &mut Diag<'_>) -> Rule 
     }
 }
 
+/// The name a rules file gives a statistic.
 fn stat_name(stat: Stat) -> &'static str {
     match stat {
         Stat::Mean => "mean",

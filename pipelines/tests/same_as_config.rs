@@ -1,0 +1,161 @@
+//! The line monitor written in Rust and its config-file twin,
+//! `pipelines/line_monitor.toml`, read the same topic on a real broker and
+//! must write the same alerts, dead letters and Parquet bytes.
+
+#[path = "../../tests/support/mod.rs"]
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use support::{unique_topic, Broker};
+use weir::simulate::{generate, SimulatorConfig};
+use weir::RunOptions;
+use weir_pipelines::{line_monitor, LineMonitor};
+
+/// Output topics and directory of one run.
+struct Outputs {
+    alerts: String,
+    dead: String,
+    dir: tempfile::TempDir,
+}
+
+impl Outputs {
+    fn new(broker: &Broker) -> Self {
+        let outputs = Outputs {
+            alerts: unique_topic("alerts"),
+            dead: unique_topic("dead"),
+            dir: tempfile::tempdir().unwrap(),
+        };
+        broker.create_topic(&outputs.alerts, 2);
+        broker.create_topic(&outputs.dead, 1);
+        outputs
+    }
+
+    /// Alert and dead-letter payloads by key, in topic order per key, and
+    /// Parquet files by partition directory.
+    fn read(
+        &self,
+        broker: &Broker,
+    ) -> (
+        BTreeMap<Vec<u8>, Vec<Vec<u8>>>,
+        Vec<Vec<u8>>,
+        BTreeMap<PathBuf, Vec<Vec<u8>>>,
+    ) {
+        let mut alerts: BTreeMap<Vec<u8>, Vec<Vec<u8>>> = BTreeMap::new();
+        for r in broker.consume_all(&self.alerts) {
+            alerts.entry(r.key.unwrap()).or_default().push(r.payload);
+        }
+        let mut dead: Vec<Vec<u8>> = broker
+            .consume_all(&self.dead)
+            .into_iter()
+            .map(|r| r.payload)
+            .collect();
+        dead.sort();
+        let mut files = BTreeMap::new();
+        collect(self.dir.path(), self.dir.path(), &mut files);
+        files.values_mut().for_each(|f| f.sort());
+        (alerts, dead, files)
+    }
+}
+
+fn collect(root: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, Vec<Vec<u8>>>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            collect(root, &path, out);
+        } else {
+            let partition = path
+                .parent()
+                .unwrap()
+                .strip_prefix(root)
+                .unwrap()
+                .to_path_buf();
+            out.entry(partition)
+                .or_default()
+                .push(std::fs::read(&path).unwrap());
+        }
+    }
+}
+
+#[test]
+fn rust_pipeline_and_config_file_write_the_same_output() {
+    let broker = Broker::start();
+    let topic = unique_topic("readings");
+    broker.create_topic(&topic, 3);
+    let sim = SimulatorConfig {
+        devices: 5,
+        duration_ms: 5 * 60_000,
+        start_ms: 1_763_900_000_000,
+        seed: 3,
+        anomaly_rate: 0.5,
+        bad_record_rate: 0.01,
+        late_rate: 0.01,
+        ..SimulatorConfig::default()
+    };
+    let records: Vec<_> = generate(&sim).collect();
+    let batch: Vec<support::Record<'_>> = records
+        .iter()
+        .map(|r| {
+            (
+                Some(r.key.as_bytes()),
+                r.payload.as_slice(),
+                Some(r.timestamp_ms),
+                None,
+            )
+        })
+        .collect();
+    broker.produce(&topic, &batch);
+    let options = RunOptions {
+        workers: 2,
+        bounded: true,
+        ..RunOptions::default()
+    };
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+
+    let from_file = Outputs::new(&broker);
+    let mut spec = weir::config::load_pipeline(&here.join("line_monitor.toml")).unwrap();
+    spec.source.brokers = broker.bootstrap();
+    spec.source.topic = topic.clone();
+    for (sink, name) in [
+        (spec.alerts.as_mut(), &from_file.alerts),
+        (spec.dead_letters.as_mut(), &from_file.dead),
+    ] {
+        let sink = sink.unwrap();
+        sink.brokers = broker.bootstrap();
+        sink.topic = name.clone();
+    }
+    spec.parquet.as_mut().unwrap().dir = from_file.dir.path().to_path_buf();
+    let file_report = weir::pipeline::run_spec(&spec, &options).unwrap();
+
+    let from_rust = Outputs::new(&broker);
+    let settings = LineMonitor {
+        brokers: broker.bootstrap(),
+        readings_topic: topic,
+        alerts_topic: from_rust.alerts.clone(),
+        dead_letters_topic: from_rust.dead.clone(),
+        parquet_dir: from_rust.dir.path().to_path_buf(),
+        rules: Arc::new(weir::config::load_rules(&here.join("rules/line_monitor.toml")).unwrap()),
+    };
+    let rust_report = weir::run(&options, move |scope, ctx| {
+        line_monitor(scope, ctx, &settings)
+    })
+    .unwrap();
+
+    assert_eq!(file_report.records_read as usize, records.len());
+    assert!(
+        file_report.alerts_delivered > 0,
+        "the input must fire alerts"
+    );
+    assert!(
+        file_report.dead_letters_delivered > 0,
+        "the input must hold bad records"
+    );
+    let (file_out, rust_out) = (from_file.read(&broker), from_rust.read(&broker));
+    assert_eq!(file_out.0, rust_out.0, "alerts differ");
+    assert_eq!(file_out.1, rust_out.1, "dead letters differ");
+    assert!(!file_out.2.is_empty());
+    assert_eq!(file_out.2, rust_out.2, "Parquet files differ");
+    assert_eq!(file_report.windows, rust_report.windows);
+}
