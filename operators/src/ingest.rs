@@ -305,3 +305,95 @@ fn send<T: Clone + 'static>(
         buf.clear();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ingest(partitions: &[(i32, Option<i64>)]) -> Ingest {
+        Ingest::new(
+            Decoder::default(),
+            "t",
+            5_000,
+            partitions.iter().map(|(p, end)| (*p, *end, false)),
+            Arc::new(Metrics::default()),
+        )
+    }
+
+    /// Feeds (partition, offset, event time); returns accepted offsets and dead letters.
+    fn feed(
+        ingest: &mut Ingest,
+        cap_time: u64,
+        records: &[(i32, i64, u64)],
+    ) -> (Vec<i64>, Vec<(DeadLetterReason, i64)>) {
+        let (mut readings, mut dead) = (Vec::new(), Vec::new());
+        for (partition, offset, time) in records {
+            let payload = format!(r#"{{"device_id":"d","sensor":"s","value":1,"ts":{time}}}"#);
+            let record = RawRecord {
+                partition: *partition,
+                offset: *offset,
+                key: None,
+                payload: payload.as_bytes(),
+                timestamp: None,
+            };
+            ingest.accept(record, cap_time, &mut readings, &mut dead);
+        }
+        (
+            readings.iter().map(|r| r.offset).collect(),
+            dead.iter().map(|d| (d.reason.clone(), d.offset)).collect(),
+        )
+    }
+
+    #[test]
+    fn lateness_is_judged_per_partition() {
+        let mut ing = ingest(&[(0, None), (1, None)]);
+        // Partition 0 reaches 20 s; partition 1 is still at 1 s: its old readings are not late.
+        let (ok, dead) = feed(
+            &mut ing,
+            0,
+            &[
+                (0, 0, 20_000),
+                (1, 0, 1_000),
+                (1, 1, 2_000),
+                (0, 1, 15_000),
+                (0, 2, 14_999),
+            ],
+        );
+        assert_eq!(ok, vec![0, 0, 1, 1]);
+        assert_eq!(dead, vec![(DeadLetterReason::Late, 2)]);
+        // The source watermark is the slower partition's: 2 s - 5 s, saturated at 0.
+        assert_eq!(ing.watermark(false), Watermark::At(0));
+        feed(&mut ing, 0, &[(1, 2, 30_000)]);
+        assert_eq!(ing.watermark(false), Watermark::At(15_000));
+    }
+
+    #[test]
+    fn a_partition_without_records_holds_the_watermark_until_idle() {
+        let mut ing = ingest(&[(0, None), (1, None)]);
+        feed(&mut ing, 0, &[(0, 0, 20_000)]);
+        assert_eq!(ing.watermark(false), Watermark::Unknown);
+        ing.mark_idle(Duration::ZERO);
+        // Both idle now: the watermark follows the partitions that have one.
+        assert_eq!(ing.watermark(false), Watermark::At(15_000));
+        // Partition 1 wakes with a reading behind the capability: late after idle.
+        let (ok, dead) = feed(&mut ing, 15_000, &[(1, 0, 3_000), (1, 1, 16_000)]);
+        assert_eq!(ok, vec![1]);
+        assert_eq!(dead, vec![(DeadLetterReason::LateAfterIdle, 0)]);
+    }
+
+    #[test]
+    fn bounded_partitions_finish_at_their_end_offset() {
+        let mut ing = ingest(&[(0, Some(2)), (1, Some(1))]);
+        feed(&mut ing, 0, &[(0, 0, 1_000), (1, 0, 9_000)]);
+        // Partition 1 is done and no longer holds the watermark back.
+        assert_eq!(ing.watermark(true), Watermark::At(0));
+        let (ok, _) = feed(&mut ing, 0, &[(0, 1, 7_000), (0, 2, 8_000)]);
+        assert_eq!(ok, vec![1], "offset 2 is beyond the end seen at start");
+        assert_eq!(ing.watermark(true), Watermark::Done);
+        assert_eq!(
+            ingest(&[]).watermark(false),
+            Watermark::Done,
+            "a worker without partitions is done"
+        );
+    }
+}
