@@ -17,7 +17,7 @@ use timely::dataflow::operators::{Inspect, Probe};
 use timely::dataflow::ProbeHandle;
 use weir::operators::alert::{Direction, Rule, RuleInput, RuleSet, Stat};
 use weir::operators::memory::{MemorySource, MemoryTopic};
-use weir::operators::{Decoder, EvaluateAlerts, Metrics, Name, WindowAggregateOp};
+use weir::operators::{Decoder, EvaluateAlerts, Metrics, WindowAggregateOp};
 use weir::simulate::{generate, SimulatorConfig};
 
 const WINDOW_MS: u64 = 60_000;
@@ -61,15 +61,19 @@ struct Plain<'a> {
 
 /// The plain loop: (windows, breaches).
 fn plain_loop(topic: &MemoryTopic) -> (usize, u64) {
-    let mut windows: HashMap<(Name, Name, u64), (u64, f64, f64, f64)> = HashMap::new();
+    // Keys borrow the names from the payloads, which outlive the map.
+    let mut windows: HashMap<(&str, &str, u64), (u64, f64, f64, f64)> = HashMap::new();
     let mut breaches = 0u64;
     for partition in &topic.partitions {
         for record in partition {
             let r: Plain = serde_json::from_slice(&record.payload).expect("bench input is valid");
             let start = r.ts - r.ts % WINDOW_MS;
-            let w = windows
-                .entry((Name::new(r.device_id), Name::new(r.sensor), start))
-                .or_insert((0, f64::INFINITY, f64::NEG_INFINITY, 0.0));
+            let w = windows.entry((r.device_id, r.sensor, start)).or_insert((
+                0,
+                f64::INFINITY,
+                f64::NEG_INFINITY,
+                0.0,
+            ));
             w.0 += 1;
             w.1 = w.1.min(r.value);
             w.2 = w.2.max(r.value);

@@ -139,13 +139,22 @@ mod probes {
             .collect();
         b.produce(&t, &recs);
         let group = unique_topic("g");
-        let mk = || -> BaseConsumer {
+        struct Ctx;
+        impl rdkafka::client::ClientContext for Ctx {
+            fn log(&self, _l: rdkafka::config::RDKafkaLogLevel, fac: &str, msg: &str) {
+                eprintln!("RDK {fac} {msg}");
+            }
+        }
+        impl rdkafka::consumer::ConsumerContext for Ctx {}
+        let mk = || -> BaseConsumer<Ctx> {
             b.client_config()
+                .set_log_level(rdkafka::config::RDKafkaLogLevel::Debug)
+                .set("debug", "cgrp")
                 .set("group.id", &group)
                 .set("enable.auto.commit", "false")
                 .set("auto.offset.reset", "earliest")
                 .set("session.timeout.ms", "6000")
-                .create()
+                .create_with_context(Ctx)
                 .unwrap()
         };
         let c = mk();
@@ -164,7 +173,11 @@ mod probes {
         eprintln!("GROUP: commit result {r:?}");
         let committed = c.committed(Duration::from_secs(10));
         eprintln!("GROUP: committed {committed:?}");
+        let t0 = Instant::now();
+        c.unsubscribe();
+        eprintln!("GROUP: unsubscribed in {:?}", t0.elapsed());
         drop(c);
+        eprintln!("GROUP: dropped consumer in {:?}", t0.elapsed());
         // explicit commit via assign-mode consumer + committed_offsets
         let c2 = mk();
         let mut tpl = TopicPartitionList::new();
@@ -172,6 +185,7 @@ mod probes {
         tpl.add_partition(&t, 1);
         let co = c2.committed_offsets(tpl, Duration::from_secs(10));
         eprintln!("GROUP: committed_offsets from new consumer {co:?}");
+        eprintln!("LOG:\n{}", b.log());
         // resume
         b.produce(&t, &recs[..4]);
         c2.subscribe(&[&t]).unwrap();

@@ -443,6 +443,8 @@ struct KeyState<O> {
     /// (rule index, state) for every rule that selects this key.
     rules: Vec<(usize, RuleState)>,
     pending: Vec<O>,
+    /// Listed in [`AlertEvaluator::dirty`].
+    dirty: bool,
 }
 
 /// The alert evaluation logic, free of timely: feed observations with
@@ -452,8 +454,10 @@ pub struct AlertEvaluator<O> {
     rules: Arc<RuleSet>,
     index: HashMap<SensorKey, usize>,
     keys: Vec<KeyState<O>>,
-    /// Keys with pending observations.
-    dirty: BTreeSet<usize>,
+    /// Keys with pending observations, each once.
+    dirty: Vec<usize>,
+    /// Earliest time among the observations left pending by `advance_to`.
+    pending_min: Option<u64>,
     /// Armed duration deadlines: (deadline, key, slot).
     deadlines: BTreeSet<(u64, usize, usize)>,
     transitions: Vec<Transition>,
@@ -466,7 +470,8 @@ impl<O: Observation> AlertEvaluator<O> {
             rules,
             index: HashMap::default(),
             keys: Vec::new(),
-            dirty: BTreeSet::new(),
+            dirty: Vec::new(),
+            pending_min: None,
             deadlines: BTreeSet::new(),
             transitions: Vec::new(),
         }
@@ -493,6 +498,7 @@ impl<O: Observation> AlertEvaluator<O> {
                     key: key.clone(),
                     rules,
                     pending: Vec::new(),
+                    dirty: false,
                 });
                 self.index.insert(key, self.keys.len() - 1);
                 self.keys.len() - 1
@@ -502,8 +508,12 @@ impl<O: Observation> AlertEvaluator<O> {
         if state.rules.is_empty() {
             return false;
         }
+        self.pending_min = Some(self.pending_min.map_or(obs.time(), |t| t.min(obs.time())));
         state.pending.push(obs);
-        self.dirty.insert(slot);
+        if !state.dirty {
+            state.dirty = true;
+            self.dirty.push(slot);
+        }
         true
     }
 
@@ -511,12 +521,11 @@ impl<O: Observation> AlertEvaluator<O> {
     /// still produce an alert: the earliest pending observation or armed
     /// deadline.
     pub fn earliest_pending(&self) -> Option<u64> {
-        let pending = self
-            .dirty
-            .iter()
-            .filter_map(|k| self.keys[*k].pending.iter().map(|o| o.time()).min());
         let deadline = self.deadlines.first().map(|(d, _, _)| *d);
-        pending.chain(deadline).min()
+        match (self.pending_min, deadline) {
+            (Some(p), Some(d)) => Some(p.min(d)),
+            (p, d) => p.or(d),
+        }
     }
 
     /// Applies every observation earlier than `frontier` (all of them when
@@ -527,6 +536,7 @@ impl<O: Observation> AlertEvaluator<O> {
         let limit = frontier.unwrap_or(u64::MAX);
         let mut suppressed = 0;
         let dirty = std::mem::take(&mut self.dirty);
+        self.pending_min = None;
         for slot in dirty {
             let key = &mut self.keys[slot];
             key.pending.sort_by_key(|o| o.order());
@@ -548,8 +558,16 @@ impl<O: Observation> AlertEvaluator<O> {
                     suppressed += emit(rule, &key.key, obs.window(), &mut self.transitions, out);
                 }
             }
-            if !key.pending.is_empty() {
-                self.dirty.insert(slot);
+            key.dirty = !key.pending.is_empty();
+            if key.dirty {
+                self.dirty.push(slot);
+                let min = key
+                    .pending
+                    .iter()
+                    .map(|o| o.time())
+                    .min()
+                    .unwrap_or(u64::MAX);
+                self.pending_min = Some(self.pending_min.map_or(min, |t| t.min(min)));
             }
         }
         // Durations that the frontier has reached fire now.

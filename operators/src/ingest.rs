@@ -42,6 +42,8 @@ pub(crate) struct PartitionState {
     max_time: Option<u64>,
     pub(crate) done: bool,
     pub(crate) idle: bool,
+    /// Delivered a record since the last [`Ingest::check_idle`].
+    active: bool,
     last_record: Instant,
 }
 
@@ -87,6 +89,7 @@ impl Ingest {
                     max_time: None,
                     done,
                     idle: false,
+                    active: false,
                     last_record: now,
                 })
                 .collect(),
@@ -116,7 +119,7 @@ impl Ingest {
         if part.done || part.end.is_some_and(|end| offset >= end) {
             return false;
         }
-        part.last_record = Instant::now();
+        part.active = true;
         part.idle = false;
         if part.end.is_some_and(|end| offset + 1 >= end) {
             part.done = true;
@@ -165,10 +168,14 @@ impl Ingest {
         true
     }
 
-    /// Declares partitions idle that have delivered nothing for `timeout`.
-    pub(crate) fn mark_idle(&mut self, timeout: Duration) {
+    /// Declares partitions idle that have delivered nothing for `timeout`
+    /// (wall clock). Called once per poll, not per record.
+    pub(crate) fn check_idle(&mut self, timeout: Duration) {
+        let now = Instant::now();
         for part in self.partitions.iter_mut().filter(|p| !p.idle && !p.done) {
-            if part.last_record.elapsed() >= timeout {
+            if std::mem::take(&mut part.active) {
+                part.last_record = now;
+            } else if now.duration_since(part.last_record) >= timeout {
                 tracing::info!(topic = %self.topic, partition = part.id, "Partition is idle; it no longer holds the watermark back");
                 part.idle = true;
             }
@@ -372,7 +379,8 @@ mod tests {
         let mut ing = ingest(&[(0, None), (1, None)]);
         feed(&mut ing, 0, &[(0, 0, 20_000)]);
         assert_eq!(ing.watermark(false), Watermark::Unknown);
-        ing.mark_idle(Duration::ZERO);
+        ing.check_idle(Duration::ZERO);
+        ing.check_idle(Duration::ZERO);
         // Both idle now: the watermark follows the partitions that have one.
         assert_eq!(ing.watermark(false), Watermark::At(15_000));
         // Partition 1 wakes with a reading behind the capability: late after idle.

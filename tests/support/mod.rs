@@ -38,6 +38,14 @@ use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 use tempfile::TempDir;
 
+/// `sh -c` script: run `$0 "$@"` (tansu), kill it when stdin reaches EOF.
+const WATCHDOG: &str = r#"exec 3<&0
+"$0" "$@" </dev/null 3<&- &
+pid=$!
+(cat <&3 >/dev/null; kill "$pid" 2>/dev/null) &
+exec 3<&-
+wait "$pid""#;
+
 /// How long to wait for the broker to come up, and for produce/consume calls.
 pub const TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -159,7 +167,14 @@ impl Broker {
         let log_path = dir.path().join("tansu.log");
         let log = File::create(&log_path).expect("create tansu log");
         let url = format!("tcp://127.0.0.1:{port}");
-        let child = Command::new(tansu)
+        // tansu runs under a small sh watchdog that kills it when our end of
+        // the stdin pipe closes: on Drop, and also when the test process dies
+        // without unwinding (a killed or timed-out `cargo test`), so no broker
+        // outlives its test. sh exits with tansu's status if tansu exits first.
+        let child = Command::new("sh")
+            .arg("-c")
+            .arg(WATCHDOG)
+            .arg(tansu)
             .current_dir(dir.path())
             .arg("broker")
             // tansu resolves the sqlite path relative to its working directory.
@@ -170,7 +185,7 @@ impl Broker {
                 "RUST_LOG",
                 std::env::var("WEIR_TANSU_LOG").unwrap_or_else(|_| "warn".into()),
             )
-            .stdin(Stdio::null())
+            .stdin(Stdio::piped())
             .stdout(log.try_clone().expect("clone log handle"))
             .stderr(log)
             .spawn()
@@ -238,8 +253,7 @@ impl Broker {
         config
             .set("bootstrap.servers", self.bootstrap())
             .set("broker.address.family", "v4")
-            .set("reconnect.backoff.max.ms", "200")
-            .set("log_level", "3");
+            .set("reconnect.backoff.max.ms", "200");
         config
     }
 
@@ -412,6 +426,14 @@ impl Broker {
 
 impl Drop for Broker {
     fn drop(&mut self) {
+        drop(self.child.stdin.take()); // the watchdog now stops tansu
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

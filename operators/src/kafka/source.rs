@@ -254,8 +254,6 @@ impl KafkaPoller {
                     part.done |= pos >= end;
                 }
             }
-        } else if let Some(timeout) = self.config.idle_timeout {
-            ingest.mark_idle(timeout);
         }
     }
 }
@@ -289,6 +287,9 @@ impl Poller for KafkaPoller {
         }
         if read == 0 {
             self.check_positions(ingest);
+        }
+        if let Some(timeout) = self.config.idle_timeout.filter(|_| !self.config.bounded) {
+            ingest.check_idle(timeout);
         }
         read
     }
