@@ -59,10 +59,13 @@ struct Plain<'a> {
     ts: u64,
 }
 
+/// count, min, max, sum
+type Window = (u64, f64, f64, f64);
+
 /// The plain loop: (windows, breaches).
 fn plain_loop(topic: &MemoryTopic) -> (usize, u64) {
     // Keys borrow the names from the payloads, which outlive the map.
-    let mut windows: HashMap<(&str, &str, u64), (u64, f64, f64, f64)> = HashMap::new();
+    let mut windows: HashMap<(&str, &str, u64), Window> = HashMap::new();
     let mut breaches = 0u64;
     for partition in &topic.partitions {
         for record in partition {

@@ -33,16 +33,8 @@ impl Outputs {
         outputs
     }
 
-    /// Alert and dead-letter payloads by key, in topic order per key, and
-    /// Parquet files by partition directory.
-    fn read(
-        &self,
-        broker: &Broker,
-    ) -> (
-        BTreeMap<Vec<u8>, Vec<Vec<u8>>>,
-        Vec<Vec<u8>>,
-        BTreeMap<PathBuf, Vec<Vec<u8>>>,
-    ) {
+    /// What the run wrote.
+    fn read(&self, broker: &Broker) -> Written {
         let mut alerts: BTreeMap<Vec<u8>, Vec<Vec<u8>>> = BTreeMap::new();
         for r in broker.consume_all(&self.alerts) {
             alerts.entry(r.key.unwrap()).or_default().push(r.payload);
@@ -56,8 +48,23 @@ impl Outputs {
         let mut files = BTreeMap::new();
         collect(self.dir.path(), self.dir.path(), &mut files);
         files.values_mut().for_each(|f| f.sort());
-        (alerts, dead, files)
+        Written {
+            alerts,
+            dead,
+            files,
+        }
     }
+}
+
+/// Everything one run wrote.
+#[derive(Debug, PartialEq)]
+struct Written {
+    /// Alert payloads by key, in topic order per key.
+    alerts: BTreeMap<Vec<u8>, Vec<Vec<u8>>>,
+    /// Dead-letter payloads, sorted.
+    dead: Vec<Vec<u8>>,
+    /// Parquet file contents by partition directory, sorted.
+    files: BTreeMap<PathBuf, Vec<Vec<u8>>>,
 }
 
 fn collect(root: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, Vec<Vec<u8>>>) {
@@ -153,9 +160,9 @@ fn rust_pipeline_and_config_file_write_the_same_output() {
         "the input must hold bad records"
     );
     let (file_out, rust_out) = (from_file.read(&broker), from_rust.read(&broker));
-    assert_eq!(file_out.0, rust_out.0, "alerts differ");
-    assert_eq!(file_out.1, rust_out.1, "dead letters differ");
-    assert!(!file_out.2.is_empty());
-    assert_eq!(file_out.2, rust_out.2, "Parquet files differ");
+    assert_eq!(file_out.alerts, rust_out.alerts, "alerts differ");
+    assert_eq!(file_out.dead, rust_out.dead, "dead letters differ");
+    assert!(!file_out.files.is_empty());
+    assert_eq!(file_out.files, rust_out.files, "Parquet files differ");
     assert_eq!(file_report.windows, rust_report.windows);
 }
