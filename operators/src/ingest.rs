@@ -215,6 +215,8 @@ impl Ingest {
 /// [`Ingest`].
 pub(crate) trait Poller: 'static {
     /// Reads a batch; returns how many records were read (0: nothing now).
+    /// A poller with nothing to read should wait a little for data (a few
+    /// ms at most), since the source is rescheduled at once.
     fn poll(
         &mut self,
         ingest: &mut Ingest,
@@ -292,11 +294,8 @@ where
                 }
                 Watermark::Unknown => {}
             }
-            if read > 0 {
-                activator.activate();
-            } else {
-                activator.activate_after(Duration::from_millis(5));
-            }
+            // Pollers wait for data themselves (briefly) when starved.
+            activator.activate();
         }
     });
     (readings, dead)

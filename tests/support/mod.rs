@@ -11,7 +11,12 @@
 //! the tests fail loudly rather than skip. `WEIR_TANSU_LOG` sets tansu's
 //! `RUST_LOG` (default `warn`); its output is in [`Broker::log`].
 //!
-//! Known tansu limits: no transactions (so no exactly-once producers).
+//! Known tansu 0.6.0 behaviour (checked against this harness): no
+//! transactions; idempotent producers, gzip batches, consumer-group
+//! subscribe/commit/resume and `offsets_for_times` work, but a timestamp later
+//! than every record gives offset 0 (Kafka gives -1, "end"). rdkafka pitfall:
+//! drop every `TopicPartitionList` a consumer returned (`committed()` etc.)
+//! before the consumer itself, or its drop blocks forever.
 //!
 //! Include with `mod support;` from a file in `tests/`.
 #![allow(dead_code)]
@@ -38,11 +43,14 @@ use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 use tempfile::TempDir;
 
-/// `sh -c` script: run `$0 "$@"` (tansu), kill it when stdin reaches EOF.
+/// `sh -c` script: run `$0 "$@"` (tansu); when stdin reaches EOF, kill it
+/// and remove its working directory (a `weir-tansu-*` temp dir).
 const WATCHDOG: &str = r#"exec 3<&0
 "$0" "$@" </dev/null 3<&- &
 pid=$!
-(cat <&3 >/dev/null; kill "$pid" 2>/dev/null) &
+(cat <&3 >/dev/null; kill "$pid" 2>/dev/null
+ while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+ case "$PWD" in */weir-tansu-*) rm -rf "$PWD";; esac) &
 exec 3<&-
 wait "$pid""#;
 
@@ -167,10 +175,11 @@ impl Broker {
         let log_path = dir.path().join("tansu.log");
         let log = File::create(&log_path).expect("create tansu log");
         let url = format!("tcp://127.0.0.1:{port}");
-        // tansu runs under a small sh watchdog that kills it when our end of
-        // the stdin pipe closes: on Drop, and also when the test process dies
-        // without unwinding (a killed or timed-out `cargo test`), so no broker
-        // outlives its test. sh exits with tansu's status if tansu exits first.
+        // tansu runs under a small sh watchdog that kills it (and removes its
+        // directory) when our end of the stdin pipe closes: on Drop, and also
+        // when the test process dies without unwinding (a killed or timed-out
+        // `cargo test`), so no broker outlives its test. sh exits with tansu's
+        // status if tansu exits first.
         let child = Command::new("sh")
             .arg("-c")
             .arg(WATCHDOG)

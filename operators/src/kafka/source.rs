@@ -84,6 +84,9 @@ impl KafkaSourceConfig {
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("enable.partition.eof", "false")
+            // librdkafka pauses a partition's fetching for this long once its
+            // local queue is full (default 1 s); a fast consumer then starves.
+            .set("fetch.queue.backoff.ms", "20")
             .set(
                 "auto.offset.reset",
                 if self.start == StartOffset::Latest {
@@ -103,7 +106,14 @@ impl KafkaSourceConfig {
 struct KafkaPoller {
     config: KafkaSourceConfig,
     consumer: BaseConsumer,
+    /// The last poll found nothing: the next one waits a little for data.
+    starved: bool,
 }
+
+/// How long a poll waits for data after one that found none. librdkafka
+/// returns as soon as a record arrives, so this bounds the idle loop's rate
+/// without adding latency.
+const STARVED_WAIT: Duration = Duration::from_millis(10);
 
 /// Reads readings from Kafka into a dataflow.
 pub trait KafkaSource<'scope> {
@@ -233,7 +243,14 @@ impl KafkaPoller {
             partitions,
             metrics,
         );
-        Ok((KafkaPoller { config, consumer }, ingest))
+        Ok((
+            KafkaPoller {
+                config,
+                consumer,
+                starved: false,
+            },
+            ingest,
+        ))
     }
 
     /// With nothing to read: marks partitions done whose position reached
@@ -267,8 +284,13 @@ impl Poller for KafkaPoller {
         dead: &mut Vec<DeadLetter>,
     ) -> usize {
         let mut read = 0;
-        for _ in 0..self.config.max_batch {
-            let message = match self.consumer.poll(Duration::ZERO) {
+        for i in 0..self.config.max_batch {
+            let wait = if i == 0 && self.starved {
+                STARVED_WAIT
+            } else {
+                Duration::ZERO
+            };
+            let message = match self.consumer.poll(wait) {
                 None => break,
                 Some(Ok(m)) => m,
                 Some(Err(e)) => {
@@ -285,6 +307,7 @@ impl Poller for KafkaPoller {
             };
             read += usize::from(ingest.accept(record, cap_time, readings, dead));
         }
+        self.starved = read == 0;
         if read == 0 {
             self.check_positions(ingest);
         }
