@@ -8,8 +8,7 @@
 //!
 //! ```no_run
 //! use std::sync::Arc;
-//! use weir::operators::{Decoder, KafkaSource, KafkaSourceConfig, WindowAggregateOp};
-//! use weir::operators::parquet::{ParquetSink, ParquetSinkConfig};
+//! use weir::operators::{Decoder, KafkaSource, KafkaSourceConfig, ParquetSink, ParquetSinkConfig, WindowAggregateOp};
 //!
 //! let options = weir::RunOptions { bounded: true, ..weir::RunOptions::default() };
 //! let report = weir::run(&options, |scope, ctx| {
@@ -18,7 +17,7 @@
 //!     let (readings, _dead) = scope.kafka_source(source, Decoder::default(), ctx.metrics.clone());
 //!     readings
 //!         .window_aggregate(60_000, ctx.metrics.clone())
-//!         .parquet_sink(ParquetSinkConfig::new("out".into()), ctx.file_prefix(), ctx.metrics.clone());
+//!         .parquet_sink(ParquetSinkConfig::new("out"), ctx.file_prefix(), ctx.metrics.clone());
 //! })?;
 //! println!("{}", report);
 //! # Ok::<(), anyhow::Error>(())

@@ -635,7 +635,7 @@ pub trait EvaluateAlerts<'scope> {
     /// ```
     /// use std::sync::Arc;
     /// use timely::dataflow::operators::{Capture, ToStream};
-    /// use timely::dataflow::operators::capture::Extract;
+    /// use timely::dataflow::operators::capture::Event;
     /// use weir_operators::alert::{AlertState, Direction, EvaluateAlerts, Rule, RuleSet};
     /// use weir_operators::{Metrics, Reading};
     ///
@@ -652,7 +652,7 @@ pub trait EvaluateAlerts<'scope> {
     ///         .evaluate_alerts(rules, Arc::new(Metrics::default()))
     ///         .capture()
     /// });
-    /// let alerts: Vec<_> = captured.extract().into_iter().flat_map(|(_, a)| a).collect();
+    /// let alerts: Vec<_> = captured.iter().flat_map(|e| match e { Event::Messages(_, d) => d, Event::Progress(_) => vec![] }).collect();
     /// let states: Vec<_> = alerts.iter().map(|a| (a.state, a.event_time)).collect();
     /// assert_eq!(states, vec![(AlertState::Firing, 2_000), (AlertState::Resolved, 3_000)]);
     /// assert_eq!(alerts[0].values, vec![95.0, 96.0]);

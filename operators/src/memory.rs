@@ -81,7 +81,7 @@ pub trait MemorySource<'scope> {
     /// ```
     /// use std::sync::Arc;
     /// use timely::dataflow::operators::{Capture, ToStream};
-    /// use timely::dataflow::operators::capture::Extract;
+    /// use timely::dataflow::operators::capture::Event;
     /// use weir_operators::memory::{MemorySource, MemoryTopic};
     /// use weir_operators::{DeadLetterReason, Decoder, Metrics};
     ///
@@ -97,8 +97,8 @@ pub trait MemorySource<'scope> {
     ///     let (r, d) = scope.memory_source(topic, Decoder::default(), 5_000, Arc::new(Metrics::default()));
     ///     (r.capture(), d.capture())
     /// });
-    /// let readings: Vec<_> = readings.extract().into_iter().flat_map(|(_, r)| r).collect();
-    /// let dead: Vec<_> = dead.extract().into_iter().flat_map(|(_, d)| d).map(|d| (d.reason, d.offset)).collect();
+    /// let readings: Vec<_> = readings.iter().flat_map(|e| match e { Event::Messages(_, d) => d, Event::Progress(_) => vec![] }).collect();
+    /// let dead: Vec<_> = dead.iter().flat_map(|e| match e { Event::Messages(_, d) => d, Event::Progress(_) => vec![] }).map(|d| (d.reason, d.offset)).collect();
     /// assert_eq!(readings.len(), 1);
     /// assert_eq!(dead, vec![(DeadLetterReason::Late, 1), (DeadLetterReason::InvalidField, 2)]);
     /// ```

@@ -134,7 +134,7 @@ pub trait WindowAggregate<'scope> {
     /// ```
     /// use std::sync::Arc;
     /// use timely::dataflow::operators::{Capture, ToStream};
-    /// use timely::dataflow::operators::capture::Extract;
+    /// use timely::dataflow::operators::capture::Event;
     /// use weir_operators::{Metrics, Reading, WindowAggregateOp};
     ///
     /// let readings = vec![
@@ -145,7 +145,7 @@ pub trait WindowAggregate<'scope> {
     /// let captured = timely::example(move |scope| {
     ///     readings.to_stream(scope).window_aggregate(60_000, Arc::new(Metrics::default())).capture()
     /// });
-    /// let windows: Vec<_> = captured.extract().into_iter().flat_map(|(_, w)| w).collect();
+    /// let windows: Vec<_> = captured.iter().flat_map(|e| match e { Event::Messages(_, d) => d, Event::Progress(_) => vec![] }).collect();
     /// let summary: Vec<_> = windows.iter().map(|w| (w.window_start, w.count, w.min, w.max, w.mean())).collect();
     /// assert_eq!(summary, vec![(0, 2, 10.0, 20.0, 15.0), (60_000, 1, 30.0, 30.0, 30.0)]);
     /// ```
