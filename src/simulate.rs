@@ -806,6 +806,31 @@ mod tests {
     }
 
     #[test]
+    fn send_queue_edge_bounds() {
+        // Bound 0: a one-slot ring, so production order is event time order.
+        let strict = SimulatorConfig {
+            out_of_order_ms: 0,
+            late_rate: 0.0,
+            ..config(7, 2)
+        };
+        let ts: Vec<u64> = generate(&strict)
+            .filter_map(|r| parse(&r, &strict))
+            .map(|r| r.ts)
+            .collect();
+        assert_eq!(ts.len() as u64, strict.expected_readings());
+        assert!(ts.windows(2).all(|w| w[0] <= w[1]));
+        // A bound beyond the ring's capacity: regular records also pass through the heap.
+        let wide = SimulatorConfig {
+            out_of_order_ms: 100_000,
+            ..config(7, 5)
+        };
+        let mut g = generate(&wide);
+        let sends: Vec<i64> = g.by_ref().map(|r| r.timestamp_ms).collect();
+        assert_eq!(sends.len() as u64, g.report().records);
+        assert!(sends.windows(2).all(|w| w[0] <= w[1]));
+    }
+
+    #[test]
     fn production_order_respects_bound_except_late() {
         let c = SimulatorConfig {
             late_rate: 0.002,

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use globset::{Glob, GlobMatcher};
 use hashbrown::HashMap;
 use serde::{Deserialize, Serialize};
-use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::channels::pact::{Exchange, ParallelizationContract, Pipeline};
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::Capability;
 use timely::dataflow::Stream;
@@ -673,57 +673,74 @@ where
         rules: Arc<RuleSet>,
         metrics: Arc<Metrics>,
     ) -> Stream<'scope, u64, Vec<Alert>> {
-        let exchange = Exchange::new(|o: &O| o.route());
-        self.unary_frontier(exchange, "EvaluateAlerts", move |_cap, _info| {
-            let mut evaluator = AlertEvaluator::new(rules);
-            let mut held: Option<Capability<u64>> = None;
-            let mut alerts = Vec::new();
-            move |(input, frontier), output| {
-                input.for_each_stamp(|cap, data| {
-                    let mut any = false;
-                    for batch in data {
-                        for obs in batch.drain(..) {
-                            any |= evaluator.push(obs);
-                        }
-                    }
-                    if any
-                        && held
-                            .as_ref()
-                            .is_none_or(|h| cap.least().is_some_and(|t| t < h.time()))
-                    {
-                        held = cap.retain_least(output.output_index());
-                    }
-                });
-                let Some(cap) = held.as_mut() else { return };
-                let frontier = frontier.frontier().first().copied();
-                let suppressed = evaluator.advance_to(frontier, &mut alerts);
-                Metrics::add(&metrics.alerts_suppressed, suppressed);
-                let mut counts: Vec<(String, AlertCounts)> = Vec::new();
-                for alert in alerts.drain(..) {
-                    let c = match counts.iter_mut().find(|(r, _)| *r == alert.rule) {
-                        Some((_, c)) => c,
-                        None => {
-                            counts.push((alert.rule.clone(), AlertCounts::default()));
-                            &mut counts.last_mut().expect("just pushed").1
-                        }
-                    };
-                    match alert.state {
-                        AlertState::Firing => c.firing += 1,
-                        AlertState::Resolved => c.resolved += 1,
-                    }
-                    let at = cap.delayed(&alert.event_time.max(*cap.time()));
-                    output.session(&at).give(alert);
-                }
-                for (rule, c) in counts {
-                    metrics.add_alerts(&rule, c);
-                }
-                match evaluator.earliest_pending() {
-                    Some(t) => cap.downgrade(&t.max(*cap.time())),
-                    None => held = None,
-                }
-            }
-        })
+        // With one worker, routing by key is a no-op: skip the exchange.
+        if self.scope().peers() == 1 {
+            alert_operator(self, Pipeline, rules, metrics)
+        } else {
+            alert_operator(self, Exchange::new(|o: &O| o.route()), rules, metrics)
+        }
     }
+}
+
+fn alert_operator<'scope, O, P>(
+    stream: Stream<'scope, u64, Vec<O>>,
+    pact: P,
+    rules: Arc<RuleSet>,
+    metrics: Arc<Metrics>,
+) -> Stream<'scope, u64, Vec<Alert>>
+where
+    O: Observation + timely::ExchangeData,
+    P: ParallelizationContract<u64, Vec<O>>,
+{
+    stream.unary_frontier(pact, "EvaluateAlerts", move |_cap, _info| {
+        let mut evaluator = AlertEvaluator::new(rules);
+        let mut held: Option<Capability<u64>> = None;
+        let mut alerts = Vec::new();
+        move |(input, frontier), output| {
+            input.for_each_stamp(|cap, data| {
+                let mut any = false;
+                for batch in data {
+                    for obs in batch.drain(..) {
+                        any |= evaluator.push(obs);
+                    }
+                }
+                if any
+                    && held
+                        .as_ref()
+                        .is_none_or(|h| cap.least().is_some_and(|t| t < h.time()))
+                {
+                    held = cap.retain_least(output.output_index());
+                }
+            });
+            let Some(cap) = held.as_mut() else { return };
+            let frontier = frontier.frontier().first().copied();
+            let suppressed = evaluator.advance_to(frontier, &mut alerts);
+            Metrics::add(&metrics.alerts_suppressed, suppressed);
+            let mut counts: Vec<(String, AlertCounts)> = Vec::new();
+            for alert in alerts.drain(..) {
+                let c = match counts.iter_mut().find(|(r, _)| *r == alert.rule) {
+                    Some((_, c)) => c,
+                    None => {
+                        counts.push((alert.rule.clone(), AlertCounts::default()));
+                        &mut counts.last_mut().expect("just pushed").1
+                    }
+                };
+                match alert.state {
+                    AlertState::Firing => c.firing += 1,
+                    AlertState::Resolved => c.resolved += 1,
+                }
+                let at = cap.delayed(&alert.event_time.max(*cap.time()));
+                output.session(&at).give(alert);
+            }
+            for (rule, c) in counts {
+                metrics.add_alerts(&rule, c);
+            }
+            match evaluator.earliest_pending() {
+                Some(t) => cap.downgrade(&t.max(*cap.time())),
+                None => held = None,
+            }
+        }
+    })
 }
 
 #[cfg(test)]

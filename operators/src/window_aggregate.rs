@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use hashbrown::HashMap;
 use serde::{Deserialize, Serialize};
-use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::channels::pact::{Exchange, ParallelizationContract, Pipeline};
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::Capability;
 use timely::dataflow::Stream;
@@ -162,48 +162,64 @@ impl<'scope> WindowAggregate<'scope> for Stream<'scope, u64, Vec<Reading>> {
         size_ms: u64,
         metrics: Arc<Metrics>,
     ) -> Stream<'scope, u64, Vec<Aggregate>> {
-        let exchange = Exchange::new(|r: &Reading| r.route);
-        self.unary_frontier(exchange, "WindowAggregate", move |_cap, _info| {
-            let mut state = WindowState::new(size_ms);
-            // Held at or before the end of the earliest open window.
-            let mut held: Option<Capability<u64>> = None;
-            let mut closed = Vec::new();
-            move |(input, frontier), output| {
-                input.for_each_stamp(|cap, data| {
-                    if held
-                        .as_ref()
-                        .is_none_or(|h| cap.least().is_some_and(|t| t < h.time()))
-                    {
-                        held = cap.retain_least(output.output_index());
-                    }
-                    for batch in data {
-                        for reading in batch.iter() {
-                            state.insert(reading);
-                        }
-                        batch.clear();
-                    }
-                });
-                let Some(cap) = held.as_mut() else { return };
-                state.flush_until(frontier.frontier().first().copied(), &mut closed);
-                Metrics::add(&metrics.windows, closed.len() as u64);
-                let mut rest = &mut closed[..];
-                while let Some(first) = rest.first() {
-                    let end = first.window_end;
-                    let n = rest.iter().take_while(|w| w.window_end == end).count();
-                    let (now, later) = rest.split_at_mut(n);
-                    output
-                        .session(&cap.delayed(&end))
-                        .give_iterator(now.iter_mut().map(|w| w.clone()));
-                    rest = later;
-                }
-                closed.clear();
-                match state.earliest_end() {
-                    Some(end) => cap.downgrade(&end.max(*cap.time())),
-                    None => held = None,
-                }
-            }
-        })
+        // With one worker, routing by key is a no-op: skip the exchange.
+        if self.scope().peers() == 1 {
+            window_operator(self, Pipeline, size_ms, metrics)
+        } else {
+            window_operator(self, Exchange::new(|r: &Reading| r.route), size_ms, metrics)
+        }
     }
+}
+
+fn window_operator<'scope, P>(
+    stream: Stream<'scope, u64, Vec<Reading>>,
+    pact: P,
+    size_ms: u64,
+    metrics: Arc<Metrics>,
+) -> Stream<'scope, u64, Vec<Aggregate>>
+where
+    P: ParallelizationContract<u64, Vec<Reading>>,
+{
+    stream.unary_frontier(pact, "WindowAggregate", move |_cap, _info| {
+        let mut state = WindowState::new(size_ms);
+        // Held at or before the end of the earliest open window.
+        let mut held: Option<Capability<u64>> = None;
+        let mut closed = Vec::new();
+        move |(input, frontier), output| {
+            input.for_each_stamp(|cap, data| {
+                if held
+                    .as_ref()
+                    .is_none_or(|h| cap.least().is_some_and(|t| t < h.time()))
+                {
+                    held = cap.retain_least(output.output_index());
+                }
+                for batch in data {
+                    for reading in batch.iter() {
+                        state.insert(reading);
+                    }
+                    batch.clear();
+                }
+            });
+            let Some(cap) = held.as_mut() else { return };
+            state.flush_until(frontier.frontier().first().copied(), &mut closed);
+            Metrics::add(&metrics.windows, closed.len() as u64);
+            let mut rest = &mut closed[..];
+            while let Some(first) = rest.first() {
+                let end = first.window_end;
+                let n = rest.iter().take_while(|w| w.window_end == end).count();
+                let (now, later) = rest.split_at_mut(n);
+                output
+                    .session(&cap.delayed(&end))
+                    .give_iterator(now.iter_mut().map(|w| w.clone()));
+                rest = later;
+            }
+            closed.clear();
+            match state.earliest_end() {
+                Some(end) => cap.downgrade(&end.max(*cap.time())),
+                None => held = None,
+            }
+        }
+    })
 }
 
 #[cfg(test)]
