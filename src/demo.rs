@@ -85,6 +85,7 @@ pub fn demo(options: &DemoOptions) -> anyhow::Result<()> {
     if let Some(parquet) = spec.parquet.as_mut() {
         parquet.dir = windows_dir.clone();
     }
+    spec.workers = options.workers;
     println!(
         "Running pipeline `{}` bounded on {} worker(s):\n{}",
         spec.name,

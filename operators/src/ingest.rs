@@ -65,7 +65,13 @@ pub(crate) struct Ingest {
     bound: u64,
     pub(crate) partitions: Vec<PartitionState>,
     metrics: Arc<Metrics>,
+    /// Bad records logged at warning level so far, by reason.
+    warned: [u32; DeadLetterReason::ALL.len()],
 }
+
+/// Bad records of one reason logged as warnings by a worker before the rest
+/// go to the debug level (they are all counted and sent to dead letters).
+const WARNINGS_PER_REASON: u32 = 2;
 
 impl Ingest {
     /// `partitions`: (id, end offset for bounded reads, already done).
@@ -94,6 +100,7 @@ impl Ingest {
                 })
                 .collect(),
             metrics,
+            warned: [0; DeadLetterReason::ALL.len()],
         }
     }
 
@@ -146,13 +153,21 @@ impl Ingest {
             Err(e) => Err((e.reason, e.detail)),
         };
         if let Err((reason, detail)) = verdict {
-            if matches!(
+            let warned = &mut self.warned[reason.index()];
+            let late = matches!(
                 reason,
                 DeadLetterReason::Late | DeadLetterReason::LateAfterIdle
-            ) {
-                tracing::debug!(topic = %self.topic, partition = part.id, offset, %detail, "Late reading");
+            );
+            if late || *warned >= WARNINGS_PER_REASON {
+                tracing::debug!(topic = %self.topic, partition = part.id, offset, %reason, %detail, "Record sent to dead letters");
             } else {
-                tracing::warn!(topic = %self.topic, partition = part.id, offset, %reason, %detail, "Bad record sent to dead letters");
+                *warned += 1;
+                let more = if *warned == WARNINGS_PER_REASON {
+                    " (further ones with this reason are logged at debug level)"
+                } else {
+                    ""
+                };
+                tracing::warn!(topic = %self.topic, partition = part.id, offset, %reason, %detail, "Bad record sent to dead letters{more}");
             }
             self.metrics.add_dead_letters(&reason, 1);
             dead.push(DeadLetter {
