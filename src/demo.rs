@@ -98,6 +98,7 @@ pub fn demo(options: &DemoOptions) -> anyhow::Result<()> {
         bounded: true,
         progress: true,
         cluster: None,
+        stop_on_signal: true,
     };
     let report = pipeline::run_spec(&spec, &run)?;
     println!("{report}");

@@ -132,6 +132,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 bounded,
                 progress: !quiet,
                 cluster,
+                stop_on_signal: true,
             };
             let report = weir::pipeline::run_spec(&spec, &options)?;
             print!("{report}");

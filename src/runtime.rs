@@ -25,6 +25,10 @@ pub struct RunOptions {
     /// Run as one process of a timely cluster: this process's index and the
     /// `host:port` of every process. Every process runs `workers` threads.
     pub cluster: Option<(usize, Vec<String>)>,
+    /// On Ctrl-C (SIGINT) or SIGTERM, stop reading and drain: close every
+    /// open window, flush every sink, then return. A second signal exits at
+    /// once.
+    pub stop_on_signal: bool,
 }
 
 impl Default for RunOptions {
@@ -34,6 +38,7 @@ impl Default for RunOptions {
             bounded: false,
             progress: false,
             cluster: None,
+            stop_on_signal: false,
         }
     }
 }
@@ -212,9 +217,15 @@ where
         .unwrap_or_default();
     let started = Instant::now();
     let done = Arc::new(AtomicBool::new(false));
-    let progress = options
-        .progress
-        .then(|| spawn_progress(metrics.clone(), done.clone()));
+    if options.stop_on_signal {
+        install_signal_handler()?;
+    }
+    let monitor = spawn_monitor(
+        metrics.clone(),
+        done.clone(),
+        options.progress,
+        options.stop_on_signal,
+    );
 
     let bounded = options.bounded;
     let worker_metrics = metrics.clone();
@@ -230,9 +241,7 @@ where
     .map_err(|e| anyhow::anyhow!("cannot start timely workers: {e}"))?;
     let results = guards.join();
     done.store(true, Ordering::Relaxed);
-    if let Some(handle) = progress {
-        let _ = handle.join();
-    }
+    let _ = monitor.join();
     for result in results {
         result.map_err(|e| anyhow::anyhow!("a worker failed: {e}"))?;
     }
@@ -247,14 +256,49 @@ where
     ))
 }
 
-fn spawn_progress(metrics: Arc<Metrics>, done: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
+/// Set by the first SIGINT or SIGTERM.
+static SIGNALLED: AtomicBool = AtomicBool::new(false);
+
+fn install_signal_handler() -> anyhow::Result<()> {
+    static INSTALLED: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    INSTALLED
+        .get_or_init(|| {
+            ctrlc::set_handler(|| {
+                if SIGNALLED.swap(true, Ordering::Relaxed) {
+                    eprintln!("Stopping at once.");
+                    std::process::exit(130);
+                }
+                eprintln!("Stopping: draining windows and sinks (signal again to exit at once).");
+            })
+            .map_err(|e| e.to_string())
+        })
+        .clone()
+        .map_err(|e| anyhow::anyhow!("cannot install the signal handler: {e}"))
+}
+
+/// Watches the run until `done`: shows progress, and turns a signal into a
+/// stop request.
+fn spawn_monitor(
+    metrics: Arc<Metrics>,
+    done: Arc<AtomicBool>,
+    progress: bool,
+    watch_signal: bool,
+) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
-        let bar = indicatif::ProgressBar::new_spinner();
-        bar.set_style(
-            indicatif::ProgressStyle::with_template("{spinner} [{elapsed}] {msg}")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
-        );
+        let bar = if progress {
+            let bar = indicatif::ProgressBar::new_spinner();
+            bar.set_style(
+                indicatif::ProgressStyle::with_template("{spinner} [{elapsed}] {msg}")
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+            );
+            bar
+        } else {
+            indicatif::ProgressBar::hidden()
+        };
         while !done.load(Ordering::Relaxed) {
+            if watch_signal && SIGNALLED.load(Ordering::Relaxed) && !metrics.stop_requested() {
+                metrics.request_stop();
+            }
             bar.set_message(format!(
                 "{} records read, {} windows, {} alert events, {} dead letters",
                 Metrics::get(&metrics.records_read),
@@ -267,7 +311,7 @@ fn spawn_progress(metrics: Arc<Metrics>, done: Arc<AtomicBool>) -> std::thread::
                 metrics.dead_letters_total(),
             ));
             bar.tick();
-            std::thread::sleep(Duration::from_millis(200));
+            std::thread::sleep(Duration::from_millis(100));
         }
         bar.finish_and_clear();
     })

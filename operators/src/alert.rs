@@ -336,6 +336,8 @@ pub struct RuleState {
     pub recent: Vec<f64>,
     /// Event time of the last emitted firing event.
     pub last_fired: Option<u64>,
+    /// Window of the latest breaching observation, for window rules.
+    pub window: Option<(u64, u64)>,
 }
 
 /// A state change of one rule state machine.
@@ -351,12 +353,23 @@ pub struct Transition {
     pub values: Vec<f64>,
     /// False when the cooldown suppressed the event.
     pub emitted: bool,
+    /// For window rules: the window of the observation that fired (the last
+    /// breaching one) or resolved the alert.
+    pub window: Option<(u64, u64)>,
 }
 
 impl RuleState {
-    /// Applies one observation at event time `time`. Observations must come in
-    /// event-time order. Appends the resulting state changes to `out`.
-    pub fn observe(&mut self, rule: &Rule, time: u64, value: f64, out: &mut Vec<Transition>) {
+    /// Applies one observation at event time `time` (of `window`, for window
+    /// rules). Observations must come in event-time order. Appends the
+    /// resulting state changes to `out`.
+    pub fn observe(
+        &mut self,
+        rule: &Rule,
+        time: u64,
+        value: f64,
+        window: Option<(u64, u64)>,
+        out: &mut Vec<Transition>,
+    ) {
         // A duration reached before this observation fires first, at the moment it was reached.
         self.advance(rule, time, out);
         if self.firing {
@@ -367,6 +380,7 @@ impl RuleState {
                     value,
                     values: vec![value],
                     emitted: self.emitted,
+                    window,
                 });
                 self.firing = false;
                 self.emitted = false;
@@ -379,6 +393,7 @@ impl RuleState {
                 self.recent.remove(0);
             }
             self.recent.push(value);
+            self.window = window;
             if self.streak >= rule.consecutive && time - since >= rule.for_ms {
                 self.fire(rule, time, value, out);
             }
@@ -424,6 +439,7 @@ impl RuleState {
             value,
             values: std::mem::take(&mut self.recent),
             emitted: cooled,
+            window: self.window,
         });
         self.streak = 0;
         self.breach_since = None;
@@ -530,8 +546,10 @@ impl<O: Observation> AlertEvaluator<O> {
 
     /// Applies every observation earlier than `frontier` (all of them when
     /// `None`, the input has ended) in (time, partition, offset) order, fires
-    /// durations reached by then, and appends emitted alerts to `out`.
-    /// Returns the number of suppressed firings.
+    /// durations the frontier has reached, and appends emitted alerts to
+    /// `out`. At the end of input, breaches still waiting for their duration
+    /// are dropped: no observation shows them lasting that long. Returns the
+    /// number of suppressed firings.
     pub fn advance_to(&mut self, frontier: Option<u64>, out: &mut Vec<Alert>) -> u64 {
         let limit = frontier.unwrap_or(u64::MAX);
         let mut suppressed = 0;
@@ -544,8 +562,13 @@ impl<O: Observation> AlertEvaluator<O> {
             for obs in key.pending.drain(..ready) {
                 for (i, (rule_idx, state)) in key.rules.iter_mut().enumerate() {
                     let rule = &self.rules.rules[*rule_idx];
+                    // One evaluator sees one kind of observation; guard anyway.
+                    if !obs.feeds(rule) {
+                        continue;
+                    }
                     let before = state.deadline(rule);
-                    state.observe(rule, obs.time(), obs.value(rule), &mut self.transitions);
+                    let value = obs.value(rule);
+                    state.observe(rule, obs.time(), value, obs.window(), &mut self.transitions);
                     let after = state.deadline(rule);
                     if before != after {
                         if let Some(d) = before {
@@ -555,7 +578,7 @@ impl<O: Observation> AlertEvaluator<O> {
                             self.deadlines.insert((d, slot, i));
                         }
                     }
-                    suppressed += emit(rule, &key.key, obs.window(), &mut self.transitions, out);
+                    suppressed += emit(rule, &key.key, &mut self.transitions, out);
                 }
             }
             key.dirty = !key.pending.is_empty();
@@ -570,9 +593,15 @@ impl<O: Observation> AlertEvaluator<O> {
                 self.pending_min = Some(self.pending_min.map_or(min, |t| t.min(min)));
             }
         }
-        // Durations that the frontier has reached fire now.
+        // Durations that the frontier has reached fire now. When the input
+        // has ended, no observation shows the remaining breaches lasting
+        // until their deadlines: they are dropped, not fired.
+        let Some(frontier) = frontier else {
+            self.deadlines.clear();
+            return suppressed;
+        };
         while let Some(&(deadline, slot, i)) = self.deadlines.first() {
-            if frontier.is_some_and(|f| deadline > f) {
+            if deadline > frontier {
                 break;
             }
             self.deadlines.pop_first();
@@ -580,7 +609,7 @@ impl<O: Observation> AlertEvaluator<O> {
             let (rule_idx, state) = &mut key.rules[i];
             let rule = &self.rules.rules[*rule_idx];
             state.advance(rule, deadline, &mut self.transitions);
-            suppressed += emit(rule, &key.key, None, &mut self.transitions, out);
+            suppressed += emit(rule, &key.key, &mut self.transitions, out);
         }
         suppressed
     }
@@ -590,7 +619,6 @@ impl<O: Observation> AlertEvaluator<O> {
 fn emit(
     rule: &Rule,
     key: &SensorKey,
-    window: Option<(u64, u64)>,
     transitions: &mut Vec<Transition>,
     out: &mut Vec<Alert>,
 ) -> u64 {
@@ -611,8 +639,8 @@ fn emit(
             values: t.values,
             threshold: rule.threshold,
             clear_threshold: rule.clear,
-            window_start: window.map(|w| w.0),
-            window_end: window.map(|w| w.1),
+            window_start: t.window.map(|w| w.0),
+            window_end: t.window.map(|w| w.1),
         });
     }
     suppressed
@@ -879,6 +907,77 @@ mod tests {
             vec![
                 (AlertState::Firing, 40_000, 95.0),
                 (AlertState::Resolved, 50_000, 80.0)
+            ]
+        );
+    }
+
+    #[test]
+    fn end_of_input_drops_breaches_short_of_their_duration() {
+        let rule = Rule {
+            for_ms: 30_000,
+            ..hot()
+        };
+        // The data stop 10 s into the breach: nothing shows it lasting 30 s.
+        assert_eq!(run(&rule, &[(10_000, 95.0), (20_000, 96.0)], None), vec![]);
+    }
+
+    #[test]
+    fn window_rules_carry_the_bounds_of_the_window_that_fired() {
+        let rule = Rule {
+            input: RuleInput::Window {
+                size_ms: 60_000,
+                stat: Stat::Mean,
+            },
+            consecutive: 2,
+            ..hot()
+        };
+        let mut eval = AlertEvaluator::new(Arc::new(RuleSet::new(vec![rule])));
+        let window = |start: u64, sum: f64| WindowAggregate {
+            device: "d1".into(),
+            sensor: "temp".into(),
+            window_start: start,
+            window_end: start + 60_000,
+            count: 2,
+            min: 0.0,
+            max: 0.0,
+            sum,
+        };
+        // Means 95, 96, 80: fires on the second window, resolves on the third.
+        for w in [
+            window(0, 190.0),
+            window(60_000, 192.0),
+            window(120_000, 160.0),
+        ] {
+            eval.push(w);
+        }
+        // A 5-minute window is not this rule's size: ignored.
+        eval.push(WindowAggregate {
+            window_end: 300_000,
+            ..window(0, 1000.0)
+        });
+        let mut out = Vec::new();
+        eval.advance_to(None, &mut out);
+        let got: Vec<_> = out
+            .iter()
+            .map(|a| (a.state, a.event_time, a.window_start, a.window_end, a.value))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (
+                    AlertState::Firing,
+                    120_000,
+                    Some(60_000),
+                    Some(120_000),
+                    96.0
+                ),
+                (
+                    AlertState::Resolved,
+                    180_000,
+                    Some(120_000),
+                    Some(180_000),
+                    80.0
+                )
             ]
         );
     }

@@ -52,6 +52,8 @@ pub(crate) struct PartitionState {
 pub(crate) enum Watermark {
     /// Every partition has reached its end.
     Done,
+    /// Every partition that is not done is idle: nothing holds the watermark.
+    Idle,
     /// The minimum watermark of the partitions that hold it back.
     At(u64),
     /// A partition that holds it back has delivered nothing yet.
@@ -197,9 +199,9 @@ impl Ingest {
         }
     }
 
-    /// The watermark of the partitions that are neither done nor idle (of the
-    /// idle ones, when all are idle). A bounded source with every partition
-    /// done, or a worker without partitions, is done.
+    /// The watermark of the partitions that are neither done nor idle. A
+    /// bounded source with every partition done, or a worker without
+    /// partitions, is done.
     pub(crate) fn watermark(&self, bounded: bool) -> Watermark {
         let active: Vec<&PartitionState> = self.partitions.iter().filter(|p| !p.done).collect();
         if active.is_empty() {
@@ -211,12 +213,10 @@ impl Ingest {
         }
         let wm = |p: &&PartitionState| p.max_time.map(|t| t.saturating_sub(self.bound));
         let holding: Vec<Option<u64>> = active.iter().filter(|p| !p.idle).map(wm).collect();
-        let set: Vec<Option<u64>> = if holding.is_empty() {
-            active.iter().map(wm).filter(Option::is_some).collect()
-        } else {
-            holding
-        };
-        match set.into_iter().collect::<Option<Vec<u64>>>() {
+        if holding.is_empty() {
+            return Watermark::Idle;
+        }
+        match holding.into_iter().collect::<Option<Vec<u64>>>() {
             Some(wms) => wms
                 .into_iter()
                 .min()
@@ -241,6 +241,11 @@ pub(crate) trait Poller: 'static {
     ) -> usize;
     /// Whether the source stops at its partitions' ends.
     fn bounded(&self) -> bool;
+    /// The watermark to hold while every partition is idle (see
+    /// [`Watermark::Idle`]); a bounded poller never declares idleness.
+    fn idle_watermark(&self) -> u64 {
+        0
+    }
 }
 
 /// Builds a source operator with a readings and a dead-letter output that
@@ -289,25 +294,38 @@ where
                 caps = None;
                 return;
             };
+            if metrics.stop_requested() {
+                tracing::info!(worker, "Source stopping on request; the dataflow drains");
+                caps = None;
+                return;
+            }
             let read = poller.poll(ingest, *cap.time(), &mut readings_buf, &mut dead_buf);
             Metrics::add(&metrics.records_read, read as u64);
             Metrics::add(&metrics.readings, readings_buf.len() as u64);
             send(&mut readings_out, cap, &mut readings_buf);
             send(&mut dead_out, dead_cap, &mut dead_buf);
-            match ingest.watermark(poller.bounded()) {
+            let watermark = match ingest.watermark(poller.bounded()) {
                 Watermark::Done => {
                     tracing::debug!(worker, "Source reached the end of its partitions");
                     caps = None;
                     return;
                 }
-                Watermark::At(wm) => {
+                // All partitions idle: follow the wall clock, held back by the
+                // out-of-orderness bound and the idle timeout, so this worker
+                // does not stall the others. Late wakers go to dead letters.
+                Watermark::Idle => Some(poller.idle_watermark()),
+                Watermark::At(wm) => Some(wm),
+                Watermark::Unknown => None,
+            };
+            match watermark {
+                Some(wm) => {
                     let target = wm - wm % step;
                     if target > *cap.time() {
                         cap.downgrade(&target);
                         dead_cap.downgrade(&target);
                     }
                 }
-                Watermark::Unknown => {}
+                None => {}
             }
             // Pollers wait for data themselves (briefly) when starved.
             activator.activate();
@@ -394,9 +412,11 @@ mod tests {
         feed(&mut ing, 0, &[(0, 0, 20_000)]);
         assert_eq!(ing.watermark(false), Watermark::Unknown);
         ing.check_idle(Duration::ZERO);
-        ing.check_idle(Duration::ZERO);
-        // Both idle now: the watermark follows the partitions that have one.
+        // Partition 1 delivered nothing: idle, it no longer holds partition 0 back.
         assert_eq!(ing.watermark(false), Watermark::At(15_000));
+        ing.check_idle(Duration::ZERO);
+        // Both idle now: nothing holds the watermark (the source follows the clock).
+        assert_eq!(ing.watermark(false), Watermark::Idle);
         // Partition 1 wakes with a reading behind the capability: late after idle.
         let (ok, dead) = feed(&mut ing, 15_000, &[(1, 0, 3_000), (1, 1, 16_000)]);
         assert_eq!(ok, vec![1]);

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use crate::dead_letter::DeadLetterReason;
@@ -30,6 +30,9 @@ pub struct Metrics {
     pub dead_letters_delivered: AtomicU64,
     /// Firing events suppressed by a rule's cooldown.
     pub alerts_suppressed: AtomicU64,
+    /// Set to ask the sources to stop reading, so the dataflow drains:
+    /// windows close, sinks flush, and the run ends.
+    stop: AtomicBool,
     alerts: Mutex<BTreeMap<String, AlertCounts>>,
     files: Mutex<Vec<PathBuf>>,
     errors: Mutex<Vec<String>>,
@@ -90,6 +93,16 @@ impl Metrics {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    /// Asks every source of the run to stop; the dataflow then drains.
+    pub fn request_stop(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether a stop was requested.
+    pub fn stop_requested(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
     }
 
     /// Records a completed output file.

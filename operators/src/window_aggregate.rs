@@ -37,8 +37,13 @@ impl Acc {
 
     fn add(&mut self, value: f64) {
         self.count += 1;
-        self.min = self.min.min(value);
-        self.max = self.max.max(value);
+        // Ties between 0.0 and -0.0 are broken by sign, not by arrival order.
+        if value < self.min || (value == self.min && value.is_sign_negative()) {
+            self.min = value;
+        }
+        if value > self.max || (value == self.max && value.is_sign_positive()) {
+            self.max = value;
+        }
         let t = self.sum + value;
         self.compensation += if self.sum.abs() >= value.abs() {
             (self.sum - t) + value

@@ -108,6 +108,8 @@ struct KafkaPoller {
     consumer: BaseConsumer,
     /// The last poll found nothing: the next one waits a little for data.
     starved: bool,
+    /// Partitions paused because they reached their bounded end.
+    paused: Vec<i32>,
 }
 
 /// How long a poll waits for data after one that found none. librdkafka
@@ -208,10 +210,34 @@ impl KafkaPoller {
                 .add_partition_offset(&topic, p, start)
                 .map_err(|e| format!("cannot assign partition {p} of `{topic}`: {e}"))?;
         }
-        if let StartOffset::Timestamp(_) = config.start {
-            assignment = consumer
-                .offsets_for_times(assignment, timeout)
-                .map_err(|e| format!("cannot look up offsets by timestamp in `{topic}`: {e}"))?;
+        match config.start {
+            StartOffset::Timestamp(_) => {
+                assignment = consumer
+                    .offsets_for_times(assignment, timeout)
+                    .map_err(|e| {
+                        format!("cannot look up offsets by timestamp in `{topic}`: {e}")
+                    })?;
+            }
+            // Resolve committed offsets now, so a bounded run knows where it
+            // starts (a partition committed at its end is done at once).
+            StartOffset::Committed => {
+                assignment = consumer
+                    .committed_offsets(assignment, timeout)
+                    .map_err(|e| format!("cannot read committed offsets of `{topic}`: {e}"))?;
+                let uncommitted: Vec<i32> = assignment
+                    .elements()
+                    .iter()
+                    .filter(|e| !matches!(e.offset(), Offset::Offset(_)))
+                    .map(|e| e.partition())
+                    .collect();
+                // No commit: start from the beginning.
+                for p in uncommitted {
+                    assignment
+                        .set_partition_offset(&topic, p, Offset::Beginning)
+                        .map_err(|e| format!("cannot assign partition {p} of `{topic}`: {e}"))?;
+                }
+            }
+            StartOffset::Earliest | StartOffset::Latest => {}
         }
         let mut partitions = Vec::new();
         for &p in &mine {
@@ -248,9 +274,26 @@ impl KafkaPoller {
                 config,
                 consumer,
                 starved: false,
+                paused: Vec::new(),
             },
             ingest,
         ))
+    }
+
+    /// Stops fetching partitions that reached their bounded end.
+    fn pause_done(&mut self, ingest: &Ingest) {
+        let mut done = TopicPartitionList::new();
+        for part in &ingest.partitions {
+            if part.done && !self.paused.contains(&part.id) {
+                done.add_partition(&self.config.topic, part.id);
+                self.paused.push(part.id);
+            }
+        }
+        if done.count() > 0 {
+            if let Err(e) = self.consumer.pause(&done) {
+                tracing::debug!(error = %e, "Cannot pause finished partitions");
+            }
+        }
     }
 
     /// With nothing to read: marks partitions done whose position reached
@@ -308,6 +351,7 @@ impl Poller for KafkaPoller {
             read += usize::from(ingest.accept(record, cap_time, readings, dead));
         }
         self.starved = read == 0;
+        self.pause_done(ingest);
         if read == 0 {
             self.check_positions(ingest);
         }
@@ -319,5 +363,13 @@ impl Poller for KafkaPoller {
 
     fn bounded(&self) -> bool {
         self.config.bounded
+    }
+
+    fn idle_watermark(&self) -> u64 {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let idle = self.config.idle_timeout.map_or(0, |d| d.as_millis() as u64);
+        now.saturating_sub(self.config.out_of_orderness_ms + idle)
     }
 }

@@ -58,6 +58,7 @@ fn main() -> ExitCode {
                 bounded: args.bounded,
                 progress: true,
                 cluster: None,
+                stop_on_signal: true,
             };
             eprintln!(
                 "line_monitor: {WINDOW_MS} ms windows, rules from {}",
