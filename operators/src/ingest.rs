@@ -317,15 +317,12 @@ where
                 Watermark::At(wm) => Some(wm),
                 Watermark::Unknown => None,
             };
-            match watermark {
-                Some(wm) => {
-                    let target = wm - wm % step;
-                    if target > *cap.time() {
-                        cap.downgrade(&target);
-                        dead_cap.downgrade(&target);
-                    }
+            if let Some(wm) = watermark {
+                let target = wm - wm % step;
+                if target > *cap.time() {
+                    cap.downgrade(&target);
+                    dead_cap.downgrade(&target);
                 }
-                None => {}
             }
             // Pollers wait for data themselves (briefly) when starved.
             activator.activate();
