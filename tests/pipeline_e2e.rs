@@ -18,7 +18,7 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::{Float64Type, Int64Type, TimestampMillisecondType};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use support::{unique_topic, Broker, ConsumedRecord};
-use weir::simulate::{generate, SimulatorConfig};
+use weir::simulate::SimulatorConfig;
 use weir::RunOptions;
 
 const BOUND_MS: u64 = 5_000;
@@ -322,22 +322,10 @@ fn aggregates_and_alerts_match_the_reference_on_one_and_three_workers() {
         late_rate: 0.01,
         ..SimulatorConfig::default()
     };
-    let records: Vec<_> = generate(&sim).collect();
-    let batch: Vec<support::Record<'_>> = records
-        .iter()
-        .map(|r| {
-            (
-                Some(r.key.as_bytes()),
-                r.payload.as_slice(),
-                Some(r.timestamp_ms),
-                None,
-            )
-        })
-        .collect();
-    broker.produce(&topic, &batch);
+    let produced = broker.produce_simulation(&topic, &sim);
 
     let stored = broker.consume_all(&topic);
-    assert_eq!(stored.len(), records.len());
+    assert_eq!(stored.len(), produced);
     let (accepted, bad, late) = reference_readings(&stored);
     assert!(
         bad > 0 && late > 0,

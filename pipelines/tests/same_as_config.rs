@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use support::{unique_topic, Broker};
-use weir::simulate::{generate, SimulatorConfig};
+use weir::simulate::SimulatorConfig;
 use weir::RunOptions;
 use weir_pipelines::{line_monitor, LineMonitor};
 
@@ -101,19 +101,7 @@ fn rust_pipeline_and_config_file_write_the_same_output() {
         late_rate: 0.01,
         ..SimulatorConfig::default()
     };
-    let records: Vec<_> = generate(&sim).collect();
-    let batch: Vec<support::Record<'_>> = records
-        .iter()
-        .map(|r| {
-            (
-                Some(r.key.as_bytes()),
-                r.payload.as_slice(),
-                Some(r.timestamp_ms),
-                None,
-            )
-        })
-        .collect();
-    broker.produce(&topic, &batch);
+    let produced = broker.produce_simulation(&topic, &sim);
     let options = RunOptions {
         workers: 2,
         bounded: true,
@@ -150,7 +138,7 @@ fn rust_pipeline_and_config_file_write_the_same_output() {
     })
     .unwrap();
 
-    assert_eq!(file_report.records_read as usize, records.len());
+    assert_eq!(file_report.records_read as usize, produced);
     assert!(
         file_report.alerts_delivered > 0,
         "the input must fire alerts"

@@ -368,6 +368,29 @@ impl Broker {
             .collect()
     }
 
+    /// Produces the records of a seeded simulation, keyed by device, with
+    /// their Kafka timestamps; returns how many were produced.
+    pub fn produce_simulation(
+        &self,
+        topic: &str,
+        config: &weir::simulate::SimulatorConfig,
+    ) -> usize {
+        let records: Vec<_> = weir::simulate::generate(config).collect();
+        let batch: Vec<Record<'_>> = records
+            .iter()
+            .map(|r| {
+                (
+                    Some(r.key.as_bytes()),
+                    r.payload.as_slice(),
+                    Some(r.timestamp_ms),
+                    None,
+                )
+            })
+            .collect();
+        self.produce(topic, &batch);
+        records.len()
+    }
+
     /// Reads every record of every partition of `topic`, from the low to the
     /// high watermark as they are when called; sorted by (partition, offset).
     pub fn consume_all(&self, topic: &str) -> Vec<ConsumedRecord> {
