@@ -47,6 +47,10 @@ impl Default for DemoOptions {
 
 /// Runs the demo and prints what happened.
 pub fn demo(options: &DemoOptions) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        options.workers > 0,
+        "the number of workers must be at least 1"
+    );
     let cluster = MockCluster::new(1).context("cannot start the in-process Kafka cluster")?;
     let brokers = cluster.bootstrap_servers();
     for (topic, partitions) in [("readings", 6), ("alerts", 3), ("readings.dead", 1)] {

@@ -28,6 +28,7 @@
 pub mod config;
 pub mod demo;
 pub mod pipeline;
+pub mod preflight;
 pub mod runtime;
 pub mod simulate;
 

@@ -71,8 +71,10 @@ pub fn build(scope: Scope<'_, u64>, ctx: &Context, spec: &PipelineSpec) {
 }
 
 /// Runs the pipeline `spec` describes with `options` (whose worker count
-/// and bounded flag win over the file's).
+/// and bounded flag win over the file's), after checking that its brokers
+/// answer, its topics exist and its output directory is writable.
 pub fn run_spec(spec: &PipelineSpec, options: &RunOptions) -> anyhow::Result<RunReport> {
+    crate::preflight::check_pipeline(spec)?;
     let spec = Arc::new(spec.clone());
     run(options, move |scope, ctx| build(scope, ctx, &spec))
 }

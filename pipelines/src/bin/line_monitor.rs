@@ -45,6 +45,12 @@ fn main() -> ExitCode {
     let result = weir::config::load_rules(&args.rules)
         .map_err(anyhow::Error::from)
         .and_then(|rules| {
+            // Fail at once, not minutes in, if the broker or a topic is missing.
+            weir::preflight::check_topics(
+                &args.brokers,
+                &[&args.readings, &args.alerts, &args.dead_letters],
+            )?;
+            weir::preflight::check_writable_dir(&args.out)?;
             let settings = LineMonitor {
                 brokers: args.brokers,
                 readings_topic: args.readings,

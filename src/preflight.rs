@@ -1,0 +1,71 @@
+//! Checks made before a pipeline starts, so that a missing broker, topic or
+//! output directory fails at once with a clear message instead of after
+//! minutes of work.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::ClientConfig;
+
+use crate::config::PipelineSpec;
+
+/// How long the broker may take to answer a metadata request.
+const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Checks that the brokers answer and that every topic exists.
+pub fn check_topics(brokers: &str, topics: &[&str]) -> anyhow::Result<()> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        // Connection failures are reported below; librdkafka's own log of
+        // every retry would only bury that message.
+        .set_log_level(RDKafkaLogLevel::Emerg)
+        .create()
+        .with_context(|| format!("cannot create a Kafka client for {brokers}"))?;
+    let metadata = consumer
+        .fetch_metadata(None, METADATA_TIMEOUT)
+        .map_err(|e| anyhow::anyhow!("cannot reach Kafka at {brokers} ({e}): is the broker running, and is the address right?"))?;
+    let missing: Vec<&str> = topics
+        .iter()
+        .copied()
+        .filter(|t| {
+            !metadata
+                .topics()
+                .iter()
+                .any(|m| m.name() == *t && m.error().is_none() && !m.partitions().is_empty())
+        })
+        .collect();
+    if !missing.is_empty() {
+        bail!(
+            "topic(s) {} do not exist on {brokers}; create them first",
+            missing.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// Checks that `dir` exists or can be created, and is writable.
+pub fn check_writable_dir(dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create the output directory {}", dir.display()))?;
+    let probe = dir.join(format!(".weir-write-check-{}", std::process::id()));
+    std::fs::write(&probe, b"")
+        .with_context(|| format!("cannot write to the output directory {}", dir.display()))?;
+    let _ = std::fs::remove_file(probe);
+    Ok(())
+}
+
+/// Checks everything a pipeline needs from the outside world: the source
+/// and sink topics on their brokers, and the Parquet directory.
+pub fn check_pipeline(spec: &PipelineSpec) -> anyhow::Result<()> {
+    check_topics(&spec.source.brokers, &[&spec.source.topic])?;
+    for sink in [&spec.alerts, &spec.dead_letters].into_iter().flatten() {
+        check_topics(&sink.brokers, &[&sink.topic])?;
+    }
+    if let Some(parquet) = &spec.parquet {
+        check_writable_dir(&parquet.dir)?;
+    }
+    Ok(())
+}
