@@ -140,9 +140,15 @@ impl Decoder {
                 _ => DecodeError::new(DeadLetterReason::MalformedJson, e.to_string()),
             })?;
         let c = &self.config;
-        let device = fields.device.ok_or_else(|| missing(&c.device_field))?;
-        let sensor = fields.sensor.ok_or_else(|| missing(&c.sensor_field))?;
-        let value = match fields.value {
+        let device = name_of(
+            fields.device.ok_or_else(|| missing(&c.device_field))?,
+            &c.device_field,
+        )?;
+        let sensor = name_of(
+            fields.sensor.ok_or_else(|| missing(&c.sensor_field))?,
+            &c.sensor_field,
+        )?;
+        let value = match fields.value.map(|v| value_of(v, &c.value_field)) {
             Some(FieldValue::Number(v)) => v,
             Some(FieldValue::Invalid(detail)) => return Err(detail),
             None => return Err(missing(&c.value_field)),
@@ -153,7 +159,7 @@ impl Decoder {
                 format!("field `{}` is {value}", c.value_field),
             ));
         }
-        let time = match fields.time {
+        let time = match fields.time.map(|t| time_of(t, c)) {
             Some(Ok(t)) => t,
             Some(Err(detail)) => return Err(detail),
             None => match record_time {
@@ -204,50 +210,109 @@ enum FieldValue {
     Invalid(DecodeError),
 }
 
+/// The fields found, raw: interpreted once the whole object is parsed.
 #[derive(Default)]
-struct Fields {
-    device: Option<Name>,
-    sensor: Option<Name>,
-    value: Option<FieldValue>,
-    time: Option<Result<i64, DecodeError>>,
+struct Fields<'de> {
+    device: Option<Scalar<'de>>,
+    sensor: Option<Scalar<'de>>,
+    value: Option<Scalar<'de>>,
+    time: Option<Scalar<'de>>,
+}
+
+/// Which configured field a key names.
+enum FieldId {
+    Device,
+    Sensor,
+    Value,
+    Time,
+    Other,
+}
+
+/// Classifies a key without allocating.
+struct KeySeed<'a>(&'a DecodeConfig);
+
+impl<'de> DeserializeSeed<'de> for KeySeed<'_> {
+    type Value = FieldId;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<FieldId, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl Visitor<'_> for KeySeed<'_> {
+    type Value = FieldId;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a field name")
+    }
+
+    fn visit_str<E: de::Error>(self, key: &str) -> Result<FieldId, E> {
+        let c = self.0;
+        Ok(if key == c.device_field {
+            FieldId::Device
+        } else if key == c.sensor_field {
+            FieldId::Sensor
+        } else if key == c.value_field {
+            FieldId::Value
+        } else if key == c.time_field {
+            FieldId::Time
+        } else {
+            FieldId::Other
+        })
+    }
 }
 
 struct FieldsSeed<'a>(&'a DecodeConfig);
 
 impl<'de> DeserializeSeed<'de> for FieldsSeed<'_> {
-    type Value = Fields;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Fields, D::Error> {
+    type Value = Fields<'de>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Fields<'de>, D::Error> {
         d.deserialize_map(self)
     }
 }
 
 impl<'de> Visitor<'de> for FieldsSeed<'_> {
-    type Value = Fields;
+    type Value = Fields<'de>;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a JSON object")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fields, A::Error> {
-        let c = self.0;
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fields<'de>, A::Error> {
         let mut fields = Fields::default();
-        while let Some(key) = map.next_key::<Text<'de>>()? {
-            let key = key.as_str();
-            if key == c.device_field {
-                fields.device = Some(map.next_value::<NameValue>()?.0);
-            } else if key == c.sensor_field {
-                fields.sensor = Some(map.next_value::<NameValue>()?.0);
-            } else if key == c.value_field {
-                let v = map.next_value::<Scalar<'de>>()?;
-                fields.value = Some(value_of(v, &c.value_field));
-            } else if key == c.time_field {
-                let v = map.next_value::<Scalar<'de>>()?;
-                fields.time = Some(time_of(v, c));
-            } else {
-                map.next_value::<IgnoredAny>()?;
-            }
+        while let Some(key) = map.next_key_seed(KeySeed(self.0))? {
+            let slot = match key {
+                FieldId::Device => &mut fields.device,
+                FieldId::Sensor => &mut fields.sensor,
+                FieldId::Value => &mut fields.value,
+                FieldId::Time => &mut fields.time,
+                FieldId::Other => {
+                    map.next_value::<IgnoredAny>()?;
+                    continue;
+                }
+            };
+            *slot = Some(map.next_value()?);
         }
         Ok(fields)
+    }
+}
+
+fn name_of(v: Scalar<'_>, field: &str) -> Result<Name, DecodeError> {
+    let invalid = |what: String| {
+        DecodeError::new(
+            DeadLetterReason::InvalidField,
+            format!("field `{field}` {what}"),
+        )
+    };
+    match v {
+        Scalar::Text(t) if t.as_str().is_empty() => Err(invalid("is empty".into())),
+        Scalar::Text(t) => Ok(Name::new(t.as_str())),
+        Scalar::Int(n) => Ok(compact_str::format_compact!("{n}")),
+        Scalar::Number(n) => Err(invalid(format!(
+            "must be a string or an integer, found {n}"
+        ))),
+        Scalar::Other(kind) => Err(invalid(format!(
+            "must be a string or an integer, found {kind}"
+        ))),
     }
 }
 
@@ -343,34 +408,6 @@ impl<'de> de::Deserialize<'de> for Text<'de> {
             }
         }
         d.deserialize_str(V)
-    }
-}
-
-/// A device or sensor name: a string, or an integer written as text.
-struct NameValue(Name);
-
-impl<'de> de::Deserialize<'de> for NameValue {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl Visitor<'_> for V {
-            type Value = NameValue;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a string or an integer")
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<NameValue, E> {
-                if v.is_empty() {
-                    return Err(E::custom("empty name"));
-                }
-                Ok(NameValue(Name::new(v)))
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<NameValue, E> {
-                Ok(NameValue(compact_str::format_compact!("{v}")))
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<NameValue, E> {
-                Ok(NameValue(compact_str::format_compact!("{v}")))
-            }
-        }
-        d.deserialize_any(V)
     }
 }
 
