@@ -527,48 +527,48 @@ mod tests {
 
     #[test]
     fn bad_records_get_their_reason() {
-        assert_eq!(
-            reason(r#"{"device_id":"d","sensor":"t","value":1"#),
-            DeadLetterReason::MalformedJson
-        );
-        assert_eq!(
-            reason(r#"{"device_id":"d","sensor":"t","value":NaN,"ts":1}"#),
-            DeadLetterReason::MalformedJson
-        );
-        assert_eq!(reason("[1,2]"), DeadLetterReason::MalformedJson);
-        assert_eq!(
-            reason(r#"{"device_id":"d","value":1,"ts":1}"#),
-            DeadLetterReason::MissingField
-        );
-        assert_eq!(
-            reason(r#"{"device_id":"d","sensor":"t","value":"abc","ts":1}"#),
-            DeadLetterReason::InvalidField
-        );
-        assert_eq!(
-            reason(r#"{"device_id":"d","sensor":"t","value":"NaN","ts":1}"#),
-            DeadLetterReason::NonFiniteValue
-        );
-        assert_eq!(
-            reason(r#"{"device_id":"d","sensor":"t","value":null,"ts":1}"#),
-            DeadLetterReason::InvalidField
-        );
-        assert_eq!(
-            reason(r#"{"device_id":true,"sensor":"t","value":1,"ts":1}"#),
-            DeadLetterReason::InvalidField
-        );
-        assert_eq!(
-            reason(r#"{"device_id":"d","sensor":"t","value":1,"ts":"yesterday"}"#),
-            DeadLetterReason::InvalidField
-        );
-        assert_eq!(
-            reason(r#"{"device_id":"d","sensor":"t","value":1,"ts":-5}"#),
-            DeadLetterReason::AbsurdTimestamp
-        );
-        // Year 2100, far ahead of the record timestamp (2023).
-        assert_eq!(
-            reason(r#"{"device_id":"d","sensor":"t","value":1,"ts":4102444800000}"#),
-            DeadLetterReason::AbsurdTimestamp
-        );
-        assert_eq!(reason("\u{1}garbage"), DeadLetterReason::MalformedJson);
+        use DeadLetterReason::*;
+        let cases = [
+            (r#"{"device_id":"d","sensor":"t","value":1"#, MalformedJson),
+            (
+                r#"{"device_id":"d","sensor":"t","value":NaN,"ts":1}"#,
+                MalformedJson,
+            ),
+            ("[1,2]", MalformedJson),
+            (r#"{"device_id":"d","value":1,"ts":1}"#, MissingField),
+            (
+                r#"{"device_id":"d","sensor":"t","value":"abc","ts":1}"#,
+                InvalidField,
+            ),
+            (
+                r#"{"device_id":"d","sensor":"t","value":"NaN","ts":1}"#,
+                NonFiniteValue,
+            ),
+            (
+                r#"{"device_id":"d","sensor":"t","value":null,"ts":1}"#,
+                InvalidField,
+            ),
+            (
+                r#"{"device_id":true,"sensor":"t","value":1,"ts":1}"#,
+                InvalidField,
+            ),
+            (
+                r#"{"device_id":"d","sensor":"t","value":1,"ts":"yesterday"}"#,
+                InvalidField,
+            ),
+            (
+                r#"{"device_id":"d","sensor":"t","value":1,"ts":-5}"#,
+                AbsurdTimestamp,
+            ),
+            // Year 2100, far ahead of the record timestamp (2023).
+            (
+                r#"{"device_id":"d","sensor":"t","value":1,"ts":4102444800000}"#,
+                AbsurdTimestamp,
+            ),
+            ("\u{1}garbage", MalformedJson),
+        ];
+        for (payload, want) in cases {
+            assert_eq!(reason(payload), want, "{payload}");
+        }
     }
 }
