@@ -8,17 +8,22 @@ use std::time::Duration;
 use anyhow::{bail, Context as _};
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::ClientConfig;
+use rdkafka::types::RDKafkaRespErr;
+use weir_operators::kafka::client_config;
 
 use crate::config::PipelineSpec;
 
 /// How long the broker may take to answer a metadata request.
 const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Checks that the brokers answer and that every topic exists.
-pub fn check_topics(brokers: &str, topics: &[&str]) -> anyhow::Result<()> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
+/// Checks that the brokers answer and that every topic exists, with the
+/// client `properties` the pipeline uses (security settings, for example).
+pub fn check_topics(
+    brokers: &str,
+    properties: &[(String, String)],
+    topics: &[&str],
+) -> anyhow::Result<()> {
+    let consumer: BaseConsumer = client_config(brokers, properties)
         // Connection failures are reported below; librdkafka's own log of
         // every retry would only bury that message.
         .set_log_level(RDKafkaLogLevel::Emerg)
@@ -27,16 +32,19 @@ pub fn check_topics(brokers: &str, topics: &[&str]) -> anyhow::Result<()> {
     let metadata = consumer
         .fetch_metadata(None, METADATA_TIMEOUT)
         .map_err(|e| anyhow::anyhow!("cannot reach Kafka at {brokers} ({e}): is the broker running, and is the address right?"))?;
-    let missing: Vec<&str> = topics
-        .iter()
-        .copied()
-        .filter(|t| {
-            !metadata
-                .topics()
-                .iter()
-                .any(|m| m.name() == *t && m.error().is_none() && !m.partitions().is_empty())
-        })
-        .collect();
+    let mut missing = Vec::new();
+    for topic in topics {
+        match metadata.topics().iter().find(|m| m.name() == *topic) {
+            None => missing.push(*topic),
+            Some(m) => match m.error() {
+                None if !m.partitions().is_empty() => {}
+                None | Some(RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) => {
+                    missing.push(*topic)
+                }
+                Some(error) => bail!("topic {topic} on {brokers} is not usable: {error:?}"),
+            },
+        }
+    }
     if !missing.is_empty() {
         bail!(
             "topic(s) {} do not exist on {brokers}; create them first",
@@ -60,9 +68,10 @@ pub fn check_writable_dir(dir: &Path) -> anyhow::Result<()> {
 /// Checks everything a pipeline needs from the outside world: the source
 /// and sink topics on their brokers, and the Parquet directory.
 pub fn check_pipeline(spec: &PipelineSpec) -> anyhow::Result<()> {
-    check_topics(&spec.source.brokers, &[&spec.source.topic])?;
+    let source = &spec.source;
+    check_topics(&source.brokers, &source.properties, &[&source.topic])?;
     for sink in [&spec.alerts, &spec.dead_letters].into_iter().flatten() {
-        check_topics(&sink.brokers, &[&sink.topic])?;
+        check_topics(&sink.brokers, &sink.properties, &[&sink.topic])?;
     }
     if let Some(parquet) = &spec.parquet {
         check_writable_dir(&parquet.dir)?;

@@ -27,7 +27,7 @@ pub struct RunOptions {
     pub cluster: Option<(usize, Vec<String>)>,
     /// On Ctrl-C (SIGINT) or SIGTERM, stop reading and drain: close every
     /// open window, flush every sink, then return. A second signal exits at
-    /// once.
+    /// once. In a cluster, signal every process.
     pub stop_on_signal: bool,
 }
 
@@ -219,6 +219,7 @@ where
     let done = Arc::new(AtomicBool::new(false));
     if options.stop_on_signal {
         install_signal_handler()?;
+        SIGNALLED.store(false, Ordering::Relaxed);
     }
     let monitor = spawn_monitor(
         metrics.clone(),

@@ -643,7 +643,7 @@ pub fn produce(
     progress: bool,
 ) -> anyhow::Result<SimulateReport> {
     config.validate()?;
-    crate::preflight::check_topics(brokers, &[topic])?;
+    crate::preflight::check_topics(brokers, &[], &[topic])?;
     if let Some(rate) = rate {
         ensure!(
             rate > 0.0 && rate.is_finite(),

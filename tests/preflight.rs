@@ -57,7 +57,7 @@ fn an_unreachable_broker_is_named() {
         .unwrap()
         .port();
     let brokers = format!("127.0.0.1:{port}");
-    let err = weir::preflight::check_topics(&brokers, &["readings"]).unwrap_err();
+    let err = weir::preflight::check_topics(&brokers, &[], &["readings"]).unwrap_err();
     assert!(
         format!("{err:#}").contains(&format!("cannot reach Kafka at {brokers}")),
         "{err:#}"

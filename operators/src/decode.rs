@@ -307,6 +307,7 @@ fn name_of(v: Scalar<'_>, field: &str) -> Result<Name, DecodeError> {
         Scalar::Text(t) if t.as_str().is_empty() => Err(invalid("is empty".into())),
         Scalar::Text(t) => Ok(Name::new(t.as_str())),
         Scalar::Int(n) => Ok(compact_str::format_compact!("{n}")),
+        Scalar::UInt(n) => Ok(compact_str::format_compact!("{n}")),
         Scalar::Number(n) => Err(invalid(format!(
             "must be a string or an integer, found {n}"
         ))),
@@ -320,6 +321,7 @@ fn value_of(v: Scalar<'_>, field: &str) -> FieldValue {
     match v {
         Scalar::Number(n) => FieldValue::Number(n),
         Scalar::Int(n) => FieldValue::Number(n as f64),
+        Scalar::UInt(n) => FieldValue::Number(n as f64),
         Scalar::Text(t) => match t.as_str().trim().parse::<f64>() {
             Ok(n) if !n.is_finite() => FieldValue::Invalid(DecodeError::new(
                 DeadLetterReason::NonFiniteValue,
@@ -374,6 +376,10 @@ fn time_of(v: Scalar<'_>, c: &DecodeConfig) -> Result<i64, DecodeError> {
         (Scalar::Other(kind), _) => Err(invalid(format!("must be a time, found {kind}"))),
         (_, TimeFormat::Rfc3339) => Err(invalid("must be an RFC 3339 string".into())),
         (Scalar::Number(n), _) => Err(invalid(format!("is {n}"))),
+        (Scalar::UInt(n), _) => Err(DecodeError::new(
+            DeadLetterReason::AbsurdTimestamp,
+            format!("event time {n} is out of range"),
+        )),
     }
 }
 
@@ -415,6 +421,8 @@ impl<'de> de::Deserialize<'de> for Text<'de> {
 enum Scalar<'de> {
     Number(f64),
     Int(i64),
+    /// An integer above `i64::MAX`.
+    UInt(u64),
     Text(Text<'de>),
     Other(&'static str),
 }
@@ -434,7 +442,7 @@ impl<'de> de::Deserialize<'de> for Scalar<'de> {
                 Ok(Scalar::Int(v))
             }
             fn visit_u64<E>(self, v: u64) -> Result<Scalar<'de>, E> {
-                Ok(i64::try_from(v).map_or(Scalar::Number(v as f64), Scalar::Int))
+                Ok(i64::try_from(v).map_or(Scalar::UInt(v), Scalar::Int))
             }
             fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Scalar<'de>, E> {
                 Ok(Scalar::Text(Text::Borrowed(v)))
@@ -489,6 +497,9 @@ mod tests {
             decode(r#"{"device_id":17,"sensor":"t","value":1.5,"ts":"2023-11-14T22:13:20.250Z"}"#)
                 .unwrap();
         assert_eq!(r.device.as_str(), "17");
+        let serial =
+            decode(r#"{"device_id":18446744073709551615,"sensor":"t","value":1,"ts":1}"#).unwrap();
+        assert_eq!(serial.device.as_str(), "18446744073709551615");
         assert_eq!(r.time, 1_700_000_000_250);
     }
 

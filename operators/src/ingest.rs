@@ -69,6 +69,8 @@ pub(crate) struct Ingest {
     metrics: Arc<Metrics>,
     /// Bad records logged at warning level so far, by reason.
     warned: [u32; DeadLetterReason::ALL.len()],
+    /// Since when every partition has been idle, and the idle timeout.
+    all_idle_since: Option<(Instant, Duration)>,
 }
 
 /// Bad records of one reason logged as warnings by a worker before the rest
@@ -103,6 +105,7 @@ impl Ingest {
                 .collect(),
             metrics,
             warned: [0; DeadLetterReason::ALL.len()],
+            all_idle_since: None,
         }
     }
 
@@ -189,14 +192,43 @@ impl Ingest {
     /// (wall clock). Called once per poll, not per record.
     pub(crate) fn check_idle(&mut self, timeout: Duration) {
         let now = Instant::now();
-        for part in self.partitions.iter_mut().filter(|p| !p.idle && !p.done) {
+        for part in self.partitions.iter_mut().filter(|p| !p.done) {
             if std::mem::take(&mut part.active) {
                 part.last_record = now;
-            } else if now.duration_since(part.last_record) >= timeout {
+            } else if !part.idle && now.duration_since(part.last_record) >= timeout {
                 tracing::info!(topic = %self.topic, partition = part.id, "Partition is idle; it no longer holds the watermark back");
                 part.idle = true;
             }
         }
+        let all_idle = self.partitions.iter().filter(|p| !p.done).all(|p| p.idle);
+        self.all_idle_since = match (all_idle, self.all_idle_since) {
+            (true, None) => Some((now, timeout)),
+            (true, since) => since,
+            (false, _) => None,
+        };
+    }
+
+    /// The watermark while every partition is idle: the highest partition
+    /// watermark, moved on by the wall time spent idle, so this worker does
+    /// not stall the others. A worker that never saw a record has only the
+    /// clock: now minus the bound and the idle timeout.
+    fn idle_watermark(&self) -> Option<u64> {
+        let (since, timeout) = self.all_idle_since?;
+        let highest = self
+            .partitions
+            .iter()
+            .filter_map(|p| p.max_time)
+            .max()
+            .map(|t| t.saturating_sub(self.bound));
+        Some(match highest {
+            Some(wm) => wm + since.elapsed().as_millis() as u64,
+            None => {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as u64);
+                now.saturating_sub(self.bound + timeout.as_millis() as u64)
+            }
+        })
     }
 
     /// The watermark of the partitions that are neither done nor idle. A
@@ -241,11 +273,6 @@ pub(crate) trait Poller: 'static {
     ) -> usize;
     /// Whether the source stops at its partitions' ends.
     fn bounded(&self) -> bool;
-    /// The watermark to hold while every partition is idle (see
-    /// [`Watermark::Idle`]); a bounded poller never declares idleness.
-    fn idle_watermark(&self) -> u64 {
-        0
-    }
 }
 
 /// Builds a source operator with a readings and a dead-letter output that
@@ -310,10 +337,9 @@ where
                     caps = None;
                     return;
                 }
-                // All partitions idle: follow the wall clock, held back by the
-                // out-of-orderness bound and the idle timeout, so this worker
-                // does not stall the others. Late wakers go to dead letters.
-                Watermark::Idle => Some(poller.idle_watermark()),
+                // All partitions idle: move on with the wall clock so this
+                // worker does not stall the others. Late wakers go to dead letters.
+                Watermark::Idle => ingest.idle_watermark(),
                 Watermark::At(wm) => Some(wm),
                 Watermark::Unknown => None,
             };
@@ -412,8 +438,11 @@ mod tests {
         // Partition 1 delivered nothing: idle, it no longer holds partition 0 back.
         assert_eq!(ing.watermark(false), Watermark::At(15_000));
         ing.check_idle(Duration::ZERO);
-        // Both idle now: nothing holds the watermark (the source follows the clock).
+        // Both idle now: nothing holds the watermark; it moves on from the
+        // highest partition watermark (15 s) with the time spent idle.
         assert_eq!(ing.watermark(false), Watermark::Idle);
+        let idle = ing.idle_watermark().unwrap();
+        assert!((15_000..20_000).contains(&idle), "{idle}");
         // Partition 1 wakes with a reading behind the capability: late after idle.
         let (ok, dead) = feed(&mut ing, 15_000, &[(1, 0, 3_000), (1, 1, 16_000)]);
         assert_eq!(ok, vec![1]);

@@ -119,8 +119,8 @@ impl Metrics {
     }
 
     /// Records a failure of the pipeline itself (a sink that could not
-    /// deliver, a file that could not be written). The run ends with an error
-    /// when any was recorded.
+    /// deliver, a file that could not be written) and asks the sources to
+    /// stop: the run drains and ends with an error.
     pub fn add_error(&self, error: String) {
         tracing::error!(%error, "Pipeline error");
         self.errors

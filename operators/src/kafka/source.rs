@@ -45,8 +45,10 @@ pub struct KafkaSourceConfig {
     /// may be before it is late.
     pub out_of_orderness_ms: u64,
     /// A partition that delivers nothing for this long (wall clock) while
-    /// others do stops holding the watermark back. Not used in bounded mode,
-    /// where a partition stops holding it back only at its end offset.
+    /// others do stops holding the watermark back; when all of a worker's
+    /// partitions are idle, its watermark moves on from their highest by the
+    /// wall time spent idle. Not used in bounded mode, where a partition
+    /// stops holding the watermark back only at its end offset.
     pub idle_timeout: Option<Duration>,
     /// Read only up to the end offsets seen at start, then finish.
     pub bounded: bool,
@@ -363,13 +365,5 @@ impl Poller for KafkaPoller {
 
     fn bounded(&self) -> bool {
         self.config.bounded
-    }
-
-    fn idle_watermark(&self) -> u64 {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
-        let idle = self.config.idle_timeout.map_or(0, |d| d.as_millis() as u64);
-        now.saturating_sub(self.config.out_of_orderness_ms + idle)
     }
 }

@@ -48,6 +48,7 @@ fn main() -> ExitCode {
             // Fail at once, not minutes in, if the broker or a topic is missing.
             weir::preflight::check_topics(
                 &args.brokers,
+                &[],
                 &[&args.readings, &args.alerts, &args.dead_letters],
             )?;
             weir::preflight::check_writable_dir(&args.out)?;
