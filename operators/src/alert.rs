@@ -477,12 +477,29 @@ pub struct AlertEvaluator<O> {
     /// Armed duration deadlines: (deadline, key, slot).
     deadlines: BTreeSet<(u64, usize, usize)>,
     transitions: Vec<Transition>,
+    /// Every sensor name some rule lists, or `None` if a rule takes every
+    /// sensor: a cheap test that skips most readings before any lookup.
+    sensors: Option<Vec<String>>,
 }
 
 impl<O: Observation> AlertEvaluator<O> {
     /// An evaluator for a rule set.
     pub fn new(rules: Arc<RuleSet>) -> Self {
+        let sensors = rules.rules.iter().try_fold(Vec::new(), |mut names, r| {
+            if r.sensors.is_empty() {
+                return None;
+            }
+            names.extend(
+                r.sensors
+                    .iter()
+                    .filter(|s| !names.contains(*s))
+                    .cloned()
+                    .collect::<Vec<_>>(),
+            );
+            Some(names)
+        });
         AlertEvaluator {
+            sensors,
             rules,
             index: HashMap::default(),
             keys: Vec::new(),
@@ -495,6 +512,11 @@ impl<O: Observation> AlertEvaluator<O> {
 
     /// Queues one observation; returns false if no rule looks at it.
     pub fn push(&mut self, obs: O) -> bool {
+        if let Some(sensors) = &self.sensors {
+            if !sensors.iter().any(|s| s == obs.sensor()) {
+                return false;
+            }
+        }
         let slot = match self.index.get(&KeyRef::new(obs.device(), obs.sensor())) {
             Some(slot) => *slot,
             None => {
@@ -1028,6 +1050,20 @@ mod tests {
     fn observations_at_or_after_the_frontier_wait() {
         let got = run(&hot(), &[(5, 95.0)], Some(5));
         assert_eq!(got, vec![]);
+    }
+
+    #[test]
+    fn only_listed_sensors_reach_a_rule_and_an_empty_list_takes_all() {
+        let listed = Arc::new(RuleSet::new(vec![hot()]));
+        let mut eval = AlertEvaluator::new(listed);
+        assert!(!eval.push(Reading::new("d1", "pressure", 1, 95.0, 0, 0)));
+        assert!(eval.push(Reading::new("d1", "temp", 1, 95.0, 0, 1)));
+        let any = Arc::new(RuleSet::new(vec![Rule {
+            sensors: vec![],
+            ..hot()
+        }]));
+        let mut eval = AlertEvaluator::new(any);
+        assert!(eval.push(Reading::new("d1", "pressure", 1, 95.0, 0, 0)));
     }
 
     #[test]
