@@ -208,17 +208,17 @@ where
             let Some(cap) = held.as_mut() else { return };
             state.flush_until(frontier.frontier().first().copied(), &mut closed);
             Metrics::add(&metrics.windows, closed.len() as u64);
-            let mut rest = &mut closed[..];
-            while let Some(first) = rest.first() {
+            // Each window travels at its end time.
+            let mut windows = closed.drain(..).peekable();
+            while let Some(first) = windows.next() {
                 let end = first.window_end;
-                let n = rest.iter().take_while(|w| w.window_end == end).count();
-                let (now, later) = rest.split_at_mut(n);
-                output
-                    .session(&cap.delayed(&end))
-                    .give_iterator(now.iter_mut().map(|w| w.clone()));
-                rest = later;
+                let at = cap.delayed(&end);
+                let mut session = output.session(&at);
+                session.give(first);
+                while let Some(w) = windows.next_if(|w| w.window_end == end) {
+                    session.give(w);
+                }
             }
-            closed.clear();
             match state.earliest_end() {
                 Some(end) => cap.downgrade(&end.max(*cap.time())),
                 None => held = None,
