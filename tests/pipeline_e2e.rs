@@ -341,69 +341,103 @@ fn aggregates_and_alerts_match_the_reference_on_one_and_three_workers() {
     );
 
     let mut outputs = Vec::new();
-    for workers in [1, 3] {
+    // 1 and 3 worker threads, and a timely cluster of 2 processes with 2
+    // threads each (run here as two clusters members in one test process).
+    for (processes, threads) in [(1, 1), (1, 3), (2, 2)] {
+        let workers = format!("{processes} process(es) x {threads} thread(s)");
         let out = tempfile::tempdir().unwrap();
         let (alerts, dead) = (unique_topic("alerts"), unique_topic("dead"));
         broker.create_topic(&alerts, 2);
         broker.create_topic(&dead, 1);
         let toml = pipeline_toml(&broker, &topic, &alerts, &dead, out.path());
         let spec = weir::config::parse_pipeline(&toml, Path::new("e2e.toml")).unwrap();
-        let options = RunOptions {
-            workers,
-            bounded: true,
-            ..RunOptions::default()
-        };
-        let report = weir::pipeline::run_spec(&spec, &options).unwrap();
-
-        assert_eq!(
-            report.records_read as usize,
-            stored.len(),
-            "{workers} workers"
-        );
-        assert_eq!(
-            report.readings as usize,
-            accepted.len(),
-            "{workers} workers"
-        );
+        let (records_read, readings) = run_cluster(&spec, processes, threads);
+        assert_eq!(records_read, stored.len(), "{workers}");
+        assert_eq!(readings, accepted.len(), "{workers}");
         let dead_records = broker.consume_all(&dead);
-        assert_eq!(
-            dead_records.len(),
-            bad + late,
-            "{workers} workers: dead letters"
-        );
+        assert_eq!(dead_records.len(), bad + late, "{workers}: dead letters");
         let late_letters = dead_records
             .iter()
             .filter(|r| {
                 serde_json::from_slice::<serde_json::Value>(&r.payload).unwrap()["reason"] == "late"
             })
             .count();
-        assert_eq!(late_letters, late, "{workers} workers: late records");
+        assert_eq!(late_letters, late, "{workers}: late records");
 
         let rows = parquet_rows(out.path());
         assert_eq!(
             rows.keys().collect::<Vec<_>>(),
             windows.keys().collect::<Vec<_>>(),
-            "{workers} workers: windows"
+            "{workers}: windows"
         );
         for (key, want) in &windows {
             let got = rows[key];
             assert_eq!(
                 (got.0, got.1, got.2),
                 (want.0, want.1, want.2),
-                "{workers} workers: {key:?}"
+                "{workers}: {key:?}"
             );
             assert!(
                 (got.3 - want.3).abs() <= 1e-9 * want.3.abs().max(1.0),
-                "{workers} workers: sum of {key:?}"
+                "{workers}: sum of {key:?}"
             );
         }
 
         let got_alerts = alerts_of(&broker.consume_all(&alerts));
-        assert_eq!(got_alerts, expected_alerts, "{workers} workers: alerts");
+        assert_eq!(got_alerts, expected_alerts, "{workers}: alerts");
         outputs.push((rows, got_alerts));
     }
     assert_eq!(
         outputs[0].1, outputs[1].1,
         "alerts differ between 1 and 3 workers"
     );
+    assert_eq!(
+        outputs[0].1, outputs[2].1,
+        "alerts differ between 1 worker and 2 processes"
+    );
+}
+
+/// Runs `spec` bounded as a timely cluster of `processes` members with
+/// `threads` workers each (a single process without a cluster when 1), and
+/// returns the records read and readings accepted over all members.
+fn run_cluster(
+    spec: &weir::config::PipelineSpec,
+    processes: usize,
+    threads: usize,
+) -> (usize, usize) {
+    let options = |cluster| RunOptions {
+        workers: threads,
+        bounded: true,
+        cluster,
+        ..RunOptions::default()
+    };
+    if processes == 1 {
+        let report = weir::pipeline::run_spec(spec, &options(None)).unwrap();
+        return (report.records_read as usize, report.readings as usize);
+    }
+    let hosts: Vec<String> = (0..processes)
+        .map(|_| {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            format!("127.0.0.1:{port}")
+        })
+        .collect();
+    let members: Vec<_> = (0..processes)
+        .map(|i| {
+            let (spec, options) = (spec.clone(), options(Some((i, hosts.clone()))));
+            std::thread::spawn(move || weir::pipeline::run_spec(&spec, &options).unwrap())
+        })
+        .collect();
+    members
+        .into_iter()
+        .map(|m| m.join().unwrap())
+        .fold((0, 0), |(r, a), report| {
+            (
+                r + report.records_read as usize,
+                a + report.readings as usize,
+            )
+        })
 }
