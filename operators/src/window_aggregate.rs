@@ -127,7 +127,7 @@ impl WindowState {
 pub trait WindowAggregate<'scope> {
     /// Groups readings by (device, sensor) into tumbling windows
     /// `[k * size_ms, (k + 1) * size_ms)` of event time and emits one
-    /// [`Aggregate`](crate::reading::WindowAggregate) per key and window.
+    /// [`WindowAggregate`](crate::reading::WindowAggregate) record per key and window.
     ///
     /// Readings are exchanged by key. A window is emitted once the input
     /// frontier reaches its end, at timely time `window_end`, so every reading
