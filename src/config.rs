@@ -551,7 +551,8 @@ fn deserialize<T: DeserializeOwned>(
             }
             for e in errors {
                 let offset = e.span().map_or(0, |s| s.start);
-                d.at(offset, &locate(doc.get_ref(), offset), e.message());
+                let path = locate(doc.get_ref(), offset);
+                d.at(offset, &path, &with_hint(&path, e.message()));
             }
             None
         }
@@ -618,6 +619,29 @@ fn check_rules(value: &Spanned<DeValue<'_>>, out: &mut Vec<toml::de::Error>) -> 
 
 /// Checks each field of a table on its own as a field of `T`; false if
 /// `value` is not a table.
+/// Fields whose values are durations, written as strings.
+const DURATION_FIELDS: [&str; 7] = [
+    "out_of_orderness",
+    "idle_timeout",
+    "max_future",
+    "size",
+    "for",
+    "cooldown",
+    "window",
+];
+
+/// Adds a hint to a type error on a duration field given as a number.
+fn with_hint(path: &str, message: &str) -> String {
+    let field = path.rsplit('.').next().unwrap_or(path);
+    let numeric = message.starts_with("invalid type: integer")
+        || message.starts_with("invalid type: floating point");
+    if numeric && DURATION_FIELDS.contains(&field) {
+        format!("{message} (durations are strings with a unit, such as \"30s\" or \"5m\")")
+    } else {
+        message.to_owned()
+    }
+}
+
 fn check_fields<T: DeserializeOwned>(
     value: &Spanned<DeValue<'_>>,
     out: &mut Vec<toml::de::Error>,
