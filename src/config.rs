@@ -552,7 +552,7 @@ fn deserialize<T: DeserializeOwned>(
             for e in errors {
                 let offset = e.span().map_or(0, |s| s.start);
                 let path = locate(doc.get_ref(), offset);
-                d.at(offset, &path, &with_hint(&path, e.message()));
+                d.at(offset, &path, with_hint(&path, e.message()));
             }
             None
         }
