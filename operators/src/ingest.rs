@@ -17,6 +17,13 @@ use crate::decode::Decoder;
 use crate::metrics::Metrics;
 use crate::reading::Reading;
 
+/// What a source returns: the readings, and the dead letters (undecodable
+/// or late records, with reason and origin).
+pub type SourceStreams<'scope> = (
+    Stream<'scope, u64, Vec<Reading>>,
+    Stream<'scope, u64, Vec<DeadLetter>>,
+);
+
 /// One record as a source reads it.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct RawRecord<'a> {
@@ -284,10 +291,7 @@ pub(crate) fn ingest_source<'scope, P, F>(
     watermark_step_ms: u64,
     metrics: Arc<Metrics>,
     open: F,
-) -> (
-    Stream<'scope, u64, Vec<Reading>>,
-    Stream<'scope, u64, Vec<DeadLetter>>,
-)
+) -> SourceStreams<'scope>
 where
     P: Poller,
     F: FnOnce(usize, usize) -> Result<(P, Ingest), String> + 'static,

@@ -31,6 +31,7 @@ pub mod window_aggregate;
 pub use alert::{Alert, AlertState, EvaluateAlerts, Rule, RuleInput, RuleSet};
 pub use dead_letter::{DeadLetter, DeadLetterReason};
 pub use decode::{DecodeConfig, Decoder, TimeFormat};
+pub use ingest::SourceStreams;
 pub use kafka::{KafkaSink, KafkaSinkConfig, KafkaSource, KafkaSourceConfig, StartOffset};
 pub use memory::{MemorySource, MemoryTopic};
 pub use metrics::Metrics;

@@ -5,11 +5,11 @@
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use timely::dataflow::{Scope, Stream};
+use timely::dataflow::Scope;
 
 use crate::dead_letter::DeadLetter;
 use crate::decode::Decoder;
-use crate::ingest::{ingest_source, Ingest, Poller, RawRecord};
+use crate::ingest::{ingest_source, Ingest, Poller, RawRecord, SourceStreams};
 use crate::metrics::Metrics;
 use crate::reading::Reading;
 
@@ -108,10 +108,7 @@ pub trait MemorySource<'scope> {
         decoder: Decoder,
         out_of_orderness_ms: u64,
         metrics: Arc<Metrics>,
-    ) -> (
-        Stream<'scope, u64, Vec<Reading>>,
-        Stream<'scope, u64, Vec<DeadLetter>>,
-    );
+    ) -> SourceStreams<'scope>;
 }
 
 /// Positions in this worker's partitions.
@@ -163,10 +160,7 @@ impl<'scope> MemorySource<'scope> for Scope<'scope, u64> {
         decoder: Decoder,
         out_of_orderness_ms: u64,
         metrics: Arc<Metrics>,
-    ) -> (
-        Stream<'scope, u64, Vec<Reading>>,
-        Stream<'scope, u64, Vec<DeadLetter>>,
-    ) {
+    ) -> SourceStreams<'scope> {
         let name = format!("MemorySource({})", topic.name);
         let m = metrics.clone();
         ingest_source(self, name, 100, metrics, move |worker, peers| {

@@ -8,11 +8,11 @@ use std::time::Duration;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
-use timely::dataflow::{Scope, Stream};
+use timely::dataflow::Scope;
 
 use crate::dead_letter::DeadLetter;
 use crate::decode::Decoder;
-use crate::ingest::{ingest_source, Ingest, Poller, RawRecord};
+use crate::ingest::{ingest_source, Ingest, Poller, RawRecord, SourceStreams};
 use crate::metrics::Metrics;
 use crate::reading::Reading;
 
@@ -143,10 +143,7 @@ pub trait KafkaSource<'scope> {
         config: KafkaSourceConfig,
         decoder: Decoder,
         metrics: Arc<Metrics>,
-    ) -> (
-        Stream<'scope, u64, Vec<Reading>>,
-        Stream<'scope, u64, Vec<DeadLetter>>,
-    );
+    ) -> SourceStreams<'scope>;
 }
 
 impl<'scope> KafkaSource<'scope> for Scope<'scope, u64> {
@@ -155,10 +152,7 @@ impl<'scope> KafkaSource<'scope> for Scope<'scope, u64> {
         config: KafkaSourceConfig,
         decoder: Decoder,
         metrics: Arc<Metrics>,
-    ) -> (
-        Stream<'scope, u64, Vec<Reading>>,
-        Stream<'scope, u64, Vec<DeadLetter>>,
-    ) {
+    ) -> SourceStreams<'scope> {
         let name = format!("KafkaSource({})", config.topic);
         let step = config.watermark_step_ms;
         let m = metrics.clone();
