@@ -20,6 +20,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use support::{unique_topic, Broker, ConsumedRecord};
 use weir::simulate::SimulatorConfig;
 use weir::RunOptions;
+use weir_operators::SensorKey;
 
 const BOUND_MS: u64 = 5_000;
 const WINDOW_MS: u64 = 60_000;
@@ -307,94 +308,302 @@ fn alerts_of(records: &[ConsumedRecord]) -> BTreeSet<AlertKey> {
         .collect()
 }
 
-#[test]
-fn aggregates_and_alerts_match_the_reference_on_one_and_three_workers() {
-    let broker = Broker::start();
-    let topic = unique_topic("readings");
-    broker.create_topic(&topic, 4);
-    let sim = SimulatorConfig {
-        devices: 6,
-        duration_ms: 6 * 60_000,
-        start_ms: 1_763_900_000_000 - 1_763_900_000_000 % 3_600_000 + 3_540_000, // spans an hour boundary
-        seed: 42,
-        anomaly_rate: 0.5,
-        bad_record_rate: 0.01,
-        late_rate: 0.01,
-        // Beyond the 5 s bound: some readings are late only by the bound's measure.
-        out_of_order_ms: 8_000,
-        ..SimulatorConfig::default()
-    };
-    let produced = broker.produce_simulation(&topic, &sim);
+/// A seeded input topic on the broker, and what the reference makes of it.
+struct Input {
+    topic: String,
+    stored: Vec<ConsumedRecord>,
+    accepted: Vec<Ref>,
+    bad: usize,
+    late: usize,
+    windows: Windows,
+    alerts: BTreeSet<AlertKey>,
+}
 
-    let stored = broker.consume_all(&topic);
-    assert_eq!(stored.len(), produced);
-    let (accepted, bad, late) = reference_readings(&stored);
-    assert!(
-        bad > 0 && late > 0,
-        "the input must exercise bad and late records"
-    );
-    let windows = reference_windows(&accepted);
-    let expected_alerts = reference_alerts(&accepted, &windows);
-    assert!(
-        expected_alerts.iter().any(|a| a.0 == "shaking")
-            && expected_alerts.iter().any(|a| a.0 == "hot")
-    );
+impl Input {
+    /// Produces a simulation with out-of-order, late and bad records to a new
+    /// 4-partition topic and computes the reference outputs from what the
+    /// broker stored.
+    fn produce(broker: &Broker) -> Input {
+        let topic = unique_topic("readings");
+        broker.create_topic(&topic, 4);
+        let sim = SimulatorConfig {
+            devices: 12,
+            duration_ms: 6 * 60_000,
+            start_ms: 1_763_900_000_000 - 1_763_900_000_000 % 3_600_000 + 3_540_000, // spans an hour boundary
+            seed: 42,
+            anomaly_rate: 0.5,
+            bad_record_rate: 0.01,
+            late_rate: 0.01,
+            // Beyond the 5 s bound: some readings are late only by the bound's measure.
+            out_of_order_ms: 8_000,
+            ..SimulatorConfig::default()
+        };
+        let produced = broker.produce_simulation(&topic, &sim);
+        let stored = broker.consume_all(&topic);
+        assert_eq!(stored.len(), produced);
+        let (accepted, bad, late) = reference_readings(&stored);
+        assert!(
+            bad > 0 && late > 0,
+            "the input must exercise bad and late records"
+        );
+        let windows = reference_windows(&accepted);
+        let alerts = reference_alerts(&accepted, &windows);
+        for (rule, state) in [
+            ("hot", "firing"),
+            ("hot", "resolved"),
+            ("shaking", "firing"),
+            ("shaking", "resolved"),
+            ("pressure-mean", "firing"),
+        ] {
+            assert!(
+                alerts.iter().any(|a| a.0 == rule && a.3 == state),
+                "the input must make `{rule}` go {state}"
+            );
+        }
+        Input {
+            topic,
+            stored,
+            accepted,
+            bad,
+            late,
+            windows,
+            alerts,
+        }
+    }
 
-    let mut outputs = Vec::new();
-    // 1 and 3 worker threads, and a timely cluster of 2 processes with 2
-    // threads each (run here as two clusters members in one test process).
-    for (processes, threads) in [(1, 1), (1, 3), (2, 2)] {
-        let workers = format!("{processes} process(es) x {threads} thread(s)");
-        let out = tempfile::tempdir().unwrap();
-        let (alerts, dead) = (unique_topic("alerts"), unique_topic("dead"));
-        broker.create_topic(&alerts, 2);
-        broker.create_topic(&dead, 1);
-        let toml = pipeline_toml(&broker, &topic, &alerts, &dead, out.path());
-        let spec = weir::config::parse_pipeline(&toml, Path::new("e2e.toml")).unwrap();
-        let (records_read, readings) = run_cluster(&spec, processes, threads);
-        assert_eq!(records_read, stored.len(), "{workers}");
-        assert_eq!(readings, accepted.len(), "{workers}");
-        let dead_records = broker.consume_all(&dead);
-        assert_eq!(dead_records.len(), bad + late, "{workers}: dead letters");
+    /// Requires that on a cluster of `processes` x `threads` workers, alerts
+    /// of each kind of rule are made in one process and written by the other:
+    /// a rule's state lives on the worker its (device, sensor) hashes to, the
+    /// alert sink on the worker its device hashes to.
+    fn assert_alerts_cross_processes(&self, processes: usize, threads: usize) {
+        let workers = (processes * threads) as u64;
+        let process = |hash: u64| (hash % workers) as usize / threads;
+        let crossing: BTreeSet<(&str, &str)> = self
+            .alerts
+            .iter()
+            .filter(|(_, device, sensor, _, _)| {
+                process(SensorKey::route_hash(device, sensor))
+                    != process(SensorKey::route_hash(device, ""))
+            })
+            .map(|(rule, _, _, state, _)| (rule.as_str(), state.as_str()))
+            .collect();
+        for kind in [
+            ("hot", "firing"),
+            ("hot", "resolved"),
+            ("pressure-mean", "firing"),
+        ] {
+            assert!(
+                crossing.contains(&kind),
+                "{processes}x{threads}: no {kind:?} alert crosses processes"
+            );
+        }
+    }
+}
+
+/// Output topics and directory of one run.
+struct Outputs {
+    alerts: String,
+    dead: String,
+    dir: tempfile::TempDir,
+}
+
+/// Everything one run wrote: window rows, alert payloads and dead-letter
+/// payloads (both sorted, since only their order within a key is defined).
+#[derive(Debug, PartialEq)]
+struct Written {
+    rows: Windows,
+    alerts: Vec<Vec<u8>>,
+    dead: Vec<Vec<u8>>,
+}
+
+impl Outputs {
+    fn new(broker: &Broker) -> Outputs {
+        let outputs = Outputs {
+            alerts: unique_topic("alerts"),
+            dead: unique_topic("dead"),
+            dir: tempfile::tempdir().unwrap(),
+        };
+        broker.create_topic(&outputs.alerts, 2);
+        broker.create_topic(&outputs.dead, 1);
+        outputs
+    }
+
+    fn spec(&self, broker: &Broker, input: &Input) -> weir::config::PipelineSpec {
+        let toml = self.toml(broker, input);
+        weir::config::parse_pipeline(&toml, Path::new("e2e.toml")).unwrap()
+    }
+
+    fn toml(&self, broker: &Broker, input: &Input) -> String {
+        pipeline_toml(
+            broker,
+            &input.topic,
+            &self.alerts,
+            &self.dead,
+            self.dir.path(),
+        )
+    }
+
+    /// Reads what the run wrote and checks it against the reference.
+    fn check(&self, broker: &Broker, input: &Input, label: &str) -> Written {
+        let dead_records = broker.consume_all(&self.dead);
+        assert_eq!(
+            dead_records.len(),
+            input.bad + input.late,
+            "{label}: dead letters"
+        );
         let late_letters = dead_records
             .iter()
             .filter(|r| {
                 serde_json::from_slice::<serde_json::Value>(&r.payload).unwrap()["reason"] == "late"
             })
             .count();
-        assert_eq!(late_letters, late, "{workers}: late records");
+        assert_eq!(late_letters, input.late, "{label}: late records");
 
-        let rows = parquet_rows(out.path());
+        let rows = parquet_rows(self.dir.path());
         assert_eq!(
             rows.keys().collect::<Vec<_>>(),
-            windows.keys().collect::<Vec<_>>(),
-            "{workers}: windows"
+            input.windows.keys().collect::<Vec<_>>(),
+            "{label}: windows"
         );
-        for (key, want) in &windows {
+        for (key, want) in &input.windows {
             let got = rows[key];
             assert_eq!(
                 (got.0, got.1, got.2),
                 (want.0, want.1, want.2),
-                "{workers}: {key:?}"
+                "{label}: {key:?}"
             );
             assert!(
                 (got.3 - want.3).abs() <= 1e-9 * want.3.abs().max(1.0),
-                "{workers}: sum of {key:?}"
+                "{label}: sum of {key:?}"
             );
         }
 
-        let got_alerts = alerts_of(&broker.consume_all(&alerts));
-        assert_eq!(got_alerts, expected_alerts, "{workers}: alerts");
-        outputs.push((rows, got_alerts));
+        let alert_records = broker.consume_all(&self.alerts);
+        assert_eq!(alerts_of(&alert_records), input.alerts, "{label}: alerts");
+        assert_eq!(alert_records.len(), input.alerts.len(), "{label}: alerts");
+        let sorted = |records: Vec<ConsumedRecord>| {
+            let mut payloads: Vec<Vec<u8>> = records.into_iter().map(|r| r.payload).collect();
+            payloads.sort();
+            payloads
+        };
+        Written {
+            rows,
+            alerts: sorted(alert_records),
+            dead: sorted(dead_records),
+        }
+    }
+}
+
+#[test]
+fn aggregates_and_alerts_match_the_reference_on_one_and_three_workers() {
+    let broker = Broker::start();
+    let input = Input::produce(&broker);
+    input.assert_alerts_cross_processes(2, 2);
+
+    let mut outputs = Vec::new();
+    // 1 and 3 worker threads, and a timely cluster of 2 processes with 2
+    // threads each (run here as two clusters members in one test process).
+    for (processes, threads) in [(1, 1), (1, 3), (2, 2)] {
+        let label = format!("{processes} process(es) x {threads} thread(s)");
+        let out = Outputs::new(&broker);
+        let (records_read, readings) = run_cluster(&out.spec(&broker, &input), processes, threads);
+        assert_eq!(records_read, input.stored.len(), "{label}");
+        assert_eq!(readings, input.accepted.len(), "{label}");
+        outputs.push(out.check(&broker, &input, &label));
     }
     assert_eq!(
-        outputs[0].1, outputs[1].1,
-        "alerts differ between 1 and 3 workers"
+        outputs[0], outputs[1],
+        "outputs differ between 1 and 3 workers"
     );
     assert_eq!(
-        outputs[0].1, outputs[2].1,
-        "alerts differ between 1 worker and 2 processes"
+        outputs[0], outputs[2],
+        "outputs differ between 1 worker and 2 processes"
     );
+}
+
+/// The `weir` binary run as two OS processes of a timely cluster, with 1 and
+/// 2 workers each, writes exactly what one process writes, and both match the
+/// reference. Reading rules fire and resolve, and window rules fire, in one
+/// process while their alerts are written by the other.
+#[test]
+fn two_os_processes_write_what_one_process_writes() {
+    let broker = Broker::start();
+    let input = Input::produce(&broker);
+    input.assert_alerts_cross_processes(2, 1);
+    input.assert_alerts_cross_processes(2, 2);
+
+    let single = Outputs::new(&broker);
+    run_weir_processes(&single.toml(&broker, &input), 1, 2);
+    let expected = single.check(&broker, &input, "1 process x 2 threads");
+    for threads in [1, 2] {
+        let label = format!("2 OS processes x {threads} thread(s)");
+        let out = Outputs::new(&broker);
+        run_weir_processes(&out.toml(&broker, &input), 2, threads);
+        let written = out.check(&broker, &input, &label);
+        assert!(
+            written == expected,
+            "{label}: outputs differ from one process"
+        );
+    }
+}
+
+/// Runs `weir run --bounded` on `pipeline` as `processes` OS processes of one
+/// timely cluster on loopback (a single plain process when 1), and requires
+/// every process to exit 0 within two minutes.
+fn run_weir_processes(pipeline: &str, processes: usize, threads: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("pipeline.toml");
+    std::fs::write(&file, pipeline).unwrap();
+    let hosts = dir.path().join("hosts");
+    std::fs::write(&hosts, free_addresses(processes).join("\n")).unwrap();
+    let children: Vec<_> = (0..processes)
+        .map(|i| {
+            let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_weir"));
+            cmd.arg("run").arg(&file).args([
+                "--bounded",
+                "--quiet",
+                "--workers",
+                &threads.to_string(),
+            ]);
+            if processes > 1 {
+                cmd.args(["--process", &i.to_string(), "--hosts"])
+                    .arg(&hosts);
+            }
+            let stderr = std::fs::File::create(dir.path().join(format!("stderr-{i}"))).unwrap();
+            cmd.stdout(std::process::Stdio::null())
+                .stderr(stderr)
+                .spawn()
+                .expect("start weir")
+        })
+        .collect();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    for (i, mut child) in children.into_iter().enumerate() {
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break Some(status);
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                break None;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        };
+        let stderr = std::fs::read_to_string(dir.path().join(format!("stderr-{i}"))).unwrap();
+        assert!(
+            status.is_some_and(|s| s.success()),
+            "process {i} of {processes} ended with {status:?}:\n{stderr}"
+        );
+    }
+}
+
+/// `processes` loopback addresses with ports that were free a moment ago.
+fn free_addresses(processes: usize) -> Vec<String> {
+    (0..processes)
+        .map(|_| {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            format!("127.0.0.1:{}", listener.local_addr().unwrap().port())
+        })
+        .collect()
 }
 
 /// Runs `spec` bounded as a timely cluster of `processes` members with
@@ -415,16 +624,7 @@ fn run_cluster(
         let report = weir::pipeline::run_spec(spec, &options(None)).unwrap();
         return (report.records_read as usize, report.readings as usize);
     }
-    let hosts: Vec<String> = (0..processes)
-        .map(|_| {
-            let port = std::net::TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port();
-            format!("127.0.0.1:{port}")
-        })
-        .collect();
+    let hosts = free_addresses(processes);
     let members: Vec<_> = (0..processes)
         .map(|i| {
             let (spec, options) = (spec.clone(), options(Some((i, hosts.clone()))));

@@ -198,7 +198,12 @@ pub enum AlertState {
     Resolved,
 }
 
-/// One alert event, as written to the alert topic (JSON, keyed by device).
+/// One alert event. The alert topic receives it as [`Alert::to_json`], keyed
+/// by device.
+///
+/// Alerts travel between workers, which timely encodes with bincode: a
+/// format that is not self-describing, so every field is always serialized
+/// (no `skip_serializing_if`); fields are omitted from the JSON only.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Alert {
     /// Rule name.
@@ -223,14 +228,34 @@ pub struct Alert {
     /// The rule's clear threshold.
     pub clear_threshold: f64,
     /// Start of the window, for window rules.
-    #[serde(skip_serializing_if = "Option::is_none", default)]
     pub window_start: Option<u64>,
     /// End of the window, for window rules.
-    #[serde(skip_serializing_if = "Option::is_none", default)]
     pub window_end: Option<u64>,
 }
 
 impl Alert {
+    /// The JSON document written to the alert topic: every field, with
+    /// `window_start` and `window_end` present only for window rules.
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut doc = serde_json::json!({
+            "rule": self.rule,
+            "device": self.device,
+            "sensor": self.sensor,
+            "severity": self.severity,
+            "state": self.state,
+            "event_time": self.event_time,
+            "value": self.value,
+            "values": self.values,
+            "threshold": self.threshold,
+            "clear_threshold": self.clear_threshold,
+        });
+        if let (Some(start), Some(end)) = (self.window_start, self.window_end) {
+            doc["window_start"] = start.into();
+            doc["window_end"] = end.into();
+        }
+        doc
+    }
+
     /// The order alerts are delivered in: by event time, then by identity.
     pub fn order_key(&self) -> (u64, &str, &str, &str, AlertState) {
         (

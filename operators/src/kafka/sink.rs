@@ -67,7 +67,7 @@ impl KafkaRecord for Alert {
         self.device.as_bytes().to_vec()
     }
     fn payload(&self) -> Vec<u8> {
-        serde_json::to_vec(self).expect("an alert always serializes")
+        serde_json::to_vec(&self.to_json()).expect("JSON values always serialize")
     }
     fn time(&self) -> u64 {
         self.event_time
