@@ -117,22 +117,15 @@ fn weir(brokers: &str, topic: &str, workers: usize) -> (Duration, u64) {
     let report = weir::run(&options, move |scope, ctx| {
         let mut source = KafkaSourceConfig::new(&brokers, &topic);
         source.bounded = true;
-        let (readings, _dead) = scope.kafka_source(source, Decoder::default(), ctx.metrics.clone());
-        let windows = readings
+        let (readings, _dead) = scope.kafka_source(source, Decoder::default(), ctx);
+        let windows = readings.clone().window_aggregate(60_000, ctx);
+        windows
             .clone()
-            .window_aggregate(60_000, ctx.metrics.clone());
-        windows.clone().parquet_sink(
-            ParquetSinkConfig::new(dir.clone()),
-            ctx.file_prefix(),
-            ctx.metrics.clone(),
-        );
+            .parquet_sink(ParquetSinkConfig::new(dir.clone()), ctx);
         let alerts = readings
-            .evaluate_alerts(rules.clone(), ctx.metrics.clone())
-            .concat(windows.evaluate_alerts(rules.clone(), ctx.metrics.clone()));
-        alerts.kafka_sink(
-            KafkaSinkConfig::new(&brokers, "alerts"),
-            ctx.metrics.clone(),
-        );
+            .evaluate_alerts(rules.clone(), ctx)
+            .concat(windows.evaluate_alerts(rules.clone(), ctx));
+        alerts.kafka_sink(KafkaSinkConfig::new(&brokers, "alerts"), ctx);
     })
     .expect("pipeline runs");
     (start.elapsed(), report.records_read)

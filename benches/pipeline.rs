@@ -17,7 +17,7 @@ use timely::dataflow::operators::{Inspect, Probe};
 use timely::dataflow::ProbeHandle;
 use weir::operators::alert::{Direction, Rule, RuleInput, RuleSet, Stat};
 use weir::operators::memory::{MemorySource, MemoryTopic};
-use weir::operators::{Decoder, EvaluateAlerts, Metrics, WindowAggregateOp};
+use weir::operators::{Decoder, Env, EvaluateAlerts, Metrics, WindowAggregateOp};
 use weir::simulate::{generate, SimulatorConfig};
 
 const WINDOW_MS: u64 = 60_000;
@@ -109,11 +109,12 @@ fn weir(topic: &Arc<MemoryTopic>, workers: usize) -> (u64, u64) {
     timely::execute(config, move |worker| {
         let probe = ProbeHandle::new();
         worker.dataflow::<u64, _, _>(|scope| {
+            let env = Env::new(scope, m.clone(), "bench", None);
             let (readings, _dead) =
-                scope.memory_source(topic.clone(), Decoder::default(), 5_000, m.clone());
-            let windows = readings.clone().window_aggregate(WINDOW_MS, m.clone());
-            let a = readings.evaluate_alerts(rules.clone(), m.clone());
-            let b = windows.evaluate_alerts(rules.clone(), m.clone());
+                scope.memory_source(topic.clone(), Decoder::default(), 5_000, &env);
+            let windows = readings.clone().window_aggregate(WINDOW_MS, &env);
+            let a = readings.evaluate_alerts(rules.clone(), &env);
+            let b = windows.evaluate_alerts(rules.clone(), &env);
             a.inspect(|_| ()).probe_with(&probe);
             b.probe_with(&probe);
         });

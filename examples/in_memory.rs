@@ -47,16 +47,11 @@ fn main() -> anyhow::Result<()> {
         ..RunOptions::default()
     };
     let report = weir::run(&options, move |scope, ctx| {
-        let (readings, _dead) = scope.memory_source(
-            topic.clone(),
-            Decoder::default(),
-            5_000,
-            ctx.metrics.clone(),
-        );
+        let (readings, _dead) = scope.memory_source(topic.clone(), Decoder::default(), 5_000, ctx);
         let out = out.clone();
         readings
             .clone()
-            .window_aggregate(60_000, ctx.metrics.clone())
+            .window_aggregate(60_000, ctx)
             .inspect(move |w| {
                 out.lock().unwrap().push(format!(
                     "window {} {} [{}, {}): n={} mean={:.2}",
@@ -68,14 +63,12 @@ fn main() -> anyhow::Result<()> {
                     w.mean()
                 ))
             });
-        readings
-            .evaluate_alerts(rules.clone(), ctx.metrics.clone())
-            .inspect(|a| {
-                println!(
-                    "alert {:?} {} {} at {}: {}",
-                    a.state, a.rule, a.device, a.event_time, a.value
-                )
-            });
+        readings.evaluate_alerts(rules.clone(), ctx).inspect(|a| {
+            println!(
+                "alert {:?} {} {} at {}: {}",
+                a.state, a.rule, a.device, a.event_time, a.value
+            )
+        });
     })?;
     let mut lines = seen.lock().unwrap().clone();
     lines.sort();

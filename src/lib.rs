@@ -14,10 +14,10 @@
 //! let report = weir::run(&options, |scope, ctx| {
 //!     let mut source = KafkaSourceConfig::new("127.0.0.1:9092", "readings");
 //!     source.bounded = ctx.bounded;
-//!     let (readings, _dead) = scope.kafka_source(source, Decoder::default(), ctx.metrics.clone());
+//!     let (readings, _dead) = scope.kafka_source(source, Decoder::default(), ctx);
 //!     readings
-//!         .window_aggregate(60_000, ctx.metrics.clone())
-//!         .parquet_sink(ParquetSinkConfig::new("out"), ctx.file_prefix(), ctx.metrics.clone());
+//!         .window_aggregate(60_000, ctx)
+//!         .parquet_sink(ParquetSinkConfig::new("out"), ctx);
 //! })?;
 //! println!("{}", report);
 //! # Ok::<(), anyhow::Error>(())

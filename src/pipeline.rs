@@ -23,27 +23,19 @@ use crate::runtime::{run, Context, RunOptions, RunReport};
 /// ```
 ///
 /// Without a dead-letter sink, dead letters are counted and logged only.
-pub fn build(scope: Scope<'_, u64>, ctx: &Context, spec: &PipelineSpec) {
-    let metrics = &ctx.metrics;
+pub fn build<'s>(scope: Scope<'s, u64>, ctx: &Context<'s>, spec: &PipelineSpec) {
     let mut source = spec.source.clone();
     source.bounded |= ctx.bounded;
-    let (readings, dead) =
-        scope.kafka_source(source, Decoder::new(spec.decode.clone()), metrics.clone());
+    let (readings, dead) = scope.kafka_source(source, Decoder::new(spec.decode.clone()), ctx);
     if let Some(sink) = &spec.dead_letters {
-        dead.kafka_sink(sink.clone(), metrics.clone());
+        dead.kafka_sink(sink.clone(), ctx);
     }
 
     let needs_windows =
         spec.parquet.is_some() || spec.rules.window_sizes().contains(&spec.window_ms);
-    let windows = needs_windows.then(|| {
-        readings
-            .clone()
-            .window_aggregate(spec.window_ms, metrics.clone())
-    });
+    let windows = needs_windows.then(|| readings.clone().window_aggregate(spec.window_ms, ctx));
     if let (Some(parquet), Some(windows)) = (&spec.parquet, &windows) {
-        windows
-            .clone()
-            .parquet_sink(parquet.clone(), ctx.file_prefix(), metrics.clone());
+        windows.clone().parquet_sink(parquet.clone(), ctx);
     }
 
     let Some(alerts_sink) = &spec.alerts else {
@@ -52,22 +44,18 @@ pub fn build(scope: Scope<'_, u64>, ctx: &Context, spec: &PipelineSpec) {
     let rules = Arc::new(spec.rules.clone());
     let mut alerts = Vec::new();
     if rules.has_reading_rules() {
-        alerts.push(
-            readings
-                .clone()
-                .evaluate_alerts(rules.clone(), metrics.clone()),
-        );
+        alerts.push(readings.clone().evaluate_alerts(rules.clone(), ctx));
     }
     for size in rules.window_sizes() {
         let sized = match &windows {
             Some(w) if size == spec.window_ms => w.clone(),
-            _ => readings.clone().window_aggregate(size, metrics.clone()),
+            _ => readings.clone().window_aggregate(size, ctx),
         };
-        alerts.push(sized.evaluate_alerts(rules.clone(), metrics.clone()));
+        alerts.push(sized.evaluate_alerts(rules.clone(), ctx));
     }
     scope
         .concatenate(alerts)
-        .kafka_sink(alerts_sink.clone(), metrics.clone());
+        .kafka_sink(alerts_sink.clone(), ctx);
 }
 
 /// Runs the pipeline `spec` describes with `options` (whose worker count

@@ -11,7 +11,7 @@ use timely::dataflow::Scope;
 use timely::CommunicationConfig;
 use timely::WorkerConfig;
 use weir_operators::metrics::AlertCounts;
-use weir_operators::{DeadLetterReason, Metrics};
+use weir_operators::{DeadLetterReason, Env, Metrics};
 
 /// How to run a pipeline.
 #[derive(Clone, Debug)]
@@ -74,24 +74,22 @@ impl RunOptions {
     }
 }
 
-/// What a pipeline function gets besides its scope.
-#[derive(Clone, Debug)]
-pub struct Context {
-    /// Counters shared by the workers of this process.
-    pub metrics: Arc<Metrics>,
+/// What a pipeline function gets besides its scope: the operators'
+/// environment ([`Env`], which it derefs to, so `&ctx` is what operators
+/// take), and how the run was started.
+pub struct Context<'scope> {
+    /// Metrics, stop requests and checkpoints of this worker's operators.
+    pub env: Env<'scope>,
     /// Index of this worker among all workers of the run.
     pub worker: usize,
     /// Whether the run is bounded (sources should stop at their end offsets).
     pub bounded: bool,
-    /// Identifies this run in output file names.
-    pub run_id: String,
 }
 
-impl Context {
-    /// A file name prefix unique to this run and worker, for sinks that
-    /// write files: `part-<run>-w<worker>`.
-    pub fn file_prefix(&self) -> String {
-        format!("part-{}-w{}", self.run_id, self.worker)
+impl<'scope> std::ops::Deref for Context<'scope> {
+    type Target = Env<'scope>;
+    fn deref(&self) -> &Env<'scope> {
+        &self.env
     }
 }
 
@@ -112,6 +110,9 @@ pub struct RunReport {
     pub dead_letters_delivered: u64,
     /// Window aggregates emitted.
     pub windows: u64,
+    /// Window aggregates still open when the run was stopped: not complete,
+    /// so not written.
+    pub windows_left_open: u64,
     /// Rows written to Parquet.
     pub parquet_rows: u64,
     /// Parquet files written.
@@ -136,6 +137,7 @@ impl RunReport {
             dead_letters: m.dead_letters_by_reason(),
             dead_letters_delivered: Metrics::get(&m.dead_letters_delivered),
             windows: Metrics::get(&m.windows),
+            windows_left_open: Metrics::get(&m.windows_left_open),
             parquet_rows: Metrics::get(&m.parquet_rows),
             files,
             alerts: m.alerts_by_rule().into_iter().collect(),
@@ -183,6 +185,13 @@ impl fmt::Display for RunReport {
             self.parquet_rows,
             self.files.len()
         )?;
+        if self.windows_left_open > 0 {
+            writeln!(
+                f,
+                "Windows left open by the stop (not complete, not written): {}",
+                self.windows_left_open
+            )?;
+        }
         let firing: u64 = self.alerts.iter().map(|(_, c)| c.firing).sum();
         let resolved: u64 = self.alerts.iter().map(|(_, c)| c.resolved).sum();
         writeln!(
@@ -207,7 +216,7 @@ impl fmt::Display for RunReport {
 /// (a sink that could not deliver, a topic that does not exist).
 pub fn run<F>(options: &RunOptions, build: F) -> anyhow::Result<RunReport>
 where
-    F: Fn(Scope<'_, u64>, &Context) + Send + Sync + 'static,
+    F: for<'s> Fn(Scope<'s, u64>, &Context<'s>) + Send + Sync + 'static,
 {
     let config = options.timely_config()?;
     let metrics = Arc::new(Metrics::default());
@@ -231,13 +240,16 @@ where
     let bounded = options.bounded;
     let worker_metrics = metrics.clone();
     let guards = timely::execute(config, move |worker| {
-        let context = Context {
-            metrics: worker_metrics.clone(),
-            worker: worker.index(),
-            bounded,
-            run_id: run_id.clone(),
-        };
-        worker.dataflow::<u64, _, _>(|scope| build(scope, &context));
+        let index = worker.index();
+        worker.dataflow::<u64, _, _>(|scope| {
+            let context = Context {
+                env: Env::new(scope, worker_metrics.clone(), &run_id, None),
+                worker: index,
+                bounded,
+            };
+            build(scope, &context);
+            context.env.finish();
+        });
     })
     .map_err(|e| anyhow::anyhow!("cannot start timely workers: {e}"))?;
     let results = guards.join();

@@ -24,6 +24,7 @@ use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::Capability;
 use timely::dataflow::Stream;
 
+use crate::checkpoint::{least_frontier, Barrier, Env};
 use crate::metrics::{AlertCounts, Metrics};
 use crate::reading::{KeyRef, Name, Reading, SensorKey, WindowAggregate};
 
@@ -505,6 +506,17 @@ pub struct AlertEvaluator<O> {
     /// Every sensor name some rule lists, or `None` if a rule takes every
     /// sensor: a cheap test that skips most readings before any lookup.
     sensors: Option<Vec<String>>,
+    /// Observations before this time were applied before a restart.
+    floor: u64,
+}
+
+/// The rule states of an alert operator: its part of a checkpoint. States
+/// are kept by rule name, so a restart with changed rules keeps the state of
+/// every rule that kept its name.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct AlertPart {
+    /// Per key, the states that differ from the initial state.
+    pub keys: Vec<(SensorKey, Vec<(String, RuleState)>)>,
 }
 
 impl<O: Observation> AlertEvaluator<O> {
@@ -532,11 +544,88 @@ impl<O: Observation> AlertEvaluator<O> {
             pending_min: None,
             deadlines: BTreeSet::new(),
             transitions: Vec::new(),
+            floor: 0,
         }
+    }
+
+    /// The rule states as of the last [`AlertEvaluator::advance_to`]:
+    /// observations not yet applied are left out (after a restart they are
+    /// read again).
+    pub fn snapshot(&self) -> AlertPart {
+        let keys = self
+            .keys
+            .iter()
+            .filter_map(|k| {
+                let states: Vec<(String, RuleState)> = k
+                    .rules
+                    .iter()
+                    .filter(|(_, state)| *state != RuleState::default())
+                    .map(|(i, state)| (self.rules.rules[*i].name.clone(), state.clone()))
+                    .collect();
+                (!states.is_empty()).then(|| (k.key.clone(), states))
+            })
+            .collect();
+        AlertPart { keys }
+    }
+
+    /// Restores the states of `parts` for which `mine` holds (the keys this
+    /// worker owns), for rules that still exist, as of a checkpoint at
+    /// `frontier`: observations before it are ignored from now on.
+    pub fn restore(
+        &mut self,
+        parts: Vec<AlertPart>,
+        frontier: u64,
+        mine: impl Fn(&SensorKey) -> bool,
+    ) {
+        self.floor = frontier;
+        for (key, states) in parts.into_iter().flat_map(|p| p.keys) {
+            if !mine(&key) {
+                continue;
+            }
+            let rules: Vec<(usize, RuleState)> = self
+                .rules
+                .rules
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| r.selects(&key.device, &key.sensor))
+                .map(|(i, r)| {
+                    let state = states.iter().find(|(name, _)| *name == r.name);
+                    (i, state.map(|(_, s)| s.clone()).unwrap_or_default())
+                })
+                .collect();
+            let slot = self.keys.len();
+            for (i, (rule, state)) in rules.iter().enumerate() {
+                if let Some(deadline) = state.deadline(&self.rules.rules[*rule]) {
+                    self.deadlines.insert((deadline, slot, i));
+                }
+            }
+            self.index.insert(key.clone(), slot);
+            self.keys.push(KeyState {
+                key,
+                rules,
+                pending: Vec::new(),
+                dirty: false,
+            });
+        }
+    }
+
+    /// Drops every observation not yet applied (a stop: what comes after
+    /// them is unknown).
+    pub fn discard_pending(&mut self) {
+        for slot in std::mem::take(&mut self.dirty) {
+            let key = &mut self.keys[slot];
+            key.pending.clear();
+            key.dirty = false;
+        }
+        self.pending_min = None;
+        self.deadlines.clear();
     }
 
     /// Queues one observation; returns false if no rule looks at it.
     pub fn push(&mut self, obs: O) -> bool {
+        if obs.time() < self.floor {
+            return false;
+        }
         if let Some(sensors) = &self.sensors {
             if !sensors.iter().any(|s| s == obs.sensor()) {
                 return false;
@@ -593,7 +682,7 @@ impl<O: Observation> AlertEvaluator<O> {
 
     /// Applies every observation earlier than `frontier` (all of them when
     /// `None`, the input has ended) in (time, partition, offset) order, fires
-    /// durations the frontier has reached, and appends emitted alerts to
+    /// durations reached before `frontier`, and appends emitted alerts to
     /// `out`. At the end of input, breaches still waiting for their duration
     /// are dropped: no observation shows them lasting that long. Returns the
     /// number of suppressed firings.
@@ -648,7 +737,10 @@ impl<O: Observation> AlertEvaluator<O> {
             return suppressed;
         };
         while let Some(&(deadline, slot, i)) = self.deadlines.first() {
-            if deadline > frontier {
+            // A deadline at the frontier itself waits: a reading at that very
+            // time fires it first anyway, and a checkpoint at the frontier
+            // must not hold anything at or after it.
+            if deadline >= frontier {
                 break;
             }
             self.deadlines.pop_first();
@@ -712,7 +804,7 @@ pub trait EvaluateAlerts<'scope> {
     /// use timely::dataflow::operators::{Capture, ToStream};
     /// use timely::dataflow::operators::capture::Event;
     /// use weir_operators::alert::{AlertState, Direction, EvaluateAlerts, Rule, RuleSet};
-    /// use weir_operators::{Metrics, Reading};
+    /// use weir_operators::{Env, Reading};
     ///
     /// let rule = Rule { consecutive: 2, ..Rule::new("hot", "temp", Direction::Above, 90.0) };
     /// let rules = Arc::new(RuleSet::new(vec![rule]));
@@ -722,10 +814,8 @@ pub trait EvaluateAlerts<'scope> {
     ///     Reading::new("d1", "temp", 3_000, 80.0, 0, 2), // back under: resolves
     /// ];
     /// let captured = timely::example(move |scope| {
-    ///     readings
-    ///         .to_stream(scope)
-    ///         .evaluate_alerts(rules, Arc::new(Metrics::default()))
-    ///         .capture()
+    ///     let env = Env::standalone(scope);
+    ///     readings.to_stream(scope).evaluate_alerts(rules, &env).capture()
     /// });
     /// let alerts: Vec<_> = captured.iter().flat_map(|e| match e { Event::Messages(_, d) => d, Event::Progress(_) => vec![] }).collect();
     /// let states: Vec<_> = alerts.iter().map(|a| (a.state, a.event_time)).collect();
@@ -735,7 +825,7 @@ pub trait EvaluateAlerts<'scope> {
     fn evaluate_alerts(
         self,
         rules: Arc<RuleSet>,
-        metrics: Arc<Metrics>,
+        env: &Env<'scope>,
     ) -> Stream<'scope, u64, Vec<Alert>>;
 }
 
@@ -746,13 +836,13 @@ where
     fn evaluate_alerts(
         self,
         rules: Arc<RuleSet>,
-        metrics: Arc<Metrics>,
+        env: &Env<'scope>,
     ) -> Stream<'scope, u64, Vec<Alert>> {
         // With one worker, routing by key is a no-op: skip the exchange.
         if self.scope().peers() == 1 {
-            alert_operator(self, Pipeline, rules, metrics)
+            alert_operator(self, Pipeline, rules, env)
         } else {
-            alert_operator(self, Exchange::new(|o: &O| o.route()), rules, metrics)
+            alert_operator(self, Exchange::new(|o: &O| o.route()), rules, env)
         }
     }
 }
@@ -761,61 +851,120 @@ fn alert_operator<'scope, O, P>(
     stream: Stream<'scope, u64, Vec<O>>,
     pact: P,
     rules: Arc<RuleSet>,
-    metrics: Arc<Metrics>,
+    env: &Env<'scope>,
 ) -> Stream<'scope, u64, Vec<Alert>>
 where
     O: Observation + timely::ExchangeData,
     P: ParallelizationContract<u64, Vec<O>>,
 {
-    stream.unary_frontier(pact, "EvaluateAlerts", move |_cap, _info| {
-        let mut evaluator = AlertEvaluator::new(rules);
-        let mut held: Option<Capability<u64>> = None;
-        let mut alerts = Vec::new();
-        move |(input, frontier), output| {
-            input.for_each_stamp(|cap, data| {
-                let mut any = false;
-                for batch in data {
-                    for obs in batch.drain(..) {
-                        any |= evaluator.push(obs);
+    let metrics = env.metrics().clone();
+    let (participant, markers) = env.participant("alerts");
+    let mut evaluator = AlertEvaluator::new(rules);
+    if let Some(frontier) = env.restored_frontier() {
+        let (worker, peers) = (stream.scope().index() as u64, stream.scope().peers() as u64);
+        let parts = env.restored::<AlertPart>(participant.op());
+        evaluator.restore(parts, frontier, |k| {
+            SensorKey::route_hash(&k.device, &k.sensor) % peers == worker
+        });
+    }
+    stream.binary_frontier(
+        markers,
+        pact,
+        Pipeline,
+        "EvaluateAlerts",
+        move |_cap, _info| {
+            let mut held: Option<Capability<u64>> = None;
+            let mut alerts = Vec::new();
+            let mut barrier = Barrier::default();
+            move |(input, frontier), (marker_input, marker_frontier), output| {
+                input.for_each_stamp(|cap, data| {
+                    let mut any = false;
+                    for batch in data {
+                        for obs in batch.drain(..) {
+                            any |= evaluator.push(obs);
+                        }
+                    }
+                    if any
+                        && held
+                            .as_ref()
+                            .is_none_or(|h| cap.least().is_some_and(|t| t < h.time()))
+                    {
+                        held = cap.retain_least(output.output_index());
+                    }
+                });
+                marker_input.for_each(|_, markers| barrier.receive(markers));
+                let frontier = least_frontier(
+                    frontier.frontier().first().copied(),
+                    marker_frontier.frontier().first().copied(),
+                );
+                let stopped = frontier.is_none() && metrics.stop_requested();
+                // Each checkpoint sees the state exactly at its frontier.
+                let mut steps = Vec::new();
+                while let Some(marker) = barrier.next_due(frontier) {
+                    steps.push((Some(marker.frontier), Some(marker)));
+                }
+                if stopped {
+                    steps.retain(|s| s.1.is_some());
+                }
+                steps.push((frontier, None));
+                for (until, marker) in steps {
+                    if stopped && marker.is_none() {
+                        // A stop: what the pending observations would lead to
+                        // depends on input not read yet.
+                        evaluator.discard_pending();
+                        held = None;
+                        continue;
+                    }
+                    let suppressed = evaluator.advance_to(until, &mut alerts);
+                    Metrics::add(&metrics.alerts_suppressed, suppressed);
+                    if let Some(cap) = held.as_mut() {
+                        emit_alerts(&mut alerts, cap, output, &metrics);
+                    }
+                    if let Some(marker) = marker {
+                        participant.write(&marker, &evaluator.snapshot(), Vec::new());
                     }
                 }
-                if any
-                    && held
-                        .as_ref()
-                        .is_none_or(|h| cap.least().is_some_and(|t| t < h.time()))
-                {
-                    held = cap.retain_least(output.output_index());
-                }
-            });
-            let Some(cap) = held.as_mut() else { return };
-            let frontier = frontier.frontier().first().copied();
-            let suppressed = evaluator.advance_to(frontier, &mut alerts);
-            Metrics::add(&metrics.alerts_suppressed, suppressed);
-            let mut counts: Vec<(String, AlertCounts)> = Vec::new();
-            for alert in alerts.drain(..) {
-                let c = match counts.iter_mut().find(|(r, _)| *r == alert.rule) {
-                    Some((_, c)) => c,
-                    None => {
-                        counts.push((alert.rule.clone(), AlertCounts::default()));
-                        &mut counts.last_mut().expect("just pushed").1
+                if let Some(cap) = held.as_mut() {
+                    match evaluator.earliest_pending() {
+                        Some(t) => cap.downgrade(&t.max(*cap.time())),
+                        None => held = None,
                     }
-                };
-                match alert.state {
-                    AlertState::Firing => c.firing += 1,
-                    AlertState::Resolved => c.resolved += 1,
                 }
-                let at = cap.delayed(&alert.event_time.max(*cap.time()));
-                output.session(&at).give(alert);
             }
-            for (rule, c) in counts {
-                metrics.add_alerts(&rule, c);
+        },
+    )
+}
+
+/// Sends alerts, each at its event time, and counts them by rule.
+fn emit_alerts(
+    alerts: &mut Vec<Alert>,
+    cap: &Capability<u64>,
+    output: &mut timely::dataflow::operators::generic::OutputBuilderSession<
+        '_,
+        u64,
+        timely::container::CapacityContainerBuilder<Vec<Alert>>,
+    >,
+    metrics: &Metrics,
+) {
+    let mut counts: Vec<(String, AlertCounts)> = Vec::new();
+    for alert in alerts.drain(..) {
+        let c = match counts.iter_mut().find(|(r, _)| *r == alert.rule) {
+            Some((_, c)) => c,
+            None => {
+                counts.push((alert.rule.clone(), AlertCounts::default()));
+                &mut counts.last_mut().expect("just pushed").1
             }
-            match evaluator.earliest_pending() {
-                Some(t) => cap.downgrade(&t.max(*cap.time())),
-                None => held = None,
-            }
+        };
+        match alert.state {
+            AlertState::Firing => c.firing += 1,
+            AlertState::Resolved => c.resolved += 1,
         }
-    })
+        let at = cap.delayed(&alert.event_time.max(*cap.time()));
+        output.session(&at).give(alert);
+    }
+    for (rule, c) in counts {
+        metrics.add_alerts(&rule, c);
+    }
 }
 
 #[cfg(test)]
@@ -917,11 +1066,13 @@ mod tests {
             for_ms: 30_000,
             ..hot()
         };
-        // Breach from t=10s; the readings stop at 20s but the frontier moves to 40s.
+        // Breach from t=10s; the readings stop at 20s but the frontier moves
+        // past 40s. At frontier 40s a reading at 40s may still come (it would
+        // fire the deadline first, at 40s, itself): nothing fires yet.
         let obs = [(10_000, 95.0), (20_000, 96.0)];
-        assert_eq!(run(&rule, &obs, Some(39_999)), vec![]);
+        assert_eq!(run(&rule, &obs, Some(40_000)), vec![]);
         assert_eq!(
-            run(&rule, &obs, Some(40_000)),
+            run(&rule, &obs, Some(40_001)),
             vec![(AlertState::Firing, 40_000, 96.0)]
         );
     }
@@ -933,10 +1084,11 @@ mod tests {
             ..hot()
         };
         let obs = [(10_000, 95.0), (39_999, 80.0), (45_000, 95.0)];
-        // The second breach starts at 45s, so it may fire at 75s at the earliest.
-        assert_eq!(run(&rule, &obs, Some(74_999)), vec![]);
+        // The second breach starts at 45s, so it may fire at 75s at the
+        // earliest, once the frontier has passed 75s.
+        assert_eq!(run(&rule, &obs, Some(75_000)), vec![]);
         assert_eq!(
-            run(&rule, &obs, Some(75_000)),
+            run(&rule, &obs, Some(75_001)),
             vec![(AlertState::Firing, 75_000, 95.0)]
         );
     }
@@ -1097,5 +1249,91 @@ mod tests {
         assert!(rule.selects("press-001", "temp"));
         assert!(!rule.selects("lathe-001", "temp"));
         assert!(!rule.selects("press-001", "vibration"));
+    }
+
+    /// Restoring a snapshot taken at a frontier and feeding the same input
+    /// gives exactly the alerts of an uninterrupted run after that frontier,
+    /// for seeded inputs and several cut points (hysteresis, consecutive,
+    /// for-duration and cooldown state all cross the cut).
+    #[test]
+    fn restore_then_continue_equals_an_uninterrupted_run() {
+        let rule = Rule {
+            clear: 85.0,
+            consecutive: 2,
+            for_ms: 3_000,
+            cooldown_ms: 5_000,
+            ..hot()
+        };
+        let rules = Arc::new(RuleSet::new(vec![rule]));
+        for seed in 0..15u64 {
+            // A small LCG: readings of 3 devices, values around the threshold.
+            let mut x = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            let mut next = || {
+                x = x
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1_442_695_040_888_963_407);
+                x >> 33
+            };
+            let obs: Vec<Reading> = (0..300)
+                .map(|i| {
+                    let device = format!("d{}", next() % 3);
+                    let time = i * 500 + next() % 400;
+                    Reading::new(
+                        &device,
+                        "temp",
+                        time,
+                        80.0 + (next() % 200) as f64 / 10.0,
+                        0,
+                        i as i64,
+                    )
+                })
+                .collect();
+            let steps: Vec<u64> = (1..=16).map(|k| k * 10_000).collect();
+            let run_steps = |eval: &mut AlertEvaluator<Reading>, steps: &[u64]| {
+                let mut out = Vec::new();
+                for &f in steps {
+                    eval.advance_to(Some(f), &mut out);
+                }
+                eval.advance_to(None, &mut out);
+                out
+            };
+            let mut whole = AlertEvaluator::new(rules.clone());
+            obs.iter().for_each(|o| {
+                whole.push(o.clone());
+            });
+            let expected = run_steps(&mut whole, &steps);
+            for cut in [10_000, 40_000, 70_000, 120_000] {
+                let mut first = AlertEvaluator::new(rules.clone());
+                obs.iter().for_each(|o| {
+                    first.push(o.clone());
+                });
+                let mut got = Vec::new();
+                for &f in steps.iter().filter(|f| **f <= cut) {
+                    first.advance_to(Some(f), &mut got);
+                }
+                let snapshot = first.snapshot();
+                let mut resumed = AlertEvaluator::new(rules.clone());
+                resumed.restore(vec![snapshot], cut, |_| true);
+                obs.iter().for_each(|o| {
+                    resumed.push(o.clone());
+                });
+                let after: Vec<u64> = steps.iter().copied().filter(|f| *f > cut).collect();
+                got.extend(run_steps(&mut resumed, &after));
+                // Alerts of different keys in one step come in no set order.
+                let sorted = |mut a: Vec<Alert>| {
+                    a.sort_by(|x, y| x.order_key().cmp(&y.order_key()));
+                    a
+                };
+                assert_eq!(
+                    sorted(got),
+                    sorted(expected.clone()),
+                    "seed {seed}, cut at {cut}"
+                );
+            }
+            assert!(
+                !expected.is_empty(),
+                "seed {seed}: the input must fire alerts"
+            );
+        }
     }
 }

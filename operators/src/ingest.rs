@@ -3,15 +3,22 @@
 //! a capability. Shared by the Kafka source and the in-memory source, so a
 //! recording replays through exactly the logic the live run used.
 
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
 
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
 use timely::dataflow::operators::generic::OutputBuilder;
 use timely::dataflow::operators::Capability;
-use timely::dataflow::{Scope, Stream};
+use timely::dataflow::Stream;
 
+use crate::checkpoint::Env;
+use crate::checkpoint::SourceBook;
 use crate::dead_letter::{DeadLetter, DeadLetterReason};
 use crate::decode::Decoder;
 use crate::metrics::Metrics;
@@ -39,10 +46,54 @@ pub(crate) struct RawRecord<'a> {
     pub(crate) timestamp: Option<i64>,
 }
 
+/// Where a source partition resumes after a restart: the offset to re-read
+/// from, and the largest event time accepted before it, so that lateness is
+/// judged exactly as in the first run.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionResume {
+    /// Partition.
+    pub partition: i32,
+    /// First offset to read.
+    pub offset: i64,
+    /// Largest event time accepted before `offset`.
+    pub max_time: Option<u64>,
+}
+
+/// A source's part of a checkpoint.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourcePart {
+    /// Topic.
+    pub topic: String,
+    /// One entry per partition of the worker that wrote it.
+    pub partitions: Vec<PartitionResume>,
+}
+
+/// Granularity of the resume bookkeeping, in ms of event time: a restart
+/// re-reads up to this much more than strictly needed.
+const RESUME_BUCKET_MS: u64 = 1_000;
+
+/// How a partition starts: where, where it ends (bounded reads), and the
+/// largest event time accepted before its start (restored from a checkpoint).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct PartitionStart {
+    pub(crate) id: i32,
+    pub(crate) offset: i64,
+    pub(crate) end: Option<i64>,
+    pub(crate) max_time: Option<u64>,
+}
+
 /// The read state of one partition.
 #[derive(Debug)]
 pub(crate) struct PartitionState {
     pub(crate) id: i32,
+    /// The next offset to read.
+    next: i64,
+    /// Resume bookkeeping: by event-time bucket `b`, the first offset of a
+    /// record that has an event time at or after `b` or was read while the
+    /// source's capability was at or after `b`, with the largest event time
+    /// accepted before it. A checkpoint at frontier `F` resumes from the
+    /// least such offset at or after `F` minus the longest window.
+    marks: BTreeMap<u64, (i64, Option<u64>)>,
     /// Bounded reads: the partition is done once its position reaches this.
     pub(crate) end: Option<i64>,
     /// Largest event time accepted, in offset order.
@@ -78,6 +129,8 @@ pub(crate) struct Ingest {
     warned: [u32; DeadLetterReason::ALL.len()],
     /// Since when every partition has been idle, and the idle timeout.
     all_idle_since: Option<(Instant, Duration)>,
+    /// The resume positions of the last checkpoint part written.
+    last_resume: Option<SourcePart>,
 }
 
 /// Bad records of one reason logged as warnings by a worker before the rest
@@ -85,12 +138,12 @@ pub(crate) struct Ingest {
 const WARNINGS_PER_REASON: u32 = 2;
 
 impl Ingest {
-    /// `partitions`: (id, end offset for bounded reads, already done).
+    /// A partition is done at once if it starts at its bounded end.
     pub(crate) fn new(
         decoder: Decoder,
         topic: &str,
         out_of_orderness_ms: u64,
-        partitions: impl IntoIterator<Item = (i32, Option<i64>, bool)>,
+        partitions: impl IntoIterator<Item = PartitionStart>,
         metrics: Arc<Metrics>,
     ) -> Self {
         let now = Instant::now();
@@ -100,11 +153,13 @@ impl Ingest {
             bound: out_of_orderness_ms,
             partitions: partitions
                 .into_iter()
-                .map(|(id, end, done)| PartitionState {
-                    id,
-                    end,
-                    max_time: None,
-                    done,
+                .map(|p| PartitionState {
+                    id: p.id,
+                    next: p.offset,
+                    marks: BTreeMap::new(),
+                    end: p.end,
+                    max_time: p.max_time,
+                    done: p.end.is_some_and(|end| p.offset >= end),
                     idle: false,
                     active: false,
                     last_record: now,
@@ -113,6 +168,7 @@ impl Ingest {
             metrics,
             warned: [0; DeadLetterReason::ALL.len()],
             all_idle_since: None,
+            last_resume: None,
         }
     }
 
@@ -140,6 +196,7 @@ impl Ingest {
         }
         part.active = true;
         part.idle = false;
+        part.next = offset + 1;
         if part.end.is_some_and(|end| offset + 1 >= end) {
             part.done = true;
         }
@@ -157,6 +214,8 @@ impl Ingest {
                     ),
                 )),
                 _ => {
+                    let bucket = reading.time - reading.time % RESUME_BUCKET_MS;
+                    part.marks.entry(bucket).or_insert((offset, part.max_time));
                     part.max_time = part.max_time.max(Some(reading.time));
                     readings.push(reading);
                     return true;
@@ -193,6 +252,53 @@ impl Ingest {
             });
         }
         true
+    }
+
+    /// The resume positions of the last checkpoint part written.
+    pub(crate) fn last_resume(&self) -> Option<&SourcePart> {
+        self.last_resume.as_ref()
+    }
+
+    /// Notes that the source's capability moved to `time`: whatever is read
+    /// from now on may travel at `time` or later.
+    pub(crate) fn capability_moved(&mut self, time: u64) {
+        let bucket = time - time % RESUME_BUCKET_MS;
+        for part in &mut self.partitions {
+            part.marks
+                .entry(bucket)
+                .or_insert((part.next, part.max_time));
+        }
+    }
+
+    /// This worker's part of a checkpoint at a frontier whose windows need
+    /// re-reading from event time `restart_from`; forgets bookkeeping no
+    /// later checkpoint needs.
+    pub(crate) fn resume_part(&mut self, restart_from: u64) -> SourcePart {
+        let from = restart_from - restart_from % RESUME_BUCKET_MS;
+        let partitions = self
+            .partitions
+            .iter_mut()
+            .map(|part| {
+                part.marks = part.marks.split_off(&from);
+                let (offset, max_time) = part
+                    .marks
+                    .values()
+                    .min_by_key(|(offset, _)| *offset)
+                    .copied()
+                    .unwrap_or((part.next, part.max_time));
+                PartitionResume {
+                    partition: part.id,
+                    offset,
+                    max_time,
+                }
+            })
+            .collect();
+        let part = SourcePart {
+            topic: self.topic.clone(),
+            partitions,
+        };
+        self.last_resume = Some(part.clone());
+        part
     }
 
     /// Declares partitions idle that have delivered nothing for `timeout`
@@ -282,20 +388,59 @@ pub(crate) trait Poller: 'static {
     fn bounded(&self) -> bool;
 }
 
+/// A source's [`Ingest`], shared with the checkpoint acknowledger of its
+/// worker, which writes the source's resume positions.
+struct IngestBook {
+    op: String,
+    ingest: Rc<RefCell<Option<Ingest>>>,
+}
+
+impl SourceBook for IngestBook {
+    fn op(&self) -> String {
+        self.op.clone()
+    }
+    fn part(&self, restart_from: u64, _frontier: u64) -> Vec<u8> {
+        let part = self
+            .ingest
+            .borrow_mut()
+            .as_mut()
+            .map(|i| i.resume_part(restart_from))
+            .unwrap_or_default();
+        bincode::serialize(&part).expect("a source part serializes")
+    }
+}
+
+/// The restored resume positions of a source's partitions, by partition.
+pub(crate) fn restored_positions(env: &Env<'_>, topic: &str) -> BTreeMap<i32, PartitionResume> {
+    env.restored::<SourcePart>(&source_op(topic))
+        .into_iter()
+        .flat_map(|part| part.partitions)
+        .map(|p| (p.partition, p))
+        .collect()
+}
+
+fn source_op(topic: &str) -> String {
+    format!("source.{topic}")
+}
+
 /// Builds a source operator with a readings and a dead-letter output that
 /// drives a [`Poller`]. `open` runs on each worker with (worker, peers); an
-/// error there is recorded in `metrics` and ends the source.
+/// error there is recorded in the metrics and ends the source.
 pub(crate) fn ingest_source<'scope, P, F>(
-    scope: Scope<'scope, u64>,
+    env: &Env<'scope>,
+    topic: &str,
     name: String,
     watermark_step_ms: u64,
-    metrics: Arc<Metrics>,
     open: F,
 ) -> SourceStreams<'scope>
 where
     P: Poller,
     F: FnOnce(usize, usize) -> Result<(P, Ingest), String> + 'static,
 {
+    let scope = env.scope();
+    let metrics = env.metrics().clone();
+    let shared_ingest: Rc<RefCell<Option<Ingest>>> = Rc::new(RefCell::new(None));
+    let ingest_cell = shared_ingest.clone();
     let mut builder = OperatorBuilder::new(name, scope);
     let activator = scope.activator_for(builder.operator_info().address);
     let (readings_out, readings) = builder.new_output::<Vec<Reading>>();
@@ -310,8 +455,11 @@ where
             (Some(dead_cap), Some(cap)) => Some((cap, dead_cap)),
             _ => None,
         };
-        let mut state = match open(worker, peers) {
-            Ok(state) => Some(state),
+        let mut poller = match open(worker, peers) {
+            Ok((poller, ingest)) => {
+                *ingest_cell.borrow_mut() = Some(ingest);
+                Some(poller)
+            }
             Err(error) => {
                 metrics.add_error(error);
                 None
@@ -320,7 +468,9 @@ where
         let mut readings_buf: Vec<Reading> = Vec::new();
         let mut dead_buf: Vec<DeadLetter> = Vec::new();
         move |_frontiers| {
-            let (Some((poller, ingest)), Some((cap, dead_cap))) = (state.as_mut(), caps.as_mut())
+            let mut ingest = ingest_cell.borrow_mut();
+            let (Some(poller), Some(ingest), Some((cap, dead_cap))) =
+                (poller.as_mut(), ingest.as_mut(), caps.as_mut())
             else {
                 caps = None;
                 return;
@@ -352,12 +502,20 @@ where
                 if target > *cap.time() {
                     cap.downgrade(&target);
                     dead_cap.downgrade(&target);
+                    ingest.capability_moved(target);
                 }
             }
             // Pollers wait for data themselves (briefly) when starved.
             activator.activate();
         }
     });
+    env.register_source(
+        readings.clone(),
+        Rc::new(IngestBook {
+            op: source_op(topic),
+            ingest: shared_ingest,
+        }),
+    );
     (readings, dead)
 }
 
@@ -381,7 +539,12 @@ mod tests {
             Decoder::default(),
             "t",
             5_000,
-            partitions.iter().map(|(p, end)| (*p, *end, false)),
+            partitions.iter().map(|(p, end)| PartitionStart {
+                id: *p,
+                offset: 0,
+                end: *end,
+                max_time: None,
+            }),
             Arc::new(Metrics::default()),
         )
     }

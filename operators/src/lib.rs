@@ -18,6 +18,7 @@
 #![deny(missing_docs)]
 
 pub mod alert;
+pub mod checkpoint;
 pub mod dead_letter;
 pub mod decode;
 mod ingest;
@@ -29,6 +30,7 @@ pub mod reading;
 pub mod window_aggregate;
 
 pub use alert::{Alert, AlertState, EvaluateAlerts, Rule, RuleInput, RuleSet};
+pub use checkpoint::{CheckpointConfig, Env};
 pub use dead_letter::{DeadLetter, DeadLetterReason};
 pub use decode::{DecodeConfig, Decoder, TimeFormat};
 pub use ingest::SourceStreams;

@@ -7,10 +7,12 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use timely::dataflow::Scope;
 
+use crate::checkpoint::Env;
 use crate::dead_letter::DeadLetter;
 use crate::decode::Decoder;
-use crate::ingest::{ingest_source, Ingest, Poller, RawRecord, SourceStreams};
-use crate::metrics::Metrics;
+use crate::ingest::{
+    ingest_source, restored_positions, Ingest, PartitionStart, Poller, RawRecord, SourceStreams,
+};
 use crate::reading::Reading;
 
 /// One recorded Kafka record.
@@ -83,7 +85,7 @@ pub trait MemorySource<'scope> {
     /// use timely::dataflow::operators::{Capture, ToStream};
     /// use timely::dataflow::operators::capture::Event;
     /// use weir_operators::memory::{MemorySource, MemoryTopic};
-    /// use weir_operators::{DeadLetterReason, Decoder, Metrics};
+    /// use weir_operators::{DeadLetterReason, Decoder, Env};
     ///
     /// let payloads = [
     ///     r#"{"device_id":"d","sensor":"t","value":1,"ts":10000}"#,
@@ -94,7 +96,8 @@ pub trait MemorySource<'scope> {
     ///     "readings", 1, payloads.iter().map(|p| (0, None, p.as_bytes(), None)),
     /// ));
     /// let (readings, dead) = timely::example(move |scope| {
-    ///     let (r, d) = scope.memory_source(topic, Decoder::default(), 5_000, Arc::new(Metrics::default()));
+    ///     let env = Env::standalone(scope);
+    ///     let (r, d) = scope.memory_source(topic, Decoder::default(), 5_000, &env);
     ///     (r.capture(), d.capture())
     /// });
     /// let readings: Vec<_> = readings.iter().flat_map(|e| match e { Event::Messages(_, d) => d, Event::Progress(_) => vec![] }).collect();
@@ -107,7 +110,7 @@ pub trait MemorySource<'scope> {
         topic: Arc<MemoryTopic>,
         decoder: Decoder,
         out_of_orderness_ms: u64,
-        metrics: Arc<Metrics>,
+        env: &Env<'scope>,
     ) -> SourceStreams<'scope>;
 }
 
@@ -159,21 +162,32 @@ impl<'scope> MemorySource<'scope> for Scope<'scope, u64> {
         topic: Arc<MemoryTopic>,
         decoder: Decoder,
         out_of_orderness_ms: u64,
-        metrics: Arc<Metrics>,
+        env: &Env<'scope>,
     ) -> SourceStreams<'scope> {
         let name = format!("MemorySource({})", topic.name);
-        let m = metrics.clone();
-        ingest_source(self, name, 100, metrics, move |worker, peers| {
+        let metrics = env.metrics().clone();
+        let resume = restored_positions(env, &topic.name);
+        let topic_name = topic.name.clone();
+        ingest_source(env, &topic_name, name, 100, move |worker, peers| {
             let mine: Vec<usize> = (0..topic.partitions.len())
                 .filter(|p| p % peers == worker)
                 .collect();
-            let parts = mine.iter().map(|&p| {
+            let mut starts = Vec::new();
+            let mut positions = Vec::new();
+            for &p in &mine {
                 let records = &topic.partitions[p];
                 let end = records.last().map_or(0, |r| r.offset + 1);
-                (p as i32, Some(end), records.is_empty())
-            });
-            let ingest = Ingest::new(decoder, &topic.name, out_of_orderness_ms, parts, m);
-            let positions = mine.into_iter().map(|p| (p, 0)).collect();
+                let restored = resume.get(&(p as i32));
+                let offset = restored.map_or(records.first().map_or(0, |r| r.offset), |r| r.offset);
+                starts.push(PartitionStart {
+                    id: p as i32,
+                    offset,
+                    end: Some(end),
+                    max_time: restored.and_then(|r| r.max_time),
+                });
+                positions.push((p, records.partition_point(|r| r.offset < offset)));
+            }
+            let ingest = Ingest::new(decoder, &topic.name, out_of_orderness_ms, starts, metrics);
             Ok((MemoryPoller { topic, positions }, ingest))
         })
     }

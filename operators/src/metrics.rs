@@ -30,6 +30,15 @@ pub struct Metrics {
     pub dead_letters_delivered: AtomicU64,
     /// Firing events suppressed by a rule's cooldown.
     pub alerts_suppressed: AtomicU64,
+    /// Checkpoints completed.
+    pub checkpoints: AtomicU64,
+    /// Frontier of the last completed checkpoint (0: none yet).
+    pub last_checkpoint_frontier: AtomicU64,
+    /// Bytes of the last completed checkpoint.
+    pub last_checkpoint_bytes: AtomicU64,
+    /// Windows still open when a stop was requested: not written, since they
+    /// are not complete (with checkpoints, they are rebuilt after a restart).
+    pub windows_left_open: AtomicU64,
     /// Set to ask the sources to stop reading, so the dataflow drains:
     /// windows close, sinks flush, and the run ends.
     stop: AtomicBool,
@@ -105,6 +114,14 @@ impl Metrics {
         self.stop.load(Ordering::Relaxed)
     }
 
+    /// Records a completed checkpoint.
+    pub fn add_checkpoint(&self, frontier: u64, bytes: u64) {
+        Self::add(&self.checkpoints, 1);
+        self.last_checkpoint_frontier
+            .store(frontier, Ordering::Relaxed);
+        self.last_checkpoint_bytes.store(bytes, Ordering::Relaxed);
+    }
+
     /// Records a completed output file.
     pub fn add_file(&self, path: PathBuf) {
         self.files
@@ -123,6 +140,7 @@ impl Metrics {
     /// stop: the run drains and ends with an error.
     pub fn add_error(&self, error: String) {
         tracing::error!(%error, "Pipeline error");
+        self.request_stop();
         self.errors
             .lock()
             .unwrap_or_else(|e| e.into_inner())

@@ -1,7 +1,6 @@
 //! Tumbling event-time windows per (device, sensor): count, min, max, sum, mean.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use hashbrown::HashMap;
 use serde::{Deserialize, Serialize};
@@ -10,6 +9,7 @@ use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::Capability;
 use timely::dataflow::Stream;
 
+use crate::checkpoint::Env;
 use crate::metrics::Metrics;
 use crate::reading::{KeyRef, Reading, SensorKey, WindowAggregate as Aggregate};
 
@@ -60,6 +60,9 @@ pub struct WindowState {
     size_ms: u64,
     /// Open windows by end time, each with its per-key aggregates.
     open: BTreeMap<u64, HashMap<SensorKey, Acc>>,
+    /// Windows ending before this time were emitted before a restart:
+    /// their readings are ignored.
+    floor: u64,
 }
 
 impl WindowState {
@@ -72,7 +75,23 @@ impl WindowState {
         WindowState {
             size_ms,
             open: BTreeMap::new(),
+            floor: 0,
         }
+    }
+
+    /// Ignores readings of windows that end before `frontier`: after a
+    /// restart from a checkpoint at `frontier`, they were already emitted.
+    pub fn resume_at(&mut self, frontier: u64) {
+        self.floor = frontier;
+    }
+
+    /// Discards every open window (a stop: they are not complete) and
+    /// returns how many (window, key) aggregates were dropped.
+    pub fn discard(&mut self) -> usize {
+        std::mem::take(&mut self.open)
+            .values()
+            .map(HashMap::len)
+            .sum()
     }
 
     /// Window size in milliseconds.
@@ -83,6 +102,9 @@ impl WindowState {
     /// Adds a reading to its window.
     pub fn insert(&mut self, reading: &Reading) {
         let end = reading.time - reading.time % self.size_ms + self.size_ms;
+        if end < self.floor {
+            return;
+        }
         let window = self.open.entry(end).or_default();
         // Look up by reference first: the key is cloned only for a new sensor.
         match window.get_mut(&KeyRef::new(&reading.device, &reading.sensor)) {
@@ -132,15 +154,17 @@ pub trait WindowAggregate<'scope> {
     /// Readings are exchanged by key. A window is emitted once the input
     /// frontier reaches its end, at timely time `window_end`, so every reading
     /// of the window has arrived; windows close in order of their end, and
-    /// within one close by device and sensor. With no more input, every open
-    /// window is emitted. Output depends only on the input readings.
+    /// within one close by device and sensor. When the input ends, every
+    /// open window is emitted; when the run stops instead (a signal, a
+    /// pipeline error), open windows are not complete and are dropped, never
+    /// written as if complete (with checkpoints they are rebuilt after the
+    /// restart). Output depends only on the input readings.
     ///
     /// # Examples
     /// ```
-    /// use std::sync::Arc;
     /// use timely::dataflow::operators::{Capture, ToStream};
     /// use timely::dataflow::operators::capture::Event;
-    /// use weir_operators::{Metrics, Reading, WindowAggregateOp};
+    /// use weir_operators::{Env, Reading, WindowAggregateOp};
     ///
     /// let readings = vec![
     ///     Reading::new("d1", "temp", 59_999, 10.0, 0, 0),
@@ -148,7 +172,8 @@ pub trait WindowAggregate<'scope> {
     ///     Reading::new("d1", "temp", 60_000, 30.0, 0, 2), // next window
     /// ];
     /// let captured = timely::example(move |scope| {
-    ///     readings.to_stream(scope).window_aggregate(60_000, Arc::new(Metrics::default())).capture()
+    ///     let env = Env::standalone(scope);
+    ///     readings.to_stream(scope).window_aggregate(60_000, &env).capture()
     /// });
     /// let windows: Vec<_> = captured.iter().flat_map(|e| match e { Event::Messages(_, d) => d, Event::Progress(_) => vec![] }).collect();
     /// let summary: Vec<_> = windows.iter().map(|w| (w.window_start, w.count, w.min, w.max, w.mean())).collect();
@@ -157,7 +182,7 @@ pub trait WindowAggregate<'scope> {
     fn window_aggregate(
         self,
         size_ms: u64,
-        metrics: Arc<Metrics>,
+        env: &Env<'scope>,
     ) -> Stream<'scope, u64, Vec<Aggregate>>;
 }
 
@@ -165,13 +190,19 @@ impl<'scope> WindowAggregate<'scope> for Stream<'scope, u64, Vec<Reading>> {
     fn window_aggregate(
         self,
         size_ms: u64,
-        metrics: Arc<Metrics>,
+        env: &Env<'scope>,
     ) -> Stream<'scope, u64, Vec<Aggregate>> {
+        env.keep_history(size_ms);
+        let mut state = WindowState::new(size_ms);
+        if let Some(frontier) = env.restored_frontier() {
+            state.resume_at(frontier);
+        }
+        let metrics = env.metrics().clone();
         // With one worker, routing by key is a no-op: skip the exchange.
         if self.scope().peers() == 1 {
-            window_operator(self, Pipeline, size_ms, metrics)
+            window_operator(self, Pipeline, state, metrics)
         } else {
-            window_operator(self, Exchange::new(|r: &Reading| r.route), size_ms, metrics)
+            window_operator(self, Exchange::new(|r: &Reading| r.route), state, metrics)
         }
     }
 }
@@ -179,14 +210,13 @@ impl<'scope> WindowAggregate<'scope> for Stream<'scope, u64, Vec<Reading>> {
 fn window_operator<'scope, P>(
     stream: Stream<'scope, u64, Vec<Reading>>,
     pact: P,
-    size_ms: u64,
-    metrics: Arc<Metrics>,
+    mut state: WindowState,
+    metrics: std::sync::Arc<Metrics>,
 ) -> Stream<'scope, u64, Vec<Aggregate>>
 where
     P: ParallelizationContract<u64, Vec<Reading>>,
 {
     stream.unary_frontier(pact, "WindowAggregate", move |_cap, _info| {
-        let mut state = WindowState::new(size_ms);
         // Held at or before the end of the earliest open window.
         let mut held: Option<Capability<u64>> = None;
         let mut closed = Vec::new();
@@ -206,7 +236,16 @@ where
                 }
             });
             let Some(cap) = held.as_mut() else { return };
-            state.flush_until(frontier.frontier().first().copied(), &mut closed);
+            let frontier = frontier.frontier().first().copied();
+            if frontier.is_none() && metrics.stop_requested() {
+                let dropped = state.discard();
+                Metrics::add(&metrics.windows_left_open, dropped as u64);
+                tracing::info!(
+                    dropped,
+                    "Stopped: open windows are not complete and are not written"
+                );
+            }
+            state.flush_until(frontier, &mut closed);
             Metrics::add(&metrics.windows, closed.len() as u64);
             // Each window travels at its end time.
             let mut windows = closed.drain(..).peekable();

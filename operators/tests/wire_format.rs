@@ -136,3 +136,37 @@ fn alert_json_omits_absent_windows_only() {
         (Some(0), Some(60_000))
     );
 }
+
+#[test]
+fn checkpoint_markers_and_acknowledgements_round_trip() {
+    use weir_operators::checkpoint::{Ack, Marker, PartInfo, PendingFile};
+    let marker = Marker {
+        id: 7,
+        frontier: 1_700_000_000_000,
+    };
+    round_trip(vec![marker.clone(), Marker { id: 0, frontier: 0 }]);
+    let part = PartInfo {
+        name: "ckpt-000000000007-alerts.1-w1.part".into(),
+        op: "alerts.1".into(),
+        worker: 1,
+        bytes: 123,
+        crc32: 0xdead_beef,
+    };
+    round_trip(vec![
+        Ack {
+            marker: marker.clone(),
+            worker: 1,
+            parts: vec![part.clone(), part],
+            files: vec![PendingFile {
+                temp: "out/date=2026-11-23/hour=10/.part-x-w1-000000.parquet.inprogress".into(),
+                path: "out/date=2026-11-23/hour=10/part-x-w1-000000.parquet".into(),
+            }],
+        },
+        Ack {
+            marker,
+            worker: 0,
+            parts: Vec::new(),
+            files: Vec::new(),
+        },
+    ]);
+}

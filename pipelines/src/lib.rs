@@ -36,30 +36,25 @@ pub const WINDOW_MS: u64 = 60_000;
 
 /// The line monitor: one-minute windows of every sensor to Parquet, and the
 /// rules of its rules file on readings and on one-minute windows, to Kafka.
-pub fn line_monitor(scope: Scope<'_, u64>, ctx: &Context, settings: &LineMonitor) {
-    let metrics = &ctx.metrics;
+pub fn line_monitor<'s>(scope: Scope<'s, u64>, ctx: &Context<'s>, settings: &LineMonitor) {
     let mut source = KafkaSourceConfig::new(&settings.brokers, &settings.readings_topic);
     source.bounded = ctx.bounded;
     source.out_of_orderness_ms = 5_000;
-    let (readings, dead) = scope.kafka_source(source, Decoder::default(), metrics.clone());
+    let (readings, dead) = scope.kafka_source(source, Decoder::default(), ctx);
     dead.kafka_sink(
         KafkaSinkConfig::new(&settings.brokers, &settings.dead_letters_topic),
-        metrics.clone(),
+        ctx,
     );
 
-    let windows = readings
+    let windows = readings.clone().window_aggregate(WINDOW_MS, ctx);
+    windows
         .clone()
-        .window_aggregate(WINDOW_MS, metrics.clone());
-    windows.clone().parquet_sink(
-        ParquetSinkConfig::new(settings.parquet_dir.clone()),
-        ctx.file_prefix(),
-        metrics.clone(),
-    );
+        .parquet_sink(ParquetSinkConfig::new(settings.parquet_dir.clone()), ctx);
 
-    let on_readings = readings.evaluate_alerts(settings.rules.clone(), metrics.clone());
-    let on_windows = windows.evaluate_alerts(settings.rules.clone(), metrics.clone());
+    let on_readings = readings.evaluate_alerts(settings.rules.clone(), ctx);
+    let on_windows = windows.evaluate_alerts(settings.rules.clone(), ctx);
     on_readings.concat(on_windows).kafka_sink(
         KafkaSinkConfig::new(&settings.brokers, &settings.alerts_topic),
-        metrics.clone(),
+        ctx,
     );
 }

@@ -12,6 +12,7 @@ use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::Stream;
 
 use crate::alert::Alert;
+use crate::checkpoint::Env;
 use crate::dead_letter::DeadLetter;
 use crate::metrics::Metrics;
 use crate::reading::SensorKey;
@@ -135,7 +136,7 @@ impl ProducerContext for DeliveryContext {
 }
 
 /// Writes records to a Kafka topic.
-pub trait KafkaSink {
+pub trait KafkaSink<'scope> {
     /// Writes every record to `config.topic`, keyed by [`KafkaRecord::key`].
     ///
     /// Records are routed to workers by [`KafkaRecord::route`] and written
@@ -145,11 +146,12 @@ pub trait KafkaSink {
     /// after the final flush, are recorded in `metrics` as pipeline errors.
     /// When the input ends, the producer is flushed before the operator
     /// finishes.
-    fn kafka_sink(self, config: KafkaSinkConfig, metrics: Arc<Metrics>);
+    fn kafka_sink(self, config: KafkaSinkConfig, env: &Env<'scope>);
 }
 
-impl<R: KafkaRecord> KafkaSink for Stream<'_, u64, Vec<R>> {
-    fn kafka_sink(self, config: KafkaSinkConfig, metrics: Arc<Metrics>) {
+impl<'scope, R: KafkaRecord> KafkaSink<'scope> for Stream<'scope, u64, Vec<R>> {
+    fn kafka_sink(self, config: KafkaSinkConfig, env: &Env<'scope>) {
+        let metrics: Arc<Metrics> = env.metrics().clone();
         let mut client = super::client_config(&config.brokers, &[]);
         client
             .set(

@@ -2,18 +2,21 @@
 //! decodes readings on the spot, and turns per-partition watermarks into
 //! timely capabilities.
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
 use std::time::Duration;
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use timely::dataflow::Scope;
 
+use crate::checkpoint::Env;
 use crate::dead_letter::DeadLetter;
 use crate::decode::Decoder;
-use crate::ingest::{ingest_source, Ingest, Poller, RawRecord, SourceStreams};
-use crate::metrics::Metrics;
+use crate::ingest::{
+    ingest_source, restored_positions, Ingest, PartitionResume, PartitionStart, Poller, RawRecord,
+    SourceStreams,
+};
 use crate::reading::Reading;
 
 /// Where a source starts reading.
@@ -112,6 +115,8 @@ struct KafkaPoller {
     starved: bool,
     /// Partitions paused because they reached their bounded end.
     paused: Vec<i32>,
+    /// Resume offsets last committed to the consumer group.
+    committed: Vec<PartitionResume>,
 }
 
 /// How long a poll waits for data after one that found none. librdkafka
@@ -136,13 +141,19 @@ pub trait KafkaSource<'scope> {
     /// In bounded mode the source reads up to the end offsets seen at start
     /// and then drops its capability, which closes every window downstream.
     ///
+    /// With checkpoints, a run that resumes starts each partition at the
+    /// checkpoint's resume offset with its restored watermark, instead of
+    /// `start`; after each checkpoint the resume offsets are committed to the
+    /// consumer group `group_id`, so that standard tools show the lag (Weir
+    /// itself never reads them back).
+    ///
     /// Failing to create the consumer or to find the topic is recorded in
-    /// `metrics` as a pipeline error and ends the source.
+    /// the metrics as a pipeline error and ends the source.
     fn kafka_source(
         self,
         config: KafkaSourceConfig,
         decoder: Decoder,
-        metrics: Arc<Metrics>,
+        env: &Env<'scope>,
     ) -> SourceStreams<'scope>;
 }
 
@@ -151,13 +162,15 @@ impl<'scope> KafkaSource<'scope> for Scope<'scope, u64> {
         self,
         config: KafkaSourceConfig,
         decoder: Decoder,
-        metrics: Arc<Metrics>,
+        env: &Env<'scope>,
     ) -> SourceStreams<'scope> {
         let name = format!("KafkaSource({})", config.topic);
         let step = config.watermark_step_ms;
-        let m = metrics.clone();
-        ingest_source(self, name, step, metrics, move |worker, peers| {
-            KafkaPoller::open(config, decoder, worker, peers, m)
+        let metrics = env.metrics().clone();
+        let resume = restored_positions(env, &config.topic);
+        let topic = config.topic.clone();
+        ingest_source(env, &topic, name, step, move |worker, peers| {
+            KafkaPoller::open(config, decoder, worker, peers, resume, metrics)
         })
     }
 }
@@ -168,7 +181,8 @@ impl KafkaPoller {
         decoder: Decoder,
         worker: usize,
         peers: usize,
-        metrics: Arc<Metrics>,
+        resume: BTreeMap<i32, PartitionResume>,
+        metrics: std::sync::Arc<crate::metrics::Metrics>,
     ) -> Result<(Self, Ingest), String> {
         let topic = config.topic.clone();
         let consumer = config
@@ -235,24 +249,38 @@ impl KafkaPoller {
             }
             StartOffset::Earliest | StartOffset::Latest => {}
         }
+        // Resolve every start to an offset, so the resume bookkeeping knows
+        // where reading began. A checkpoint's position wins over `start`.
         let mut partitions = Vec::new();
         for &p in &mine {
-            // Bounded mode: read up to the end offset seen now; an empty range is done at once.
-            let (end, done) = if config.bounded {
-                let (low, high) = consumer
-                    .fetch_watermarks(&topic, p, timeout)
-                    .map_err(|e| format!("cannot read end offsets of `{topic}`/{p}: {e}"))?;
-                let start = match assignment.find_partition(&topic, p).map(|e| e.offset()) {
+            let (low, high) = consumer
+                .fetch_watermarks(&topic, p, timeout)
+                .map_err(|e| format!("cannot read end offsets of `{topic}`/{p}: {e}"))?;
+            let restored = resume.get(&p);
+            let offset = match restored {
+                Some(r) => r.offset,
+                None => match assignment.find_partition(&topic, p).map(|e| e.offset()) {
                     Some(Offset::Offset(o)) => o.max(low),
                     Some(Offset::End) => high,
                     _ if config.start == StartOffset::Latest => high,
                     _ => low,
-                };
-                (Some(high), start >= high)
-            } else {
-                (None, false)
+                },
             };
-            partitions.push((p, end, done));
+            if restored.is_some_and(|r| r.offset < low) {
+                return Err(format!(
+                    "partition {p} of `{topic}` no longer holds offset {offset}, where the checkpoint resumes (the oldest offset is {low}); records were deleted by retention"
+                ));
+            }
+            assignment
+                .set_partition_offset(&topic, p, Offset::Offset(offset))
+                .map_err(|e| format!("cannot assign partition {p} of `{topic}`: {e}"))?;
+            // Bounded mode: read up to the end offset seen now.
+            partitions.push(PartitionStart {
+                id: p,
+                offset,
+                end: config.bounded.then_some(high),
+                max_time: restored.and_then(|r| r.max_time),
+            });
         }
         consumer
             .assign(&assignment)
@@ -271,6 +299,7 @@ impl KafkaPoller {
                 consumer,
                 starved: false,
                 paused: Vec::new(),
+                committed: Vec::new(),
             },
             ingest,
         ))
@@ -290,6 +319,29 @@ impl KafkaPoller {
                 tracing::debug!(error = %e, "Cannot pause finished partitions");
             }
         }
+    }
+
+    /// Commits the resume offsets of the last checkpoint to the consumer
+    /// group, for monitoring tools; failures are logged only.
+    fn commit_resume_offsets(&mut self, ingest: &Ingest) {
+        let Some(part) = ingest.last_resume() else {
+            return;
+        };
+        if part.partitions == self.committed {
+            return;
+        }
+        let mut offsets = TopicPartitionList::new();
+        for p in &part.partitions {
+            let _ = offsets.add_partition_offset(
+                &self.config.topic,
+                p.partition,
+                Offset::Offset(p.offset),
+            );
+        }
+        if let Err(e) = self.consumer.commit(&offsets, CommitMode::Async) {
+            tracing::debug!(error = %e, "Cannot commit resume offsets to the consumer group");
+        }
+        self.committed = part.partitions.clone();
     }
 
     /// With nothing to read: marks partitions done whose position reached
@@ -348,6 +400,7 @@ impl Poller for KafkaPoller {
         }
         self.starved = read == 0;
         self.pause_done(ingest);
+        self.commit_resume_offsets(ingest);
         if read == 0 {
             self.check_positions(ingest);
         }

@@ -22,6 +22,7 @@ use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::Stream;
 
 use super::{ParquetCompression, ParquetSinkConfig};
+use crate::checkpoint::Env;
 use crate::metrics::Metrics;
 use crate::reading::WindowAggregate;
 
@@ -369,11 +370,11 @@ fn error_chain(error: &dyn Error) -> String {
 }
 
 /// Writes a stream of window aggregates to Parquet files.
-pub trait ParquetSink {
+pub trait ParquetSink<'scope> {
     /// Writes the aggregates of this worker below `config.dir`, one Hive
     /// partition per hour of `window_start` (see [`ParquetWriter`] for names
-    /// and order). `file_prefix` must be unique per worker and run, for
-    /// example `part-<run_id>-w<worker>`.
+    /// and order), named after [`Env::file_prefix`], unique per worker and
+    /// run.
     ///
     /// Aggregates must travel under a time at most their `window_end`, as
     /// `window_aggregate` emits them. An hour is written once no window starting
@@ -394,7 +395,7 @@ pub trait ParquetSink {
     /// use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
     /// use timely::dataflow::operators::ToStream;
     /// use weir_operators::parquet::{ParquetSink, ParquetSinkConfig};
-    /// use weir_operators::{Metrics, WindowAggregate};
+    /// use weir_operators::{Env, Metrics, WindowAggregate};
     ///
     /// let dir = tempfile::tempdir().unwrap();
     /// let config = ParquetSinkConfig::new(dir.path());
@@ -416,7 +417,7 @@ pub trait ParquetSink {
     ///     vec![agg("press-2", 1_795_345_140_000), agg("press-1", 1_795_345_140_000), agg("press-1", 1_795_345_200_000)]
     ///         .to_stream(scope)
     ///         .container::<Vec<_>>()
-    ///         .parquet_sink(config, "part-run1-w0".to_owned(), sink_metrics);
+    ///         .parquet_sink(config, &Env::new(scope, sink_metrics, "run1", None));
     /// });
     ///
     /// assert!(metrics.errors().is_empty());
@@ -432,12 +433,13 @@ pub trait ParquetSink {
     /// let rows: usize = reader.map(|batch| batch.unwrap().num_rows()).sum();
     /// assert_eq!(rows, 2);
     /// ```
-    fn parquet_sink(self, config: ParquetSinkConfig, file_prefix: String, metrics: Arc<Metrics>);
+    fn parquet_sink(self, config: ParquetSinkConfig, env: &Env<'scope>);
 }
 
-impl<'scope> ParquetSink for Stream<'scope, u64, Vec<WindowAggregate>> {
-    fn parquet_sink(self, config: ParquetSinkConfig, file_prefix: String, metrics: Arc<Metrics>) {
-        let mut writer = Some(ParquetWriter::new(config, file_prefix));
+impl<'scope> ParquetSink<'scope> for Stream<'scope, u64, Vec<WindowAggregate>> {
+    fn parquet_sink(self, config: ParquetSinkConfig, env: &Env<'scope>) {
+        let metrics = env.metrics().clone();
+        let mut writer = Some(ParquetWriter::new(config, env.file_prefix()));
         self.sink(Pipeline, "ParquetSink", move |(input, frontier)| {
             let Some(active) = writer.as_mut() else {
                 // After a failure, consume and drop the input.
@@ -868,7 +870,7 @@ mod tests {
         timely::execute_directly(move |worker| {
             let mut input = worker.dataflow(|scope| {
                 let (input, stream) = scope.new_input::<Vec<WindowAggregate>>();
-                stream.parquet_sink(config, "part-r1-w0".to_owned(), Arc::clone(&m));
+                stream.parquet_sink(config, &Env::new(scope, Arc::clone(&m), "r1", None));
                 input
             });
             // Each aggregate at its window_end, as `window_aggregate` sends it.
@@ -917,7 +919,7 @@ mod tests {
         timely::execute_directly(move |worker| {
             let mut input = worker.dataflow(|scope| {
                 let (input, stream) = scope.new_input::<Vec<WindowAggregate>>();
-                stream.parquet_sink(config, "p".to_owned(), m);
+                stream.parquet_sink(config, &Env::new(scope, m, "p", None));
                 input
             });
             input.send(agg("d", "s", H10, 1, 0.0, 0.0, 0.0));

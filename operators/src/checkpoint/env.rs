@@ -1,0 +1,449 @@
+//! What an operator gets from its run: metrics, the stop request, and its
+//! part in checkpoints (markers in, parts out, restored state).
+
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use timely::dataflow::channels::pact::{Exchange, Pipeline};
+use timely::dataflow::operators::generic::operator::source;
+use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::operators::probe::Handle as ProbeHandle;
+use timely::dataflow::operators::vec::Broadcast;
+use timely::dataflow::operators::{Capability, Probe};
+use timely::dataflow::{Scope, Stream};
+use timely::scheduling::Activator;
+
+use super::{Ack, Manifest, Marker, PartInfo, PendingFile, Session, FORMAT};
+use crate::metrics::Metrics;
+
+/// A source's resume bookkeeping, written by the worker's acknowledger at
+/// each checkpoint.
+pub(crate) trait SourceBook {
+    /// The operator name of the source's part.
+    fn op(&self) -> String;
+    /// The part for a checkpoint at `frontier`, re-reading from event time
+    /// `restart_from` (earlier than `frontier` by the longest window).
+    fn part(&self, restart_from: u64, frontier: u64) -> Vec<u8>;
+}
+
+/// The parts one worker has written for a checkpoint, and the files they
+/// make visible.
+type Written = (Vec<PartInfo>, Vec<PendingFile>);
+
+/// State shared by the checkpointing operators of one worker.
+#[derive(Default)]
+struct Shared {
+    /// Operators that write a part at every marker.
+    participants: Cell<usize>,
+    /// Participants so far by kind, to name them.
+    kinds: RefCell<BTreeMap<String, usize>>,
+    /// The longest window any operator keeps: sources re-read this much
+    /// event time before a checkpoint's frontier.
+    history_ms: Cell<u64>,
+    /// Parts written so far, by checkpoint id.
+    written: RefCell<BTreeMap<u64, Written>>,
+    /// Sources of this worker.
+    sources: RefCell<Vec<Rc<dyn SourceBook>>>,
+    /// Frontiers of the sources' outputs, followed by the trigger.
+    probes: RefCell<Vec<ProbeHandle<u64>>>,
+    /// Every operator is wired (set by [`Env::finish`]).
+    built: Cell<bool>,
+    /// Wakes the acknowledger when a part is written.
+    acker: RefCell<Option<Activator>>,
+}
+
+/// Everything an operator needs from its run, one per worker and dataflow:
+/// the metrics, the stop request, and checkpointing.
+///
+/// Build one with [`Env::new`] before wiring operators, and call
+/// [`Env::finish`] after (the runtime does both). Without checkpoints the
+/// operators behave as before: the marker stream stays empty.
+pub struct Env<'scope> {
+    scope: Scope<'scope, u64>,
+    metrics: Arc<Metrics>,
+    run_id: String,
+    session: Option<Arc<Session>>,
+    markers: Stream<'scope, u64, Vec<Marker>>,
+    shared: Rc<Shared>,
+}
+
+impl<'scope> Env<'scope> {
+    /// An environment for the operators of `scope`, with checkpoints when
+    /// `session` is given. `run_id` makes output file names unique per run.
+    pub fn new(
+        scope: Scope<'scope, u64>,
+        metrics: Arc<Metrics>,
+        run_id: &str,
+        session: Option<Arc<Session>>,
+    ) -> Self {
+        let shared = Rc::new(Shared::default());
+        let markers = trigger(scope, session.clone(), shared.clone(), metrics.clone()).broadcast();
+        Env {
+            scope,
+            metrics,
+            run_id: run_id.to_owned(),
+            session,
+            markers,
+            shared,
+        }
+    }
+
+    /// An environment without checkpoints and with fresh metrics: for tests
+    /// and examples.
+    pub fn standalone(scope: Scope<'scope, u64>) -> Self {
+        Env::new(scope, Arc::new(Metrics::default()), "local", None)
+    }
+
+    /// The run's metrics.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// The dataflow scope.
+    pub fn scope(&self) -> Scope<'scope, u64> {
+        self.scope
+    }
+
+    /// A file name prefix unique to this run and worker, for sinks that write
+    /// files: `part-<run>-w<worker>`.
+    pub fn file_prefix(&self) -> String {
+        format!("part-{}-w{}", self.run_id, self.scope.index())
+    }
+
+    /// Whether checkpoints are taken.
+    pub fn checkpointing(&self) -> bool {
+        self.session.is_some()
+    }
+
+    /// The frontier of the checkpoint this run resumed from: every input
+    /// before it is already accounted for.
+    pub fn restored_frontier(&self) -> Option<u64> {
+        self.session.as_ref().and_then(|s| s.restored_frontier())
+    }
+
+    /// The restored parts of operator `op`, one per worker of the run that
+    /// wrote them. A part that cannot be decoded is a pipeline error.
+    pub(crate) fn restored<T: DeserializeOwned>(&self, op: &str) -> Vec<T> {
+        let Some(session) = &self.session else {
+            return Vec::new();
+        };
+        session.parts(op).unwrap_or_else(|e| {
+            self.metrics.add_error(e);
+            Vec::new()
+        })
+    }
+
+    /// Tells the sources that an operator keeps `ms` of event time (a
+    /// window): after a restart they re-read that much before the
+    /// checkpoint's frontier.
+    pub(crate) fn keep_history(&self, ms: u64) {
+        self.shared
+            .history_ms
+            .set(self.shared.history_ms.get().max(ms));
+    }
+
+    /// Registers a source: the trigger follows `stream`'s frontier, and the
+    /// source's bookkeeping goes into every checkpoint.
+    pub(crate) fn register_source<C: timely::Container>(
+        &self,
+        stream: Stream<'scope, u64, C>,
+        book: Rc<dyn SourceBook>,
+    ) {
+        let probe = ProbeHandle::new();
+        stream.probe_with(&probe);
+        self.shared.probes.borrow_mut().push(probe);
+        self.shared.sources.borrow_mut().push(book);
+    }
+
+    /// Registers an operator that writes a part at every marker, named
+    /// `<kind>.<n>` for the `n`-th operator of that kind wired on the worker
+    /// (so a restarted pipeline, wired the same way, finds its parts).
+    /// Returns the participant and the markers it must take as an input.
+    pub(crate) fn participant(
+        &self,
+        kind: &str,
+    ) -> (Participant, Stream<'scope, u64, Vec<Marker>>) {
+        self.shared
+            .participants
+            .set(self.shared.participants.get() + 1);
+        let mut kinds = self.shared.kinds.borrow_mut();
+        let n = kinds.entry(kind.to_owned()).or_default();
+        *n += 1;
+        let participant = Participant {
+            op: format!("{kind}.{n}"),
+            worker: self.scope.index(),
+            session: self.session.clone(),
+            shared: self.shared.clone(),
+            metrics: self.metrics.clone(),
+        };
+        (participant, self.markers.clone())
+    }
+
+    /// Completes the wiring: every worker acknowledges its parts of each
+    /// checkpoint to worker 0, which writes the manifest.
+    pub fn finish(self) {
+        self.shared.built.set(true);
+        let Some(session) = self.session else {
+            return;
+        };
+        let acks = acknowledge(
+            &self.markers,
+            session.clone(),
+            self.shared.clone(),
+            self.metrics.clone(),
+        );
+        commit(acks, session, self.metrics);
+    }
+}
+
+/// An operator's handle on checkpoints: the markers it must obey, and where
+/// its parts go.
+pub(crate) struct Participant {
+    op: String,
+    worker: usize,
+    session: Option<Arc<Session>>,
+    shared: Rc<Shared>,
+    metrics: Arc<Metrics>,
+}
+
+impl Participant {
+    /// The operator's name in checkpoints.
+    pub(crate) fn op(&self) -> &str {
+        &self.op
+    }
+
+    /// Writes this operator's state for `marker`, with files that become
+    /// visible when the checkpoint completes. A failure is a pipeline error
+    /// (the checkpoint then never completes).
+    pub(crate) fn write<T: Serialize>(&self, marker: &Marker, state: &T, files: Vec<PendingFile>) {
+        let Some(session) = &self.session else { return };
+        match session.write_part(marker.id, &self.op, self.worker, state) {
+            Ok(part) => {
+                let mut written = self.shared.written.borrow_mut();
+                let entry = written.entry(marker.id).or_default();
+                entry.0.push(part);
+                entry.1.extend(files);
+            }
+            Err(e) => self.metrics.add_error(e),
+        }
+        if let Some(acker) = self.shared.acker.borrow().as_ref() {
+            acker.activate();
+        }
+    }
+}
+
+/// The markers an operator has received and not yet obeyed.
+#[derive(Debug, Default)]
+pub(crate) struct Barrier {
+    pending: Vec<Marker>,
+}
+
+impl Barrier {
+    /// Takes the markers of the marker input.
+    pub(crate) fn receive(&mut self, markers: &mut Vec<Marker>) {
+        self.pending.append(markers);
+        self.pending.sort_by_key(|m| m.frontier);
+    }
+
+    /// The next marker whose frontier the operator's inputs have reached
+    /// (every one when `frontier` is `None`: the inputs have ended).
+    pub(crate) fn next_due(&mut self, frontier: Option<u64>) -> Option<Marker> {
+        let first = self.pending.first()?;
+        if frontier.is_some_and(|f| first.frontier > f) {
+            return None;
+        }
+        Some(self.pending.remove(0))
+    }
+}
+
+/// The least of two input frontiers of totally ordered time, each given by
+/// its least element (`None`: that input has ended; both `None`: ended).
+pub(crate) fn least_frontier(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+    a.into_iter().chain(b).min()
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The trigger: on worker 0, holds a capability that follows the sources'
+/// frontier and sends a marker at it every interval, and a last one when a
+/// stop is requested. Elsewhere, and without checkpoints, it sends nothing.
+fn trigger<'scope>(
+    scope: Scope<'scope, u64>,
+    session: Option<Arc<Session>>,
+    shared: Rc<Shared>,
+    metrics: Arc<Metrics>,
+) -> Stream<'scope, u64, Vec<Marker>> {
+    source(scope, "CheckpointTrigger", move |cap, info| {
+        let activator = scope.activator_for(info.address);
+        let session = session.filter(|_| scope.index() == 0);
+        let mut cap = session.as_ref().map(|_| cap);
+        let (mut next_id, floor, interval) = session.as_ref().map_or((0, 0, Duration::MAX), |s| {
+            (
+                s.next_id(),
+                s.restored_frontier().unwrap_or(0),
+                s.config().interval,
+            )
+        });
+        let mut last_frontier: Option<u64> = None;
+        let mut last_sent = Instant::now();
+        move |output| {
+            let Some(c) = cap.as_mut() else { return };
+            if !shared.built.get() {
+                activator.activate_after(Duration::from_millis(1));
+                return;
+            }
+            let frontier = shared
+                .probes
+                .borrow()
+                .iter()
+                .map(|p| p.with_frontier(|f| f.first().copied()))
+                .try_fold(u64::MAX, |min, f| f.map(|f| min.min(f)));
+            if let Some(f) = frontier.filter(|f| *f > *c.time()) {
+                c.downgrade(&f);
+            }
+            let at = *c.time();
+            let stopping = frontier.is_none() && metrics.stop_requested();
+            let due = last_sent.elapsed() >= interval || stopping;
+            // Never before the restored frontier, and never twice at one time.
+            if due && at >= floor && last_frontier.is_none_or(|l| at > l) {
+                output.session(&*c).give(Marker {
+                    id: next_id,
+                    frontier: at,
+                });
+                tracing::debug!(checkpoint = next_id, frontier = at, "Checkpoint started");
+                next_id += 1;
+                last_frontier = Some(at);
+                last_sent = Instant::now();
+            }
+            if frontier.is_none() {
+                // The sources are done: no further checkpoint.
+                cap = None;
+                return;
+            }
+            activator.activate_after(Duration::from_millis(5));
+        }
+    })
+}
+
+/// The acknowledger of one worker: holds each marker's time until every
+/// participant of the worker wrote its part (and writes the sources' parts
+/// itself), then sends the worker's [`Ack`] to worker 0.
+fn acknowledge<'scope>(
+    markers: &Stream<'scope, u64, Vec<Marker>>,
+    session: Arc<Session>,
+    shared: Rc<Shared>,
+    metrics: Arc<Metrics>,
+) -> Stream<'scope, u64, Vec<Ack>> {
+    let scope = markers.scope();
+    let worker = scope.index();
+    markers
+        .clone()
+        .unary(Pipeline, "CheckpointAck", move |_cap, info| {
+            *shared.acker.borrow_mut() = Some(scope.activator_for(info.address));
+            let mut held: Vec<(Marker, Capability<u64>)> = Vec::new();
+            move |input, output| {
+                input.for_each(|cap, data| {
+                    for marker in data.drain(..) {
+                        // The sources' bookkeeping holds at any time after the
+                        // marker: write their parts at once.
+                        let restart_from = marker.frontier.saturating_sub(shared.history_ms.get());
+                        for book in shared.sources.borrow().iter() {
+                            let part = book.part(restart_from, marker.frontier);
+                            match session.write_part(marker.id, &book.op(), worker, &part) {
+                                Ok(info) => shared
+                                    .written
+                                    .borrow_mut()
+                                    .entry(marker.id)
+                                    .or_default()
+                                    .0
+                                    .push(info),
+                                Err(e) => metrics.add_error(e),
+                            }
+                        }
+                        held.push((marker, cap.retain_least(0).expect("a marker has a time")));
+                    }
+                });
+                let expected = shared.participants.get() + shared.sources.borrow().len();
+                held.retain(|(marker, cap)| {
+                    let mut written = shared.written.borrow_mut();
+                    let done = written
+                        .get(&marker.id)
+                        .is_some_and(|(parts, _)| parts.len() >= expected);
+                    if done {
+                        let (parts, files) = written.remove(&marker.id).unwrap_or_default();
+                        output.session(cap).give(Ack {
+                            marker: marker.clone(),
+                            worker,
+                            parts,
+                            files,
+                        });
+                    }
+                    !done
+                });
+            }
+        })
+}
+
+/// Worker 0 completes each checkpoint once every worker acknowledged it.
+fn commit(acks: Stream<'_, u64, Vec<Ack>>, session: Arc<Session>, metrics: Arc<Metrics>) {
+    let peers = acks.scope().peers();
+    let mut pending: BTreeMap<u64, Vec<Ack>> = BTreeMap::new();
+    acks.sink(
+        Exchange::new(|_: &Ack| 0),
+        "CheckpointCommit",
+        move |(input, frontier)| {
+            input.for_each(|_, data| {
+                for ack in data.drain(..) {
+                    pending.entry(ack.marker.id).or_default().push(ack);
+                }
+            });
+            let frontier = frontier.frontier().first().copied();
+            while let Some(entry) = pending.first_entry() {
+                let marker = entry.get()[0].marker.clone();
+                if frontier.is_some_and(|f| f <= marker.frontier) {
+                    break;
+                }
+                let acks = entry.remove();
+                if acks.len() != peers {
+                    metrics.add_error(format!(
+                        "checkpoint {} has parts of {} of {peers} workers; it is not completed",
+                        marker.id,
+                        acks.len()
+                    ));
+                    continue;
+                }
+                let manifest = Manifest {
+                    format: FORMAT,
+                    pipeline: session.pipeline.clone(),
+                    id: marker.id,
+                    frontier: marker.frontier,
+                    created_ms: now_ms(),
+                    workers: peers,
+                    parts: acks.iter().flat_map(|a| a.parts.clone()).collect(),
+                    files: acks.iter().flat_map(|a| a.files.clone()).collect(),
+                };
+                match session.commit(&manifest) {
+                    Ok(()) => {
+                        metrics.add_checkpoint(marker.frontier, manifest.bytes());
+                        tracing::info!(
+                            checkpoint = marker.id,
+                            frontier = marker.frontier,
+                            bytes = manifest.bytes(),
+                            "Checkpoint complete"
+                        );
+                    }
+                    Err(e) => metrics.add_error(e),
+                }
+            }
+        },
+    );
+}

@@ -1,0 +1,491 @@
+//! Checkpoints: consistent snapshots of a running pipeline, taken at an
+//! event-time frontier, from which a restarted run resumes with nothing lost
+//! and nothing repeated.
+//!
+//! # The protocol
+//! Worker 0 runs a trigger that holds a capability following the sources'
+//! frontier. Every `interval` (wall clock) it sends a [`Marker`] at its
+//! capability's time `F` to every worker. While the marker is in flight no
+//! stateful operator can see its frontier pass `F`, so each one, once its
+//! frontier reaches `F`, brings its state to exactly `F` (every input before
+//! `F` applied, nothing at or after it), writes that state as its part, and
+//! goes on. Each worker acknowledges its parts once all are written; when
+//! worker 0 has the acknowledgements of every worker it writes the manifest
+//! that makes the checkpoint complete, and only then makes the Parquet files
+//! the checkpoint covers visible.
+//!
+//! What a checkpoint at `F` holds:
+//! - per source partition, an offset to re-read from and the partition's
+//!   largest event time before it, so that every lateness decision after a
+//!   restart is the one the first run made. Re-reading starts early enough
+//!   to rebuild every window still open at `F`;
+//! - alert rule states as of `F`;
+//! - the Parquet rows before `F` not yet in a visible file, and the files
+//!   waiting for the checkpoint to complete;
+//! - per Kafka sink, the end offsets of its topic's partitions, so a restart
+//!   can read back what was delivered after `F` and not deliver it again.
+//!
+//! Everything at or after `F` is recomputed from the re-read input: results
+//! depend only on the input, so the recomputation gives the same records,
+//! with the same ids.
+
+mod env;
+mod store;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+pub use env::Env;
+pub(crate) use env::{least_frontier, Barrier, SourceBook};
+pub use store::{CheckpointStore, LocalDir};
+
+/// How often and where checkpoints are taken.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CheckpointConfig {
+    /// Directory of the checkpoints. In a cluster every process must see the
+    /// same directory (a shared file system), as for the Parquet output.
+    pub dir: PathBuf,
+    /// Wall-clock time between two checkpoints.
+    pub interval: Duration,
+    /// Complete checkpoints kept (at least 1); older ones are deleted.
+    pub keep: usize,
+}
+
+impl CheckpointConfig {
+    /// Checkpoints in `dir` every 10 s, keeping the last 3.
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        CheckpointConfig {
+            dir: dir.into(),
+            interval: Duration::from_secs(10),
+            keep: 3,
+        }
+    }
+}
+
+/// Asks every stateful operator to snapshot its state as of `frontier`.
+/// Travels at timely time `frontier`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Marker {
+    /// Checkpoint number, increasing.
+    pub id: u64,
+    /// The event-time frontier of the checkpoint.
+    pub frontier: u64,
+}
+
+/// One operator's state in one checkpoint, as written.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartInfo {
+    /// Object name in the store.
+    pub name: String,
+    /// The operator it belongs to.
+    pub op: String,
+    /// The worker that wrote it.
+    pub worker: usize,
+    /// Size in bytes.
+    pub bytes: u64,
+    /// CRC-32 of the bytes.
+    pub crc32: u32,
+}
+
+/// A file that becomes visible when its checkpoint completes: renamed from
+/// `temp` to `path`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct PendingFile {
+    /// The hidden name it was written under.
+    pub temp: PathBuf,
+    /// Its final name.
+    pub path: PathBuf,
+}
+
+/// A worker's parts of one checkpoint, sent to worker 0.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Ack {
+    /// The checkpoint.
+    pub marker: Marker,
+    /// The worker.
+    pub worker: usize,
+    /// Its parts.
+    pub parts: Vec<PartInfo>,
+    /// Files to make visible once the checkpoint is complete.
+    pub files: Vec<PendingFile>,
+}
+
+/// What makes a checkpoint complete: written last, it names every part.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Format version of checkpoints.
+    pub format: u32,
+    /// The pipeline's name.
+    pub pipeline: String,
+    /// Checkpoint number.
+    pub id: u64,
+    /// Event-time frontier, ms since the epoch.
+    pub frontier: u64,
+    /// Wall-clock time it completed, ms since the epoch.
+    pub created_ms: u64,
+    /// Workers of the run that wrote it (over all processes).
+    pub workers: usize,
+    /// Every part.
+    pub parts: Vec<PartInfo>,
+    /// Files made visible by this checkpoint.
+    pub files: Vec<PendingFile>,
+}
+
+impl Manifest {
+    /// Total size of the parts, in bytes.
+    pub fn bytes(&self) -> u64 {
+        self.parts.iter().map(|p| p.bytes).sum()
+    }
+}
+
+/// The current format of checkpoints.
+pub const FORMAT: u32 = 1;
+
+/// A checkpoint that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    /// The store could not be read or written.
+    #[error("checkpoint store {location}: cannot {action}: {source}")]
+    Io {
+        /// The store.
+        location: String,
+        /// What failed.
+        action: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A manifest or part is damaged or missing.
+    #[error("checkpoint {id} in {location} is unusable: {problem}; start from scratch with --from-scratch (outputs will be written again)")]
+    Corrupt {
+        /// The store.
+        location: String,
+        /// The checkpoint.
+        id: u64,
+        /// What is wrong.
+        problem: String,
+    },
+    /// Parts exist but no checkpoint ever completed.
+    #[error("{location} holds parts of checkpoint(s) {ids:?} but no complete checkpoint, so the run cannot know where to resume; start from scratch with --from-scratch (outputs will be written again)")]
+    NoComplete {
+        /// The store.
+        location: String,
+        /// The incomplete checkpoints.
+        ids: Vec<u64>,
+    },
+    /// The checkpoint belongs to another pipeline.
+    #[error("checkpoint {id} in {location} was written by pipeline `{found}`, not `{expected}`")]
+    OtherPipeline {
+        /// The store.
+        location: String,
+        /// The checkpoint.
+        id: u64,
+        /// Its pipeline.
+        found: String,
+        /// This pipeline.
+        expected: String,
+    },
+}
+
+fn manifest_name(id: u64) -> String {
+    format!("ckpt-{id:012}.manifest.json")
+}
+
+fn part_name(id: u64, op: &str, worker: usize) -> String {
+    format!("ckpt-{id:012}-{op}-w{worker}.part")
+}
+
+/// The checkpoint number an object name belongs to.
+fn id_of(name: &str) -> Option<u64> {
+    name.strip_prefix("ckpt-")?.get(..12)?.parse().ok()
+}
+
+/// A checkpoint a run resumes from: its manifest and its parts by operator.
+#[derive(Debug)]
+pub struct Restored {
+    /// The manifest.
+    pub manifest: Manifest,
+    parts: BTreeMap<String, Vec<Vec<u8>>>,
+}
+
+/// The checkpoints of one run, shared by the workers of a process: where
+/// they go, and the state the run resumed from.
+#[derive(Debug)]
+pub struct Session {
+    config: CheckpointConfig,
+    store: Arc<dyn CheckpointStore>,
+    pipeline: String,
+    restored: Option<Restored>,
+}
+
+impl Session {
+    /// Opens the checkpoints of `pipeline` in `config.dir`.
+    ///
+    /// Without `fresh`, finds the latest complete checkpoint, verifies every
+    /// part it names (present, same size and checksum), finishes the file
+    /// renames it lists (a crash may have cut them short), and deletes parts
+    /// of later checkpoints that never completed. A damaged checkpoint, or
+    /// parts without any complete checkpoint, is an error: the run never
+    /// silently starts over. With `fresh`, deletes every checkpoint and
+    /// starts from the source's configured start.
+    pub fn open(
+        config: CheckpointConfig,
+        pipeline: &str,
+        fresh: bool,
+    ) -> Result<Session, CheckpointError> {
+        let location = config.dir.display().to_string();
+        let io = |action: &str| {
+            let location = location.clone();
+            let action = action.to_owned();
+            move |source| CheckpointError::Io {
+                location,
+                action,
+                source,
+            }
+        };
+        let store: Arc<dyn CheckpointStore> =
+            Arc::new(LocalDir::open(&config.dir).map_err(io("create the directory"))?);
+        let names = store.list().map_err(io("list"))?;
+        if fresh {
+            for name in &names {
+                store.delete(name).map_err(io("delete"))?;
+            }
+            return Ok(Session {
+                config,
+                store,
+                pipeline: pipeline.to_owned(),
+                restored: None,
+            });
+        }
+        let latest = names
+            .iter()
+            .filter(|n| n.ends_with(".manifest.json"))
+            .filter_map(|n| id_of(n))
+            .max();
+        let Some(id) = latest else {
+            let ids: BTreeSet<u64> = names.iter().filter_map(|n| id_of(n)).collect();
+            if !ids.is_empty() {
+                return Err(CheckpointError::NoComplete {
+                    location,
+                    ids: ids.into_iter().collect(),
+                });
+            }
+            return Ok(Session {
+                config,
+                store,
+                pipeline: pipeline.to_owned(),
+                restored: None,
+            });
+        };
+        let corrupt = |problem: String| CheckpointError::Corrupt {
+            location: location.clone(),
+            id,
+            problem,
+        };
+        let bytes = store
+            .get(&manifest_name(id))
+            .map_err(|e| corrupt(format!("cannot read its manifest: {e}")))?;
+        let manifest: Manifest = serde_json::from_slice(&bytes)
+            .map_err(|e| corrupt(format!("its manifest is not valid: {e}")))?;
+        if manifest.format != FORMAT {
+            return Err(corrupt(format!(
+                "format {} is not the supported format {FORMAT}",
+                manifest.format
+            )));
+        }
+        if manifest.pipeline != pipeline {
+            return Err(CheckpointError::OtherPipeline {
+                location,
+                id,
+                found: manifest.pipeline,
+                expected: pipeline.to_owned(),
+            });
+        }
+        let mut parts: BTreeMap<String, Vec<Vec<u8>>> = BTreeMap::new();
+        for part in &manifest.parts {
+            let bytes = store
+                .get(&part.name)
+                .map_err(|e| corrupt(format!("part {} cannot be read: {e}", part.name)))?;
+            if bytes.len() as u64 != part.bytes || crc32fast::hash(&bytes) != part.crc32 {
+                return Err(corrupt(format!(
+                    "part {} does not match its manifest (size or checksum)",
+                    part.name
+                )));
+            }
+            parts.entry(part.op.clone()).or_default().push(bytes);
+        }
+        finish_renames(&manifest.files).map_err(io("make committed files visible"))?;
+        for name in names.iter().filter(|n| id_of(n).is_some_and(|i| i > id)) {
+            store
+                .delete(name)
+                .map_err(io("delete an incomplete checkpoint"))?;
+        }
+        tracing::info!(
+            checkpoint = id,
+            frontier = manifest.frontier,
+            "Resuming from checkpoint"
+        );
+        Ok(Session {
+            config,
+            store,
+            pipeline: pipeline.to_owned(),
+            restored: Some(Restored { manifest, parts }),
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &CheckpointConfig {
+        &self.config
+    }
+
+    /// The checkpoint the run resumes from, if any.
+    pub fn restored(&self) -> Option<&Restored> {
+        self.restored.as_ref()
+    }
+
+    /// The frontier of the checkpoint the run resumes from.
+    pub fn restored_frontier(&self) -> Option<u64> {
+        self.restored.as_ref().map(|r| r.manifest.frontier)
+    }
+
+    /// The number of the next checkpoint.
+    fn next_id(&self) -> u64 {
+        self.restored.as_ref().map_or(1, |r| r.manifest.id + 1)
+    }
+
+    /// Every part of operator `op` in the restored checkpoint (one per worker
+    /// of the run that wrote it), decoded; none without a restored checkpoint.
+    pub fn parts<T: DeserializeOwned>(&self, op: &str) -> Result<Vec<T>, String> {
+        let Some(restored) = &self.restored else {
+            return Ok(Vec::new());
+        };
+        restored
+            .parts
+            .get(op)
+            .into_iter()
+            .flatten()
+            .map(|bytes| {
+                bincode::deserialize(bytes).map_err(|e| {
+                    format!(
+                        "checkpoint {}: the state of `{op}` cannot be decoded: {e}",
+                        restored.manifest.id
+                    )
+                })
+            })
+            .collect()
+    }
+
+    /// Writes one operator's part of checkpoint `id`.
+    fn write_part<T: Serialize>(
+        &self,
+        id: u64,
+        op: &str,
+        worker: usize,
+        state: &T,
+    ) -> Result<PartInfo, String> {
+        let bytes = bincode::serialize(state).map_err(|e| format!("cannot encode `{op}`: {e}"))?;
+        let name = part_name(id, op, worker);
+        self.store
+            .put(&name, &bytes)
+            .map_err(|e| format!("cannot write checkpoint part {name}: {e}"))?;
+        Ok(PartInfo {
+            name,
+            op: op.to_owned(),
+            worker,
+            bytes: bytes.len() as u64,
+            crc32: crc32fast::hash(&bytes),
+        })
+    }
+
+    /// Completes a checkpoint: writes its manifest, makes its files visible,
+    /// and deletes checkpoints beyond the number kept.
+    fn commit(&self, manifest: &Manifest) -> Result<(), String> {
+        let bytes = serde_json::to_vec_pretty(manifest).expect("a manifest serializes");
+        let name = manifest_name(manifest.id);
+        self.store
+            .put(&name, &bytes)
+            .map_err(|e| format!("cannot write checkpoint manifest {name}: {e}"))?;
+        finish_renames(&manifest.files)
+            .map_err(|e| format!("cannot make committed files visible: {e}"))?;
+        let names = self.store.list().map_err(|e| e.to_string())?;
+        let complete: Vec<u64> = names
+            .iter()
+            .filter(|n| n.ends_with(".manifest.json"))
+            .filter_map(|n| id_of(n))
+            .collect();
+        let keep = self.config.keep.max(1);
+        if let Some(&oldest_kept) = complete.iter().rev().nth(keep - 1) {
+            for name in names
+                .iter()
+                .filter(|n| id_of(n).is_some_and(|i| i < oldest_kept))
+            {
+                self.store.delete(name).map_err(|e| e.to_string())?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Renames every pending file still under its temporary name. Idempotent, so
+/// a crash in the middle is finished by the next start.
+fn finish_renames(files: &[PendingFile]) -> std::io::Result<()> {
+    for file in files {
+        if file.temp.exists() {
+            std::fs::rename(&file.temp, &file.path)?;
+        }
+    }
+    Ok(())
+}
+
+/// One checkpoint as `weir checkpoints` lists it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CheckpointInfo {
+    /// Checkpoint number.
+    pub id: u64,
+    /// Its manifest, if it completed.
+    pub manifest: Option<Manifest>,
+    /// Objects and bytes of its parts in the store.
+    pub objects: usize,
+    /// Bytes of its objects.
+    pub bytes: u64,
+}
+
+/// Lists the checkpoints in a directory, oldest first, complete or not.
+pub fn list(dir: &std::path::Path) -> Result<Vec<CheckpointInfo>, CheckpointError> {
+    let location = dir.display().to_string();
+    let io = |source| CheckpointError::Io {
+        location: location.clone(),
+        action: "list".to_owned(),
+        source,
+    };
+    if !dir.is_dir() {
+        return Err(io(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "no such directory",
+        )));
+    }
+    let store = LocalDir::open(dir).map_err(io)?;
+    let mut by_id: BTreeMap<u64, CheckpointInfo> = BTreeMap::new();
+    for name in store.list().map_err(io)? {
+        let Some(id) = id_of(&name) else { continue };
+        let info = by_id.entry(id).or_insert(CheckpointInfo {
+            id,
+            manifest: None,
+            objects: 0,
+            bytes: 0,
+        });
+        info.objects += 1;
+        info.bytes += std::fs::metadata(dir.join(&name)).map_or(0, |m| m.len());
+        if name.ends_with(".manifest.json") {
+            info.manifest = store
+                .get(&name)
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok());
+        }
+    }
+    Ok(by_id.into_values().collect())
+}
