@@ -903,9 +903,6 @@ where
                 while let Some(marker) = barrier.next_due(frontier) {
                     steps.push((Some(marker.frontier), Some(marker)));
                 }
-                if stopped {
-                    steps.retain(|s| s.1.is_some());
-                }
                 steps.push((frontier, None));
                 for (until, marker) in steps {
                     if stopped && marker.is_none() {
