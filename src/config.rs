@@ -109,6 +109,7 @@ use serde::Deserialize;
 use toml::de::{DeString, DeTable, DeValue, ValueDeserializer};
 use toml::Spanned;
 use weir_operators::alert::{Direction, Rule, RuleInput, RuleSet, Stat};
+use weir_operators::checkpoint::CheckpointConfig;
 use weir_operators::decode::{DecodeConfig, TimeFormat};
 use weir_operators::kafka::{KafkaSinkConfig, KafkaSourceConfig, StartOffset};
 use weir_operators::parquet::{ParquetCompression, ParquetSinkConfig};
@@ -147,6 +148,8 @@ pub struct PipelineSpec {
     pub dead_letters: Option<KafkaSinkConfig>,
     /// Worker threads (at least 1).
     pub workers: usize,
+    /// Checkpoints, if configured (`[checkpoint]`).
+    pub checkpoint: Option<CheckpointConfig>,
 }
 
 impl PipelineSpec {
@@ -228,6 +231,18 @@ impl PipelineSpec {
             }
         }
         let _ = writeln!(s, "workers: {}", self.workers);
+        match &self.checkpoint {
+            Some(c) => {
+                let _ = writeln!(
+                    s,
+                    "checkpoints: every {} in {}, keeping {}",
+                    humantime::format_duration(c.interval),
+                    c.dir.display(),
+                    c.keep
+                );
+            }
+            None => s.push_str("checkpoints: none (a restart re-reads from the source's start)\n"),
+        }
         let from = self
             .rules_file
             .as_ref()
@@ -372,6 +387,21 @@ struct RawPipeline {
     sinks: Option<Spanned<RawSinks>>,
     /// `[runtime]`: how the pipeline runs.
     runtime: Option<RawRuntime>,
+    /// `[checkpoint]`: periodic checkpoints, to restart without loss or
+    /// duplicates.
+    checkpoint: Option<Spanned<RawCheckpoint>>,
+}
+
+/// `[checkpoint]`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCheckpoint {
+    /// Directory of the checkpoints, relative to the pipeline file (required).
+    dir: Option<Spanned<String>>,
+    /// Wall-clock time between checkpoints; default `10s`.
+    interval: Option<Spanned<String>>,
+    /// Complete checkpoints kept; default 3; at least 1.
+    keep: Option<Spanned<i64>>,
 }
 
 /// `[source]`: the Kafka source.
@@ -568,6 +598,7 @@ fn pipeline_sections(doc: &Spanned<DeTable<'_>>, out: &mut Vec<toml::de::Error>)
             "window" => check_fields::<RawWindow>(value, out),
             "rules" => check_fields::<RawRulesRef>(value, out),
             "runtime" => check_fields::<RawRuntime>(value, out),
+            "checkpoint" => check_fields::<RawCheckpoint>(value, out),
             "rule" => check_rules(value, out),
             "sinks" => match value.get_ref() {
                 DeValue::Table(sinks) => {
@@ -909,6 +940,11 @@ fn validate_pipeline(raw: RawPipeline, path: &Path, d: &mut Diag<'_>) -> Pipelin
         .and_then(|w| count(d, w, "runtime.workers", 1, usize::MAX))
         .unwrap_or(1);
 
+    let checkpoint = raw
+        .checkpoint
+        .as_ref()
+        .map(|c| validate_checkpoint(c, base, d));
+
     PipelineSpec {
         name,
         path: path.to_path_buf(),
@@ -921,7 +957,34 @@ fn validate_pipeline(raw: RawPipeline, path: &Path, d: &mut Diag<'_>) -> Pipelin
         alerts,
         dead_letters,
         workers,
+        checkpoint,
     }
+}
+
+/// `[checkpoint]`, with the defaults of [`CheckpointConfig::new`].
+fn validate_checkpoint(
+    raw: &Spanned<RawCheckpoint>,
+    base: &Path,
+    d: &mut Diag<'_>,
+) -> CheckpointConfig {
+    let r = raw.get_ref();
+    let dir = required_text(d, r.dir.as_ref(), raw.span().start, "checkpoint.dir");
+    let mut config = CheckpointConfig::new(base.join(dir));
+    if let Some(interval) = &r.interval {
+        match duration_ms(d, interval, "checkpoint.interval") {
+            Some(0) => d.err(
+                interval.span(),
+                "checkpoint.interval",
+                "must be longer than 0",
+            ),
+            Some(ms) => config.interval = Duration::from_millis(ms),
+            None => {}
+        }
+    }
+    if let Some(keep) = &r.keep {
+        config.keep = count(d, keep, "checkpoint.keep", 1, usize::MAX).unwrap_or(1);
+    }
+    config
 }
 
 /// `[source]`, with the defaults of [`KafkaSourceConfig::new`] and a group named after the pipeline.

@@ -101,8 +101,9 @@ pub fn demo(options: &DemoOptions) -> anyhow::Result<()> {
         workers: options.workers,
         bounded: true,
         progress: true,
-        cluster: None,
         stop_on_signal: true,
+        name: spec.name.clone(),
+        ..RunOptions::default()
     };
     let report = pipeline::run_spec(&spec, &run)?;
     println!("{report}");

@@ -4,8 +4,8 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
-use weir::runtime::{read_hosts, RunOptions};
+use clap::{Parser, Subcommand};
+use weir::runtime::RunArgs;
 use weir::simulate::SimulatorConfig;
 
 /// Stream processing for industrial IoT telemetry: Kafka readings in,
@@ -24,13 +24,13 @@ enum Command {
         /// The pipeline file (TOML).
         pipeline: PathBuf,
         #[command(flatten)]
-        workers: WorkerArgs,
-        /// Read up to the end offsets seen at start, flush every window and sink, and exit.
-        #[arg(long)]
-        bounded: bool,
-        /// Don't show the progress line.
-        #[arg(long)]
-        quiet: bool,
+        args: RunArgs,
+    },
+    /// List the checkpoints in a directory: number, event-time frontier,
+    /// when it was taken, workers and size.
+    Checkpoints {
+        /// The checkpoint directory.
+        dir: PathBuf,
     },
     /// Validate a pipeline file and its rules, and print a summary.
     Check {
@@ -82,20 +82,6 @@ enum Command {
     },
 }
 
-/// How many workers, and where.
-#[derive(Args)]
-struct WorkerArgs {
-    /// Worker threads per process (default: the pipeline file's `runtime.workers`).
-    #[arg(long, short = 'w')]
-    workers: Option<usize>,
-    /// This process's index in a cluster (needs --hosts).
-    #[arg(long, requires = "hosts")]
-    process: Option<usize>,
-    /// A file listing every cluster process's host:port, one per line.
-    #[arg(long, requires = "process")]
-    hosts: Option<PathBuf>,
-}
-
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -115,27 +101,15 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Run {
-            pipeline,
-            workers,
-            bounded,
-            quiet,
-        } => {
-            let mut spec = weir::config::load_pipeline(&pipeline)?;
-            spec.workers = workers.workers.unwrap_or(spec.workers);
-            let cluster = match (workers.process, workers.hosts) {
-                (Some(process), Some(hosts)) => Some((process, read_hosts(&hosts)?)),
-                _ => None,
-            };
-            let options = RunOptions {
-                workers: spec.workers,
-                bounded,
-                progress: !quiet,
-                cluster,
-                stop_on_signal: true,
-            };
+        Command::Run { pipeline, args } => {
+            let spec = weir::config::load_pipeline(&pipeline)?;
+            let options = args.options(&spec.name, spec.workers, spec.checkpoint.clone())?;
             let report = weir::pipeline::run_spec(&spec, &options)?;
             print!("{report}");
+            Ok(())
+        }
+        Command::Checkpoints { dir } => {
+            print!("{}", weir::runtime::checkpoint_table(&dir)?);
             Ok(())
         }
         Command::Check { pipeline } => {

@@ -10,6 +10,7 @@ use anyhow::{bail, Context as _};
 use timely::dataflow::Scope;
 use timely::CommunicationConfig;
 use timely::WorkerConfig;
+use weir_operators::checkpoint::{CheckpointConfig, Marker, Session};
 use weir_operators::metrics::AlertCounts;
 use weir_operators::{DeadLetterReason, Env, Metrics};
 
@@ -29,6 +30,14 @@ pub struct RunOptions {
     /// open window, flush every sink, then return. A second signal exits at
     /// once. In a cluster, signal every process.
     pub stop_on_signal: bool,
+    /// The pipeline's name: checkpoints are only resumed by the pipeline
+    /// that wrote them.
+    pub name: String,
+    /// Take checkpoints, and resume from the latest complete one.
+    pub checkpoint: Option<CheckpointConfig>,
+    /// With checkpoints: delete them and start from the sources' configured
+    /// start, writing every output again.
+    pub from_scratch: bool,
 }
 
 impl Default for RunOptions {
@@ -39,7 +48,84 @@ impl Default for RunOptions {
             progress: false,
             cluster: None,
             stop_on_signal: false,
+            name: "pipeline".to_owned(),
+            checkpoint: None,
+            from_scratch: false,
         }
+    }
+}
+
+/// The command-line options of running a pipeline, shared by `weir run` and
+/// pipeline binaries (flatten it into a `clap` parser).
+#[derive(Clone, Debug, Default, clap::Args)]
+pub struct RunArgs {
+    /// Worker threads per process (default: the pipeline's own setting).
+    #[arg(long, short = 'w')]
+    pub workers: Option<usize>,
+    /// This process's index in a cluster (needs --hosts).
+    #[arg(long, requires = "hosts")]
+    pub process: Option<usize>,
+    /// A file listing every cluster process's host:port, one per line.
+    #[arg(long, requires = "process")]
+    pub hosts: Option<std::path::PathBuf>,
+    /// Read up to the end offsets seen at start, flush every window and sink, and exit.
+    #[arg(long)]
+    pub bounded: bool,
+    /// Don't show the progress line.
+    #[arg(long)]
+    pub quiet: bool,
+    /// Take checkpoints in this directory and resume from the latest
+    /// (overrides `[checkpoint] dir`).
+    #[arg(long, value_name = "DIR")]
+    pub checkpoint_dir: Option<std::path::PathBuf>,
+    /// Time between checkpoints, e.g. "10s" (overrides `[checkpoint] interval`).
+    #[arg(long, value_name = "DURATION")]
+    pub checkpoint_interval: Option<humantime::Duration>,
+    /// Delete the checkpoints and start from the source's configured start:
+    /// every output is written again.
+    #[arg(long)]
+    pub from_scratch: bool,
+}
+
+impl RunArgs {
+    /// The run options these arguments ask for, over the pipeline's own
+    /// `name`, worker count and checkpoint settings.
+    pub fn options(
+        &self,
+        name: &str,
+        workers: usize,
+        checkpoint: Option<CheckpointConfig>,
+    ) -> anyhow::Result<RunOptions> {
+        let cluster = match (self.process, &self.hosts) {
+            (Some(process), Some(hosts)) => Some((process, read_hosts(hosts)?)),
+            _ => None,
+        };
+        let mut checkpoint = match (&self.checkpoint_dir, checkpoint) {
+            (Some(dir), Some(mut c)) => {
+                c.dir = dir.clone();
+                Some(c)
+            }
+            (Some(dir), None) => Some(CheckpointConfig::new(dir)),
+            (None, c) => c,
+        };
+        match (&mut checkpoint, self.checkpoint_interval) {
+            (Some(c), Some(interval)) => c.interval = interval.into(),
+            (None, Some(_)) => bail!("--checkpoint-interval needs a checkpoint directory ([checkpoint] dir or --checkpoint-dir)"),
+            _ => {}
+        }
+        if self.from_scratch && checkpoint.is_none() {
+            bail!("--from-scratch needs checkpoints ([checkpoint] dir or --checkpoint-dir): without them every run starts from scratch");
+        }
+        Ok(RunOptions {
+            workers: self.workers.unwrap_or(workers),
+            bounded: self.bounded,
+            progress: !self.quiet,
+            cluster,
+            stop_on_signal: true,
+            name: name.to_owned(),
+            checkpoint,
+            from_scratch: self.from_scratch,
+        })
     }
 }
 
@@ -123,6 +209,10 @@ pub struct RunReport {
     pub alerts_delivered: u64,
     /// Firing events suppressed by cooldowns.
     pub alerts_suppressed: u64,
+    /// The checkpoint the run resumed from: its number and frontier.
+    pub resumed_from: Option<(u64, u64)>,
+    /// Checkpoints completed by this run.
+    pub checkpoints: u64,
 }
 
 impl RunReport {
@@ -143,6 +233,8 @@ impl RunReport {
             alerts: m.alerts_by_rule().into_iter().collect(),
             alerts_delivered: Metrics::get(&m.alerts_delivered),
             alerts_suppressed: Metrics::get(&m.alerts_suppressed),
+            resumed_from: None,
+            checkpoints: Metrics::get(&m.checkpoints),
         }
     }
 
@@ -155,6 +247,13 @@ impl RunReport {
 impl fmt::Display for RunReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let secs = self.elapsed.as_secs_f64();
+        if let Some((id, frontier)) = self.resumed_from {
+            writeln!(
+                f,
+                "Resumed from checkpoint {id} (event time {}).",
+                format_time(frontier)
+            )?;
+        }
         writeln!(
             f,
             "Read {} records in {:.2} s on {} worker(s) ({:.0} records/s).",
@@ -202,6 +301,9 @@ impl fmt::Display for RunReport {
         for (rule, c) in &self.alerts {
             writeln!(f, "  {rule}: {} firing, {} resolved", c.firing, c.resolved)?;
         }
+        if self.checkpoints > 0 {
+            writeln!(f, "Checkpoints completed: {}", self.checkpoints)?;
+        }
         Ok(())
     }
 }
@@ -219,6 +321,14 @@ where
     F: for<'s> Fn(Scope<'s, u64>, &Context<'s>) + Send + Sync + 'static,
 {
     let config = options.timely_config()?;
+    let session = match &options.checkpoint {
+        Some(c) => Some(Arc::new(open_checkpoints(c, options)?)),
+        None => None,
+    };
+    let resumed_from = session
+        .as_ref()
+        .and_then(|s| s.restored())
+        .map(|r| (r.manifest.id, r.manifest.frontier));
     let metrics = Arc::new(Metrics::default());
     let run_id = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -243,7 +353,7 @@ where
         let index = worker.index();
         worker.dataflow::<u64, _, _>(|scope| {
             let context = Context {
-                env: Env::new(scope, worker_metrics.clone(), &run_id, None),
+                env: Env::new(scope, worker_metrics.clone(), &run_id, session.clone()),
                 worker: index,
                 bounded,
             };
@@ -262,11 +372,38 @@ where
     if !errors.is_empty() {
         bail!("the pipeline failed:\n  {}", errors.join("\n  "));
     }
-    Ok(RunReport::from_metrics(
-        &metrics,
-        started.elapsed(),
-        options.workers,
-    ))
+    Ok(RunReport {
+        resumed_from,
+        ..RunReport::from_metrics(&metrics, started.elapsed(), options.workers)
+    })
+}
+
+/// Opens the run's checkpoints; resuming from the end of a completed
+/// bounded run is refused (there is nothing left to do).
+fn open_checkpoints(config: &CheckpointConfig, options: &RunOptions) -> anyhow::Result<Session> {
+    let session = Session::open(config.clone(), &options.name, options.from_scratch)?;
+    if let Some(restored) = session.restored() {
+        if restored.manifest.frontier == Marker::END {
+            bail!(
+                "checkpoint {} in {} was taken at the end of a completed bounded run: everything it read is written. \
+                 Run with --from-scratch to process the input again (outputs are written again), or use another checkpoint directory",
+                restored.manifest.id,
+                config.dir.display()
+            );
+        }
+    }
+    Ok(session)
+}
+
+/// An event time as RFC 3339, or as ms when out of range.
+fn format_time(ms: u64) -> String {
+    i64::try_from(ms)
+        .ok()
+        .and_then(chrono::DateTime::from_timestamp_millis)
+        .map_or_else(
+            || format!("{ms} ms"),
+            |t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        )
 }
 
 /// Set by the first SIGINT or SIGTERM.
@@ -344,4 +481,43 @@ pub fn read_hosts(path: &std::path::Path) -> anyhow::Result<Vec<String>> {
         bail!("host file {} lists no hosts", path.display());
     }
     Ok(hosts)
+}
+
+/// The checkpoints in `dir` as a table, oldest first, for `weir checkpoints`.
+pub fn checkpoint_table(dir: &std::path::Path) -> anyhow::Result<String> {
+    use std::fmt::Write as _;
+    let checkpoints = weir_operators::checkpoint::list(dir)?;
+    let mut out = String::new();
+    if checkpoints.is_empty() {
+        writeln!(out, "No checkpoints in {}.", dir.display())?;
+        return Ok(out);
+    }
+    writeln!(
+        out,
+        "{:>8}  {:<8}  {:<22}  {:<20}  {:>7}  {:>10}",
+        "id", "state", "frontier (event time)", "taken at", "workers", "bytes"
+    )?;
+    for c in &checkpoints {
+        let (state, frontier, taken, workers) = match &c.manifest {
+            Some(m) if m.frontier == Marker::END => (
+                "complete",
+                "end of input".to_owned(),
+                format_time(m.created_ms),
+                m.workers.to_string(),
+            ),
+            Some(m) => (
+                "complete",
+                format_time(m.frontier),
+                format_time(m.created_ms),
+                m.workers.to_string(),
+            ),
+            None => ("partial", "-".to_owned(), "-".to_owned(), "-".to_owned()),
+        };
+        writeln!(
+            out,
+            "{:>8}  {:<8}  {:<22}  {:<20}  {:>7}  {:>10}",
+            c.id, state, frontier, taken, workers, c.bytes
+        )?;
+    }
+    Ok(out)
 }

@@ -199,6 +199,16 @@ pub enum AlertState {
     Resolved,
 }
 
+impl AlertState {
+    /// The name used in JSON: `firing` or `resolved`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            AlertState::Firing => "firing",
+            AlertState::Resolved => "resolved",
+        }
+    }
+}
+
 /// One alert event. The alert topic receives it as [`Alert::to_json`], keyed
 /// by device.
 ///
@@ -235,10 +245,26 @@ pub struct Alert {
 }
 
 impl Alert {
-    /// The JSON document written to the alert topic: every field, with
-    /// `window_start` and `window_end` present only for window rules.
+    /// The alert's identity, the same in every run over the same input:
+    /// `rule|device|sensor|state|event_time`. Sinks use it to deliver each
+    /// alert once across restarts.
+    pub fn id(&self) -> String {
+        format!(
+            "{}|{}|{}|{}|{}",
+            self.rule,
+            self.device,
+            self.sensor,
+            self.state.as_str(),
+            self.event_time
+        )
+    }
+
+    /// The JSON document written to the alert topic: its [`Alert::id`] and
+    /// every field, with `window_start` and `window_end` present only for
+    /// window rules.
     pub fn to_json(&self) -> serde_json::Value {
         let mut doc = serde_json::json!({
+            "id": self.id(),
             "rule": self.rule,
             "device": self.device,
             "sensor": self.sensor,
@@ -901,7 +927,7 @@ where
                 // Each checkpoint sees the state exactly at its frontier.
                 let mut steps = Vec::new();
                 while let Some(marker) = barrier.next_due(frontier) {
-                    steps.push((Some(marker.frontier), Some(marker)));
+                    steps.push((marker.until(), Some(marker)));
                 }
                 steps.push((frontier, None));
                 for (until, marker) in steps {

@@ -84,14 +84,22 @@ pub struct DeadLetter {
 }
 
 impl DeadLetter {
-    /// The JSON document written to a dead-letter topic or file. The payload is
-    /// kept as text when it is valid UTF-8, otherwise as base-16.
+    /// The dead letter's identity, the same in every run over the same
+    /// input: its origin, `topic/partition/offset`.
+    pub fn id(&self) -> String {
+        format!("{}/{}/{}", self.topic, self.partition, self.offset)
+    }
+
+    /// The JSON document written to a dead-letter topic or file, with its
+    /// [`DeadLetter::id`]. The payload is kept as text when it is valid
+    /// UTF-8, otherwise as base-16.
     pub fn to_json(&self) -> serde_json::Value {
         let payload = match std::str::from_utf8(&self.payload) {
             Ok(text) => serde_json::Value::String(text.to_owned()),
             Err(_) => serde_json::Value::String(hex(&self.payload)),
         };
         serde_json::json!({
+            "id": self.id(),
             "reason": self.reason.as_str(),
             "detail": self.detail,
             "topic": self.topic,

@@ -33,7 +33,14 @@ pub(crate) trait SourceBook {
 
 /// The parts one worker has written for a checkpoint, and the files they
 /// make visible.
-type Written = (Vec<PartInfo>, Vec<PendingFile>);
+#[derive(Default)]
+struct Written {
+    parts: Vec<PartInfo>,
+    files: Vec<PendingFile>,
+    /// Operators that could not write their part: the checkpoint cannot
+    /// complete.
+    failed: usize,
+}
 
 /// State shared by the checkpointing operators of one worker.
 #[derive(Default)]
@@ -55,6 +62,14 @@ struct Shared {
     built: Cell<bool>,
     /// Wakes the acknowledger when a part is written.
     acker: RefCell<Option<Activator>>,
+}
+
+impl Shared {
+    fn wake_acker(&self) {
+        if let Some(acker) = self.acker.borrow().as_ref() {
+            acker.activate();
+        }
+    }
 }
 
 /// Everything an operator needs from its run, one per worker and dataflow:
@@ -226,14 +241,29 @@ impl Participant {
             Ok(part) => {
                 let mut written = self.shared.written.borrow_mut();
                 let entry = written.entry(marker.id).or_default();
-                entry.0.push(part);
-                entry.1.extend(files);
+                entry.parts.push(part);
+                entry.files.extend(files);
             }
-            Err(e) => self.metrics.add_error(e),
+            Err(e) => self.fail(marker, e),
         }
-        if let Some(acker) = self.shared.acker.borrow().as_ref() {
-            acker.activate();
+        self.shared.wake_acker();
+    }
+
+    /// Gives up this operator's part of `marker` (its state at the
+    /// checkpoint cannot be made durable, e.g. its outputs cannot be
+    /// delivered): the checkpoint never completes, and the run fails with
+    /// `reason`.
+    pub(crate) fn fail(&self, marker: &Marker, reason: String) {
+        self.metrics.add_error(reason);
+        if self.session.is_some() {
+            self.shared
+                .written
+                .borrow_mut()
+                .entry(marker.id)
+                .or_default()
+                .failed += 1;
         }
+        self.shared.wake_acker();
     }
 }
 
@@ -259,6 +289,59 @@ impl Barrier {
         }
         Some(self.pending.remove(0))
     }
+}
+
+/// What a checkpointed sink is told, in order: data with its timely time,
+/// then each checkpoint its input reached, then the input frontier.
+pub(crate) enum SinkEvent<'a, D> {
+    /// Records at a time.
+    Data(u64, &'a mut Vec<D>),
+    /// A checkpoint: bring the state to [`Marker::until`], then write a part.
+    Marker(Marker),
+    /// The input frontier (`None`: the input ended).
+    Frontier(Option<u64>),
+}
+
+/// A sink that takes part in checkpoints: `logic` sees every batch, every
+/// checkpoint marker once the input frontier reached it, and the frontier.
+pub(crate) fn checkpointed_sink<'scope, D, P, L>(
+    stream: Stream<'scope, u64, Vec<D>>,
+    pact: P,
+    name: &str,
+    markers: Stream<'scope, u64, Vec<Marker>>,
+    mut logic: L,
+) where
+    D: 'static,
+    P: timely::dataflow::channels::pact::ParallelizationContract<u64, Vec<D>>,
+    L: FnMut(SinkEvent<'_, D>) + 'static,
+{
+    type Nothing = timely::container::CapacityContainerBuilder<Vec<()>>;
+    stream.binary_frontier::<_, Nothing, _, _, _, _>(
+        markers,
+        pact,
+        Pipeline,
+        name,
+        move |_cap, _info| {
+            let mut barrier = Barrier::default();
+            move |(input, frontier), (marker_input, marker_frontier), _output| {
+                input.for_each(|cap, data| {
+                    logic(SinkEvent::Data(
+                        cap.least().copied().unwrap_or_default(),
+                        data,
+                    ))
+                });
+                marker_input.for_each(|_, markers| barrier.receive(markers));
+                let frontier = least_frontier(
+                    frontier.frontier().first().copied(),
+                    marker_frontier.frontier().first().copied(),
+                );
+                while let Some(marker) = barrier.next_due(frontier) {
+                    logic(SinkEvent::Marker(marker));
+                }
+                logic(SinkEvent::Frontier(frontier));
+            }
+        },
+    );
 }
 
 /// The least of two input frontiers of totally ordered time, each given by
@@ -311,17 +394,31 @@ fn trigger<'scope>(
                 c.downgrade(&f);
             }
             let at = *c.time();
-            let stopping = frontier.is_none() && metrics.stop_requested();
-            let due = last_sent.elapsed() >= interval || stopping;
-            // Never before the restored frontier, and never twice at one time.
-            if due && at >= floor && last_frontier.is_none_or(|l| at > l) {
+            // When the sources are done: after a stop, a last checkpoint at
+            // their last frontier; after the end of the input, one that
+            // covers everything ([`Marker::END`]).
+            let target = match frontier {
+                Some(_) => at,
+                None if metrics.stop_requested() => at,
+                None => Marker::END,
+            };
+            let due = last_sent.elapsed() >= interval || frontier.is_none();
+            // Never before the restored frontier, and never twice at one frontier.
+            if due
+                && (at >= floor || target == Marker::END)
+                && last_frontier.is_none_or(|l| target > l)
+            {
                 output.session(&*c).give(Marker {
                     id: next_id,
-                    frontier: at,
+                    frontier: target,
                 });
-                tracing::debug!(checkpoint = next_id, frontier = at, "Checkpoint started");
+                tracing::debug!(
+                    checkpoint = next_id,
+                    frontier = target,
+                    "Checkpoint started"
+                );
                 next_id += 1;
-                last_frontier = Some(at);
+                last_frontier = Some(target);
                 last_sent = Instant::now();
             }
             if frontier.is_none() {
@@ -358,15 +455,23 @@ fn acknowledge<'scope>(
                         let restart_from = marker.frontier.saturating_sub(shared.history_ms.get());
                         for book in shared.sources.borrow().iter() {
                             let part = book.part(restart_from, marker.frontier);
-                            match session.write_part(marker.id, &book.op(), worker, &part) {
+                            match session.write_bytes(marker.id, &book.op(), worker, &part) {
                                 Ok(info) => shared
                                     .written
                                     .borrow_mut()
                                     .entry(marker.id)
                                     .or_default()
-                                    .0
+                                    .parts
                                     .push(info),
-                                Err(e) => metrics.add_error(e),
+                                Err(e) => {
+                                    metrics.add_error(e);
+                                    shared
+                                        .written
+                                        .borrow_mut()
+                                        .entry(marker.id)
+                                        .or_default()
+                                        .failed += 1;
+                                }
                             }
                         }
                         held.push((marker, cap.retain_least(0).expect("a marker has a time")));
@@ -377,15 +482,19 @@ fn acknowledge<'scope>(
                     let mut written = shared.written.borrow_mut();
                     let done = written
                         .get(&marker.id)
-                        .is_some_and(|(parts, _)| parts.len() >= expected);
+                        .is_some_and(|w| w.parts.len() + w.failed >= expected);
                     if done {
-                        let (parts, files) = written.remove(&marker.id).unwrap_or_default();
-                        output.session(cap).give(Ack {
-                            marker: marker.clone(),
-                            worker,
-                            parts,
-                            files,
-                        });
+                        let w = written.remove(&marker.id).unwrap_or_default();
+                        // A failed part: no ack, so the checkpoint never
+                        // completes; the capability is released all the same.
+                        if w.failed == 0 {
+                            output.session(cap).give(Ack {
+                                marker: marker.clone(),
+                                worker,
+                                parts: w.parts,
+                                files: w.files,
+                            });
+                        }
                     }
                     !done
                 });
@@ -409,7 +518,11 @@ fn commit(acks: Stream<'_, u64, Vec<Ack>>, session: Arc<Session>, metrics: Arc<M
             let frontier = frontier.frontier().first().copied();
             while let Some(entry) = pending.first_entry() {
                 let marker = entry.get()[0].marker.clone();
-                if frontier.is_some_and(|f| f <= marker.frontier) {
+                // Complete once every worker acknowledged; a worker that
+                // could not write its part sends none, which shows once the
+                // acknowledgements' frontier passes the checkpoint.
+                let passed = frontier.is_none_or(|f| f > marker.frontier);
+                if entry.get().len() < peers && !passed {
                     break;
                 }
                 let acks = entry.remove();

@@ -41,7 +41,9 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 pub use env::Env;
-pub(crate) use env::{least_frontier, Barrier, SourceBook};
+pub(crate) use env::{
+    checkpointed_sink, least_frontier, Barrier, Participant, SinkEvent, SourceBook,
+};
 pub use store::{CheckpointStore, LocalDir};
 
 /// How often and where checkpoints are taken.
@@ -68,13 +70,26 @@ impl CheckpointConfig {
 }
 
 /// Asks every stateful operator to snapshot its state as of `frontier`.
-/// Travels at timely time `frontier`.
+/// Travels at timely time `frontier`, or, for the last checkpoint of a run
+/// whose input ended ([`Marker::END`]), at the sources' last frontier.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Marker {
     /// Checkpoint number, increasing.
     pub id: u64,
     /// The event-time frontier of the checkpoint.
     pub frontier: u64,
+}
+
+impl Marker {
+    /// The frontier of a checkpoint taken after the input ended (a bounded
+    /// run that completed): everything was written.
+    pub const END: u64 = u64::MAX;
+
+    /// The frontier operators bring their state to: `None` for the end of
+    /// the input.
+    pub fn until(&self) -> Option<u64> {
+        (self.frontier != Marker::END).then_some(self.frontier)
+    }
 }
 
 /// One operator's state in one checkpoint, as written.
@@ -189,6 +204,29 @@ pub enum CheckpointError {
         /// This pipeline.
         expected: String,
     },
+}
+
+/// For crash tests: with `WEIR_ABORT_AT=<point>:<n>` in the environment, the
+/// process aborts the `n`-th time a checkpoint reaches `point`: `part` (a
+/// part written), `manifest` (a manifest written, its files not yet renamed)
+/// or `rename` (one file of a completed checkpoint renamed). Does nothing
+/// otherwise.
+fn crash_point(point: &str) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::OnceLock;
+    static AT: OnceLock<Option<(String, u64)>> = OnceLock::new();
+    static HITS: AtomicU64 = AtomicU64::new(0);
+    let at = AT.get_or_init(|| {
+        let value = std::env::var("WEIR_ABORT_AT").ok()?;
+        let (name, n) = value.split_once(':')?;
+        Some((name.to_owned(), n.parse().ok()?))
+    });
+    if let Some((name, n)) = at {
+        if name == point && HITS.fetch_add(1, Ordering::SeqCst) + 1 == *n {
+            eprintln!("WEIR_ABORT_AT: aborting at {point} #{n}");
+            std::process::abort();
+        }
+    }
 }
 
 fn manifest_name(id: u64) -> String {
@@ -318,7 +356,7 @@ impl Session {
             }
             parts.entry(part.op.clone()).or_default().push(bytes);
         }
-        finish_renames(&manifest.files).map_err(io("make committed files visible"))?;
+        finish_renames(&manifest.files, || {}).map_err(io("make committed files visible"))?;
         for name in names.iter().filter(|n| id_of(n).is_some_and(|i| i > id)) {
             store
                 .delete(name)
@@ -388,16 +426,28 @@ impl Session {
         state: &T,
     ) -> Result<PartInfo, String> {
         let bytes = bincode::serialize(state).map_err(|e| format!("cannot encode `{op}`: {e}"))?;
+        self.write_bytes(id, op, worker, &bytes)
+    }
+
+    /// Writes one operator's part of checkpoint `id`, already encoded.
+    fn write_bytes(
+        &self,
+        id: u64,
+        op: &str,
+        worker: usize,
+        bytes: &[u8],
+    ) -> Result<PartInfo, String> {
         let name = part_name(id, op, worker);
         self.store
-            .put(&name, &bytes)
+            .put(&name, bytes)
             .map_err(|e| format!("cannot write checkpoint part {name}: {e}"))?;
+        crash_point("part");
         Ok(PartInfo {
             name,
             op: op.to_owned(),
             worker,
             bytes: bytes.len() as u64,
-            crc32: crc32fast::hash(&bytes),
+            crc32: crc32fast::hash(bytes),
         })
     }
 
@@ -409,7 +459,8 @@ impl Session {
         self.store
             .put(&name, &bytes)
             .map_err(|e| format!("cannot write checkpoint manifest {name}: {e}"))?;
-        finish_renames(&manifest.files)
+        crash_point("manifest");
+        finish_renames(&manifest.files, || crash_point("rename"))
             .map_err(|e| format!("cannot make committed files visible: {e}"))?;
         let names = self.store.list().map_err(|e| e.to_string())?;
         let complete: Vec<u64> = names
@@ -432,10 +483,18 @@ impl Session {
 
 /// Renames every pending file still under its temporary name. Idempotent, so
 /// a crash in the middle is finished by the next start.
-fn finish_renames(files: &[PendingFile]) -> std::io::Result<()> {
+fn finish_renames(files: &[PendingFile], mut renamed: impl FnMut()) -> std::io::Result<()> {
     for file in files {
-        if file.temp.exists() {
-            std::fs::rename(&file.temp, &file.path)?;
+        match std::fs::rename(&file.temp, &file.path) {
+            Ok(()) => renamed(),
+            // Renamed before (or by another process of the cluster just now).
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && file.path.exists() => {}
+            Err(e) => {
+                return Err(std::io::Error::new(
+                    e.kind(),
+                    format!("{} -> {}: {e}", file.temp.display(), file.path.display()),
+                ))
+            }
         }
     }
     Ok(())

@@ -1,18 +1,22 @@
 //! The Kafka sink: writes alerts (or dead letters) to a topic as JSON, in
-//! event-time order once the frontier has passed them.
+//! event-time order once the frontier has passed them, each exactly once
+//! across restarts from checkpoints.
 
+use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Header, Headers, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
-use rdkafka::ClientContext;
+use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
+use serde::{Deserialize, Serialize};
 use timely::dataflow::channels::pact::Exchange;
-use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::Stream;
 
 use crate::alert::Alert;
-use crate::checkpoint::Env;
+use crate::checkpoint::{checkpointed_sink, Env, Participant, SinkEvent};
 use crate::dead_letter::DeadLetter;
 use crate::metrics::Metrics;
 use crate::reading::SensorKey;
@@ -52,8 +56,17 @@ pub trait KafkaRecord: timely::ExchangeData {
     fn key(&self) -> Vec<u8>;
     /// Record payload.
     fn payload(&self) -> Vec<u8>;
-    /// Event time; records are written once the frontier passes it.
+    /// Event time: records ready at once are written in its order.
     fn time(&self) -> u64;
+    /// Identity, the same in every run over the same input; written in the
+    /// `weir-id` header (and in the JSON) so a restarted sink can tell what
+    /// was delivered before.
+    fn id(&self) -> String;
+    /// The source record it comes from (topic, partition, offset), for
+    /// records re-made when a restarted source re-reads its input.
+    fn origin(&self) -> Option<(&str, i32, i64)> {
+        None
+    }
     /// Hash routing records to the worker that writes them; records with the
     /// same key go to one worker, so their order in a partition is kept.
     fn route(&self) -> u64;
@@ -72,6 +85,9 @@ impl KafkaRecord for Alert {
     }
     fn time(&self) -> u64 {
         self.event_time
+    }
+    fn id(&self) -> String {
+        Alert::id(self)
     }
     fn route(&self) -> u64 {
         SensorKey::route_hash(&self.device, "")
@@ -93,6 +109,12 @@ impl KafkaRecord for DeadLetter {
     }
     fn time(&self) -> u64 {
         0
+    }
+    fn id(&self) -> String {
+        DeadLetter::id(self)
+    }
+    fn origin(&self) -> Option<(&str, i32, i64)> {
+        Some((&self.topic, self.partition, self.offset))
     }
     fn route(&self) -> u64 {
         self.partition as u64
@@ -135,23 +157,154 @@ impl ProducerContext for DeliveryContext {
     }
 }
 
+/// The header that carries a record's [`KafkaRecord::id`].
+pub const ID_HEADER: &str = "weir-id";
+
+/// A Kafka sink's part of a checkpoint.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KafkaSinkPart {
+    /// End offset of every partition of the topic once everything before
+    /// the checkpoint was delivered: a restart reads back what lies after
+    /// them and does not deliver it again.
+    pub ends: Vec<(i32, i64)>,
+    /// Per source partition, the highest source offset of a record
+    /// delivered (records with an origin only): a restart re-reads its
+    /// source from earlier and must not deliver those again.
+    pub origins: Vec<(String, i32, i64)>,
+}
+
+/// What a restarted sink must not deliver again.
+#[derive(Debug, Default)]
+struct Delivered {
+    /// Ids read back from the topic after the checkpoint's end offsets.
+    ids: HashSet<String>,
+    /// Highest delivered source offset per source partition.
+    origins: BTreeMap<(String, i32), i64>,
+}
+
+impl Delivered {
+    /// Whether `record` was delivered before the restart (forgetting its id:
+    /// each is delivered once).
+    fn contains<R: KafkaRecord>(&mut self, record: &R) -> bool {
+        if let Some((topic, partition, offset)) = record.origin() {
+            if self
+                .origins
+                .get(&(topic.to_owned(), partition))
+                .is_some_and(|&max| offset <= max)
+            {
+                return true;
+            }
+        }
+        !self.ids.is_empty() && self.ids.remove(&record.id())
+    }
+
+    fn note<R: KafkaRecord>(&mut self, record: &R) {
+        if let Some((topic, partition, offset)) = record.origin() {
+            let max = self
+                .origins
+                .entry((topic.to_owned(), partition))
+                .or_insert(offset);
+            *max = (*max).max(offset);
+        }
+    }
+}
+
 /// Writes records to a Kafka topic.
 pub trait KafkaSink<'scope> {
-    /// Writes every record to `config.topic`, keyed by [`KafkaRecord::key`].
+    /// Writes every record to `config.topic`, keyed by [`KafkaRecord::key`],
+    /// with its id in the [`ID_HEADER`] header.
     ///
     /// Records are routed to workers by [`KafkaRecord::route`] and written
-    /// once the input frontier passes their time, sorted by time and then by
-    /// identity, so the records of one key reach their partition in the same
-    /// order on every run. Delivery failures, and records still undelivered
-    /// after the final flush, are recorded in `metrics` as pipeline errors.
-    /// When the input ends, the producer is flushed before the operator
-    /// finishes.
+    /// once the input frontier passes their time, sorted by event time and
+    /// then by identity, so the records of one key reach their partition in
+    /// the same order on every run. Delivery failures, and records still
+    /// undelivered after the final flush, are recorded in `metrics` as
+    /// pipeline errors. When the input ends, the producer is flushed before
+    /// the operator finishes.
+    ///
+    /// With checkpoints, each checkpoint flushes the producer and records
+    /// the topic's end offsets; after a restart the sink reads back the ids
+    /// written after them and delivers none of those again, so every record
+    /// reaches the topic once, without broker transactions.
     fn kafka_sink(self, config: KafkaSinkConfig, env: &Env<'scope>);
 }
 
 impl<'scope, R: KafkaRecord> KafkaSink<'scope> for Stream<'scope, u64, Vec<R>> {
     fn kafka_sink(self, config: KafkaSinkConfig, env: &Env<'scope>) {
         let metrics: Arc<Metrics> = env.metrics().clone();
+        let (participant, markers) = env.participant("kafka");
+        let mut writer = match Writer::new(&config, &participant, env) {
+            Ok(writer) => Some(writer),
+            Err(e) => {
+                metrics.add_error(e);
+                None
+            }
+        };
+        checkpointed_sink(
+            self,
+            Exchange::new(|r: &R| r.route()),
+            "KafkaSink",
+            markers,
+            move |event| {
+                let Some(w) = writer.as_mut() else {
+                    match event {
+                        SinkEvent::Data(_, data) => data.clear(),
+                        SinkEvent::Marker(m) => {
+                            participant.fail(&m, format!("cannot write to `{}`", config.topic))
+                        }
+                        SinkEvent::Frontier(_) => {}
+                    }
+                    return;
+                };
+                match event {
+                    SinkEvent::Data(time, data) => {
+                        w.pending.extend(data.drain(..).map(|r| (time, r)))
+                    }
+                    SinkEvent::Marker(marker) => {
+                        w.send_before(marker.until(), &metrics);
+                        match w.checkpoint(&config) {
+                            Ok(part) => participant.write(&marker, &part, Vec::new()),
+                            Err(e) => participant.fail(&marker, e),
+                        }
+                    }
+                    SinkEvent::Frontier(frontier) => {
+                        w.send_before(frontier, &metrics);
+                        if frontier.is_none() && !w.finished {
+                            w.finished = true;
+                            if let Err(e) = w.flush(&config) {
+                                metrics.add_error(e);
+                            }
+                        }
+                    }
+                }
+                w.count_delivered(&metrics);
+            },
+        );
+    }
+}
+
+/// The producer of one worker's sink and what it holds.
+struct Writer<R> {
+    producer: BaseProducer<DeliveryContext>,
+    /// Reads the topic's end offsets at checkpoints.
+    offsets: BaseConsumer,
+    topic: String,
+    /// Records not written yet, with their timely time.
+    pending: Vec<(u64, R)>,
+    /// What was delivered before a restart, and since.
+    delivered: Delivered,
+    /// Records delivered before the restart, skipped.
+    skipped: u64,
+    counted: u64,
+    finished: bool,
+}
+
+impl<R: KafkaRecord> Writer<R> {
+    fn new(
+        config: &KafkaSinkConfig,
+        participant: &Participant,
+        env: &Env<'_>,
+    ) -> Result<Self, String> {
         let mut client = super::client_config(&config.brokers, &[]);
         client
             .set(
@@ -162,84 +315,250 @@ impl<'scope, R: KafkaRecord> KafkaSink<'scope> for Stream<'scope, u64, Vec<R>> {
         for (k, v) in &config.properties {
             client.set(k, v);
         }
-        let producer: Option<BaseProducer<DeliveryContext>> =
-            match client.create_with_context(DeliveryContext::default()) {
-                Ok(p) => Some(p),
-                Err(e) => {
-                    metrics.add_error(format!(
-                        "cannot create a Kafka producer for {}: {e}",
-                        config.brokers
-                    ));
-                    None
-                }
-            };
-        let topic = config.topic.clone();
-        let mut pending: Vec<R> = Vec::new();
-        let mut counted = 0u64;
-        let mut finished = false;
-        self.sink(
-            Exchange::new(|r: &R| r.route()),
-            "KafkaSink",
-            move |(input, frontier)| {
-                input.for_each(|_cap, data| pending.append(data));
-                let Some(producer) = producer.as_ref() else {
-                    pending.clear();
-                    return;
-                };
-                let limit = frontier.frontier().first().copied();
-                pending.sort_by(|a, b| a.time().cmp(&b.time()).then_with(|| a.cmp_order(b)));
-                let ready =
-                    limit.map_or(pending.len(), |f| pending.partition_point(|r| r.time() < f));
-                for record in pending.drain(..ready) {
-                    let (key, payload) = (record.key(), record.payload());
-                    let mut message = BaseRecord::to(&topic).key(&key).payload(&payload);
-                    loop {
-                        match producer.send(message) {
-                            Ok(()) => break,
-                            Err((
-                                rdkafka::error::KafkaError::MessageProduction(
-                                    rdkafka::types::RDKafkaErrorCode::QueueFull,
-                                ),
-                                m,
-                            )) => {
-                                producer.poll(Duration::from_millis(10));
-                                message = m;
-                            }
-                            Err((e, _)) => {
-                                metrics.add_error(format!("cannot produce to `{topic}`: {e}"));
-                                break;
-                            }
-                        }
-                    }
-                }
-                producer.poll(Duration::ZERO);
-                if limit.is_none() && !finished {
-                    finished = true;
-                    if let Err(e) = producer.flush(config.flush_timeout) {
-                        metrics.add_error(format!(
-                            "flushing `{topic}` failed: {e}; {} records undelivered",
-                            producer.in_flight_count()
-                        ));
-                    }
-                }
-                let context = producer.context();
-                let delivered = context.delivered.load(Ordering::Relaxed);
-                R::count_delivered(&metrics, delivered - counted);
-                counted = delivered;
-                {
-                    if let Some(error) = context
-                        .first_error
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .take()
-                    {
-                        let failed = context.failed.load(Ordering::Relaxed);
-                        metrics.add_error(format!(
-                            "{failed} records could not be delivered to `{topic}`: {error}"
-                        ));
-                    }
-                }
-            },
-        );
+        let producer: BaseProducer<DeliveryContext> = client
+            .create_with_context(DeliveryContext::default())
+            .map_err(|e| format!("cannot create a Kafka producer for {}: {e}", config.brokers))?;
+        let offsets = reader(config)?;
+        let parts = env.restored::<KafkaSinkPart>(participant.op());
+        let delivered = if parts.is_empty() {
+            Delivered::default()
+        } else {
+            read_back(&offsets, config, &parts)?
+        };
+        Ok(Writer {
+            producer,
+            offsets,
+            topic: config.topic.clone(),
+            pending: Vec::new(),
+            delivered,
+            skipped: 0,
+            counted: 0,
+            finished: false,
+        })
     }
+
+    /// Sends every pending record of a time before `until` (all for `None`),
+    /// by event time and identity, except those delivered before a restart.
+    fn send_before(&mut self, until: Option<u64>, metrics: &Metrics) {
+        let (mut ready, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending)
+            .into_iter()
+            .partition(|(t, _)| until.is_none_or(|u| *t < u));
+        self.pending = rest;
+        ready.sort_by(|(_, a), (_, b)| a.time().cmp(&b.time()).then_with(|| a.cmp_order(b)));
+        for (_, record) in ready {
+            if self.delivered.contains(&record) {
+                self.skipped += 1;
+                continue;
+            }
+            self.delivered.note(&record);
+            let (key, payload, id) = (record.key(), record.payload(), record.id());
+            let headers = OwnedHeaders::new().insert(Header {
+                key: ID_HEADER,
+                value: Some(id.as_bytes()),
+            });
+            let mut message = BaseRecord::to(&self.topic)
+                .key(&key)
+                .payload(&payload)
+                .headers(headers);
+            loop {
+                match self.producer.send(message) {
+                    Ok(()) => break,
+                    Err((
+                        rdkafka::error::KafkaError::MessageProduction(
+                            rdkafka::types::RDKafkaErrorCode::QueueFull,
+                        ),
+                        m,
+                    )) => {
+                        self.producer.poll(Duration::from_millis(10));
+                        message = m;
+                    }
+                    Err((e, _)) => {
+                        metrics.add_error(format!("cannot produce to `{}`: {e}", self.topic));
+                        break;
+                    }
+                }
+            }
+        }
+        self.producer.poll(Duration::ZERO);
+    }
+
+    /// Waits until everything sent is delivered; a record that could not
+    /// be is an error.
+    fn flush(&self, config: &KafkaSinkConfig) -> Result<(), String> {
+        if let Err(e) = self.producer.flush(config.flush_timeout) {
+            return Err(format!(
+                "flushing `{}` failed: {e}; {} records undelivered",
+                self.topic,
+                self.producer.in_flight_count()
+            ));
+        }
+        let context = self.producer.context();
+        let failed = context.failed.load(Ordering::Relaxed);
+        if failed > 0 {
+            let error = context
+                .first_error
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
+            return Err(format!(
+                "{failed} records could not be delivered to `{}`: {}",
+                self.topic,
+                error.unwrap_or_default()
+            ));
+        }
+        Ok(())
+    }
+
+    /// The part of a checkpoint once everything before it was sent: waits
+    /// for delivery, then records the topic's end offsets.
+    fn checkpoint(&self, config: &KafkaSinkConfig) -> Result<KafkaSinkPart, String> {
+        self.flush(config)?;
+        let timeout = config.flush_timeout;
+        let ends = partitions(&self.offsets, &self.topic, timeout)?
+            .into_iter()
+            .map(|p| {
+                self.offsets
+                    .fetch_watermarks(&self.topic, p, timeout)
+                    .map(|(_, high)| (p, high))
+                    .map_err(|e| format!("cannot read the end offsets of `{}`: {e}", self.topic))
+            })
+            .collect::<Result<_, _>>()?;
+        let origins = self
+            .delivered
+            .origins
+            .iter()
+            .map(|((topic, partition), offset)| (topic.clone(), *partition, *offset))
+            .collect();
+        Ok(KafkaSinkPart { ends, origins })
+    }
+
+    /// Counts deliveries, and reports the first failure once.
+    fn count_delivered(&mut self, metrics: &Metrics) {
+        let context = self.producer.context();
+        let delivered = context.delivered.load(Ordering::Relaxed);
+        R::count_delivered(metrics, delivered - self.counted);
+        self.counted = delivered;
+        if let Some(error) = context
+            .first_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
+            let failed = context.failed.load(Ordering::Relaxed);
+            metrics.add_error(format!(
+                "{failed} records could not be delivered to `{}`: {error}",
+                self.topic
+            ));
+        }
+        if self.finished && self.skipped > 0 {
+            tracing::info!(
+                topic = %self.topic,
+                skipped = self.skipped,
+                "Records delivered before the restart were not delivered again"
+            );
+            self.skipped = 0;
+        }
+    }
+}
+
+/// A consumer of the sink's topic, for its end offsets and reading back.
+fn reader(config: &KafkaSinkConfig) -> Result<BaseConsumer, String> {
+    let mut client = super::client_config(&config.brokers, &config.properties);
+    client
+        .set("group.id", "weir-sink-read-back")
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "false");
+    client
+        .create()
+        .map_err(|e| format!("cannot create a Kafka consumer for {}: {e}", config.brokers))
+}
+
+/// The partitions of `topic`.
+fn partitions(consumer: &BaseConsumer, topic: &str, timeout: Duration) -> Result<Vec<i32>, String> {
+    let metadata = consumer
+        .fetch_metadata(Some(topic), timeout)
+        .map_err(|e| format!("cannot read the metadata of `{topic}`: {e}"))?;
+    let partitions: Vec<i32> = metadata
+        .topics()
+        .iter()
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect();
+    if partitions.is_empty() {
+        return Err(format!("topic `{topic}` has no partitions"));
+    }
+    Ok(partitions)
+}
+
+/// Reads the ids of every record written to the topic after the restored
+/// checkpoint's end offsets (the least over the workers that recorded them),
+/// up to the current end.
+fn read_back(
+    consumer: &BaseConsumer,
+    config: &KafkaSinkConfig,
+    parts: &[KafkaSinkPart],
+) -> Result<Delivered, String> {
+    let topic = &config.topic;
+    let mut from: BTreeMap<i32, i64> = BTreeMap::new();
+    let mut delivered = Delivered::default();
+    for part in parts {
+        for &(p, end) in &part.ends {
+            let e = from.entry(p).or_insert(end);
+            *e = (*e).min(end);
+        }
+        for (t, p, offset) in &part.origins {
+            let max = delivered.origins.entry((t.clone(), *p)).or_insert(*offset);
+            *max = (*max).max(*offset);
+        }
+    }
+    let timeout = config.flush_timeout;
+    let error = |e: rdkafka::error::KafkaError| format!("cannot read back `{topic}`: {e}");
+    let mut assignment = TopicPartitionList::new();
+    let mut remaining: BTreeMap<i32, i64> = BTreeMap::new();
+    for p in partitions(consumer, topic, timeout)? {
+        let (low, high) = consumer
+            .fetch_watermarks(topic, p, timeout)
+            .map_err(error)?;
+        // A partition the checkpoint does not know was added since: all of it.
+        let start = from.get(&p).copied().unwrap_or(low).max(low);
+        if start < high {
+            assignment
+                .add_partition_offset(topic, p, Offset::Offset(start))
+                .map_err(error)?;
+            remaining.insert(p, high);
+        }
+    }
+    if remaining.is_empty() {
+        return Ok(delivered);
+    }
+    consumer.assign(&assignment).map_err(error)?;
+    let deadline = Instant::now() + timeout;
+    while !remaining.is_empty() {
+        if Instant::now() > deadline {
+            return Err(format!(
+                "cannot read back `{topic}` within {timeout:?}: partitions {:?} not read to their end",
+                remaining.keys().collect::<Vec<_>>()
+            ));
+        }
+        let Some(message) = consumer.poll(Duration::from_millis(100)) else {
+            continue;
+        };
+        let message = message.map_err(error)?;
+        if let Some(headers) = message.headers() {
+            for header in headers.iter().filter(|h| h.key == ID_HEADER) {
+                if let Some(id) = header.value.and_then(|v| std::str::from_utf8(v).ok()) {
+                    delivered.ids.insert(id.to_owned());
+                }
+            }
+        }
+        let p = message.partition();
+        if remaining
+            .get(&p)
+            .is_some_and(|&high| message.offset() + 1 >= high)
+        {
+            remaining.remove(&p);
+        }
+    }
+    consumer.unassign().map_err(error)?;
+    tracing::info!(topic = %topic, records = delivered.ids.len(), "Read back what was delivered after the checkpoint");
+    Ok(delivered)
 }

@@ -18,11 +18,12 @@ use arrow_array::{
 use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef, TimeUnit};
 use chrono::DateTime;
 use timely::dataflow::channels::pact::Pipeline;
-use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::Stream;
 
+use serde::{Deserialize, Serialize};
+
 use super::{ParquetCompression, ParquetSinkConfig};
-use crate::checkpoint::Env;
+use crate::checkpoint::{checkpointed_sink, Env, PendingFile, SinkEvent};
 use crate::metrics::Metrics;
 use crate::reading::WindowAggregate;
 
@@ -120,6 +121,19 @@ pub struct ParquetWriter {
     /// The longest `window_end - window_start` pushed so far.
     max_span: u64,
     schema: SchemaRef,
+    /// With checkpoints: files are left under their temporary name, for the
+    /// checkpoint that covers them to rename.
+    deferred: bool,
+    /// Files written and not renamed yet (deferred commits only).
+    unrenamed: Vec<PendingFile>,
+}
+
+/// A Parquet sink's part of a checkpoint: the rows it holds that are not in
+/// a file yet.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ParquetPart {
+    /// Buffered rows of windows that ended before the checkpoint's frontier.
+    pub rows: Vec<WindowAggregate>,
 }
 
 impl ParquetWriter {
@@ -136,7 +150,36 @@ impl ParquetWriter {
             closed_before: 0,
             max_span: 0,
             schema: window_aggregate_schema(),
+            deferred: false,
+            unrenamed: Vec::new(),
         }
+    }
+
+    /// Leaves files under their temporary (hidden) name: a checkpoint makes
+    /// them visible once it is complete (see [`ParquetWriter::take_unrenamed`]).
+    pub fn with_deferred_commit(mut self) -> Self {
+        self.deferred = true;
+        self
+    }
+
+    /// The files written since the last call and not renamed (with a
+    /// deferred commit).
+    pub fn take_unrenamed(&mut self) -> Vec<PendingFile> {
+        std::mem::take(&mut self.unrenamed)
+    }
+
+    /// The buffered rows of windows that ended before `frontier` (all of
+    /// them for `None`): the part of a checkpoint at `frontier`. Later
+    /// windows are recomputed after a restart.
+    pub fn snapshot(&self, frontier: Option<u64>) -> ParquetPart {
+        let rows = self
+            .partitions
+            .values()
+            .flatten()
+            .filter(|r| frontier.is_none_or(|f| r.window_end < f))
+            .cloned()
+            .collect();
+        ParquetPart { rows }
     }
 
     /// Buffers one aggregate in the partition of its `window_start`.
@@ -242,6 +285,9 @@ impl ParquetWriter {
             let path = dir.join(&name);
             let temp = dir.join(format!(".{name}.inprogress"));
             let written = self.write_file(&temp, chunk).and_then(|()| {
+                if self.deferred {
+                    return Ok(());
+                }
                 fs::rename(&temp, &path).map_err(|source| ParquetSinkError::Io {
                     action: "rename into place",
                     path: temp.clone(),
@@ -251,6 +297,12 @@ impl ParquetWriter {
             if let Err(error) = written {
                 let _ = fs::remove_file(&temp);
                 return Err(error);
+            }
+            if self.deferred {
+                self.unrenamed.push(PendingFile {
+                    temp,
+                    path: path.clone(),
+                });
             }
             self.seq += 1;
             self.rows_written += chunk.len() as u64;
@@ -439,18 +491,53 @@ pub trait ParquetSink<'scope> {
 impl<'scope> ParquetSink<'scope> for Stream<'scope, u64, Vec<WindowAggregate>> {
     fn parquet_sink(self, config: ParquetSinkConfig, env: &Env<'scope>) {
         let metrics = env.metrics().clone();
-        let mut writer = Some(ParquetWriter::new(config, env.file_prefix()));
-        self.sink(Pipeline, "ParquetSink", move |(input, frontier)| {
+        let (participant, markers) = env.participant("parquet");
+        let checkpointing = env.checkpointing();
+        let dir = config.dir.clone();
+        let mut writer = ParquetWriter::new(config, env.file_prefix());
+        if checkpointing {
+            writer = writer.with_deferred_commit();
+            let (worker, peers) = (self.scope().index(), self.scope().peers());
+            if let Err(e) = remove_orphans(&dir, &env.file_prefix(), worker, peers) {
+                metrics.add_error(format!("Parquet sink: {e}"));
+            }
+            let parts = env.restored::<ParquetPart>(participant.op());
+            for part in parts.into_iter().skip(worker).step_by(peers) {
+                part.rows.into_iter().for_each(|row| writer.push(row));
+            }
+        }
+        let mut writer = Some(writer);
+        checkpointed_sink(self, Pipeline, "ParquetSink", markers, move |event| {
             let Some(active) = writer.as_mut() else {
                 // After a failure, consume and drop the input.
-                input.for_each(|_, data| data.clear());
+                if let SinkEvent::Marker(marker) = event {
+                    participant.fail(&marker, "Parquet sink: failed before".into());
+                }
                 return;
             };
-            input.for_each(|_, data| data.drain(..).for_each(|agg| active.push(agg)));
             let before = active.rows_written();
-            let result = match frontier.frontier().iter().min() {
-                None => active.finish(),
-                Some(&time) => active.flush_at_frontier(time),
+            let result = match event {
+                SinkEvent::Data(_, data) => {
+                    data.drain(..).for_each(|agg| active.push(agg));
+                    return;
+                }
+                SinkEvent::Marker(marker) => {
+                    let result = match marker.until() {
+                        Some(f) => active.flush_at_frontier(f),
+                        None => active.finish(),
+                    };
+                    if result.is_ok() {
+                        let part = active.snapshot(marker.until());
+                        participant.write(&marker, &part, active.take_unrenamed());
+                    }
+                    result
+                }
+                // A stop with checkpoints: the rows stay in the checkpoint.
+                SinkEvent::Frontier(None) if checkpointing && metrics.stop_requested() => {
+                    return;
+                }
+                SinkEvent::Frontier(None) => active.finish(),
+                SinkEvent::Frontier(Some(time)) => active.flush_at_frontier(time),
             };
             Metrics::add(&metrics.parquet_rows, active.rows_written() - before);
             match result {
@@ -462,6 +549,59 @@ impl<'scope> ParquetSink<'scope> for Stream<'scope, u64, Vec<WindowAggregate>> {
             }
         });
     }
+}
+
+/// Deletes the temporary files earlier runs left behind (a crash before the
+/// checkpoint covering them completed) that this worker is in charge of:
+/// those of worker indexes `worker`, `worker + peers`, ... of other runs, so
+/// workers of this run never delete each other's files.
+fn remove_orphans(
+    dir: &Path,
+    own_prefix: &str,
+    worker: usize,
+    peers: usize,
+) -> std::io::Result<()> {
+    fn walk(
+        dir: &Path,
+        visit: &mut dyn FnMut(&Path) -> std::io::Result<()>,
+    ) -> std::io::Result<()> {
+        let entries = match fs::read_dir(dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        for entry in entries {
+            let path = entry?.path();
+            if path.is_dir() {
+                walk(&path, visit)?;
+            } else {
+                visit(&path)?;
+            }
+        }
+        Ok(())
+    }
+    walk(dir, &mut |path| {
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+            return Ok(());
+        };
+        let Some(stem) = name
+            .strip_prefix('.')
+            .and_then(|n| n.strip_suffix(".parquet.inprogress"))
+        else {
+            return Ok(());
+        };
+        // `part-<run>-w<worker>-<seq>`
+        let mine = stem.starts_with(&format!("{own_prefix}-"));
+        let owner = stem
+            .rsplit_once('-')
+            .and_then(|(head, _)| head.rsplit_once("-w"))
+            .and_then(|(_, w)| w.parse::<usize>().ok());
+        if !mine && owner.is_some_and(|w| w % peers == worker) {
+            tracing::info!(file = %path.display(), "Removing a Parquet file no checkpoint completed");
+            fs::remove_file(path)?;
+        }
+        Ok(())
+    })
 }
 
 #[cfg(test)]

@@ -29,12 +29,8 @@ struct Args {
     /// Alert rules file.
     #[arg(long, default_value = "pipelines/rules/line_monitor.toml")]
     rules: PathBuf,
-    /// Worker threads.
-    #[arg(long, short = 'w', default_value_t = 1)]
-    workers: usize,
-    /// Stop at the end offsets seen at start.
-    #[arg(long)]
-    bounded: bool,
+    #[command(flatten)]
+    run: weir::runtime::RunArgs,
 }
 
 fn main() -> ExitCode {
@@ -60,13 +56,7 @@ fn main() -> ExitCode {
                 parquet_dir: args.out,
                 rules: Arc::new(rules),
             };
-            let options = weir::RunOptions {
-                workers: args.workers,
-                bounded: args.bounded,
-                progress: true,
-                cluster: None,
-                stop_on_signal: true,
-            };
+            let options = args.run.options("line_monitor", 1, None)?;
             eprintln!(
                 "line_monitor: {WINDOW_MS} ms windows, rules from {}",
                 args.rules.display()

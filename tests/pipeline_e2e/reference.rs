@@ -1,15 +1,11 @@
-//! End to end against a real broker: simulated readings (out of order, with
-//! late and bad records) go into a tansu topic, the pipeline runs bounded on
-//! 1 and 3 workers, and the alert topic, the dead-letter topic and the Parquet
-//! files are compared with a reference computed here, independently, from
-//! the records as the broker stored them.
+//! The reference the end-to-end tests compare Weir with, computed
+//! independently from the records as the broker stored them, and readers of
+//! what a run wrote.
 //!
 //! The reference reads each partition in offset order with plain
 //! `serde_json::Value` parsing, judges lateness per partition, sums windows in
 //! a `BTreeMap`, and replays each sensor's readings in (time, partition,
 //! offset) order through hand-written rule loops.
-
-mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -17,29 +13,29 @@ use std::path::{Path, PathBuf};
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float64Type, Int64Type, TimestampMillisecondType};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use support::{unique_topic, Broker, ConsumedRecord};
 use weir::simulate::SimulatorConfig;
-use weir::RunOptions;
 use weir_operators::SensorKey;
 
-const BOUND_MS: u64 = 5_000;
-const WINDOW_MS: u64 = 60_000;
-const MAX_FUTURE_MS: i64 = 3_600_000;
+use crate::support::{unique_topic, Broker, ConsumedRecord};
+
+pub const BOUND_MS: u64 = 5_000;
+pub const WINDOW_MS: u64 = 60_000;
+pub const MAX_FUTURE_MS: i64 = 3_600_000;
 
 /// An accepted reading, as the reference sees it.
 #[derive(Clone, Debug)]
-struct Ref {
-    device: String,
-    sensor: String,
-    time: u64,
-    value: f64,
-    partition: i32,
-    offset: i64,
+pub struct Ref {
+    pub device: String,
+    pub sensor: String,
+    pub time: u64,
+    pub value: f64,
+    pub partition: i32,
+    pub offset: i64,
 }
 
 /// Classifies the records the broker holds: accepted readings, and the
 /// number of dead letters (bad and late).
-fn reference_readings(records: &[ConsumedRecord]) -> (Vec<Ref>, usize, usize) {
+pub fn reference_readings(records: &[ConsumedRecord]) -> (Vec<Ref>, usize, usize) {
     let mut by_partition: BTreeMap<i32, Vec<&ConsumedRecord>> = BTreeMap::new();
     for r in records {
         by_partition.entry(r.partition).or_default().push(r);
@@ -67,7 +63,7 @@ fn reference_readings(records: &[ConsumedRecord]) -> (Vec<Ref>, usize, usize) {
     (accepted, bad, late)
 }
 
-fn parse(r: &ConsumedRecord) -> Option<Ref> {
+pub fn parse(r: &ConsumedRecord) -> Option<Ref> {
     let v: serde_json::Value = serde_json::from_slice(&r.payload).ok()?;
     let device = v.get("device_id")?.as_str()?.to_owned();
     let sensor = v.get("sensor")?.as_str()?.to_owned();
@@ -91,9 +87,9 @@ fn parse(r: &ConsumedRecord) -> Option<Ref> {
 }
 
 /// (device, sensor, window_start) → (count, min, max, sum)
-type Windows = BTreeMap<(String, String, u64), (u64, f64, f64, f64)>;
+pub type Windows = BTreeMap<(String, String, u64), (u64, f64, f64, f64)>;
 
-fn reference_windows(readings: &[Ref]) -> Windows {
+pub fn reference_windows(readings: &[Ref]) -> Windows {
     let mut windows = Windows::new();
     for r in readings {
         let start = r.time / WINDOW_MS * WINDOW_MS;
@@ -109,9 +105,9 @@ fn reference_windows(readings: &[Ref]) -> Windows {
 }
 
 /// (rule, device, sensor, state, event_time)
-type AlertKey = (String, String, String, String, u64);
+pub type AlertKey = (String, String, String, String, u64);
 
-fn reference_alerts(readings: &[Ref], windows: &Windows) -> BTreeSet<AlertKey> {
+pub fn reference_alerts(readings: &[Ref], windows: &Windows) -> BTreeSet<AlertKey> {
     let mut series: BTreeMap<(String, String), Vec<&Ref>> = BTreeMap::new();
     for r in readings {
         series
@@ -191,7 +187,7 @@ fn reference_alerts(readings: &[Ref], windows: &Windows) -> BTreeSet<AlertKey> {
     alerts
 }
 
-fn pipeline_toml(broker: &Broker, topic: &str, alerts: &str, dead: &str, out: &Path) -> String {
+pub fn pipeline_toml(broker: &Broker, topic: &str, alerts: &str, dead: &str, out: &Path) -> String {
     format!(
         r#"
 name = "e2e"
@@ -232,7 +228,7 @@ above = 7.0
     )
 }
 
-fn parquet_rows(dir: &Path) -> Windows {
+pub fn parquet_rows(dir: &Path) -> Windows {
     let mut rows = Windows::new();
     for path in files(dir) {
         let file = std::fs::File::open(&path).unwrap();
@@ -268,7 +264,7 @@ fn parquet_rows(dir: &Path) -> Windows {
     rows
 }
 
-fn files(dir: &Path) -> Vec<PathBuf> {
+pub fn files(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
@@ -286,7 +282,7 @@ fn files(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
-fn alerts_of(records: &[ConsumedRecord]) -> BTreeSet<AlertKey> {
+pub fn alerts_of(records: &[ConsumedRecord]) -> BTreeSet<AlertKey> {
     records
         .iter()
         .map(|r| {
@@ -309,26 +305,36 @@ fn alerts_of(records: &[ConsumedRecord]) -> BTreeSet<AlertKey> {
 }
 
 /// A seeded input topic on the broker, and what the reference makes of it.
-struct Input {
-    topic: String,
-    stored: Vec<ConsumedRecord>,
-    accepted: Vec<Ref>,
-    bad: usize,
-    late: usize,
-    windows: Windows,
-    alerts: BTreeSet<AlertKey>,
+pub struct Input {
+    pub topic: String,
+    pub stored: Vec<ConsumedRecord>,
+    pub accepted: Vec<Ref>,
+    pub bad: usize,
+    pub late: usize,
+    pub windows: Windows,
+    pub alerts: BTreeSet<AlertKey>,
 }
 
 impl Input {
     /// Produces a simulation with out-of-order, late and bad records to a new
     /// 4-partition topic and computes the reference outputs from what the
     /// broker stored.
-    fn produce(broker: &Broker) -> Input {
+    pub fn produce(broker: &Broker) -> Input {
         let topic = unique_topic("readings");
         broker.create_topic(&topic, 4);
-        let sim = SimulatorConfig {
+        let produced = broker.produce_simulation(&topic, &Input::simulation(6));
+        let input = Input::of(broker, &topic);
+        assert_eq!(input.stored.len(), produced);
+        input
+    }
+
+    /// The seeded simulation of `minutes` of event time behind every input:
+    /// 12 devices, anomalies, bad, late and out-of-order records, spanning an
+    /// hour boundary.
+    pub fn simulation(minutes: u64) -> SimulatorConfig {
+        SimulatorConfig {
             devices: 12,
-            duration_ms: 6 * 60_000,
+            duration_ms: minutes * 60_000,
             start_ms: 1_763_900_000_000 - 1_763_900_000_000 % 3_600_000 + 3_540_000, // spans an hour boundary
             seed: 42,
             anomaly_rate: 0.5,
@@ -337,10 +343,12 @@ impl Input {
             // Beyond the 5 s bound: some readings are late only by the bound's measure.
             out_of_order_ms: 8_000,
             ..SimulatorConfig::default()
-        };
-        let produced = broker.produce_simulation(&topic, &sim);
-        let stored = broker.consume_all(&topic);
-        assert_eq!(stored.len(), produced);
+        }
+    }
+
+    /// The reference outputs of what `topic` holds now.
+    pub fn of(broker: &Broker, topic: &str) -> Input {
+        let stored = broker.consume_all(topic);
         let (accepted, bad, late) = reference_readings(&stored);
         assert!(
             bad > 0 && late > 0,
@@ -361,7 +369,7 @@ impl Input {
             );
         }
         Input {
-            topic,
+            topic: topic.to_owned(),
             stored,
             accepted,
             bad,
@@ -375,7 +383,7 @@ impl Input {
     /// of each kind of rule are made in one process and written by the other:
     /// a rule's state lives on the worker its (device, sensor) hashes to, the
     /// alert sink on the worker its device hashes to.
-    fn assert_alerts_cross_processes(&self, processes: usize, threads: usize) {
+    pub fn assert_alerts_cross_processes(&self, processes: usize, threads: usize) {
         let workers = (processes * threads) as u64;
         let process = |hash: u64| (hash % workers) as usize / threads;
         let crossing: BTreeSet<(&str, &str)> = self
@@ -401,23 +409,23 @@ impl Input {
 }
 
 /// Output topics and directory of one run.
-struct Outputs {
-    alerts: String,
-    dead: String,
-    dir: tempfile::TempDir,
+pub struct Outputs {
+    pub alerts: String,
+    pub dead: String,
+    pub dir: tempfile::TempDir,
 }
 
 /// Everything one run wrote: window rows, alert payloads and dead-letter
 /// payloads (both sorted, since only their order within a key is defined).
 #[derive(Debug, PartialEq)]
-struct Written {
-    rows: Windows,
-    alerts: Vec<Vec<u8>>,
-    dead: Vec<Vec<u8>>,
+pub struct Written {
+    pub rows: Windows,
+    pub alerts: Vec<Vec<u8>>,
+    pub dead: Vec<Vec<u8>>,
 }
 
 impl Outputs {
-    fn new(broker: &Broker) -> Outputs {
+    pub fn new(broker: &Broker) -> Outputs {
         let outputs = Outputs {
             alerts: unique_topic("alerts"),
             dead: unique_topic("dead"),
@@ -428,23 +436,22 @@ impl Outputs {
         outputs
     }
 
-    fn spec(&self, broker: &Broker, input: &Input) -> weir::config::PipelineSpec {
+    pub fn spec(&self, broker: &Broker, input: &Input) -> weir::config::PipelineSpec {
         let toml = self.toml(broker, input);
         weir::config::parse_pipeline(&toml, Path::new("e2e.toml")).unwrap()
     }
 
-    fn toml(&self, broker: &Broker, input: &Input) -> String {
-        pipeline_toml(
-            broker,
-            &input.topic,
-            &self.alerts,
-            &self.dead,
-            self.dir.path(),
-        )
+    pub fn toml(&self, broker: &Broker, input: &Input) -> String {
+        self.toml_for(broker, &input.topic)
+    }
+
+    /// The pipeline file reading `topic` and writing these outputs.
+    pub fn toml_for(&self, broker: &Broker, topic: &str) -> String {
+        pipeline_toml(broker, topic, &self.alerts, &self.dead, self.dir.path())
     }
 
     /// Reads what the run wrote and checks it against the reference.
-    fn check(&self, broker: &Broker, input: &Input, label: &str) -> Written {
+    pub fn check(&self, broker: &Broker, input: &Input, label: &str) -> Written {
         let dead_records = broker.consume_all(&self.dead);
         assert_eq!(
             dead_records.len(),
@@ -492,152 +499,4 @@ impl Outputs {
             dead: sorted(dead_records),
         }
     }
-}
-
-#[test]
-fn aggregates_and_alerts_match_the_reference_on_one_and_three_workers() {
-    let broker = Broker::start();
-    let input = Input::produce(&broker);
-    input.assert_alerts_cross_processes(2, 2);
-
-    let mut outputs = Vec::new();
-    // 1 and 3 worker threads, and a timely cluster of 2 processes with 2
-    // threads each (run here as two clusters members in one test process).
-    for (processes, threads) in [(1, 1), (1, 3), (2, 2)] {
-        let label = format!("{processes} process(es) x {threads} thread(s)");
-        let out = Outputs::new(&broker);
-        let (records_read, readings) = run_cluster(&out.spec(&broker, &input), processes, threads);
-        assert_eq!(records_read, input.stored.len(), "{label}");
-        assert_eq!(readings, input.accepted.len(), "{label}");
-        outputs.push(out.check(&broker, &input, &label));
-    }
-    assert_eq!(
-        outputs[0], outputs[1],
-        "outputs differ between 1 and 3 workers"
-    );
-    assert_eq!(
-        outputs[0], outputs[2],
-        "outputs differ between 1 worker and 2 processes"
-    );
-}
-
-/// The `weir` binary run as two OS processes of a timely cluster, with 1 and
-/// 2 workers each, writes exactly what one process writes, and both match the
-/// reference. Reading rules fire and resolve, and window rules fire, in one
-/// process while their alerts are written by the other.
-#[test]
-fn two_os_processes_write_what_one_process_writes() {
-    let broker = Broker::start();
-    let input = Input::produce(&broker);
-    input.assert_alerts_cross_processes(2, 1);
-    input.assert_alerts_cross_processes(2, 2);
-
-    let single = Outputs::new(&broker);
-    run_weir_processes(&single.toml(&broker, &input), 1, 2);
-    let expected = single.check(&broker, &input, "1 process x 2 threads");
-    for threads in [1, 2] {
-        let label = format!("2 OS processes x {threads} thread(s)");
-        let out = Outputs::new(&broker);
-        run_weir_processes(&out.toml(&broker, &input), 2, threads);
-        let written = out.check(&broker, &input, &label);
-        assert!(
-            written == expected,
-            "{label}: outputs differ from one process"
-        );
-    }
-}
-
-/// Runs `weir run --bounded` on `pipeline` as `processes` OS processes of one
-/// timely cluster on loopback (a single plain process when 1), and requires
-/// every process to exit 0 within two minutes.
-fn run_weir_processes(pipeline: &str, processes: usize, threads: usize) {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("pipeline.toml");
-    std::fs::write(&file, pipeline).unwrap();
-    let hosts = dir.path().join("hosts");
-    std::fs::write(&hosts, free_addresses(processes).join("\n")).unwrap();
-    let children: Vec<_> = (0..processes)
-        .map(|i| {
-            let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_weir"));
-            cmd.arg("run").arg(&file).args([
-                "--bounded",
-                "--quiet",
-                "--workers",
-                &threads.to_string(),
-            ]);
-            if processes > 1 {
-                cmd.args(["--process", &i.to_string(), "--hosts"])
-                    .arg(&hosts);
-            }
-            let stderr = std::fs::File::create(dir.path().join(format!("stderr-{i}"))).unwrap();
-            cmd.stdout(std::process::Stdio::null())
-                .stderr(stderr)
-                .spawn()
-                .expect("start weir")
-        })
-        .collect();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    for (i, mut child) in children.into_iter().enumerate() {
-        let status = loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                break Some(status);
-            }
-            if std::time::Instant::now() > deadline {
-                let _ = child.kill();
-                break None;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        };
-        let stderr = std::fs::read_to_string(dir.path().join(format!("stderr-{i}"))).unwrap();
-        assert!(
-            status.is_some_and(|s| s.success()),
-            "process {i} of {processes} ended with {status:?}:\n{stderr}"
-        );
-    }
-}
-
-/// `processes` loopback addresses with ports that were free a moment ago.
-fn free_addresses(processes: usize) -> Vec<String> {
-    (0..processes)
-        .map(|_| {
-            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            format!("127.0.0.1:{}", listener.local_addr().unwrap().port())
-        })
-        .collect()
-}
-
-/// Runs `spec` bounded as a timely cluster of `processes` members with
-/// `threads` workers each (a single process without a cluster when 1), and
-/// returns the records read and readings accepted over all members.
-fn run_cluster(
-    spec: &weir::config::PipelineSpec,
-    processes: usize,
-    threads: usize,
-) -> (usize, usize) {
-    let options = |cluster| RunOptions {
-        workers: threads,
-        bounded: true,
-        cluster,
-        ..RunOptions::default()
-    };
-    if processes == 1 {
-        let report = weir::pipeline::run_spec(spec, &options(None)).unwrap();
-        return (report.records_read as usize, report.readings as usize);
-    }
-    let hosts = free_addresses(processes);
-    let members: Vec<_> = (0..processes)
-        .map(|i| {
-            let (spec, options) = (spec.clone(), options(Some((i, hosts.clone()))));
-            std::thread::spawn(move || weir::pipeline::run_spec(&spec, &options).unwrap())
-        })
-        .collect();
-    members
-        .into_iter()
-        .map(|m| m.join().unwrap())
-        .fold((0, 0), |(r, a), report| {
-            (
-                r + report.records_read as usize,
-                a + report.readings as usize,
-            )
-        })
 }
