@@ -347,6 +347,9 @@ where
         options.stop_on_signal,
     );
 
+    if let Some((process, hosts)) = &options.cluster {
+        report_lost_peers(*process, hosts.clone());
+    }
     let bounded = options.bounded;
     let worker_metrics = metrics.clone();
     let guards = timely::execute(config, move |worker| {
@@ -376,6 +379,39 @@ where
         resumed_from,
         ..RunReport::from_metrics(&metrics, started.elapsed(), options.workers)
     })
+}
+
+/// In a cluster, a process whose connection to a peer breaks (the peer
+/// crashed or was killed) stops at once with an error naming the peer,
+/// instead of timely's panics in every thread. Restarting every process
+/// resumes from the last checkpoint.
+fn report_lost_peers(me: usize, hosts: Vec<String>) {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let thread = std::thread::current();
+        let peer = thread.name().and_then(|name| {
+            name.strip_prefix("timely:recv-")
+                .or_else(|| name.strip_prefix("timely:send-"))
+                .and_then(|i| i.parse::<usize>().ok())
+        });
+        match peer {
+            Some(peer) => {
+                let cause = info
+                    .payload()
+                    .downcast_ref::<String>()
+                    .map(String::as_str)
+                    .or_else(|| info.payload().downcast_ref::<&str>().copied())
+                    .unwrap_or("connection failed");
+                eprintln!(
+                    "error: process {me} lost cluster process {peer} ({}): {cause}. \
+                     Stopping; restart every process to resume from the last checkpoint.",
+                    hosts.get(peer).map_or("unknown address", String::as_str)
+                );
+                std::process::exit(2);
+            }
+            None => previous(info),
+        }
+    }));
 }
 
 /// Opens the run's checkpoints; resuming from the end of a completed

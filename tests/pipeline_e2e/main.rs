@@ -118,7 +118,7 @@ fn run_weir_processes(pipeline: &str, processes: usize, threads: usize) {
 }
 
 /// `processes` loopback addresses with ports that were free a moment ago.
-fn free_addresses(processes: usize) -> Vec<String> {
+pub(crate) fn free_addresses(processes: usize) -> Vec<String> {
     (0..processes)
         .map(|_| {
             let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

@@ -8,7 +8,7 @@
 //!
 //! `WEIR_CRASH_KILLS=N` adds N more random kills (default 2).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -38,19 +38,102 @@ impl Rng {
     }
 }
 
+/// A live pipeline with checkpoints, its input topic, and its outputs.
+struct Scenario {
+    broker: Broker,
+    topic: String,
+    out: Outputs,
+    _checkpoints: tempfile::TempDir,
+    logs: tempfile::TempDir,
+    pipeline: PathBuf,
+}
+
+impl Scenario {
+    fn new() -> Scenario {
+        let broker = Broker::start();
+        let topic = unique_topic("readings");
+        broker.create_topic(&topic, 4);
+        let out = Outputs::new(&broker);
+        let checkpoints = tempfile::tempdir().unwrap();
+        let logs = tempfile::tempdir().unwrap();
+        let pipeline = logs.path().join("pipeline.toml");
+        let toml = live_toml(&out.toml_for(&broker, &topic), checkpoints.path());
+        std::fs::write(&pipeline, toml).unwrap();
+        Scenario {
+            broker,
+            topic,
+            out,
+            _checkpoints: checkpoints,
+            logs,
+            pipeline,
+        }
+    }
+
+    fn log(&self, name: &str) -> PathBuf {
+        self.logs.path().join(format!("{name}.log"))
+    }
+
+    /// Produces 20 minutes of simulated input in 40 batches over ~6 s while
+    /// `interrupt` runs, which is told whether the input is complete.
+    fn while_producing(&self, interrupt: impl FnOnce(&dyn Fn() -> bool)) {
+        let records: Vec<_> = weir::simulate::generate(&Input::simulation(20)).collect();
+        std::thread::scope(|scope| {
+            let producer = scope.spawn(|| {
+                for chunk in records.chunks(records.len().div_ceil(40)) {
+                    let batch: Vec<_> = chunk
+                        .iter()
+                        .map(|r| {
+                            (
+                                Some(r.key.as_bytes()),
+                                r.payload.as_slice(),
+                                Some(r.timestamp_ms),
+                                // Every partition gets devices: with no idle
+                                // timeout, an empty one would hold every window open.
+                                r.key
+                                    .rsplit('-')
+                                    .next()
+                                    .and_then(|n| n.parse::<i32>().ok())
+                                    .map(|n| n % 4),
+                            )
+                        })
+                        .collect();
+                    self.broker.produce(&self.topic, &batch);
+                    std::thread::sleep(Duration::from_millis(150));
+                }
+            });
+            interrupt(&|| producer.is_finished());
+            producer.join().unwrap();
+        });
+    }
+
+    /// Checks what the interrupted runs wrote against the reference and
+    /// against one uninterrupted bounded run, to the byte of each payload.
+    fn check(&self, interruptions: usize) {
+        let input = Input::of(&self.broker, &self.topic);
+        let label = format!("after {interruptions} interruptions");
+        let written = self.out.check(&self.broker, &input, &label);
+        eprintln!(
+            "restart test: {interruptions} interruptions; {} window rows, {} alerts, {} dead letters, each exactly once",
+            written.rows.len(),
+            written.alerts.len(),
+            written.dead.len()
+        );
+        let once = Outputs::new(&self.broker);
+        let once_file = self.logs.path().join("once.toml");
+        std::fs::write(&once_file, once.toml_for(&self.broker, &self.topic)).unwrap();
+        let mut child = weir_run(&once_file, 2, true, &self.log("once"), None);
+        assert!(wait(&mut child, Duration::from_secs(120)).is_some_and(|s| s.success()));
+        let uninterrupted = once.check(&self.broker, &input, "uninterrupted");
+        assert!(
+            written == uninterrupted,
+            "the interrupted runs wrote other payloads than one uninterrupted run"
+        );
+    }
+}
+
 #[test]
 fn killed_and_resumed_live_runs_write_everything_exactly_once() {
-    let broker = Broker::start();
-    let topic = unique_topic("readings");
-    broker.create_topic(&topic, 4);
-    let records: Vec<_> = weir::simulate::generate(&Input::simulation(20)).collect();
-    let out = Outputs::new(&broker);
-    let checkpoints = tempfile::tempdir().unwrap();
-    let logs = tempfile::tempdir().unwrap();
-    let pipeline = logs.path().join("pipeline.toml");
-    let toml = live_toml(&out.toml_for(&broker, &topic), checkpoints.path());
-    std::fs::write(&pipeline, toml).unwrap();
-
+    let scenario = Scenario::new();
     let mut rng = Rng(0x5eed_cafe);
     let mut rounds = vec![
         Stop::Abort("rename:1"),
@@ -66,77 +149,88 @@ fn killed_and_resumed_live_runs_write_everything_exactly_once() {
         .unwrap_or(2);
     rounds.extend((0..extra).map(|_| Stop::Kill(rng.below_ms(300, 3_000))));
 
-    // The input arrives while the pipeline runs, in 40 batches over ~6 s.
-    std::thread::scope(|scope| {
-        let producer = scope.spawn(|| {
-            for chunk in records.chunks(records.len().div_ceil(40)) {
-                let batch: Vec<_> = chunk
-                    .iter()
-                    .map(|r| {
-                        (
-                            Some(r.key.as_bytes()),
-                            r.payload.as_slice(),
-                            Some(r.timestamp_ms),
-                            // Every partition gets devices: with no idle
-                            // timeout, an empty one would hold every window open.
-                            r.key
-                                .rsplit('-')
-                                .next()
-                                .and_then(|n| n.parse::<i32>().ok())
-                                .map(|n| n % 4),
-                        )
-                    })
-                    .collect();
-                broker.produce(&topic, &batch);
-                std::thread::sleep(Duration::from_millis(150));
-            }
-        });
-        interrupt(&pipeline, logs.path(), &rounds, || producer.is_finished());
-        producer.join().unwrap();
-    });
+    scenario.while_producing(|complete| interrupt(&scenario, &rounds, complete));
 
     // Finish: a bounded resume reads to the end and flushes everything.
-    let log = logs.path().join("final.log");
-    let mut child = weir_run(&pipeline, 2, true, &log, Stop::Kill(Duration::ZERO));
+    let log = scenario.log("final");
+    let mut child = weir_run(&scenario.pipeline, 2, true, &log, None);
     let status = wait(&mut child, Duration::from_secs(120));
-    let stderr = std::fs::read_to_string(&log).unwrap();
     assert!(
         status.is_some_and(|s| s.success()),
-        "the final bounded resume failed ({status:?}):\n{stderr}"
+        "the final bounded resume failed ({status:?}):\n{}",
+        std::fs::read_to_string(&log).unwrap()
     );
+    scenario.check(rounds.len());
+}
 
-    let input = Input::of(&broker, &topic);
-    let kills = rounds.len();
-    let written = out.check(&broker, &input, &format!("after {kills} interruptions"));
-    eprintln!(
-        "restart test: {kills} interruptions; {} window rows, {} alerts, {} dead letters, each exactly once",
-        written.rows.len(),
-        written.alerts.len(),
-        written.dead.len()
-    );
+/// A timely cluster of two OS processes loses one of them (SIGKILL at a
+/// random moment): the other stops at once with an error naming it, and the
+/// cluster restarted, at other worker counts, resumes with nothing lost or
+/// repeated.
+#[test]
+fn a_cluster_that_loses_a_process_resumes_exactly() {
+    let scenario = Scenario::new();
+    let mut rng = Rng(0xc1a5_7e12);
+    let rounds = 3;
+    scenario.while_producing(|_| {
+        for round in 0..rounds {
+            let threads = [1, 2][round % 2];
+            let mut members = weir_cluster(&scenario, threads, false, &format!("cluster-{round}"));
+            std::thread::sleep(rng.below_ms(1_000, 3_000));
+            let (victim, survivor) = (round % 2, 1 - round % 2);
+            members[victim].kill().unwrap();
+            members[victim].wait().unwrap();
+            let status = wait(&mut members[survivor], Duration::from_secs(30));
+            let stderr =
+                std::fs::read_to_string(scenario.log(&format!("cluster-{round}-{survivor}")))
+                    .unwrap();
+            assert!(
+                status.is_some_and(|s| !s.success())
+                    && stderr.contains(&format!("lost cluster process {victim}")),
+                "round {round}: process {survivor} must stop naming the lost process {victim} ({status:?}):\n{stderr}"
+            );
+        }
+    });
+    let mut members = weir_cluster(&scenario, 2, true, "cluster-final");
+    for (i, member) in members.iter_mut().enumerate() {
+        let status = wait(member, Duration::from_secs(120));
+        assert!(
+            status.is_some_and(|s| s.success()),
+            "final bounded resume, process {i}: {status:?}\n{}",
+            std::fs::read_to_string(scenario.log(&format!("cluster-final-{i}"))).unwrap()
+        );
+    }
+    scenario.check(rounds);
+}
 
-    // The same as one uninterrupted bounded run, to the byte of each payload.
-    let once = Outputs::new(&broker);
-    let once_file = logs.path().join("once.toml");
-    std::fs::write(&once_file, once.toml_for(&broker, &topic)).unwrap();
-    let log = logs.path().join("once.log");
-    let mut child = weir_run(&once_file, 2, true, &log, Stop::Kill(Duration::ZERO));
-    assert!(wait(&mut child, Duration::from_secs(120)).is_some_and(|s| s.success()));
-    let uninterrupted = once.check(&broker, &input, "uninterrupted");
-    assert!(
-        written == uninterrupted,
-        "the interrupted runs wrote other payloads than one uninterrupted run"
-    );
+/// Starts the live pipeline as a cluster of two `weir` processes with
+/// `threads` workers each, logging to `<name>-<process>.log`.
+fn weir_cluster(scenario: &Scenario, threads: usize, bounded: bool, name: &str) -> Vec<Child> {
+    let hosts = scenario.logs.path().join(format!("{name}.hosts"));
+    std::fs::write(&hosts, crate::free_addresses(2).join("\n")).unwrap();
+    (0..2)
+        .map(|i| {
+            let log = scenario.log(&format!("{name}-{i}"));
+            let mut cmd = weir_command(&scenario.pipeline, threads, bounded, &log);
+            cmd.args(["--process", &i.to_string(), "--hosts"])
+                .arg(&hosts);
+            cmd.spawn().expect("start weir")
+        })
+        .collect()
 }
 
 /// Runs the live pipeline once per round, at 2, 1, 3, 2, ... workers, and
 /// interrupts each run as the round says.
-fn interrupt(pipeline: &Path, logs: &Path, rounds: &[Stop], input_complete: impl Fn() -> bool) {
+fn interrupt(scenario: &Scenario, rounds: &[Stop], input_complete: &dyn Fn() -> bool) {
     let mut produced = false;
     for (i, stop) in rounds.iter().enumerate() {
         let workers = [2, 1, 3][i % 3];
-        let log = logs.join(format!("round-{i}.log"));
-        let mut child = weir_run(pipeline, workers, false, &log, *stop);
+        let log = scenario.log(&format!("round-{i}"));
+        let abort = match stop {
+            Stop::Abort(point) => Some(*point),
+            _ => None,
+        };
+        let mut child = weir_run(&scenario.pipeline, workers, false, &log, abort);
         match *stop {
             Stop::Kill(after) => {
                 std::thread::sleep(after);
@@ -184,8 +278,24 @@ fn live_toml(toml: &str, checkpoints: &Path) -> String {
     )
 }
 
-/// Starts `weir run` on `pipeline`, its standard error in `log`.
-fn weir_run(pipeline: &Path, workers: usize, bounded: bool, log: &Path, stop: Stop) -> Child {
+/// Starts `weir run` on `pipeline`, its standard error in `log`, aborting at
+/// the checkpoint step `abort` if given (`WEIR_ABORT_AT`).
+fn weir_run(
+    pipeline: &Path,
+    workers: usize,
+    bounded: bool,
+    log: &Path,
+    abort: Option<&str>,
+) -> Child {
+    let mut cmd = weir_command(pipeline, workers, bounded, log);
+    if let Some(point) = abort {
+        cmd.env("WEIR_ABORT_AT", point);
+    }
+    cmd.spawn().expect("start weir")
+}
+
+/// The `weir run` command line, its standard error in `log`.
+fn weir_command(pipeline: &Path, workers: usize, bounded: bool, log: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_weir"));
     cmd.arg("run")
         .arg(pipeline)
@@ -193,14 +303,10 @@ fn weir_run(pipeline: &Path, workers: usize, bounded: bool, log: &Path, stop: St
     if bounded {
         cmd.arg("--bounded");
     }
-    if let Stop::Abort(point) = stop {
-        cmd.env("WEIR_ABORT_AT", point);
-    }
     cmd.env("RUST_LOG", "info,weir_operators::checkpoint=debug")
         .stdout(Stdio::null())
-        .stderr(std::fs::File::create(log).unwrap())
-        .spawn()
-        .expect("start weir")
+        .stderr(std::fs::File::create(log).unwrap());
+    cmd
 }
 
 /// Waits for `child` to exit, for at most `limit` (then kills it).

@@ -1,0 +1,314 @@
+//! Criterion benches of what checkpoints cost:
+//!
+//! - size: the encoded bytes per open window key and per alert rule state
+//!   (aim: at most 256 bytes each), printed for a state of 1,000,000 keys;
+//! - time: snapshot and encode, and decode and restore, of that state, for
+//!   the windows and for the alert evaluator;
+//! - throughput: the in-memory pipeline (decode, one-minute windows, alerts)
+//!   through `weir::run` with no checkpoints, with one every 10 s (aim: at
+//!   most 5% slower), and with one every 100 ms. A run is shorter than 10 s,
+//!   so the 10 s variant takes only the final checkpoint; the 100 ms variant
+//!   gives the cost of one checkpoint, from which the cost at one per 10 s
+//!   is printed.
+//!
+//! Parts are encoded as the checkpoint session encodes them
+//! (`bincode::serialize`), through timely's bincode wrapper since this crate
+//! does not depend on bincode itself: the same bytes, padded to 8.
+//!
+//! `cargo bench --bench checkpoint` (`WEIR_BENCH_READINGS` sets the
+//! pipeline's input size, default 2,000,000).
+
+// criterion_group! generates an undocumented public function.
+#![allow(missing_docs)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, SamplingMode, Throughput};
+use timely::bytes::arc::{Bytes, BytesMut};
+use timely::communication::Bytesable;
+use timely::{Bincode, ExchangeData};
+use weir::operators::alert::{
+    AlertEvaluator, AlertPart, Direction, Rule, RuleInput, RuleSet, Stat,
+};
+use weir::operators::memory::{MemorySource, MemoryTopic};
+use weir::operators::{
+    CheckpointConfig, Decoder, EvaluateAlerts, Reading, WindowAggregateOp, WindowState,
+};
+use weir::simulate::{generate, SimulatorConfig};
+use weir::RunOptions;
+
+const WINDOW_MS: u64 = 60_000;
+const SENSORS: [&str; 3] = ["temperature", "pressure", "vibration"];
+/// The frontier the alert state is snapshot at.
+const FRONTIER: u64 = 3_000;
+
+/// `cargo test --benches` runs each bench once, without `--bench`: keep it small.
+fn quick() -> bool {
+    !std::env::args().any(|a| a == "--bench")
+}
+
+fn keys() -> usize {
+    if quick() {
+        10_000
+    } else {
+        1_000_000
+    }
+}
+
+/// A reading of key `k`: devices `device-0000000`.. with three sensors each.
+fn reading(k: usize, time: u64, value: f64) -> Reading {
+    let device = format!("device-{:07}", k / SENSORS.len());
+    Reading::new(
+        &device,
+        SENSORS[k % SENSORS.len()],
+        time,
+        value,
+        0,
+        k as i64,
+    )
+}
+
+/// `bincode::serialize(state)`, as a checkpoint part is encoded. `state` is
+/// moved into timely's wrapper and back.
+fn encode<T: ExchangeData + Default>(state: &mut T) -> Vec<u8> {
+    let wrapped = Bincode::from(std::mem::take(state));
+    let mut bytes = Vec::new();
+    wrapped.into_bytes(&mut bytes);
+    *state = wrapped.payload;
+    bytes
+}
+
+/// `bincode::deserialize(bytes)`, as a restored part is decoded.
+fn decode<T: ExchangeData>(bytes: &Bytes) -> T {
+    Bincode::<T>::from_bytes(bytes.clone()).payload
+}
+
+fn shared(bytes: Vec<u8>) -> Bytes {
+    BytesMut::from(bytes).freeze()
+}
+
+fn report_size(what: &str, n: usize, bytes: usize) {
+    println!(
+        "{what}: {n} in {bytes} bytes: {:.1} bytes each (aim: at most 256)",
+        bytes as f64 / n as f64
+    );
+}
+
+/// One-minute windows, all open, of `keys()` keys with two readings each.
+fn window_state(c: &mut Criterion) {
+    let n = keys();
+    let mut state = WindowState::new(WINDOW_MS);
+    for k in 0..n {
+        state.insert(&reading(k, 1_000, 20.0));
+        state.insert(&reading(k, 2_000, 21.5));
+    }
+    let bytes = shared(encode(&mut state));
+    report_size("open window keys", n, bytes.len());
+
+    let mut group = c.benchmark_group("checkpoint/window_state");
+    group
+        .sample_size(10)
+        .sampling_mode(SamplingMode::Flat)
+        .throughput(Throughput::Elements(n as u64));
+    group.bench_function(format!("snapshot_{n}_keys"), |b| {
+        b.iter_batched(|| (), |()| encode(&mut state), BatchSize::PerIteration)
+    });
+    group.bench_function(format!("restore_{n}_keys"), |b| {
+        b.iter_batched(
+            || (),
+            |()| {
+                let mut restored: WindowState = decode(&bytes);
+                restored.resume_at(FRONTIER);
+                restored
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    group.finish();
+}
+
+/// A rule on every sensor; each key is two breaches into its three.
+fn alert_rules() -> Arc<RuleSet> {
+    Arc::new(RuleSet::new(vec![Rule {
+        sensors: vec![],
+        clear: 85.0,
+        consecutive: 3,
+        for_ms: 20_000,
+        ..Rule::new("overheat", "temperature", Direction::Above, 90.0)
+    }]))
+}
+
+/// The state of one rule for each of `keys()` keys, mid-breach (a streak,
+/// its start and its values), which every key's snapshot holds.
+fn alert_state(c: &mut Criterion) {
+    let n = keys();
+    let rules = alert_rules();
+    let mut evaluator = AlertEvaluator::new(rules.clone());
+    for k in 0..n {
+        evaluator.push(reading(k, 1_000, 95.0));
+        evaluator.push(reading(k, 2_000, 96.0));
+    }
+    let mut alerts = Vec::new();
+    evaluator.advance_to(Some(FRONTIER), &mut alerts);
+    assert!(alerts.is_empty(), "no rule state fires");
+    let mut part = evaluator.snapshot();
+    assert_eq!(part.keys.len(), n, "every key has a rule state");
+    let bytes = shared(encode(&mut part));
+    report_size("alert rule states (one rule per key)", n, bytes.len());
+
+    let mut group = c.benchmark_group("checkpoint/alert_state");
+    group
+        .sample_size(10)
+        .sampling_mode(SamplingMode::Flat)
+        .throughput(Throughput::Elements(n as u64));
+    group.bench_function(format!("snapshot_{n}_keys"), |b| {
+        b.iter_batched(
+            || (),
+            |()| encode(&mut evaluator.snapshot()),
+            BatchSize::PerIteration,
+        )
+    });
+    group.bench_function(format!("restore_{n}_keys"), |b| {
+        b.iter_batched(
+            || (),
+            |()| {
+                let part: AlertPart = decode(&bytes);
+                let mut restored = AlertEvaluator::<Reading>::new(rules.clone());
+                restored.restore(vec![part], FRONTIER, |_| true);
+                restored
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    group.finish();
+}
+
+/// Simulated readings of 200 devices with three sensors, on 8 partitions.
+fn input(readings: usize) -> MemoryTopic {
+    let devices = 200;
+    let config = SimulatorConfig {
+        devices,
+        duration_ms: (readings / (devices * SENSORS.len())) as u64 * 1_000,
+        start_ms: 1_763_900_000_000,
+        bad_record_rate: 0.0,
+        late_rate: 0.0,
+        ..SimulatorConfig::default()
+    };
+    let records: Vec<_> = generate(&config).collect();
+    let partitions = 8;
+    MemoryTopic::from_records(
+        "bench",
+        partitions,
+        records.iter().map(|r| {
+            let p = weir::operators::SensorKey::route_hash(&r.key, "") as usize % partitions;
+            (
+                p,
+                Some(r.key.as_bytes()),
+                r.payload.as_slice(),
+                Some(r.timestamp_ms),
+            )
+        }),
+    )
+}
+
+/// The pipeline of `benches/pipeline.rs` on one worker: returns the records
+/// read and the checkpoints completed.
+fn run_pipeline(topic: &Arc<MemoryTopic>, checkpoint: Option<CheckpointConfig>) -> (u64, u64) {
+    let rules = Arc::new(RuleSet::new(vec![
+        Rule::new("hot", "temperature", Direction::Above, 90.0),
+        Rule {
+            input: RuleInput::Window {
+                size_ms: WINDOW_MS,
+                stat: Stat::Mean,
+            },
+            ..Rule::new("hot-mean", "temperature", Direction::Above, 90.0)
+        },
+    ]));
+    let options = RunOptions {
+        workers: 1,
+        bounded: true,
+        name: "checkpoint-bench".to_owned(),
+        checkpoint,
+        from_scratch: true,
+        ..RunOptions::default()
+    };
+    let topic = topic.clone();
+    let report = weir::run(&options, move |scope, ctx| {
+        let (readings, _dead) = scope.memory_source(topic.clone(), Decoder::default(), 5_000, ctx);
+        let windows = readings.clone().window_aggregate(WINDOW_MS, ctx);
+        readings.evaluate_alerts(rules.clone(), ctx);
+        windows.evaluate_alerts(rules.clone(), ctx);
+    })
+    .expect("pipeline runs");
+    (report.records_read, report.checkpoints)
+}
+
+fn pipeline(c: &mut Criterion) {
+    let readings = std::env::var("WEIR_BENCH_READINGS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(if quick() { 60_000 } else { 2_000_000 });
+    let topic = Arc::new(input(readings));
+    let n = topic.len() as u64;
+    let variants = [
+        ("none", None),
+        ("every_10s", Some(Duration::from_secs(10))),
+        ("every_100ms", Some(Duration::from_millis(100))),
+    ];
+    // The fastest run of each variant and its checkpoints.
+    let mut fastest = [(Duration::MAX, 0u64); 3];
+
+    let mut group = c.benchmark_group("checkpoint/pipeline");
+    group
+        .sample_size(10)
+        .sampling_mode(SamplingMode::Flat)
+        .throughput(Throughput::Elements(n));
+    for ((name, interval), best) in variants.iter().zip(&mut fastest) {
+        group.bench_function(*name, |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let dir = tempfile::tempdir().expect("tempdir");
+                    let config = interval.map(|interval| CheckpointConfig {
+                        interval,
+                        ..CheckpointConfig::new(dir.path())
+                    });
+                    let start = Instant::now();
+                    let (read, checkpoints) = run_pipeline(&topic, config);
+                    let took = start.elapsed();
+                    assert_eq!(read, n, "the pipeline read every record");
+                    total += took;
+                    if took < best.0 {
+                        *best = (took, checkpoints);
+                    }
+                }
+                total
+            })
+        });
+    }
+    group.finish();
+
+    let rate = |d: Duration| n as f64 / d.as_secs_f64();
+    let (none, _) = fastest[0];
+    println!("in-memory pipeline, {n} readings, 1 worker, fastest run of each:");
+    for ((name, _), (took, checkpoints)) in variants.iter().zip(fastest) {
+        println!(
+            "  {name:<12} {:>10.0} readings/s, {checkpoints} checkpoint(s): {:+.1}% time",
+            rate(took),
+            (took.as_secs_f64() / none.as_secs_f64() - 1.0) * 100.0
+        );
+    }
+    let (often, checkpoints) = fastest[2];
+    if checkpoints > 0 {
+        let each = often.saturating_sub(none).as_secs_f64() / checkpoints as f64;
+        println!(
+            "  one checkpoint: {:.2} ms, so one every 10 s costs {:.3}% (aim: at most 5%)",
+            each * 1e3,
+            each / 10.0 * 100.0
+        );
+    }
+}
+
+criterion_group!(benches, window_state, alert_state, pipeline);
+criterion_main!(benches);
