@@ -13,6 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::reference::{Input, Outputs};
+use crate::support::proxy::Proxy;
 use crate::support::{unique_topic, Broker};
 
 /// How a round of the live run ends.
@@ -50,7 +51,10 @@ struct Scenario {
 
 impl Scenario {
     fn new() -> Scenario {
-        let broker = Broker::start();
+        Scenario::on(Broker::start())
+    }
+
+    fn on(broker: Broker) -> Scenario {
         let topic = unique_topic("readings");
         broker.create_topic(&topic, 4);
         let out = Outputs::new(&broker);
@@ -76,34 +80,34 @@ impl Scenario {
     /// Produces 20 minutes of simulated input in 40 batches over ~6 s while
     /// `interrupt` runs, which is told whether the input is complete.
     fn while_producing(&self, interrupt: impl FnOnce(&dyn Fn() -> bool)) {
-        let records: Vec<_> = weir::simulate::generate(&Input::simulation(20)).collect();
         std::thread::scope(|scope| {
-            let producer = scope.spawn(|| {
-                for chunk in records.chunks(records.len().div_ceil(40)) {
-                    let batch: Vec<_> = chunk
-                        .iter()
-                        .map(|r| {
-                            (
-                                Some(r.key.as_bytes()),
-                                r.payload.as_slice(),
-                                Some(r.timestamp_ms),
-                                // Every partition gets devices: with no idle
-                                // timeout, an empty one would hold every window open.
-                                r.key
-                                    .rsplit('-')
-                                    .next()
-                                    .and_then(|n| n.parse::<i32>().ok())
-                                    .map(|n| n % 4),
-                            )
-                        })
-                        .collect();
-                    self.broker.produce(&self.topic, &batch);
-                    std::thread::sleep(Duration::from_millis(150));
-                }
-            });
+            let producer = scope.spawn(|| self.produce(40, Duration::from_millis(150)));
             interrupt(&|| producer.is_finished());
             producer.join().unwrap();
         });
+    }
+
+    /// Produces 20 minutes of simulated input in `batches`, `pause` apart.
+    /// Every partition gets devices (device `n` goes to partition `n % 4`):
+    /// with no idle timeout, an empty one would hold every window open.
+    fn produce(&self, batches: usize, pause: Duration) {
+        let records: Vec<_> = weir::simulate::generate(&Input::simulation(20)).collect();
+        for chunk in records.chunks(records.len().div_ceil(batches)) {
+            let batch: Vec<_> = chunk
+                .iter()
+                .map(|r| {
+                    let device = r.key.rsplit('-').next().and_then(|n| n.parse::<i32>().ok());
+                    (
+                        Some(r.key.as_bytes()),
+                        r.payload.as_slice(),
+                        Some(r.timestamp_ms),
+                        device.map(|n| n % 4),
+                    )
+                })
+                .collect();
+            self.broker.produce(&self.topic, &batch);
+            std::thread::sleep(pause);
+        }
     }
 
     /// Checks what the interrupted runs wrote against the reference and
@@ -201,6 +205,53 @@ fn a_cluster_that_loses_a_process_resumes_exactly() {
         );
     }
     scenario.check(rounds);
+}
+
+/// The broker is unreachable for 30 s in the middle of a live run (a proxy
+/// in front of it drops every connection and refuses new ones): Weir waits
+/// and carries on, or stops with an error and resumes from its checkpoint.
+/// Either way nothing is lost, repeated or written partial.
+#[test]
+fn a_broker_outage_loses_and_repeats_nothing() {
+    let proxy = Proxy::start();
+    let scenario = Scenario::on(Broker::start_behind(&proxy));
+    scenario.produce(1, Duration::ZERO);
+    let log = scenario.log("outage");
+    let mut child = weir_run(&scenario.pipeline, 2, false, &log, None);
+    std::thread::sleep(Duration::from_millis(1_500));
+    proxy.outage(Duration::from_secs(30));
+    std::thread::sleep(Duration::from_secs(35));
+    if child.try_wait().unwrap().is_none() {
+        // Still running: it waited. Stop it cleanly.
+        let sent = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+    }
+    let status = wait(&mut child, Duration::from_secs(90));
+    let stderr = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        status.is_some_and(|s| s.success() || stderr.contains("error:")),
+        "the run neither carried on nor stopped with an error ({status:?}):\n{stderr}"
+    );
+    eprintln!(
+        "outage test: the live run {}",
+        if status.is_some_and(|s| s.success()) {
+            "waited for the broker and carried on"
+        } else {
+            "stopped with an error"
+        }
+    );
+    let log = scenario.log("outage-final");
+    let mut child = weir_run(&scenario.pipeline, 1, true, &log, None);
+    let status = wait(&mut child, Duration::from_secs(120));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "the bounded resume after the outage failed ({status:?}):\n{}",
+        std::fs::read_to_string(&log).unwrap()
+    );
+    scenario.check(1);
 }
 
 /// Starts the live pipeline as a cluster of two `weir` processes with

@@ -21,6 +21,8 @@
 //! Include with `mod support;` from a file in `tests/`.
 #![allow(dead_code)]
 
+pub mod proxy;
+
 use std::fs::{self, File};
 use std::future::Future;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -99,6 +101,8 @@ impl ProducerContext for Deliveries {
 pub struct Broker {
     child: Child,
     port: u16,
+    /// The port clients are told to use (a proxy's, or `port`).
+    advertised: u16,
     log_path: PathBuf,
     startup: Duration,
     // Dropped after `child` is killed (see `Drop`).
@@ -143,12 +147,22 @@ pub fn tansu_path() -> PathBuf {
 impl Broker {
     /// Starts a fresh broker and waits until it serves Kafka metadata requests.
     pub fn start() -> Broker {
+        Broker::start_advertising(None)
+    }
+
+    /// Starts a broker that clients reach through `proxy` only: it
+    /// advertises the proxy's address.
+    pub fn start_behind(proxy: &proxy::Proxy) -> Broker {
+        Broker::start_advertising(Some(proxy))
+    }
+
+    fn start_advertising(proxy: Option<&proxy::Proxy>) -> Broker {
         let tansu = tansu_path();
         let mut attempt = 0;
         loop {
             attempt += 1;
             let started = Instant::now();
-            let mut broker = Self::spawn(&tansu);
+            let mut broker = Self::spawn(&tansu, proxy);
             match broker.wait_ready(started) {
                 Ok(()) => return broker,
                 // A lost race for the port: another process took it in between.
@@ -162,7 +176,7 @@ impl Broker {
         }
     }
 
-    fn spawn(tansu: &PathBuf) -> Broker {
+    fn spawn(tansu: &PathBuf, proxy: Option<&proxy::Proxy>) -> Broker {
         let dir = tempfile::Builder::new()
             .prefix("weir-tansu-")
             .tempdir()
@@ -175,6 +189,11 @@ impl Broker {
         let log_path = dir.path().join("tansu.log");
         let log = File::create(&log_path).expect("create tansu log");
         let url = format!("tcp://127.0.0.1:{port}");
+        let advertised = proxy.map_or(port, |p| {
+            p.set_upstream(port);
+            p.port()
+        });
+        let advertised_url = format!("tcp://127.0.0.1:{advertised}");
         // tansu runs under a small sh watchdog that kills it (and removes its
         // directory) when our end of the stdin pipe closes: on Drop, and also
         // when the test process dies without unwinding (a killed or timed-out
@@ -188,7 +207,8 @@ impl Broker {
             .arg("broker")
             // tansu resolves the sqlite path relative to its working directory.
             .args(["--storage-engine", "sqlite://tansu.db"])
-            .args(["--listener-url", &url, "--advertised-listener-url", &url])
+            .args(["--listener-url", &url])
+            .args(["--advertised-listener-url", &advertised_url])
             .args(["--cluster-id", "weir-test"])
             .env(
                 "RUST_LOG",
@@ -202,6 +222,7 @@ impl Broker {
         Broker {
             child,
             port,
+            advertised,
             log_path,
             startup: Duration::ZERO,
             _dir: dir,
@@ -242,7 +263,7 @@ impl Broker {
 
     /// `host:port` for `bootstrap.servers`.
     pub fn bootstrap(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        format!("127.0.0.1:{}", self.advertised)
     }
 
     /// Time from spawning tansu until it answered a metadata request.
