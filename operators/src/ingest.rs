@@ -57,6 +57,11 @@ pub struct PartitionResume {
     pub offset: i64,
     /// Largest event time accepted before `offset`.
     pub max_time: Option<u64>,
+    /// Idle marks: `(offset, watermark)`, from that offset on the source's
+    /// watermark was at least that far ahead of this partition (it had been
+    /// declared idle, a wall-clock decision). A resumed run judges re-read
+    /// records against them, so it makes the first run's decisions.
+    pub idle_marks: Vec<(i64, u64)>,
 }
 
 /// A source's part of a checkpoint.
@@ -82,6 +87,27 @@ pub(crate) struct PartitionStart {
     pub(crate) max_time: Option<u64>,
 }
 
+impl PartitionStart {
+    /// A partition starting at `offset`, or where `restored` says.
+    pub(crate) fn new(
+        id: i32,
+        offset: i64,
+        end: Option<i64>,
+        restored: Option<&PartitionResume>,
+    ) -> (Self, Vec<(i64, u64)>) {
+        let start = PartitionStart {
+            id,
+            offset: restored.map_or(offset, |r| r.offset),
+            end,
+            max_time: restored.and_then(|r| r.max_time),
+        };
+        (
+            start,
+            restored.map(|r| r.idle_marks.clone()).unwrap_or_default(),
+        )
+    }
+}
+
 /// The read state of one partition.
 #[derive(Debug)]
 pub(crate) struct PartitionState {
@@ -98,6 +124,13 @@ pub(crate) struct PartitionState {
     pub(crate) end: Option<i64>,
     /// Largest event time accepted, in offset order.
     max_time: Option<u64>,
+    /// Idle marks (see [`PartitionResume::idle_marks`]): restored ones and
+    /// those of this run, by offset.
+    idle_marks: Vec<(i64, u64)>,
+    /// Restored idle marks reach up to this offset: until the partition is
+    /// re-read past it, it is not declared idle again (the first run's
+    /// decisions stand).
+    replay_until: i64,
     pub(crate) done: bool,
     pub(crate) idle: bool,
     /// Delivered a record since the last [`Ingest::check_idle`].
@@ -143,7 +176,7 @@ impl Ingest {
         decoder: Decoder,
         topic: &str,
         out_of_orderness_ms: u64,
-        partitions: impl IntoIterator<Item = PartitionStart>,
+        partitions: impl IntoIterator<Item = (PartitionStart, Vec<(i64, u64)>)>,
         metrics: Arc<Metrics>,
     ) -> Self {
         let now = Instant::now();
@@ -153,12 +186,14 @@ impl Ingest {
             bound: out_of_orderness_ms,
             partitions: partitions
                 .into_iter()
-                .map(|p| PartitionState {
+                .map(|(p, idle_marks)| PartitionState {
                     id: p.id,
                     next: p.offset,
                     marks: BTreeMap::new(),
                     end: p.end,
                     max_time: p.max_time,
+                    replay_until: idle_marks.last().map_or(0, |m| m.0),
+                    idle_marks,
                     done: p.end.is_some_and(|end| p.offset >= end),
                     idle: false,
                     active: false,
@@ -194,6 +229,14 @@ impl Ingest {
         if part.done || part.end.is_some_and(|end| offset >= end) {
             return false;
         }
+        // The watermark this record was judged against in the first run, if
+        // it is re-read after a restart, and never less than now.
+        let cap_time = part
+            .idle_marks
+            .iter()
+            .filter(|(from, _)| *from <= offset)
+            .map(|(_, wm)| *wm)
+            .fold(cap_time, u64::max);
         part.active = true;
         part.idle = false;
         part.next = offset + 1;
@@ -267,6 +310,13 @@ impl Ingest {
             part.marks
                 .entry(bucket)
                 .or_insert((part.next, part.max_time));
+            // Ahead of the partition's own watermark: it was idle. What it
+            // reads from now on is judged against `time`; keep that decision.
+            let own = part.max_time.map(|t| t.saturating_sub(self.bound));
+            let known = part.idle_marks.last().map_or(0, |m| m.1);
+            if own.is_none_or(|wm| time > wm) && time > known && !part.done {
+                part.idle_marks.push((part.next, time));
+            }
         }
     }
 
@@ -286,10 +336,24 @@ impl Ingest {
                     .min_by_key(|(offset, _)| *offset)
                     .copied()
                     .unwrap_or((part.next, part.max_time));
+                // Marks before the resume offset fold into one at it.
+                let (before, after): (Vec<(i64, u64)>, Vec<(i64, u64)>) =
+                    part.idle_marks.iter().partition(|(from, _)| *from < offset);
+                let mut idle_marks: Vec<(i64, u64)> = before
+                    .iter()
+                    .map(|m| m.1)
+                    .max()
+                    .map(|wm| (offset, wm))
+                    .into_iter()
+                    .chain(after)
+                    .collect();
+                idle_marks.dedup_by(|b, a| a.0 == b.0 && a.1 >= b.1);
+                part.idle_marks = idle_marks.clone();
                 PartitionResume {
                     partition: part.id,
                     offset,
                     max_time,
+                    idle_marks,
                 }
             })
             .collect();
@@ -306,6 +370,12 @@ impl Ingest {
     pub(crate) fn check_idle(&mut self, timeout: Duration) {
         let now = Instant::now();
         for part in self.partitions.iter_mut().filter(|p| !p.done) {
+            if part.next < part.replay_until {
+                // Re-reading what the first run decided: its marks stand.
+                part.active = false;
+                part.last_record = now;
+                continue;
+            }
             if std::mem::take(&mut part.active) {
                 part.last_record = now;
             } else if !part.idle && now.duration_since(part.last_record) >= timeout {
@@ -539,12 +609,9 @@ mod tests {
             Decoder::default(),
             "t",
             5_000,
-            partitions.iter().map(|(p, end)| PartitionStart {
-                id: *p,
-                offset: 0,
-                end: *end,
-                max_time: None,
-            }),
+            partitions
+                .iter()
+                .map(|(p, end)| PartitionStart::new(*p, 0, *end, None)),
             Arc::new(Metrics::default()),
         )
     }
@@ -614,6 +681,62 @@ mod tests {
         let (ok, dead) = feed(&mut ing, 15_000, &[(1, 0, 3_000), (1, 1, 16_000)]);
         assert_eq!(ok, vec![1]);
         assert_eq!(dead, vec![(DeadLetterReason::LateAfterIdle, 0)]);
+    }
+
+    /// A partition declared idle (a wall-clock decision) makes its
+    /// late-waking records dead letters; a run resumed from a checkpoint
+    /// taken before them, re-reading them with a lower watermark and
+    /// without that decision, judges them exactly as the first run did.
+    #[test]
+    fn a_resumed_source_keeps_the_idle_decisions_of_the_first_run() {
+        let early = [(0, 0, 20_000), (1, 0, 10_000)];
+        let late = [(1, 1, 9_000), (1, 2, 16_000), (0, 1, 21_000)];
+        let mut first = ingest(&[(0, None), (1, None)]);
+        let (mut ok, mut dead) = feed(&mut first, 0, &early);
+        // Partition 1 goes quiet and is declared idle; the watermark moves
+        // on to 15 s, past what it will deliver next.
+        first.check_idle(Duration::ZERO);
+        first.check_idle(Duration::ZERO);
+        assert_eq!(first.watermark(false), Watermark::Idle);
+        first.capability_moved(15_000);
+        // A checkpoint whose windows need re-reading from 15 s.
+        let part = first.resume_part(15_000);
+        let (more_ok, more_dead) = feed(&mut first, 15_000, &late);
+        assert_eq!(more_dead, vec![(DeadLetterReason::LateAfterIdle, 1)]);
+        ok.extend(more_ok);
+        dead.extend(more_dead);
+
+        let restored: BTreeMap<i32, PartitionResume> = part
+            .partitions
+            .into_iter()
+            .map(|p| (p.partition, p))
+            .collect();
+        let from = |p: i32| restored[&p].offset;
+        let mut resumed = Ingest::new(
+            Decoder::default(),
+            "t",
+            5_000,
+            [0, 1].map(|p| PartitionStart::new(p, 0, None, restored.get(&p))),
+            Arc::new(Metrics::default()),
+        );
+        // The resumed run re-reads from the checkpoint's offsets, at a lower
+        // watermark, and is not told again that partition 1 was idle.
+        resumed.check_idle(Duration::ZERO);
+        let reread: Vec<(i32, i64, u64)> = early
+            .iter()
+            .chain(&late)
+            .filter(|(p, offset, _)| *offset >= from(*p))
+            .copied()
+            .collect();
+        assert!(reread.contains(&(1, 1, 9_000)));
+        // The first run accepted every re-read record but one.
+        assert_eq!(ok.len(), early.len() + late.len() - 1);
+        let (again_ok, again_dead) = feed(&mut resumed, 0, &reread);
+        assert_eq!(
+            again_dead, dead,
+            "the same dead letter, for the same reason"
+        );
+        assert_eq!(again_ok.len(), reread.len() - 1);
     }
 
     #[test]

@@ -178,13 +178,10 @@ impl<'scope> MemorySource<'scope> for Scope<'scope, u64> {
                 let records = &topic.partitions[p];
                 let end = records.last().map_or(0, |r| r.offset + 1);
                 let restored = resume.get(&(p as i32));
-                let offset = restored.map_or(records.first().map_or(0, |r| r.offset), |r| r.offset);
-                starts.push(PartitionStart {
-                    id: p as i32,
-                    offset,
-                    end: Some(end),
-                    max_time: restored.and_then(|r| r.max_time),
-                });
+                let first = records.first().map_or(0, |r| r.offset);
+                let start = PartitionStart::new(p as i32, first, Some(end), restored);
+                let offset = start.0.offset;
+                starts.push(start);
                 positions.push((p, records.partition_point(|r| r.offset < offset)));
             }
             let ingest = Ingest::new(decoder, &topic.name, out_of_orderness_ms, starts, metrics);

@@ -275,12 +275,12 @@ impl KafkaPoller {
                 .set_partition_offset(&topic, p, Offset::Offset(offset))
                 .map_err(|e| format!("cannot assign partition {p} of `{topic}`: {e}"))?;
             // Bounded mode: read up to the end offset seen now.
-            partitions.push(PartitionStart {
-                id: p,
+            partitions.push(PartitionStart::new(
+                p,
                 offset,
-                end: config.bounded.then_some(high),
-                max_time: restored.and_then(|r| r.max_time),
-            });
+                config.bounded.then_some(high),
+                restored,
+            ));
         }
         consumer
             .assign(&assignment)
