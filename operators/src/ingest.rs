@@ -337,15 +337,21 @@ impl Ingest {
                     .copied()
                     .unwrap_or((part.next, part.max_time));
                 // Marks before the resume offset fold into one at it.
-                let (before, after): (Vec<(i64, u64)>, Vec<(i64, u64)>) =
-                    part.idle_marks.iter().partition(|(from, _)| *from < offset);
-                let mut idle_marks: Vec<(i64, u64)> = before
+                let folded = part
+                    .idle_marks
                     .iter()
+                    .filter(|(from, _)| *from < offset)
                     .map(|m| m.1)
                     .max()
-                    .map(|wm| (offset, wm))
+                    .map(|wm| (offset, wm));
+                let mut idle_marks: Vec<(i64, u64)> = folded
                     .into_iter()
-                    .chain(after)
+                    .chain(
+                        part.idle_marks
+                            .iter()
+                            .copied()
+                            .filter(|(from, _)| *from >= offset),
+                    )
                     .collect();
                 idle_marks.dedup_by(|b, a| a.0 == b.0 && a.1 >= b.1);
                 part.idle_marks = idle_marks.clone();
