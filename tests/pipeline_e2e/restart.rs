@@ -179,8 +179,19 @@ fn a_cluster_that_loses_a_process_resumes_exactly() {
     scenario.while_producing(|_| {
         for round in 0..rounds {
             let threads = [1, 2][round % 2];
-            let mut members = weir_cluster(&scenario, threads, false, &format!("cluster-{round}"));
-            std::thread::sleep(rng.below_ms(1_000, 3_000));
+            let name = format!("cluster-{round}");
+            let mut members = weir_cluster(&scenario, threads, false, &name);
+            // Kill once the cluster has formed: before, a process only waits
+            // for its peers to start.
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while !(0..2).all(|i| {
+                std::fs::read_to_string(scenario.log(&format!("{name}-{i}")))
+                    .is_ok_and(|log| log.contains("Kafka source started"))
+            }) {
+                assert!(Instant::now() < deadline, "round {round}: the cluster did not form");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            std::thread::sleep(rng.below_ms(300, 2_500));
             let (victim, survivor) = (round % 2, 1 - round % 2);
             members[victim].kill().unwrap();
             members[victim].wait().unwrap();
