@@ -12,8 +12,7 @@
 //!   is printed.
 //!
 //! Parts are encoded as the checkpoint session encodes them
-//! (`bincode::serialize`), through timely's bincode wrapper since this crate
-//! does not depend on bincode itself: the same bytes, padded to 8.
+//! (`bincode::serialize`).
 //!
 //! `cargo bench --bench checkpoint` (`WEIR_BENCH_READINGS` sets the
 //! pipeline's input size, default 2,000,000).
@@ -25,9 +24,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, SamplingMode, Throughput};
-use timely::bytes::arc::{Bytes, BytesMut};
-use timely::communication::Bytesable;
-use timely::{Bincode, ExchangeData};
 use weir::operators::alert::{
     AlertEvaluator, AlertPart, Direction, Rule, RuleInput, RuleSet, Stat,
 };
@@ -71,21 +67,13 @@ fn reading(k: usize, time: u64, value: f64) -> Reading {
 
 /// `bincode::serialize(state)`, as a checkpoint part is encoded. `state` is
 /// moved into timely's wrapper and back.
-fn encode<T: ExchangeData + Default>(state: &mut T) -> Vec<u8> {
-    let wrapped = Bincode::from(std::mem::take(state));
-    let mut bytes = Vec::new();
-    wrapped.into_bytes(&mut bytes);
-    *state = wrapped.payload;
-    bytes
+fn encode<T: serde::Serialize>(state: &T) -> Vec<u8> {
+    bincode::serialize(state).expect("a part serializes")
 }
 
 /// `bincode::deserialize(bytes)`, as a restored part is decoded.
-fn decode<T: ExchangeData>(bytes: &Bytes) -> T {
-    Bincode::<T>::from_bytes(bytes.clone()).payload
-}
-
-fn shared(bytes: Vec<u8>) -> Bytes {
-    BytesMut::from(bytes).freeze()
+fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> T {
+    bincode::deserialize(bytes).expect("a part deserializes")
 }
 
 fn report_size(what: &str, n: usize, bytes: usize) {
@@ -103,7 +91,7 @@ fn window_state(c: &mut Criterion) {
         state.insert(&reading(k, 1_000, 20.0));
         state.insert(&reading(k, 2_000, 21.5));
     }
-    let bytes = shared(encode(&mut state));
+    let bytes = encode(&state);
     report_size("open window keys", n, bytes.len());
 
     let mut group = c.benchmark_group("checkpoint/window_state");
@@ -112,7 +100,7 @@ fn window_state(c: &mut Criterion) {
         .sampling_mode(SamplingMode::Flat)
         .throughput(Throughput::Elements(n as u64));
     group.bench_function(format!("snapshot_{n}_keys"), |b| {
-        b.iter_batched(|| (), |()| encode(&mut state), BatchSize::PerIteration)
+        b.iter_batched(|| (), |()| encode(&state), BatchSize::PerIteration)
     });
     group.bench_function(format!("restore_{n}_keys"), |b| {
         b.iter_batched(
@@ -152,9 +140,9 @@ fn alert_state(c: &mut Criterion) {
     let mut alerts = Vec::new();
     evaluator.advance_to(Some(FRONTIER), &mut alerts);
     assert!(alerts.is_empty(), "no rule state fires");
-    let mut part = evaluator.snapshot();
+    let part = evaluator.snapshot();
     assert_eq!(part.keys.len(), n, "every key has a rule state");
-    let bytes = shared(encode(&mut part));
+    let bytes = encode(&part);
     report_size("alert rule states (one rule per key)", n, bytes.len());
 
     let mut group = c.benchmark_group("checkpoint/alert_state");
@@ -165,7 +153,15 @@ fn alert_state(c: &mut Criterion) {
     group.bench_function(format!("snapshot_{n}_keys"), |b| {
         b.iter_batched(
             || (),
-            |()| encode(&mut evaluator.snapshot()),
+            |()| encode(&evaluator.snapshot()),
+            BatchSize::PerIteration,
+        )
+    });
+    // The snapshot alone (its drop included), to tell it from the encoding.
+    group.bench_function(format!("snapshot_unencoded_{n}_keys"), |b| {
+        b.iter_batched(
+            || (),
+            |()| drop(evaluator.snapshot()),
             BatchSize::PerIteration,
         )
     });
