@@ -536,6 +536,40 @@ pub struct AlertEvaluator<O> {
     floor: u64,
 }
 
+/// [`AlertEvaluator::snapshot_view`]: serializes as an [`AlertPart`] (a
+/// struct of one sequence of `(key, [(name, state)])`), from borrowed state.
+struct PartView<'a, O>(&'a AlertEvaluator<O>);
+
+impl<O: Observation> Serialize for PartView<'_, O> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{SerializeSeq, SerializeStruct};
+        /// A sequence of `len` items, serialized from a clone of `items`.
+        struct Seq<I> {
+            items: I,
+            len: usize,
+        }
+        impl<I: Iterator<Item = T> + Clone, T: Serialize> Serialize for Seq<I> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                let mut seq = s.serialize_seq(Some(self.len))?;
+                for item in self.items.clone() {
+                    seq.serialize_element(&item)?;
+                }
+                seq.end()
+            }
+        }
+        let evaluator = self.0;
+        let keys = evaluator.saved_keys().map(|k| {
+            let states = evaluator.saved_states(k);
+            let len = states.clone().count();
+            (&k.key, Seq { items: states, len })
+        });
+        let len = evaluator.saved_keys().count();
+        let mut part = serializer.serialize_struct("AlertPart", 1)?;
+        part.serialize_field("keys", &Seq { items: keys, len })?;
+        part.end()
+    }
+}
+
 /// The rule states of an alert operator: its part of a checkpoint. States
 /// are kept by rule name, so a restart with changed rules keeps the state of
 /// every rule that kept its name.
@@ -579,19 +613,40 @@ impl<O: Observation> AlertEvaluator<O> {
     /// read again).
     pub fn snapshot(&self) -> AlertPart {
         let keys = self
-            .keys
-            .iter()
-            .filter_map(|k| {
-                let states: Vec<(String, RuleState)> = k
-                    .rules
-                    .iter()
-                    .filter(|(_, state)| *state != RuleState::default())
-                    .map(|(i, state)| (self.rules.rules[*i].name.clone(), state.clone()))
+            .saved_keys()
+            .map(|k| {
+                let states = self
+                    .saved_states(k)
+                    .map(|(name, state)| (name.to_owned(), state.clone()))
                     .collect();
-                (!states.is_empty()).then(|| (k.key.clone(), states))
+                (k.key.clone(), states)
             })
             .collect();
         AlertPart { keys }
+    }
+
+    /// The state as a checkpoint part, without copying it: it encodes
+    /// exactly as [`AlertEvaluator::snapshot`] does.
+    pub fn snapshot_view(&self) -> impl Serialize + '_ {
+        PartView(self)
+    }
+
+    /// The keys with a state that differs from the initial one.
+    fn saved_keys(&self) -> impl Iterator<Item = &KeyState<O>> + Clone + '_ {
+        self.keys
+            .iter()
+            .filter(|k| k.rules.iter().any(|(_, s)| *s != RuleState::default()))
+    }
+
+    /// A key's states that differ from the initial one, by rule name.
+    fn saved_states<'a>(
+        &'a self,
+        k: &'a KeyState<O>,
+    ) -> impl Iterator<Item = (&'a str, &'a RuleState)> + Clone + 'a {
+        k.rules
+            .iter()
+            .filter(|(_, state)| *state != RuleState::default())
+            .map(|(i, state)| (self.rules.rules[*i].name.as_str(), state))
     }
 
     /// Restores the states of `parts` for which `mine` holds (the keys this
@@ -944,7 +999,7 @@ where
                         emit_alerts(&mut alerts, cap, output, &metrics);
                     }
                     if let Some(marker) = marker {
-                        participant.write(&marker, &evaluator.snapshot(), Vec::new());
+                        participant.write(&marker, &evaluator.snapshot_view(), Vec::new());
                     }
                 }
                 if let Some(cap) = held.as_mut() {
@@ -1278,6 +1333,35 @@ mod tests {
     /// gives exactly the alerts of an uninterrupted run after that frontier,
     /// for seeded inputs and several cut points (hysteresis, consecutive,
     /// for-duration and cooldown state all cross the cut).
+    /// The borrowed view a checkpoint writes decodes as the snapshot.
+    #[test]
+    fn the_snapshot_view_encodes_as_the_snapshot() {
+        let rules = Arc::new(RuleSet::new(vec![Rule {
+            clear: 85.0,
+            consecutive: 2,
+            ..hot()
+        }]));
+        let mut eval = AlertEvaluator::new(rules);
+        for (i, (device, value)) in [("a", 95.0), ("b", 80.0), ("a", 96.0), ("c", 91.0)]
+            .into_iter()
+            .enumerate()
+        {
+            eval.push(Reading::new(
+                device,
+                "temp",
+                i as u64 * 1_000,
+                value,
+                0,
+                i as i64,
+            ));
+        }
+        eval.advance_to(Some(10_000), &mut Vec::new());
+        let snapshot = eval.snapshot();
+        assert!(snapshot.keys.len() >= 2, "{snapshot:?}");
+        let view = bincode::serialize(&eval.snapshot_view()).unwrap();
+        assert_eq!(view, bincode::serialize(&snapshot).unwrap());
+    }
+
     #[test]
     fn restore_then_continue_equals_an_uninterrupted_run() {
         let rule = Rule {

@@ -60,6 +60,15 @@ impl Scenario {
         let out = Outputs::new(&broker);
         let checkpoints = tempfile::tempdir().unwrap();
         let logs = tempfile::tempdir().unwrap();
+        eprintln!(
+            "DEBUG logs {} checkpoints {}",
+            logs.path().display(),
+            checkpoints.path().display()
+        );
+        let checkpoints = Box::leak(Box::new(checkpoints));
+        let logs = Box::leak(Box::new(logs));
+        let checkpoints = tempfile::TempDir::new_in(checkpoints.path()).unwrap();
+        let logs = tempfile::TempDir::new_in(logs.path()).unwrap();
         let pipeline = logs.path().join("pipeline.toml");
         let toml = live_toml(&out.toml_for(&broker, &topic), checkpoints.path());
         std::fs::write(&pipeline, toml).unwrap();
@@ -183,13 +192,8 @@ fn a_cluster_that_loses_a_process_resumes_exactly() {
             let mut members = weir_cluster(&scenario, threads, false, &name);
             // Kill once the cluster has formed: before, a process only waits
             // for its peers to start.
-            let deadline = Instant::now() + Duration::from_secs(60);
-            while !(0..2).all(|i| {
-                std::fs::read_to_string(scenario.log(&format!("{name}-{i}")))
-                    .is_ok_and(|log| log.contains("Kafka source started"))
-            }) {
-                assert!(Instant::now() < deadline, "round {round}: the cluster did not form");
-                std::thread::sleep(Duration::from_millis(50));
+            for (i, member) in members.iter_mut().enumerate() {
+                started(&scenario.log(&format!("{name}-{i}")), member);
             }
             std::thread::sleep(rng.below_ms(300, 2_500));
             let (victim, survivor) = (round % 2, 1 - round % 2);
@@ -293,6 +297,11 @@ fn interrupt(scenario: &Scenario, rounds: &[Stop], input_complete: &dyn Fn() -> 
             _ => None,
         };
         let mut child = weir_run(&scenario.pipeline, workers, false, &log, abort);
+        if !matches!(stop, Stop::Abort(_)) {
+            // Time from when the pipeline runs: a signal before that only
+            // finds a process still starting.
+            started(&log, &mut child);
+        }
         match *stop {
             Stop::Kill(after) => {
                 std::thread::sleep(after);
@@ -369,6 +378,20 @@ fn weir_command(pipeline: &Path, workers: usize, bounded: bool, log: &Path) -> C
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(log).unwrap());
     cmd
+}
+
+/// Waits until the run logged in `log` has started its sources.
+fn started(log: &Path, child: &mut Child) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !std::fs::read_to_string(log).is_ok_and(|l| l.contains("Kafka source started")) {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "weir exited while starting:\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        assert!(Instant::now() < deadline, "weir did not start within 60 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// Waits for `child` to exit, for at most `limit` (then kills it).
