@@ -60,15 +60,6 @@ impl Scenario {
         let out = Outputs::new(&broker);
         let checkpoints = tempfile::tempdir().unwrap();
         let logs = tempfile::tempdir().unwrap();
-        eprintln!(
-            "DEBUG logs {} checkpoints {}",
-            logs.path().display(),
-            checkpoints.path().display()
-        );
-        let checkpoints = Box::leak(Box::new(checkpoints));
-        let logs = Box::leak(Box::new(logs));
-        let checkpoints = tempfile::TempDir::new_in(checkpoints.path()).unwrap();
-        let logs = tempfile::TempDir::new_in(logs.path()).unwrap();
         let pipeline = logs.path().join("pipeline.toml");
         let toml = live_toml(&out.toml_for(&broker, &topic), checkpoints.path());
         std::fs::write(&pipeline, toml).unwrap();
