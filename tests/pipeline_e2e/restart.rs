@@ -44,9 +44,47 @@ struct Scenario {
     broker: Broker,
     topic: String,
     out: Outputs,
-    _checkpoints: tempfile::TempDir,
+    checkpoints: tempfile::TempDir,
     logs: tempfile::TempDir,
     pipeline: PathBuf,
+}
+
+/// When a test fails, what each run did (where it resumed from, the
+/// checkpoints it completed) is printed, so a failure in CI can be read.
+impl Drop for Scenario {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        let mut logs: Vec<PathBuf> = std::fs::read_dir(self.logs.path())
+            .map(|entries| entries.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        logs.sort_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok());
+        for log in logs
+            .iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        {
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            eprintln!("--- {}", log.display());
+            for line in text.lines().filter(|l| {
+                [
+                    "Resuming",
+                    "Checkpoint complete",
+                    "WEIR_ABORT_AT",
+                    "error",
+                    "Stopping",
+                ]
+                .iter()
+                .any(|k| l.contains(k))
+            }) {
+                eprintln!("{line}");
+            }
+        }
+        eprintln!(
+            "--- checkpoints:\n{}",
+            weir::runtime::checkpoint_table(self.checkpoints.path()).unwrap_or_default()
+        );
+    }
 }
 
 impl Scenario {
@@ -67,7 +105,7 @@ impl Scenario {
             broker,
             topic,
             out,
-            _checkpoints: checkpoints,
+            checkpoints,
             logs,
             pipeline,
         }
