@@ -237,6 +237,11 @@ impl Ingest {
             .filter(|(from, _)| *from <= offset)
             .map(|(_, wm)| *wm)
             .fold(cap_time, u64::max);
+        if offset > part.next {
+            // Kafka leaves gaps only for compacted topics and transaction
+            // markers; anything else means the broker skipped records.
+            tracing::warn!(topic = %self.topic, partition = part.id, expected = part.next, got = offset, "Offsets skipped: the broker delivered a later record than the next one");
+        }
         part.active = true;
         part.idle = false;
         part.next = offset + 1;
