@@ -9,7 +9,7 @@ use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::Capability;
 use timely::dataflow::Stream;
 
-use crate::checkpoint::Env;
+use crate::checkpoint::{Env, Marker};
 use crate::metrics::Metrics;
 use crate::reading::{KeyRef, Reading, SensorKey, WindowAggregate as Aggregate};
 
@@ -198,17 +198,20 @@ impl<'scope> WindowAggregate<'scope> for Stream<'scope, u64, Vec<Reading>> {
             state.resume_at(frontier);
         }
         let metrics = env.metrics().clone();
+        let markers = env.markers();
         // With one worker, routing by key is a no-op: skip the exchange.
         if self.scope().peers() == 1 {
-            window_operator(self, Pipeline, state, metrics)
+            window_operator(self, markers, Pipeline, state, metrics)
         } else {
-            window_operator(self, Exchange::new(|r: &Reading| r.route), state, metrics)
+            let pact = Exchange::new(|r: &Reading| r.route);
+            window_operator(self, markers, pact, state, metrics)
         }
     }
 }
 
 fn window_operator<'scope, P>(
     stream: Stream<'scope, u64, Vec<Reading>>,
+    markers: Stream<'scope, u64, Vec<Marker>>,
     pact: P,
     mut state: WindowState,
     metrics: std::sync::Arc<Metrics>,
@@ -216,54 +219,75 @@ fn window_operator<'scope, P>(
 where
     P: ParallelizationContract<u64, Vec<Reading>>,
 {
-    stream.unary_frontier(pact, "WindowAggregate", move |_cap, _info| {
-        // Held at or before the end of the earliest open window.
-        let mut held: Option<Capability<u64>> = None;
-        let mut closed = Vec::new();
-        move |(input, frontier), output| {
-            input.for_each_stamp(|cap, data| {
-                if held
-                    .as_ref()
-                    .is_none_or(|h| cap.least().is_some_and(|t| t < h.time()))
-                {
-                    held = cap.retain_least(output.output_index());
-                }
-                for batch in data {
-                    for reading in batch.iter() {
-                        state.insert(reading);
+    stream.binary_frontier(
+        markers,
+        pact,
+        Pipeline,
+        "WindowAggregate",
+        move |_cap, _info| {
+            // Held at or before the end of the earliest open window.
+            let mut held: Option<Capability<u64>> = None;
+            let mut closed = Vec::new();
+            // The latest checkpoint's frontier: a stop keeps the windows that
+            // closed before it, which that checkpoint counts as written.
+            let mut checkpointed: Option<u64> = None;
+            move |(input, frontier), (marker_input, marker_frontier), output| {
+                marker_input.for_each(|_, markers| {
+                    for marker in markers.drain(..) {
+                        checkpointed = checkpointed.max(marker.until());
                     }
-                    batch.clear();
+                });
+                input.for_each_stamp(|cap, data| {
+                    if held
+                        .as_ref()
+                        .is_none_or(|h| cap.least().is_some_and(|t| t < h.time()))
+                    {
+                        held = cap.retain_least(output.output_index());
+                    }
+                    for batch in data {
+                        for reading in batch.iter() {
+                            state.insert(reading);
+                        }
+                        batch.clear();
+                    }
+                });
+                let Some(cap) = held.as_mut() else { return };
+                let frontier = frontier.frontier().first().copied();
+                if frontier.is_none() && metrics.stop_requested() {
+                    if !marker_frontier.is_empty() {
+                        // The last checkpoint marker may still be on its way.
+                        return;
+                    }
+                    if let Some(at) = checkpointed {
+                        state.flush_until(Some(at), &mut closed);
+                    }
+                    let dropped = state.discard();
+                    Metrics::add(&metrics.windows_left_open, dropped as u64);
+                    tracing::info!(
+                        dropped,
+                        "Stopped: open windows are not complete and are not written"
+                    );
                 }
-            });
-            let Some(cap) = held.as_mut() else { return };
-            let frontier = frontier.frontier().first().copied();
-            if frontier.is_none() && metrics.stop_requested() {
-                let dropped = state.discard();
-                Metrics::add(&metrics.windows_left_open, dropped as u64);
-                tracing::info!(
-                    dropped,
-                    "Stopped: open windows are not complete and are not written"
-                );
-            }
-            state.flush_until(frontier, &mut closed);
-            Metrics::add(&metrics.windows, closed.len() as u64);
-            // Each window travels at its end time.
-            let mut windows = closed.drain(..).peekable();
-            while let Some(first) = windows.next() {
-                let end = first.window_end;
-                let at = cap.delayed(&end);
-                let mut session = output.session(&at);
-                session.give(first);
-                while let Some(w) = windows.next_if(|w| w.window_end == end) {
-                    session.give(w);
+                state.flush_until(frontier, &mut closed);
+                Metrics::add(&metrics.windows, closed.len() as u64);
+                // Each window travels at its end time.
+                let mut windows = closed.drain(..).peekable();
+                while let Some(first) = windows.next() {
+                    let end = first.window_end;
+                    let at = cap.delayed(&end);
+                    let mut session = output.session(&at);
+                    session.give(first);
+                    while let Some(w) = windows.next_if(|w| w.window_end == end) {
+                        session.give(w);
+                    }
+                }
+                match state.earliest_end() {
+                    Some(end) => cap.downgrade(&end.max(*cap.time())),
+                    None => held = None,
                 }
             }
-            match state.earliest_end() {
-                Some(end) => cap.downgrade(&end.max(*cap.time())),
-                None => held = None,
-            }
-        }
-    })
+        },
+    )
 }
 
 #[cfg(test)]

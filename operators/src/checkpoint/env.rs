@@ -175,6 +175,12 @@ impl<'scope> Env<'scope> {
         self.shared.sources.borrow_mut().push(book);
     }
 
+    /// The checkpoint markers, for an operator that needs to know where
+    /// checkpoints are taken without writing a part.
+    pub(crate) fn markers(&self) -> Stream<'scope, u64, Vec<Marker>> {
+        self.markers.clone()
+    }
+
     /// Registers an operator that writes a part at every marker, named
     /// `<kind>.<n>` for the `n`-th operator of that kind wired on the worker
     /// (so a restarted pipeline, wired the same way, finds its parts).
