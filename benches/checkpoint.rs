@@ -20,10 +20,13 @@
 // criterion_group! generates an undocumented public function.
 #![allow(missing_docs)]
 
+mod support;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, SamplingMode, Throughput};
+use support::input;
 use weir::operators::alert::{
     AlertEvaluator, AlertPart, Direction, Rule, RuleInput, RuleSet, Stat,
 };
@@ -31,7 +34,6 @@ use weir::operators::memory::{MemorySource, MemoryTopic};
 use weir::operators::{
     CheckpointConfig, Decoder, EvaluateAlerts, Reading, WindowAggregateOp, WindowState,
 };
-use weir::simulate::{generate, SimulatorConfig};
 use weir::RunOptions;
 
 const WINDOW_MS: u64 = 60_000;
@@ -178,34 +180,6 @@ fn alert_state(c: &mut Criterion) {
         )
     });
     group.finish();
-}
-
-/// Simulated readings of 200 devices with three sensors, on 8 partitions.
-fn input(readings: usize) -> MemoryTopic {
-    let devices = 200;
-    let config = SimulatorConfig {
-        devices,
-        duration_ms: (readings / (devices * SENSORS.len())) as u64 * 1_000,
-        start_ms: 1_763_900_000_000,
-        bad_record_rate: 0.0,
-        late_rate: 0.0,
-        ..SimulatorConfig::default()
-    };
-    let records: Vec<_> = generate(&config).collect();
-    let partitions = 8;
-    MemoryTopic::from_records(
-        "bench",
-        partitions,
-        records.iter().map(|r| {
-            let p = weir::operators::SensorKey::route_hash(&r.key, "") as usize % partitions;
-            (
-                p,
-                Some(r.key.as_bytes()),
-                r.payload.as_slice(),
-                Some(r.timestamp_ms),
-            )
-        }),
-    )
 }
 
 /// The pipeline of `benches/pipeline.rs` on one worker: returns the records

@@ -8,48 +8,22 @@
 //! `cargo bench --bench pipeline` (set `WEIR_BENCH_READINGS` to change the
 //! input size, default 2,000,000).
 
+mod support;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hashbrown::HashMap;
 use serde::Deserialize;
+use support::input;
 use timely::dataflow::operators::{Inspect, Probe};
 use timely::dataflow::ProbeHandle;
 use weir::operators::alert::{Direction, Rule, RuleInput, RuleSet, Stat};
 use weir::operators::memory::{MemorySource, MemoryTopic};
 use weir::operators::{Decoder, Env, EvaluateAlerts, Metrics, WindowAggregateOp};
-use weir::simulate::{generate, SimulatorConfig};
 
 const WINDOW_MS: u64 = 60_000;
 const THRESHOLD: f64 = 90.0;
-
-fn input(readings: usize) -> MemoryTopic {
-    let devices = 200;
-    let sensors = 3;
-    let config = SimulatorConfig {
-        devices,
-        duration_ms: (readings / (devices * sensors)) as u64 * 1_000,
-        start_ms: 1_763_900_000_000,
-        bad_record_rate: 0.0,
-        late_rate: 0.0,
-        ..SimulatorConfig::default()
-    };
-    let records: Vec<_> = generate(&config).collect();
-    let partitions = 8;
-    MemoryTopic::from_records(
-        "bench",
-        partitions,
-        records.iter().map(|r| {
-            let p = weir::operators::SensorKey::route_hash(&r.key, "") as usize % partitions;
-            (
-                p,
-                Some(r.key.as_bytes()),
-                r.payload.as_slice(),
-                Some(r.timestamp_ms),
-            )
-        }),
-    )
-}
 
 #[derive(Deserialize)]
 struct Plain<'a> {

@@ -1,0 +1,34 @@
+//! Input shared by the benches.
+
+use weir::operators::memory::MemoryTopic;
+use weir::simulate::{generate, SimulatorConfig};
+
+/// About `readings` simulated readings of 200 devices with three sensors,
+/// without bad or late records, on 8 partitions keyed by device.
+pub fn input(readings: usize) -> MemoryTopic {
+    let devices = 200;
+    let sensors = 3;
+    let config = SimulatorConfig {
+        devices,
+        duration_ms: (readings / (devices * sensors)) as u64 * 1_000,
+        start_ms: 1_763_900_000_000,
+        bad_record_rate: 0.0,
+        late_rate: 0.0,
+        ..SimulatorConfig::default()
+    };
+    let records: Vec<_> = generate(&config).collect();
+    let partitions = 8;
+    MemoryTopic::from_records(
+        "bench",
+        partitions,
+        records.iter().map(|r| {
+            let p = weir::operators::SensorKey::route_hash(&r.key, "") as usize % partitions;
+            (
+                p,
+                Some(r.key.as_bytes()),
+                r.payload.as_slice(),
+                Some(r.timestamp_ms),
+            )
+        }),
+    )
+}
