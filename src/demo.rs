@@ -97,16 +97,72 @@ pub fn demo(options: &DemoOptions) -> anyhow::Result<()> {
         spec.summary()
     );
 
+    let recording = options.out.join("recording");
+    let replay_out = options.out.join("replay");
+    for dir in [&recording, &replay_out] {
+        if dir.exists() {
+            std::fs::remove_dir_all(dir)
+                .with_context(|| format!("cannot clear {}", dir.display()))?;
+        }
+    }
     let run = RunOptions {
         workers: options.workers,
         bounded: true,
         progress: true,
         stop_on_signal: true,
         name: spec.name.clone(),
+        record: Some(recording.clone()),
         ..RunOptions::default()
     };
     let report = pipeline::run_spec(&spec, &run)?;
     println!("{report}");
+
+    println!(
+        "Replaying the recording of that run ({}) to local files ({})...",
+        recording.display(),
+        replay_out.display()
+    );
+    let replay = RunOptions {
+        bounded: true,
+        record: None,
+        replay: Some(recording.clone()),
+        out: Some(replay_out.clone()),
+        ..run
+    };
+    pipeline::run_spec(&spec, &replay)?;
+    let same = |what: &str, live: usize, identical: bool| {
+        if identical {
+            println!("  {what}: identical ({live})");
+        } else {
+            println!("  {what}: DIFFERENT from the live run");
+        }
+        identical
+    };
+    let live_files = parquet_files(&windows_dir)?;
+    let live_alerts = read_all(&brokers, "alerts")?;
+    let live_dead = read_all(&brokers, "readings.dead")?;
+    let identical = [
+        same(
+            "Parquet files (bytes)",
+            live_files.len(),
+            live_files == parquet_files(&replay_out.join("windows"))?,
+        ),
+        same(
+            "alert events",
+            live_alerts.len(),
+            live_alerts == read_lines(&replay_out.join("alerts.jsonl"))?,
+        ),
+        same(
+            "dead letters",
+            live_dead.len(),
+            live_dead == read_lines(&replay_out.join("dead_letters.jsonl"))?,
+        ),
+    ];
+    anyhow::ensure!(
+        identical.iter().all(|&same| same),
+        "the replay did not give the live run's results"
+    );
+    println!("The replay gave exactly the live run's results.");
 
     let samples = read_topic(&brokers, "alerts", 3)?;
     if !samples.is_empty() {
@@ -121,6 +177,72 @@ pub fn demo(options: &DemoOptions) -> anyhow::Result<()> {
         windows_dir.display()
     );
     Ok(())
+}
+
+/// Every file below `dir` as (path without the run's name, bytes), sorted.
+fn parquet_files(dir: &Path) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
+    let mut files = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for entry in
+            std::fs::read_dir(&d).with_context(|| format!("cannot list {}", d.display()))?
+        {
+            let path = entry?.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                let relative = path.strip_prefix(dir)?.to_string_lossy().into_owned();
+                // part-<run>-w<worker>-<seq>.parquet: the run differs.
+                let name: Vec<&str> = relative.rsplitn(2, "part-").collect();
+                let without_run = name[0].split_once('-').map_or(name[0], |(_, rest)| rest);
+                let key = format!("{}{without_run}", name.get(1).unwrap_or(&""));
+                files.push((key, std::fs::read(&path)?));
+            }
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// The lines of a file, sorted.
+fn read_lines(path: &Path) -> anyhow::Result<Vec<String>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    lines.sort();
+    Ok(lines)
+}
+
+/// Every payload of a topic, as text, sorted.
+fn read_all(brokers: &str, topic: &str) -> anyhow::Result<Vec<String>> {
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "weir-demo-reader")
+        .set("enable.auto.commit", "false")
+        .create()?;
+    let timeout = Duration::from_secs(10);
+    let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
+    let mut assignment = rdkafka::TopicPartitionList::new();
+    let mut remaining = 0;
+    for p in metadata.topics().iter().flat_map(|t| t.partitions()) {
+        let (low, high) = consumer.fetch_watermarks(topic, p.id(), timeout)?;
+        remaining += high - low;
+        assignment.add_partition_offset(topic, p.id(), rdkafka::Offset::Offset(low))?;
+    }
+    consumer.assign(&assignment)?;
+    let mut out = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while (out.len() as i64) < remaining {
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "cannot read topic `{topic}` to its end"
+        );
+        if let Some(m) = consumer.poll(Duration::from_millis(100)) {
+            out.push(String::from_utf8_lossy(m?.payload().unwrap_or(&[])).into_owned());
+        }
+    }
+    out.sort();
+    Ok(out)
 }
 
 /// The first `limit` payloads of a topic, as text.

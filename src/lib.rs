@@ -29,6 +29,7 @@ pub mod config;
 pub mod demo;
 pub mod pipeline;
 pub mod preflight;
+pub mod record;
 pub mod runtime;
 pub mod simulate;
 

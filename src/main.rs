@@ -26,6 +26,71 @@ enum Command {
         #[command(flatten)]
         args: RunArgs,
     },
+    /// Record a pipeline's source topic into a recording directory (Parquet),
+    /// to replay later. Recording again into the same directory continues
+    /// where it stopped.
+    Record {
+        /// The pipeline file (TOML): its source says what to record.
+        pipeline: PathBuf,
+        /// The recording directory.
+        dir: PathBuf,
+        /// Partitions to record, e.g. "0,2" (default: all).
+        #[arg(long, value_delimiter = ',')]
+        partitions: Vec<i32>,
+        /// Where to start: "earliest", an offset, or an RFC 3339 time.
+        #[arg(long, default_value = "earliest")]
+        from: weir::record::Position,
+        /// Where to stop: "end" (the end when recording starts), an
+        /// offset (exclusive), or an RFC 3339 time.
+        #[arg(long, default_value = "end")]
+        to: weir::record::Position,
+        /// Don't show the progress bar.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Import captured records (kcat -C -J output, or JSON lines) into a
+    /// recording directory.
+    Import {
+        /// The file to import ("-": standard input).
+        input: PathBuf,
+        /// The recording directory.
+        dir: PathBuf,
+        /// The topic the records came from (dead letters of a replay name it).
+        #[arg(long, default_value = "readings")]
+        topic: String,
+        /// What each line holds.
+        #[arg(long, value_enum, default_value = "auto")]
+        format: weir::record::ImportFormat,
+    },
+    /// Replay a recording through a pipeline, with exactly the results of the
+    /// run that recorded it. Outputs go to local files unless --to-sinks.
+    Replay {
+        /// The recording directory.
+        recording: PathBuf,
+        /// The pipeline file (TOML).
+        #[arg(long)]
+        pipeline: PathBuf,
+        /// Where outputs go: OUT/windows/ (Parquet), OUT/alerts.jsonl,
+        /// OUT/dead_letters.jsonl.
+        #[arg(long, default_value = "replay-out")]
+        out: PathBuf,
+        /// Write to the pipeline's own sinks (Kafka topics, its Parquet
+        /// directory) instead of local files.
+        #[arg(long)]
+        to_sinks: bool,
+        /// Worker threads (default: the pipeline's own setting).
+        #[arg(long, short = 'w')]
+        workers: Option<usize>,
+        /// Don't show the progress bar.
+        #[arg(long)]
+        quiet: bool,
+        /// Take checkpoints in this directory and resume from the latest.
+        #[arg(long, value_name = "DIR")]
+        checkpoint_dir: Option<PathBuf>,
+        /// Delete the checkpoints and replay from the start.
+        #[arg(long)]
+        from_scratch: bool,
+    },
     /// List the checkpoints in a directory: number, event-time frontier,
     /// when it was taken, workers and size.
     Checkpoints {
@@ -106,6 +171,83 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let options = args.options(&spec.name, spec.workers, spec.checkpoint.clone())?;
             let report = weir::pipeline::run_spec(&spec, &options)?;
             print!("{report}");
+            Ok(())
+        }
+        Command::Record {
+            pipeline,
+            dir,
+            partitions,
+            from,
+            to,
+            quiet,
+        } => {
+            let spec = weir::config::load_pipeline(&pipeline)?;
+            let options = weir::record::RecordOptions {
+                partitions,
+                from,
+                to,
+                progress: !quiet,
+            };
+            let report = weir::record::record(&spec.source, &dir, &options)?;
+            println!(
+                "Recorded {} records of `{}` ({} partitions) into {} in {:.1} s.",
+                report.records,
+                spec.source.topic,
+                report.partitions,
+                dir.display(),
+                report.elapsed.as_secs_f64()
+            );
+            if report.interrupted {
+                println!("Interrupted: run the same command again to continue.");
+            }
+            Ok(())
+        }
+        Command::Import {
+            input,
+            dir,
+            topic,
+            format,
+        } => {
+            let name = input.display().to_string();
+            let mut reader: Box<dyn std::io::BufRead> = if name == "-" {
+                Box::new(std::io::stdin().lock())
+            } else {
+                let file = std::fs::File::open(&input)
+                    .map_err(|e| anyhow::anyhow!("cannot open {name}: {e}"))?;
+                Box::new(std::io::BufReader::new(file))
+            };
+            let n = weir::record::import(&mut reader, &name, &dir, &topic, format)?;
+            println!("Imported {n} records into {}.", dir.display());
+            Ok(())
+        }
+        Command::Replay {
+            recording,
+            pipeline,
+            out,
+            to_sinks,
+            workers,
+            quiet,
+            checkpoint_dir,
+            from_scratch,
+        } => {
+            let spec = weir::config::load_pipeline(&pipeline)?;
+            let args = RunArgs {
+                workers,
+                quiet,
+                checkpoint_dir,
+                from_scratch,
+                replay: Some(recording),
+                out: (!to_sinks).then_some(out),
+                ..RunArgs::default()
+            };
+            // A replay never touches the live run's checkpoints: only those
+            // asked for here.
+            let options = args.options(&spec.name, spec.workers, None)?;
+            let report = weir::pipeline::run_spec(&spec, &options)?;
+            print!("{report}");
+            if let Some(out) = &options.out {
+                println!("Outputs are in {}.", out.display());
+            }
             Ok(())
         }
         Command::Checkpoints { dir } => {

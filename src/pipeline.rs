@@ -62,7 +62,7 @@ pub fn build<'s>(scope: Scope<'s, u64>, ctx: &Context<'s>, spec: &PipelineSpec) 
 /// and bounded flag win over the file's), after checking that its brokers
 /// answer, its topics exist and its output directory is writable.
 pub fn run_spec(spec: &PipelineSpec, options: &RunOptions) -> anyhow::Result<RunReport> {
-    crate::preflight::check_pipeline(spec)?;
+    crate::preflight::check_pipeline(spec, options)?;
     let spec = Arc::new(spec.clone());
     run(options, move |scope, ctx| build(scope, ctx, &spec))
 }

@@ -12,6 +12,7 @@ use rdkafka::types::RDKafkaRespErr;
 use weir_operators::kafka::client_config;
 
 use crate::config::PipelineSpec;
+use crate::runtime::RunOptions;
 
 /// How long the broker may take to answer a metadata request.
 const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
@@ -65,11 +66,18 @@ pub fn check_writable_dir(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Checks everything a pipeline needs from the outside world: the source
-/// and sink topics on their brokers, and the Parquet directory.
-pub fn check_pipeline(spec: &PipelineSpec) -> anyhow::Result<()> {
-    let source = &spec.source;
-    check_topics(&source.brokers, &source.properties, &[&source.topic])?;
+/// Checks everything a run of the pipeline needs from the outside world:
+/// the source topic on its broker (unless the run replays a recording), the
+/// sink topics and the Parquet directory (unless outputs go to local files
+/// under `out`, which must then be writable).
+pub fn check_pipeline(spec: &PipelineSpec, options: &RunOptions) -> anyhow::Result<()> {
+    if options.replay.is_none() {
+        let source = &spec.source;
+        check_topics(&source.brokers, &source.properties, &[&source.topic])?;
+    }
+    if let Some(out) = &options.out {
+        return check_writable_dir(out);
+    }
     for sink in [&spec.alerts, &spec.dead_letters].into_iter().flatten() {
         check_topics(&sink.brokers, &sink.properties, &[&sink.topic])?;
     }

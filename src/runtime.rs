@@ -2,6 +2,7 @@
 //! what a run did.
 
 use std::fmt;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -12,7 +13,8 @@ use timely::CommunicationConfig;
 use timely::WorkerConfig;
 use weir_operators::checkpoint::{CheckpointConfig, Marker, Session};
 use weir_operators::metrics::AlertCounts;
-use weir_operators::{DeadLetterReason, Env, Metrics};
+use weir_operators::recording::Recording;
+use weir_operators::{DeadLetterReason, Env, Metrics, RunIo};
 
 /// How to run a pipeline.
 #[derive(Clone, Debug)]
@@ -38,6 +40,14 @@ pub struct RunOptions {
     /// With checkpoints: delete them and start from the sources' configured
     /// start, writing every output again.
     pub from_scratch: bool,
+    /// Record what the sources read, with their idle decisions, into this
+    /// directory (see [`weir_operators::recording`]).
+    pub record: Option<PathBuf>,
+    /// Read this recording instead of the sources' topics: a replay, bounded.
+    pub replay: Option<PathBuf>,
+    /// Write outputs to local files under this directory instead of the
+    /// pipeline's sinks: `windows/`, `alerts.jsonl`, `dead_letters.jsonl`.
+    pub out: Option<PathBuf>,
 }
 
 impl Default for RunOptions {
@@ -51,6 +61,9 @@ impl Default for RunOptions {
             name: "pipeline".to_owned(),
             checkpoint: None,
             from_scratch: false,
+            record: None,
+            replay: None,
+            out: None,
         }
     }
 }
@@ -85,6 +98,17 @@ pub struct RunArgs {
     /// every output is written again.
     #[arg(long)]
     pub from_scratch: bool,
+    /// Record what the source reads, with its idle decisions, into this
+    /// directory, for exact replays.
+    #[arg(long, value_name = "DIR", conflicts_with = "replay")]
+    pub record: Option<PathBuf>,
+    /// Read this recording instead of the source topic (bounded).
+    #[arg(long, value_name = "DIR")]
+    pub replay: Option<PathBuf>,
+    /// Write outputs to local files under this directory instead of the
+    /// pipeline's sinks: windows/ (Parquet), alerts.jsonl, dead_letters.jsonl.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
 }
 
 impl RunArgs {
@@ -118,13 +142,16 @@ impl RunArgs {
         }
         Ok(RunOptions {
             workers: self.workers.unwrap_or(workers),
-            bounded: self.bounded,
+            bounded: self.bounded || self.replay.is_some(),
             progress: !self.quiet,
             cluster,
             stop_on_signal: true,
             name: name.to_owned(),
             checkpoint,
             from_scratch: self.from_scratch,
+            record: self.record.clone(),
+            replay: self.replay.clone(),
+            out: self.out.clone(),
         })
     }
 }
@@ -321,6 +348,14 @@ where
     F: for<'s> Fn(Scope<'s, u64>, &Context<'s>) + Send + Sync + 'static,
 {
     let config = options.timely_config()?;
+    let io = Arc::new(RunIo {
+        record: options.record.clone(),
+        replay: match &options.replay {
+            Some(dir) => Some(Arc::new(Recording::open(dir)?)),
+            None => None,
+        },
+        out: options.out.clone(),
+    });
     let session = match &options.checkpoint {
         Some(c) => Some(Arc::new(open_checkpoints(c, options)?)),
         None => None,
@@ -356,7 +391,8 @@ where
         let index = worker.index();
         worker.dataflow::<u64, _, _>(|scope| {
             let context = Context {
-                env: Env::new(scope, worker_metrics.clone(), &run_id, session.clone()),
+                env: Env::new(scope, worker_metrics.clone(), &run_id, session.clone())
+                    .with_io(io.clone()),
                 worker: index,
                 bounded,
             };
@@ -481,10 +517,24 @@ fn spawn_monitor(
         } else {
             indicatif::ProgressBar::hidden()
         };
+        let mut known_end = false;
         while !done.load(Ordering::Relaxed) {
             if watch_signal && SIGNALLED.load(Ordering::Relaxed) && !metrics.stop_requested() {
                 metrics.request_stop();
             }
+            let expected = Metrics::get(&metrics.records_expected);
+            if expected > 0 && !known_end {
+                // The end is known (a replay): a bar with rate and ETA.
+                known_end = true;
+                bar.set_length(expected);
+                bar.set_style(
+                    indicatif::ProgressStyle::with_template(
+                        "[{elapsed}] {bar:30} {percent}% {per_sec} ETA {eta} {msg}",
+                    )
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+                );
+            }
+            bar.set_position(Metrics::get(&metrics.records_read));
             bar.set_message(format!(
                 "{} records read, {} windows, {} alert events, {} dead letters",
                 Metrics::get(&metrics.records_read),

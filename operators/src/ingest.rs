@@ -23,6 +23,7 @@ use crate::dead_letter::{DeadLetter, DeadLetterReason};
 use crate::decode::Decoder;
 use crate::metrics::Metrics;
 use crate::reading::Reading;
+use crate::recording::{RecordRef, Recorder};
 
 /// What a source returns: the readings, and the dead letters (undecodable
 /// or late records, with reason and origin).
@@ -30,21 +31,6 @@ pub type SourceStreams<'scope> = (
     Stream<'scope, u64, Vec<Reading>>,
     Stream<'scope, u64, Vec<DeadLetter>>,
 );
-
-/// One record as a source reads it.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct RawRecord<'a> {
-    /// Partition.
-    pub(crate) partition: i32,
-    /// Offset in the partition.
-    pub(crate) offset: i64,
-    /// Record key.
-    pub(crate) key: Option<&'a [u8]>,
-    /// Record payload.
-    pub(crate) payload: &'a [u8],
-    /// Record timestamp (ms), if any.
-    pub(crate) timestamp: Option<i64>,
-}
 
 /// Where a source partition resumes after a restart: the offset to re-read
 /// from, and the largest event time accepted before it, so that lateness is
@@ -164,6 +150,8 @@ pub(crate) struct Ingest {
     all_idle_since: Option<(Instant, Duration)>,
     /// The resume positions of the last checkpoint part written.
     last_resume: Option<SourcePart>,
+    /// Records what the source reads, with its idle marks (`--record`).
+    recorder: Option<Recorder>,
 }
 
 /// Bad records of one reason logged as warnings by a worker before the rest
@@ -204,6 +192,22 @@ impl Ingest {
             warned: [0; DeadLetterReason::ALL.len()],
             all_idle_since: None,
             last_resume: None,
+            recorder: None,
+        }
+    }
+
+    /// Whether what is read is recorded (record headers then).
+    pub(crate) fn recording(&self) -> bool {
+        self.recorder.is_some()
+    }
+
+    /// Makes what was recorded so far durable; a failure is a pipeline error.
+    fn seal_recording(&mut self) {
+        if let Some(recorder) = &mut self.recorder {
+            if let Err(e) = recorder.seal() {
+                self.metrics.add_error(format!("recording failed: {e}"));
+                self.recorder = None;
+            }
         }
     }
 
@@ -213,7 +217,7 @@ impl Ingest {
     /// partitions or beyond a bounded partition's end (left for a later run).
     pub(crate) fn accept(
         &mut self,
-        record: RawRecord<'_>,
+        record: RecordRef<'_>,
         cap_time: u64,
         readings: &mut Vec<Reading>,
         dead: &mut Vec<DeadLetter>,
@@ -237,6 +241,12 @@ impl Ingest {
             .filter(|(from, _)| *from <= offset)
             .map(|(_, wm)| *wm)
             .fold(cap_time, u64::max);
+        if let Some(recorder) = &mut self.recorder {
+            if let Err(e) = recorder.push(&record) {
+                self.metrics.add_error(format!("recording failed: {e}"));
+                self.recorder = None;
+            }
+        }
         if offset > part.next {
             // Kafka leaves gaps only for compacted topics and transaction
             // markers; anything else means the broker skipped records.
@@ -248,7 +258,7 @@ impl Ingest {
         if part.end.is_some_and(|end| offset + 1 >= end) {
             part.done = true;
         }
-        let verdict: Result<(), (DeadLetterReason, String)> = match self.decoder.decode(record.payload, record.timestamp, part.id, offset) {
+        let verdict: Result<(), (DeadLetterReason, String)> = match self.decoder.decode(record.value, record.timestamp, part.id, offset) {
             Ok(reading) => match part.max_time.map(|t| t.saturating_sub(self.bound)) {
                 Some(wm) if reading.time < wm => Err((
                     DeadLetterReason::Late,
@@ -296,7 +306,7 @@ impl Ingest {
                 partition: part.id,
                 offset,
                 key: record.key.map(<[u8]>::to_vec),
-                payload: record.payload.to_vec(),
+                payload: record.value.to_vec(),
             });
         }
         true
@@ -321,6 +331,12 @@ impl Ingest {
             let known = part.idle_marks.last().map_or(0, |m| m.1);
             if own.is_none_or(|wm| time > wm) && time > known && !part.done {
                 part.idle_marks.push((part.next, time));
+                if let Some(recorder) = &mut self.recorder {
+                    if let Err(e) = recorder.mark(part.id, part.next, time) {
+                        self.metrics.add_error(format!("recording failed: {e}"));
+                        self.recorder = None;
+                    }
+                }
             }
         }
     }
@@ -373,6 +389,9 @@ impl Ingest {
             partitions,
         };
         self.last_resume = Some(part.clone());
+        // A resumed run re-reads from these positions: what was read before
+        // them must be in the recording already.
+        self.seal_recording();
         part
     }
 
@@ -530,6 +549,7 @@ where
     let mut dead_out = OutputBuilder::from(dead_out);
     let (worker, peers) = (scope.index(), scope.peers());
     let step = watermark_step_ms.max(1);
+    let record_dir = env.io().record.clone();
 
     builder.build(move |mut caps| {
         let mut caps = match (caps.pop(), caps.pop()) {
@@ -537,7 +557,13 @@ where
             _ => None,
         };
         let mut poller = match open(worker, peers) {
-            Ok((poller, ingest)) => {
+            Ok((poller, mut ingest)) => {
+                if let Some(dir) = &record_dir {
+                    match Recorder::open(dir, &ingest.topic) {
+                        Ok(recorder) => ingest.recorder = Some(recorder),
+                        Err(e) => metrics.add_error(format!("cannot record: {e}")),
+                    }
+                }
                 *ingest_cell.borrow_mut() = Some(ingest);
                 Some(poller)
             }
@@ -558,6 +584,7 @@ where
             };
             if metrics.stop_requested() {
                 tracing::info!(worker, "Source stopping on request; the dataflow drains");
+                ingest.seal_recording();
                 caps = None;
                 return;
             }
@@ -569,6 +596,7 @@ where
             let watermark = match ingest.watermark(poller.bounded()) {
                 Watermark::Done => {
                     tracing::debug!(worker, "Source reached the end of its partitions");
+                    ingest.seal_recording();
                     caps = None;
                     return;
                 }
@@ -636,12 +664,13 @@ mod tests {
         let (mut readings, mut dead) = (Vec::new(), Vec::new());
         for (partition, offset, time) in records {
             let payload = format!(r#"{{"device_id":"d","sensor":"s","value":1,"ts":{time}}}"#);
-            let record = RawRecord {
+            let record = RecordRef {
                 partition: *partition,
                 offset: *offset,
                 key: None,
-                payload: payload.as_bytes(),
+                value: payload.as_bytes(),
                 timestamp: None,
+                headers: &[],
             };
             ingest.accept(record, cap_time, &mut readings, &mut dead);
         }

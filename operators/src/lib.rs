@@ -25,12 +25,14 @@ mod ingest;
 pub mod kafka;
 pub mod memory;
 pub mod metrics;
+pub mod output;
 pub mod parquet;
 pub mod reading;
+pub mod recording;
 pub mod window_aggregate;
 
 pub use alert::{Alert, AlertState, EvaluateAlerts, Rule, RuleInput, RuleSet};
-pub use checkpoint::{CheckpointConfig, Env};
+pub use checkpoint::{CheckpointConfig, Env, RunIo};
 pub use dead_letter::{DeadLetter, DeadLetterReason};
 pub use decode::{DecodeConfig, Decoder, TimeFormat};
 pub use ingest::SourceStreams;

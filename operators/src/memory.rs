@@ -11,9 +11,10 @@ use crate::checkpoint::Env;
 use crate::dead_letter::DeadLetter;
 use crate::decode::Decoder;
 use crate::ingest::{
-    ingest_source, restored_positions, Ingest, PartitionStart, Poller, RawRecord, SourceStreams,
+    ingest_source, restored_positions, Ingest, PartitionStart, Poller, SourceStreams,
 };
 use crate::reading::Reading;
+use crate::recording::RecordRef;
 
 /// One recorded Kafka record.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -137,12 +138,13 @@ impl Poller for MemoryPoller {
             let records = &self.topic.partitions[*p];
             let stop = (*next + TURN).min(records.len());
             for r in &records[*next..stop] {
-                let raw = RawRecord {
+                let raw = RecordRef {
                     partition: *p as i32,
                     offset: r.offset,
                     key: r.key.as_deref(),
-                    payload: &r.payload,
+                    value: &r.payload,
                     timestamp: r.timestamp,
+                    headers: &[],
                 };
                 read += usize::from(ingest.accept(raw, cap_time, readings, dead));
             }

@@ -16,6 +16,9 @@ use crate::dead_letter::DeadLetterReason;
 pub struct Metrics {
     /// Records read from Kafka (good and bad).
     pub records_read: AtomicU64,
+    /// Records the sources will read in all, where it is known in advance
+    /// (replays of recordings): progress can show a rate and an ETA.
+    pub records_expected: AtomicU64,
     /// Readings decoded and accepted.
     pub readings: AtomicU64,
     /// Dead letters, by [`DeadLetterReason::index`].

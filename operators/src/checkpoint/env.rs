@@ -3,6 +3,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -20,6 +21,7 @@ use timely::scheduling::Activator;
 
 use super::{Ack, Manifest, Marker, PartInfo, PendingFile, Session, FORMAT};
 use crate::metrics::Metrics;
+use crate::recording::Recording;
 
 /// A source's resume bookkeeping, written by the worker's acknowledger at
 /// each checkpoint.
@@ -72,6 +74,23 @@ impl Shared {
     }
 }
 
+/// Where a run's inputs come from and its outputs go, when not where the
+/// pipeline says: set by `weir run --record` and `weir replay`, and applied
+/// by the operators themselves, so that config pipelines and Rust pipelines
+/// behave alike.
+#[derive(Clone, Debug, Default)]
+pub struct RunIo {
+    /// Sources record what they read, with their idle marks, into this
+    /// recording directory.
+    pub record: Option<PathBuf>,
+    /// Sources read this recording instead of their Kafka topic.
+    pub replay: Option<Arc<Recording>>,
+    /// Sinks write local files under this directory instead of their
+    /// configured destination: `windows/` (Parquet), `alerts.jsonl`,
+    /// `dead_letters.jsonl`.
+    pub out: Option<PathBuf>,
+}
+
 /// Everything an operator needs from its run, one per worker and dataflow:
 /// the metrics, the stop request, and checkpointing.
 ///
@@ -85,6 +104,7 @@ pub struct Env<'scope> {
     session: Option<Arc<Session>>,
     markers: Stream<'scope, u64, Vec<Marker>>,
     shared: Rc<Shared>,
+    io: Arc<RunIo>,
 }
 
 impl<'scope> Env<'scope> {
@@ -105,7 +125,19 @@ impl<'scope> Env<'scope> {
             session,
             markers,
             shared,
+            io: Arc::default(),
         }
+    }
+
+    /// This environment with inputs and outputs redirected by `io`.
+    pub fn with_io(mut self, io: Arc<RunIo>) -> Self {
+        self.io = io;
+        self
+    }
+
+    /// Where inputs come from and outputs go, when redirected.
+    pub fn io(&self) -> &RunIo {
+        &self.io
     }
 
     /// An environment without checkpoints and with fresh metrics: for tests

@@ -40,10 +40,8 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-pub use env::Env;
-pub(crate) use env::{
-    checkpointed_sink, least_frontier, Barrier, Participant, SinkEvent, SourceBook,
-};
+pub(crate) use env::{checkpointed_sink, least_frontier, Barrier, SinkEvent, SourceBook};
+pub use env::{Env, RunIo};
 pub use store::{CheckpointStore, LocalDir};
 
 /// How often and where checkpoints are taken.

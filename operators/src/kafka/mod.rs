@@ -3,7 +3,7 @@
 pub mod sink;
 pub mod source;
 
-pub use sink::{KafkaRecord, KafkaSink, KafkaSinkConfig};
+pub use sink::{KafkaSink, KafkaSinkConfig};
 pub use source::{KafkaSource, KafkaSourceConfig, StartOffset};
 
 use rdkafka::config::ClientConfig;

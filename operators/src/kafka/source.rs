@@ -14,10 +14,11 @@ use crate::checkpoint::Env;
 use crate::dead_letter::DeadLetter;
 use crate::decode::Decoder;
 use crate::ingest::{
-    ingest_source, restored_positions, Ingest, PartitionResume, PartitionStart, Poller, RawRecord,
+    ingest_source, restored_positions, Ingest, PartitionResume, PartitionStart, Poller,
     SourceStreams,
 };
 use crate::reading::Reading;
+use crate::recording::{RecordRef, RecordingSource};
 
 /// Where a source starts reading.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -164,6 +165,9 @@ impl<'scope> KafkaSource<'scope> for Scope<'scope, u64> {
         decoder: Decoder,
         env: &Env<'scope>,
     ) -> SourceStreams<'scope> {
+        if let Some(recording) = env.io().replay.clone() {
+            return self.recording_source(recording, decoder, config.out_of_orderness_ms, env);
+        }
         let name = format!("KafkaSource({})", config.topic);
         let step = config.watermark_step_ms;
         let metrics = env.metrics().clone();
@@ -389,12 +393,18 @@ impl Poller for KafkaPoller {
                     break;
                 }
             };
-            let record = RawRecord {
+            let headers = if ingest.recording() {
+                record_headers(&message)
+            } else {
+                Vec::new()
+            };
+            let record = RecordRef {
                 partition: message.partition(),
                 offset: message.offset(),
                 key: message.key(),
-                payload: message.payload().unwrap_or(&[]),
+                value: message.payload().unwrap_or(&[]),
                 timestamp: message.timestamp().to_millis(),
+                headers: &headers,
             };
             read += usize::from(ingest.accept(record, cap_time, readings, dead));
         }
@@ -413,4 +423,17 @@ impl Poller for KafkaPoller {
     fn bounded(&self) -> bool {
         self.config.bounded
     }
+}
+
+/// A message's headers, owned, for a recording.
+fn record_headers(
+    message: &rdkafka::message::BorrowedMessage<'_>,
+) -> Vec<(String, Option<Vec<u8>>)> {
+    use rdkafka::message::Headers;
+    message.headers().map_or_else(Vec::new, |headers| {
+        headers
+            .iter()
+            .map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec)))
+            .collect()
+    })
 }

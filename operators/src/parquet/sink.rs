@@ -426,7 +426,8 @@ pub trait ParquetSink<'scope> {
     /// Writes the aggregates of this worker below `config.dir`, one Hive
     /// partition per hour of `window_start` (see [`ParquetWriter`] for names
     /// and order), named after [`Env::file_prefix`], unique per worker and
-    /// run.
+    /// run. When the run's outputs go to local files ([`crate::RunIo::out`]),
+    /// below `OUT/windows` instead.
     ///
     /// Aggregates must travel under a time at most their `window_end`, as
     /// `window_aggregate` emits them. An hour is written once no window starting
@@ -489,7 +490,10 @@ pub trait ParquetSink<'scope> {
 }
 
 impl<'scope> ParquetSink<'scope> for Stream<'scope, u64, Vec<WindowAggregate>> {
-    fn parquet_sink(self, config: ParquetSinkConfig, env: &Env<'scope>) {
+    fn parquet_sink(self, mut config: ParquetSinkConfig, env: &Env<'scope>) {
+        if let Some(out) = &env.io().out {
+            config.dir = out.join("windows");
+        }
         let metrics = env.metrics().clone();
         let (participant, markers) = env.participant("parquet");
         let checkpointing = env.checkpointing();

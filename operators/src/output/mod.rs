@@ -1,0 +1,419 @@
+//! Writing records (alerts, dead letters) to a destination that is an
+//! append-only log: a Kafka topic, or a JSON-lines file. The logic shared by
+//! both lives here: ordering by the frontier, checkpoints, and not writing
+//! again after a restart what was written before it.
+
+mod jsonl;
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::Stream;
+
+use crate::alert::Alert;
+use crate::checkpoint::{checkpointed_sink, Env, SinkEvent};
+use crate::dead_letter::DeadLetter;
+use crate::metrics::Metrics;
+use crate::reading::SensorKey;
+
+pub use jsonl::JsonLines;
+
+/// A record a sink can write.
+pub trait SinkRecord: timely::ExchangeData {
+    /// The file a replay writes these records to, under its output directory.
+    const FILE_NAME: &'static str;
+    /// Record key (routes the record to a Kafka partition).
+    fn key(&self) -> Vec<u8>;
+    /// Record payload: one JSON document.
+    fn payload(&self) -> Vec<u8>;
+    /// Event time: records ready at once are written in its order.
+    fn time(&self) -> u64;
+    /// Identity, the same in every run over the same input; written with the
+    /// record (a Kafka header, and in the JSON) so a restarted sink can tell
+    /// what was delivered before.
+    fn id(&self) -> String;
+    /// The source record it comes from (topic, partition, offset), for
+    /// records re-made when a restarted source re-reads its input.
+    fn origin(&self) -> Option<(&str, i32, i64)> {
+        None
+    }
+    /// Hash routing records to the worker that writes them; records with the
+    /// same key go to one worker, so their order in a partition is kept.
+    fn route(&self) -> u64;
+    /// Orders records of the same time, so output does not depend on arrival order.
+    fn cmp_order(&self, other: &Self) -> std::cmp::Ordering;
+    /// Counts a delivered batch of these records.
+    fn count_delivered(metrics: &Metrics, n: u64);
+}
+
+impl SinkRecord for Alert {
+    const FILE_NAME: &'static str = "alerts.jsonl";
+    fn key(&self) -> Vec<u8> {
+        self.device.as_bytes().to_vec()
+    }
+    fn payload(&self) -> Vec<u8> {
+        serde_json::to_vec(&self.to_json()).expect("JSON values always serialize")
+    }
+    fn time(&self) -> u64 {
+        self.event_time
+    }
+    fn id(&self) -> String {
+        Alert::id(self)
+    }
+    fn route(&self) -> u64 {
+        SensorKey::route_hash(&self.device, "")
+    }
+    fn cmp_order(&self, other: &Self) -> std::cmp::Ordering {
+        self.order_key().cmp(&other.order_key())
+    }
+    fn count_delivered(metrics: &Metrics, n: u64) {
+        Metrics::add(&metrics.alerts_delivered, n);
+    }
+}
+
+impl SinkRecord for DeadLetter {
+    const FILE_NAME: &'static str = "dead_letters.jsonl";
+    fn key(&self) -> Vec<u8> {
+        self.key.clone().unwrap_or_default()
+    }
+    fn payload(&self) -> Vec<u8> {
+        serde_json::to_vec(&self.to_json()).expect("JSON values always serialize")
+    }
+    fn time(&self) -> u64 {
+        0
+    }
+    fn id(&self) -> String {
+        DeadLetter::id(self)
+    }
+    fn origin(&self) -> Option<(&str, i32, i64)> {
+        Some((&self.topic, self.partition, self.offset))
+    }
+    fn route(&self) -> u64 {
+        self.partition as u64
+    }
+    fn cmp_order(&self, other: &Self) -> std::cmp::Ordering {
+        (&self.topic, self.partition, self.offset).cmp(&(
+            &other.topic,
+            other.partition,
+            other.offset,
+        ))
+    }
+    fn count_delivered(metrics: &Metrics, n: u64) {
+        Metrics::add(&metrics.dead_letters_delivered, n);
+    }
+}
+
+/// An append-only log records are written to.
+pub(crate) trait Destination: 'static {
+    /// The topic or file, for messages.
+    fn name(&self) -> String;
+    /// Writes one record.
+    fn send(&mut self, key: &[u8], payload: &[u8], id: &str) -> Result<(), String>;
+    /// Waits until everything sent is durable.
+    fn flush(&mut self) -> Result<(), String>;
+    /// Records durably written so far, and the first asynchronous failure
+    /// not reported yet.
+    fn progress(&mut self) -> (u64, Option<String>);
+    /// The end of each of its partitions, once flushed.
+    fn ends(&mut self) -> Result<Vec<(i32, i64)>, String>;
+    /// The ids of the records after the given ends, up to the current end
+    /// (a partition missing from `from`: all of it).
+    fn read_back(&mut self, from: &BTreeMap<i32, i64>) -> Result<HashSet<String>, String>;
+}
+
+/// A sink's part of a checkpoint.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SinkPart {
+    /// End of every partition of the destination once everything before
+    /// the checkpoint was delivered: a restart reads back what lies after
+    /// them and does not deliver it again.
+    pub ends: Vec<(i32, i64)>,
+    /// Per source partition, the highest source offset of a record
+    /// delivered (records with an origin only): a restart re-reads its
+    /// source from earlier and must not deliver those again.
+    pub origins: Vec<(String, i32, i64)>,
+}
+
+/// What a restarted sink must not deliver again.
+#[derive(Debug, Default)]
+pub(crate) struct Delivered {
+    /// Ids read back from the destination after the checkpoint's ends.
+    ids: HashSet<String>,
+    /// Highest delivered source offset per source partition.
+    origins: BTreeMap<(String, i32), i64>,
+}
+
+impl Delivered {
+    /// What the restored `parts` say was delivered, with the ids read back
+    /// after their ends (the least over the workers that recorded them).
+    fn restore(parts: &[SinkPart], dest: &mut dyn Destination) -> Result<Self, String> {
+        let mut from: BTreeMap<i32, i64> = BTreeMap::new();
+        let mut delivered = Delivered::default();
+        for part in parts {
+            for &(p, end) in &part.ends {
+                let e = from.entry(p).or_insert(end);
+                *e = (*e).min(end);
+            }
+            for (t, p, offset) in &part.origins {
+                let max = delivered.origins.entry((t.clone(), *p)).or_insert(*offset);
+                *max = (*max).max(*offset);
+            }
+        }
+        delivered.ids = dest.read_back(&from)?;
+        tracing::info!(destination = %dest.name(), records = delivered.ids.len(), "Read back what was delivered after the checkpoint");
+        Ok(delivered)
+    }
+
+    /// Whether `record` was delivered before the restart (forgetting its id:
+    /// each is delivered once).
+    fn contains<R: SinkRecord>(&mut self, record: &R) -> bool {
+        if let Some((topic, partition, offset)) = record.origin() {
+            if self
+                .origins
+                .get(&(topic.to_owned(), partition))
+                .is_some_and(|&max| offset <= max)
+            {
+                return true;
+            }
+        }
+        !self.ids.is_empty() && self.ids.remove(&record.id())
+    }
+
+    fn note<R: SinkRecord>(&mut self, record: &R) {
+        if let Some((topic, partition, offset)) = record.origin() {
+            let max = self
+                .origins
+                .entry((topic.to_owned(), partition))
+                .or_insert(offset);
+            *max = (*max).max(offset);
+        }
+    }
+}
+
+/// Writes `stream` to `dest`: routed by [`SinkRecord::route`] (or all to
+/// worker 0 when `one_writer`), written once the input frontier passes their
+/// time, sorted by event time and then by identity, so the records of one key
+/// reach the destination in the same order on every run. Failures are
+/// recorded in the metrics as pipeline errors. When the input ends, the
+/// destination is flushed before the operator finishes.
+///
+/// With checkpoints, each checkpoint flushes the destination and records its
+/// ends; after a restart the sink reads back the ids written after them and
+/// delivers none of those again, so every record is written once.
+pub(crate) fn write_records<'scope, R: SinkRecord, D: Destination>(
+    stream: Stream<'scope, u64, Vec<R>>,
+    open: impl FnOnce(bool) -> Result<D, String>,
+    one_writer: bool,
+    env: &Env<'scope>,
+) {
+    let metrics: Arc<Metrics> = env.metrics().clone();
+    let (participant, markers) = env.participant("kafka");
+    let parts = env.restored::<SinkPart>(participant.op());
+    // Only the worker that writes a single destination opens it.
+    let writes = !one_writer || env.scope().index() == 0;
+    let mut writer = if writes {
+        match open(!parts.is_empty()).and_then(|mut dest| {
+            let delivered = if parts.is_empty() {
+                Delivered::default()
+            } else {
+                Delivered::restore(&parts, &mut dest)?
+            };
+            Ok(Writer::new(dest, delivered))
+        }) {
+            Ok(writer) => Some(writer),
+            Err(e) => {
+                metrics.add_error(e);
+                None
+            }
+        }
+    } else {
+        None
+    };
+    checkpointed_sink(
+        stream,
+        Exchange::new(move |r: &R| if one_writer { 0 } else { r.route() }),
+        "RecordSink",
+        markers,
+        move |event| {
+            let Some(w) = writer.as_mut() else {
+                match event {
+                    SinkEvent::Data(_, data) => data.clear(),
+                    SinkEvent::Marker(m) if writes => {
+                        participant.fail(&m, "the sink's destination could not be opened".into())
+                    }
+                    SinkEvent::Marker(m) => participant.write(&m, &SinkPart::default(), Vec::new()),
+                    SinkEvent::Frontier(_) => {}
+                }
+                return;
+            };
+            match event {
+                SinkEvent::Data(time, data) => w.pending.extend(data.drain(..).map(|r| (time, r))),
+                SinkEvent::Marker(marker) => {
+                    w.send_before(marker.until(), &metrics);
+                    match w.checkpoint() {
+                        Ok(part) => participant.write(&marker, &part, Vec::new()),
+                        Err(e) => participant.fail(&marker, e),
+                    }
+                }
+                SinkEvent::Frontier(frontier) => {
+                    w.send_before(frontier, &metrics);
+                    if frontier.is_none() && !w.finished {
+                        w.finished = true;
+                        if let Err(e) = w.dest.flush() {
+                            metrics.add_error(e);
+                        }
+                    }
+                }
+            }
+            w.count_delivered(&metrics);
+        },
+    );
+}
+
+/// One worker's destination and what it holds.
+struct Writer<R, D> {
+    dest: D,
+    /// Records not written yet, with their timely time.
+    pending: Vec<(u64, R)>,
+    /// What was delivered before a restart, and since.
+    delivered: Delivered,
+    /// Records delivered before the restart, skipped.
+    skipped: u64,
+    counted: u64,
+    finished: bool,
+}
+
+impl<R: SinkRecord, D: Destination> Writer<R, D> {
+    fn new(dest: D, delivered: Delivered) -> Self {
+        Writer {
+            dest,
+            pending: Vec::new(),
+            delivered,
+            skipped: 0,
+            counted: 0,
+            finished: false,
+        }
+    }
+
+    /// Sends every pending record of a time before `until` (all for `None`),
+    /// by event time and identity, except those delivered before a restart.
+    fn send_before(&mut self, until: Option<u64>, metrics: &Metrics) {
+        let (mut ready, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending)
+            .into_iter()
+            .partition(|(t, _)| until.is_none_or(|u| *t < u));
+        self.pending = rest;
+        ready.sort_by(|(_, a), (_, b)| a.time().cmp(&b.time()).then_with(|| a.cmp_order(b)));
+        for (_, record) in ready {
+            if self.delivered.contains(&record) {
+                self.skipped += 1;
+                continue;
+            }
+            self.delivered.note(&record);
+            if let Err(e) = self
+                .dest
+                .send(&record.key(), &record.payload(), &record.id())
+            {
+                metrics.add_error(e);
+                break;
+            }
+        }
+    }
+
+    /// The part of a checkpoint once everything before it was sent: waits
+    /// until it is durable, then records the destination's ends.
+    fn checkpoint(&mut self) -> Result<SinkPart, String> {
+        self.dest.flush()?;
+        let ends = self.dest.ends()?;
+        let origins = self
+            .delivered
+            .origins
+            .iter()
+            .map(|((topic, partition), offset)| (topic.clone(), *partition, *offset))
+            .collect();
+        Ok(SinkPart { ends, origins })
+    }
+
+    /// Counts deliveries, and reports the first failure once.
+    fn count_delivered(&mut self, metrics: &Metrics) {
+        let (delivered, error) = self.dest.progress();
+        R::count_delivered(metrics, delivered - self.counted);
+        self.counted = delivered;
+        if let Some(error) = error {
+            metrics.add_error(error);
+        }
+        if self.finished && self.skipped > 0 {
+            tracing::info!(
+                destination = %self.dest.name(),
+                skipped = self.skipped,
+                "Records delivered before the restart were not delivered again"
+            );
+            self.skipped = 0;
+        }
+    }
+}
+
+/// Writes records to a JSON-lines file.
+pub trait JsonLinesSink<'scope> {
+    /// Writes every record's JSON document to `path`, one per line, in event
+    /// time order, from worker 0 (the others send it their records). A run
+    /// without a restored checkpoint starts the file anew; with checkpoints,
+    /// each record is written once across restarts.
+    fn jsonl_sink(self, path: std::path::PathBuf, env: &Env<'scope>);
+}
+
+impl<'scope, R: SinkRecord> JsonLinesSink<'scope> for Stream<'scope, u64, Vec<R>> {
+    fn jsonl_sink(self, path: std::path::PathBuf, env: &Env<'scope>) {
+        write_records(
+            self,
+            |restoring| JsonLines::open(path, restoring),
+            true,
+            env,
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dead_letter::DeadLetterReason;
+
+    fn letter(partition: i32, offset: i64) -> DeadLetter {
+        DeadLetter {
+            reason: DeadLetterReason::MalformedJson,
+            detail: String::new(),
+            topic: "readings".into(),
+            partition,
+            offset,
+            key: None,
+            payload: b"{".to_vec(),
+        }
+    }
+
+    /// After a restart, a dead letter is not delivered again if its source
+    /// offset is at or below the highest one delivered before the
+    /// checkpoint, or if its id was read back from the topic; each id read
+    /// back suppresses one record only.
+    #[test]
+    fn a_restarted_sink_skips_what_was_delivered() {
+        let mut delivered = Delivered::default();
+        delivered.origins.insert(("readings".into(), 0), 10);
+        delivered.ids.insert(letter(0, 12).id());
+        let skipped: Vec<(i32, i64)> = [(0, 3), (0, 10), (0, 11), (0, 12), (0, 12), (1, 5)]
+            .into_iter()
+            .filter(|&(p, o)| delivered.contains(&letter(p, o)))
+            .collect();
+        assert_eq!(skipped, vec![(0, 3), (0, 10), (0, 12)]);
+    }
+
+    /// What a sink notes as delivered goes into the next checkpoint.
+    #[test]
+    fn noted_origins_keep_the_highest_offset() {
+        let mut delivered = Delivered::default();
+        for offset in [4, 9, 7] {
+            delivered.note(&letter(2, offset));
+        }
+        assert_eq!(delivered.origins.get(&("readings".into(), 2)), Some(&9));
+    }
+}

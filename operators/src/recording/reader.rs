@@ -1,0 +1,376 @@
+//! Reading recordings: segments in offset order, one batch at a time, and
+//! the source that replays them through the live source's logic.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Int64Type, TimestampMillisecondType};
+use arrow_array::{Array, BinaryArray, Int64Array, PrimitiveArray};
+use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
+use parquet::arrow::ProjectionMask;
+use timely::dataflow::Scope;
+
+use super::{
+    info_path, marks_path, parse_segment_name, segments_dir, RecordRef, RecordingError,
+    RecordingInfo, FORMAT,
+};
+use crate::checkpoint::Env;
+use crate::dead_letter::DeadLetter;
+use crate::decode::Decoder;
+use crate::ingest::{
+    ingest_source, restored_positions, Ingest, PartitionStart, Poller, SourceStreams,
+};
+use crate::metrics::Metrics;
+use crate::reading::Reading;
+
+/// One complete segment file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Segment {
+    /// The file.
+    pub path: PathBuf,
+    /// First offset in it.
+    pub first: i64,
+    /// Last offset in it.
+    pub last: i64,
+}
+
+/// A recording opened for reading.
+#[derive(Clone, Debug)]
+pub struct Recording {
+    /// Its directory.
+    pub dir: PathBuf,
+    /// What `recording.json` says.
+    pub info: RecordingInfo,
+    /// Segments of each partition, in offset order.
+    pub segments: BTreeMap<i32, Vec<Segment>>,
+    /// Idle marks of each partition (see the [module docs](super)).
+    pub marks: BTreeMap<i32, Vec<(i64, u64)>>,
+}
+
+impl Recording {
+    /// Opens the recording in `dir`: a missing directory, a missing or
+    /// unreadable `recording.json`, a format this version does not read, or
+    /// overlapping segments are errors.
+    pub fn open(dir: &Path) -> Result<Self, RecordingError> {
+        let info_file = info_path(dir);
+        let bytes = fs::read(&info_file).map_err(|e| RecordingError::Invalid {
+            path: dir.to_owned(),
+            detail: format!("cannot read {}: {e}", info_file.display()),
+        })?;
+        let info: RecordingInfo =
+            serde_json::from_slice(&bytes).map_err(|e| RecordingError::Invalid {
+                path: info_file.clone(),
+                detail: e.to_string(),
+            })?;
+        if info.format != FORMAT {
+            return Err(RecordingError::Invalid {
+                path: dir.to_owned(),
+                detail: format!(
+                    "it has format {}; this version reads format {FORMAT}",
+                    info.format
+                ),
+            });
+        }
+        let mut segments: BTreeMap<i32, Vec<Segment>> = BTreeMap::new();
+        let seg_dir = segments_dir(dir);
+        for entry in fs::read_dir(&seg_dir).map_err(RecordingError::io("list", &seg_dir))? {
+            let entry = entry.map_err(RecordingError::io("list", &seg_dir))?;
+            if let Some((p, first, last)) = entry.file_name().to_str().and_then(parse_segment_name)
+            {
+                segments.entry(p).or_default().push(Segment {
+                    path: entry.path(),
+                    first,
+                    last,
+                });
+            }
+        }
+        let mut marks = BTreeMap::new();
+        for (&p, list) in &mut segments {
+            list.sort_by_key(|s| s.first);
+            if let Some(w) = list.windows(2).find(|w| w[1].first <= w[0].last) {
+                return Err(RecordingError::Invalid {
+                    path: w[1].path.clone(),
+                    detail: format!("it overlaps {}", w[0].path.display()),
+                });
+            }
+            let marks_file = marks_path(dir, p);
+            if let Ok(bytes) = fs::read(&marks_file) {
+                let list: Vec<(i64, u64)> =
+                    serde_json::from_slice(&bytes).map_err(|e| RecordingError::Invalid {
+                        path: marks_file.clone(),
+                        detail: e.to_string(),
+                    })?;
+                marks.insert(p, list);
+            }
+        }
+        Ok(Recording {
+            dir: dir.to_owned(),
+            info,
+            segments,
+            marks,
+        })
+    }
+
+    /// The offset after the last recorded one, by partition.
+    pub fn ends(&self) -> BTreeMap<i32, i64> {
+        self.segments
+            .iter()
+            .filter_map(|(&p, s)| s.last().map(|s| (p, s.last + 1)))
+            .collect()
+    }
+
+    /// Records recorded from offset `from` on in `partition` (an upper
+    /// bound when offsets have gaps).
+    pub fn records_from(&self, partition: i32, from: i64) -> u64 {
+        self.segments.get(&partition).map_or(0, |list| {
+            list.iter()
+                .filter(|s| s.last >= from)
+                .map(|s| (s.last - s.first.max(from) + 1) as u64)
+                .sum()
+        })
+    }
+
+    /// A reader of `partition` from offset `from` on.
+    pub fn reader(&self, partition: i32, from: i64) -> PartitionReader {
+        let files = self
+            .segments
+            .get(&partition)
+            .into_iter()
+            .flatten()
+            .filter(|s| s.last >= from)
+            .map(|s| s.path.clone())
+            .collect();
+        PartitionReader {
+            partition,
+            from,
+            files,
+            reader: None,
+            batch: None,
+            row: 0,
+        }
+    }
+}
+
+/// The columns a replay needs of one batch.
+struct Batch {
+    offset: Int64Array,
+    timestamp: PrimitiveArray<TimestampMillisecondType>,
+    key: BinaryArray,
+    value: BinaryArray,
+}
+
+/// Reads one partition of a recording in offset order.
+pub struct PartitionReader {
+    partition: i32,
+    from: i64,
+    files: VecDeque<PathBuf>,
+    reader: Option<(PathBuf, ParquetRecordBatchReader)>,
+    batch: Option<Batch>,
+    row: usize,
+}
+
+impl std::fmt::Debug for PartitionReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PartitionReader")
+            .field("partition", &self.partition)
+            .field("files", &self.files)
+            .field("row", &self.row)
+            .finish()
+    }
+}
+
+impl PartitionReader {
+    /// Hands up to `max` records to `f`; returns how many (0: the end).
+    pub fn read(
+        &mut self,
+        max: usize,
+        mut f: impl FnMut(RecordRef<'_>),
+    ) -> Result<usize, RecordingError> {
+        let mut n = 0;
+        while n < max {
+            let Some(batch) = self.batch.as_ref() else {
+                if !self.next_batch()? {
+                    break;
+                }
+                continue;
+            };
+            let stop = (self.row + max - n).min(batch.offset.len());
+            for i in self.row..stop {
+                let offset = batch.offset.value(i);
+                if offset < self.from {
+                    continue;
+                }
+                f(RecordRef {
+                    partition: self.partition,
+                    offset,
+                    timestamp: batch
+                        .timestamp
+                        .is_valid(i)
+                        .then(|| batch.timestamp.value(i)),
+                    key: batch.key.is_valid(i).then(|| batch.key.value(i)),
+                    value: batch.value.value(i),
+                    headers: &[],
+                });
+                n += 1;
+            }
+            self.row = stop;
+            if stop == batch.offset.len() {
+                self.batch = None;
+            }
+        }
+        Ok(n)
+    }
+
+    /// Loads the next batch; false at the end of the last segment.
+    fn next_batch(&mut self) -> Result<bool, RecordingError> {
+        loop {
+            if let Some((path, reader)) = &mut self.reader {
+                match reader.next() {
+                    Some(batch) => {
+                        let batch =
+                            batch.map_err(|e| RecordingError::segment(path)(e.to_string()))?;
+                        let column = |name: &str| {
+                            batch.column_by_name(name).ok_or_else(|| {
+                                RecordingError::segment(path)(format!("no column `{name}`"))
+                            })
+                        };
+                        let wrong = |name: &str| {
+                            RecordingError::segment(path)(format!(
+                                "column `{name}` has the wrong type"
+                            ))
+                        };
+                        self.batch = Some(Batch {
+                            offset: column("offset")?
+                                .as_primitive_opt::<Int64Type>()
+                                .ok_or_else(|| wrong("offset"))?
+                                .clone(),
+                            timestamp: column("timestamp")?
+                                .as_primitive_opt::<TimestampMillisecondType>()
+                                .ok_or_else(|| wrong("timestamp"))?
+                                .clone(),
+                            key: column("key")?
+                                .as_binary_opt::<i32>()
+                                .ok_or_else(|| wrong("key"))?
+                                .clone(),
+                            value: column("value")?
+                                .as_binary_opt::<i32>()
+                                .ok_or_else(|| wrong("value"))?
+                                .clone(),
+                        });
+                        self.row = 0;
+                        return Ok(true);
+                    }
+                    None => self.reader = None,
+                }
+            }
+            let Some(path) = self.files.pop_front() else {
+                return Ok(false);
+            };
+            let file = File::open(&path).map_err(RecordingError::io("open", &path))?;
+            let builder = ParquetRecordBatchReaderBuilder::try_new(file)
+                .map_err(|e| RecordingError::segment(&path)(e.to_string()))?;
+            // Replays need neither the partition column nor the headers.
+            let mask = ProjectionMask::roots(builder.parquet_schema(), [1, 2, 3, 4]);
+            let reader = builder
+                .with_projection(mask)
+                .with_batch_size(8_192)
+                .build()
+                .map_err(|e| RecordingError::segment(&path)(e.to_string()))?;
+            self.reader = Some((path, reader));
+        }
+    }
+}
+
+/// Reads a recording into a dataflow.
+pub trait RecordingSource<'scope> {
+    /// Replays this worker's partitions (`p % peers == worker`) of
+    /// `recording`, through the same decoding, lateness and watermark logic
+    /// as the Kafka source in bounded mode, with the recorded idle marks:
+    /// readings and dead letters are exactly those of the run that made the
+    /// recording, at any worker count. With checkpoints, a resumed replay
+    /// starts each partition at the checkpoint's resume offset.
+    fn recording_source(
+        self,
+        recording: Arc<Recording>,
+        decoder: Decoder,
+        out_of_orderness_ms: u64,
+        env: &Env<'scope>,
+    ) -> SourceStreams<'scope>;
+}
+
+impl<'scope> RecordingSource<'scope> for Scope<'scope, u64> {
+    fn recording_source(
+        self,
+        recording: Arc<Recording>,
+        decoder: Decoder,
+        out_of_orderness_ms: u64,
+        env: &Env<'scope>,
+    ) -> SourceStreams<'scope> {
+        let topic = recording.info.topic.clone();
+        let name = format!("RecordingSource({})", recording.dir.display());
+        let metrics = env.metrics().clone();
+        let resume = restored_positions(env, &topic);
+        ingest_source(env, &topic.clone(), name, 100, move |worker, peers| {
+            let mut starts = Vec::new();
+            let mut readers = Vec::new();
+            let ends = recording.ends();
+            let mut expected = 0;
+            for (&p, &end) in ends.iter().filter(|(p, _)| **p as usize % peers == worker) {
+                let first = recording.segments[&p][0].first;
+                let (start, mut marks) = PartitionStart::new(p, first, Some(end), resume.get(&p));
+                marks.extend(recording.marks.get(&p).into_iter().flatten().copied());
+                marks.sort_unstable();
+                marks.dedup();
+                expected += recording.records_from(p, start.offset);
+                readers.push(recording.reader(p, start.offset));
+                starts.push((start, marks));
+            }
+            Metrics::add(&metrics.records_expected, expected);
+            let ingest = Ingest::new(
+                decoder,
+                &topic,
+                out_of_orderness_ms,
+                starts,
+                metrics.clone(),
+            );
+            Ok((RecordingPoller { readers, metrics }, ingest))
+        })
+    }
+}
+
+/// Records taken from one partition before moving to the next.
+const TURN: usize = 4_096;
+
+/// Reads this worker's partitions of a recording, taking turns.
+pub(crate) struct RecordingPoller {
+    readers: Vec<PartitionReader>,
+    metrics: Arc<Metrics>,
+}
+
+impl Poller for RecordingPoller {
+    fn poll(
+        &mut self,
+        ingest: &mut Ingest,
+        cap_time: u64,
+        readings: &mut Vec<Reading>,
+        dead: &mut Vec<DeadLetter>,
+    ) -> usize {
+        let mut read = 0;
+        for reader in &mut self.readers {
+            let result = reader.read(TURN, |record| {
+                read += usize::from(ingest.accept(record, cap_time, readings, dead));
+            });
+            if let Err(e) = result {
+                self.metrics.add_error(e.to_string());
+            }
+        }
+        read
+    }
+
+    fn bounded(&self) -> bool {
+        true
+    }
+}
