@@ -6,9 +6,13 @@
 //! bounded) read it all. Prints records per second per worker and Weir's
 //! ratio to the bare loop.
 //!
+//! Then `weir record` copies the topic into a recording (beside the bare
+//! loop), and the same pipeline replays that recording to local files.
+//!
 //! `cargo bench --bench end_to_end` (`WEIR_BENCH_READINGS` sets the input
 //! size, default 1,000,000).
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,6 +25,7 @@ use weir::operators::alert::{Direction, Rule, RuleInput, RuleSet, Stat};
 use weir::operators::kafka::{KafkaSink, KafkaSinkConfig, KafkaSource, KafkaSourceConfig};
 use weir::operators::parquet::{ParquetSink, ParquetSinkConfig};
 use weir::operators::{Decoder, EvaluateAlerts, WindowAggregateOp};
+use weir::record::{Position, RecordOptions};
 use weir::simulate::{generate, SimulatorConfig};
 use weir::RunOptions;
 
@@ -90,8 +95,11 @@ fn bare_loop(brokers: &str, topic: &str, expected: usize) -> Duration {
     took
 }
 
-fn weir(brokers: &str, topic: &str, workers: usize) -> (Duration, u64) {
+/// Weir on `workers` threads; with `replay`, reading that recording
+/// instead of the topic and writing local files (as `weir replay` does).
+fn weir(brokers: &str, topic: &str, workers: usize, replay: Option<&Path>) -> (Duration, u64) {
     let out = tempfile::tempdir().expect("tempdir");
+    let local = tempfile::tempdir().expect("tempdir");
     let dir = out.path().to_path_buf();
     let rules = Arc::new(RuleSet::new(vec![
         Rule {
@@ -111,6 +119,8 @@ fn weir(brokers: &str, topic: &str, workers: usize) -> (Duration, u64) {
     let options = RunOptions {
         workers,
         bounded: true,
+        replay: replay.map(Path::to_path_buf),
+        out: replay.map(|_| local.path().to_path_buf()),
         ..RunOptions::default()
     };
     let start = Instant::now();
@@ -150,13 +160,40 @@ fn main() {
     let bare_rate = n as f64 / bare.as_secs_f64();
     println!("  bare rdkafka loop  {bare_rate:>12.0} records/s");
     for workers in [1, 2] {
-        let (took, read) = weir(&brokers, "readings", workers);
+        let (took, read) = weir(&brokers, "readings", workers, None);
         assert_eq!(read as usize, n, "Weir read every record");
         let rate = n as f64 / took.as_secs_f64();
         println!(
             "  weir, {workers} worker(s)   {rate:>12.0} records/s, {:.0} per worker: {:.2}x the bare loop per worker",
             rate / workers as f64,
             rate / workers as f64 / bare_rate
+        );
+    }
+
+    // `weir record` of the same topic, beside the bare loop; then replays
+    // of that recording to local files.
+    let recording = tempfile::tempdir().expect("tempdir");
+    let options = RecordOptions {
+        partitions: Vec::new(),
+        from: Position::Edge,
+        to: Position::Edge,
+        progress: false,
+    };
+    let source = KafkaSourceConfig::new(&brokers, "readings");
+    let report = weir::record::record(&source, recording.path(), &options).expect("records");
+    assert_eq!(report.records as usize, n, "every record recorded");
+    let rate = n as f64 / report.elapsed.as_secs_f64();
+    println!(
+        "  weir record        {rate:>12.0} records/s: {:.2}x the bare loop",
+        rate / bare_rate
+    );
+    for workers in [1, 2] {
+        let (took, read) = weir(&brokers, "readings", workers, Some(recording.path()));
+        assert_eq!(read as usize, n, "the replay read every record");
+        let rate = n as f64 / took.as_secs_f64();
+        println!(
+            "  weir replay, {workers} worker(s) {rate:>12.0} records/s, {:.0} per worker",
+            rate / workers as f64
         );
     }
 }

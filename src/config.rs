@@ -165,6 +165,7 @@ impl PipelineSpec {
             StartOffset::Committed => "committed offsets".to_owned(),
             StartOffset::Timestamp(ms) => chrono::DateTime::from_timestamp_millis(ms)
                 .map_or_else(|| format!("{ms} ms"), |t| t.to_rfc3339()),
+            StartOffset::Offsets(ref offsets) => format!("offsets {offsets:?}"),
         };
         let idle = src.idle_timeout.map_or("off".to_owned(), |d| {
             humantime::format_duration(d).to_string()

@@ -25,6 +25,7 @@
 
 #![deny(missing_docs)]
 
+pub mod backtest;
 pub mod config;
 pub mod demo;
 pub mod pipeline;

@@ -84,12 +84,38 @@ enum Command {
         /// Don't show the progress bar.
         #[arg(long)]
         quiet: bool,
+        /// Pace the replay: event time moves N times as fast as the wall
+        /// clock (default: as fast as possible).
+        #[arg(long, value_name = "N")]
+        speed: Option<f64>,
         /// Take checkpoints in this directory and resume from the latest.
         #[arg(long, value_name = "DIR")]
         checkpoint_dir: Option<PathBuf>,
+        /// Time between checkpoints, e.g. "10s".
+        #[arg(long, value_name = "DURATION", requires = "checkpoint_dir")]
+        checkpoint_interval: Option<humantime::Duration>,
         /// Delete the checkpoints and replay from the start.
         #[arg(long)]
         from_scratch: bool,
+    },
+    /// Run two rule sets over a recording in one pass and report how their
+    /// alerts differ: a table here, backtest.json and backtest.csv in --out.
+    Backtest {
+        /// The recording directory.
+        recording: PathBuf,
+        /// The rule files: the current one, then the candidate.
+        #[arg(long = "rules", required = true)]
+        rules: Vec<PathBuf>,
+        /// A pipeline file whose decoding and lateness settings to use
+        /// (default: Weir's defaults).
+        #[arg(long)]
+        pipeline: Option<PathBuf>,
+        /// Where to write backtest.json and backtest.csv.
+        #[arg(long, default_value = "backtest")]
+        out: PathBuf,
+        /// Worker threads.
+        #[arg(long, short = 'w', default_value_t = 2)]
+        workers: usize,
     },
     /// List the checkpoints in a directory: number, event-time frontier,
     /// when it was taken, workers and size.
@@ -227,14 +253,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             to_sinks,
             workers,
             quiet,
+            speed,
             checkpoint_dir,
+            checkpoint_interval,
             from_scratch,
         } => {
             let spec = weir::config::load_pipeline(&pipeline)?;
             let args = RunArgs {
                 workers,
                 quiet,
+                speed,
                 checkpoint_dir,
+                checkpoint_interval,
                 from_scratch,
                 replay: Some(recording),
                 out: (!to_sinks).then_some(out),
@@ -248,6 +278,23 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             if let Some(out) = &options.out {
                 println!("Outputs are in {}.", out.display());
             }
+            Ok(())
+        }
+        Command::Backtest {
+            recording,
+            rules,
+            pipeline,
+            out,
+            workers,
+        } => {
+            let report =
+                weir::backtest::backtest(&recording, &rules, pipeline.as_deref(), &out, workers)?;
+            print!("{}", report.table());
+            println!(
+                "{} differences; details in {}/backtest.json and backtest.csv.",
+                report.differences.len(),
+                out.display()
+            );
             Ok(())
         }
         Command::Checkpoints { dir } => {

@@ -1,6 +1,7 @@
 //! Starting timely workers for a pipeline, showing progress, and reporting
 //! what a run did.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,6 +13,7 @@ use timely::dataflow::Scope;
 use timely::CommunicationConfig;
 use timely::WorkerConfig;
 use weir_operators::checkpoint::{CheckpointConfig, Marker, Session};
+use weir_operators::kafka::{EndOffset, StartOffset};
 use weir_operators::metrics::AlertCounts;
 use weir_operators::recording::Recording;
 use weir_operators::{DeadLetterReason, Env, Metrics, RunIo};
@@ -48,6 +50,14 @@ pub struct RunOptions {
     /// Write outputs to local files under this directory instead of the
     /// pipeline's sinks: `windows/`, `alerts.jsonl`, `dead_letters.jsonl`.
     pub out: Option<PathBuf>,
+    /// Pace a replay: event time moves this many times as fast as the wall
+    /// clock.
+    pub speed: Option<f64>,
+    /// Kafka sources start here instead of their configured start.
+    pub start_at: Option<StartOffset>,
+    /// Kafka sources stop here and the run ends (see
+    /// [`weir_operators::KafkaSourceConfig::end`]).
+    pub end_at: Option<EndOffset>,
 }
 
 impl Default for RunOptions {
@@ -64,6 +74,9 @@ impl Default for RunOptions {
             record: None,
             replay: None,
             out: None,
+            speed: None,
+            start_at: None,
+            end_at: None,
         }
     }
 }
@@ -109,6 +122,51 @@ pub struct RunArgs {
     /// pipeline's sinks: windows/ (Parquet), alerts.jsonl, dead_letters.jsonl.
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
+    /// Pace a replay: event time moves N times as fast as the wall clock.
+    #[arg(long, value_name = "N", requires = "replay")]
+    pub speed: Option<f64>,
+    /// Start the source here instead of its configured start: offsets by
+    /// partition ("0=1200,1=980") or an RFC 3339 time.
+    #[arg(long, value_name = "POSITION", value_parser = parse_start_at)]
+    pub start_at: Option<StartOffset>,
+    /// Stop the source here and end the run: offsets by partition
+    /// ("0=5000,1=4800", exclusive) or an RFC 3339 time. With --bounded a
+    /// replay of that range straight from Kafka; without, a live run that
+    /// ends there.
+    #[arg(long, value_name = "POSITION", value_parser = parse_end_at)]
+    pub end_at: Option<EndOffset>,
+}
+
+/// Parses `0=1200,1=980` or an RFC 3339 time.
+fn parse_position(text: &str) -> Result<Result<BTreeMap<i32, i64>, i64>, String> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
+        return Ok(Err(t.timestamp_millis()));
+    }
+    text.split(',')
+        .map(|pair| {
+            let (p, o) = pair.split_once('=').ok_or_else(|| {
+                format!("`{text}` is neither PARTITION=OFFSET,... nor an RFC 3339 time (like 2026-11-23T08:00:00Z)")
+            })?;
+            let p = p.trim().parse::<i32>().map_err(|_| format!("`{p}` is not a partition number"))?;
+            let o = o.trim().parse::<i64>().ok().filter(|o| *o >= 0).ok_or_else(|| format!("`{o}` is not an offset"))?;
+            Ok((p, o))
+        })
+        .collect::<Result<BTreeMap<_, _>, String>>()
+        .map(Ok)
+}
+
+fn parse_start_at(text: &str) -> Result<StartOffset, String> {
+    Ok(match parse_position(text)? {
+        Ok(offsets) => StartOffset::Offsets(offsets),
+        Err(ms) => StartOffset::Timestamp(ms),
+    })
+}
+
+fn parse_end_at(text: &str) -> Result<EndOffset, String> {
+    Ok(match parse_position(text)? {
+        Ok(offsets) => EndOffset::Offsets(offsets),
+        Err(ms) => EndOffset::Timestamp(ms),
+    })
 }
 
 impl RunArgs {
@@ -152,6 +210,9 @@ impl RunArgs {
             record: self.record.clone(),
             replay: self.replay.clone(),
             out: self.out.clone(),
+            speed: self.speed,
+            start_at: self.start_at.clone(),
+            end_at: self.end_at.clone(),
         })
     }
 }
@@ -355,6 +416,9 @@ where
             None => None,
         },
         out: options.out.clone(),
+        speed: options.speed,
+        start: options.start_at.clone(),
+        end: options.end_at.clone(),
     });
     let session = match &options.checkpoint {
         Some(c) => Some(Arc::new(open_checkpoints(c, options)?)),

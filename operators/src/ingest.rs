@@ -12,10 +12,12 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use timely::container::CapacityContainerBuilder;
+use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
 use timely::dataflow::operators::generic::OutputBuilder;
 use timely::dataflow::operators::Capability;
 use timely::dataflow::Stream;
+use timely::progress::Antichain;
 
 use crate::checkpoint::Env;
 use crate::checkpoint::SourceBook;
@@ -547,6 +549,13 @@ where
     let (dead_out, dead) = builder.new_output::<Vec<DeadLetter>>();
     let mut readings_out = OutputBuilder::from(readings_out);
     let mut dead_out = OutputBuilder::from(dead_out);
+    // The checkpoint markers, connected to no output: on a stop the source
+    // keeps its capabilities until the trigger has taken its last
+    // checkpoint. Dropping them at once would let the frontier jump to
+    // other workers' watermarks, past records this source never read, and
+    // the last checkpoint would count them as processed.
+    let no_connection: Vec<(usize, Antichain<u64>)> = Vec::new();
+    let mut markers = builder.new_input_connection(env.markers(), Pipeline, no_connection);
     let (worker, peers) = (scope.index(), scope.peers());
     let step = watermark_step_ms.max(1);
     let record_dir = env.io().record.clone();
@@ -574,7 +583,8 @@ where
         };
         let mut readings_buf: Vec<Reading> = Vec::new();
         let mut dead_buf: Vec<DeadLetter> = Vec::new();
-        move |_frontiers| {
+        move |frontiers| {
+            markers.for_each(|_, data| data.clear());
             let mut ingest = ingest_cell.borrow_mut();
             let (Some(poller), Some(ingest), Some((cap, dead_cap))) =
                 (poller.as_mut(), ingest.as_mut(), caps.as_mut())
@@ -583,7 +593,16 @@ where
                 return;
             };
             if metrics.stop_requested() {
-                tracing::info!(worker, "Source stopping on request; the dataflow drains");
+                if !frontiers[0].frontier().is_empty() {
+                    // Stopped reading; the last checkpoint is not taken yet.
+                    activator.activate_after(Duration::from_millis(5));
+                    return;
+                }
+                tracing::info!(
+                    worker,
+                    capability = *cap.time(),
+                    "Source stopping on request; the dataflow drains"
+                );
                 ingest.seal_recording();
                 caps = None;
                 return;

@@ -9,6 +9,7 @@
 mod support;
 
 mod reference;
+mod replay;
 mod restart;
 
 use reference::{Input, Outputs};

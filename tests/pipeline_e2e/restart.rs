@@ -166,10 +166,23 @@ impl Scenario {
         let mut child = weir_run(&once_file, 2, true, &self.log("once"), None);
         assert!(wait(&mut child, Duration::from_secs(120)).is_some_and(|s| s.success()));
         let uninterrupted = once.check(&self.broker, &input, "uninterrupted");
-        assert!(
-            written == uninterrupted,
-            "the interrupted runs wrote other payloads than one uninterrupted run"
-        );
+        if written != uninterrupted {
+            let show = |what: &str, a: &[Vec<u8>], b: &[Vec<u8>]| {
+                for (tag, x, y) in [("interrupted only", a, b), ("uninterrupted only", b, a)] {
+                    for p in x.iter().filter(|p| !y.contains(p)).take(5) {
+                        eprintln!("{what}, {tag}: {}", String::from_utf8_lossy(p));
+                    }
+                }
+            };
+            show("alert", &written.alerts, &uninterrupted.alerts);
+            show("dead letter", &written.dead, &uninterrupted.dead);
+            for (k, v) in &written.rows {
+                if uninterrupted.rows.get(k) != Some(v) {
+                    eprintln!("window row {k:?}: {v:?} vs {:?}", uninterrupted.rows.get(k));
+                }
+            }
+            panic!("the interrupted runs wrote other payloads than one uninterrupted run");
+        }
     }
 }
 

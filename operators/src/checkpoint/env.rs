@@ -20,6 +20,7 @@ use timely::dataflow::{Scope, Stream};
 use timely::scheduling::Activator;
 
 use super::{Ack, Manifest, Marker, PartInfo, PendingFile, Session, FORMAT};
+use crate::kafka::source::{EndOffset, StartOffset};
 use crate::metrics::Metrics;
 use crate::recording::Recording;
 
@@ -85,6 +86,15 @@ pub struct RunIo {
     pub record: Option<PathBuf>,
     /// Sources read this recording instead of their Kafka topic.
     pub replay: Option<Arc<Recording>>,
+    /// A replay moves its watermark this many times as fast as the wall
+    /// clock (for demos); as fast as it can when `None`.
+    pub speed: Option<f64>,
+    /// Kafka sources start here instead of their configured start.
+    pub start: Option<StartOffset>,
+    /// Kafka sources stop at these ends (see [`KafkaSourceConfig::end`]).
+    ///
+    /// [`KafkaSourceConfig::end`]: crate::kafka::KafkaSourceConfig::end
+    pub end: Option<EndOffset>,
     /// Sinks write local files under this directory instead of their
     /// configured destination: `windows/` (Parquet), `alerts.jsonl`,
     /// `dead_letters.jsonl`.
@@ -432,15 +442,16 @@ fn trigger<'scope>(
                 c.downgrade(&f);
             }
             let at = *c.time();
-            // When the sources are done: after a stop, a last checkpoint at
-            // their last frontier; after the end of the input, one that
-            // covers everything ([`Marker::END`]).
+            // On a stop the sources hold their capabilities (at or after
+            // `at`) until this trigger is done: a last checkpoint at `at`.
+            // When the input ends, one that covers everything
+            // ([`Marker::END`]).
+            let stopping = metrics.stop_requested();
             let target = match frontier {
-                Some(_) => at,
-                None if metrics.stop_requested() => at,
-                None => Marker::END,
+                None if !stopping => Marker::END,
+                _ => at,
             };
-            let due = last_sent.elapsed() >= interval || frontier.is_none();
+            let due = last_sent.elapsed() >= interval || frontier.is_none() || stopping;
             // Never before the restored frontier, and never twice at one frontier.
             if due
                 && (at >= floor || target == Marker::END)
@@ -459,8 +470,8 @@ fn trigger<'scope>(
                 last_frontier = Some(target);
                 last_sent = Instant::now();
             }
-            if frontier.is_none() {
-                // The sources are done: no further checkpoint.
+            if frontier.is_none() || stopping {
+                // The sources are done, or wait for this to stop.
                 cap = None;
                 return;
             }

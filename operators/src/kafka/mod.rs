@@ -4,7 +4,7 @@ pub mod sink;
 pub mod source;
 
 pub use sink::{KafkaSink, KafkaSinkConfig};
-pub use source::{KafkaSource, KafkaSourceConfig, StartOffset};
+pub use source::{EndOffset, KafkaSource, KafkaSourceConfig, StartOffset};
 
 use rdkafka::config::ClientConfig;
 

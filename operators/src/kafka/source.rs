@@ -31,6 +31,21 @@ pub enum StartOffset {
     Committed,
     /// The first record at or after this Kafka timestamp (ms).
     Timestamp(i64),
+    /// These offsets, by partition (unlisted partitions: the oldest record).
+    Offsets(BTreeMap<i32, i64>),
+}
+
+/// Where a source stops reading: each partition's end, resolved when the
+/// source starts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EndOffset {
+    /// Before the first record at or after this Kafka timestamp (ms); a
+    /// partition without one ends at its end when the source starts.
+    Timestamp(i64),
+    /// Before these offsets, by partition (unlisted partitions: at their end
+    /// when the source starts). An end beyond the records produced so far is
+    /// awaited.
+    Offsets(BTreeMap<i32, i64>),
 }
 
 /// Configuration of a Kafka source.
@@ -54,8 +69,14 @@ pub struct KafkaSourceConfig {
     /// wall time spent idle. Not used in bounded mode, where a partition
     /// stops holding the watermark back only at its end offset.
     pub idle_timeout: Option<Duration>,
-    /// Read only up to the end offsets seen at start, then finish.
+    /// Read only up to the end offsets seen at start (or `end`), then
+    /// finish; no partition is ever declared idle, so the results depend
+    /// only on the records read.
     pub bounded: bool,
+    /// Stop at these ends and finish, as a bounded run does. Without
+    /// `bounded` this is a live run that ends: records up to the ends are
+    /// awaited, and partitions that deliver nothing are declared idle.
+    pub end: Option<EndOffset>,
     /// Extra librdkafka properties, applied last.
     pub properties: Vec<(String, String)>,
     /// The capability advances in steps of this much event time, so progress
@@ -77,6 +98,7 @@ impl KafkaSourceConfig {
             out_of_orderness_ms: 5_000,
             idle_timeout: Some(Duration::from_secs(30)),
             bounded: false,
+            end: None,
             properties: Vec::new(),
             watermark_step_ms: 100,
             max_batch: 8_192,
@@ -168,6 +190,13 @@ impl<'scope> KafkaSource<'scope> for Scope<'scope, u64> {
         if let Some(recording) = env.io().replay.clone() {
             return self.recording_source(recording, decoder, config.out_of_orderness_ms, env);
         }
+        let mut config = config;
+        if let Some(start) = &env.io().start {
+            config.start = start.clone();
+        }
+        if let Some(end) = &env.io().end {
+            config.end = Some(end.clone());
+        }
         let name = format!("KafkaSource({})", config.topic);
         let step = config.watermark_step_ms;
         let metrics = env.metrics().clone();
@@ -219,6 +248,9 @@ impl KafkaPoller {
                 StartOffset::Latest => Offset::End,
                 StartOffset::Committed => Offset::Stored,
                 StartOffset::Timestamp(ts) => Offset::Offset(ts),
+                StartOffset::Offsets(ref offsets) => offsets
+                    .get(&p)
+                    .map_or(Offset::Beginning, |o| Offset::Offset(*o)),
             };
             assignment
                 .add_partition_offset(&topic, p, start)
@@ -251,8 +283,29 @@ impl KafkaPoller {
                         .map_err(|e| format!("cannot assign partition {p} of `{topic}`: {e}"))?;
                 }
             }
-            StartOffset::Earliest | StartOffset::Latest => {}
+            StartOffset::Earliest | StartOffset::Latest | StartOffset::Offsets(_) => {}
         }
+        let ends_by_time: BTreeMap<i32, i64> = match config.end {
+            Some(EndOffset::Timestamp(ts)) if !mine.is_empty() => {
+                let mut query = TopicPartitionList::new();
+                for &p in &mine {
+                    query
+                        .add_partition_offset(&topic, p, Offset::Offset(ts))
+                        .map_err(|e| format!("cannot assign partition {p} of `{topic}`: {e}"))?;
+                }
+                consumer
+                    .offsets_for_times(query, timeout)
+                    .map_err(|e| format!("cannot look up offsets by timestamp in `{topic}`: {e}"))?
+                    .elements()
+                    .iter()
+                    .filter_map(|e| match e.offset() {
+                        Offset::Offset(o) => Some((e.partition(), o)),
+                        _ => None,
+                    })
+                    .collect()
+            }
+            _ => BTreeMap::new(),
+        };
         // Resolve every start to an offset, so the resume bookkeeping knows
         // where reading began. A checkpoint's position wins over `start`.
         let mut partitions = Vec::new();
@@ -278,13 +331,15 @@ impl KafkaPoller {
             assignment
                 .set_partition_offset(&topic, p, Offset::Offset(offset))
                 .map_err(|e| format!("cannot assign partition {p} of `{topic}`: {e}"))?;
-            // Bounded mode: read up to the end offset seen now.
-            partitions.push(PartitionStart::new(
-                p,
-                offset,
-                config.bounded.then_some(high),
-                restored,
-            ));
+            // Bounded mode: read up to the end offset seen now, or the end asked for.
+            let end = match &config.end {
+                Some(EndOffset::Offsets(ends)) => Some(ends.get(&p).copied().unwrap_or(high)),
+                Some(EndOffset::Timestamp(_)) => {
+                    Some(ends_by_time.get(&p).copied().unwrap_or(high))
+                }
+                None => config.bounded.then_some(high),
+            };
+            partitions.push(PartitionStart::new(p, offset, end, restored));
         }
         consumer
             .assign(&assignment)
@@ -351,7 +406,7 @@ impl KafkaPoller {
     /// With nothing to read: marks partitions done whose position reached
     /// their end (the last offsets may hold no record), or idle ones.
     fn check_positions(&self, ingest: &mut Ingest) {
-        if self.config.bounded {
+        if self.bounded() {
             let Ok(positions) = self.consumer.position() else {
                 return;
             };
@@ -421,7 +476,7 @@ impl Poller for KafkaPoller {
     }
 
     fn bounded(&self) -> bool {
-        self.config.bounded
+        self.config.bounded || self.config.end.is_some()
     }
 }
 

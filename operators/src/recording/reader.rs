@@ -313,6 +313,7 @@ impl<'scope> RecordingSource<'scope> for Scope<'scope, u64> {
         let name = format!("RecordingSource({})", recording.dir.display());
         let metrics = env.metrics().clone();
         let resume = restored_positions(env, &topic);
+        let speed = env.io().speed;
         ingest_source(env, &topic.clone(), name, 100, move |worker, peers| {
             let mut starts = Vec::new();
             let mut readers = Vec::new();
@@ -336,7 +337,18 @@ impl<'scope> RecordingSource<'scope> for Scope<'scope, u64> {
                 starts,
                 metrics.clone(),
             );
-            Ok((RecordingPoller { readers, metrics }, ingest))
+            let pace = speed.map(|speed| Pace {
+                speed,
+                origin: None,
+            });
+            Ok((
+                RecordingPoller {
+                    readers,
+                    metrics,
+                    pace,
+                },
+                ingest,
+            ))
         })
     }
 }
@@ -348,6 +360,30 @@ const TURN: usize = 4_096;
 pub(crate) struct RecordingPoller {
     readers: Vec<PartitionReader>,
     metrics: Arc<Metrics>,
+    pace: Option<Pace>,
+}
+
+/// Paces a replay: the source's watermark moves `speed` times as fast as
+/// the wall clock. Only how fast, never what: a bounded replay makes no
+/// wall-clock decision.
+struct Pace {
+    speed: f64,
+    /// The wall time and watermark of the first watermark seen.
+    origin: Option<(std::time::Instant, u64)>,
+}
+
+impl Pace {
+    /// Whether the watermark `cap_time` is ahead of the pace.
+    fn ahead(&mut self, cap_time: u64) -> bool {
+        if cap_time == 0 {
+            return false;
+        }
+        let (since, start) = *self
+            .origin
+            .get_or_insert((std::time::Instant::now(), cap_time));
+        let allowed = start as f64 + since.elapsed().as_secs_f64() * 1_000.0 * self.speed;
+        cap_time as f64 > allowed
+    }
 }
 
 impl Poller for RecordingPoller {
@@ -358,6 +394,10 @@ impl Poller for RecordingPoller {
         readings: &mut Vec<Reading>,
         dead: &mut Vec<DeadLetter>,
     ) -> usize {
+        if self.pace.as_mut().is_some_and(|p| p.ahead(cap_time)) {
+            std::thread::sleep(std::time::Duration::from_millis(2));
+            return 0;
+        }
         let mut read = 0;
         for reader in &mut self.readers {
             let result = reader.read(TURN, |record| {
