@@ -398,9 +398,11 @@ impl Poller for RecordingPoller {
             std::thread::sleep(std::time::Duration::from_millis(2));
             return 0;
         }
+        // Paced: small turns, so the watermark moves in small steps.
+        let turn = if self.pace.is_some() { 64 } else { TURN };
         let mut read = 0;
         for reader in &mut self.readers {
-            let result = reader.read(TURN, |record| {
+            let result = reader.read(turn, |record| {
                 read += usize::from(ingest.accept(record, cap_time, readings, dead));
             });
             if let Err(e) = result {
