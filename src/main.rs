@@ -88,6 +88,15 @@ enum Command {
         /// clock (default: as fast as possible).
         #[arg(long, value_name = "N")]
         speed: Option<f64>,
+        /// Only windows and alert events from this event time on (RFC 3339).
+        /// The recording is still read from its start, so watermarks and rule
+        /// states at this time are exactly the live run's.
+        #[arg(long, value_name = "TIME")]
+        from: Option<chrono::DateTime<chrono::FixedOffset>>,
+        /// Only windows and alert events before this event time (RFC 3339);
+        /// reading stops once every partition's watermark has passed it.
+        #[arg(long, value_name = "TIME")]
+        to: Option<chrono::DateTime<chrono::FixedOffset>>,
         /// Take checkpoints in this directory and resume from the latest.
         #[arg(long, value_name = "DIR")]
         checkpoint_dir: Option<PathBuf>,
@@ -254,6 +263,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             workers,
             quiet,
             speed,
+            from,
+            to,
             checkpoint_dir,
             checkpoint_interval,
             from_scratch,
@@ -263,6 +274,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 workers,
                 quiet,
                 speed,
+                from,
+                to,
                 checkpoint_dir,
                 checkpoint_interval,
                 from_scratch,

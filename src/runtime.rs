@@ -53,6 +53,9 @@ pub struct RunOptions {
     /// Pace a replay: event time moves this many times as fast as the wall
     /// clock.
     pub speed: Option<f64>,
+    /// Limit a replay to the event times `[from, to)` (see
+    /// [`weir_operators::RunIo::range`]).
+    pub range: Option<(u64, u64)>,
     /// Kafka sources start here instead of their configured start.
     pub start_at: Option<StartOffset>,
     /// Kafka sources stop here and the run ends (see
@@ -75,6 +78,7 @@ impl Default for RunOptions {
             replay: None,
             out: None,
             speed: None,
+            range: None,
             start_at: None,
             end_at: None,
         }
@@ -125,6 +129,14 @@ pub struct RunArgs {
     /// Pace a replay: event time moves N times as fast as the wall clock.
     #[arg(long, value_name = "N", requires = "replay")]
     pub speed: Option<f64>,
+    /// Replay only the windows and alerts from this event time on (RFC 3339);
+    /// the recording is still read from its start, so states are exact.
+    #[arg(long, value_name = "TIME", requires = "replay")]
+    pub from: Option<chrono::DateTime<chrono::FixedOffset>>,
+    /// Replay only the windows and alerts before this event time (RFC 3339);
+    /// reading stops once every partition's watermark passes it.
+    #[arg(long, value_name = "TIME", requires = "replay")]
+    pub to: Option<chrono::DateTime<chrono::FixedOffset>>,
     /// Start the source here instead of its configured start: offsets by
     /// partition ("0=1200,1=980") or an RFC 3339 time.
     #[arg(long, value_name = "POSITION", value_parser = parse_start_at)]
@@ -211,6 +223,13 @@ impl RunArgs {
             replay: self.replay.clone(),
             out: self.out.clone(),
             speed: self.speed,
+            range: (self.from.is_some() || self.to.is_some()).then(|| {
+                (
+                    self.from.map_or(0, |t| t.timestamp_millis().max(0) as u64),
+                    self.to
+                        .map_or(u64::MAX, |t| t.timestamp_millis().max(0) as u64),
+                )
+            }),
             start_at: self.start_at.clone(),
             end_at: self.end_at.clone(),
         })
@@ -417,6 +436,7 @@ where
         },
         out: options.out.clone(),
         speed: options.speed,
+        range: options.range,
         start: options.start_at.clone(),
         end: options.end_at.clone(),
     });

@@ -154,6 +154,9 @@ pub(crate) struct Ingest {
     last_resume: Option<SourcePart>,
     /// Records what the source reads, with its idle marks (`--record`).
     recorder: Option<Recorder>,
+    /// A partition is done once its watermark reaches this event time:
+    /// nothing it delivers later can count before it.
+    pub(crate) done_at: Option<u64>,
 }
 
 /// Bad records of one reason logged as warnings by a worker before the rest
@@ -195,6 +198,7 @@ impl Ingest {
             all_idle_since: None,
             last_resume: None,
             recorder: None,
+            done_at: None,
         }
     }
 
@@ -277,6 +281,9 @@ impl Ingest {
                     let bucket = reading.time - reading.time % RESUME_BUCKET_MS;
                     part.marks.entry(bucket).or_insert((offset, part.max_time));
                     part.max_time = part.max_time.max(Some(reading.time));
+                    if let (Some(done_at), Some(t)) = (self.done_at, part.max_time) {
+                        part.done |= t.saturating_sub(self.bound) >= done_at;
+                    }
                     readings.push(reading);
                     return true;
                 }
@@ -613,6 +620,15 @@ where
             send(&mut readings_out, cap, &mut readings_buf);
             send(&mut dead_out, dead_cap, &mut dead_buf);
             let watermark = match ingest.watermark(poller.bounded()) {
+                // Stopped at an event time: first move on to it, so that
+                // everything before it completes as in a full run.
+                Watermark::Done if ingest.done_at.is_some_and(|to| *cap.time() < to) => {
+                    let to = ingest.done_at.unwrap_or_default();
+                    cap.downgrade(&to);
+                    dead_cap.downgrade(&to);
+                    activator.activate();
+                    return;
+                }
                 Watermark::Done => {
                     tracing::debug!(worker, "Source reached the end of its partitions");
                     ingest.seal_recording();

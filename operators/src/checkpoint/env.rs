@@ -89,6 +89,12 @@ pub struct RunIo {
     /// A replay moves its watermark this many times as fast as the wall
     /// clock (for demos); as fast as it can when `None`.
     pub speed: Option<f64>,
+    /// A replay limited to the event times `[from, to)`: it reads the
+    /// recording from its start (so watermarks and rule states are exactly
+    /// the live run's at `from`), stops reading a partition once its
+    /// watermark passes `to`, and writes only the windows and alert events
+    /// inside the range.
+    pub range: Option<(u64, u64)>,
     /// Kafka sources start here instead of their configured start.
     pub start: Option<StartOffset>,
     /// Kafka sources stop at these ends (see [`KafkaSourceConfig::end`]).

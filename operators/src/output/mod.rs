@@ -30,6 +30,8 @@ pub trait SinkRecord: timely::ExchangeData {
     fn payload(&self) -> Vec<u8>;
     /// Event time: records ready at once are written in its order.
     fn time(&self) -> u64;
+    /// Whether a replay limited to the event times `[from, to)` writes it.
+    fn in_range(&self, from: u64, to: u64) -> bool;
     /// Identity, the same in every run over the same input; written with the
     /// record (a Kafka header, and in the JSON) so a restarted sink can tell
     /// what was delivered before.
@@ -59,6 +61,9 @@ impl SinkRecord for Alert {
     fn time(&self) -> u64 {
         self.event_time
     }
+    fn in_range(&self, from: u64, to: u64) -> bool {
+        (from..to).contains(&self.event_time)
+    }
     fn id(&self) -> String {
         Alert::id(self)
     }
@@ -83,6 +88,10 @@ impl SinkRecord for DeadLetter {
     }
     fn time(&self) -> u64 {
         0
+    }
+    /// Every dead letter of the records a replay reads.
+    fn in_range(&self, _from: u64, _to: u64) -> bool {
+        true
     }
     fn id(&self) -> String {
         DeadLetter::id(self)
@@ -213,6 +222,7 @@ pub(crate) fn write_records<'scope, R: SinkRecord, D: Destination>(
     let parts = env.restored::<SinkPart>(participant.op());
     // Only the worker that writes a single destination opens it.
     let writes = !one_writer || env.scope().index() == 0;
+    let range = env.io().range;
     let mut writer = if writes {
         match open(!parts.is_empty()).and_then(|mut dest| {
             let delivered = if parts.is_empty() {
@@ -249,7 +259,11 @@ pub(crate) fn write_records<'scope, R: SinkRecord, D: Destination>(
                 return;
             };
             match event {
-                SinkEvent::Data(time, data) => w.pending.extend(data.drain(..).map(|r| (time, r))),
+                SinkEvent::Data(time, data) => w.pending.extend(
+                    data.drain(..)
+                        .filter(|r| range.is_none_or(|(from, to)| r.in_range(from, to)))
+                        .map(|r| (time, r)),
+                ),
                 SinkEvent::Marker(marker) => {
                     w.send_before(marker.until(), &metrics);
                     match w.checkpoint() {

@@ -511,6 +511,7 @@ impl<'scope> ParquetSink<'scope> for Stream<'scope, u64, Vec<WindowAggregate>> {
             }
         }
         let mut writer = Some(writer);
+        let range = env.io().range;
         checkpointed_sink(self, Pipeline, "ParquetSink", markers, move |event| {
             let Some(active) = writer.as_mut() else {
                 // After a failure, consume and drop the input.
@@ -522,7 +523,13 @@ impl<'scope> ParquetSink<'scope> for Stream<'scope, u64, Vec<WindowAggregate>> {
             let before = active.rows_written();
             let result = match event {
                 SinkEvent::Data(_, data) => {
-                    data.drain(..).for_each(|agg| active.push(agg));
+                    data.drain(..)
+                        .filter(|a| {
+                            range.is_none_or(|(from, to)| {
+                                a.window_start >= from && a.window_end <= to
+                            })
+                        })
+                        .for_each(|agg| active.push(agg));
                     return;
                 }
                 SinkEvent::Marker(marker) => {

@@ -314,6 +314,7 @@ impl<'scope> RecordingSource<'scope> for Scope<'scope, u64> {
         let metrics = env.metrics().clone();
         let resume = restored_positions(env, &topic);
         let speed = env.io().speed;
+        let range = env.io().range;
         ingest_source(env, &topic.clone(), name, 100, move |worker, peers| {
             let mut starts = Vec::new();
             let mut readers = Vec::new();
@@ -330,13 +331,14 @@ impl<'scope> RecordingSource<'scope> for Scope<'scope, u64> {
                 starts.push((start, marks));
             }
             Metrics::add(&metrics.records_expected, expected);
-            let ingest = Ingest::new(
+            let mut ingest = Ingest::new(
                 decoder,
                 &topic,
                 out_of_orderness_ms,
                 starts,
                 metrics.clone(),
             );
+            ingest.done_at = range.map(|(_, to)| to).filter(|to| *to < u64::MAX);
             let pace = speed.map(|speed| Pace {
                 speed,
                 origin: None,
