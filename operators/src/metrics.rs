@@ -17,7 +17,7 @@ pub struct Metrics {
     /// Records read from Kafka (good and bad).
     pub records_read: AtomicU64,
     /// Records the sources will read in all, where it is known in advance
-    /// (replays of recordings): progress can show a rate and an ETA.
+    /// (bounded runs, replays): progress can show a rate and an ETA.
     pub records_expected: AtomicU64,
     /// Readings decoded and accepted.
     pub readings: AtomicU64,
