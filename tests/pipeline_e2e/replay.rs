@@ -318,11 +318,37 @@ fn a_replay_of_a_recorded_live_run_gives_exactly_its_results() {
     let unmarked = dir.path().join("unmarked");
     copy_dir(&recording, &unmarked);
     std::fs::remove_dir_all(unmarked.join("marks")).unwrap();
-    let r = replayed(replay(&unmarked, &pipeline, 2, &[]).path());
+    let unmarked_out = replayed(replay(&unmarked, &pipeline, 2, &[]).path());
     assert!(
-        !reasons(&r.dead).contains_key("late_after_idle"),
+        !reasons(&unmarked_out.dead).contains_key("late_after_idle"),
         "a replay without marks makes no idle decision"
     );
+
+    // `weir record` of the topic, interrupted after 50 records of each
+    // partition and run again: the recording holds every record once, and
+    // replays as a bounded run judges the topic (no idle decisions).
+    let recorded = dir.path().join("recorded");
+    for extra in [&["--to", "50"][..], &[]] {
+        let log = dir.path().join("record.log");
+        let mut args = vec![
+            "record",
+            pipeline.to_str().unwrap(),
+            recorded.to_str().unwrap(),
+            "--quiet",
+        ];
+        args.extend(extra);
+        run_ok(weir(&args, &log), &log, "weir record");
+    }
+    let report = std::fs::read_to_string(dir.path().join("record.stdout")).unwrap();
+    let total: usize = ends.iter().sum();
+    assert!(
+        report.contains(&format!("Recorded {} records", total - 150)),
+        "the second recording continues after the first 50 of each partition: {report}"
+    );
+    let r = replayed(replay(&recorded, &pipeline, 2, &[]).path());
+    assert_eq!(r.rows, unmarked_out.rows, "weir record: window rows");
+    assert_eq!(r.alerts, unmarked_out.alerts, "weir record: alert events");
+    assert_eq!(r.dead, unmarked_out.dead, "weir record: dead letters");
 
     // A replay that crashes after a checkpoint and resumes writes exactly
     // what an uninterrupted replay writes.

@@ -341,7 +341,10 @@ impl KafkaPoller {
             };
             if let Some(end) = end {
                 // The end is known: progress can show a rate and an ETA.
-                crate::metrics::Metrics::add(&metrics.records_expected, (end - offset).max(0) as u64);
+                crate::metrics::Metrics::add(
+                    &metrics.records_expected,
+                    (end - offset).max(0) as u64,
+                );
             }
             partitions.push(PartitionStart::new(p, offset, end, restored));
         }
