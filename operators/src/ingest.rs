@@ -566,6 +566,7 @@ where
     let (worker, peers) = (scope.index(), scope.peers());
     let step = watermark_step_ms.max(1);
     let record_dir = env.io().record.clone();
+    let sinks_reached = env.sinks_reached();
 
     builder.build(move |mut caps| {
         let mut caps = match (caps.pop(), caps.pop()) {
@@ -620,13 +621,18 @@ where
             send(&mut readings_out, cap, &mut readings_buf);
             send(&mut dead_out, dead_cap, &mut dead_buf);
             let watermark = match ingest.watermark(poller.bounded()) {
-                // Stopped at an event time: first move on to it, so that
-                // everything before it completes as in a full run.
-                Watermark::Done if ingest.done_at.is_some_and(|to| *cap.time() < to) => {
+                // Stopped at an event time `to`: first move on to it, and
+                // hold it until every sink's input has reached it, so that
+                // what comes before it completes as in a full run (a rule's
+                // duration that ends before it fires) even where timely
+                // would let the frontier jump from below `to` to the end.
+                Watermark::Done if ingest.done_at.is_some_and(|to| !sinks_reached(to)) => {
                     let to = ingest.done_at.unwrap_or_default();
-                    cap.downgrade(&to);
-                    dead_cap.downgrade(&to);
-                    activator.activate();
+                    if *cap.time() < to {
+                        cap.downgrade(&to);
+                        dead_cap.downgrade(&to);
+                    }
+                    activator.activate_after(Duration::from_millis(1));
                     return;
                 }
                 Watermark::Done => {
@@ -827,6 +833,136 @@ mod tests {
             ingest(&[]).watermark(false),
             Watermark::Done,
             "a worker without partitions is done"
+        );
+    }
+}
+
+/// A stop reaches the workers of a run one at a time; the checkpoint taken
+/// on a stop must not count records that a source stopped before reading.
+#[cfg(test)]
+mod stop_tests {
+    use std::sync::Mutex;
+
+    use timely::dataflow::operators::Probe;
+    use timely::dataflow::ProbeHandle;
+
+    use super::*;
+    use crate::checkpoint::{CheckpointConfig, Session};
+
+    /// Delivers its readings (one per second of event time up to `until`)
+    /// on the first poll, then nothing. The worker that `stops_first`
+    /// requests its run's stop after a few polls; the other one 200 ms
+    /// after that.
+    struct Scripted {
+        partition: i32,
+        until_s: u64,
+        sent: bool,
+        polls: u32,
+        stops_first: bool,
+        metrics: Arc<Metrics>,
+        first_stop: Arc<Mutex<Option<Instant>>>,
+    }
+
+    impl Poller for Scripted {
+        fn poll(
+            &mut self,
+            ingest: &mut Ingest,
+            cap_time: u64,
+            readings: &mut Vec<Reading>,
+            dead: &mut Vec<DeadLetter>,
+        ) -> usize {
+            if !self.sent {
+                self.sent = true;
+                for s in 1..=self.until_s {
+                    let payload = format!(
+                        r#"{{"device_id":"d","sensor":"s","value":1,"ts":{}}}"#,
+                        s * 1_000
+                    );
+                    let record = RecordRef {
+                        partition: self.partition,
+                        offset: s as i64,
+                        key: None,
+                        value: payload.as_bytes(),
+                        timestamp: None,
+                        headers: &[],
+                    };
+                    ingest.accept(record, cap_time, readings, dead);
+                }
+                return self.until_s as usize;
+            }
+            self.polls += 1;
+            std::thread::sleep(Duration::from_millis(1));
+            let mut first = self.first_stop.lock().unwrap();
+            if self.stops_first && self.polls == 50 {
+                self.metrics.request_stop();
+                *first = Some(Instant::now());
+            }
+            if !self.stops_first
+                && first.is_some_and(|at| at.elapsed() >= Duration::from_millis(200))
+            {
+                self.metrics.request_stop();
+            }
+            0
+        }
+
+        fn bounded(&self) -> bool {
+            false
+        }
+    }
+
+    #[test]
+    fn the_stop_checkpoint_waits_for_the_source_that_stopped_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = CheckpointConfig {
+            dir: dir.path().to_owned(),
+            interval: Duration::ZERO,
+            keep: 10_000,
+        };
+        let session = Arc::new(Session::open(config, "t", false).unwrap());
+        // One stop flag per worker, as in processes of a cluster signalled
+        // one after the other.
+        let metrics: Vec<Arc<Metrics>> = (0..2).map(|_| Arc::new(Metrics::default())).collect();
+        let first_stop = Arc::new(Mutex::new(None));
+        let m = metrics.clone();
+        timely::execute(timely::Config::process(2), move |worker| {
+            let index = worker.index();
+            let metrics = m[index].clone();
+            let first_stop = first_stop.clone();
+            let session = session.clone();
+            let probe = ProbeHandle::new();
+            worker.dataflow::<u64, _, _>(|scope| {
+                let env = Env::new(scope, metrics.clone(), "t", Some(session));
+                let (readings, _) =
+                    ingest_source(&env, "t", "Scripted".into(), 100, move |w, _| {
+                        let poller = Scripted {
+                            partition: w as i32,
+                            // Worker 1 lags: its watermark stays at 5 s.
+                            until_s: if w == 0 { 40 } else { 10 },
+                            sent: false,
+                            polls: 0,
+                            stops_first: w == 1,
+                            metrics: metrics.clone(),
+                            first_stop,
+                        };
+                        let start = PartitionStart::new(w as i32, 1, None, None);
+                        let ingest = Ingest::new(Decoder::default(), "t", 5_000, [start], metrics);
+                        Ok((poller, ingest))
+                    });
+                readings.probe_with(&probe);
+                env.finish();
+            });
+        })
+        .unwrap()
+        .join();
+        let frontiers: Vec<u64> = crate::checkpoint::list(dir.path())
+            .unwrap()
+            .into_iter()
+            .filter_map(|c| c.manifest.map(|m| m.frontier))
+            .collect();
+        assert!(!frontiers.is_empty(), "checkpoints were taken");
+        assert!(
+            frontiers.iter().all(|&f| f <= 5_000),
+            "a checkpoint passed the lagging source's watermark (5 s): {frontiers:?}"
         );
     }
 }

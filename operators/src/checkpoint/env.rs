@@ -61,6 +61,8 @@ struct Shared {
     sources: RefCell<Vec<Rc<dyn SourceBook>>>,
     /// Frontiers of the sources' outputs, followed by the trigger.
     probes: RefCell<Vec<ProbeHandle<u64>>>,
+    /// Frontiers of the sinks' inputs.
+    sinks: RefCell<Vec<ProbeHandle<u64>>>,
     /// Every operator is wired (set by [`Env::finish`]).
     built: Cell<bool>,
     /// Wakes the acknowledger when a part is written.
@@ -221,6 +223,27 @@ impl<'scope> Env<'scope> {
         stream.probe_with(&probe);
         self.shared.probes.borrow_mut().push(probe);
         self.shared.sources.borrow_mut().push(book);
+    }
+
+    /// Registers a sink's input, so sources can tell when everything before
+    /// a time has reached every sink (see [`Env::sinks_reached`]).
+    pub(crate) fn register_sink<C: timely::Container>(
+        &self,
+        stream: Stream<'scope, u64, C>,
+    ) -> Stream<'scope, u64, C> {
+        let probe = ProbeHandle::new();
+        let stream = stream.probe_with(&probe);
+        self.shared.sinks.borrow_mut().push(probe);
+        stream
+    }
+
+    /// A test of whether every sink's input frontier has reached a time:
+    /// every operator before the sinks that holds back output until the
+    /// frontier passes a time (windows, rule durations) has then run with
+    /// its input frontier there.
+    pub(crate) fn sinks_reached(&self) -> impl Fn(u64) -> bool + 'static {
+        let shared = self.shared.clone();
+        move |time| !shared.sinks.borrow().iter().any(|p| p.less_than(&time))
     }
 
     /// The checkpoint markers, for an operator that needs to know where

@@ -241,6 +241,7 @@ pub(crate) fn write_records<'scope, R: SinkRecord, D: Destination>(
     } else {
         None
     };
+    let stream = env.register_sink(stream);
     checkpointed_sink(
         stream,
         Exchange::new(move |r: &R| if one_writer { 0 } else { r.route() }),

@@ -512,7 +512,8 @@ impl<'scope> ParquetSink<'scope> for Stream<'scope, u64, Vec<WindowAggregate>> {
         }
         let mut writer = Some(writer);
         let range = env.io().range;
-        checkpointed_sink(self, Pipeline, "ParquetSink", markers, move |event| {
+        let stream = env.register_sink(self);
+        checkpointed_sink(stream, Pipeline, "ParquetSink", markers, move |event| {
             let Some(active) = writer.as_mut() else {
                 // After a failure, consume and drop the input.
                 if let SinkEvent::Marker(marker) = event {
