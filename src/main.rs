@@ -106,6 +106,9 @@ enum Command {
         /// Delete the checkpoints and replay from the start.
         #[arg(long)]
         from_scratch: bool,
+        /// Serve /metrics, /health and /ready on this address while replaying.
+        #[arg(long, value_name = "HOST:PORT")]
+        metrics_addr: Option<std::net::SocketAddr>,
     },
     /// Run two rule sets over a recording in one pass and report how their
     /// alerts differ: a table here, backtest.json and backtest.csv in --out.
@@ -268,9 +271,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             checkpoint_dir,
             checkpoint_interval,
             from_scratch,
+            metrics_addr,
         } => {
             let spec = weir::config::load_pipeline(&pipeline)?;
             let args = RunArgs {
+                metrics_addr,
                 workers,
                 quiet,
                 speed,

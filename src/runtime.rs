@@ -61,6 +61,8 @@ pub struct RunOptions {
     /// Kafka sources stop here and the run ends (see
     /// [`weir_operators::KafkaSourceConfig::end`]).
     pub end_at: Option<EndOffset>,
+    /// Serve `/metrics`, `/health` and `/ready` on this address while running.
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 impl Default for RunOptions {
@@ -81,6 +83,7 @@ impl Default for RunOptions {
             range: None,
             start_at: None,
             end_at: None,
+            metrics_addr: None,
         }
     }
 }
@@ -147,6 +150,10 @@ pub struct RunArgs {
     /// ends there.
     #[arg(long, value_name = "POSITION", value_parser = parse_end_at)]
     pub end_at: Option<EndOffset>,
+    /// Serve Prometheus metrics on /metrics, and /health and /ready, on this
+    /// address (overrides `[http] addr`), e.g. 127.0.0.1:9464.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 /// Parses `0=1200,1=980` or an RFC 3339 time.
@@ -232,6 +239,7 @@ impl RunArgs {
             }),
             start_at: self.start_at.clone(),
             end_at: self.end_at.clone(),
+            metrics_addr: self.metrics_addr,
         })
     }
 }
@@ -449,6 +457,10 @@ where
         .and_then(|s| s.restored())
         .map(|r| (r.manifest.id, r.manifest.frontier));
     let metrics = Arc::new(Metrics::default());
+    let _server = match options.metrics_addr {
+        Some(addr) => Some(crate::http::serve(addr, metrics.clone())?),
+        None => None,
+    };
     let run_id = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| format!("{:x}{:04x}", d.as_millis(), std::process::id() & 0xffff))

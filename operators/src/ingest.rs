@@ -121,6 +121,8 @@ pub(crate) struct PartitionState {
     replay_until: i64,
     pub(crate) done: bool,
     pub(crate) idle: bool,
+    /// Records read by this run.
+    read: u64,
     /// Delivered a record since the last [`Ingest::check_idle`].
     active: bool,
     last_record: Instant,
@@ -189,6 +191,7 @@ impl Ingest {
                     idle_marks,
                     done: p.end.is_some_and(|end| p.offset >= end),
                     idle: false,
+                    read: 0,
                     active: false,
                     last_record: now,
                 })
@@ -261,6 +264,7 @@ impl Ingest {
         part.active = true;
         part.idle = false;
         part.next = offset + 1;
+        part.read += 1;
         if part.end.is_some_and(|end| offset + 1 >= end) {
             part.done = true;
         }
@@ -319,6 +323,23 @@ impl Ingest {
             });
         }
         true
+    }
+
+    /// Publishes where each partition stands to the metrics.
+    fn publish_status(&self) {
+        self.metrics.set_partitions(
+            &self.topic,
+            self.partitions.iter().map(|p| {
+                let status = crate::metrics::PartitionStatus {
+                    records: p.read,
+                    position: p.next,
+                    end: p.end,
+                    watermark: p.max_time.map(|t| t.saturating_sub(self.bound)),
+                    idle: p.idle,
+                };
+                (p.id, status)
+            }),
+        );
     }
 
     /// The resume positions of the last checkpoint part written.
@@ -532,6 +553,9 @@ fn source_op(topic: &str) -> String {
     format!("source.{topic}")
 }
 
+/// How often a source publishes where its partitions stand.
+const STATUS_EVERY: Duration = Duration::from_millis(250);
+
 /// Builds a source operator with a readings and a dead-letter output that
 /// drives a [`Poller`]. `open` runs on each worker with (worker, peers); an
 /// error there is recorded in the metrics and ends the source.
@@ -567,6 +591,7 @@ where
     let step = watermark_step_ms.max(1);
     let record_dir = env.io().record.clone();
     let sinks_reached = env.sinks_reached();
+    Metrics::add(&metrics.sources_wired, 1);
 
     builder.build(move |mut caps| {
         let mut caps = match (caps.pop(), caps.pop()) {
@@ -581,6 +606,8 @@ where
                         Err(e) => metrics.add_error(format!("cannot record: {e}")),
                     }
                 }
+                Metrics::add(&metrics.sources_open, 1);
+                ingest.publish_status();
                 *ingest_cell.borrow_mut() = Some(ingest);
                 Some(poller)
             }
@@ -591,6 +618,7 @@ where
         };
         let mut readings_buf: Vec<Reading> = Vec::new();
         let mut dead_buf: Vec<DeadLetter> = Vec::new();
+        let mut last_status = Instant::now();
         move |frontiers| {
             markers.for_each(|_, data| data.clear());
             let mut ingest = ingest_cell.borrow_mut();
@@ -616,6 +644,10 @@ where
                 return;
             }
             let read = poller.poll(ingest, *cap.time(), &mut readings_buf, &mut dead_buf);
+            if last_status.elapsed() >= STATUS_EVERY {
+                ingest.publish_status();
+                last_status = Instant::now();
+            }
             Metrics::add(&metrics.records_read, read as u64);
             Metrics::add(&metrics.readings, readings_buf.len() as u64);
             send(&mut readings_out, cap, &mut readings_buf);

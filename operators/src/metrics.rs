@@ -42,12 +42,32 @@ pub struct Metrics {
     /// Windows still open when a stop was requested: not written, since they
     /// are not complete (with checkpoints, they are rebuilt after a restart).
     pub windows_left_open: AtomicU64,
+    /// Sources wired (one per worker and source).
+    pub sources_wired: AtomicU64,
+    /// Sources that have opened their partitions.
+    pub sources_open: AtomicU64,
     /// Set to ask the sources to stop reading, so the dataflow drains:
     /// windows close, sinks flush, and the run ends.
     stop: AtomicBool,
     alerts: Mutex<BTreeMap<String, AlertCounts>>,
     files: Mutex<Vec<PathBuf>>,
     errors: Mutex<Vec<String>>,
+    partitions: Mutex<BTreeMap<(String, i32), PartitionStatus>>,
+}
+
+/// Where one source partition stands, for operations.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PartitionStatus {
+    /// Records read from it by this run.
+    pub records: u64,
+    /// The next offset to read.
+    pub position: i64,
+    /// Its end offset, when known (bounded reads, replays).
+    pub end: Option<i64>,
+    /// Its watermark (ms of event time), once it delivered a reading.
+    pub watermark: Option<u64>,
+    /// Declared idle: it no longer holds the watermark back.
+    pub idle: bool,
 }
 
 /// Firing and resolved events of one rule.
@@ -102,6 +122,26 @@ impl Metrics {
     /// Alert events so far, by rule name.
     pub fn alerts_by_rule(&self) -> BTreeMap<String, AlertCounts> {
         self.alerts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Records where the partitions of `topic` stand.
+    pub fn set_partitions(
+        &self,
+        topic: &str,
+        status: impl IntoIterator<Item = (i32, PartitionStatus)>,
+    ) {
+        let mut partitions = self.partitions.lock().unwrap_or_else(|e| e.into_inner());
+        for (p, s) in status {
+            partitions.insert((topic.to_owned(), p), s);
+        }
+    }
+
+    /// Where every source partition stands, by (topic, partition).
+    pub fn partitions(&self) -> BTreeMap<(String, i32), PartitionStatus> {
+        self.partitions
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
