@@ -150,6 +150,8 @@ pub struct PipelineSpec {
     pub workers: usize,
     /// Checkpoints, if configured (`[checkpoint]`).
     pub checkpoint: Option<CheckpointConfig>,
+    /// Where to serve `/metrics`, `/health` and `/ready` (`[http] addr`).
+    pub http: Option<std::net::SocketAddr>,
 }
 
 impl PipelineSpec {
@@ -243,6 +245,12 @@ impl PipelineSpec {
                 );
             }
             None => s.push_str("checkpoints: none (a restart re-reads from the source's start)\n"),
+        }
+        if let Some(addr) = self.http {
+            let _ = writeln!(
+                s,
+                "operations server: http://{addr}/metrics, /health, /ready"
+            );
         }
         let from = self
             .rules_file
@@ -391,6 +399,16 @@ struct RawPipeline {
     /// `[checkpoint]`: periodic checkpoints, to restart without loss or
     /// duplicates.
     checkpoint: Option<Spanned<RawCheckpoint>>,
+    /// `[http]`: the operations server.
+    http: Option<Spanned<RawHttp>>,
+}
+
+/// `[http]`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHttp {
+    /// `HOST:PORT` to serve `/metrics`, `/health` and `/ready` on.
+    addr: Option<Spanned<String>>,
 }
 
 /// `[checkpoint]`.
@@ -600,6 +618,7 @@ fn pipeline_sections(doc: &Spanned<DeTable<'_>>, out: &mut Vec<toml::de::Error>)
             "rules" => check_fields::<RawRulesRef>(value, out),
             "runtime" => check_fields::<RawRuntime>(value, out),
             "checkpoint" => check_fields::<RawCheckpoint>(value, out),
+            "http" => check_fields::<RawHttp>(value, out),
             "rule" => check_rules(value, out),
             "sinks" => match value.get_ref() {
                 DeValue::Table(sinks) => {
@@ -945,6 +964,22 @@ fn validate_pipeline(raw: RawPipeline, path: &Path, d: &mut Diag<'_>) -> Pipelin
         .checkpoint
         .as_ref()
         .map(|c| validate_checkpoint(c, base, d));
+    let http = raw.http.as_ref().and_then(|h| {
+        let addr = required_text(d, h.get_ref().addr.as_ref(), h.span().start, "http.addr");
+        let span = h.get_ref().addr.as_ref().map_or(h.span(), |a| a.span());
+        match addr.parse::<std::net::SocketAddr>() {
+            Ok(addr) => Some(addr),
+            Err(_) if addr.is_empty() => None,
+            Err(_) => {
+                d.err(
+                    span,
+                    "http.addr",
+                    "must be an IP address and port, like \"127.0.0.1:9464\"",
+                );
+                None
+            }
+        }
+    });
 
     PipelineSpec {
         name,
@@ -959,6 +994,7 @@ fn validate_pipeline(raw: RawPipeline, path: &Path, d: &mut Diag<'_>) -> Pipelin
         dead_letters,
         workers,
         checkpoint,
+        http,
     }
 }
 
@@ -1548,7 +1584,9 @@ fn parse_start(text: &str) -> Result<StartOffset, String> {
     }
 }
 
-/// Extra librdkafka properties: strings, numbers or booleans, as strings.
+/// Extra librdkafka properties: strings, numbers or booleans, as strings;
+/// `"${NAME}"` takes the value of environment variable `NAME` (a secret: see
+/// [`crate::secrets`]).
 fn properties(
     d: &mut Diag<'_>,
     raw: Option<&BTreeMap<String, Spanned<toml::Value>>>,
@@ -1557,7 +1595,20 @@ fn properties(
     let mut out = Vec::new();
     for (key, value) in raw.into_iter().flatten() {
         let text = match value.get_ref() {
-            toml::Value::String(s) => s.clone(),
+            toml::Value::String(s) => match crate::secrets::reference(s) {
+                None => s.clone(),
+                Some(name) => match crate::secrets::from_env(name) {
+                    Some(secret) => secret,
+                    None => {
+                        d.err(
+                            value.span(),
+                            &field_path(path, key),
+                            format!("environment variable {name} is not set"),
+                        );
+                        continue;
+                    }
+                },
+            },
             toml::Value::Integer(i) => i.to_string(),
             toml::Value::Float(f) => f.to_string(),
             toml::Value::Boolean(b) => b.to_string(),

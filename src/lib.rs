@@ -33,6 +33,7 @@ pub mod pipeline;
 pub mod preflight;
 pub mod record;
 pub mod runtime;
+pub mod secrets;
 pub mod simulate;
 
 pub use runtime::{run, Context, RunOptions, RunReport};

@@ -190,13 +190,13 @@ fn main() -> ExitCode {
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
         )
-        .with_writer(std::io::stderr)
+        .with_writer(weir::secrets::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", weir::secrets::redact(&format!("{e:#}")));
             ExitCode::from(2)
         }
     }
@@ -206,7 +206,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Run { pipeline, args } => {
             let spec = weir::config::load_pipeline(&pipeline)?;
-            let options = args.options(&spec.name, spec.workers, spec.checkpoint.clone())?;
+            let mut options = args.options(&spec.name, spec.workers, spec.checkpoint.clone())?;
+            options.metrics_addr = options.metrics_addr.or(spec.http);
             let report = weir::pipeline::run_spec(&spec, &options)?;
             print!("{report}");
             Ok(())

@@ -73,9 +73,12 @@ impl Drop for Scenario {
                     "WEIR_ABORT_AT",
                     "error",
                     "Stopping",
+                    "stopping",
+                    "Offsets skipped",
                 ]
                 .iter()
                 .any(|k| l.contains(k))
+                    || (l.contains(" WARN ") && !l.contains("Bad record"))
             }) {
                 eprintln!("{line}");
             }
