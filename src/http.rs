@@ -301,6 +301,23 @@ impl Collector for RunCollector {
             let left = s.end.unwrap_or_default().saturating_sub(s.position).max(0);
             ConstGauge::new(left).encode(remaining.encode_family(&labels(key))?)?;
         }
+        let mut lag = encoder.encode_descriptor(
+            "source_lag",
+            "Records in a Kafka partition not read yet: its end offset minus the position",
+            None,
+            prometheus_client::metrics::MetricType::Gauge,
+        )?;
+        for (key, s) in partitions
+            .iter()
+            .filter(|(_, s)| s.high_watermark.is_some())
+        {
+            let left = s
+                .high_watermark
+                .unwrap_or_default()
+                .saturating_sub(s.position)
+                .max(0);
+            ConstGauge::new(left).encode(lag.encode_family(&labels(key))?)?;
+        }
         let mut watermark = encoder.encode_descriptor(
             "source_watermark",
             "A source partition's watermark (ms of event time since the epoch)",

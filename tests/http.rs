@@ -8,8 +8,42 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+#[path = "support/mod.rs"]
+mod support;
+
 use weir::operators::recording::{RecordRef, Recorder};
 use weir::simulate::{generate, SimulatorConfig};
+
+/// A scrape, parsed with a Prometheus text parser.
+fn scrape(port: u16) -> prometheus_parse::Scrape {
+    let (status, body) = get(port, "/metrics").expect("/metrics answers");
+    assert_eq!(status, 200);
+    let lines = body.lines().map(|l| Ok(l.to_owned()));
+    prometheus_parse::Scrape::parse(lines).expect("the exposition parses")
+}
+
+/// The sum of the samples of `name` (with `label`, if given).
+fn value(s: &prometheus_parse::Scrape, name: &str, label: Option<(&str, &str)>) -> Option<f64> {
+    s.samples
+        .iter()
+        .filter(|x| x.metric == name)
+        .filter(|x| label.is_none_or(|(k, v)| x.labels.get(k) == Some(v)))
+        .map(|x| match x.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            _ => f64::NAN,
+        })
+        .reduce(|a, b| a + b)
+}
+
+fn wait_for(what: &str, ok: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !ok() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
 
 /// GET `path`: (status, body).
 fn get(port: u16, path: &str) -> Option<(u16, String)> {
@@ -118,45 +152,23 @@ clear = 85.0
         .unwrap();
     let _run = Killed(run);
 
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let wait_for = |what: &str, ok: &dyn Fn() -> bool| {
-        while !ok() {
-            assert!(Instant::now() < deadline, "timed out waiting for {what}");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    };
-    wait_for("/health", &|| {
+    wait_for("/health", || {
         get(port, "/health").is_some_and(|(s, b)| s == 200 && b == "ok\n")
     });
-    wait_for("/ready", &|| {
+    wait_for("/ready", || {
         get(port, "/ready").is_some_and(|(s, _)| s == 200)
     });
 
     // Once an alert fired, every family is there with sensible values.
-    let scrape = || {
-        let (status, body) = get(port, "/metrics").unwrap();
-        assert_eq!(status, 200);
-        let lines = body.lines().map(|l| Ok(l.to_owned()));
-        prometheus_parse::Scrape::parse(lines).expect("the exposition parses")
-    };
-    let value =
-        |s: &prometheus_parse::Scrape, name: &str, label: Option<(&str, &str)>| -> Option<f64> {
-            s.samples
-                .iter()
-                .filter(|x| x.metric == name)
-                .filter(|x| label.is_none_or(|(k, v)| x.labels.get(k) == Some(v)))
-                .map(|x| match x.value {
-                    prometheus_parse::Value::Counter(v)
-                    | prometheus_parse::Value::Gauge(v)
-                    | prometheus_parse::Value::Untyped(v) => v,
-                    _ => f64::NAN,
-                })
-                .reduce(|a, b| a + b)
-        };
-    wait_for("a firing alert in the metrics", &|| {
-        value(&scrape(), "weir_alerts_total", Some(("state", "firing"))).is_some_and(|v| v > 0.0)
+    wait_for("a firing alert in the metrics", || {
+        value(
+            &scrape(port),
+            "weir_alerts_total",
+            Some(("state", "firing")),
+        )
+        .is_some_and(|v| v > 0.0)
     });
-    let s = scrape();
+    let s = scrape(port);
     let read = value(&s, "weir_records_read_total", None).unwrap();
     assert!(read > 0.0 && read <= records as f64, "records read: {read}");
     let per_partition = value(&s, "weir_source_records_total", None).unwrap();
@@ -187,4 +199,76 @@ clear = 85.0
     ] {
         assert!(value(&s, family, None).is_some(), "{family} is exposed");
     }
+}
+
+/// A live run against a real broker: the per-partition lag falls to 0 once
+/// everything produced is read, and the record counts match.
+#[test]
+fn a_live_run_reports_lag_and_positions_per_partition() {
+    let broker = support::Broker::start();
+    let topic = support::unique_topic("readings");
+    broker.create_topic(&topic, 3);
+    let payloads: Vec<String> = (0..600)
+        .map(|i| {
+            format!(
+                r#"{{"device_id":"d{}","sensor":"t","value":{i},"ts":{}}}"#,
+                i % 3,
+                1_763_900_000_000u64 + i * 100
+            )
+        })
+        .collect();
+    let batch: Vec<support::Record<'_>> = payloads
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (None, p.as_bytes(), None, Some((i % 3) as i32)))
+        .collect();
+    broker.produce(&topic, &batch);
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = dir.path().join("p.toml");
+    std::fs::write(
+        &pipeline,
+        format!(
+            "name = \"lag\"\n[source]\nbrokers = \"{}\"\ntopic = \"{topic}\"\n[sinks.parquet]\npath = \"out\"\n",
+            broker.bootstrap()
+        ),
+    )
+    .unwrap();
+    let port = free_port();
+    let run = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args([
+            "run",
+            pipeline.to_str().unwrap(),
+            "--quiet",
+            "--workers",
+            "2",
+        ])
+        .args(["--metrics-addr", &format!("127.0.0.1:{port}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _run = Killed(run);
+    wait_for("/ready", || {
+        get(port, "/ready").is_some_and(|(s, _)| s == 200)
+    });
+    wait_for("every record read and the lag at 0", || {
+        let s = scrape(port);
+        value(&s, "weir_source_records_total", None) == Some(600.0)
+            && (0..3).all(|p| {
+                value(&s, "weir_source_lag", Some(("partition", &p.to_string()))) == Some(0.0)
+            })
+    });
+    let s = scrape(port);
+    for p in 0..3 {
+        let p = p.to_string();
+        assert_eq!(
+            value(&s, "weir_source_position", Some(("partition", &p))),
+            Some(200.0)
+        );
+        assert_eq!(
+            value(&s, "weir_source_idle", Some(("partition", &p))).map(|v| v <= 1.0),
+            Some(true)
+        );
+    }
+    assert_eq!(value(&s, "weir_records_read_total", None), Some(600.0));
 }

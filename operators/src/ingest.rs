@@ -325,8 +325,9 @@ impl Ingest {
         true
     }
 
-    /// Publishes where each partition stands to the metrics.
-    fn publish_status(&self) {
+    /// Publishes where each partition stands to the metrics, with the end
+    /// offsets the broker reported.
+    fn publish_status(&self, ends: &BTreeMap<i32, i64>) {
         self.metrics.set_partitions(
             &self.topic,
             self.partitions.iter().map(|p| {
@@ -334,6 +335,7 @@ impl Ingest {
                     records: p.read,
                     position: p.next,
                     end: p.end,
+                    high_watermark: ends.get(&p.id).copied(),
                     watermark: p.max_time.map(|t| t.saturating_sub(self.bound)),
                     idle: p.idle,
                 };
@@ -516,6 +518,11 @@ pub(crate) trait Poller: 'static {
     ) -> usize;
     /// Whether the source stops at its partitions' ends.
     fn bounded(&self) -> bool;
+    /// The latest known end offset of each partition (Kafka's high
+    /// watermark), for the lag metrics.
+    fn end_offsets(&self) -> BTreeMap<i32, i64> {
+        BTreeMap::new()
+    }
 }
 
 /// A source's [`Ingest`], shared with the checkpoint acknowledger of its
@@ -607,7 +614,7 @@ where
                     }
                 }
                 Metrics::add(&metrics.sources_open, 1);
-                ingest.publish_status();
+                ingest.publish_status(&BTreeMap::new());
                 *ingest_cell.borrow_mut() = Some(ingest);
                 Some(poller)
             }
@@ -645,7 +652,7 @@ where
             }
             let read = poller.poll(ingest, *cap.time(), &mut readings_buf, &mut dead_buf);
             if last_status.elapsed() >= STATUS_EVERY {
-                ingest.publish_status();
+                ingest.publish_status(&poller.end_offsets());
                 last_status = Instant::now();
             }
             Metrics::add(&metrics.records_read, read as u64);

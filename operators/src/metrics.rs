@@ -64,6 +64,8 @@ pub struct PartitionStatus {
     pub position: i64,
     /// Its end offset, when known (bounded reads, replays).
     pub end: Option<i64>,
+    /// The broker's end offset (high watermark) last reported, if any.
+    pub high_watermark: Option<i64>,
     /// Its watermark (ms of event time), once it delivered a reading.
     pub watermark: Option<u64>,
     /// Declared idle: it no longer holds the watermark back.

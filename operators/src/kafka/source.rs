@@ -5,8 +5,12 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use std::sync::Mutex;
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::message::Message;
+use rdkafka::statistics::Statistics;
+use rdkafka::ClientContext;
 use rdkafka::{Offset, TopicPartitionList};
 use timely::dataflow::Scope;
 
@@ -105,7 +109,7 @@ impl KafkaSourceConfig {
         }
     }
 
-    fn consumer(&self) -> Result<BaseConsumer, rdkafka::error::KafkaError> {
+    fn consumer(&self) -> Result<BaseConsumer<SourceContext>, rdkafka::error::KafkaError> {
         let mut config = super::client_config(&self.brokers, &[]);
         config
             .set("group.id", &self.group_id)
@@ -115,6 +119,8 @@ impl KafkaSourceConfig {
             // librdkafka pauses a partition's fetching for this long once its
             // local queue is full (default 1 s); a fast consumer then starves.
             .set("fetch.queue.backoff.ms", "20")
+            // Partition end offsets, for the lag metrics.
+            .set("statistics.interval.ms", "1000")
             .set(
                 "auto.offset.reset",
                 if self.start == StartOffset::Latest {
@@ -126,14 +132,40 @@ impl KafkaSourceConfig {
         for (k, v) in &self.properties {
             config.set(k, v);
         }
-        config.create()
+        config.create_with_context(SourceContext {
+            topic: self.topic.clone(),
+            high: Mutex::default(),
+        })
     }
 }
+
+/// Keeps each partition's end offset from librdkafka's statistics (every
+/// second), for the lag metrics.
+struct SourceContext {
+    topic: String,
+    high: Mutex<BTreeMap<i32, i64>>,
+}
+
+impl ClientContext for SourceContext {
+    fn stats(&self, statistics: Statistics) {
+        let Some(topic) = statistics.topics.get(&self.topic) else {
+            return;
+        };
+        let mut high = self.high.lock().unwrap_or_else(|e| e.into_inner());
+        for (&p, partition) in &topic.partitions {
+            if p >= 0 && partition.hi_offset >= 0 {
+                high.insert(p, partition.hi_offset);
+            }
+        }
+    }
+}
+
+impl ConsumerContext for SourceContext {}
 
 /// A worker's consumer and the config it was built from.
 struct KafkaPoller {
     config: KafkaSourceConfig,
-    consumer: BaseConsumer,
+    consumer: BaseConsumer<SourceContext>,
     /// The last poll found nothing: the next one waits a little for data.
     starved: bool,
     /// Partitions paused because they reached their bounded end.
@@ -484,6 +516,15 @@ impl Poller for KafkaPoller {
 
     fn bounded(&self) -> bool {
         self.config.bounded || self.config.end.is_some()
+    }
+
+    fn end_offsets(&self) -> BTreeMap<i32, i64> {
+        self.consumer
+            .context()
+            .high
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 }
 
