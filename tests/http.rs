@@ -271,4 +271,33 @@ fn a_live_run_reports_lag_and_positions_per_partition() {
         );
     }
     assert_eq!(value(&s, "weir_records_read_total", None), Some(600.0));
+
+    // The example dashboard and alerting rules use only metrics Weir exposes.
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/monitoring");
+    for file in ["grafana-dashboard.json", "weir-alerts.yml"] {
+        let text = std::fs::read_to_string(examples.join(file)).unwrap();
+        for name in metric_names(&text) {
+            let family = name.trim_end_matches("_total");
+            assert!(
+                s.docs.contains_key(&name) || s.docs.contains_key(family),
+                "{file} uses {name}, which /metrics does not expose"
+            );
+        }
+    }
+}
+
+/// The `weir_...` identifiers in a text.
+fn metric_names(text: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut rest = text;
+    while let Some(i) = rest.find("weir_") {
+        let name: String = rest[i..]
+            .chars()
+            .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+            .collect();
+        rest = &rest[i + name.len()..];
+        names.push(name);
+    }
+    assert!(!names.is_empty());
+    names
 }
