@@ -3,6 +3,7 @@
 //! what happened. Nothing to install.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -14,6 +15,7 @@ use crate::config;
 use crate::pipeline;
 use crate::runtime::RunOptions;
 use crate::simulate::{self, SimulatorConfig};
+use weir_operators::Metrics;
 
 /// The demo's pipeline file, embedded in the binary.
 pub const DEMO_PIPELINE: &str = include_str!("../examples/pipelines/demo.toml");
@@ -31,6 +33,11 @@ pub struct DemoOptions {
     pub minutes: u64,
     /// Seed of the simulator.
     pub seed: u64,
+    /// Where to serve the status page, `/metrics`, `/health` and `/ready`.
+    pub addr: std::net::SocketAddr,
+    /// Also replay the recording at 20x event time for the status page,
+    /// then keep serving until Ctrl-C.
+    pub serve: bool,
 }
 
 impl Default for DemoOptions {
@@ -41,6 +48,8 @@ impl Default for DemoOptions {
             devices: 20,
             minutes: 10,
             seed: 7,
+            addr: std::net::SocketAddr::from(([127, 0, 0, 1], 9464)),
+            serve: false,
         }
     }
 }
@@ -105,6 +114,23 @@ pub fn demo(options: &DemoOptions) -> anyhow::Result<()> {
                 .with_context(|| format!("cannot clear {}", dir.display()))?;
         }
     }
+    let shown = Arc::new(Mutex::new(Arc::new(Metrics::default())));
+    let server = {
+        let shown = shown.clone();
+        let source: crate::http::MetricsSource =
+            Arc::new(move || shown.lock().unwrap_or_else(|e| e.into_inner()).clone());
+        // A busy port (another demo) must not stop the demo: any free one.
+        crate::http::serve_from(options.addr, source.clone()).or_else(|e| {
+            tracing::warn!(error = %e, "Serving the status page on another port");
+            crate::http::serve_from(std::net::SocketAddr::new(options.addr.ip(), 0), source)
+        })?
+    };
+    println!(
+        "Status page: http://{}/ (also /metrics, /health, /ready)",
+        server.addr
+    );
+    let live_metrics = Arc::new(Metrics::default());
+    *shown.lock().unwrap_or_else(|e| e.into_inner()) = live_metrics.clone();
     let run = RunOptions {
         workers: options.workers,
         bounded: true,
@@ -112,6 +138,7 @@ pub fn demo(options: &DemoOptions) -> anyhow::Result<()> {
         stop_on_signal: true,
         name: spec.name.clone(),
         record: Some(recording.clone()),
+        metrics: Some(live_metrics),
         ..RunOptions::default()
     };
     let report = pipeline::run_spec(&spec, &run)?;
@@ -127,6 +154,7 @@ pub fn demo(options: &DemoOptions) -> anyhow::Result<()> {
         record: None,
         replay: Some(recording.clone()),
         out: Some(replay_out.clone()),
+        metrics: None,
         ..run
     };
     pipeline::run_spec(&spec, &replay)?;
@@ -176,6 +204,26 @@ pub fn demo(options: &DemoOptions) -> anyhow::Result<()> {
         windows_dir.display(),
         windows_dir.display()
     );
+    if options.serve {
+        println!(
+            "Replaying the recording at 20x event time for the status page at http://{}/ ...",
+            server.addr
+        );
+        let paced_metrics = Arc::new(Metrics::default());
+        *shown.lock().unwrap_or_else(|e| e.into_inner()) = paced_metrics.clone();
+        let paced = RunOptions {
+            speed: Some(20.0),
+            out: Some(options.out.join("replay-paced")),
+            metrics: Some(paced_metrics),
+            ..replay
+        };
+        pipeline::run_spec(&spec, &paced)?;
+        println!(
+            "Done. Still serving http://{}/; Ctrl-C to quit.",
+            server.addr
+        );
+        crate::runtime::wait_for_signal()?;
+    }
     Ok(())
 }
 

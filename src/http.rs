@@ -1,5 +1,7 @@
 //! The operations server: Prometheus metrics on `/metrics`, liveness on
-//! `/health`, readiness on `/ready`. It runs on its own thread with a small
+//! `/health`, readiness on `/ready`, and a live status page on `/` (its
+//! figures come over server-sent events from `/events`; the page is embedded
+//! in the binary and loads nothing from elsewhere). It runs on its own thread with a small
 //! tokio runtime, outside the dataflow's worker threads, and reads the run's
 //! [`Metrics`] when asked.
 
@@ -19,8 +21,11 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::{Registry, Unit};
 use weir_operators::Metrics;
 
-/// What the server reads: the run's metrics.
-type ServerState = Metrics;
+/// Where the server finds the metrics to show, at each request: a run's
+/// metrics, or whichever run a caller shows now.
+pub type MetricsSource = Arc<dyn Fn() -> Arc<Metrics> + Send + Sync>;
+
+type ServerState = MetricsSource;
 
 /// A running server; it stops when dropped.
 #[derive(Debug)]
@@ -45,6 +50,11 @@ impl Drop for Server {
 /// Starts the server on `addr` (port 0: any free port). Binding fails at
 /// once, with the address in the error.
 pub fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> anyhow::Result<Server> {
+    serve_from(addr, Arc::new(move || metrics.clone()))
+}
+
+/// [`serve`], with the metrics of whichever run `source` gives.
+pub fn serve_from(addr: SocketAddr, source: MetricsSource) -> anyhow::Result<Server> {
     let listener = std::net::TcpListener::bind(addr)
         .with_context(|| format!("cannot listen on {addr} for the metrics server"))?;
     listener.set_nonblocking(true)?;
@@ -52,13 +62,16 @@ pub fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> anyhow::Result<Server> 
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_io()
+        .enable_time()
         .build()
         .context("cannot start the metrics server's runtime")?;
     let app = Router::new()
         .route("/metrics", get(scrape))
         .route("/health", get(|| async { "ok\n" }))
         .route("/ready", get(ready))
-        .with_state(metrics);
+        .route("/", get(|| async { axum::response::Html(STATUS_PAGE) }))
+        .route("/events", get(events))
+        .with_state(Arc::new(source));
     let thread = std::thread::Builder::new()
         .name("weir-http".into())
         .spawn(move || {
@@ -90,7 +103,7 @@ pub fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> anyhow::Result<Server> 
 
 async fn scrape(State(state): State<Arc<ServerState>>) -> impl IntoResponse {
     let mut registry = Registry::with_prefix("weir");
-    registry.register_collector(Box::new(RunCollector(state)));
+    registry.register_collector(Box::new(RunCollector(state())));
     let mut body = String::new();
     match prometheus_client::encoding::text::encode(&mut body, &registry) {
         Ok(()) => (
@@ -109,8 +122,69 @@ async fn scrape(State(state): State<Arc<ServerState>>) -> impl IntoResponse {
     }
 }
 
+/// The status page.
+const STATUS_PAGE: &str = include_str!("status.html");
+
+/// A snapshot of the run every second, as server-sent events.
+async fn events(
+    State(state): State<Arc<ServerState>>,
+) -> axum::response::sse::Sse<
+    impl futures_util::Stream<Item = Result<axum::response::sse::Event, std::convert::Infallible>>,
+> {
+    let stream = futures_util::stream::unfold((state, true), |(state, first)| async move {
+        if !first {
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        }
+        let event = axum::response::sse::Event::default().data(snapshot(&state()).to_string());
+        Some((Ok(event), (state, false)))
+    });
+    axum::response::sse::Sse::new(stream)
+}
+
+/// What the status page shows, as JSON.
+pub fn snapshot(m: &Metrics) -> serde_json::Value {
+    let get = Metrics::get;
+    let alert = |a: &weir_operators::metrics::AlertEvent| {
+        serde_json::json!({
+            "rule": a.rule, "severity": a.severity, "device": a.device, "sensor": a.sensor,
+            "state": a.state, "event_time": a.event_time, "value": a.value,
+        })
+    };
+    let (recent, firing) = m.alert_feed();
+    let partitions: Vec<serde_json::Value> = m
+        .partitions()
+        .into_iter()
+        .map(|((topic, partition), s)| {
+            let lag = s.high_watermark.or(s.end).map(|h| (h - s.position).max(0));
+            serde_json::json!({
+                "topic": topic, "partition": partition, "records": s.records,
+                "position": s.position, "lag": lag, "watermark": s.watermark, "idle": s.idle,
+            })
+        })
+        .collect();
+    let dead: serde_json::Map<String, serde_json::Value> = weir_operators::DeadLetterReason::ALL
+        .iter()
+        .map(|r| (r.to_string(), get(&m.dead_letters[r.index()]).into()))
+        .collect();
+    serde_json::json!({
+        "records_read": get(&m.records_read),
+        "readings": get(&m.readings),
+        "dead_letters": dead,
+        "windows": get(&m.windows),
+        "parquet_rows": get(&m.parquet_rows),
+        "parquet_files": m.files().len(),
+        "alerts_delivered": get(&m.alerts_delivered),
+        "checkpoints": get(&m.checkpoints),
+        "checkpoint_frontier": get(&m.last_checkpoint_frontier),
+        "partitions": partitions,
+        "firing": firing.iter().map(alert).collect::<Vec<_>>(),
+        "recent": recent.iter().map(alert).collect::<Vec<_>>(),
+        "errors": m.errors(),
+    })
+}
+
 async fn ready(State(state): State<Arc<ServerState>>) -> impl IntoResponse {
-    let m = &state;
+    let m = state();
     let errors = m.errors();
     let (open, wired) = (
         Metrics::get(&m.sources_open),

@@ -192,6 +192,13 @@ enum Command {
         /// Minutes of event time to simulate.
         #[arg(long, default_value_t = 10)]
         minutes: u64,
+        /// Where to serve the status page (and /metrics, /health, /ready).
+        #[arg(long, default_value = "127.0.0.1:9464")]
+        addr: std::net::SocketAddr,
+        /// After the demo, replay its recording at 20x event time for the
+        /// status page, then keep serving until Ctrl-C.
+        #[arg(long)]
+        serve: bool,
     },
 }
 
@@ -368,11 +375,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             workers,
             devices,
             minutes,
+            addr,
+            serve,
         } => weir::demo::demo(&weir::demo::DemoOptions {
             out,
             workers,
             devices,
             minutes,
+            addr,
+            serve,
             ..Default::default()
         }),
     }

@@ -63,6 +63,9 @@ pub struct RunOptions {
     pub end_at: Option<EndOffset>,
     /// Serve `/metrics`, `/health` and `/ready` on this address while running.
     pub metrics_addr: Option<std::net::SocketAddr>,
+    /// The metrics the run counts into (fresh ones when `None`): to share
+    /// them with a server the caller runs.
+    pub metrics: Option<Arc<Metrics>>,
 }
 
 impl Default for RunOptions {
@@ -84,6 +87,7 @@ impl Default for RunOptions {
             start_at: None,
             end_at: None,
             metrics_addr: None,
+            metrics: None,
         }
     }
 }
@@ -240,6 +244,7 @@ impl RunArgs {
             start_at: self.start_at.clone(),
             end_at: self.end_at.clone(),
             metrics_addr: self.metrics_addr,
+            metrics: None,
         })
     }
 }
@@ -456,7 +461,7 @@ where
         .as_ref()
         .and_then(|s| s.restored())
         .map(|r| (r.manifest.id, r.manifest.frontier));
-    let metrics = Arc::new(Metrics::default());
+    let metrics = options.metrics.clone().unwrap_or_default();
     let _server = match options.metrics_addr {
         Some(addr) => Some(crate::http::serve(addr, metrics.clone())?),
         None => None,
@@ -572,6 +577,16 @@ fn format_time(ms: u64) -> String {
             || format!("{ms} ms"),
             |t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         )
+}
+
+/// Waits for Ctrl-C (SIGINT) or SIGTERM.
+pub fn wait_for_signal() -> anyhow::Result<()> {
+    install_signal_handler()?;
+    SIGNALLED.store(false, Ordering::Relaxed);
+    while !SIGNALLED.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(())
 }
 
 /// Set by the first SIGINT or SIGTERM.

@@ -1025,6 +1025,15 @@ fn emit_alerts(
     metrics: &Metrics,
 ) {
     let mut counts: Vec<(String, AlertCounts)> = Vec::new();
+    metrics.note_alerts(alerts.iter().map(|a| crate::metrics::AlertEvent {
+        rule: a.rule.clone(),
+        severity: a.severity.clone(),
+        device: a.device.to_string(),
+        sensor: a.sensor.to_string(),
+        state: a.state.as_str().to_owned(),
+        event_time: a.event_time,
+        value: a.value,
+    }));
     for alert in alerts.drain(..) {
         let c = match counts.iter_mut().find(|(r, _)| *r == alert.rule) {
             Some((_, c)) => c,

@@ -53,7 +53,38 @@ pub struct Metrics {
     files: Mutex<Vec<PathBuf>>,
     errors: Mutex<Vec<String>>,
     partitions: Mutex<BTreeMap<(String, i32), PartitionStatus>>,
+    alert_feed: Mutex<AlertFeed>,
 }
+
+/// One alert event, as operations show it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AlertEvent {
+    /// Rule name.
+    pub rule: String,
+    /// Severity.
+    pub severity: String,
+    /// Device.
+    pub device: String,
+    /// Sensor.
+    pub sensor: String,
+    /// `firing` or `resolved`.
+    pub state: String,
+    /// Event time (ms).
+    pub event_time: u64,
+    /// The value that caused it.
+    pub value: f64,
+}
+
+/// The latest alert events, and the alerts firing now.
+#[derive(Debug, Default)]
+struct AlertFeed {
+    recent: std::collections::VecDeque<AlertEvent>,
+    /// Firing since (event time), by (rule, device, sensor).
+    firing: BTreeMap<(String, String, String), AlertEvent>,
+}
+
+/// Alert events kept for the status page.
+const RECENT_ALERTS: usize = 50;
 
 /// Where one source partition stands, for operations.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -127,6 +158,38 @@ impl Metrics {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    /// Records alert events for operations: the latest ones, and which
+    /// alerts are firing.
+    pub fn note_alerts(&self, events: impl IntoIterator<Item = AlertEvent>) {
+        let mut feed = self.alert_feed.lock().unwrap_or_else(|e| e.into_inner());
+        for event in events {
+            let key = (
+                event.rule.clone(),
+                event.device.clone(),
+                event.sensor.clone(),
+            );
+            if event.state == "firing" {
+                feed.firing.insert(key, event.clone());
+            } else {
+                feed.firing.remove(&key);
+            }
+            if feed.recent.len() == RECENT_ALERTS {
+                feed.recent.pop_front();
+            }
+            feed.recent.push_back(event);
+        }
+    }
+
+    /// The latest alert events (oldest first), and the firing ones (each
+    /// with the event that made it fire).
+    pub fn alert_feed(&self) -> (Vec<AlertEvent>, Vec<AlertEvent>) {
+        let feed = self.alert_feed.lock().unwrap_or_else(|e| e.into_inner());
+        (
+            feed.recent.iter().cloned().collect(),
+            feed.firing.values().cloned().collect(),
+        )
     }
 
     /// Records where the partitions of `topic` stand.
