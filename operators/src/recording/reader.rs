@@ -232,33 +232,15 @@ impl PartitionReader {
                     Some(batch) => {
                         let batch =
                             batch.map_err(|e| RecordingError::segment(path)(e.to_string()))?;
-                        let column = |name: &str| {
-                            batch.column_by_name(name).ok_or_else(|| {
-                                RecordingError::segment(path)(format!("no column `{name}`"))
-                            })
-                        };
-                        let wrong = |name: &str| {
-                            RecordingError::segment(path)(format!(
-                                "column `{name}` has the wrong type"
-                            ))
-                        };
                         self.batch = Some(Batch {
-                            offset: column("offset")?
-                                .as_primitive_opt::<Int64Type>()
-                                .ok_or_else(|| wrong("offset"))?
-                                .clone(),
-                            timestamp: column("timestamp")?
-                                .as_primitive_opt::<TimestampMillisecondType>()
-                                .ok_or_else(|| wrong("timestamp"))?
-                                .clone(),
-                            key: column("key")?
-                                .as_binary_opt::<i32>()
-                                .ok_or_else(|| wrong("key"))?
-                                .clone(),
-                            value: column("value")?
-                                .as_binary_opt::<i32>()
-                                .ok_or_else(|| wrong("value"))?
-                                .clone(),
+                            offset: column(&batch, path, "offset", |a| {
+                                a.as_primitive_opt::<Int64Type>()
+                            })?,
+                            timestamp: column(&batch, path, "timestamp", |a| {
+                                a.as_primitive_opt::<TimestampMillisecondType>()
+                            })?,
+                            key: column(&batch, path, "key", |a| a.as_binary_opt::<i32>())?,
+                            value: column(&batch, path, "value", |a| a.as_binary_opt::<i32>())?,
                         });
                         self.row = 0;
                         return Ok(true);
@@ -282,6 +264,21 @@ impl PartitionReader {
             self.reader = Some((path, reader));
         }
     }
+}
+
+/// Column `name` of a segment's batch, as the array type `cast` gives.
+fn column<T: Clone>(
+    batch: &arrow_array::RecordBatch,
+    path: &Path,
+    name: &str,
+    cast: impl Fn(&dyn Array) -> Option<&T>,
+) -> Result<T, RecordingError> {
+    let array = batch
+        .column_by_name(name)
+        .ok_or_else(|| RecordingError::segment(path)(format!("no column `{name}`")))?;
+    cast(array.as_ref())
+        .cloned()
+        .ok_or_else(|| RecordingError::segment(path)(format!("column `{name}` has the wrong type")))
 }
 
 /// Reads a recording into a dataflow.
