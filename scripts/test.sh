@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The project's test command: makes sure the tansu broker used by the
-# integration tests is installed, then runs every test of the workspace
+# integration tests and the Chromium that tests/browser.rs drives are
+# installed, then runs every test of the workspace
 # (unit, integration and doc tests). Extra arguments go to `cargo test`,
 # e.g. `bash scripts/test.sh --test broker_smoke`.
 set -euo pipefail
@@ -9,5 +10,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 WEIR_TANSU="$(bash scripts/ensure-tansu.sh)"
 export WEIR_TANSU
 echo "test.sh: using tansu at $WEIR_TANSU" >&2
+WEIR_CHROMIUM="$(bash scripts/ensure-chromium.sh)"
+export WEIR_CHROMIUM
+echo "test.sh: using chromium at $WEIR_CHROMIUM" >&2
 
 cargo test --workspace "$@"
