@@ -20,7 +20,7 @@ use timely::dataflow::operators::{Inspect, Probe};
 use timely::dataflow::ProbeHandle;
 use weir::operators::alert::{Direction, Rule, RuleInput, RuleSet, Stat};
 use weir::operators::memory::{MemorySource, MemoryTopic};
-use weir::operators::{Decoder, Env, EvaluateAlerts, Metrics, WindowAggregateOp};
+use weir::operators::{Decoder, Env, EvaluateAlerts, Metrics, Run, WindowAggregateOp};
 
 const WINDOW_MS: u64 = 60_000;
 const THRESHOLD: f64 = 90.0;
@@ -75,8 +75,8 @@ fn rules() -> Arc<RuleSet> {
 
 /// Weir on `workers` threads: (windows, alert events).
 fn weir(topic: &Arc<MemoryTopic>, workers: usize) -> (u64, u64) {
-    let metrics = Arc::new(Metrics::default());
-    let m = metrics.clone();
+    let run = Run::default();
+    let (metrics, m) = (run.metrics.clone(), run);
     let topic = topic.clone();
     let rules = rules();
     let config = timely::Config::process(workers);

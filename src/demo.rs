@@ -15,7 +15,7 @@ use crate::config;
 use crate::pipeline;
 use crate::runtime::RunOptions;
 use crate::simulate::{self, SimulatorConfig};
-use weir_operators::Metrics;
+use weir_operators::Run;
 
 /// The demo's pipeline file, embedded in the binary.
 pub const DEMO_PIPELINE: &str = include_str!("../examples/pipelines/demo.toml");
@@ -114,7 +114,7 @@ pub fn demo(options: &DemoOptions) -> anyhow::Result<()> {
                 .with_context(|| format!("cannot clear {}", dir.display()))?;
         }
     }
-    let shown = Arc::new(Mutex::new(Arc::new(Metrics::default())));
+    let shown = Arc::new(Mutex::new(Run::default()));
     let server = {
         let shown = shown.clone();
         let source: crate::http::MetricsSource =
@@ -129,8 +129,8 @@ pub fn demo(options: &DemoOptions) -> anyhow::Result<()> {
         "Status page: http://{}/ (also /metrics, /health, /ready)",
         server.addr
     );
-    let live_metrics = Arc::new(Metrics::default());
-    *shown.lock().unwrap_or_else(|e| e.into_inner()) = live_metrics.clone();
+    let live = Run::default();
+    *shown.lock().unwrap_or_else(|e| e.into_inner()) = live.clone();
     let run = RunOptions {
         workers: options.workers,
         bounded: true,
@@ -138,7 +138,8 @@ pub fn demo(options: &DemoOptions) -> anyhow::Result<()> {
         stop_on_signal: true,
         name: spec.name.clone(),
         record: Some(recording.clone()),
-        metrics: Some(live_metrics),
+        run: Some(live),
+        operator_figures: true,
         ..RunOptions::default()
     };
     let report = pipeline::run_spec(&spec, &run)?;
@@ -154,7 +155,7 @@ pub fn demo(options: &DemoOptions) -> anyhow::Result<()> {
         record: None,
         replay: Some(recording.clone()),
         out: Some(replay_out.clone()),
-        metrics: None,
+        run: None,
         ..run
     };
     pipeline::run_spec(&spec, &replay)?;
@@ -209,12 +210,12 @@ pub fn demo(options: &DemoOptions) -> anyhow::Result<()> {
             "Replaying the recording at 20x event time for the status page at http://{}/ ...",
             server.addr
         );
-        let paced_metrics = Arc::new(Metrics::default());
-        *shown.lock().unwrap_or_else(|e| e.into_inner()) = paced_metrics.clone();
+        let paced_run = Run::default();
+        *shown.lock().unwrap_or_else(|e| e.into_inner()) = paced_run.clone();
         let paced = RunOptions {
             speed: Some(20.0),
             out: Some(options.out.join("replay-paced")),
-            metrics: Some(paced_metrics),
+            run: Some(paced_run),
             ..replay
         };
         pipeline::run_spec(&spec, &paced)?;

@@ -17,13 +17,12 @@ use axum::Router;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
-use prometheus_client::metrics::gauge::ConstGauge;
-use prometheus_client::registry::{Registry, Unit};
-use weir_operators::Metrics;
+use prometheus_client::registry::Registry;
+use weir_operators::{Metrics, Run, RunControl};
 
-/// Where the server finds the metrics to show, at each request: a run's
-/// metrics, or whichever run a caller shows now.
-pub type MetricsSource = Arc<dyn Fn() -> Arc<Metrics> + Send + Sync>;
+/// Where the server finds the run to show, at each request: a run, or
+/// whichever run a caller shows now.
+pub type MetricsSource = Arc<dyn Fn() -> Run + Send + Sync>;
 
 type ServerState = MetricsSource;
 
@@ -49,8 +48,8 @@ impl Drop for Server {
 
 /// Starts the server on `addr` (port 0: any free port). Binding fails at
 /// once, with the address in the error.
-pub fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> anyhow::Result<Server> {
-    serve_from(addr, Arc::new(move || metrics.clone()))
+pub fn serve(addr: SocketAddr, run: Run) -> anyhow::Result<Server> {
+    serve_from(addr, Arc::new(move || run.clone()))
 }
 
 /// [`serve`], with the metrics of whichever run `source` gives.
@@ -102,8 +101,10 @@ pub fn serve_from(addr: SocketAddr, source: MetricsSource) -> anyhow::Result<Ser
 }
 
 async fn scrape(State(state): State<Arc<ServerState>>) -> impl IntoResponse {
+    let run = state();
     let mut registry = Registry::with_prefix("weir");
-    registry.register_collector(Box::new(RunCollector(state())));
+    run.metrics.register(&mut registry);
+    registry.register_collector(Box::new(ErrorsCollector(run.control.clone())));
     let mut body = String::new();
     match prometheus_client::encoding::text::encode(&mut body, &registry) {
         Ok(()) => (
@@ -142,7 +143,8 @@ async fn events(
 }
 
 /// What the status page shows, as JSON.
-pub fn snapshot(m: &Metrics) -> serde_json::Value {
+pub fn snapshot(run: &Run) -> serde_json::Value {
+    let m = &run.metrics;
     let get = Metrics::get;
     let alert = |a: &weir_operators::metrics::AlertEvent| {
         serde_json::json!({
@@ -175,17 +177,18 @@ pub fn snapshot(m: &Metrics) -> serde_json::Value {
         "parquet_files": m.files().len(),
         "alerts_delivered": get(&m.alerts_delivered),
         "checkpoints": get(&m.checkpoints),
-        "checkpoint_frontier": get(&m.last_checkpoint_frontier),
+        "checkpoint_frontier": m.last_checkpoint_frontier.get(),
         "partitions": partitions,
         "firing": firing.iter().map(alert).collect::<Vec<_>>(),
         "recent": recent.iter().map(alert).collect::<Vec<_>>(),
-        "errors": m.errors(),
+        "errors": run.control.errors(),
     })
 }
 
 async fn ready(State(state): State<Arc<ServerState>>) -> impl IntoResponse {
-    let m = state();
-    let errors = m.errors();
+    let run = state();
+    let m = &run.metrics;
+    let errors = run.control.errors();
     let (open, wired) = (
         Metrics::get(&m.sources_open),
         Metrics::get(&m.sources_wired),
@@ -205,212 +208,19 @@ async fn ready(State(state): State<Arc<ServerState>>) -> impl IntoResponse {
     }
 }
 
-/// Reads the run's counters at each scrape.
+/// The run's errors, as a counter.
 #[derive(Debug)]
-struct RunCollector(Arc<Metrics>);
+struct ErrorsCollector(Arc<RunControl>);
 
-fn counter(
-    encoder: &mut DescriptorEncoder,
-    name: &str,
-    help: &str,
-    unit: Option<&Unit>,
-    value: u64,
-) -> Result<(), std::fmt::Error> {
-    let c = ConstCounter::new(value);
-    c.encode(encoder.encode_descriptor(name, help, unit, c.metric_type())?)
-}
-
-fn gauge(
-    encoder: &mut DescriptorEncoder,
-    name: &str,
-    help: &str,
-    unit: Option<&Unit>,
-    value: i64,
-) -> Result<(), std::fmt::Error> {
-    let g = ConstGauge::new(value);
-    g.encode(encoder.encode_descriptor(name, help, unit, g.metric_type())?)
-}
-
-impl Collector for RunCollector {
+impl Collector for ErrorsCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let m = &self.0;
-        let get = Metrics::get;
-        counter(
-            &mut encoder,
-            "records_read",
-            "Records read by the sources",
-            None,
-            get(&m.records_read),
-        )?;
-        counter(
-            &mut encoder,
-            "readings",
-            "Readings decoded and accepted",
-            None,
-            get(&m.readings),
-        )?;
-        counter(
-            &mut encoder,
-            "windows_emitted",
-            "Window aggregates emitted",
-            None,
-            get(&m.windows),
-        )?;
-        counter(
-            &mut encoder,
-            "parquet_rows",
-            "Rows written to committed Parquet files",
-            None,
-            get(&m.parquet_rows),
-        )?;
-        counter(
-            &mut encoder,
-            "parquet_files",
-            "Parquet files committed",
-            None,
-            m.files().len() as u64,
-        )?;
-        counter(
-            &mut encoder,
-            "alerts_delivered",
-            "Alert events delivered to the alert sink",
-            None,
-            get(&m.alerts_delivered),
-        )?;
-        counter(
-            &mut encoder,
-            "alerts_suppressed",
-            "Firing events suppressed by a cooldown",
-            None,
-            get(&m.alerts_suppressed),
-        )?;
-        counter(
-            &mut encoder,
-            "dead_letters_delivered",
-            "Dead letters delivered to the dead-letter sink",
-            None,
-            get(&m.dead_letters_delivered),
-        )?;
-        counter(
-            &mut encoder,
-            "checkpoints",
-            "Checkpoints completed",
-            None,
-            get(&m.checkpoints),
-        )?;
-        counter(
-            &mut encoder,
+        let errors = ConstCounter::new(self.0.errors().len() as u64);
+        let metric = encoder.encode_descriptor(
             "errors",
             "Pipeline errors (each stops the run)",
             None,
-            m.errors().len() as u64,
+            errors.metric_type(),
         )?;
-        gauge(
-            &mut encoder,
-            "checkpoint_size",
-            "Size of the last completed checkpoint",
-            Some(&Unit::Bytes),
-            get(&m.last_checkpoint_bytes) as i64,
-        )?;
-        gauge(
-            &mut encoder,
-            "checkpoint_frontier",
-            "Event-time frontier of the last completed checkpoint (ms since the epoch)",
-            None,
-            get(&m.last_checkpoint_frontier) as i64,
-        )?;
-
-        let mut dead = encoder.encode_descriptor(
-            "dead_letters",
-            "Records sent to the dead letters, by reason",
-            None,
-            prometheus_client::metrics::MetricType::Counter,
-        )?;
-        for reason in weir_operators::DeadLetterReason::ALL.iter() {
-            let n = get(&m.dead_letters[reason.index()]);
-            ConstCounter::new(n).encode(dead.encode_family(&[("reason", reason.to_string())])?)?;
-        }
-        let mut alerts = encoder.encode_descriptor(
-            "alerts",
-            "Alert events made, by rule and state",
-            None,
-            prometheus_client::metrics::MetricType::Counter,
-        )?;
-        for (rule, c) in m.alerts_by_rule() {
-            for (state, n) in [("firing", c.firing), ("resolved", c.resolved)] {
-                ConstCounter::new(n).encode(
-                    alerts.encode_family(&[("rule", rule.clone()), ("state", state.to_owned())])?,
-                )?;
-            }
-        }
-
-        let partitions = m.partitions();
-        let labels =
-            |(topic, p): &(String, i32)| [("topic", topic.clone()), ("partition", p.to_string())];
-        let mut records = encoder.encode_descriptor(
-            "source_records",
-            "Records read, by source partition",
-            None,
-            prometheus_client::metrics::MetricType::Counter,
-        )?;
-        for (key, s) in &partitions {
-            ConstCounter::new(s.records).encode(records.encode_family(&labels(key))?)?;
-        }
-        let mut position = encoder.encode_descriptor(
-            "source_position",
-            "The next offset a source partition reads",
-            None,
-            prometheus_client::metrics::MetricType::Gauge,
-        )?;
-        for (key, s) in &partitions {
-            ConstGauge::new(s.position).encode(position.encode_family(&labels(key))?)?;
-        }
-        let mut remaining = encoder.encode_descriptor(
-            "source_remaining",
-            "Records left before a bounded partition's end",
-            None,
-            prometheus_client::metrics::MetricType::Gauge,
-        )?;
-        for (key, s) in partitions.iter().filter(|(_, s)| s.end.is_some()) {
-            let left = s.end.unwrap_or_default().saturating_sub(s.position).max(0);
-            ConstGauge::new(left).encode(remaining.encode_family(&labels(key))?)?;
-        }
-        let mut lag = encoder.encode_descriptor(
-            "source_lag",
-            "Records in a Kafka partition not read yet: its end offset minus the position",
-            None,
-            prometheus_client::metrics::MetricType::Gauge,
-        )?;
-        for (key, s) in partitions
-            .iter()
-            .filter(|(_, s)| s.high_watermark.is_some())
-        {
-            let left = s
-                .high_watermark
-                .unwrap_or_default()
-                .saturating_sub(s.position)
-                .max(0);
-            ConstGauge::new(left).encode(lag.encode_family(&labels(key))?)?;
-        }
-        let mut watermark = encoder.encode_descriptor(
-            "source_watermark",
-            "A source partition's watermark (ms of event time since the epoch)",
-            None,
-            prometheus_client::metrics::MetricType::Gauge,
-        )?;
-        for (key, s) in partitions.iter().filter(|(_, s)| s.watermark.is_some()) {
-            let wm = s.watermark.unwrap_or_default() as i64;
-            ConstGauge::new(wm).encode(watermark.encode_family(&labels(key))?)?;
-        }
-        let mut idle = encoder.encode_descriptor(
-            "source_idle",
-            "1 while a source partition is declared idle",
-            None,
-            prometheus_client::metrics::MetricType::Gauge,
-        )?;
-        for (key, s) in &partitions {
-            ConstGauge::new(i64::from(s.idle)).encode(idle.encode_family(&labels(key))?)?;
-        }
-        Ok(())
+        errors.encode(metric)
     }
 }

@@ -16,7 +16,7 @@ use weir_operators::checkpoint::{CheckpointConfig, Marker, Session};
 use weir_operators::kafka::{EndOffset, StartOffset};
 use weir_operators::metrics::AlertCounts;
 use weir_operators::recording::Recording;
-use weir_operators::{DeadLetterReason, Env, Metrics, RunIo};
+use weir_operators::{DeadLetterReason, Env, Metrics, Run, RunIo};
 
 /// How to run a pipeline.
 #[derive(Clone, Debug)]
@@ -63,9 +63,12 @@ pub struct RunOptions {
     pub end_at: Option<EndOffset>,
     /// Serve `/metrics`, `/health` and `/ready` on this address while running.
     pub metrics_addr: Option<std::net::SocketAddr>,
-    /// The metrics the run counts into (fresh ones when `None`): to share
-    /// them with a server the caller runs.
-    pub metrics: Option<Arc<Metrics>>,
+    /// The run's metrics and control (fresh ones when `None`): to share
+    /// them with a server the caller runs, or to stop the run.
+    pub run: Option<Run>,
+    /// Collect per-operator figures from timely's logging (on whenever an
+    /// operations server runs).
+    pub operator_figures: bool,
 }
 
 impl Default for RunOptions {
@@ -87,7 +90,8 @@ impl Default for RunOptions {
             start_at: None,
             end_at: None,
             metrics_addr: None,
-            metrics: None,
+            run: None,
+            operator_figures: false,
         }
     }
 }
@@ -244,7 +248,8 @@ impl RunArgs {
             start_at: self.start_at.clone(),
             end_at: self.end_at.clone(),
             metrics_addr: self.metrics_addr,
-            metrics: None,
+            run: None,
+            operator_figures: false,
         })
     }
 }
@@ -461,11 +466,12 @@ where
         .as_ref()
         .and_then(|s| s.restored())
         .map(|r| (r.manifest.id, r.manifest.frontier));
-    let metrics = options.metrics.clone().unwrap_or_default();
+    let run = options.run.clone().unwrap_or_default();
     let _server = match options.metrics_addr {
-        Some(addr) => Some(crate::http::serve(addr, metrics.clone())?),
+        Some(addr) => Some(crate::http::serve(addr, run.clone())?),
         None => None,
     };
+    let figures = options.operator_figures || options.metrics_addr.is_some();
     let run_id = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| format!("{:x}{:04x}", d.as_millis(), std::process::id() & 0xffff))
@@ -477,7 +483,7 @@ where
         SIGNALLED.store(false, Ordering::Relaxed);
     }
     let monitor = spawn_monitor(
-        metrics.clone(),
+        run.clone(),
         done.clone(),
         options.progress,
         options.stop_on_signal,
@@ -487,12 +493,15 @@ where
         report_lost_peers(*process, hosts.clone());
     }
     let bounded = options.bounded;
-    let worker_metrics = metrics.clone();
+    let worker_run = run.clone();
     let guards = timely::execute(config, move |worker| {
         let index = worker.index();
+        if figures {
+            crate::figures::collect(worker, worker_run.metrics.clone());
+        }
         worker.dataflow::<u64, _, _>(|scope| {
             let context = Context {
-                env: Env::new(scope, worker_metrics.clone(), &run_id, session.clone())
+                env: Env::new(scope, worker_run.clone(), &run_id, session.clone())
                     .with_io(io.clone()),
                 worker: index,
                 bounded,
@@ -508,13 +517,13 @@ where
     for result in results {
         result.map_err(|e| anyhow::anyhow!("a worker failed: {e}"))?;
     }
-    let errors = metrics.errors();
+    let errors = run.control.errors();
     if !errors.is_empty() {
         bail!("the pipeline failed:\n  {}", errors.join("\n  "));
     }
     Ok(RunReport {
         resumed_from,
-        ..RunReport::from_metrics(&metrics, started.elapsed(), options.workers)
+        ..RunReport::from_metrics(&run.metrics, started.elapsed(), options.workers)
     })
 }
 
@@ -612,7 +621,7 @@ fn install_signal_handler() -> anyhow::Result<()> {
 /// Watches the run until `done`: shows progress, and turns a signal into a
 /// stop request.
 fn spawn_monitor(
-    metrics: Arc<Metrics>,
+    run: Run,
     done: Arc<AtomicBool>,
     progress: bool,
     watch_signal: bool,
@@ -628,11 +637,14 @@ fn spawn_monitor(
         } else {
             indicatif::ProgressBar::hidden()
         };
+        let metrics = &run.metrics;
         let mut known_end = false;
+        let mut bursts = DeadLetterBursts::default();
         while !done.load(Ordering::Relaxed) {
-            if watch_signal && SIGNALLED.load(Ordering::Relaxed) && !metrics.stop_requested() {
-                metrics.request_stop();
+            if watch_signal && SIGNALLED.load(Ordering::Relaxed) && !run.control.stop_requested() {
+                run.control.request_stop();
             }
+            bursts.watch(metrics);
             let expected = Metrics::get(&metrics.records_expected);
             if expected > 0 && !known_end {
                 // The end is known (a replay): a bar with rate and ETA.
@@ -661,7 +673,74 @@ fn spawn_monitor(
             std::thread::sleep(Duration::from_millis(100));
         }
         bar.finish_and_clear();
+        bursts.end(metrics);
     })
+}
+
+/// Logs dead letters once per burst, not once per record: a burst starts
+/// with the first dead letter after a quiet spell and ends after
+/// [`BURST_QUIET`] without one (or [`BURST_MAX`] after it began); its line
+/// gives the count by reason.
+#[derive(Default)]
+struct DeadLetterBursts {
+    /// Counts by reason when the current burst began, when it began, and
+    /// when the last dead letter of it was seen.
+    current: Option<(Vec<u64>, Instant, Instant)>,
+    /// Counts by reason last seen.
+    seen: Vec<u64>,
+}
+
+/// A burst ends after this long without a dead letter.
+const BURST_QUIET: Duration = Duration::from_secs(5);
+/// A burst is logged at least this often while it lasts.
+const BURST_MAX: Duration = Duration::from_secs(60);
+
+impl DeadLetterBursts {
+    fn counts(metrics: &Metrics) -> Vec<u64> {
+        metrics.dead_letters.iter().map(Metrics::get).collect()
+    }
+
+    fn watch(&mut self, metrics: &Metrics) {
+        let now = Self::counts(metrics);
+        if self.seen.is_empty() {
+            self.seen = vec![0; now.len()];
+        }
+        let grew = now != self.seen;
+        match &mut self.current {
+            None if grew => {
+                self.current = Some((self.seen.clone(), Instant::now(), Instant::now()))
+            }
+            Some((_, _, last)) if grew => *last = Instant::now(),
+            Some((_, began, last))
+                if last.elapsed() >= BURST_QUIET || began.elapsed() >= BURST_MAX =>
+            {
+                self.end(metrics)
+            }
+            _ => {}
+        }
+        self.seen = now;
+    }
+
+    /// Logs the burst under way, if any.
+    fn end(&mut self, metrics: &Metrics) {
+        let Some((from, began, _)) = self.current.take() else {
+            return;
+        };
+        let now = Self::counts(metrics);
+        let parts: Vec<String> = weir_operators::DeadLetterReason::ALL
+            .iter()
+            .zip(now.iter().zip(&from))
+            .filter(|(_, (n, f))| n > f)
+            .map(|(reason, (n, f))| format!("{reason} {}", n - f))
+            .collect();
+        let total: u64 = now.iter().sum::<u64>() - from.iter().sum::<u64>();
+        tracing::warn!(
+            dead_letters = total,
+            seconds = began.elapsed().as_secs(),
+            reasons = %parts.join(", "),
+            "Dead-letter burst"
+        );
+    }
 }
 
 /// Reads a cluster host file: one `host:port` per line, `#` comments allowed.

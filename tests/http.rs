@@ -32,6 +32,10 @@ fn value(s: &prometheus_parse::Scrape, name: &str, label: Option<(&str, &str)>) 
             prometheus_parse::Value::Counter(v)
             | prometheus_parse::Value::Gauge(v)
             | prometheus_parse::Value::Untyped(v) => v,
+            // A histogram: its count of observations.
+            prometheus_parse::Value::Histogram(ref buckets) => {
+                buckets.iter().map(|b| b.count).fold(0.0, f64::max)
+            }
             _ => f64::NAN,
         })
         .reduce(|a, b| a + b)
@@ -201,35 +205,71 @@ clear = 85.0
     }
 }
 
-/// A live run against a real broker: the per-partition lag falls to 0 once
-/// everything produced is read, and the record counts match.
+/// A live run against a real broker, with every sink and checkpoints: the
+/// per-partition lag falls to 0 once everything produced is read, and every
+/// metric family holds what the input implies.
 #[test]
-fn a_live_run_reports_lag_and_positions_per_partition() {
+fn a_live_run_exposes_every_metric_family_with_sensible_values() {
     let broker = support::Broker::start();
     let topic = support::unique_topic("readings");
+    let alerts = support::unique_topic("alerts");
+    let dead = support::unique_topic("dead");
     broker.create_topic(&topic, 3);
-    let payloads: Vec<String> = (0..600)
+    broker.create_topic(&alerts, 1);
+    broker.create_topic(&dead, 1);
+    // 600 readings 10 s apart (100 minutes, so the first hour's Parquet file
+    // is written), rising past the rule's limit at 500; then 2 malformed
+    // records and one an hour late, on partition 0.
+    const BASE: u64 = 1_763_900_000_000;
+    let mut payloads: Vec<(String, i32)> = (0..600u64)
         .map(|i| {
-            format!(
+            let p = format!(
                 r#"{{"device_id":"d{}","sensor":"t","value":{i},"ts":{}}}"#,
                 i % 3,
-                1_763_900_000_000u64 + i * 100
-            )
+                BASE + i * 10_000
+            );
+            (p, (i % 3) as i32)
         })
         .collect();
+    payloads.push(("{not json".to_owned(), 0));
+    payloads.push((r#"{"device_id":"d0"}"#.to_owned(), 0));
+    payloads.push((
+        format!(r#"{{"device_id":"d0","sensor":"t","value":1,"ts":{BASE}}}"#),
+        0,
+    ));
     let batch: Vec<support::Record<'_>> = payloads
         .iter()
-        .enumerate()
-        .map(|(i, p)| (None, p.as_bytes(), None, Some((i % 3) as i32)))
+        .map(|(p, partition)| (None, p.as_bytes(), None, Some(*partition)))
         .collect();
     broker.produce(&topic, &batch);
+    let total = payloads.len() as f64;
+    let bytes: usize = payloads.iter().map(|(p, _)| p.len()).sum();
     let dir = tempfile::tempdir().unwrap();
     let pipeline = dir.path().join("p.toml");
     std::fs::write(
         &pipeline,
         format!(
-            "name = \"lag\"\n[source]\nbrokers = \"{}\"\ntopic = \"{topic}\"\n[sinks.parquet]\npath = \"out\"\n",
-            broker.bootstrap()
+            r#"
+name = "ops"
+[source]
+brokers = "{brokers}"
+topic = "{topic}"
+[sinks.parquet]
+path = "out"
+[sinks.alerts]
+topic = "{alerts}"
+[sinks.dead_letters]
+topic = "{dead}"
+[checkpoint]
+dir = "state"
+interval = "1s"
+[[rule]]
+name = "too-high"
+severity = "critical"
+sensor = "t"
+above = 500.0
+"#,
+            brokers = broker.bootstrap()
         ),
     )
     .unwrap();
@@ -251,33 +291,92 @@ fn a_live_run_reports_lag_and_positions_per_partition() {
     wait_for("/ready", || {
         get(port, "/ready").is_some_and(|(s, _)| s == 200)
     });
-    wait_for("every record read and the lag at 0", || {
-        let s = scrape(port);
-        value(&s, "weir_source_records_total", None) == Some(600.0)
-            && (0..3).all(|p| {
-                value(&s, "weir_source_lag", Some(("partition", &p.to_string()))) == Some(0.0)
-            })
-    });
+    assert_eq!(get(port, "/health").map(|(s, _)| s), Some(200));
+    wait_for(
+        "every record read, the lag at 0, alerts delivered, a file written and a checkpoint",
+        || {
+            let s = scrape(port);
+            value(&s, "weir_source_records_total", None) == Some(total)
+                && (0..3).all(|p| {
+                    value(&s, "weir_source_lag", Some(("partition", &p.to_string()))) == Some(0.0)
+                })
+                && value(&s, "weir_alerts_delivered_total", None).is_some_and(|v| v > 0.0)
+                && value(&s, "weir_parquet_rows_total", None).is_some_and(|v| v > 0.0)
+                && value(&s, "weir_checkpoints_total", None).is_some_and(|v| v > 0.0)
+                && value(&s, "weir_dead_letters_delivered_total", None) == Some(3.0)
+        },
+    );
     let s = scrape(port);
+    let v = |name: &str| value(&s, name, None).unwrap_or_else(|| panic!("{name} is missing"));
+    let with = |name: &str, label: (&str, &str)| {
+        value(&s, name, Some(label)).unwrap_or_else(|| panic!("{name} {label:?} is missing"))
+    };
+
+    // Source, per partition.
     for p in 0..3 {
         let p = p.to_string();
-        assert_eq!(
-            value(&s, "weir_source_position", Some(("partition", &p))),
-            Some(200.0)
-        );
-        assert_eq!(
-            value(&s, "weir_source_idle", Some(("partition", &p))).map(|v| v <= 1.0),
-            Some(true)
-        );
+        let records = with("weir_source_records_total", ("partition", &p));
+        let expected = if p == "0" { 203.0 } else { 200.0 };
+        assert_eq!(records, expected, "records of partition {p}");
+        assert_eq!(with("weir_source_position", ("partition", &p)), expected);
+        assert!(with("weir_source_watermark", ("partition", &p)) > BASE as f64);
+        assert!(with("weir_source_idle", ("partition", &p)) <= 1.0);
     }
-    assert_eq!(value(&s, "weir_records_read_total", None), Some(600.0));
+    assert_eq!(v("weir_source_bytes_total"), bytes as f64);
+    assert_eq!(v("weir_records_read_total"), total);
+    assert_eq!(v("weir_readings_total"), 600.0);
+
+    // Operators.
+    assert_eq!(v("weir_late_records_total"), 1.0);
+    assert_eq!(with("weir_dead_letters_total", ("reason", "late")), 1.0);
+    assert_eq!(v("weir_dead_letters_total"), 3.0);
+    let windows_in = with(
+        "weir_operator_records_in_total",
+        ("operator", "WindowAggregate"),
+    );
+    assert!(
+        windows_in >= 600.0,
+        "the window operator received every reading: {windows_in}"
+    );
+    assert!(v("weir_operator_records_out_total") > 0.0);
+    assert!(v("weir_operator_busy_seconds_total") > 0.0);
+    assert!(value(&s, "weir_operator_exchanged_records_total", None).is_some());
+    // The last minute's windows of each device are still open.
+    assert!(v("weir_windows_open") >= 1.0);
+    assert!(v("weir_window_state_bytes") > 0.0);
+    assert_eq!(v("weir_rule_states"), 3.0, "one state per (device, rule)");
+    assert!(v("weir_rule_state_bytes") > 0.0);
+    assert!(
+        v("weir_checkpoint_duration_seconds") >= 1.0,
+        "checkpoints are timed"
+    );
+    assert!(v("weir_checkpoint_size_bytes") > 0.0);
+
+    // Sinks.
+    assert!(v("weir_parquet_files_total") >= 1.0);
+    assert!(v("weir_parquet_written_bytes_total") > 0.0);
+    assert_eq!(v("weir_sink_delivery_errors_total"), 0.0);
+    assert!(value(&s, "weir_producer_queue_records", None).is_some());
+    assert_eq!(v("weir_dead_letters_delivered_total"), 3.0);
+    // Readings 501..599 are above 500: one firing event per device.
+    let firing = value(&s, "weir_alerts_total", Some(("state", "firing")));
+    assert_eq!(firing, Some(3.0));
+    assert_eq!(
+        with("weir_alerts_firing", ("severity", "critical")),
+        3.0,
+        "every device's alert is firing"
+    );
+    // Latency: one observation per alert delivered, and per window row
+    // written, as far as the arrival of their input is remembered.
+    assert!(v("weir_alert_latency_seconds") >= 1.0);
+    assert!(v("weir_window_latency_seconds") >= 1.0);
 
     // The example dashboard and alerting rules use only metrics Weir exposes.
     let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/monitoring");
     for file in ["grafana-dashboard.json", "weir-alerts.yml"] {
         let text = std::fs::read_to_string(examples.join(file)).unwrap();
         for name in metric_names(&text) {
-            let family = name.trim_end_matches("_total");
+            let family = name.trim_end_matches("_total").trim_end_matches("_bucket");
             assert!(
                 s.docs.contains_key(&name) || s.docs.contains_key(family),
                 "{file} uses {name}, which /metrics does not expose"

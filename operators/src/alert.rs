@@ -25,7 +25,7 @@ use timely::dataflow::operators::Capability;
 use timely::dataflow::Stream;
 
 use crate::checkpoint::{least_frontier, Barrier, Env};
-use crate::metrics::{AlertCounts, Metrics};
+use crate::metrics::{AlertCounts, GaugeShare, Metrics};
 use crate::reading::{KeyRef, Name, Reading, SensorKey, WindowAggregate};
 
 /// Which side of the threshold breaches.
@@ -702,6 +702,25 @@ impl<O: Observation> AlertEvaluator<O> {
         self.deadlines.clear();
     }
 
+    /// Keys (device, sensor) seen.
+    pub fn key_count(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// The rule states held, and an estimate of the bytes held with the
+    /// observations waiting for the frontier. It walks every key.
+    pub fn footprint(&self) -> (usize, usize) {
+        use std::mem::size_of;
+        let states: usize = self.keys.iter().map(|k| k.rules.len()).sum();
+        let slots: usize = self.keys.iter().map(|k| k.rules.capacity()).sum();
+        let pending: usize = self.keys.iter().map(|k| k.pending.capacity()).sum();
+        let per_key = size_of::<KeyState<O>>() + size_of::<(SensorKey, usize)>() + 1;
+        let bytes = self.keys.capacity() * per_key
+            + slots * size_of::<(usize, RuleState)>()
+            + pending * size_of::<O>();
+        (states, bytes)
+    }
+
     /// Queues one observation; returns false if no rule looks at it.
     pub fn push(&mut self, obs: O) -> bool {
         if obs.time() < self.floor {
@@ -938,7 +957,7 @@ where
     O: Observation + timely::ExchangeData,
     P: ParallelizationContract<u64, Vec<O>>,
 {
-    let metrics = env.metrics().clone();
+    let run = env.run().clone();
     let (participant, markers) = env.participant("alerts");
     let mut evaluator = AlertEvaluator::new(rules);
     if let Some(frontier) = env.restored_frontier() {
@@ -957,6 +976,9 @@ where
             let mut held: Option<Capability<u64>> = None;
             let mut alerts = Vec::new();
             let mut barrier = Barrier::default();
+            let mut states = GaugeShare::new(&run.metrics.rule_states);
+            let mut bytes = GaugeShare::new(&run.metrics.rule_state_bytes);
+            let mut keys_seen = 0;
             move |(input, frontier), (marker_input, marker_frontier), output| {
                 input.for_each_stamp(|cap, data| {
                     let mut any = false;
@@ -978,7 +1000,7 @@ where
                     frontier.frontier().first().copied(),
                     marker_frontier.frontier().first().copied(),
                 );
-                let stopped = frontier.is_none() && metrics.stop_requested();
+                let stopped = frontier.is_none() && run.control.stop_requested();
                 // Each checkpoint sees the state exactly at its frontier.
                 let mut steps = Vec::new();
                 while let Some(marker) = barrier.next_due(frontier) {
@@ -994,13 +1016,21 @@ where
                         continue;
                     }
                     let suppressed = evaluator.advance_to(until, &mut alerts);
-                    Metrics::add(&metrics.alerts_suppressed, suppressed);
+                    Metrics::add(&run.metrics.alerts_suppressed, suppressed);
                     if let Some(cap) = held.as_mut() {
-                        emit_alerts(&mut alerts, cap, output, &metrics);
+                        emit_alerts(&mut alerts, cap, output, &run.metrics);
                     }
                     if let Some(marker) = marker {
                         participant.write(&marker, &evaluator.snapshot_view(), Vec::new());
                     }
+                }
+                // The walk over every key is done at most once a second,
+                // unless keys were added.
+                if states.due() || frontier.is_none() || evaluator.key_count() != keys_seen {
+                    keys_seen = evaluator.key_count();
+                    let (n, b) = evaluator.footprint();
+                    states.set(n);
+                    bytes.set(b);
                 }
                 if let Some(cap) = held.as_mut() {
                     match evaluator.earliest_pending() {
@@ -1024,7 +1054,7 @@ fn emit_alerts(
     >,
     metrics: &Metrics,
 ) {
-    let mut counts: Vec<(String, AlertCounts)> = Vec::new();
+    let mut counts: Vec<(String, String, AlertCounts)> = Vec::new();
     metrics.note_alerts(alerts.iter().map(|a| crate::metrics::AlertEvent {
         rule: a.rule.clone(),
         severity: a.severity.clone(),
@@ -1035,11 +1065,18 @@ fn emit_alerts(
         value: a.value,
     }));
     for alert in alerts.drain(..) {
-        let c = match counts.iter_mut().find(|(r, _)| *r == alert.rule) {
-            Some((_, c)) => c,
+        let c = match counts
+            .iter_mut()
+            .find(|(r, s, _)| *r == alert.rule && *s == alert.severity)
+        {
+            Some((_, _, c)) => c,
             None => {
-                counts.push((alert.rule.clone(), AlertCounts::default()));
-                &mut counts.last_mut().expect("just pushed").1
+                counts.push((
+                    alert.rule.clone(),
+                    alert.severity.clone(),
+                    AlertCounts::default(),
+                ));
+                &mut counts.last_mut().expect("just pushed").2
             }
         };
         match alert.state {
@@ -1049,8 +1086,8 @@ fn emit_alerts(
         let at = cap.delayed(&alert.event_time.max(*cap.time()));
         output.session(&at).give(alert);
     }
-    for (rule, c) in counts {
-        metrics.add_alerts(&rule, c);
+    for (rule, severity, c) in counts {
+        metrics.add_alerts(&rule, &severity, c);
     }
 }
 

@@ -6,7 +6,6 @@
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -21,6 +20,7 @@ use timely::progress::Antichain;
 
 use crate::checkpoint::Env;
 use crate::checkpoint::SourceBook;
+use crate::control::Run;
 use crate::dead_letter::{DeadLetter, DeadLetterReason};
 use crate::decode::Decoder;
 use crate::metrics::Metrics;
@@ -123,6 +123,8 @@ pub(crate) struct PartitionState {
     pub(crate) idle: bool,
     /// Records read by this run.
     read: u64,
+    /// Bytes of record values read by this run.
+    bytes: u64,
     /// Delivered a record since the last [`Ingest::check_idle`].
     active: bool,
     last_record: Instant,
@@ -147,7 +149,7 @@ pub(crate) struct Ingest {
     topic: String,
     bound: u64,
     pub(crate) partitions: Vec<PartitionState>,
-    metrics: Arc<Metrics>,
+    run: Run,
     /// Bad records logged at warning level so far, by reason.
     warned: [u32; DeadLetterReason::ALL.len()],
     /// Since when every partition has been idle, and the idle timeout.
@@ -172,7 +174,7 @@ impl Ingest {
         topic: &str,
         out_of_orderness_ms: u64,
         partitions: impl IntoIterator<Item = (PartitionStart, Vec<(i64, u64)>)>,
-        metrics: Arc<Metrics>,
+        run: Run,
     ) -> Self {
         let now = Instant::now();
         Ingest {
@@ -192,11 +194,12 @@ impl Ingest {
                     done: p.end.is_some_and(|end| p.offset >= end),
                     idle: false,
                     read: 0,
+                    bytes: 0,
                     active: false,
                     last_record: now,
                 })
                 .collect(),
-            metrics,
+            run,
             warned: [0; DeadLetterReason::ALL.len()],
             all_idle_since: None,
             last_resume: None,
@@ -214,7 +217,7 @@ impl Ingest {
     fn seal_recording(&mut self) {
         if let Some(recorder) = &mut self.recorder {
             if let Err(e) = recorder.seal() {
-                self.metrics.add_error(format!("recording failed: {e}"));
+                self.run.control.add_error(format!("recording failed: {e}"));
                 self.recorder = None;
             }
         }
@@ -252,7 +255,7 @@ impl Ingest {
             .fold(cap_time, u64::max);
         if let Some(recorder) = &mut self.recorder {
             if let Err(e) = recorder.push(&record) {
-                self.metrics.add_error(format!("recording failed: {e}"));
+                self.run.control.add_error(format!("recording failed: {e}"));
                 self.recorder = None;
             }
         }
@@ -265,6 +268,7 @@ impl Ingest {
         part.idle = false;
         part.next = offset + 1;
         part.read += 1;
+        part.bytes += record.value.len() as u64;
         if part.end.is_some_and(|end| offset + 1 >= end) {
             part.done = true;
         }
@@ -311,7 +315,7 @@ impl Ingest {
                 };
                 tracing::warn!(topic = %self.topic, partition = part.id, offset, %reason, %detail, "Bad record sent to dead letters{more}");
             }
-            self.metrics.add_dead_letters(&reason, 1);
+            self.run.metrics.add_dead_letters(&reason, 1);
             dead.push(DeadLetter {
                 reason,
                 detail,
@@ -328,11 +332,12 @@ impl Ingest {
     /// Publishes where each partition stands to the metrics, with the end
     /// offsets the broker reported.
     fn publish_status(&self, ends: &BTreeMap<i32, i64>) {
-        self.metrics.set_partitions(
+        self.run.metrics.set_partitions(
             &self.topic,
             self.partitions.iter().map(|p| {
                 let status = crate::metrics::PartitionStatus {
                     records: p.read,
+                    bytes: p.bytes,
                     position: p.next,
                     end: p.end,
                     high_watermark: ends.get(&p.id).copied(),
@@ -365,7 +370,7 @@ impl Ingest {
                 part.idle_marks.push((part.next, time));
                 if let Some(recorder) = &mut self.recorder {
                     if let Err(e) = recorder.mark(part.id, part.next, time) {
-                        self.metrics.add_error(format!("recording failed: {e}"));
+                        self.run.control.add_error(format!("recording failed: {e}"));
                         self.recorder = None;
                     }
                 }
@@ -578,7 +583,7 @@ where
     F: FnOnce(usize, usize) -> Result<(P, Ingest), String> + 'static,
 {
     let scope = env.scope();
-    let metrics = env.metrics().clone();
+    let run = env.run().clone();
     let shared_ingest: Rc<RefCell<Option<Ingest>>> = Rc::new(RefCell::new(None));
     let ingest_cell = shared_ingest.clone();
     let mut builder = OperatorBuilder::new(name, scope);
@@ -598,7 +603,7 @@ where
     let step = watermark_step_ms.max(1);
     let record_dir = env.io().record.clone();
     let sinks_reached = env.sinks_reached();
-    Metrics::add(&metrics.sources_wired, 1);
+    Metrics::add(&run.metrics.sources_wired, 1);
 
     builder.build(move |mut caps| {
         let mut caps = match (caps.pop(), caps.pop()) {
@@ -610,16 +615,16 @@ where
                 if let Some(dir) = &record_dir {
                     match Recorder::open(dir, &ingest.topic) {
                         Ok(recorder) => ingest.recorder = Some(recorder),
-                        Err(e) => metrics.add_error(format!("cannot record: {e}")),
+                        Err(e) => run.control.add_error(format!("cannot record: {e}")),
                     }
                 }
-                Metrics::add(&metrics.sources_open, 1);
+                Metrics::add(&run.metrics.sources_open, 1);
                 ingest.publish_status(&BTreeMap::new());
                 *ingest_cell.borrow_mut() = Some(ingest);
                 Some(poller)
             }
             Err(error) => {
-                metrics.add_error(error);
+                run.control.add_error(error);
                 None
             }
         };
@@ -635,7 +640,7 @@ where
                 caps = None;
                 return;
             };
-            if metrics.stop_requested() {
+            if run.control.stop_requested() {
                 if !frontiers[0].frontier().is_empty() {
                     // Stopped reading; the last checkpoint is not taken yet.
                     activator.activate_after(Duration::from_millis(5));
@@ -655,8 +660,12 @@ where
                 ingest.publish_status(&poller.end_offsets());
                 last_status = Instant::now();
             }
-            Metrics::add(&metrics.records_read, read as u64);
-            Metrics::add(&metrics.readings, readings_buf.len() as u64);
+            let m = &run.metrics;
+            Metrics::add(&m.records_read, read as u64);
+            Metrics::add(&m.readings, readings_buf.len() as u64);
+            if let Some(latest) = readings_buf.iter().map(|r| r.time).max() {
+                m.note_arrival(latest);
+            }
             send(&mut readings_out, cap, &mut readings_buf);
             send(&mut dead_out, dead_cap, &mut dead_buf);
             let watermark = match ingest.watermark(poller.bounded()) {
@@ -731,7 +740,7 @@ mod tests {
             partitions
                 .iter()
                 .map(|(p, end)| PartitionStart::new(*p, 0, *end, None)),
-            Arc::new(Metrics::default()),
+            Run::default(),
         )
     }
 
@@ -837,7 +846,7 @@ mod tests {
             "t",
             5_000,
             [0, 1].map(|p| PartitionStart::new(p, 0, None, restored.get(&p))),
-            Arc::new(Metrics::default()),
+            Run::default(),
         );
         // The resumed run re-reads from the checkpoint's offsets, at a lower
         // watermark, and is not told again that partition 1 was idle.
@@ -880,7 +889,7 @@ mod tests {
 /// on a stop must not count records that a source stopped before reading.
 #[cfg(test)]
 mod stop_tests {
-    use std::sync::Mutex;
+    use std::sync::{Arc, Mutex};
 
     use timely::dataflow::operators::Probe;
     use timely::dataflow::ProbeHandle;
@@ -898,7 +907,7 @@ mod stop_tests {
         sent: bool,
         polls: u32,
         stops_first: bool,
-        metrics: Arc<Metrics>,
+        run: Run,
         first_stop: Arc<Mutex<Option<Instant>>>,
     }
 
@@ -933,13 +942,13 @@ mod stop_tests {
             std::thread::sleep(Duration::from_millis(1));
             let mut first = self.first_stop.lock().unwrap();
             if self.stops_first && self.polls == 50 {
-                self.metrics.request_stop();
+                self.run.control.request_stop();
                 *first = Some(Instant::now());
             }
             if !self.stops_first
                 && first.is_some_and(|at| at.elapsed() >= Duration::from_millis(200))
             {
-                self.metrics.request_stop();
+                self.run.control.request_stop();
             }
             0
         }
@@ -960,17 +969,17 @@ mod stop_tests {
         let session = Arc::new(Session::open(config, "t", false).unwrap());
         // One stop flag per worker, as in processes of a cluster signalled
         // one after the other.
-        let metrics: Vec<Arc<Metrics>> = (0..2).map(|_| Arc::new(Metrics::default())).collect();
+        let runs: Vec<Run> = (0..2).map(|_| Run::default()).collect();
         let first_stop = Arc::new(Mutex::new(None));
-        let m = metrics.clone();
+        let m = runs.clone();
         timely::execute(timely::Config::process(2), move |worker| {
             let index = worker.index();
-            let metrics = m[index].clone();
+            let run = m[index].clone();
             let first_stop = first_stop.clone();
             let session = session.clone();
             let probe = ProbeHandle::new();
             worker.dataflow::<u64, _, _>(|scope| {
-                let env = Env::new(scope, metrics.clone(), "t", Some(session));
+                let env = Env::new(scope, run.clone(), "t", Some(session));
                 let (readings, _) =
                     ingest_source(&env, "t", "Scripted".into(), 100, move |w, _| {
                         let poller = Scripted {
@@ -980,11 +989,11 @@ mod stop_tests {
                             sent: false,
                             polls: 0,
                             stops_first: w == 1,
-                            metrics: metrics.clone(),
+                            run: run.clone(),
                             first_stop,
                         };
                         let start = PartitionStart::new(w as i32, 1, None, None);
-                        let ingest = Ingest::new(Decoder::default(), "t", 5_000, [start], metrics);
+                        let ingest = Ingest::new(Decoder::default(), "t", 5_000, [start], run);
                         Ok((poller, ingest))
                     });
                 readings.probe_with(&probe);

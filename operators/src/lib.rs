@@ -19,6 +19,7 @@
 
 pub mod alert;
 pub mod checkpoint;
+pub mod control;
 pub mod dead_letter;
 pub mod decode;
 mod ingest;
@@ -33,6 +34,7 @@ pub mod window_aggregate;
 
 pub use alert::{Alert, AlertState, EvaluateAlerts, Rule, RuleInput, RuleSet};
 pub use checkpoint::{CheckpointConfig, Env, RunIo};
+pub use control::{Run, RunControl};
 pub use dead_letter::{DeadLetter, DeadLetterReason};
 pub use decode::{DecodeConfig, Decoder, TimeFormat};
 pub use ingest::SourceStreams;

@@ -167,7 +167,7 @@ impl<'scope> MemorySource<'scope> for Scope<'scope, u64> {
         env: &Env<'scope>,
     ) -> SourceStreams<'scope> {
         let name = format!("MemorySource({})", topic.name);
-        let metrics = env.metrics().clone();
+        let run = env.run().clone();
         let resume = restored_positions(env, &topic.name);
         let topic_name = topic.name.clone();
         ingest_source(env, &topic_name, name, 100, move |worker, peers| {
@@ -186,7 +186,7 @@ impl<'scope> MemorySource<'scope> for Scope<'scope, u64> {
                 starts.push(start);
                 positions.push((p, records.partition_point(|r| r.offset < offset)));
             }
-            let ingest = Ingest::new(decoder, &topic.name, out_of_orderness_ms, starts, metrics);
+            let ingest = Ingest::new(decoder, &topic.name, out_of_orderness_ms, starts, run);
             Ok((MemoryPoller { topic, positions }, ingest))
         })
     }

@@ -10,7 +10,8 @@ use timely::dataflow::operators::Capability;
 use timely::dataflow::Stream;
 
 use crate::checkpoint::{Env, Marker};
-use crate::metrics::Metrics;
+use crate::control::Run;
+use crate::metrics::{GaugeShare, Metrics};
 use crate::reading::{KeyRef, Reading, SensorKey, WindowAggregate as Aggregate};
 
 /// Running aggregate of one open window. The sum is compensated (Neumaier),
@@ -92,6 +93,15 @@ impl WindowState {
             .values()
             .map(HashMap::len)
             .sum()
+    }
+
+    /// The (window, key) aggregates held, and an estimate of their bytes.
+    pub fn footprint(&self) -> (usize, usize) {
+        let entries: usize = self.open.values().map(HashMap::len).sum();
+        let capacity: usize = self.open.values().map(HashMap::capacity).sum();
+        let per_entry = std::mem::size_of::<(SensorKey, Acc)>() + 1;
+        let per_window = std::mem::size_of::<(u64, HashMap<SensorKey, Acc>)>();
+        (entries, capacity * per_entry + self.open.len() * per_window)
     }
 
     /// Window size in milliseconds.
@@ -197,14 +207,14 @@ impl<'scope> WindowAggregate<'scope> for Stream<'scope, u64, Vec<Reading>> {
         if let Some(frontier) = env.restored_frontier() {
             state.resume_at(frontier);
         }
-        let metrics = env.metrics().clone();
+        let run = env.run().clone();
         let markers = env.markers();
         // With one worker, routing by key is a no-op: skip the exchange.
         if self.scope().peers() == 1 {
-            window_operator(self, markers, Pipeline, state, metrics)
+            window_operator(self, markers, Pipeline, state, run)
         } else {
             let pact = Exchange::new(|r: &Reading| r.route);
-            window_operator(self, markers, pact, state, metrics)
+            window_operator(self, markers, pact, state, run)
         }
     }
 }
@@ -214,7 +224,7 @@ fn window_operator<'scope, P>(
     markers: Stream<'scope, u64, Vec<Marker>>,
     pact: P,
     mut state: WindowState,
-    metrics: std::sync::Arc<Metrics>,
+    run: Run,
 ) -> Stream<'scope, u64, Vec<Aggregate>>
 where
     P: ParallelizationContract<u64, Vec<Reading>>,
@@ -231,6 +241,8 @@ where
             // The latest checkpoint's frontier: a stop keeps the windows that
             // closed before it, which that checkpoint counts as written.
             let mut checkpointed: Option<u64> = None;
+            let mut open = GaugeShare::new(&run.metrics.windows_open);
+            let mut bytes = GaugeShare::new(&run.metrics.window_state_bytes);
             move |(input, frontier), (marker_input, marker_frontier), output| {
                 marker_input.for_each(|_, markers| {
                     for marker in markers.drain(..) {
@@ -253,7 +265,7 @@ where
                 });
                 let Some(cap) = held.as_mut() else { return };
                 let frontier = frontier.frontier().first().copied();
-                if frontier.is_none() && metrics.stop_requested() {
+                if frontier.is_none() && run.control.stop_requested() {
                     if !marker_frontier.is_empty() {
                         // The last checkpoint marker may still be on its way.
                         return;
@@ -262,14 +274,18 @@ where
                         state.flush_until(Some(at), &mut closed);
                     }
                     let dropped = state.discard();
-                    Metrics::add(&metrics.windows_left_open, dropped as u64);
+                    Metrics::add(&run.metrics.windows_left_open, dropped as u64);
                     tracing::info!(
                         dropped,
                         "Stopped: open windows are not complete and are not written"
                     );
                 }
                 state.flush_until(frontier, &mut closed);
-                Metrics::add(&metrics.windows, closed.len() as u64);
+                Metrics::add(&run.metrics.windows, closed.len() as u64);
+                // A walk over the open windows, not their keys.
+                let (n, b) = state.footprint();
+                open.set(n);
+                bytes.set(b);
                 // Each window travels at its end time.
                 let mut windows = closed.drain(..).peekable();
                 while let Some(first) = windows.next() {

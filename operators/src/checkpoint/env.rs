@@ -20,8 +20,8 @@ use timely::dataflow::{Scope, Stream};
 use timely::scheduling::Activator;
 
 use super::{Ack, Manifest, Marker, PartInfo, PendingFile, Session, FORMAT};
+use crate::control::Run;
 use crate::kafka::source::{EndOffset, StartOffset};
-use crate::metrics::Metrics;
 use crate::recording::Recording;
 
 /// A source's resume bookkeeping, written by the worker's acknowledger at
@@ -67,6 +67,8 @@ struct Shared {
     built: Cell<bool>,
     /// Wakes the acknowledger when a part is written.
     acker: RefCell<Option<Activator>>,
+    /// When each checkpoint in progress started (worker 0), for its duration.
+    started: RefCell<BTreeMap<u64, Instant>>,
 }
 
 impl Shared {
@@ -117,7 +119,7 @@ pub struct RunIo {
 /// operators behave as before: the marker stream stays empty.
 pub struct Env<'scope> {
     scope: Scope<'scope, u64>,
-    metrics: Arc<Metrics>,
+    run: Run,
     run_id: String,
     session: Option<Arc<Session>>,
     markers: Stream<'scope, u64, Vec<Marker>>,
@@ -130,15 +132,15 @@ impl<'scope> Env<'scope> {
     /// `session` is given. `run_id` makes output file names unique per run.
     pub fn new(
         scope: Scope<'scope, u64>,
-        metrics: Arc<Metrics>,
+        run: Run,
         run_id: &str,
         session: Option<Arc<Session>>,
     ) -> Self {
         let shared = Rc::new(Shared::default());
-        let markers = trigger(scope, session.clone(), shared.clone(), metrics.clone()).broadcast();
+        let markers = trigger(scope, session.clone(), shared.clone(), run.clone()).broadcast();
         Env {
             scope,
-            metrics,
+            run,
             run_id: run_id.to_owned(),
             session,
             markers,
@@ -161,12 +163,12 @@ impl<'scope> Env<'scope> {
     /// An environment without checkpoints and with fresh metrics: for tests
     /// and examples.
     pub fn standalone(scope: Scope<'scope, u64>) -> Self {
-        Env::new(scope, Arc::new(Metrics::default()), "local", None)
+        Env::new(scope, Run::default(), "local", None)
     }
 
-    /// The run's metrics.
-    pub fn metrics(&self) -> &Arc<Metrics> {
-        &self.metrics
+    /// The run: its metrics and its control.
+    pub fn run(&self) -> &Run {
+        &self.run
     }
 
     /// The dataflow scope.
@@ -198,7 +200,7 @@ impl<'scope> Env<'scope> {
             return Vec::new();
         };
         session.parts(op).unwrap_or_else(|e| {
-            self.metrics.add_error(e);
+            self.run.control.add_error(e);
             Vec::new()
         })
     }
@@ -271,7 +273,7 @@ impl<'scope> Env<'scope> {
             worker: self.scope.index(),
             session: self.session.clone(),
             shared: self.shared.clone(),
-            metrics: self.metrics.clone(),
+            run: self.run.clone(),
         };
         (participant, self.markers.clone())
     }
@@ -287,9 +289,9 @@ impl<'scope> Env<'scope> {
             &self.markers,
             session.clone(),
             self.shared.clone(),
-            self.metrics.clone(),
+            self.run.clone(),
         );
-        commit(acks, session, self.metrics);
+        commit(acks, session, self.shared, self.run);
     }
 }
 
@@ -300,7 +302,7 @@ pub(crate) struct Participant {
     worker: usize,
     session: Option<Arc<Session>>,
     shared: Rc<Shared>,
-    metrics: Arc<Metrics>,
+    run: Run,
 }
 
 impl Participant {
@@ -331,7 +333,7 @@ impl Participant {
     /// delivered): the checkpoint never completes, and the run fails with
     /// `reason`.
     pub(crate) fn fail(&self, marker: &Marker, reason: String) {
-        self.metrics.add_error(reason);
+        self.run.control.add_error(reason);
         if self.session.is_some() {
             self.shared
                 .written
@@ -440,7 +442,7 @@ fn trigger<'scope>(
     scope: Scope<'scope, u64>,
     session: Option<Arc<Session>>,
     shared: Rc<Shared>,
-    metrics: Arc<Metrics>,
+    run: Run,
 ) -> Stream<'scope, u64, Vec<Marker>> {
     source(scope, "CheckpointTrigger", move |cap, info| {
         let activator = scope.activator_for(info.address);
@@ -475,7 +477,7 @@ fn trigger<'scope>(
             // `at`) until this trigger is done: a last checkpoint at `at`.
             // When the input ends, one that covers everything
             // ([`Marker::END`]).
-            let stopping = metrics.stop_requested();
+            let stopping = run.control.stop_requested();
             let target = match frontier {
                 None if !stopping => Marker::END,
                 _ => at,
@@ -490,6 +492,7 @@ fn trigger<'scope>(
                     id: next_id,
                     frontier: target,
                 });
+                shared.started.borrow_mut().insert(next_id, Instant::now());
                 tracing::debug!(
                     checkpoint = next_id,
                     frontier = target,
@@ -516,7 +519,7 @@ fn acknowledge<'scope>(
     markers: &Stream<'scope, u64, Vec<Marker>>,
     session: Arc<Session>,
     shared: Rc<Shared>,
-    metrics: Arc<Metrics>,
+    run: Run,
 ) -> Stream<'scope, u64, Vec<Ack>> {
     let scope = markers.scope();
     let worker = scope.index();
@@ -542,7 +545,7 @@ fn acknowledge<'scope>(
                                     .parts
                                     .push(info),
                                 Err(e) => {
-                                    metrics.add_error(e);
+                                    run.control.add_error(e);
                                     shared
                                         .written
                                         .borrow_mut()
@@ -581,7 +584,7 @@ fn acknowledge<'scope>(
 }
 
 /// Worker 0 completes each checkpoint once every worker acknowledged it.
-fn commit(acks: Stream<'_, u64, Vec<Ack>>, session: Arc<Session>, metrics: Arc<Metrics>) {
+fn commit(acks: Stream<'_, u64, Vec<Ack>>, session: Arc<Session>, shared: Rc<Shared>, run: Run) {
     let peers = acks.scope().peers();
     let mut pending: BTreeMap<u64, Vec<Ack>> = BTreeMap::new();
     acks.sink(
@@ -605,7 +608,7 @@ fn commit(acks: Stream<'_, u64, Vec<Ack>>, session: Arc<Session>, metrics: Arc<M
                 }
                 let acks = entry.remove();
                 if acks.len() != peers {
-                    metrics.add_error(format!(
+                    run.control.add_error(format!(
                         "checkpoint {} has parts of {} of {peers} workers; it is not completed",
                         marker.id,
                         acks.len()
@@ -624,7 +627,13 @@ fn commit(acks: Stream<'_, u64, Vec<Ack>>, session: Arc<Session>, metrics: Arc<M
                 };
                 match session.commit(&manifest) {
                     Ok(()) => {
-                        metrics.add_checkpoint(marker.frontier, manifest.bytes());
+                        let took = shared
+                            .started
+                            .borrow_mut()
+                            .remove(&marker.id)
+                            .map_or(Duration::ZERO, |at| at.elapsed());
+                        run.metrics
+                            .add_checkpoint(marker.frontier, manifest.bytes(), took);
                         tracing::info!(
                             checkpoint = marker.id,
                             frontier = marker.frontier,
@@ -632,7 +641,7 @@ fn commit(acks: Stream<'_, u64, Vec<Ack>>, session: Arc<Session>, metrics: Arc<M
                             "Checkpoint complete"
                         );
                     }
-                    Err(e) => metrics.add_error(e),
+                    Err(e) => run.control.add_error(e),
                 }
             }
         },

@@ -7,14 +7,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use prometheus_client::metrics::histogram::Histogram;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, Headers, OwnedHeaders};
-use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 use timely::dataflow::Stream;
 
 use crate::checkpoint::Env;
-use crate::output::{write_records, Destination, JsonLinesSink, SinkRecord};
+use crate::output::{write_records, Destination, JsonLinesSink, Progress, SinkRecord};
 
 /// Configuration of a Kafka sink.
 #[derive(Clone, Debug)]
@@ -45,22 +46,57 @@ impl KafkaSinkConfig {
     }
 }
 
-/// Counts deliveries and keeps the first failure.
-#[derive(Default)]
+/// Counts deliveries, keeps the first failure, and observes latencies.
+/// librdkafka calls it on the producer's own polling thread, as soon as a
+/// record is acknowledged.
 struct DeliveryContext {
     delivered: AtomicU64,
     failed: AtomicU64,
     first_error: Mutex<Option<String>>,
+    /// Where latencies go, if anywhere.
+    latency: Option<Histogram>,
+    /// A record's opaque is the microseconds from this to its input's
+    /// arrival, plus one (0: none).
+    base: Instant,
+}
+
+impl DeliveryContext {
+    fn new(latency: Option<Histogram>) -> Self {
+        DeliveryContext {
+            delivered: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            first_error: Mutex::new(None),
+            latency,
+            // Early enough for any arrival this sink will be given.
+            base: Instant::now()
+                .checked_sub(Duration::from_secs(86_400))
+                .unwrap_or_else(Instant::now),
+        }
+    }
+
+    /// The opaque that carries `arrived`.
+    fn opaque(&self, arrived: Option<Instant>) -> usize {
+        match (&self.latency, arrived) {
+            (Some(_), Some(at)) => at
+                .checked_duration_since(self.base)
+                .map_or(0, |d| d.as_micros() as usize + 1),
+            _ => 0,
+        }
+    }
 }
 
 impl ClientContext for DeliveryContext {}
 
 impl ProducerContext for DeliveryContext {
-    type DeliveryOpaque = ();
-    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+    type DeliveryOpaque = usize;
+    fn delivery(&self, result: &DeliveryResult<'_>, arrived: usize) {
         match result {
             Ok(_) => {
                 self.delivered.fetch_add(1, Ordering::Relaxed);
+                if let (Some(latency), Some(micros)) = (&self.latency, arrived.checked_sub(1)) {
+                    let at = self.base + Duration::from_micros(micros as u64);
+                    latency.observe(at.elapsed().as_secs_f64());
+                }
             }
             Err((e, _)) => {
                 self.failed.fetch_add(1, Ordering::Relaxed);
@@ -101,7 +137,12 @@ impl<'scope, R: SinkRecord> KafkaSink<'scope> for Stream<'scope, u64, Vec<R>> {
     fn kafka_sink(self, config: KafkaSinkConfig, env: &Env<'scope>) {
         match &env.io().out {
             Some(out) => self.jsonl_sink(out.join(R::FILE_NAME), env),
-            None => write_records(self, move |_| KafkaTopic::open(&config), false, env),
+            None => write_records(
+                self,
+                move |_, latency| KafkaTopic::open(&config, latency),
+                false,
+                env,
+            ),
         }
     }
 }
@@ -109,14 +150,14 @@ impl<'scope, R: SinkRecord> KafkaSink<'scope> for Stream<'scope, u64, Vec<R>> {
 /// A topic as a sink's destination: a producer, and a consumer that reads
 /// end offsets at checkpoints and reads back after a restart.
 struct KafkaTopic {
-    producer: BaseProducer<DeliveryContext>,
+    producer: ThreadedProducer<DeliveryContext>,
     offsets: BaseConsumer,
     topic: String,
     flush_timeout: Duration,
 }
 
 impl KafkaTopic {
-    fn open(config: &KafkaSinkConfig) -> Result<Self, String> {
+    fn open(config: &KafkaSinkConfig, latency: Option<Histogram>) -> Result<Self, String> {
         let mut client = super::client_config(&config.brokers, &[]);
         client
             .set(
@@ -127,8 +168,8 @@ impl KafkaTopic {
         for (k, v) in &config.properties {
             client.set(k, v);
         }
-        let producer: BaseProducer<DeliveryContext> = client
-            .create_with_context(DeliveryContext::default())
+        let producer: ThreadedProducer<DeliveryContext> = client
+            .create_with_context(DeliveryContext::new(latency))
             .map_err(|e| format!("cannot create a Kafka producer for {}: {e}", config.brokers))?;
         Ok(KafkaTopic {
             producer,
@@ -144,15 +185,22 @@ impl Destination for KafkaTopic {
         format!("topic `{}`", self.topic)
     }
 
-    fn send(&mut self, key: &[u8], payload: &[u8], id: &str) -> Result<(), String> {
+    fn send(
+        &mut self,
+        key: &[u8],
+        payload: &[u8],
+        id: &str,
+        arrived: Option<Instant>,
+    ) -> Result<(), String> {
         let headers = OwnedHeaders::new().insert(Header {
             key: ID_HEADER,
             value: Some(id.as_bytes()),
         });
-        let mut message = BaseRecord::to(&self.topic)
-            .key(key)
-            .payload(payload)
-            .headers(headers);
+        let mut message =
+            BaseRecord::with_opaque_to(&self.topic, self.producer.context().opaque(arrived))
+                .key(key)
+                .payload(payload)
+                .headers(headers);
         loop {
             match self.producer.send(message) {
                 Ok(()) => break,
@@ -162,13 +210,13 @@ impl Destination for KafkaTopic {
                     ),
                     m,
                 )) => {
-                    self.producer.poll(Duration::from_millis(10));
+                    // The producer's thread delivers meanwhile.
+                    std::thread::sleep(Duration::from_millis(1));
                     message = m;
                 }
                 Err((e, _)) => return Err(format!("cannot produce to `{}`: {e}", self.topic)),
             }
         }
-        self.producer.poll(Duration::ZERO);
         Ok(())
     }
 
@@ -199,22 +247,27 @@ impl Destination for KafkaTopic {
         Ok(())
     }
 
-    fn progress(&mut self) -> (u64, Option<String>) {
+    fn progress(&mut self) -> Progress {
         let context = self.producer.context();
         let delivered = context.delivered.load(Ordering::Relaxed);
+        let failed = context.failed.load(Ordering::Relaxed);
         let error = context
             .first_error
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .take()
             .map(|error| {
-                let failed = context.failed.load(Ordering::Relaxed);
                 format!(
                     "{failed} records could not be delivered to `{}`: {error}",
                     self.topic
                 )
             });
-        (delivered, error)
+        Progress {
+            delivered,
+            failed,
+            in_flight: u64::try_from(self.producer.in_flight_count()).unwrap_or(0),
+            error,
+        }
     }
 
     fn ends(&mut self) -> Result<Vec<(i32, i64)>, String> {

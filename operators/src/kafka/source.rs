@@ -15,6 +15,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use timely::dataflow::Scope;
 
 use crate::checkpoint::Env;
+use crate::control::Run;
 use crate::dead_letter::DeadLetter;
 use crate::decode::Decoder;
 use crate::ingest::{
@@ -231,11 +232,11 @@ impl<'scope> KafkaSource<'scope> for Scope<'scope, u64> {
         }
         let name = format!("KafkaSource({})", config.topic);
         let step = config.watermark_step_ms;
-        let metrics = env.metrics().clone();
+        let run = env.run().clone();
         let resume = restored_positions(env, &config.topic);
         let topic = config.topic.clone();
         ingest_source(env, &topic, name, step, move |worker, peers| {
-            KafkaPoller::open(config, decoder, worker, peers, resume, metrics)
+            KafkaPoller::open(config, decoder, worker, peers, resume, run)
         })
     }
 }
@@ -247,7 +248,7 @@ impl KafkaPoller {
         worker: usize,
         peers: usize,
         resume: BTreeMap<i32, PartitionResume>,
-        metrics: std::sync::Arc<crate::metrics::Metrics>,
+        run: Run,
     ) -> Result<(Self, Ingest), String> {
         let topic = config.topic.clone();
         let consumer = config
@@ -374,7 +375,7 @@ impl KafkaPoller {
             if let Some(end) = end {
                 // The end is known: progress can show a rate and an ETA.
                 crate::metrics::Metrics::add(
-                    &metrics.records_expected,
+                    &run.metrics.records_expected,
                     (end - offset).max(0) as u64,
                 );
             }
@@ -384,13 +385,7 @@ impl KafkaPoller {
             .assign(&assignment)
             .map_err(|e| format!("cannot assign partitions of `{topic}`: {e}"))?;
         tracing::info!(worker, topic = %topic, partitions = ?mine, bounded = config.bounded, "Kafka source started");
-        let ingest = Ingest::new(
-            decoder,
-            &topic,
-            config.out_of_orderness_ms,
-            partitions,
-            metrics,
-        );
+        let ingest = Ingest::new(decoder, &topic, config.out_of_orderness_ms, partitions, run);
         Ok((
             KafkaPoller {
                 config,

@@ -6,7 +6,11 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{BufRead, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::PathBuf;
 
-use super::Destination;
+use std::time::Instant;
+
+use prometheus_client::metrics::histogram::Histogram;
+
+use super::{Destination, Progress};
 
 /// A JSON-lines file written by one sink.
 #[derive(Debug)]
@@ -14,6 +18,7 @@ pub struct JsonLines {
     path: PathBuf,
     file: BufWriter<File>,
     written: u64,
+    latency: Option<Histogram>,
 }
 
 impl JsonLines {
@@ -42,7 +47,15 @@ impl JsonLines {
             path,
             file: BufWriter::with_capacity(1 << 16, file),
             written: 0,
+            latency: None,
         })
+    }
+
+    /// Observes in `latency` the time from a record's input arriving to its
+    /// line being written.
+    pub fn with_latency(mut self, latency: Option<Histogram>) -> Self {
+        self.latency = latency;
+        self
     }
 }
 
@@ -62,12 +75,21 @@ impl Destination for JsonLines {
         self.path.display().to_string()
     }
 
-    fn send(&mut self, _key: &[u8], payload: &[u8], _id: &str) -> Result<(), String> {
+    fn send(
+        &mut self,
+        _key: &[u8],
+        payload: &[u8],
+        _id: &str,
+        arrived: Option<Instant>,
+    ) -> Result<(), String> {
         self.file
             .write_all(payload)
             .and_then(|()| self.file.write_all(b"\n"))
             .map_err(|e| format!("cannot write {}: {e}", self.path.display()))?;
         self.written += 1;
+        if let (Some(latency), Some(arrived)) = (&self.latency, arrived) {
+            latency.observe(arrived.elapsed().as_secs_f64());
+        }
         Ok(())
     }
 
@@ -78,8 +100,11 @@ impl Destination for JsonLines {
             .map_err(|e| format!("cannot write {}: {e}", self.path.display()))
     }
 
-    fn progress(&mut self) -> (u64, Option<String>) {
-        (self.written, None)
+    fn progress(&mut self) -> Progress {
+        Progress {
+            delivered: self.written,
+            ..Progress::default()
+        }
     }
 
     fn ends(&mut self) -> Result<Vec<(i32, i64)>, String> {
@@ -120,10 +145,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("out/alerts.jsonl");
         let mut f = JsonLines::open(path.clone(), false).unwrap();
-        f.send(b"", br#"{"id":"a"}"#, "a").unwrap();
+        f.send(b"", br#"{"id":"a"}"#, "a", None).unwrap();
         f.flush().unwrap();
         let end = f.ends().unwrap()[0].1;
-        f.send(b"", br#"{"id":"b"}"#, "b").unwrap();
+        f.send(b"", br#"{"id":"b"}"#, "b", None).unwrap();
         f.flush().unwrap();
         drop(f);
         // An interruption in the middle of a line.
@@ -136,7 +161,7 @@ mod tests {
         let mut f = JsonLines::open(path.clone(), true).unwrap();
         let ids = f.read_back(&BTreeMap::from([(0, end)])).unwrap();
         assert_eq!(ids, HashSet::from(["b".to_owned()]));
-        f.send(b"", br#"{"id":"c"}"#, "c").unwrap();
+        f.send(b"", br#"{"id":"c"}"#, "c", None).unwrap();
         f.flush().unwrap();
         assert_eq!(
             fs::read_to_string(&path).unwrap(),

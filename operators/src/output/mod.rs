@@ -6,7 +6,9 @@
 mod jsonl;
 
 use std::collections::{BTreeMap, HashSet};
-use std::sync::Arc;
+use std::time::Instant;
+
+use prometheus_client::metrics::histogram::Histogram;
 
 use serde::{Deserialize, Serialize};
 use timely::dataflow::channels::pact::Exchange;
@@ -14,6 +16,7 @@ use timely::dataflow::Stream;
 
 use crate::alert::Alert;
 use crate::checkpoint::{checkpointed_sink, Env, SinkEvent};
+use crate::control::Run;
 use crate::dead_letter::DeadLetter;
 use crate::metrics::Metrics;
 use crate::reading::SensorKey;
@@ -48,6 +51,11 @@ pub trait SinkRecord: timely::ExchangeData {
     fn cmp_order(&self, other: &Self) -> std::cmp::Ordering;
     /// Counts a delivered batch of these records.
     fn count_delivered(metrics: &Metrics, n: u64);
+    /// The histogram of the time from the arrival of the record a record
+    /// comes from to its acknowledgement, if it has one.
+    fn latency(_metrics: &Metrics) -> Option<&Histogram> {
+        None
+    }
 }
 
 impl SinkRecord for Alert {
@@ -75,6 +83,9 @@ impl SinkRecord for Alert {
     }
     fn count_delivered(metrics: &Metrics, n: u64) {
         Metrics::add(&metrics.alerts_delivered, n);
+    }
+    fn latency(metrics: &Metrics) -> Option<&Histogram> {
+        Some(&metrics.alert_latency)
     }
 }
 
@@ -118,18 +129,38 @@ impl SinkRecord for DeadLetter {
 pub(crate) trait Destination: 'static {
     /// The topic or file, for messages.
     fn name(&self) -> String;
-    /// Writes one record.
-    fn send(&mut self, key: &[u8], payload: &[u8], id: &str) -> Result<(), String>;
+    /// Writes one record. With `arrived` (when the input it comes from
+    /// arrived), the destination observes the time to its acknowledgement
+    /// in its latency histogram.
+    fn send(
+        &mut self,
+        key: &[u8],
+        payload: &[u8],
+        id: &str,
+        arrived: Option<Instant>,
+    ) -> Result<(), String>;
     /// Waits until everything sent is durable.
     fn flush(&mut self) -> Result<(), String>;
-    /// Records durably written so far, and the first asynchronous failure
-    /// not reported yet.
-    fn progress(&mut self) -> (u64, Option<String>);
+    /// How deliveries stand.
+    fn progress(&mut self) -> Progress;
     /// The end of each of its partitions, once flushed.
     fn ends(&mut self) -> Result<Vec<(i32, i64)>, String>;
     /// The ids of the records after the given ends, up to the current end
     /// (a partition missing from `from`: all of it).
     fn read_back(&mut self, from: &BTreeMap<i32, i64>) -> Result<HashSet<String>, String>;
+}
+
+/// How a destination's deliveries stand.
+#[derive(Debug, Default)]
+pub(crate) struct Progress {
+    /// Records durably written so far.
+    pub delivered: u64,
+    /// Records that could not be delivered so far.
+    pub failed: u64,
+    /// Records sent and not acknowledged yet.
+    pub in_flight: u64,
+    /// The first failure not reported yet.
+    pub error: Option<String>,
 }
 
 /// A sink's part of a checkpoint.
@@ -213,18 +244,18 @@ impl Delivered {
 /// delivers none of those again, so every record is written once.
 pub(crate) fn write_records<'scope, R: SinkRecord, D: Destination>(
     stream: Stream<'scope, u64, Vec<R>>,
-    open: impl FnOnce(bool) -> Result<D, String>,
+    open: impl FnOnce(bool, Option<Histogram>) -> Result<D, String>,
     one_writer: bool,
     env: &Env<'scope>,
 ) {
-    let metrics: Arc<Metrics> = env.metrics().clone();
+    let run = env.run().clone();
     let (participant, markers) = env.participant("kafka");
     let parts = env.restored::<SinkPart>(participant.op());
     // Only the worker that writes a single destination opens it.
     let writes = !one_writer || env.scope().index() == 0;
     let range = env.io().range;
     let mut writer = if writes {
-        match open(!parts.is_empty()).and_then(|mut dest| {
+        match open(!parts.is_empty(), R::latency(&run.metrics).cloned()).and_then(|mut dest| {
             let delivered = if parts.is_empty() {
                 Delivered::default()
             } else {
@@ -234,7 +265,7 @@ pub(crate) fn write_records<'scope, R: SinkRecord, D: Destination>(
         }) {
             Ok(writer) => Some(writer),
             Err(e) => {
-                metrics.add_error(e);
+                run.control.add_error(e);
                 None
             }
         }
@@ -266,23 +297,23 @@ pub(crate) fn write_records<'scope, R: SinkRecord, D: Destination>(
                         .map(|r| (time, r)),
                 ),
                 SinkEvent::Marker(marker) => {
-                    w.send_before(marker.until(), &metrics);
+                    w.send_before(marker.until(), &run);
                     match w.checkpoint() {
                         Ok(part) => participant.write(&marker, &part, Vec::new()),
                         Err(e) => participant.fail(&marker, e),
                     }
                 }
                 SinkEvent::Frontier(frontier) => {
-                    w.send_before(frontier, &metrics);
+                    w.send_before(frontier, &run);
                     if frontier.is_none() && !w.finished {
                         w.finished = true;
                         if let Err(e) = w.dest.flush() {
-                            metrics.add_error(e);
+                            run.control.add_error(e);
                         }
                     }
                 }
             }
-            w.count_delivered(&metrics);
+            w.count_delivered(&run);
         },
     );
 }
@@ -296,7 +327,8 @@ struct Writer<R, D> {
     delivered: Delivered,
     /// Records delivered before the restart, skipped.
     skipped: u64,
-    counted: u64,
+    /// What [`Writer::count_delivered`] counted so far.
+    counted: Progress,
     finished: bool,
 }
 
@@ -307,14 +339,14 @@ impl<R: SinkRecord, D: Destination> Writer<R, D> {
             pending: Vec::new(),
             delivered,
             skipped: 0,
-            counted: 0,
+            counted: Progress::default(),
             finished: false,
         }
     }
 
     /// Sends every pending record of a time before `until` (all for `None`),
     /// by event time and identity, except those delivered before a restart.
-    fn send_before(&mut self, until: Option<u64>, metrics: &Metrics) {
+    fn send_before(&mut self, until: Option<u64>, run: &Run) {
         let (mut ready, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending)
             .into_iter()
             .partition(|(t, _)| until.is_none_or(|u| *t < u));
@@ -326,11 +358,12 @@ impl<R: SinkRecord, D: Destination> Writer<R, D> {
                 continue;
             }
             self.delivered.note(&record);
+            let arrived = R::latency(&run.metrics).and_then(|_| run.metrics.arrival(record.time()));
             if let Err(e) = self
                 .dest
-                .send(&record.key(), &record.payload(), &record.id())
+                .send(&record.key(), &record.payload(), &record.id(), arrived)
             {
-                metrics.add_error(e);
+                run.control.add_error(e);
                 break;
             }
         }
@@ -350,13 +383,18 @@ impl<R: SinkRecord, D: Destination> Writer<R, D> {
         Ok(SinkPart { ends, origins })
     }
 
-    /// Counts deliveries, and reports the first failure once.
-    fn count_delivered(&mut self, metrics: &Metrics) {
-        let (delivered, error) = self.dest.progress();
-        R::count_delivered(metrics, delivered - self.counted);
-        self.counted = delivered;
-        if let Some(error) = error {
-            metrics.add_error(error);
+    /// Counts deliveries, failures and records in flight, and reports the
+    /// first failure once.
+    fn count_delivered(&mut self, run: &Run) {
+        let now = self.dest.progress();
+        let m = &run.metrics;
+        R::count_delivered(m, now.delivered - self.counted.delivered);
+        Metrics::add(&m.delivery_errors, now.failed - self.counted.failed);
+        m.producer_queue
+            .inc_by(now.in_flight as i64 - self.counted.in_flight as i64);
+        self.counted = Progress { error: None, ..now };
+        if let Some(error) = now.error {
+            run.control.add_error(error);
         }
         if self.finished && self.skipped > 0 {
             tracing::info!(
@@ -382,7 +420,7 @@ impl<'scope, R: SinkRecord> JsonLinesSink<'scope> for Stream<'scope, u64, Vec<R>
     fn jsonl_sink(self, path: std::path::PathBuf, env: &Env<'scope>) {
         write_records(
             self,
-            |restoring| JsonLines::open(path, restoring),
+            |restoring, latency| JsonLines::open(path, restoring).map(|f| f.with_latency(latency)),
             true,
             env,
         );

@@ -116,6 +116,11 @@ pub struct ParquetWriter {
     seq: u64,
     /// Rows in files committed so far.
     rows_written: u64,
+    /// Bytes of the files written so far.
+    bytes_written: u64,
+    /// The window ends of the rows written since the last
+    /// [`ParquetWriter::take_written_ends`].
+    written_ends: Vec<u64>,
     /// Hours ending at or before this time were closed.
     closed_before: u64,
     /// The longest `window_end - window_start` pushed so far.
@@ -147,6 +152,8 @@ impl ParquetWriter {
             partitions: BTreeMap::new(),
             seq: 0,
             rows_written: 0,
+            bytes_written: 0,
+            written_ends: Vec::new(),
             closed_before: 0,
             max_span: 0,
             schema: window_aggregate_schema(),
@@ -250,6 +257,16 @@ impl ParquetWriter {
         self.rows_written
     }
 
+    /// Bytes of the files written so far.
+    pub fn bytes_written(&self) -> u64 {
+        self.bytes_written
+    }
+
+    /// The window end of each row written since the last call.
+    pub fn take_written_ends(&mut self) -> Vec<u64> {
+        std::mem::take(&mut self.written_ends)
+    }
+
     /// Rows buffered and not yet written.
     pub fn pending_rows(&self) -> usize {
         self.partitions.values().map(Vec::len).sum()
@@ -298,6 +315,8 @@ impl ParquetWriter {
                 let _ = fs::remove_file(&temp);
                 return Err(error);
             }
+            let written = if self.deferred { &temp } else { &path };
+            self.bytes_written += fs::metadata(written).map_or(0, |m| m.len());
             if self.deferred {
                 self.unrenamed.push(PendingFile {
                     temp,
@@ -306,6 +325,7 @@ impl ParquetWriter {
             }
             self.seq += 1;
             self.rows_written += chunk.len() as u64;
+            self.written_ends.extend(chunk.iter().map(|r| r.window_end));
             files.push(path);
         }
         Ok(files)
@@ -473,8 +493,8 @@ pub trait ParquetSink<'scope> {
     ///         .parquet_sink(config, &Env::new(scope, sink_metrics, "run1", None));
     /// });
     ///
-    /// assert!(metrics.errors().is_empty());
-    /// assert_eq!(Metrics::get(&metrics.parquet_rows), 3);
+    /// assert!(run.control.errors().is_empty());
+    /// assert_eq!(Metrics::get(&run.metrics.parquet_rows), 3);
     /// let files = metrics.files();
     /// assert_eq!(files[0], dir.path().join("date=2026-11-22/hour=10/part-run1-w0-000000.parquet"));
     /// assert_eq!(files[1], dir.path().join("date=2026-11-22/hour=11/part-run1-w0-000001.parquet"));
@@ -494,7 +514,7 @@ impl<'scope> ParquetSink<'scope> for Stream<'scope, u64, Vec<WindowAggregate>> {
         if let Some(out) = &env.io().out {
             config.dir = out.join("windows");
         }
-        let metrics = env.metrics().clone();
+        let run = env.run().clone();
         let (participant, markers) = env.participant("parquet");
         let checkpointing = env.checkpointing();
         let dir = config.dir.clone();
@@ -503,7 +523,7 @@ impl<'scope> ParquetSink<'scope> for Stream<'scope, u64, Vec<WindowAggregate>> {
             writer = writer.with_deferred_commit();
             let (worker, peers) = (self.scope().index(), self.scope().peers());
             if let Err(e) = remove_orphans(&dir, &env.file_prefix(), worker, peers) {
-                metrics.add_error(format!("Parquet sink: {e}"));
+                run.control.add_error(format!("Parquet sink: {e}"));
             }
             let parts = env.restored::<ParquetPart>(participant.op());
             for part in parts.into_iter().skip(worker).step_by(peers) {
@@ -521,7 +541,7 @@ impl<'scope> ParquetSink<'scope> for Stream<'scope, u64, Vec<WindowAggregate>> {
                 }
                 return;
             };
-            let before = active.rows_written();
+            let before = (active.rows_written(), active.bytes_written());
             let result = match event {
                 SinkEvent::Data(_, data) => {
                     data.drain(..)
@@ -545,17 +565,27 @@ impl<'scope> ParquetSink<'scope> for Stream<'scope, u64, Vec<WindowAggregate>> {
                     result
                 }
                 // A stop with checkpoints: the rows stay in the checkpoint.
-                SinkEvent::Frontier(None) if checkpointing && metrics.stop_requested() => {
+                SinkEvent::Frontier(None) if checkpointing && run.control.stop_requested() => {
                     return;
                 }
                 SinkEvent::Frontier(None) => active.finish(),
                 SinkEvent::Frontier(Some(time)) => active.flush_at_frontier(time),
             };
-            Metrics::add(&metrics.parquet_rows, active.rows_written() - before);
+            let m = &run.metrics;
+            Metrics::add(&m.parquet_rows, active.rows_written() - before.0);
+            Metrics::add(&m.parquet_bytes, active.bytes_written() - before.1);
+            let ends = active.take_written_ends();
+            m.observe_since_arrival(
+                &m.window_latency,
+                ends.into_iter().map(|e| e.saturating_sub(1)),
+            );
             match result {
-                Ok(files) => files.into_iter().for_each(|file| metrics.add_file(file)),
+                Ok(files) => files
+                    .into_iter()
+                    .for_each(|file| run.metrics.add_file(file)),
                 Err(error) => {
-                    metrics.add_error(format!("Parquet sink: {}", error_chain(&error)));
+                    run.control
+                        .add_error(format!("Parquet sink: {}", error_chain(&error)));
                     writer = None;
                 }
             }
@@ -624,6 +654,7 @@ mod tests {
     use timely::dataflow::operators::Input;
 
     use super::*;
+    use crate::Run;
 
     /// 2026-11-22T10:00:00Z, worked out with `date -u -d 2026-11-22T10:00:00Z +%s`.
     const H10: u64 = 1_795_341_600_000;
@@ -1016,13 +1047,13 @@ mod tests {
     fn the_operator_writes_an_hour_once_its_last_window_has_arrived() {
         let dir = tempfile::tempdir().unwrap();
         let config = ParquetSinkConfig::new(dir.path());
-        let metrics = Arc::new(Metrics::default());
-        let m = Arc::clone(&metrics);
+        let run = Run::default();
+        let (m, r) = (Arc::clone(&run.metrics), run.clone());
         let root = dir.path().to_owned();
         timely::execute_directly(move |worker| {
             let mut input = worker.dataflow(|scope| {
                 let (input, stream) = scope.new_input::<Vec<WindowAggregate>>();
-                stream.parquet_sink(config, &Env::new(scope, Arc::clone(&m), "r1", None));
+                stream.parquet_sink(config, &Env::new(scope, r.clone(), "r1", None));
                 input
             });
             // Each aggregate at its window_end, as `window_aggregate` sends it.
@@ -1054,10 +1085,12 @@ mod tests {
             assert_eq!(Metrics::get(&m.parquet_rows), 2);
         });
         // The input has ended: the rest is written.
-        assert!(metrics.errors().is_empty());
-        assert_eq!(metrics.files().len(), 2);
-        assert!(metrics.files()[1].ends_with("date=2026-11-22/hour=11/part-r1-w0-000001.parquet"));
-        assert_eq!(Metrics::get(&metrics.parquet_rows), 3);
+        assert!(run.control.errors().is_empty());
+        assert_eq!(run.metrics.files().len(), 2);
+        assert!(
+            run.metrics.files()[1].ends_with("date=2026-11-22/hour=11/part-r1-w0-000001.parquet")
+        );
+        assert_eq!(Metrics::get(&run.metrics.parquet_rows), 3);
     }
 
     #[test]
@@ -1066,24 +1099,24 @@ mod tests {
         let blocker = dir.path().join("not-a-dir");
         fs::write(&blocker, b"").unwrap();
         let config = ParquetSinkConfig::new(&blocker);
-        let metrics = Arc::new(Metrics::default());
-        let m = Arc::clone(&metrics);
+        let run = Run::default();
+        let r = run.clone();
         timely::execute_directly(move |worker| {
             let mut input = worker.dataflow(|scope| {
                 let (input, stream) = scope.new_input::<Vec<WindowAggregate>>();
-                stream.parquet_sink(config, &Env::new(scope, m, "p", None));
+                stream.parquet_sink(config, &Env::new(scope, r, "p", None));
                 input
             });
             input.send(agg("d", "s", H10, 1, 0.0, 0.0, 0.0));
             input.advance_to(H11);
             input.send(agg("d", "s", H11, 1, 0.0, 0.0, 0.0));
         });
-        let errors = metrics.errors();
+        let errors = run.control.errors();
         assert_eq!(errors.len(), 1, "{errors:?}");
         assert!(
             errors[0].starts_with("Parquet sink: cannot create directory "),
             "{errors:?}"
         );
-        assert!(metrics.files().is_empty());
+        assert!(run.metrics.files().is_empty());
     }
 }

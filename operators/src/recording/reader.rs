@@ -18,6 +18,7 @@ use super::{
     RecordingInfo, FORMAT,
 };
 use crate::checkpoint::Env;
+use crate::control::Run;
 use crate::dead_letter::DeadLetter;
 use crate::decode::Decoder;
 use crate::ingest::{
@@ -308,7 +309,7 @@ impl<'scope> RecordingSource<'scope> for Scope<'scope, u64> {
     ) -> SourceStreams<'scope> {
         let topic = recording.info.topic.clone();
         let name = format!("RecordingSource({})", recording.dir.display());
-        let metrics = env.metrics().clone();
+        let run = env.run().clone();
         let resume = restored_positions(env, &topic);
         let speed = env.io().speed;
         let range = env.io().range;
@@ -327,27 +328,14 @@ impl<'scope> RecordingSource<'scope> for Scope<'scope, u64> {
                 readers.push(recording.reader(p, start.offset));
                 starts.push((start, marks));
             }
-            Metrics::add(&metrics.records_expected, expected);
-            let mut ingest = Ingest::new(
-                decoder,
-                &topic,
-                out_of_orderness_ms,
-                starts,
-                metrics.clone(),
-            );
+            Metrics::add(&run.metrics.records_expected, expected);
+            let mut ingest = Ingest::new(decoder, &topic, out_of_orderness_ms, starts, run.clone());
             ingest.done_at = range.map(|(_, to)| to).filter(|to| *to < u64::MAX);
             let pace = speed.map(|speed| Pace {
                 speed,
                 origin: None,
             });
-            Ok((
-                RecordingPoller {
-                    readers,
-                    metrics,
-                    pace,
-                },
-                ingest,
-            ))
+            Ok((RecordingPoller { readers, run, pace }, ingest))
         })
     }
 }
@@ -358,7 +346,7 @@ const TURN: usize = 4_096;
 /// Reads this worker's partitions of a recording, taking turns.
 pub(crate) struct RecordingPoller {
     readers: Vec<PartitionReader>,
-    metrics: Arc<Metrics>,
+    run: Run,
     pace: Option<Pace>,
 }
 
@@ -405,7 +393,7 @@ impl Poller for RecordingPoller {
                 read += usize::from(ingest.accept(record, cap_time, readings, dead));
             });
             if let Err(e) = result {
-                self.metrics.add_error(e.to_string());
+                self.run.control.add_error(e.to_string());
             }
         }
         read

@@ -1,0 +1,56 @@
+//! Run control, apart from the metrics: the stop flag every source watches,
+//! and the pipeline errors that stop a run.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crate::metrics::Metrics;
+
+/// What the operators of a run share: its metrics and its control. Cheap
+/// to clone; every clone is the same run.
+#[derive(Clone, Debug, Default)]
+pub struct Run {
+    /// The run's metrics.
+    pub metrics: Arc<Metrics>,
+    /// The run's stop flag and errors.
+    pub control: Arc<RunControl>,
+}
+
+/// The stop flag and the errors of a run.
+#[derive(Debug, Default)]
+pub struct RunControl {
+    stop: AtomicBool,
+    errors: Mutex<Vec<String>>,
+}
+
+impl RunControl {
+    /// Asks every source of the run to stop; the dataflow then drains.
+    pub fn request_stop(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether a stop was requested.
+    pub fn stop_requested(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+
+    /// Records a failure of the pipeline itself (a sink that could not
+    /// deliver, a file that could not be written) and asks the sources to
+    /// stop: the run drains and ends with an error.
+    pub fn add_error(&self, error: String) {
+        tracing::error!(%error, "Pipeline error");
+        self.request_stop();
+        self.errors
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(error);
+    }
+
+    /// Failures recorded so far.
+    pub fn errors(&self) -> Vec<String> {
+        self.errors
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
