@@ -446,6 +446,13 @@ where
     F: for<'s> Fn(Scope<'s, u64>, &Context<'s>) + Send + Sync + 'static,
 {
     let config = options.timely_config()?;
+    tracing::info!(
+        pipeline = %options.name,
+        workers = options.workers,
+        process = options.cluster.as_ref().map(|(p, _)| *p),
+        bounded = options.bounded,
+        "Pipeline starting"
+    );
     let io = Arc::new(RunIo {
         record: options.record.clone(),
         replay: match &options.replay {

@@ -323,6 +323,13 @@ impl ParquetWriter {
                     path: path.clone(),
                 });
             }
+            tracing::info!(
+                file = %path.display(),
+                rows = chunk.len(),
+                visible = !self.deferred,
+                "Parquet file written{}",
+                if self.deferred { " (visible once its checkpoint completes)" } else { "" }
+            );
             self.seq += 1;
             self.rows_written += chunk.len() as u64;
             self.written_ends.extend(chunk.iter().map(|r| r.window_end));

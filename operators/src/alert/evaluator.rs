@@ -1,0 +1,392 @@
+//! The alert evaluation logic, free of timely: per-key rule states and the
+//! observations waiting for the frontier.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use hashbrown::HashMap;
+use serde::{Deserialize, Serialize};
+
+use super::{Alert, AlertState, Observation, Rule, RuleSet, RuleState, Transition};
+use crate::reading::{KeyRef, Name, SensorKey};
+
+/// Per-key state of the alert operator: the rules that select the key, their
+/// state machines, and the observations waiting for the frontier.
+struct KeyState<O> {
+    key: SensorKey,
+    /// (rule index, state) for every rule that selects this key.
+    rules: Vec<(usize, RuleState)>,
+    pending: Vec<O>,
+    /// Listed in [`AlertEvaluator::dirty`].
+    dirty: bool,
+}
+
+/// The alert evaluation logic, free of timely: feed observations with
+/// [`AlertEvaluator::push`], then call [`AlertEvaluator::advance_to`] as the
+/// frontier moves.
+pub struct AlertEvaluator<O> {
+    rules: Arc<RuleSet>,
+    index: HashMap<SensorKey, usize>,
+    keys: Vec<KeyState<O>>,
+    /// Keys with pending observations, each once.
+    dirty: Vec<usize>,
+    /// Earliest time among the observations left pending by `advance_to`.
+    pending_min: Option<u64>,
+    /// Armed duration deadlines: (deadline, key, slot).
+    deadlines: BTreeSet<(u64, usize, usize)>,
+    transitions: Vec<Transition>,
+    /// Every sensor name some rule lists, or `None` if a rule takes every
+    /// sensor: a cheap test that skips most readings before any lookup.
+    sensors: Option<Vec<String>>,
+    /// Observations before this time were applied before a restart.
+    floor: u64,
+}
+
+/// [`AlertEvaluator::snapshot_view`]: serializes as an [`AlertPart`] (a
+/// struct of one sequence of `(key, [(name, state)])`), from borrowed state.
+struct PartView<'a, O>(&'a AlertEvaluator<O>);
+
+impl<O: Observation> Serialize for PartView<'_, O> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{SerializeSeq, SerializeStruct};
+        /// A sequence of `len` items, serialized from a clone of `items`.
+        struct Seq<I> {
+            items: I,
+            len: usize,
+        }
+        impl<I: Iterator<Item = T> + Clone, T: Serialize> Serialize for Seq<I> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                let mut seq = s.serialize_seq(Some(self.len))?;
+                for item in self.items.clone() {
+                    seq.serialize_element(&item)?;
+                }
+                seq.end()
+            }
+        }
+        let evaluator = self.0;
+        let keys = evaluator.saved_keys().map(|k| {
+            let states = evaluator.saved_states(k);
+            let len = states.clone().count();
+            (&k.key, Seq { items: states, len })
+        });
+        let len = evaluator.saved_keys().count();
+        let mut part = serializer.serialize_struct("AlertPart", 1)?;
+        part.serialize_field("keys", &Seq { items: keys, len })?;
+        part.end()
+    }
+}
+
+/// The rule states of an alert operator: its part of a checkpoint. States
+/// are kept by rule name, so a restart with changed rules keeps the state of
+/// every rule that kept its name.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct AlertPart {
+    /// Per key, the states that differ from the initial state.
+    pub keys: Vec<(SensorKey, Vec<(String, RuleState)>)>,
+}
+
+impl<O: Observation> AlertEvaluator<O> {
+    /// An evaluator for a rule set.
+    pub fn new(rules: Arc<RuleSet>) -> Self {
+        let sensors = rules.rules.iter().try_fold(Vec::new(), |mut names, r| {
+            if r.sensors.is_empty() {
+                return None;
+            }
+            names.extend(
+                r.sensors
+                    .iter()
+                    .filter(|s| !names.contains(*s))
+                    .cloned()
+                    .collect::<Vec<_>>(),
+            );
+            Some(names)
+        });
+        AlertEvaluator {
+            sensors,
+            rules,
+            index: HashMap::default(),
+            keys: Vec::new(),
+            dirty: Vec::new(),
+            pending_min: None,
+            deadlines: BTreeSet::new(),
+            transitions: Vec::new(),
+            floor: 0,
+        }
+    }
+
+    /// The rule states as of the last [`AlertEvaluator::advance_to`]:
+    /// observations not yet applied are left out (after a restart they are
+    /// read again).
+    pub fn snapshot(&self) -> AlertPart {
+        let keys = self
+            .saved_keys()
+            .map(|k| {
+                let states = self
+                    .saved_states(k)
+                    .map(|(name, state)| (name.to_owned(), state.clone()))
+                    .collect();
+                (k.key.clone(), states)
+            })
+            .collect();
+        AlertPart { keys }
+    }
+
+    /// The state as a checkpoint part, without copying it: it encodes
+    /// exactly as [`AlertEvaluator::snapshot`] does.
+    pub fn snapshot_view(&self) -> impl Serialize + '_ {
+        PartView(self)
+    }
+
+    /// The keys with a state that differs from the initial one.
+    fn saved_keys(&self) -> impl Iterator<Item = &KeyState<O>> + Clone + '_ {
+        self.keys
+            .iter()
+            .filter(|k| k.rules.iter().any(|(_, s)| *s != RuleState::default()))
+    }
+
+    /// A key's states that differ from the initial one, by rule name.
+    fn saved_states<'a>(
+        &'a self,
+        k: &'a KeyState<O>,
+    ) -> impl Iterator<Item = (&'a str, &'a RuleState)> + Clone + 'a {
+        k.rules
+            .iter()
+            .filter(|(_, state)| *state != RuleState::default())
+            .map(|(i, state)| (self.rules.rules[*i].name.as_str(), state))
+    }
+
+    /// Restores the states of `parts` for which `mine` holds (the keys this
+    /// worker owns), for rules that still exist, as of a checkpoint at
+    /// `frontier`: observations before it are ignored from now on.
+    pub fn restore(
+        &mut self,
+        parts: Vec<AlertPart>,
+        frontier: u64,
+        mine: impl Fn(&SensorKey) -> bool,
+    ) {
+        self.floor = frontier;
+        for (key, states) in parts.into_iter().flat_map(|p| p.keys) {
+            if !mine(&key) {
+                continue;
+            }
+            let rules: Vec<(usize, RuleState)> = self
+                .rules
+                .rules
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| r.selects(&key.device, &key.sensor))
+                .map(|(i, r)| {
+                    let state = states.iter().find(|(name, _)| *name == r.name);
+                    (i, state.map(|(_, s)| s.clone()).unwrap_or_default())
+                })
+                .collect();
+            let slot = self.keys.len();
+            for (i, (rule, state)) in rules.iter().enumerate() {
+                if let Some(deadline) = state.deadline(&self.rules.rules[*rule]) {
+                    self.deadlines.insert((deadline, slot, i));
+                }
+            }
+            self.index.insert(key.clone(), slot);
+            self.keys.push(KeyState {
+                key,
+                rules,
+                pending: Vec::new(),
+                dirty: false,
+            });
+        }
+    }
+
+    /// Drops every observation not yet applied (a stop: what comes after
+    /// them is unknown).
+    pub fn discard_pending(&mut self) {
+        for slot in std::mem::take(&mut self.dirty) {
+            let key = &mut self.keys[slot];
+            key.pending.clear();
+            key.dirty = false;
+        }
+        self.pending_min = None;
+        self.deadlines.clear();
+    }
+
+    /// Keys (device, sensor) seen.
+    pub fn key_count(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// The rule states held, and an estimate of the bytes held with the
+    /// observations waiting for the frontier. It walks every key.
+    pub fn footprint(&self) -> (usize, usize) {
+        use std::mem::size_of;
+        let states: usize = self.keys.iter().map(|k| k.rules.len()).sum();
+        let slots: usize = self.keys.iter().map(|k| k.rules.capacity()).sum();
+        let pending: usize = self.keys.iter().map(|k| k.pending.capacity()).sum();
+        let per_key = size_of::<KeyState<O>>() + size_of::<(SensorKey, usize)>() + 1;
+        let bytes = self.keys.capacity() * per_key
+            + slots * size_of::<(usize, RuleState)>()
+            + pending * size_of::<O>();
+        (states, bytes)
+    }
+
+    /// Queues one observation; returns false if no rule looks at it.
+    pub fn push(&mut self, obs: O) -> bool {
+        if obs.time() < self.floor {
+            return false;
+        }
+        if let Some(sensors) = &self.sensors {
+            if !sensors.iter().any(|s| s == obs.sensor()) {
+                return false;
+            }
+        }
+        let slot = match self.index.get(&KeyRef::new(obs.device(), obs.sensor())) {
+            Some(slot) => *slot,
+            None => {
+                let rules = self
+                    .rules
+                    .rules
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, r)| obs.feeds(r) && r.selects(obs.device(), obs.sensor()))
+                    .map(|(i, _)| (i, RuleState::default()))
+                    .collect();
+                let key = SensorKey {
+                    device: Name::new(obs.device()),
+                    sensor: Name::new(obs.sensor()),
+                };
+                self.keys.push(KeyState {
+                    key: key.clone(),
+                    rules,
+                    pending: Vec::new(),
+                    dirty: false,
+                });
+                self.index.insert(key, self.keys.len() - 1);
+                self.keys.len() - 1
+            }
+        };
+        let state = &mut self.keys[slot];
+        if state.rules.is_empty() {
+            return false;
+        }
+        self.pending_min = Some(self.pending_min.map_or(obs.time(), |t| t.min(obs.time())));
+        state.pending.push(obs);
+        if !state.dirty {
+            state.dirty = true;
+            self.dirty.push(slot);
+        }
+        true
+    }
+
+    /// The earliest event time at which a later call of `advance_to` may
+    /// still produce an alert: the earliest pending observation or armed
+    /// deadline.
+    pub fn earliest_pending(&self) -> Option<u64> {
+        let deadline = self.deadlines.first().map(|(d, _, _)| *d);
+        match (self.pending_min, deadline) {
+            (Some(p), Some(d)) => Some(p.min(d)),
+            (p, d) => p.or(d),
+        }
+    }
+
+    /// Applies every observation earlier than `frontier` (all of them when
+    /// `None`, the input has ended) in (time, partition, offset) order, fires
+    /// durations reached before `frontier`, and appends emitted alerts to
+    /// `out`. At the end of input, breaches still waiting for their duration
+    /// are dropped: no observation shows them lasting that long. Returns the
+    /// number of suppressed firings.
+    pub fn advance_to(&mut self, frontier: Option<u64>, out: &mut Vec<Alert>) -> u64 {
+        let limit = frontier.unwrap_or(u64::MAX);
+        let mut suppressed = 0;
+        let dirty = std::mem::take(&mut self.dirty);
+        self.pending_min = None;
+        for slot in dirty {
+            let key = &mut self.keys[slot];
+            key.pending.sort_by_key(|o| o.order());
+            let ready = key.pending.partition_point(|o| o.time() < limit);
+            for obs in key.pending.drain(..ready) {
+                for (i, (rule_idx, state)) in key.rules.iter_mut().enumerate() {
+                    let rule = &self.rules.rules[*rule_idx];
+                    // One evaluator sees one kind of observation; guard anyway.
+                    if !obs.feeds(rule) {
+                        continue;
+                    }
+                    let before = state.deadline(rule);
+                    let value = obs.value(rule);
+                    state.observe(rule, obs.time(), value, obs.window(), &mut self.transitions);
+                    let after = state.deadline(rule);
+                    if before != after {
+                        if let Some(d) = before {
+                            self.deadlines.remove(&(d, slot, i));
+                        }
+                        if let Some(d) = after {
+                            self.deadlines.insert((d, slot, i));
+                        }
+                    }
+                    suppressed += emit(rule, &key.key, &mut self.transitions, out);
+                }
+            }
+            key.dirty = !key.pending.is_empty();
+            if key.dirty {
+                self.dirty.push(slot);
+                let min = key
+                    .pending
+                    .iter()
+                    .map(|o| o.time())
+                    .min()
+                    .unwrap_or(u64::MAX);
+                self.pending_min = Some(self.pending_min.map_or(min, |t| t.min(min)));
+            }
+        }
+        // Durations that the frontier has reached fire now. When the input
+        // has ended, no observation shows the remaining breaches lasting
+        // until their deadlines: they are dropped, not fired.
+        let Some(frontier) = frontier else {
+            self.deadlines.clear();
+            return suppressed;
+        };
+        while let Some(&(deadline, slot, i)) = self.deadlines.first() {
+            // A deadline at the frontier itself waits: a reading at that very
+            // time fires it first anyway, and a checkpoint at the frontier
+            // must not hold anything at or after it.
+            if deadline >= frontier {
+                break;
+            }
+            self.deadlines.pop_first();
+            let key = &mut self.keys[slot];
+            let (rule_idx, state) = &mut key.rules[i];
+            let rule = &self.rules.rules[*rule_idx];
+            state.advance(rule, deadline, &mut self.transitions);
+            suppressed += emit(rule, &key.key, &mut self.transitions, out);
+        }
+        suppressed
+    }
+}
+
+/// Turns transitions into alerts; returns how many were suppressed.
+fn emit(
+    rule: &Rule,
+    key: &SensorKey,
+    transitions: &mut Vec<Transition>,
+    out: &mut Vec<Alert>,
+) -> u64 {
+    let mut suppressed = 0;
+    for t in transitions.drain(..) {
+        if !t.emitted {
+            suppressed += u64::from(t.state == AlertState::Firing);
+            continue;
+        }
+        out.push(Alert {
+            rule: rule.name.clone(),
+            device: key.device.clone(),
+            sensor: key.sensor.clone(),
+            severity: rule.severity.clone(),
+            state: t.state,
+            event_time: t.time,
+            value: t.value,
+            values: t.values,
+            threshold: rule.threshold,
+            clear_threshold: rule.clear,
+            window_start: t.window.map(|w| w.0),
+            window_end: t.window.map(|w| w.1),
+        });
+    }
+    suppressed
+}

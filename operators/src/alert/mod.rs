@@ -1,0 +1,140 @@
+//! Threshold alert rules: typed rules, their per-sensor state machine, and the
+//! `evaluate_alerts` operator.
+//!
+//! Every rule is one state machine per (rule, device, sensor). A rule breaches
+//! when a value crosses its threshold; it fires once it has breached for
+//! `consecutive` observations in a row *and* for at least `for_ms` of event
+//! time; it resolves when a value crosses its clear threshold (hysteresis; by
+//! default the threshold itself). A cooldown suppresses a new `firing` event
+//! (and its `resolved`) that comes too soon after the last one emitted.
+//!
+//! Observations are applied to a key's state in (event time, partition,
+//! offset) order once the input frontier has passed them, and a `for` rule
+//! fires when the frontier passes the moment its duration is reached. So the
+//! alerts depend only on the input, never on timing or worker count.
+//!
+//! The module holds the rules ([`rule`]), the per-key state machines and
+//! what they observe ([`state`]), the evaluation logic free of timely
+//! ([`evaluator`]) and the operator ([`operator`]).
+
+pub mod evaluator;
+pub mod operator;
+pub mod rule;
+pub mod state;
+#[cfg(test)]
+mod tests;
+
+use serde::{Deserialize, Serialize};
+
+use crate::reading::Name;
+
+pub use evaluator::{AlertEvaluator, AlertPart};
+pub use operator::EvaluateAlerts;
+pub use rule::{Direction, Rule, RuleInput, RuleSet, Stat};
+pub use state::{Observation, RuleState, Transition};
+
+/// Whether an alert event starts or ends an alert.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertState {
+    /// The rule's condition became true.
+    Firing,
+    /// The value crossed back past the clear threshold.
+    Resolved,
+}
+
+impl AlertState {
+    /// The name used in JSON: `firing` or `resolved`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            AlertState::Firing => "firing",
+            AlertState::Resolved => "resolved",
+        }
+    }
+}
+
+/// One alert event. The alert topic receives it as [`Alert::to_json`], keyed
+/// by device.
+///
+/// Alerts travel between workers, which timely encodes with bincode: a
+/// format that is not self-describing, so every field is always serialized
+/// (no `skip_serializing_if`); fields are omitted from the JSON only.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Alert {
+    /// Rule name.
+    pub rule: String,
+    /// Device id.
+    pub device: Name,
+    /// Sensor name.
+    pub sensor: Name,
+    /// Rule severity.
+    pub severity: String,
+    /// `firing` or `resolved`.
+    pub state: AlertState,
+    /// Event time at which the state changed, ms since the epoch.
+    pub event_time: u64,
+    /// The value that fired or cleared the alert.
+    pub value: f64,
+    /// For a firing event, the breaching values that fired it (the last
+    /// `consecutive` of them); for a resolved event, the clearing value.
+    pub values: Vec<f64>,
+    /// The rule's threshold.
+    pub threshold: f64,
+    /// The rule's clear threshold.
+    pub clear_threshold: f64,
+    /// Start of the window, for window rules.
+    pub window_start: Option<u64>,
+    /// End of the window, for window rules.
+    pub window_end: Option<u64>,
+}
+
+impl Alert {
+    /// The alert's identity, the same in every run over the same input:
+    /// `rule|device|sensor|state|event_time`. Sinks use it to deliver each
+    /// alert once across restarts.
+    pub fn id(&self) -> String {
+        format!(
+            "{}|{}|{}|{}|{}",
+            self.rule,
+            self.device,
+            self.sensor,
+            self.state.as_str(),
+            self.event_time
+        )
+    }
+
+    /// The JSON document written to the alert topic: its [`Alert::id`] and
+    /// every field, with `window_start` and `window_end` present only for
+    /// window rules.
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut doc = serde_json::json!({
+            "id": self.id(),
+            "rule": self.rule,
+            "device": self.device,
+            "sensor": self.sensor,
+            "severity": self.severity,
+            "state": self.state,
+            "event_time": self.event_time,
+            "value": self.value,
+            "values": self.values,
+            "threshold": self.threshold,
+            "clear_threshold": self.clear_threshold,
+        });
+        if let (Some(start), Some(end)) = (self.window_start, self.window_end) {
+            doc["window_start"] = start.into();
+            doc["window_end"] = end.into();
+        }
+        doc
+    }
+
+    /// The order alerts are delivered in: by event time, then by identity.
+    pub fn order_key(&self) -> (u64, &str, &str, &str, AlertState) {
+        (
+            self.event_time,
+            &self.device,
+            &self.sensor,
+            &self.rule,
+            self.state,
+        )
+    }
+}

@@ -1,0 +1,220 @@
+//! The `evaluate_alerts` operator: routes observations by key, applies them
+//! once the frontier has passed them, and takes part in checkpoints.
+
+use std::sync::Arc;
+
+use timely::dataflow::channels::pact::{Exchange, ParallelizationContract, Pipeline};
+use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::operators::Capability;
+use timely::dataflow::Stream;
+
+use super::{Alert, AlertEvaluator, AlertPart, AlertState, Observation, RuleSet};
+use crate::checkpoint::{least_frontier, Barrier, Env};
+use crate::metrics::{AlertCounts, GaugeShare, Metrics};
+use crate::reading::SensorKey;
+
+/// Evaluates alert rules on a stream of readings or window aggregates.
+pub trait EvaluateAlerts<'scope> {
+    /// Applies every rule that selects an observation's (device, sensor) and
+    /// looks at its kind (readings, or windows of the rule's size), and emits
+    /// `firing` and `resolved` events.
+    ///
+    /// Observations are exchanged by (device, sensor), so one worker owns each
+    /// key's state. They are applied in (event time, partition, offset) order
+    /// once the input frontier has passed them; a `for` duration fires when
+    /// the frontier passes the moment it is reached. Each alert travels at its
+    /// own event time, so a downstream operator can order alerts by event time
+    /// once its frontier passes them. Alerts depend only on the input.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::sync::Arc;
+    /// use timely::dataflow::operators::{Capture, ToStream};
+    /// use timely::dataflow::operators::capture::Event;
+    /// use weir_operators::alert::{AlertState, Direction, EvaluateAlerts, Rule, RuleSet};
+    /// use weir_operators::{Env, Reading};
+    ///
+    /// let rule = Rule { consecutive: 2, ..Rule::new("hot", "temp", Direction::Above, 90.0) };
+    /// let rules = Arc::new(RuleSet::new(vec![rule]));
+    /// let readings = vec![
+    ///     Reading::new("d1", "temp", 1_000, 95.0, 0, 0),
+    ///     Reading::new("d1", "temp", 2_000, 96.0, 0, 1), // second breach in a row: fires
+    ///     Reading::new("d1", "temp", 3_000, 80.0, 0, 2), // back under: resolves
+    /// ];
+    /// let captured = timely::example(move |scope| {
+    ///     let env = Env::standalone(scope);
+    ///     readings.to_stream(scope).evaluate_alerts(rules, &env).capture()
+    /// });
+    /// let alerts: Vec<_> = captured.iter().flat_map(|e| match e { Event::Messages(_, d) => d, Event::Progress(_) => vec![] }).collect();
+    /// let states: Vec<_> = alerts.iter().map(|a| (a.state, a.event_time)).collect();
+    /// assert_eq!(states, vec![(AlertState::Firing, 2_000), (AlertState::Resolved, 3_000)]);
+    /// assert_eq!(alerts[0].values, vec![95.0, 96.0]);
+    /// ```
+    fn evaluate_alerts(
+        self,
+        rules: Arc<RuleSet>,
+        env: &Env<'scope>,
+    ) -> Stream<'scope, u64, Vec<Alert>>;
+}
+
+impl<'scope, O> EvaluateAlerts<'scope> for Stream<'scope, u64, Vec<O>>
+where
+    O: Observation + timely::ExchangeData,
+{
+    fn evaluate_alerts(
+        self,
+        rules: Arc<RuleSet>,
+        env: &Env<'scope>,
+    ) -> Stream<'scope, u64, Vec<Alert>> {
+        // With one worker, routing by key is a no-op: skip the exchange.
+        if self.scope().peers() == 1 {
+            alert_operator(self, Pipeline, rules, env)
+        } else {
+            alert_operator(self, Exchange::new(|o: &O| o.route()), rules, env)
+        }
+    }
+}
+
+fn alert_operator<'scope, O, P>(
+    stream: Stream<'scope, u64, Vec<O>>,
+    pact: P,
+    rules: Arc<RuleSet>,
+    env: &Env<'scope>,
+) -> Stream<'scope, u64, Vec<Alert>>
+where
+    O: Observation + timely::ExchangeData,
+    P: ParallelizationContract<u64, Vec<O>>,
+{
+    let run = env.run().clone();
+    let (participant, markers) = env.participant("alerts");
+    let mut evaluator = AlertEvaluator::new(rules);
+    if let Some(frontier) = env.restored_frontier() {
+        let (worker, peers) = (stream.scope().index() as u64, stream.scope().peers() as u64);
+        let parts = env.restored::<AlertPart>(participant.op());
+        evaluator.restore(parts, frontier, |k| {
+            SensorKey::route_hash(&k.device, &k.sensor) % peers == worker
+        });
+    }
+    stream.binary_frontier(
+        markers,
+        pact,
+        Pipeline,
+        "EvaluateAlerts",
+        move |_cap, _info| {
+            let mut held: Option<Capability<u64>> = None;
+            let mut alerts = Vec::new();
+            let mut barrier = Barrier::default();
+            let mut states = GaugeShare::new(&run.metrics.rule_states);
+            let mut bytes = GaugeShare::new(&run.metrics.rule_state_bytes);
+            let mut keys_seen = 0;
+            move |(input, frontier), (marker_input, marker_frontier), output| {
+                input.for_each_stamp(|cap, data| {
+                    let mut any = false;
+                    for batch in data {
+                        for obs in batch.drain(..) {
+                            any |= evaluator.push(obs);
+                        }
+                    }
+                    if any
+                        && held
+                            .as_ref()
+                            .is_none_or(|h| cap.least().is_some_and(|t| t < h.time()))
+                    {
+                        held = cap.retain_least(output.output_index());
+                    }
+                });
+                marker_input.for_each(|_, markers| barrier.receive(markers));
+                let frontier = least_frontier(
+                    frontier.frontier().first().copied(),
+                    marker_frontier.frontier().first().copied(),
+                );
+                let stopped = frontier.is_none() && run.control.stop_requested();
+                // Each checkpoint sees the state exactly at its frontier.
+                let mut steps = Vec::new();
+                while let Some(marker) = barrier.next_due(frontier) {
+                    steps.push((marker.until(), Some(marker)));
+                }
+                steps.push((frontier, None));
+                for (until, marker) in steps {
+                    if stopped && marker.is_none() {
+                        // A stop: what the pending observations would lead to
+                        // depends on input not read yet.
+                        evaluator.discard_pending();
+                        held = None;
+                        continue;
+                    }
+                    let suppressed = evaluator.advance_to(until, &mut alerts);
+                    Metrics::add(&run.metrics.alerts_suppressed, suppressed);
+                    if let Some(cap) = held.as_mut() {
+                        emit_alerts(&mut alerts, cap, output, &run.metrics);
+                    }
+                    if let Some(marker) = marker {
+                        participant.write(&marker, &evaluator.snapshot_view(), Vec::new());
+                    }
+                }
+                // The walk over every key is done at most once a second,
+                // unless keys were added.
+                if states.due() || frontier.is_none() || evaluator.key_count() != keys_seen {
+                    keys_seen = evaluator.key_count();
+                    let (n, b) = evaluator.footprint();
+                    states.set(n);
+                    bytes.set(b);
+                }
+                if let Some(cap) = held.as_mut() {
+                    match evaluator.earliest_pending() {
+                        Some(t) => cap.downgrade(&t.max(*cap.time())),
+                        None => held = None,
+                    }
+                }
+            }
+        },
+    )
+}
+
+/// Sends alerts, each at its event time, and counts them by rule.
+fn emit_alerts(
+    alerts: &mut Vec<Alert>,
+    cap: &Capability<u64>,
+    output: &mut timely::dataflow::operators::generic::OutputBuilderSession<
+        '_,
+        u64,
+        timely::container::CapacityContainerBuilder<Vec<Alert>>,
+    >,
+    metrics: &Metrics,
+) {
+    let mut counts: Vec<(String, String, AlertCounts)> = Vec::new();
+    metrics.note_alerts(alerts.iter().map(|a| crate::metrics::AlertEvent {
+        rule: a.rule.clone(),
+        severity: a.severity.clone(),
+        device: a.device.to_string(),
+        sensor: a.sensor.to_string(),
+        state: a.state.as_str().to_owned(),
+        event_time: a.event_time,
+        value: a.value,
+    }));
+    for alert in alerts.drain(..) {
+        let c = match counts
+            .iter_mut()
+            .find(|(r, s, _)| *r == alert.rule && *s == alert.severity)
+        {
+            Some((_, _, c)) => c,
+            None => {
+                counts.push((
+                    alert.rule.clone(),
+                    alert.severity.clone(),
+                    AlertCounts::default(),
+                ));
+                &mut counts.last_mut().expect("just pushed").2
+            }
+        };
+        match alert.state {
+            AlertState::Firing => c.firing += 1,
+            AlertState::Resolved => c.resolved += 1,
+        }
+        let at = cap.delayed(&alert.event_time.max(*cap.time()));
+        output.session(&at).give(alert);
+    }
+    for (rule, severity, c) in counts {
+        metrics.add_alerts(&rule, &severity, c);
+    }
+}

@@ -1,0 +1,169 @@
+//! Alert rules: what a rule selects, observes and compares.
+
+use std::collections::BTreeSet;
+
+use globset::{Glob, GlobMatcher};
+use serde::{Deserialize, Serialize};
+
+use crate::reading::WindowAggregate;
+
+/// Which side of the threshold breaches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// Breaches when the value is strictly above the threshold.
+    Above,
+    /// Breaches when the value is strictly below the threshold.
+    Below,
+}
+
+/// The statistic of a window aggregate a window rule looks at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stat {
+    /// Arithmetic mean.
+    Mean,
+    /// Minimum.
+    Min,
+    /// Maximum.
+    Max,
+    /// Sum.
+    Sum,
+    /// Number of readings.
+    Count,
+}
+
+impl Stat {
+    /// The statistic's value for one aggregate.
+    pub fn of(&self, agg: &WindowAggregate) -> f64 {
+        match self {
+            Stat::Mean => agg.mean(),
+            Stat::Min => agg.min,
+            Stat::Max => agg.max,
+            Stat::Sum => agg.sum,
+            Stat::Count => agg.count as f64,
+        }
+    }
+}
+
+/// What a rule observes.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum RuleInput {
+    /// Every reading.
+    Readings,
+    /// One statistic of tumbling windows of the given size.
+    Window {
+        /// Window size in milliseconds.
+        size_ms: u64,
+        /// The statistic compared with the threshold.
+        stat: Stat,
+    },
+}
+
+/// One validated alert rule.
+#[derive(Clone, Debug)]
+pub struct Rule {
+    /// Unique rule name, carried by every alert.
+    pub name: String,
+    /// Severity label carried by every alert (e.g. "warning", "critical").
+    pub severity: String,
+    /// Sensor names the rule applies to; empty means every sensor.
+    pub sensors: Vec<String>,
+    /// Device id pattern (glob: `press-*`); `None` means every device.
+    pub devices: Option<GlobMatcher>,
+    /// Which side of the threshold breaches.
+    pub direction: Direction,
+    /// The threshold.
+    pub threshold: f64,
+    /// The clear threshold: a firing alert resolves when a value is at or past
+    /// it on the safe side. Equal to `threshold` unless hysteresis is wanted.
+    pub clear: f64,
+    /// Breaching observations in a row needed to fire (at least 1).
+    pub consecutive: u32,
+    /// Event time the breach must last before firing, in ms (0: at once).
+    pub for_ms: u64,
+    /// Minimum event time between two emitted `firing` events, in ms.
+    pub cooldown_ms: u64,
+    /// What the rule observes.
+    pub input: RuleInput,
+}
+
+impl Rule {
+    /// A rule on readings with defaults: no hysteresis, fires on the first
+    /// breaching reading, no cooldown, every device.
+    pub fn new(name: &str, sensor: &str, direction: Direction, threshold: f64) -> Self {
+        Rule {
+            name: name.to_owned(),
+            severity: "warning".to_owned(),
+            sensors: vec![sensor.to_owned()],
+            devices: None,
+            direction,
+            threshold,
+            clear: threshold,
+            consecutive: 1,
+            for_ms: 0,
+            cooldown_ms: 0,
+            input: RuleInput::Readings,
+        }
+    }
+
+    /// Restricts the rule to devices matching a glob pattern.
+    pub fn devices(mut self, pattern: &str) -> Result<Self, globset::Error> {
+        self.devices = Some(Glob::new(pattern)?.compile_matcher());
+        Ok(self)
+    }
+
+    /// Whether `value` breaches the threshold.
+    pub fn breaches(&self, value: f64) -> bool {
+        match self.direction {
+            Direction::Above => value > self.threshold,
+            Direction::Below => value < self.threshold,
+        }
+    }
+
+    /// Whether `value` clears a firing alert.
+    pub fn clears(&self, value: f64) -> bool {
+        match self.direction {
+            Direction::Above => value <= self.clear,
+            Direction::Below => value >= self.clear,
+        }
+    }
+
+    /// Whether the rule applies to this device and sensor.
+    pub fn selects(&self, device: &str, sensor: &str) -> bool {
+        (self.sensors.is_empty() || self.sensors.iter().any(|s| s == sensor))
+            && self.devices.as_ref().is_none_or(|m| m.is_match(device))
+    }
+}
+
+/// A set of rules, shared by all workers.
+#[derive(Clone, Debug, Default)]
+pub struct RuleSet {
+    /// The rules, in file order.
+    pub rules: Vec<Rule>,
+}
+
+impl RuleSet {
+    /// Wraps a list of rules.
+    pub fn new(rules: Vec<Rule>) -> Self {
+        RuleSet { rules }
+    }
+
+    /// The distinct window sizes that window rules need, in ms, ascending.
+    pub fn window_sizes(&self) -> Vec<u64> {
+        let sizes: BTreeSet<u64> = self
+            .rules
+            .iter()
+            .filter_map(|r| match r.input {
+                RuleInput::Window { size_ms, .. } => Some(size_ms),
+                RuleInput::Readings => None,
+            })
+            .collect();
+        sizes.into_iter().collect()
+    }
+
+    /// Whether any rule observes readings directly.
+    pub fn has_reading_rules(&self) -> bool {
+        self.rules.iter().any(|r| r.input == RuleInput::Readings)
+    }
+}

@@ -1,0 +1,216 @@
+//! What rules observe (readings or window aggregates), and the state
+//! machine of one rule for one sensor.
+
+use serde::{Deserialize, Serialize};
+
+use super::{AlertState, Rule, RuleInput};
+use crate::reading::{Reading, SensorKey, WindowAggregate};
+
+/// One value a rule state machine observes: a reading or a window aggregate.
+pub trait Observation: Clone + 'static {
+    /// Device id.
+    fn device(&self) -> &str;
+    /// Sensor name.
+    fn sensor(&self) -> &str;
+    /// Event time of the observation.
+    fn time(&self) -> u64;
+    /// Total order of a key's observations: event time, then origin.
+    fn order(&self) -> (u64, i32, i64);
+    /// Whether `rule` looks at this kind of observation.
+    fn feeds(&self, rule: &Rule) -> bool;
+    /// The value `rule` compares with its threshold.
+    fn value(&self, rule: &Rule) -> f64;
+    /// Window bounds, for window aggregates.
+    fn window(&self) -> Option<(u64, u64)>;
+    /// Routing hash of the key.
+    fn route(&self) -> u64;
+}
+
+impl Observation for Reading {
+    fn device(&self) -> &str {
+        &self.device
+    }
+    fn sensor(&self) -> &str {
+        &self.sensor
+    }
+    fn time(&self) -> u64 {
+        self.time
+    }
+    fn order(&self) -> (u64, i32, i64) {
+        Reading::order(self)
+    }
+    fn feeds(&self, rule: &Rule) -> bool {
+        rule.input == RuleInput::Readings
+    }
+    fn value(&self, _rule: &Rule) -> f64 {
+        self.value
+    }
+    fn window(&self) -> Option<(u64, u64)> {
+        None
+    }
+    fn route(&self) -> u64 {
+        self.route
+    }
+}
+
+impl Observation for WindowAggregate {
+    fn device(&self) -> &str {
+        &self.device
+    }
+    fn sensor(&self) -> &str {
+        &self.sensor
+    }
+    fn time(&self) -> u64 {
+        self.window_end
+    }
+    fn order(&self) -> (u64, i32, i64) {
+        (self.window_end, 0, 0)
+    }
+    fn feeds(&self, rule: &Rule) -> bool {
+        matches!(rule.input, RuleInput::Window { size_ms, .. } if size_ms == self.window_end - self.window_start)
+    }
+    fn value(&self, rule: &Rule) -> f64 {
+        match rule.input {
+            RuleInput::Window { stat, .. } => stat.of(self),
+            RuleInput::Readings => self.mean(),
+        }
+    }
+    fn window(&self) -> Option<(u64, u64)> {
+        Some((self.window_start, self.window_end))
+    }
+    fn route(&self) -> u64 {
+        SensorKey::route_hash(&self.device, &self.sensor)
+    }
+}
+
+/// The state of one rule for one sensor. Plain data, so a checkpoint can
+/// snapshot it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RuleState {
+    /// In the firing state (whether or not the firing event was emitted).
+    pub firing: bool,
+    /// The current firing was emitted (not suppressed by the cooldown).
+    pub emitted: bool,
+    /// Breaching observations in a row.
+    pub streak: u32,
+    /// Event time of the first observation of the current breach.
+    pub breach_since: Option<u64>,
+    /// The latest breaching values, at most `consecutive` of them.
+    pub recent: Vec<f64>,
+    /// Event time of the last emitted firing event.
+    pub last_fired: Option<u64>,
+    /// Window of the latest breaching observation, for window rules.
+    pub window: Option<(u64, u64)>,
+}
+
+/// A state change of one rule state machine.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Transition {
+    /// Firing or resolved.
+    pub state: AlertState,
+    /// Event time of the change.
+    pub time: u64,
+    /// The value that caused it.
+    pub value: f64,
+    /// The breaching values that fired it (firing only).
+    pub values: Vec<f64>,
+    /// False when the cooldown suppressed the event.
+    pub emitted: bool,
+    /// For window rules: the window of the observation that fired (the last
+    /// breaching one) or resolved the alert.
+    pub window: Option<(u64, u64)>,
+}
+
+impl RuleState {
+    /// Applies one observation at event time `time` (of `window`, for window
+    /// rules). Observations must come in event-time order. Appends the
+    /// resulting state changes to `out`.
+    pub fn observe(
+        &mut self,
+        rule: &Rule,
+        time: u64,
+        value: f64,
+        window: Option<(u64, u64)>,
+        out: &mut Vec<Transition>,
+    ) {
+        // A duration reached before this observation fires first, at the moment it was reached.
+        self.advance(rule, time, out);
+        if self.firing {
+            if rule.clears(value) {
+                out.push(Transition {
+                    state: AlertState::Resolved,
+                    time,
+                    value,
+                    values: vec![value],
+                    emitted: self.emitted,
+                    window,
+                });
+                self.firing = false;
+                self.emitted = false;
+                self.reset_breach();
+            }
+        } else if rule.breaches(value) {
+            self.streak += 1;
+            let since = *self.breach_since.get_or_insert(time);
+            if self.recent.len() == rule.consecutive as usize {
+                self.recent.remove(0);
+            }
+            self.recent.push(value);
+            self.window = window;
+            if self.streak >= rule.consecutive && time - since >= rule.for_ms {
+                self.fire(rule, time, value, out);
+            }
+        } else {
+            self.reset_breach();
+        }
+    }
+
+    /// Tells the state that no observation earlier than `time` remains: a
+    /// breach that has lasted `for_ms` by then fires, at the moment it did.
+    pub fn advance(&mut self, rule: &Rule, time: u64, out: &mut Vec<Transition>) {
+        if let Some(deadline) = self.deadline(rule) {
+            if deadline <= time {
+                let value = self.recent.last().copied().unwrap_or(f64::NAN);
+                self.fire(rule, deadline, value, out);
+            }
+        }
+    }
+
+    /// The event time at which the current breach fires by duration, if it
+    /// is waiting for one.
+    pub fn deadline(&self, rule: &Rule) -> Option<u64> {
+        match self.breach_since {
+            Some(since) if !self.firing && rule.for_ms > 0 && self.streak >= rule.consecutive => {
+                Some(since + rule.for_ms)
+            }
+            _ => None,
+        }
+    }
+
+    fn fire(&mut self, rule: &Rule, time: u64, value: f64, out: &mut Vec<Transition>) {
+        let cooled = self
+            .last_fired
+            .is_none_or(|last| time >= last.saturating_add(rule.cooldown_ms));
+        self.firing = true;
+        self.emitted = cooled;
+        if cooled {
+            self.last_fired = Some(time);
+        }
+        out.push(Transition {
+            state: AlertState::Firing,
+            time,
+            value,
+            values: std::mem::take(&mut self.recent),
+            emitted: cooled,
+            window: self.window,
+        });
+        self.streak = 0;
+        self.breach_since = None;
+    }
+
+    fn reset_breach(&mut self) {
+        self.streak = 0;
+        self.breach_since = None;
+        self.recent.clear();
+    }
+}
