@@ -92,6 +92,7 @@
 //! consecutive = 3                   # default 1
 //! for = "30s"                       # default 0
 //! cooldown = "5m"                   # default 0
+//! keep_firing_for = "2m"            # off-delay: resolve once clear for this long; default 0
 //! severity = "critical"             # info | warning (default) | critical
 //! window = "1m"                     # look at tumbling window aggregates instead of readings
 //! stat = "mean"                     # with window only: mean (default) | min | max | sum | count
@@ -302,6 +303,13 @@ fn rule_summary(r: &Rule) -> String {
     }
     if r.consecutive > 1 {
         let _ = write!(s, ", {} {observations} in a row", r.consecutive);
+    }
+    if r.keep_firing_for_ms > 0 {
+        let _ = write!(
+            s,
+            ", resolves once clear for {}",
+            human_ms(r.keep_firing_for_ms)
+        );
     }
     if r.cooldown_ms > 0 {
         let _ = write!(s, ", cooldown {}", human_ms(r.cooldown_ms));
@@ -563,6 +571,9 @@ struct RawRule {
     for_: Option<Spanned<String>>,
     /// Least event time between two firings; default `0s`.
     cooldown: Option<Spanned<String>>,
+    /// Off-delay: resolve only once the clear condition has held this long;
+    /// default `0s`.
+    keep_firing_for: Option<Spanned<String>>,
     /// `info`, `warning` (default) or `critical`.
     severity: Option<Spanned<String>>,
     /// Watch tumbling window aggregates of this size instead of readings.
@@ -671,13 +682,14 @@ fn check_rules(value: &Spanned<DeValue<'_>>, out: &mut Vec<toml::de::Error>) -> 
 /// Checks each field of a table on its own as a field of `T`; false if
 /// `value` is not a table.
 /// Fields whose values are durations, written as strings.
-const DURATION_FIELDS: [&str; 7] = [
+const DURATION_FIELDS: [&str; 8] = [
     "out_of_orderness",
     "idle_timeout",
     "max_future",
     "size",
     "for",
     "cooldown",
+    "keep_firing_for",
     "window",
 ];
 
@@ -1364,6 +1376,11 @@ fn validate_rule(raw: &Spanned<RawRule>, label: &str, d: &mut Diag<'_>) -> Rule 
         .as_ref()
         .and_then(|c| duration_ms(d, c, &field("cooldown")))
         .unwrap_or(0);
+    let keep_firing_for_ms = r
+        .keep_firing_for
+        .as_ref()
+        .and_then(|k| duration_ms(d, k, &field("keep_firing_for")))
+        .unwrap_or(0);
     let severity = r
         .severity
         .as_ref()
@@ -1431,6 +1448,7 @@ fn validate_rule(raw: &Spanned<RawRule>, label: &str, d: &mut Diag<'_>) -> Rule 
         consecutive,
         for_ms,
         cooldown_ms,
+        keep_firing_for_ms,
         input,
     }
 }

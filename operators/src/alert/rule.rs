@@ -84,6 +84,10 @@ pub struct Rule {
     pub for_ms: u64,
     /// Minimum event time between two emitted `firing` events, in ms.
     pub cooldown_ms: u64,
+    /// Off-delay (`keep_firing_for`), in ms: a firing alert resolves only
+    /// once its clear condition has held this long (0: at the first
+    /// clearing observation).
+    pub keep_firing_for_ms: u64,
     /// What the rule observes.
     pub input: RuleInput,
 }
@@ -103,6 +107,7 @@ impl Rule {
             consecutive: 1,
             for_ms: 0,
             cooldown_ms: 0,
+            keep_firing_for_ms: 0,
             input: RuleInput::Readings,
         }
     }

@@ -101,6 +101,20 @@ pub struct RuleState {
     pub last_fired: Option<u64>,
     /// Window of the latest breaching observation, for window rules.
     pub window: Option<(u64, u64)>,
+    /// While firing with an off-delay: the first observation of the current
+    /// clear spell.
+    pub clear_since: Option<ClearSpell>,
+}
+
+/// The first observation of a clear spell of a firing alert.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ClearSpell {
+    /// Its event time: the spell started then.
+    pub since: u64,
+    /// Its value, carried by the resolved event.
+    pub value: f64,
+    /// Its window, for window rules.
+    pub window: Option<(u64, u64)>,
 }
 
 /// A state change of one rule state machine.
@@ -136,18 +150,19 @@ impl RuleState {
         // A duration reached before this observation fires first, at the moment it was reached.
         self.advance(rule, time, out);
         if self.firing {
-            if rule.clears(value) {
-                out.push(Transition {
-                    state: AlertState::Resolved,
-                    time,
+            if !rule.clears(value) {
+                // The clear spell, if any, is over.
+                self.clear_since = None;
+            } else if rule.keep_firing_for_ms == 0 {
+                self.resolve(time, value, window, out);
+            } else {
+                // Resolves once the clear condition has held long enough
+                // (see `advance`).
+                self.clear_since.get_or_insert(ClearSpell {
+                    since: time,
                     value,
-                    values: vec![value],
-                    emitted: self.emitted,
                     window,
                 });
-                self.firing = false;
-                self.emitted = false;
-                self.reset_breach();
             }
         } else if rule.breaches(value) {
             self.streak += 1;
@@ -166,19 +181,30 @@ impl RuleState {
     }
 
     /// Tells the state that no observation earlier than `time` remains: a
-    /// breach that has lasted `for_ms` by then fires, at the moment it did.
+    /// breach that has lasted `for_ms` by then fires, and a clear spell that
+    /// has lasted `keep_firing_for_ms` resolves, at the moment it did.
     pub fn advance(&mut self, rule: &Rule, time: u64, out: &mut Vec<Transition>) {
-        if let Some(deadline) = self.deadline(rule) {
-            if deadline <= time {
+        let Some(deadline) = self.deadline(rule).filter(|d| *d <= time) else {
+            return;
+        };
+        match self.clear_since {
+            Some(spell) if self.firing => self.resolve(deadline, spell.value, spell.window, out),
+            _ => {
                 let value = self.recent.last().copied().unwrap_or(f64::NAN);
                 self.fire(rule, deadline, value, out);
             }
         }
     }
 
-    /// The event time at which the current breach fires by duration, if it
-    /// is waiting for one.
+    /// The event time at which the state changes by duration, if it waits
+    /// for one: a breach firing after `for_ms`, or a clear spell resolving
+    /// after `keep_firing_for_ms`.
     pub fn deadline(&self, rule: &Rule) -> Option<u64> {
+        if self.firing {
+            return self
+                .clear_since
+                .map(|spell| spell.since + rule.keep_firing_for_ms);
+        }
         match self.breach_since {
             Some(since) if !self.firing && rule.for_ms > 0 && self.streak >= rule.consecutive => {
                 Some(since + rule.for_ms)
@@ -206,6 +232,27 @@ impl RuleState {
         });
         self.streak = 0;
         self.breach_since = None;
+    }
+
+    fn resolve(
+        &mut self,
+        time: u64,
+        value: f64,
+        window: Option<(u64, u64)>,
+        out: &mut Vec<Transition>,
+    ) {
+        out.push(Transition {
+            state: AlertState::Resolved,
+            time,
+            value,
+            values: vec![value],
+            emitted: self.emitted,
+            window,
+        });
+        self.firing = false;
+        self.emitted = false;
+        self.clear_since = None;
+        self.reset_breach();
     }
 
     fn reset_breach(&mut self) {

@@ -397,3 +397,79 @@ fn restore_then_continue_equals_an_uninterrupted_run() {
         );
     }
 }
+
+/// Above 10, resolving only after 5 s clear (hand-worked cases).
+fn off_delay() -> Rule {
+    Rule {
+        keep_firing_for_ms: 5_000,
+        ..Rule::new("hot", "temp", Direction::Above, 10.0)
+    }
+}
+
+#[test]
+fn off_delay_resolves_once_clear_for_the_whole_delay_at_the_moment_it_elapsed() {
+    // Clear from 2 s on: the delay elapses at 7 s, seen by the reading at 8 s.
+    let obs = [(1_000, 12.0), (2_000, 8.0), (4_000, 9.0), (8_000, 7.0)];
+    assert_eq!(
+        run(&off_delay(), &obs, Some(9_000)),
+        vec![
+            (AlertState::Firing, 1_000, 12.0),
+            (AlertState::Resolved, 7_000, 8.0)
+        ]
+    );
+}
+
+#[test]
+fn off_delay_restarts_when_the_value_leaves_the_clear_side() {
+    // Clear at 2 s, not at 4 s (11 > 10), clear again from 5 s: 5 + 5 = 10 s.
+    let obs = [(1_000, 12.0), (2_000, 8.0), (4_000, 11.0), (5_000, 8.0)];
+    assert_eq!(
+        run(&off_delay(), &obs, Some(20_000)),
+        vec![
+            (AlertState::Firing, 1_000, 12.0),
+            (AlertState::Resolved, 10_000, 8.0)
+        ]
+    );
+    // With hysteresis, a value between the clear threshold and the
+    // threshold is not clear either: 9.5 > 9 ends the first spell.
+    let rule = Rule {
+        clear: 9.0,
+        ..off_delay()
+    };
+    let obs = [(1_000, 12.0), (2_000, 8.0), (4_000, 9.5), (6_000, 8.0)];
+    assert_eq!(
+        run(&rule, &obs, Some(20_000)),
+        vec![
+            (AlertState::Firing, 1_000, 12.0),
+            (AlertState::Resolved, 11_000, 8.0)
+        ]
+    );
+}
+
+#[test]
+fn off_delay_waits_for_the_frontier_and_is_not_completed_by_the_end_of_input() {
+    let obs = [(1_000, 12.0), (2_000, 8.0)];
+    let fired = (AlertState::Firing, 1_000, 12.0);
+    // The frontier at 7 s: a reading at 7 s could still break the spell.
+    assert_eq!(run(&off_delay(), &obs, Some(7_000)), vec![fired]);
+    assert_eq!(
+        run(&off_delay(), &obs, Some(7_001)),
+        vec![fired, (AlertState::Resolved, 7_000, 8.0)]
+    );
+    // The input ends at 2 s: nothing shows the value staying clear for 5 s.
+    assert_eq!(run(&off_delay(), &obs, None), vec![fired]);
+}
+
+#[test]
+fn off_delay_then_a_new_breach_fires_again() {
+    // Resolved at 7 s; the breach at 7 s itself comes after the resolution.
+    let obs = [(1_000, 12.0), (2_000, 8.0), (7_000, 13.0)];
+    assert_eq!(
+        run(&off_delay(), &obs, Some(10_000)),
+        vec![
+            (AlertState::Firing, 1_000, 12.0),
+            (AlertState::Resolved, 7_000, 8.0),
+            (AlertState::Firing, 7_000, 13.0)
+        ]
+    );
+}

@@ -156,8 +156,9 @@ impl Manifest {
     }
 }
 
-/// The current format of checkpoints.
-pub const FORMAT: u32 = 1;
+/// The current format of checkpoints. 2: rule states carry the off-delay's
+/// clear spell.
+pub const FORMAT: u32 = 2;
 
 /// A checkpoint that cannot be used.
 #[derive(Debug, thiserror::Error)]
