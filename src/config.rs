@@ -93,6 +93,8 @@
 //! for = "30s"                       # default 0
 //! cooldown = "5m"                   # default 0
 //! keep_firing_for = "2m"            # off-delay: resolve once clear for this long; default 0
+//! kind = "rate"                     # threshold (default) | rate: change per second over `span`
+//! span = "1m"                       # with kind = "rate" only (required there)
 //! severity = "critical"             # info | warning (default) | critical
 //! window = "1m"                     # look at tumbling window aggregates instead of readings
 //! stat = "mean"                     # with window only: mean (default) | min | max | sum | count
@@ -109,7 +111,7 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use toml::de::{DeString, DeTable, DeValue, ValueDeserializer};
 use toml::Spanned;
-use weir_operators::alert::{Direction, Rule, RuleInput, RuleSet, Stat};
+use weir_operators::alert::{Direction, Rule, RuleInput, RuleKind, RuleSet, Stat};
 use weir_operators::checkpoint::CheckpointConfig;
 use weir_operators::decode::{DecodeConfig, TimeFormat};
 use weir_operators::kafka::{KafkaSinkConfig, KafkaSourceConfig, StartOffset};
@@ -286,6 +288,13 @@ fn rule_summary(r: &Rule) -> String {
             ),
             "windows",
         ),
+    };
+    let subject = match r.kind {
+        RuleKind::RateOfChange { span_ms } => format!(
+            "rate of change per second over {} of {subject}",
+            human_ms(span_ms)
+        ),
+        RuleKind::Threshold => subject,
     };
     let (side, safe_side) = match r.direction {
         Direction::Above => ("above", "at or below"),
@@ -574,6 +583,10 @@ struct RawRule {
     /// Off-delay: resolve only once the clear condition has held this long;
     /// default `0s`.
     keep_firing_for: Option<Spanned<String>>,
+    /// `threshold` (default) or `rate` (change per second over `span`).
+    kind: Option<Spanned<String>>,
+    /// With `kind = "rate"`: how far back the rate looks (required there).
+    span: Option<Spanned<String>>,
     /// `info`, `warning` (default) or `critical`.
     severity: Option<Spanned<String>>,
     /// Watch tumbling window aggregates of this size instead of readings.
@@ -682,7 +695,7 @@ fn check_rules(value: &Spanned<DeValue<'_>>, out: &mut Vec<toml::de::Error>) -> 
 /// Checks each field of a table on its own as a field of `T`; false if
 /// `value` is not a table.
 /// Fields whose values are durations, written as strings.
-const DURATION_FIELDS: [&str; 8] = [
+const DURATION_FIELDS: [&str; 9] = [
     "out_of_orderness",
     "idle_timeout",
     "max_future",
@@ -690,6 +703,7 @@ const DURATION_FIELDS: [&str; 8] = [
     "for",
     "cooldown",
     "keep_firing_for",
+    "span",
     "window",
 ];
 
@@ -1381,6 +1395,48 @@ fn validate_rule(raw: &Spanned<RawRule>, label: &str, d: &mut Diag<'_>) -> Rule 
         .as_ref()
         .and_then(|k| duration_ms(d, k, &field("keep_firing_for")))
         .unwrap_or(0);
+    let kind = match r.kind.as_ref().map(|k| {
+        choice(
+            d,
+            k,
+            &field("kind"),
+            &[("threshold", false), ("rate", true)],
+        )
+    }) {
+        Some(Some(true)) => {
+            let span_ms = match &r.span {
+                Some(span) => match duration_ms(d, span, &field("span")) {
+                    Some(0) => {
+                        d.err(span.span(), &field("span"), "must be longer than 0");
+                        None
+                    }
+                    ms => ms,
+                },
+                None => {
+                    let at = r.kind.as_ref().map_or(0..0, Spanned::span);
+                    d.err(
+                        at,
+                        &field("span"),
+                        "a rate rule needs `span = \"...\"`: how far back the rate looks",
+                    );
+                    None
+                }
+            };
+            RuleKind::RateOfChange {
+                span_ms: span_ms.unwrap_or(1),
+            }
+        }
+        _ => {
+            if let Some(span) = &r.span {
+                d.err(
+                    span.span(),
+                    &field("span"),
+                    "`span` applies only to rate rules: add `kind = \"rate\"` or remove `span`",
+                );
+            }
+            RuleKind::Threshold
+        }
+    };
     let severity = r
         .severity
         .as_ref()
@@ -1450,6 +1506,7 @@ fn validate_rule(raw: &Spanned<RawRule>, label: &str, d: &mut Diag<'_>) -> Rule 
         cooldown_ms,
         keep_firing_for_ms,
         input,
+        kind,
     }
 }
 

@@ -30,7 +30,7 @@ use crate::reading::Name;
 
 pub use evaluator::{AlertEvaluator, AlertPart};
 pub use operator::EvaluateAlerts;
-pub use rule::{Direction, Rule, RuleInput, RuleSet, Stat};
+pub use rule::{Direction, Rule, RuleInput, RuleKind, RuleSet, Stat};
 pub use state::{Observation, RuleState, Transition};
 
 /// Whether an alert event starts or ends an alert.

@@ -90,6 +90,27 @@ pub struct Rule {
     pub keep_firing_for_ms: u64,
     /// What the rule observes.
     pub input: RuleInput,
+    /// What it compares with its thresholds: the observed values, or a
+    /// signal derived from them.
+    pub kind: RuleKind,
+}
+
+/// The kind of a rule: the signal its thresholds apply to. Every kind shares
+/// the threshold state machine (hysteresis, `consecutive`, `for`,
+/// off-delay, cooldown).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum RuleKind {
+    /// The observed value itself.
+    #[default]
+    Threshold,
+    /// The rate of change per second of event time: the change from the
+    /// earliest observation at most `span_ms` before to this one, divided
+    /// by the time between them. The first observation of a key has no
+    /// rate and is not judged.
+    RateOfChange {
+        /// How far back the rate looks, in ms.
+        span_ms: u64,
+    },
 }
 
 impl Rule {
@@ -109,6 +130,7 @@ impl Rule {
             cooldown_ms: 0,
             keep_firing_for_ms: 0,
             input: RuleInput::Readings,
+            kind: RuleKind::Threshold,
         }
     }
 

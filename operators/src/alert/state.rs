@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{AlertState, Rule, RuleInput};
+use super::{AlertState, Rule, RuleInput, RuleKind};
 use crate::reading::{Reading, SensorKey, WindowAggregate};
 
 /// One value a rule state machine observes: a reading or a window aggregate.
@@ -104,6 +104,9 @@ pub struct RuleState {
     /// While firing with an off-delay: the first observation of the current
     /// clear spell.
     pub clear_since: Option<ClearSpell>,
+    /// Rate-of-change rules: the observations of the last span, oldest
+    /// first (time, value).
+    pub span: Vec<(u64, f64)>,
 }
 
 /// The first observation of a clear spell of a firing alert.
@@ -149,6 +152,9 @@ impl RuleState {
     ) {
         // A duration reached before this observation fires first, at the moment it was reached.
         self.advance(rule, time, out);
+        let Some(value) = self.signal(rule, time, value) else {
+            return;
+        };
         if self.firing {
             if !rule.clears(value) {
                 // The clear spell, if any, is over.
@@ -232,6 +238,24 @@ impl RuleState {
         });
         self.streak = 0;
         self.breach_since = None;
+    }
+
+    /// The value a rule's thresholds apply to, for an observation of
+    /// `value` at `time`; `None` when there is none yet (a rate needs an
+    /// earlier observation).
+    fn signal(&mut self, rule: &Rule, time: u64, value: f64) -> Option<f64> {
+        match rule.kind {
+            RuleKind::Threshold => Some(value),
+            RuleKind::RateOfChange { span_ms } => {
+                let keep_from = time.saturating_sub(span_ms);
+                let stale = self.span.partition_point(|(t, _)| *t < keep_from);
+                self.span.drain(..stale);
+                let earliest = self.span.first().copied();
+                self.span.push((time, value));
+                let (t0, v0) = earliest.filter(|(t0, _)| *t0 < time)?;
+                Some((value - v0) / ((time - t0) as f64 / 1_000.0))
+            }
+        }
     }
 
     fn resolve(

@@ -473,3 +473,67 @@ fn off_delay_then_a_new_breach_fires_again() {
         ]
     );
 }
+
+/// Rising faster than 2 units per second over the last 10 s.
+fn rising() -> Rule {
+    Rule {
+        kind: RuleKind::RateOfChange { span_ms: 10_000 },
+        ..Rule::new("rising", "temp", Direction::Above, 2.0)
+    }
+}
+
+#[test]
+fn rate_of_change_compares_the_change_per_second_over_the_span() {
+    // Rates against the earliest reading at most 10 s back:
+    //   1 s: none (first reading)
+    //   5 s: (30 - 20) / 4 s = 2.5/s  > 2: firing
+    //   9 s: (32 - 20) / 8 s = 1.5/s <= 2: resolved
+    //  14 s: 5 s and 9 s are within 10 s, 1 s is not: (60 - 30) / 9 s = 3.33/s: firing
+    let obs = [(1_000, 20.0), (5_000, 30.0), (9_000, 32.0), (14_000, 60.0)];
+    let got = run(&rising(), &obs, None);
+    assert_eq!(
+        got,
+        vec![
+            (AlertState::Firing, 5_000, 2.5),
+            (AlertState::Resolved, 9_000, 1.5),
+            (AlertState::Firing, 14_000, 30.0 / 9.0)
+        ]
+    );
+}
+
+#[test]
+fn rate_of_change_is_the_same_whatever_order_readings_arrive_in() {
+    let obs = [(1_000, 20.0), (5_000, 30.0), (9_000, 32.0), (14_000, 60.0)];
+    let mut shuffled = obs;
+    shuffled.reverse();
+    // The evaluator sorts a key's readings by event time before applying them.
+    let rules = Arc::new(RuleSet::new(vec![rising()]));
+    let mut eval = AlertEvaluator::new(rules);
+    for (t, v) in shuffled {
+        eval.push(Reading::new("d1", "temp", t, v, 0, t as i64));
+    }
+    let mut out = Vec::new();
+    eval.advance_to(None, &mut out);
+    let got: Vec<_> = out
+        .iter()
+        .map(|a| (a.state, a.event_time, a.value))
+        .collect();
+    assert_eq!(got, run(&rising(), &obs, None));
+}
+
+#[test]
+fn a_falling_rate_uses_below() {
+    let falling = Rule {
+        kind: RuleKind::RateOfChange { span_ms: 60_000 },
+        ..Rule::new("draining", "level", Direction::Below, -1.0)
+    };
+    // Level drops 30 in 10 s: -3/s.
+    let rules = Arc::new(RuleSet::new(vec![falling]));
+    let mut eval = AlertEvaluator::new(rules);
+    eval.push(Reading::new("tank", "level", 0, 100.0, 0, 0));
+    eval.push(Reading::new("tank", "level", 10_000, 70.0, 0, 1));
+    let mut out = Vec::new();
+    eval.advance_to(None, &mut out);
+    assert_eq!(out.len(), 1);
+    assert_eq!((out[0].state, out[0].value), (AlertState::Firing, -3.0));
+}
