@@ -93,8 +93,9 @@
 //! for = "30s"                       # default 0
 //! cooldown = "5m"                   # default 0
 //! keep_firing_for = "2m"            # off-delay: resolve once clear for this long; default 0
-//! kind = "rate"                     # threshold (default) | rate: change per second over `span`
-//! span = "1m"                       # with kind = "rate" only (required there)
+//! kind = "rate"                     # threshold (default) | rate | deviation
+//! span = "1m"                       # kind = "rate": change per second over this span (required)
+//! baseline = 20                     # kind = "deviation": |value - mean| / σ of the previous 20 (required)
 //! severity = "critical"             # info | warning (default) | critical
 //! window = "1m"                     # look at tumbling window aggregates instead of readings
 //! stat = "mean"                     # with window only: mean (default) | min | max | sum | count
@@ -294,6 +295,9 @@ fn rule_summary(r: &Rule) -> String {
             "rate of change per second over {} of {subject}",
             human_ms(span_ms)
         ),
+        RuleKind::Deviation { baseline } => {
+            format!("standard deviations from the mean of the previous {baseline} of {subject}")
+        }
         RuleKind::Threshold => subject,
     };
     let (side, safe_side) = match r.direction {
@@ -587,6 +591,9 @@ struct RawRule {
     kind: Option<Spanned<String>>,
     /// With `kind = "rate"`: how far back the rate looks (required there).
     span: Option<Spanned<String>>,
+    /// With `kind = "deviation"`: how many previous observations make the
+    /// baseline (required there, at least 2).
+    baseline: Option<Spanned<i64>>,
     /// `info`, `warning` (default) or `critical`.
     severity: Option<Spanned<String>>,
     /// Watch tumbling window aggregates of this size instead of readings.
@@ -1395,48 +1402,7 @@ fn validate_rule(raw: &Spanned<RawRule>, label: &str, d: &mut Diag<'_>) -> Rule 
         .as_ref()
         .and_then(|k| duration_ms(d, k, &field("keep_firing_for")))
         .unwrap_or(0);
-    let kind = match r.kind.as_ref().map(|k| {
-        choice(
-            d,
-            k,
-            &field("kind"),
-            &[("threshold", false), ("rate", true)],
-        )
-    }) {
-        Some(Some(true)) => {
-            let span_ms = match &r.span {
-                Some(span) => match duration_ms(d, span, &field("span")) {
-                    Some(0) => {
-                        d.err(span.span(), &field("span"), "must be longer than 0");
-                        None
-                    }
-                    ms => ms,
-                },
-                None => {
-                    let at = r.kind.as_ref().map_or(0..0, Spanned::span);
-                    d.err(
-                        at,
-                        &field("span"),
-                        "a rate rule needs `span = \"...\"`: how far back the rate looks",
-                    );
-                    None
-                }
-            };
-            RuleKind::RateOfChange {
-                span_ms: span_ms.unwrap_or(1),
-            }
-        }
-        _ => {
-            if let Some(span) = &r.span {
-                d.err(
-                    span.span(),
-                    &field("span"),
-                    "`span` applies only to rate rules: add `kind = \"rate\"` or remove `span`",
-                );
-            }
-            RuleKind::Threshold
-        }
-    };
+    let kind = rule_kind(d, r, &field);
     let severity = r
         .severity
         .as_ref()
@@ -1507,6 +1473,95 @@ fn validate_rule(raw: &Spanned<RawRule>, label: &str, d: &mut Diag<'_>) -> Rule 
         keep_firing_for_ms,
         input,
         kind,
+    }
+}
+
+/// The kind of a rule, from `kind` and the fields that go with it (`span`
+/// for rates, `baseline` for deviations; each is an error with another kind).
+fn rule_kind(d: &mut Diag<'_>, r: &RawRule, field: &dyn Fn(&str) -> String) -> RuleKind {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Tag {
+        Threshold,
+        Rate,
+        Deviation,
+    }
+    let tag = r
+        .kind
+        .as_ref()
+        .and_then(|k| {
+            choice(
+                d,
+                k,
+                &field("kind"),
+                &[
+                    ("threshold", Tag::Threshold),
+                    ("rate", Tag::Rate),
+                    ("deviation", Tag::Deviation),
+                ],
+            )
+        })
+        .unwrap_or(Tag::Threshold);
+    let kind_at = r.kind.as_ref().map_or(0..0, Spanned::span);
+    let span = r.span.as_ref();
+    let baseline = r.baseline.as_ref();
+    let extra = [
+        ("span", span.map(Spanned::span), Tag::Rate, "rate"),
+        (
+            "baseline",
+            baseline.map(Spanned::span),
+            Tag::Deviation,
+            "deviation",
+        ),
+    ];
+    for (name, at, kind, kind_name) in extra {
+        if let Some(at) = at.filter(|_| tag != kind) {
+            d.err(
+                at,
+                &field(name),
+                format!("`{name}` applies only to {kind_name} rules: add `kind = \"{kind_name}\"` or remove `{name}`"),
+            );
+        }
+    }
+    match tag {
+        Tag::Threshold => RuleKind::Threshold,
+        Tag::Rate => {
+            let span_ms = match span {
+                Some(span) => match duration_ms(d, span, &field("span")) {
+                    Some(0) => {
+                        d.err(span.span(), &field("span"), "must be longer than 0");
+                        None
+                    }
+                    ms => ms,
+                },
+                None => {
+                    d.err(
+                        kind_at,
+                        &field("span"),
+                        "a rate rule needs `span = \"...\"`: how far back the rate looks",
+                    );
+                    None
+                }
+            };
+            RuleKind::RateOfChange {
+                span_ms: span_ms.unwrap_or(1),
+            }
+        }
+        Tag::Deviation => {
+            let n = match baseline {
+                Some(b) => count(d, b, &field("baseline"), 2, u32::MAX),
+                None => {
+                    d.err(
+                        kind_at,
+                        &field("baseline"),
+                        "a deviation rule needs `baseline = N`: how many previous observations make the baseline",
+                    );
+                    None
+                }
+            };
+            RuleKind::Deviation {
+                baseline: n.unwrap_or(2),
+            }
+        }
     }
 }
 

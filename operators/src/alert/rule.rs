@@ -111,6 +111,16 @@ pub enum RuleKind {
         /// How far back the rate looks, in ms.
         span_ms: u64,
     },
+    /// Deviation from a baseline: how many standard deviations the value
+    /// lies from the mean of the key's previous `baseline` observations
+    /// (`|value - mean| / σ`), so `above = 3` fires outside mean ± 3σ. Until
+    /// `baseline` observations are known there is no baseline, and the
+    /// observation is not judged. A flat baseline (σ = 0) gives 0 for its
+    /// own value and infinity for any other.
+    Deviation {
+        /// How many previous observations make the baseline (at least 2).
+        baseline: u32,
+    },
 }
 
 impl Rule {

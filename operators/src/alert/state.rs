@@ -105,7 +105,7 @@ pub struct RuleState {
     /// clear spell.
     pub clear_since: Option<ClearSpell>,
     /// Rate-of-change rules: the observations of the last span, oldest
-    /// first (time, value).
+    /// first (time, value). Deviation rules: the baseline's observations.
     pub span: Vec<(u64, f64)>,
 }
 
@@ -254,6 +254,31 @@ impl RuleState {
                 self.span.push((time, value));
                 let (t0, v0) = earliest.filter(|(t0, _)| *t0 < time)?;
                 Some((value - v0) / ((time - t0) as f64 / 1_000.0))
+            }
+            RuleKind::Deviation { baseline } => {
+                let n = baseline as usize;
+                let deviation = (self.span.len() == n).then(|| {
+                    let mean = self.span.iter().map(|(_, v)| v).sum::<f64>() / n as f64;
+                    let variance = self
+                        .span
+                        .iter()
+                        .map(|(_, v)| (v - mean) * (v - mean))
+                        .sum::<f64>()
+                        / (n - 1) as f64;
+                    let sigma = variance.sqrt();
+                    let distance = (value - mean).abs();
+                    // 0 / 0 on a flat baseline: the same value is no deviation.
+                    if distance == 0.0 {
+                        0.0
+                    } else {
+                        distance / sigma
+                    }
+                });
+                if self.span.len() == n {
+                    self.span.remove(0);
+                }
+                self.span.push((time, value));
+                deviation
             }
         }
     }

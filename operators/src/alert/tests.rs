@@ -537,3 +537,48 @@ fn a_falling_rate_uses_below() {
     assert_eq!(out.len(), 1);
     assert_eq!((out[0].state, out[0].value), (AlertState::Firing, -3.0));
 }
+
+/// Outside mean ± 2σ of the previous 4 readings.
+fn deviating() -> Rule {
+    Rule {
+        kind: RuleKind::Deviation { baseline: 4 },
+        ..Rule::new("odd", "temp", Direction::Above, 2.0)
+    }
+}
+
+#[test]
+fn deviation_compares_with_the_mean_and_sigma_of_the_previous_observations() {
+    // Baseline 10, 12, 10, 12: mean 11, sample σ = sqrt(4 / 3) = 1.1547.
+    //   t=5: 15 is 4 / 1.1547 = 3.46σ away: firing.
+    //   t=6: baseline 12, 10, 12, 15: mean 12.25, σ = sqrt(12.75 / 3) = 2.0616;
+    //        12 is 0.25 / 2.0616 = 0.12σ away: resolved.
+    let obs = [
+        (1, 10.0),
+        (2, 12.0),
+        (3, 10.0),
+        (4, 12.0),
+        (5, 15.0),
+        (6, 12.0),
+    ];
+    let got = run(&deviating(), &obs, None);
+    let sigma1 = (4.0f64 / 3.0).sqrt();
+    let sigma2 = (12.75f64 / 3.0).sqrt();
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert_eq!((got[0].0, got[0].1), (AlertState::Firing, 5));
+    assert!((got[0].2 - 4.0 / sigma1).abs() < 1e-12, "{got:?}");
+    assert_eq!((got[1].0, got[1].1), (AlertState::Resolved, 6));
+    assert!((got[1].2 - 0.25 / sigma2).abs() < 1e-12, "{got:?}");
+}
+
+#[test]
+fn deviation_needs_a_full_baseline_and_a_flat_one_flags_any_change() {
+    // Three readings: no baseline yet, even for a wild value.
+    assert!(run(&deviating(), &[(1, 5.0), (2, 5.0), (3, 500.0)], None).is_empty());
+    // A flat baseline: the same value is 0σ away, any other infinitely far.
+    let got = run(
+        &deviating(),
+        &[(1, 5.0), (2, 5.0), (3, 5.0), (4, 5.0), (5, 5.0), (6, 5.1)],
+        None,
+    );
+    assert_eq!(got, vec![(AlertState::Firing, 6, f64::INFINITY)]);
+}

@@ -464,23 +464,21 @@ pub trait ParquetSink<'scope> {
     /// the input ends. Each
     /// committed file is recorded with [`Metrics::add_file`] and its rows in
     /// `metrics.parquet_rows`. On the first failure the error is recorded with
-    /// [`Metrics::add_error`] (which logs it) and the sink writes nothing more;
+    /// [`RunControl::add_error`](crate::RunControl::add_error) (which logs it) and the sink writes nothing more;
     /// it never panics.
     ///
     /// # Examples
     ///
     /// ```
-    /// use std::sync::Arc;
-    ///
     /// use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
     /// use timely::dataflow::operators::ToStream;
     /// use weir_operators::parquet::{ParquetSink, ParquetSinkConfig};
-    /// use weir_operators::{Env, Metrics, WindowAggregate};
+    /// use weir_operators::{Env, Metrics, Run, WindowAggregate};
     ///
     /// let dir = tempfile::tempdir().unwrap();
     /// let config = ParquetSinkConfig::new(dir.path());
-    /// let metrics = Arc::new(Metrics::default());
-    /// let sink_metrics = Arc::clone(&metrics);
+    /// let run = Run::default();
+    /// let sink_run = run.clone();
     ///
     /// timely::example(move |scope| {
     ///     // Minute windows of 2026-11-22, from 10:59 and 11:00 UTC.
@@ -497,12 +495,12 @@ pub trait ParquetSink<'scope> {
     ///     vec![agg("press-2", 1_795_345_140_000), agg("press-1", 1_795_345_140_000), agg("press-1", 1_795_345_200_000)]
     ///         .to_stream(scope)
     ///         .container::<Vec<_>>()
-    ///         .parquet_sink(config, &Env::new(scope, sink_metrics, "run1", None));
+    ///         .parquet_sink(config, &Env::new(scope, sink_run, "run1", None));
     /// });
     ///
     /// assert!(run.control.errors().is_empty());
     /// assert_eq!(Metrics::get(&run.metrics.parquet_rows), 3);
-    /// let files = metrics.files();
+    /// let files = run.metrics.files();
     /// assert_eq!(files[0], dir.path().join("date=2026-11-22/hour=10/part-run1-w0-000000.parquet"));
     /// assert_eq!(files[1], dir.path().join("date=2026-11-22/hour=11/part-run1-w0-000001.parquet"));
     ///
