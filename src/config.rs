@@ -96,6 +96,7 @@
 //! kind = "rate"                     # threshold (default) | rate | deviation
 //! span = "1m"                       # kind = "rate": change per second over this span (required)
 //! baseline = 20                     # kind = "deviation": |value - mean| / σ of the previous 20 (required)
+//! after = "5m"                      # kind = "silence": no reading for this long (required; no threshold)
 //! severity = "critical"             # info | warning (default) | critical
 //! window = "1m"                     # look at tumbling window aggregates instead of readings
 //! stat = "mean"                     # with window only: mean (default) | min | max | sum | count
@@ -297,6 +298,14 @@ fn rule_summary(r: &Rule) -> String {
         ),
         RuleKind::Deviation { baseline } => {
             format!("standard deviations from the mean of the previous {baseline} of {subject}")
+        }
+        RuleKind::Silence { after_ms } => {
+            return format!(
+                "{} ({}): no reading of {subject} for {}",
+                r.name,
+                r.severity,
+                human_ms(after_ms)
+            );
         }
         RuleKind::Threshold => subject,
     };
@@ -594,6 +603,8 @@ struct RawRule {
     /// With `kind = "deviation"`: how many previous observations make the
     /// baseline (required there, at least 2).
     baseline: Option<Spanned<i64>>,
+    /// With `kind = "silence"`: how long without a reading (required there).
+    after: Option<Spanned<String>>,
     /// `info`, `warning` (default) or `critical`.
     severity: Option<Spanned<String>>,
     /// Watch tumbling window aggregates of this size instead of readings.
@@ -605,7 +616,7 @@ struct RawRule {
 /// Parses `d`'s text and deserializes it into `T`. On failure reports every
 /// syntax error, or else every field that does not deserialize (checking the
 /// document part by part with `parts`), and returns `None`.
-fn deserialize<T: DeserializeOwned>(
+pub(crate) fn deserialize<T: DeserializeOwned>(
     d: &mut Diag<'_>,
     parts: fn(&Spanned<DeTable<'_>>, &mut Vec<toml::de::Error>),
 ) -> Option<T> {
@@ -702,7 +713,7 @@ fn check_rules(value: &Spanned<DeValue<'_>>, out: &mut Vec<toml::de::Error>) -> 
 /// Checks each field of a table on its own as a field of `T`; false if
 /// `value` is not a table.
 /// Fields whose values are durations, written as strings.
-const DURATION_FIELDS: [&str; 9] = [
+const DURATION_FIELDS: [&str; 10] = [
     "out_of_orderness",
     "idle_timeout",
     "max_future",
@@ -711,6 +722,7 @@ const DURATION_FIELDS: [&str; 9] = [
     "cooldown",
     "keep_firing_for",
     "span",
+    "after",
     "window",
 ];
 
@@ -726,7 +738,7 @@ fn with_hint(path: &str, message: &str) -> String {
     }
 }
 
-fn check_fields<T: DeserializeOwned>(
+pub(crate) fn check_fields<T: DeserializeOwned>(
     value: &Spanned<DeValue<'_>>,
     out: &mut Vec<toml::de::Error>,
 ) -> bool {
@@ -741,7 +753,7 @@ fn check_fields<T: DeserializeOwned>(
 
 /// Deserializes `T` from a table holding only `key = value` (every raw field
 /// is optional, so only an unknown key or a mistyped value fails).
-fn check_entry<T: DeserializeOwned>(
+pub(crate) fn check_entry<T: DeserializeOwned>(
     key: &Spanned<DeString<'_>>,
     value: &Spanned<DeValue<'_>>,
     span: Range<usize>,
@@ -838,7 +850,7 @@ fn field_path(prefix: &str, key: &str) -> String {
 }
 
 /// `path[i]`, followed by the element's name when it has one: `rule[2] "overheat"`.
-fn element_path(path: &str, index: usize, name: Option<&str>) -> String {
+pub(crate) fn element_path(path: &str, index: usize, name: Option<&str>) -> String {
     match name {
         Some(name) => format!("{path}[{index}] {name:?}"),
         None => format!("{path}[{index}]"),
@@ -850,7 +862,7 @@ fn element_path(path: &str, index: usize, name: Option<&str>) -> String {
 // ---------------------------------------------------------------------------
 
 /// Collects the problems of one file, with their positions.
-struct Diag<'t> {
+pub(crate) struct Diag<'t> {
     /// The file as messages name it.
     file: String,
     /// Its text, to turn byte offsets into lines and columns.
@@ -858,11 +870,11 @@ struct Diag<'t> {
     /// Byte offset and rendered message of each problem.
     found: Vec<(usize, String)>,
     /// Problems of another file (a rules file), reported after this file's.
-    other: Vec<String>,
+    pub(crate) other: Vec<String>,
 }
 
 impl<'t> Diag<'t> {
-    fn new(path: &Path, text: &'t str) -> Self {
+    pub(crate) fn new(path: &Path, text: &'t str) -> Self {
         Diag {
             file: path.display().to_string(),
             text,
@@ -872,24 +884,24 @@ impl<'t> Diag<'t> {
     }
 
     /// Records a problem at byte `offset` of the file.
-    fn at(&mut self, offset: usize, path: &str, problem: impl fmt::Display) {
+    pub(crate) fn at(&mut self, offset: usize, path: &str, problem: impl fmt::Display) {
         let message = format!("{}: {path}: {problem}", self.position(offset));
         self.found.push((offset, message));
     }
 
     /// Records a problem at the start of `span`.
-    fn err(&mut self, span: Range<usize>, path: &str, problem: impl fmt::Display) {
+    pub(crate) fn err(&mut self, span: Range<usize>, path: &str, problem: impl fmt::Display) {
         self.at(span.start, path, problem);
     }
 
     /// `file:line:col` of a byte offset.
-    fn position(&self, offset: usize) -> String {
+    pub(crate) fn position(&self, offset: usize) -> String {
         let (line, col) = line_col(self.text, offset);
         format!("{}:{line}:{col}", self.file)
     }
 
     /// The value if no problem was found, else every problem in file order.
-    fn finish<T>(mut self, value: Option<T>) -> Result<T, ConfigError> {
+    pub(crate) fn finish<T>(mut self, value: Option<T>) -> Result<T, ConfigError> {
         match value {
             Some(value) if self.found.is_empty() && self.other.is_empty() => Ok(value),
             _ => {
@@ -1338,7 +1350,19 @@ fn validate_rule(raw: &Spanned<RawRule>, label: &str, d: &mut Diag<'_>) -> Rule 
             }
         });
 
+    let kind = rule_kind(d, r, &field);
+    let silence = matches!(kind, RuleKind::Silence { .. });
+    if silence {
+        if let Some(t) = r.above.as_ref().or(r.below.as_ref()) {
+            d.err(
+                t.span(),
+                &field(if r.above.is_some() { "above" } else { "below" }),
+                "a silence rule has no threshold: it fires when no reading comes for `after`",
+            );
+        }
+    }
     let (direction, threshold) = match (&r.above, &r.below) {
+        _ if silence => (Direction::Above, Some(0.0)),
         (Some(above), None) => (Direction::Above, finite(d, above, &field("above"))),
         (None, Some(below)) => (Direction::Below, finite(d, below, &field("below"))),
         (Some(_), Some(below)) => {
@@ -1402,7 +1426,6 @@ fn validate_rule(raw: &Spanned<RawRule>, label: &str, d: &mut Diag<'_>) -> Rule 
         .as_ref()
         .and_then(|k| duration_ms(d, k, &field("keep_firing_for")))
         .unwrap_or(0);
-    let kind = rule_kind(d, r, &field);
     let severity = r
         .severity
         .as_ref()
@@ -1420,7 +1443,15 @@ fn validate_rule(raw: &Spanned<RawRule>, label: &str, d: &mut Diag<'_>) -> Rule 
         })
         .unwrap_or("warning");
 
+    if let (true, Some(window)) = (silence, &r.window) {
+        d.err(
+            window.span(),
+            &field("window"),
+            "a silence rule watches readings: remove `window`",
+        );
+    }
     let input = match (&r.window, &r.stat) {
+        _ if silence => RuleInput::Readings,
         (None, None) => RuleInput::Readings,
         (None, Some(stat)) => {
             d.err(
@@ -1484,6 +1515,7 @@ fn rule_kind(d: &mut Diag<'_>, r: &RawRule, field: &dyn Fn(&str) -> String) -> R
         Threshold,
         Rate,
         Deviation,
+        Silence,
     }
     let tag = r
         .kind
@@ -1497,6 +1529,7 @@ fn rule_kind(d: &mut Diag<'_>, r: &RawRule, field: &dyn Fn(&str) -> String) -> R
                     ("threshold", Tag::Threshold),
                     ("rate", Tag::Rate),
                     ("deviation", Tag::Deviation),
+                    ("silence", Tag::Silence),
                 ],
             )
         })
@@ -1504,6 +1537,7 @@ fn rule_kind(d: &mut Diag<'_>, r: &RawRule, field: &dyn Fn(&str) -> String) -> R
     let kind_at = r.kind.as_ref().map_or(0..0, Spanned::span);
     let span = r.span.as_ref();
     let baseline = r.baseline.as_ref();
+    let after = r.after.as_ref();
     let extra = [
         ("span", span.map(Spanned::span), Tag::Rate, "rate"),
         (
@@ -1512,6 +1546,7 @@ fn rule_kind(d: &mut Diag<'_>, r: &RawRule, field: &dyn Fn(&str) -> String) -> R
             Tag::Deviation,
             "deviation",
         ),
+        ("after", after.map(Spanned::span), Tag::Silence, "silence"),
     ];
     for (name, at, kind, kind_name) in extra {
         if let Some(at) = at.filter(|_| tag != kind) {
@@ -1560,6 +1595,28 @@ fn rule_kind(d: &mut Diag<'_>, r: &RawRule, field: &dyn Fn(&str) -> String) -> R
             };
             RuleKind::Deviation {
                 baseline: n.unwrap_or(2),
+            }
+        }
+        Tag::Silence => {
+            let after_ms = match after {
+                Some(a) => match duration_ms(d, a, &field("after")) {
+                    Some(0) => {
+                        d.err(a.span(), &field("after"), "must be longer than 0");
+                        None
+                    }
+                    ms => ms,
+                },
+                None => {
+                    d.err(
+                        kind_at,
+                        &field("after"),
+                        "a silence rule needs `after = \"...\"`: how long without a reading",
+                    );
+                    None
+                }
+            };
+            RuleKind::Silence {
+                after_ms: after_ms.unwrap_or(1),
             }
         }
     }
@@ -1682,7 +1739,7 @@ fn duration_ms(d: &mut Diag<'_>, value: &Spanned<String>, path: &str) -> Option<
 
 /// Parses a human duration (`"500ms"`, `"30s"`, `"5m"`, `"1h"`, `"1h 30m"`)
 /// into whole milliseconds. The error quotes the text.
-fn parse_duration_ms(text: &str) -> Result<u64, String> {
+pub(crate) fn parse_duration_ms(text: &str) -> Result<u64, String> {
     let duration = humantime::parse_duration(text).map_err(|e| {
         format!(
             "invalid duration {text:?} ({e}): write a number and a unit, like \"500ms\", \"30s\", \"5m\" or \"1h\""

@@ -18,6 +18,7 @@ use timely::dataflow::operators::Capability;
 use timely::dataflow::Stream;
 use timely::progress::Antichain;
 
+use crate::alert::rule::PROGRESS_BUCKET_MS;
 use crate::checkpoint::Env;
 use crate::checkpoint::SourceBook;
 use crate::control::Run;
@@ -590,8 +591,12 @@ where
     let activator = scope.activator_for(builder.operator_info().address);
     let (readings_out, readings) = builder.new_output::<Vec<Reading>>();
     let (dead_out, dead) = builder.new_output::<Vec<DeadLetter>>();
+    // (partition, bucket) for each bucket of event time in which a partition
+    // delivered readings: how far each partition has come, for silence rules.
+    let (progress_out, progress) = builder.new_output::<Vec<(i32, u64)>>();
     let mut readings_out = OutputBuilder::from(readings_out);
     let mut dead_out = OutputBuilder::from(dead_out);
+    let mut progress_out = OutputBuilder::from(progress_out);
     // The checkpoint markers, connected to no output: on a stop the source
     // keeps its capabilities until the trigger has taken its last
     // checkpoint. Dropping them at once would let the frontier jump to
@@ -606,8 +611,8 @@ where
     Metrics::add(&run.metrics.sources_wired, 1);
 
     builder.build(move |mut caps| {
-        let mut caps = match (caps.pop(), caps.pop()) {
-            (Some(dead_cap), Some(cap)) => Some((cap, dead_cap)),
+        let mut caps = match (caps.pop(), caps.pop(), caps.pop()) {
+            (Some(progress_cap), Some(dead_cap), Some(cap)) => Some((cap, dead_cap, progress_cap)),
             _ => None,
         };
         let mut poller = match open(worker, peers) {
@@ -634,7 +639,7 @@ where
         move |frontiers| {
             markers.for_each(|_, data| data.clear());
             let mut ingest = ingest_cell.borrow_mut();
-            let (Some(poller), Some(ingest), Some((cap, dead_cap))) =
+            let (Some(poller), Some(ingest), Some((cap, dead_cap, progress_cap))) =
                 (poller.as_mut(), ingest.as_mut(), caps.as_mut())
             else {
                 caps = None;
@@ -666,6 +671,8 @@ where
             if let Some(latest) = readings_buf.iter().map(|r| r.time).max() {
                 m.note_arrival(latest);
             }
+            let mut progress_buf = progress_of(&readings_buf);
+            send(&mut progress_out, progress_cap, &mut progress_buf);
             send(&mut readings_out, cap, &mut readings_buf);
             send(&mut dead_out, dead_cap, &mut dead_buf);
             let watermark = match ingest.watermark(poller.bounded()) {
@@ -679,6 +686,7 @@ where
                     if *cap.time() < to {
                         cap.downgrade(&to);
                         dead_cap.downgrade(&to);
+                        progress_cap.downgrade(&to);
                     }
                     activator.activate_after(Duration::from_millis(1));
                     return;
@@ -700,6 +708,7 @@ where
                 if target > *cap.time() {
                     cap.downgrade(&target);
                     dead_cap.downgrade(&target);
+                    progress_cap.downgrade(&target);
                     ingest.capability_moved(target);
                 }
             }
@@ -714,7 +723,22 @@ where
             ingest: shared_ingest,
         }),
     );
+    env.register_progress(progress);
     (readings, dead)
+}
+
+/// The distinct (partition, bucket) pairs of a batch of readings, where a
+/// bucket is the start of a [`PROGRESS_BUCKET_MS`] of event time.
+fn progress_of(readings: &[Reading]) -> Vec<(i32, u64)> {
+    let mut pairs: Vec<(i32, u64)> = Vec::new();
+    for r in readings {
+        let pair = (r.partition, r.time - r.time % PROGRESS_BUCKET_MS);
+        // Readings of a batch mostly share their partition and bucket.
+        if pairs.last() != Some(&pair) && !pairs.contains(&pair) {
+            pairs.push(pair);
+        }
+    }
+    pairs
 }
 
 fn send<T: Clone + 'static>(

@@ -96,6 +96,7 @@ fn alerts_round_trip_with_and_without_a_window() {
         clear_threshold: 85.0,
         window_start: window.map(|w| w.0),
         window_end: window.map(|w| w.1),
+        last_seen: window.map(|w| w.0 / 2),
     };
     // A reading alert (no window) between window alerts: the case that broke
     // clusters when absent windows were skipped.
@@ -123,6 +124,7 @@ fn alert_json_omits_absent_windows_only() {
         clear_threshold: 0.5,
         window_start: None,
         window_end: None,
+        last_seen: None,
     };
     let json = alert.to_json();
     assert_eq!(json["state"], "firing");

@@ -1,13 +1,14 @@
 //! The alert evaluation logic, free of timely: per-key rule states and the
 //! observations waiting for the frontier.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use hashbrown::HashMap;
 use serde::{Deserialize, Serialize};
 
-use super::{Alert, AlertState, Observation, Rule, RuleSet, RuleState, Transition};
+use super::rule::PROGRESS_BUCKET_MS;
+use super::{Alert, AlertState, Observation, Rule, RuleKind, RuleSet, RuleState, Transition};
 use crate::reading::{KeyRef, Name, SensorKey};
 
 /// Per-key state of the alert operator: the rules that select the key, their
@@ -40,6 +41,12 @@ pub struct AlertEvaluator<O> {
     sensors: Option<Vec<String>>,
     /// Observations before this time were applied before a restart.
     floor: u64,
+    /// Armed silence deadlines, by the partition of the key's latest
+    /// reading: (deadline, key, slot).
+    silences: BTreeMap<i32, BTreeSet<(u64, usize, usize)>>,
+    /// Buckets of event time in which each source partition delivered
+    /// readings (see [`AlertEvaluator::note_progress`]).
+    progress: BTreeMap<i32, BTreeSet<u64>>,
 }
 
 /// [`AlertEvaluator::snapshot_view`]: serializes as an [`AlertPart`] (a
@@ -111,6 +118,8 @@ impl<O: Observation> AlertEvaluator<O> {
             deadlines: BTreeSet::new(),
             transitions: Vec::new(),
             floor: 0,
+            silences: BTreeMap::new(),
+            progress: BTreeMap::new(),
         }
     }
 
@@ -182,8 +191,15 @@ impl<O: Observation> AlertEvaluator<O> {
                 .collect();
             let slot = self.keys.len();
             for (i, (rule, state)) in rules.iter().enumerate() {
-                if let Some(deadline) = state.deadline(&self.rules.rules[*rule]) {
+                let rule = &self.rules.rules[*rule];
+                if let Some(deadline) = state.deadline(rule) {
                     self.deadlines.insert((deadline, slot, i));
+                }
+                if let Some((deadline, partition)) = state.silence_deadline(rule) {
+                    self.silences
+                        .entry(partition)
+                        .or_default()
+                        .insert((deadline, slot, i));
                 }
             }
             self.index.insert(key.clone(), slot);
@@ -206,6 +222,16 @@ impl<O: Observation> AlertEvaluator<O> {
         }
         self.pending_min = None;
         self.deadlines.clear();
+        self.silences.clear();
+    }
+
+    /// Notes that source partition `partition` delivered a reading in the
+    /// bucket of event time starting at `bucket` (a multiple of
+    /// [`PROGRESS_BUCKET_MS`]). Silence rules fire only once the partition
+    /// of a silent key has come this far, so that a stalled or idle
+    /// partition never makes its keys look silent.
+    pub fn note_progress(&mut self, partition: i32, bucket: u64) {
+        self.progress.entry(partition).or_default().insert(bucket);
     }
 
     /// Keys (device, sensor) seen.
@@ -278,12 +304,15 @@ impl<O: Observation> AlertEvaluator<O> {
     /// The earliest event time at which a later call of `advance_to` may
     /// still produce an alert: the earliest pending observation or armed
     /// deadline.
-    pub fn earliest_pending(&self) -> Option<u64> {
+    /// With silences armed, the input `frontier`: a silence the frontier has
+    /// not decided yet fires at or after it.
+    pub fn earliest_pending(&self, frontier: Option<u64>) -> Option<u64> {
         let deadline = self.deadlines.first().map(|(d, _, _)| *d);
-        match (self.pending_min, deadline) {
-            (Some(p), Some(d)) => Some(p.min(d)),
-            (p, d) => p.or(d),
-        }
+        let silence = frontier.filter(|_| self.silences.values().any(|s| !s.is_empty()));
+        [self.pending_min, deadline, silence]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Applies every observation earlier than `frontier` (all of them when
@@ -306,6 +335,34 @@ impl<O: Observation> AlertEvaluator<O> {
                     let rule = &self.rules.rules[*rule_idx];
                     // One evaluator sees one kind of observation; guard anyway.
                     if !obs.feeds(rule) {
+                        continue;
+                    }
+                    if let RuleKind::Silence { .. } = rule.kind {
+                        let armed = state.silence_deadline(rule);
+                        let noticed = armed.and_then(|(deadline, partition)| {
+                            noticed(&self.progress, partition, deadline, None)
+                        });
+                        let (time, partition) = (obs.time(), obs.order().1);
+                        state.observe_silence(
+                            rule,
+                            time,
+                            obs.value(rule),
+                            partition,
+                            noticed,
+                            &mut self.transitions,
+                        );
+                        if let Some((deadline, partition)) = armed {
+                            if let Some(set) = self.silences.get_mut(&partition) {
+                                set.remove(&(deadline, slot, i));
+                            }
+                        }
+                        if let Some((deadline, partition)) = state.silence_deadline(rule) {
+                            self.silences
+                                .entry(partition)
+                                .or_default()
+                                .insert((deadline, slot, i));
+                        }
+                        suppressed += emit(rule, &key.key, &mut self.transitions, out);
                         continue;
                     }
                     let before = state.deadline(rule);
@@ -335,6 +392,7 @@ impl<O: Observation> AlertEvaluator<O> {
                 self.pending_min = Some(self.pending_min.map_or(min, |t| t.min(min)));
             }
         }
+        suppressed += self.fire_silences(frontier, out);
         // Durations that the frontier has reached fire now. When the input
         // has ended, no observation shows the remaining breaches lasting
         // until their deadlines: they are dropped, not fired.
@@ -355,6 +413,49 @@ impl<O: Observation> AlertEvaluator<O> {
             let rule = &self.rules.rules[*rule_idx];
             state.advance(rule, deadline, &mut self.transitions);
             suppressed += emit(rule, &key.key, &mut self.transitions, out);
+        }
+        suppressed
+    }
+}
+
+impl<O: Observation> AlertEvaluator<O> {
+    /// Fires the silences the frontier has decided (see
+    /// [`noticed`]), and forgets progress no armed or later
+    /// silence can need. Returns the number of suppressed firings.
+    fn fire_silences(&mut self, frontier: Option<u64>, out: &mut Vec<Alert>) -> u64 {
+        let mut suppressed = 0;
+        let partitions: Vec<i32> = self.silences.keys().copied().collect();
+        for partition in partitions {
+            while let Some(&(deadline, slot, i)) =
+                self.silences.get(&partition).and_then(|s| s.first())
+            {
+                // A later deadline is noticed no earlier: stop at the first
+                // one that is not.
+                let Some(at) = noticed(&self.progress, partition, deadline, frontier) else {
+                    break;
+                };
+                if let Some(set) = self.silences.get_mut(&partition) {
+                    set.pop_first();
+                }
+                let key = &mut self.keys[slot];
+                let (rule_idx, state) = &mut key.rules[i];
+                let rule = &self.rules.rules[*rule_idx];
+                state.fire_silence(rule, at, &mut self.transitions);
+                suppressed += emit(rule, &key.key, &mut self.transitions, out);
+            }
+        }
+        // Readings not applied yet are at or after the frontier, so every
+        // later deadline is too.
+        if let Some(frontier) = frontier {
+            for (partition, buckets) in &mut self.progress {
+                let oldest = self
+                    .silences
+                    .get(partition)
+                    .and_then(|s| s.first())
+                    .map_or(frontier, |(d, _, _)| (*d).min(frontier));
+                let keep = oldest - oldest % PROGRESS_BUCKET_MS;
+                *buckets = buckets.split_off(&keep);
+            }
         }
         suppressed
     }
@@ -386,7 +487,26 @@ fn emit(
             clear_threshold: rule.clear,
             window_start: t.window.map(|w| w.0),
             window_end: t.window.map(|w| w.1),
+            last_seen: t.last_seen,
         });
     }
     suppressed
+}
+
+/// When a silence with `deadline`, of a key last read from `partition`,
+/// can be told from `progress` at the frontier `frontier` (`None`: no
+/// frontier limit, the input ended or the key's own later reading is
+/// applied): the end of the first bucket at or after the deadline in which
+/// the partition delivered readings, once the frontier has passed that
+/// bucket's end (every reading in it has then been seen).
+fn noticed(
+    progress: &BTreeMap<i32, BTreeSet<u64>>,
+    partition: i32,
+    deadline: u64,
+    frontier: Option<u64>,
+) -> Option<u64> {
+    let first = deadline.div_ceil(PROGRESS_BUCKET_MS) * PROGRESS_BUCKET_MS;
+    let bucket = progress.get(&partition)?.range(first..).next()?;
+    let end = bucket + PROGRESS_BUCKET_MS;
+    frontier.is_none_or(|f| end < f).then_some(end)
 }

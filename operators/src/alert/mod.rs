@@ -86,6 +86,9 @@ pub struct Alert {
     pub window_start: Option<u64>,
     /// End of the window, for window rules.
     pub window_end: Option<u64>,
+    /// For silence rules: the event time of the key's last reading before
+    /// the silence.
+    pub last_seen: Option<u64>,
 }
 
 impl Alert {
@@ -123,6 +126,9 @@ impl Alert {
         if let (Some(start), Some(end)) = (self.window_start, self.window_end) {
             doc["window_start"] = start.into();
             doc["window_end"] = end.into();
+        }
+        if let Some(last_seen) = self.last_seen {
+            doc["last_seen"] = last_seen.into();
         }
         doc
     }

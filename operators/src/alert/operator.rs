@@ -8,8 +8,9 @@ use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::Capability;
 use timely::dataflow::Stream;
 
+use super::rule::PROGRESS_BUCKET_MS;
 use super::{Alert, AlertEvaluator, AlertPart, AlertState, Observation, RuleSet};
-use crate::checkpoint::{least_frontier, Barrier, Env};
+use crate::checkpoint::{least_frontier, Barrier, Env, Marker};
 use crate::metrics::{AlertCounts, GaugeShare, Metrics};
 use crate::reading::SensorKey;
 
@@ -87,6 +88,22 @@ where
 {
     let run = env.run().clone();
     let (participant, markers) = env.participant("alerts");
+    let silences = rules.has_silence_rules();
+    // The side input: checkpoint markers, and with silence rules how far
+    // every source partition has come.
+    let side = {
+        use timely::dataflow::operators::vec::Map;
+        use timely::dataflow::operators::Concat;
+        let markers = markers.map(Side::Marker);
+        if silences {
+            // A silence deadline is noticed at the end of a bucket: after a
+            // restart, the sources re-read that bucket.
+            env.keep_history(PROGRESS_BUCKET_MS);
+            markers.concat(env.progress().map(|(p, b)| Side::Progress(p, b)))
+        } else {
+            markers
+        }
+    };
     let mut evaluator = AlertEvaluator::new(rules);
     if let Some(frontier) = env.restored_frontier() {
         let (worker, peers) = (stream.scope().index() as u64, stream.scope().peers() as u64);
@@ -95,80 +112,84 @@ where
             SensorKey::route_hash(&k.device, &k.sensor) % peers == worker
         });
     }
-    stream.binary_frontier(
-        markers,
-        pact,
-        Pipeline,
-        "EvaluateAlerts",
-        move |_cap, _info| {
-            let mut held: Option<Capability<u64>> = None;
-            let mut alerts = Vec::new();
-            let mut barrier = Barrier::default();
-            let mut states = GaugeShare::new(&run.metrics.rule_states);
-            let mut bytes = GaugeShare::new(&run.metrics.rule_state_bytes);
-            let mut keys_seen = 0;
-            move |(input, frontier), (marker_input, marker_frontier), output| {
-                input.for_each_stamp(|cap, data| {
-                    let mut any = false;
-                    for batch in data {
-                        for obs in batch.drain(..) {
-                            any |= evaluator.push(obs);
-                        }
-                    }
-                    if any
-                        && held
-                            .as_ref()
-                            .is_none_or(|h| cap.least().is_some_and(|t| t < h.time()))
-                    {
-                        held = cap.retain_least(output.output_index());
-                    }
-                });
-                marker_input.for_each(|_, markers| barrier.receive(markers));
-                let frontier = least_frontier(
-                    frontier.frontier().first().copied(),
-                    marker_frontier.frontier().first().copied(),
-                );
-                let stopped = frontier.is_none() && run.control.stop_requested();
-                // Each checkpoint sees the state exactly at its frontier.
-                let mut steps = Vec::new();
-                while let Some(marker) = barrier.next_due(frontier) {
-                    steps.push((marker.until(), Some(marker)));
-                }
-                steps.push((frontier, None));
-                for (until, marker) in steps {
-                    if stopped && marker.is_none() {
-                        // A stop: what the pending observations would lead to
-                        // depends on input not read yet.
-                        evaluator.discard_pending();
-                        held = None;
-                        continue;
-                    }
-                    let suppressed = evaluator.advance_to(until, &mut alerts);
-                    Metrics::add(&run.metrics.alerts_suppressed, suppressed);
-                    if let Some(cap) = held.as_mut() {
-                        emit_alerts(&mut alerts, cap, output, &run.metrics);
-                    }
-                    if let Some(marker) = marker {
-                        participant.write(&marker, &evaluator.snapshot_view(), Vec::new());
+    stream.binary_frontier(side, pact, Pipeline, "EvaluateAlerts", move |cap, _info| {
+        // Silences fire without an observation: hold a capability from the start.
+        let mut held: Option<Capability<u64>> = silences.then_some(cap);
+        let mut alerts = Vec::new();
+        let mut barrier = Barrier::default();
+        let mut states = GaugeShare::new(&run.metrics.rule_states);
+        let mut bytes = GaugeShare::new(&run.metrics.rule_state_bytes);
+        let mut keys_seen = 0;
+        move |(input, frontier), (marker_input, marker_frontier), output| {
+            input.for_each_stamp(|cap, data| {
+                let mut any = false;
+                for batch in data {
+                    for obs in batch.drain(..) {
+                        any |= evaluator.push(obs);
                     }
                 }
-                // The walk over every key is done at most once a second,
-                // unless keys were added.
-                if states.due() || frontier.is_none() || evaluator.key_count() != keys_seen {
-                    keys_seen = evaluator.key_count();
-                    let (n, b) = evaluator.footprint();
-                    states.set(n);
-                    bytes.set(b);
+                if any
+                    && held
+                        .as_ref()
+                        .is_none_or(|h| cap.least().is_some_and(|t| t < h.time()))
+                {
+                    held = cap.retain_least(output.output_index());
                 }
+            });
+            marker_input.for_each(|_, side| {
+                let mut markers = Vec::new();
+                for s in side.drain(..) {
+                    match s {
+                        Side::Marker(m) => markers.push(m),
+                        Side::Progress(p, b) => evaluator.note_progress(p, b),
+                    }
+                }
+                barrier.receive(&mut markers);
+            });
+            let frontier = least_frontier(
+                frontier.frontier().first().copied(),
+                marker_frontier.frontier().first().copied(),
+            );
+            let stopped = frontier.is_none() && run.control.stop_requested();
+            // Each checkpoint sees the state exactly at its frontier.
+            let mut steps = Vec::new();
+            while let Some(marker) = barrier.next_due(frontier) {
+                steps.push((marker.until(), Some(marker)));
+            }
+            steps.push((frontier, None));
+            for (until, marker) in steps {
+                if stopped && marker.is_none() {
+                    // A stop: what the pending observations would lead to
+                    // depends on input not read yet.
+                    evaluator.discard_pending();
+                    held = None;
+                    continue;
+                }
+                let suppressed = evaluator.advance_to(until, &mut alerts);
+                Metrics::add(&run.metrics.alerts_suppressed, suppressed);
                 if let Some(cap) = held.as_mut() {
-                    match evaluator.earliest_pending() {
-                        Some(t) => cap.downgrade(&t.max(*cap.time())),
-                        None => held = None,
-                    }
+                    emit_alerts(&mut alerts, cap, output, &run.metrics);
+                }
+                if let Some(marker) = marker {
+                    participant.write(&marker, &evaluator.snapshot_view(), Vec::new());
                 }
             }
-        },
-    )
+            // The walk over every key is done at most once a second,
+            // unless keys were added.
+            if states.due() || frontier.is_none() || evaluator.key_count() != keys_seen {
+                keys_seen = evaluator.key_count();
+                let (n, b) = evaluator.footprint();
+                states.set(n);
+                bytes.set(b);
+            }
+            if let Some(cap) = held.as_mut() {
+                match evaluator.earliest_pending(frontier) {
+                    Some(t) => cap.downgrade(&t.max(*cap.time())),
+                    None => held = None,
+                }
+            }
+        }
+    })
 }
 
 /// Sends alerts, each at its event time, and counts them by rule.
@@ -217,4 +238,13 @@ fn emit_alerts(
     for (rule, severity, c) in counts {
         metrics.add_alerts(&rule, &severity, c);
     }
+}
+
+/// What the alert operator's side input carries.
+#[derive(Clone, Debug)]
+enum Side {
+    /// A checkpoint marker.
+    Marker(Marker),
+    /// A source partition delivered readings in this bucket of event time.
+    Progress(i32, u64),
 }

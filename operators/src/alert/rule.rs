@@ -121,7 +121,21 @@ pub enum RuleKind {
         /// How many previous observations make the baseline (at least 2).
         baseline: u32,
     },
+    /// Silence (deadman): no reading of the key for `after_ms` of event
+    /// time. It fires once the pipeline can tell: when the key's partition
+    /// has delivered readings from a later second (so a stalled or idle
+    /// partition never makes its devices look silent), or at the key's
+    /// next reading; it resolves at that next reading. Thresholds do not
+    /// apply.
+    Silence {
+        /// How long without a reading, in ms.
+        after_ms: u64,
+    },
 }
+
+/// Event time is cut into buckets of this many ms to tell how far each
+/// source partition's readings have come (silence rules).
+pub const PROGRESS_BUCKET_MS: u64 = 1_000;
 
 impl Rule {
     /// A rule on readings with defaults: no hysteresis, fires on the first
@@ -197,6 +211,13 @@ impl RuleSet {
             })
             .collect();
         sizes.into_iter().collect()
+    }
+
+    /// Whether any rule is a silence rule.
+    pub fn has_silence_rules(&self) -> bool {
+        self.rules
+            .iter()
+            .any(|r| matches!(r.kind, RuleKind::Silence { .. }))
     }
 
     /// Whether any rule observes readings directly.

@@ -107,6 +107,8 @@ pub struct RuleState {
     /// Rate-of-change rules: the observations of the last span, oldest
     /// first (time, value). Deviation rules: the baseline's observations.
     pub span: Vec<(u64, f64)>,
+    /// Silence rules: the latest reading's event time and partition.
+    pub seen: Option<(u64, i32)>,
 }
 
 /// The first observation of a clear spell of a firing alert.
@@ -136,6 +138,9 @@ pub struct Transition {
     /// For window rules: the window of the observation that fired (the last
     /// breaching one) or resolved the alert.
     pub window: Option<(u64, u64)>,
+    /// For silence rules: the event time of the last reading before the
+    /// silence.
+    pub last_seen: Option<u64>,
 }
 
 impl RuleState {
@@ -219,6 +224,69 @@ impl RuleState {
         }
     }
 
+    /// Silence rules: where the key's silence deadline stands: (deadline,
+    /// partition of its latest reading), while it is not firing.
+    pub fn silence_deadline(&self, rule: &Rule) -> Option<(u64, i32)> {
+        match (rule.kind, self.seen) {
+            (RuleKind::Silence { after_ms }, Some((last, partition))) if !self.firing => {
+                Some((last + after_ms, partition))
+            }
+            _ => None,
+        }
+    }
+
+    /// Silence rules: applies the key's reading at `time` from `partition`
+    /// (readings in event-time order). If the key had been silent since its
+    /// deadline, the silence fires first, at `noticed` (when the pipeline
+    /// could tell, see [`RuleKind::Silence`]) if that came before `time`,
+    /// else at `time`; a firing silence resolves at `time`.
+    pub fn observe_silence(
+        &mut self,
+        rule: &Rule,
+        time: u64,
+        value: f64,
+        partition: i32,
+        noticed: Option<u64>,
+        out: &mut Vec<Transition>,
+    ) {
+        if let Some((deadline, _)) = self.silence_deadline(rule) {
+            if time >= deadline {
+                let at = noticed.filter(|n| *n <= time).unwrap_or(time);
+                self.fire_silence(rule, at, out);
+            }
+        }
+        if self.firing {
+            self.resolve(time, value, None, out);
+        }
+        let last = self.seen.map_or(time, |(t, _)| t.max(time));
+        self.seen = Some((last, partition));
+    }
+
+    /// Silence rules: the key has been silent since its deadline, as the
+    /// pipeline could tell at `at`. The event's value is the silence so
+    /// far, in seconds.
+    pub fn fire_silence(&mut self, rule: &Rule, at: u64, out: &mut Vec<Transition>) {
+        let last_seen = self.seen.map(|(t, _)| t);
+        let silent_s = last_seen.map_or(0.0, |t| at.saturating_sub(t) as f64 / 1_000.0);
+        let cooled = self
+            .last_fired
+            .is_none_or(|last| at >= last.saturating_add(rule.cooldown_ms));
+        self.firing = true;
+        self.emitted = cooled;
+        if cooled {
+            self.last_fired = Some(at);
+        }
+        out.push(Transition {
+            state: AlertState::Firing,
+            time: at,
+            value: silent_s,
+            values: vec![silent_s],
+            emitted: cooled,
+            window: None,
+            last_seen,
+        });
+    }
+
     fn fire(&mut self, rule: &Rule, time: u64, value: f64, out: &mut Vec<Transition>) {
         let cooled = self
             .last_fired
@@ -235,6 +303,7 @@ impl RuleState {
             values: std::mem::take(&mut self.recent),
             emitted: cooled,
             window: self.window,
+            last_seen: None,
         });
         self.streak = 0;
         self.breach_since = None;
@@ -246,6 +315,8 @@ impl RuleState {
     fn signal(&mut self, rule: &Rule, time: u64, value: f64) -> Option<f64> {
         match rule.kind {
             RuleKind::Threshold => Some(value),
+            // Applied by `observe_silence`.
+            RuleKind::Silence { .. } => None,
             RuleKind::RateOfChange { span_ms } => {
                 let keep_from = time.saturating_sub(span_ms);
                 let stale = self.span.partition_point(|(t, _)| *t < keep_from);
@@ -297,6 +368,7 @@ impl RuleState {
             values: vec![value],
             emitted: self.emitted,
             window,
+            last_seen: None,
         });
         self.firing = false;
         self.emitted = false;

@@ -582,3 +582,92 @@ fn deviation_needs_a_full_baseline_and_a_flat_one_flags_any_change() {
     );
     assert_eq!(got, vec![(AlertState::Firing, 6, f64::INFINITY)]);
 }
+
+/// No temperature reading for 5 s.
+fn silent() -> Rule {
+    Rule {
+        kind: RuleKind::Silence { after_ms: 5_000 },
+        ..Rule::new("silent", "temp", Direction::Above, 0.0)
+    }
+}
+
+/// Feeds (device, partition, event time) readings and, as the source
+/// would, the progress of their partitions; then advances to `frontier`.
+/// Returns (state, device, event time, value, last seen).
+fn silence_run(
+    readings: &[(&str, i32, u64)],
+    frontier: Option<u64>,
+) -> Vec<(AlertState, String, u64, f64, Option<u64>)> {
+    let mut eval = AlertEvaluator::new(Arc::new(RuleSet::new(vec![silent()])));
+    for (i, (device, partition, t)) in readings.iter().enumerate() {
+        eval.push(Reading::new(device, "temp", *t, 1.0, *partition, i as i64));
+        eval.note_progress(*partition, t - t % 1_000);
+    }
+    let mut out = Vec::new();
+    eval.advance_to(frontier, &mut out);
+    out.into_iter()
+        .map(|a| {
+            (
+                a.state,
+                a.device.to_string(),
+                a.event_time,
+                a.value,
+                a.last_seen,
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn silence_fires_once_the_partition_has_moved_past_the_deadline() {
+    // d1 last reads at 2 s (deadline 7 s); d2, on the same partition, reads
+    // every second up to 20 s. The partition's bucket [7 s, 8 s) is complete
+    // at 8 s: the silence fires then, 6 s after d1's last reading. d1 reads
+    // again at 15 s: resolved.
+    let mut readings = vec![("d1", 0, 1_000), ("d1", 0, 2_000), ("d1", 0, 15_000)];
+    readings.extend((0..=20).map(|s| ("d2", 0, s * 1_000)));
+    let got = silence_run(&readings, Some(20_500));
+    assert_eq!(
+        got,
+        vec![
+            (AlertState::Firing, "d1".into(), 8_000, 6.0, Some(2_000)),
+            (AlertState::Resolved, "d1".into(), 15_000, 1.0, None),
+        ]
+    );
+}
+
+#[test]
+fn an_idle_partition_does_not_make_its_devices_look_silent() {
+    // d3's partition 1 delivers nothing after 1 s; the frontier moves on (other
+    // partitions, or partition 1 declared idle). No evidence: no alert, not
+    // even when the input ends.
+    let mut readings = vec![("d3", 1, 1_000)];
+    readings.extend((0..=30).map(|s| ("d4", 0, s * 1_000)));
+    assert!(silence_run(&readings, Some(60_000)).is_empty());
+    assert!(silence_run(&readings, None).is_empty());
+}
+
+#[test]
+fn silence_waits_for_the_frontier_to_pass_the_bucket_that_shows_it() {
+    // d5's deadline is 6 s; its partition shows readings in [6 s, 7 s).
+    let readings = [("d5", 0, 1_000), ("d6", 0, 6_500)];
+    assert!(silence_run(&readings, Some(7_000)).is_empty());
+    assert_eq!(
+        silence_run(&readings, Some(7_001)),
+        vec![(AlertState::Firing, "d5".into(), 7_000, 6.0, Some(1_000))]
+    );
+}
+
+#[test]
+fn a_silent_key_that_reads_again_before_the_evidence_fires_and_resolves_at_that_reading() {
+    // d7 alone on its partition: 1 s, then 30 s. The partition shows nothing
+    // between; its own reading at 30 s tells of the silence.
+    let got = silence_run(&[("d7", 2, 1_000), ("d7", 2, 30_000)], Some(40_000));
+    assert_eq!(
+        got,
+        vec![
+            (AlertState::Firing, "d7".into(), 30_000, 29.0, Some(1_000)),
+            (AlertState::Resolved, "d7".into(), 30_000, 1.0, None),
+        ]
+    );
+}

@@ -111,6 +111,9 @@ pub struct RunIo {
     pub out: Option<PathBuf>,
 }
 
+/// A source's progress: (partition, bucket) pairs (see [`Env::register_progress`]).
+pub(crate) type ProgressStream<'scope> = Stream<'scope, u64, Vec<(i32, u64)>>;
+
 /// Everything an operator needs from its run, one per worker and dataflow:
 /// the metrics, the stop request, and checkpointing.
 ///
@@ -125,6 +128,8 @@ pub struct Env<'scope> {
     markers: Stream<'scope, u64, Vec<Marker>>,
     shared: Rc<Shared>,
     io: Arc<RunIo>,
+    /// The sources' progress streams (see [`Env::register_progress`]).
+    progress: RefCell<Vec<ProgressStream<'scope>>>,
 }
 
 impl<'scope> Env<'scope> {
@@ -146,6 +151,7 @@ impl<'scope> Env<'scope> {
             markers,
             shared,
             io: Arc::default(),
+            progress: RefCell::default(),
         }
     }
 
@@ -246,6 +252,24 @@ impl<'scope> Env<'scope> {
     pub(crate) fn sinks_reached(&self) -> impl Fn(u64) -> bool + 'static {
         let shared = self.shared.clone();
         move |time| !shared.sinks.borrow().iter().any(|p| p.less_than(&time))
+    }
+
+    /// Registers a source's progress: (partition, bucket) for each bucket
+    /// of event time in which a partition delivered readings, sent at or
+    /// before the time of those readings.
+    pub(crate) fn register_progress(&self, stream: Stream<'scope, u64, Vec<(i32, u64)>>) {
+        self.progress.borrow_mut().push(stream);
+    }
+
+    /// Every source's progress, on every worker.
+    pub(crate) fn progress(&self) -> Stream<'scope, u64, Vec<(i32, u64)>> {
+        use timely::dataflow::operators::{Concatenate, ToStream};
+        let streams = self.progress.borrow().clone();
+        match streams.len() {
+            0 => Vec::<(i32, u64)>::new().to_stream(self.scope),
+            _ => self.scope.concatenate(streams),
+        }
+        .broadcast()
     }
 
     /// The checkpoint markers, for an operator that needs to know where
