@@ -97,6 +97,8 @@
 //! span = "1m"                       # kind = "rate": change per second over this span (required)
 //! baseline = 20                     # kind = "deviation": |value - mean| / σ of the previous 20 (required)
 //! after = "5m"                      # kind = "silence": no reading for this long (required; no threshold)
+//! escalate_after = "10m"            # still firing 10 minutes after firing: an `escalated` event...
+//! escalate_to = "critical"          # ...and this severity from then on (both or neither)
 //! severity = "critical"             # info | warning (default) | critical
 //! window = "1m"                     # look at tumbling window aggregates instead of readings
 //! stat = "mean"                     # with window only: mean (default) | min | max | sum | count
@@ -335,6 +337,13 @@ fn rule_summary(r: &Rule) -> String {
     }
     if r.cooldown_ms > 0 {
         let _ = write!(s, ", cooldown {}", human_ms(r.cooldown_ms));
+    }
+    if let Some((after_ms, severity)) = &r.escalation {
+        let _ = write!(
+            s,
+            ", escalates to {severity} after {} firing",
+            human_ms(*after_ms)
+        );
     }
     s
 }
@@ -605,6 +614,10 @@ struct RawRule {
     baseline: Option<Spanned<i64>>,
     /// With `kind = "silence"`: how long without a reading (required there).
     after: Option<Spanned<String>>,
+    /// Escalate an alert still firing after this long (with `escalate_to`).
+    escalate_after: Option<Spanned<String>>,
+    /// The severity an escalated alert takes (with `escalate_after`).
+    escalate_to: Option<Spanned<String>>,
     /// `info`, `warning` (default) or `critical`.
     severity: Option<Spanned<String>>,
     /// Watch tumbling window aggregates of this size instead of readings.
@@ -713,7 +726,7 @@ fn check_rules(value: &Spanned<DeValue<'_>>, out: &mut Vec<toml::de::Error>) -> 
 /// Checks each field of a table on its own as a field of `T`; false if
 /// `value` is not a table.
 /// Fields whose values are durations, written as strings.
-const DURATION_FIELDS: [&str; 10] = [
+const DURATION_FIELDS: [&str; 11] = [
     "out_of_orderness",
     "idle_timeout",
     "max_future",
@@ -723,6 +736,7 @@ const DURATION_FIELDS: [&str; 10] = [
     "keep_firing_for",
     "span",
     "after",
+    "escalate_after",
     "window",
 ];
 
@@ -1450,6 +1464,7 @@ fn validate_rule(raw: &Spanned<RawRule>, label: &str, d: &mut Diag<'_>) -> Rule 
             "a silence rule watches readings: remove `window`",
         );
     }
+    let escalation = rule_escalation(d, r, silence, &field);
     let input = match (&r.window, &r.stat) {
         _ if silence => RuleInput::Readings,
         (None, None) => RuleInput::Readings,
@@ -1504,6 +1519,53 @@ fn validate_rule(raw: &Spanned<RawRule>, label: &str, d: &mut Diag<'_>) -> Rule 
         keep_firing_for_ms,
         input,
         kind,
+        escalation,
+    }
+}
+
+/// A rule's escalation, from `escalate_after` and `escalate_to`.
+fn rule_escalation(
+    d: &mut Diag<'_>,
+    r: &RawRule,
+    silence: bool,
+    field: &dyn Fn(&str) -> String,
+) -> Option<(u64, String)> {
+    let severities = [
+        ("info", "info"),
+        ("warning", "warning"),
+        ("critical", "critical"),
+    ];
+    match (&r.escalate_after, &r.escalate_to) {
+        (None, None) => None,
+        (Some(after), _) if silence => {
+            d.err(
+                after.span(),
+                &field("escalate_after"),
+                "silence rules do not escalate",
+            );
+            None
+        }
+        (Some(after), Some(to)) => {
+            let after_ms = duration_ms(d, after, &field("escalate_after"));
+            let to = choice(d, to, &field("escalate_to"), &severities);
+            Some((after_ms?, to?.to_owned()))
+        }
+        (Some(after), None) => {
+            d.err(
+                after.span(),
+                &field("escalate_to"),
+                "`escalate_after` needs `escalate_to = \"critical\"` (the severity to escalate to)",
+            );
+            None
+        }
+        (None, Some(to)) => {
+            d.err(
+                to.span(),
+                &field("escalate_after"),
+                "`escalate_to` needs `escalate_after = \"...\"` (how long an alert fires before it escalates)",
+            );
+            None
+        }
     }
 }
 

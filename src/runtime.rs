@@ -418,9 +418,15 @@ impl fmt::Display for RunReport {
         }
         let firing: u64 = self.alerts.iter().map(|(_, c)| c.firing).sum();
         let resolved: u64 = self.alerts.iter().map(|(_, c)| c.resolved).sum();
+        let escalated: u64 = self.alerts.iter().map(|(_, c)| c.escalated).sum();
+        let escalated = if escalated > 0 {
+            format!(", {escalated} escalated")
+        } else {
+            String::new()
+        };
         writeln!(
             f,
-            "Alerts: {firing} firing, {resolved} resolved, {} suppressed by cooldown; {} delivered to the alert topic",
+            "Alerts: {firing} firing{escalated}, {resolved} resolved, {} suppressed by cooldown; {} delivered to the alert topic",
             self.alerts_suppressed, self.alerts_delivered
         )?;
         for (rule, c) in &self.alerts {

@@ -238,6 +238,8 @@ pub struct AlertCounts {
     pub firing: u64,
     /// `resolved` events.
     pub resolved: u64,
+    /// `escalated` events.
+    pub escalated: u64,
 }
 
 /// What timely's logging tells of one operator, summed over workers.
@@ -311,6 +313,7 @@ impl Metrics {
             .or_default();
         entry.firing += counts.firing;
         entry.resolved += counts.resolved;
+        entry.escalated += counts.escalated;
     }
 
     /// Alert events so far, by rule name.
@@ -320,6 +323,7 @@ impl Metrics {
             let entry = by_rule.entry(rule.clone()).or_default();
             entry.firing += c.firing;
             entry.resolved += c.resolved;
+            entry.escalated += c.escalated;
         }
         by_rule
     }
@@ -334,10 +338,15 @@ impl Metrics {
                 event.device.clone(),
                 event.sensor.clone(),
             );
-            if event.state == "firing" {
-                feed.firing.insert(key, event.clone());
-            } else {
-                feed.firing.remove(&key);
+            match (event.state.as_str(), feed.firing.get_mut(&key)) {
+                ("resolved", _) => {
+                    feed.firing.remove(&key);
+                }
+                // Firing since its firing event, now at another severity.
+                ("escalated", Some(firing)) => firing.severity = event.severity.clone(),
+                _ => {
+                    feed.firing.insert(key, event.clone());
+                }
             }
             if feed.recent.len() == RECENT_ALERTS {
                 feed.recent.pop_front();
@@ -630,7 +639,12 @@ impl Collector for StatusCollector {
                 counter,
             ),
             alerts.iter().flat_map(|((rule, severity), c)| {
-                [("firing", c.firing), ("resolved", c.resolved)].map(|(state, n)| {
+                [
+                    ("firing", c.firing),
+                    ("escalated", c.escalated),
+                    ("resolved", c.resolved),
+                ]
+                .map(|(state, n)| {
                     let labels = vec![
                         ("rule", rule.clone()),
                         ("severity", severity.clone()),

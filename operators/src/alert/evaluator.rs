@@ -478,7 +478,10 @@ fn emit(
             rule: rule.name.clone(),
             device: key.device.clone(),
             sensor: key.sensor.clone(),
-            severity: rule.severity.clone(),
+            severity: match (&rule.escalation, t.escalated) {
+                (Some((_, severity)), true) => severity.clone(),
+                _ => rule.severity.clone(),
+            },
             state: t.state,
             event_time: t.time,
             value: t.value,

@@ -39,6 +39,9 @@ pub use state::{Observation, RuleState, Transition};
 pub enum AlertState {
     /// The rule's condition became true.
     Firing,
+    /// The alert was still firing after the rule's `escalate_after`: it
+    /// carries the escalated severity from now on.
+    Escalated,
     /// The value crossed back past the clear threshold.
     Resolved,
 }
@@ -48,6 +51,7 @@ impl AlertState {
     pub fn as_str(&self) -> &'static str {
         match self {
             AlertState::Firing => "firing",
+            AlertState::Escalated => "escalated",
             AlertState::Resolved => "resolved",
         }
     }

@@ -230,6 +230,7 @@ fn emit_alerts(
         };
         match alert.state {
             AlertState::Firing => c.firing += 1,
+            AlertState::Escalated => c.escalated += 1,
             AlertState::Resolved => c.resolved += 1,
         }
         let at = cap.delayed(&alert.event_time.max(*cap.time()));

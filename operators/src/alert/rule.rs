@@ -93,6 +93,9 @@ pub struct Rule {
     /// What it compares with its thresholds: the observed values, or a
     /// signal derived from them.
     pub kind: RuleKind,
+    /// Escalation: an alert still firing this long (ms of event time) after
+    /// it fired is escalated to this severity.
+    pub escalation: Option<(u64, String)>,
 }
 
 /// The kind of a rule: the signal its thresholds apply to. Every kind shares
@@ -155,6 +158,7 @@ impl Rule {
             keep_firing_for_ms: 0,
             input: RuleInput::Readings,
             kind: RuleKind::Threshold,
+            escalation: None,
         }
     }
 

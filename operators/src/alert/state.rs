@@ -109,6 +109,11 @@ pub struct RuleState {
     pub span: Vec<(u64, f64)>,
     /// Silence rules: the latest reading's event time and partition.
     pub seen: Option<(u64, i32)>,
+    /// While firing: when it fired, and the value that fired it (for
+    /// escalation).
+    pub fired_at: Option<(u64, f64)>,
+    /// The current firing was escalated.
+    pub escalated: bool,
 }
 
 /// The first observation of a clear spell of a firing alert.
@@ -141,6 +146,8 @@ pub struct Transition {
     /// For silence rules: the event time of the last reading before the
     /// silence.
     pub last_seen: Option<u64>,
+    /// The alert is escalated: the event carries the escalated severity.
+    pub escalated: bool,
 }
 
 impl RuleState {
@@ -195,7 +202,16 @@ impl RuleState {
     /// breach that has lasted `for_ms` by then fires, and a clear spell that
     /// has lasted `keep_firing_for_ms` resolves, at the moment it did.
     pub fn advance(&mut self, rule: &Rule, time: u64, out: &mut Vec<Transition>) {
-        let Some(deadline) = self.deadline(rule).filter(|d| *d <= time) else {
+        // An escalation that falls before the end of a clear spell comes first.
+        if let Some(at) = self.escalation_deadline(rule).filter(|d| *d <= time) {
+            let resolves_first = self
+                .clear_since
+                .is_some_and(|s| s.since + rule.keep_firing_for_ms < at);
+            if !resolves_first {
+                self.escalate(at, out);
+            }
+        }
+        let Some(deadline) = self.own_deadline(rule).filter(|d| *d <= time) else {
             return;
         };
         match self.clear_since {
@@ -211,6 +227,42 @@ impl RuleState {
     /// for one: a breach firing after `for_ms`, or a clear spell resolving
     /// after `keep_firing_for_ms`.
     pub fn deadline(&self, rule: &Rule) -> Option<u64> {
+        [self.own_deadline(rule), self.escalation_deadline(rule)]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// When a firing (and emitted) alert escalates, if the rule escalates
+    /// and it has not yet.
+    fn escalation_deadline(&self, rule: &Rule) -> Option<u64> {
+        match (&rule.escalation, self.fired_at) {
+            (Some((after_ms, _)), Some((at, _)))
+                if self.firing && self.emitted && !self.escalated =>
+            {
+                Some(at + after_ms)
+            }
+            _ => None,
+        }
+    }
+
+    fn escalate(&mut self, at: u64, out: &mut Vec<Transition>) {
+        self.escalated = true;
+        let value = self.fired_at.map_or(f64::NAN, |(_, v)| v);
+        out.push(Transition {
+            state: AlertState::Escalated,
+            time: at,
+            value,
+            values: vec![value],
+            emitted: true,
+            window: self.window,
+            last_seen: None,
+            escalated: true,
+        });
+    }
+
+    /// [`RuleState::deadline`] without escalation.
+    fn own_deadline(&self, rule: &Rule) -> Option<u64> {
         if self.firing {
             return self
                 .clear_since
@@ -268,45 +320,47 @@ impl RuleState {
     pub fn fire_silence(&mut self, rule: &Rule, at: u64, out: &mut Vec<Transition>) {
         let last_seen = self.seen.map(|(t, _)| t);
         let silent_s = last_seen.map_or(0.0, |t| at.saturating_sub(t) as f64 / 1_000.0);
-        let cooled = self
-            .last_fired
-            .is_none_or(|last| at >= last.saturating_add(rule.cooldown_ms));
-        self.firing = true;
-        self.emitted = cooled;
-        if cooled {
-            self.last_fired = Some(at);
-        }
+        let transition = self.start_firing(rule, at, silent_s, vec![silent_s]);
         out.push(Transition {
-            state: AlertState::Firing,
-            time: at,
-            value: silent_s,
-            values: vec![silent_s],
-            emitted: cooled,
-            window: None,
             last_seen,
+            ..transition
         });
     }
 
     fn fire(&mut self, rule: &Rule, time: u64, value: f64, out: &mut Vec<Transition>) {
+        let values = std::mem::take(&mut self.recent);
+        let transition = self.start_firing(rule, time, value, values);
+        out.push(Transition {
+            window: self.window,
+            ..transition
+        });
+        self.streak = 0;
+        self.breach_since = None;
+    }
+
+    /// Enters the firing state at `time`, unless the cooldown suppresses
+    /// the event: the firing transition.
+    fn start_firing(&mut self, rule: &Rule, time: u64, value: f64, values: Vec<f64>) -> Transition {
         let cooled = self
             .last_fired
             .is_none_or(|last| time >= last.saturating_add(rule.cooldown_ms));
         self.firing = true;
         self.emitted = cooled;
+        self.fired_at = Some((time, value));
+        self.escalated = false;
         if cooled {
             self.last_fired = Some(time);
         }
-        out.push(Transition {
+        Transition {
             state: AlertState::Firing,
             time,
             value,
-            values: std::mem::take(&mut self.recent),
+            values,
             emitted: cooled,
-            window: self.window,
+            window: None,
             last_seen: None,
-        });
-        self.streak = 0;
-        self.breach_since = None;
+            escalated: false,
+        }
     }
 
     /// The value a rule's thresholds apply to, for an observation of
@@ -369,9 +423,12 @@ impl RuleState {
             emitted: self.emitted,
             window,
             last_seen: None,
+            escalated: self.escalated,
         });
         self.firing = false;
         self.emitted = false;
+        self.escalated = false;
+        self.fired_at = None;
         self.clear_since = None;
         self.reset_breach();
     }

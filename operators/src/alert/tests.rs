@@ -671,3 +671,72 @@ fn a_silent_key_that_reads_again_before_the_evidence_fires_and_resolves_at_that_
         ]
     );
 }
+
+/// Above 10, escalated to critical after firing for 5 s.
+fn escalating() -> Rule {
+    Rule {
+        escalation: Some((5_000, "critical".to_owned())),
+        ..Rule::new("hot", "temp", Direction::Above, 10.0)
+    }
+}
+
+/// (state, event time, severity) of the alerts of `rule` over `obs`.
+fn run_severities(
+    rule: &Rule,
+    obs: &[(u64, f64)],
+    end: Option<u64>,
+) -> Vec<(AlertState, u64, String)> {
+    let mut eval = AlertEvaluator::new(Arc::new(RuleSet::new(vec![rule.clone()])));
+    for (i, (t, v)) in obs.iter().enumerate() {
+        eval.push(Reading::new("d1", "temp", *t, *v, 0, i as i64));
+    }
+    let mut out = Vec::new();
+    eval.advance_to(end, &mut out);
+    out.into_iter()
+        .map(|a| (a.state, a.event_time, a.severity))
+        .collect()
+}
+
+#[test]
+fn escalation_after_firing_long_enough_and_the_resolution_keeps_the_severity() {
+    let got = run_severities(
+        &escalating(),
+        &[(1_000, 12.0), (3_000, 13.0), (9_000, 8.0)],
+        Some(10_000),
+    );
+    let warning = "warning".to_owned();
+    let critical = "critical".to_owned();
+    assert_eq!(
+        got,
+        vec![
+            (AlertState::Firing, 1_000, warning),
+            (AlertState::Escalated, 6_000, critical.clone()),
+            (AlertState::Resolved, 9_000, critical)
+        ]
+    );
+}
+
+#[test]
+fn no_escalation_when_the_alert_resolves_first_or_the_frontier_has_not_passed() {
+    // Resolved at 4 s, before the 6 s escalation.
+    let got = run_severities(&escalating(), &[(1_000, 12.0), (4_000, 8.0)], Some(10_000));
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[1].0, AlertState::Resolved);
+    assert_eq!(got[1].2, "warning");
+    // With an off-delay of 3 s, clear from 2 s: resolved at 5 s, before 6 s.
+    let rule = Rule {
+        keep_firing_for_ms: 3_000,
+        ..escalating()
+    };
+    let got = run_severities(&rule, &[(1_000, 12.0), (2_000, 8.0)], Some(10_000));
+    assert_eq!(
+        got.iter().map(|a| (a.0, a.1)).collect::<Vec<_>>(),
+        vec![(AlertState::Firing, 1_000), (AlertState::Resolved, 5_000)]
+    );
+    // The frontier at 6 s: a reading at 6 s could still clear it first.
+    let got = run_severities(&escalating(), &[(1_000, 12.0)], Some(6_000));
+    assert_eq!(got.len(), 1);
+    // A bounded input that ends at 1 s shows nothing of the next 5 s.
+    let got = run_severities(&escalating(), &[(1_000, 12.0)], None);
+    assert_eq!(got.len(), 1);
+}
