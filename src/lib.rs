@@ -33,6 +33,7 @@ pub mod http;
 pub mod pipeline;
 pub mod preflight;
 pub mod record;
+pub mod rule_tests;
 pub mod runtime;
 pub mod secrets;
 pub mod simulate;

@@ -1,4 +1,4 @@
-//! The `weir` command: run, check, simulate, demo.
+//! The `weir` command: run, check, test, simulate, demo.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -150,6 +150,11 @@ enum Command {
         /// The pipeline file (TOML).
         pipeline: PathBuf,
     },
+    /// Run tests: `weir test rules FILE...` tests alert rules files.
+    Test {
+        #[command(subcommand)]
+        command: TestCommand,
+    },
     /// Produce simulated sensor readings to a Kafka topic.
     Simulate {
         /// Bootstrap servers.
@@ -202,6 +207,21 @@ enum Command {
     },
 }
 
+/// What `weir test` tests.
+#[derive(Subcommand)]
+enum TestCommand {
+    /// Run unit tests of alert rules: input series and the alert events
+    /// they must produce, through the real operators.
+    ///
+    /// Exit code 0 when every test passes, 1 when one fails, 2 when a file
+    /// has errors. The file format is in README.md, "Testing rules".
+    Rules {
+        /// Test files (TOML), e.g. plant-rules.test.toml.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let logs = tracing_subscriber::fmt()
@@ -215,6 +235,8 @@ fn main() -> ExitCode {
     }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
+        // The failures are printed already.
+        Err(e) if e.is::<weir::rule_tests::TestsFailed>() => ExitCode::from(1),
         Err(e) => {
             eprintln!("error: {}", weir::secrets::redact(&format!("{e:#}")));
             ExitCode::from(2)
@@ -345,6 +367,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{} is valid.\n{}", pipeline.display(), spec.summary());
             Ok(())
         }
+        Command::Test {
+            command: TestCommand::Rules { files },
+        } => weir::rule_tests::cli(&files),
         Command::Simulate {
             brokers,
             topic,
