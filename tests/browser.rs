@@ -19,8 +19,7 @@
 //! `WEIR_SCREENSHOT=$PWD/docs/status-page.png cargo test --test browser`.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::{BufRead, BufReader, Write};
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -28,8 +27,10 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use weir::operators::recording::{RecordRef, Recorder};
-use weir::simulate::{generate, SimulatorConfig};
+#[path = "support/ops.rs"]
+mod ops;
+
+use ops::{free_port, get, record, Killed};
 
 /// How long the page has to show what the test waits for.
 const DEADLINE: Duration = Duration::from_secs(60);
@@ -318,69 +319,6 @@ fn shows_the_run(page: &Value, partitions: usize) -> bool {
         .iter()
         .any(|r| cells(r).first() == Some(&"overheat"));
     read > 0.0 && watermarks.count() == partitions && firing
-}
-
-/// GET `path`: (status, body).
-fn get(port: u16, path: &str) -> Option<(u16, String)> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    let status = response.split(' ').nth(1)?.parse().ok()?;
-    let body = response.split_once("\r\n\r\n")?.1.to_owned();
-    Some((status, body))
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A recording of 20 simulated devices over 10 minutes on 4 partitions.
-fn record(dir: &Path) -> usize {
-    let config = SimulatorConfig {
-        devices: 20,
-        duration_ms: 600_000,
-        seed: 3,
-        anomaly_rate: 0.5,
-        ..SimulatorConfig::default()
-    };
-    let mut recorder = Recorder::open(dir, "readings").unwrap();
-    let mut offsets = [0i64; 4];
-    let mut n = 0;
-    for r in generate(&config) {
-        let p = weir::operators::SensorKey::route_hash(&r.key, "") as usize % 4;
-        recorder
-            .push(&RecordRef {
-                partition: p as i32,
-                offset: offsets[p],
-                timestamp: Some(r.timestamp_ms),
-                key: Some(r.key.as_bytes()),
-                value: &r.payload,
-                headers: &[],
-            })
-            .unwrap();
-        offsets[p] += 1;
-        n += 1;
-    }
-    recorder.seal().unwrap();
-    n
-}
-
-struct Killed(Child);
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 #[test]
