@@ -349,7 +349,7 @@ fn rule_summary(r: &Rule) -> String {
 }
 
 /// A duration in ms as humantime writes it: `30s`, `5m`, `1h 30m`, `0s`.
-fn human_ms(ms: u64) -> String {
+pub(crate) fn human_ms(ms: u64) -> String {
     humantime::format_duration(Duration::from_millis(ms)).to_string()
 }
 
@@ -1685,7 +1685,7 @@ fn rule_kind(d: &mut Diag<'_>, r: &RawRule, field: &dyn Fn(&str) -> String) -> R
 }
 
 /// The name a rules file gives a statistic.
-fn stat_name(stat: Stat) -> &'static str {
+pub(crate) fn stat_name(stat: Stat) -> &'static str {
     match stat {
         Stat::Mean => "mean",
         Stat::Min => "min",

@@ -28,6 +28,7 @@
 pub mod backtest;
 pub mod config;
 pub mod demo;
+pub mod explain;
 pub mod figures;
 pub mod http;
 pub mod pipeline;

@@ -149,6 +149,9 @@ enum Command {
     Check {
         /// The pipeline file (TOML).
         pipeline: PathBuf,
+        /// Also explain each rule in plain words.
+        #[arg(long)]
+        explain: bool,
     },
     /// Run tests: `weir test rules FILE...` tests alert rules files.
     Test {
@@ -362,9 +365,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             print!("{}", weir::runtime::checkpoint_table(&dir)?);
             Ok(())
         }
-        Command::Check { pipeline } => {
+        Command::Check { pipeline, explain } => {
             let spec = weir::config::load_pipeline(&pipeline)?;
             println!("{} is valid.\n{}", pipeline.display(), spec.summary());
+            if explain {
+                println!("\n{}", weir::explain::explain(&spec));
+            }
             Ok(())
         }
         Command::Test {

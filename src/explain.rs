@@ -1,0 +1,174 @@
+//! `weir check --explain`: each rule of a pipeline in plain words, one line
+//! per aspect, so that a plant engineer can read what a rules file does.
+
+use std::fmt::Write as _;
+
+use weir_operators::alert::{Direction, Rule, RuleInput, RuleKind};
+
+use crate::config::{human_ms, stat_name, PipelineSpec};
+
+/// Every rule of `spec`, explained.
+pub fn explain(spec: &PipelineSpec) -> String {
+    let mut out = String::new();
+    if spec.rules.rules.is_empty() {
+        out.push_str("No alert rules.\n");
+    }
+    for rule in &spec.rules.rules {
+        out.push_str(&explain_rule(rule));
+        out.push('\n');
+    }
+    out
+}
+
+/// One rule in plain words.
+pub fn explain_rule(r: &Rule) -> String {
+    let mut s = format!("{} (severity {})\n", r.name, r.severity);
+    let sensors = if r.sensors.is_empty() {
+        "every sensor".to_owned()
+    } else {
+        r.sensors.join(", ")
+    };
+    let devices = r.devices.as_ref().map_or("every device".to_owned(), |m| {
+        format!("devices matching {}", m.glob().glob())
+    });
+    let (watched, one) = match r.input {
+        RuleInput::Readings => (format!("readings of {sensors} from {devices}"), "reading"),
+        RuleInput::Window { size_ms, stat } => (
+            format!(
+                "the {} of {sensors} over {} tumbling windows, from {devices}",
+                stat_name(stat),
+                human_ms(size_ms)
+            ),
+            "window",
+        ),
+    };
+    let _ = writeln!(s, "  watches: {watched}, each device and sensor on its own");
+    let signal = match r.kind {
+        RuleKind::Silence { after_ms } => {
+            let _ = writeln!(
+                s,
+                "  fires: when no reading comes for {} of event time, once the device's partition \
+                 shows later readings (or at its next reading)",
+                human_ms(after_ms)
+            );
+            let _ = writeln!(s, "  resolves: at the next reading");
+            explain_common(&mut s, r);
+            return s;
+        }
+        RuleKind::Threshold => format!("a {one}'s value"),
+        RuleKind::RateOfChange { span_ms } => format!(
+            "the change per second from the earliest {one} at most {} before",
+            human_ms(span_ms)
+        ),
+        RuleKind::Deviation { baseline } => format!(
+            "the distance, in standard deviations, of a {one} from the mean of the previous {baseline}"
+        ),
+    };
+    let (side, safe) = match r.direction {
+        Direction::Above => ("above", "at or below"),
+        Direction::Below => ("below", "at or above"),
+    };
+    let mut fires = format!("when {signal} is {side} {}", r.threshold);
+    if r.consecutive > 1 {
+        let _ = write!(fires, ", for {} {one}s in a row", r.consecutive);
+    }
+    if r.for_ms > 0 {
+        let _ = write!(
+            fires,
+            ", and has been for {} of event time",
+            human_ms(r.for_ms)
+        );
+    }
+    let _ = writeln!(s, "  fires: {fires}");
+    let mut resolves = format!("when it is {safe} {}", r.clear);
+    if r.keep_firing_for_ms > 0 {
+        let _ = write!(
+            resolves,
+            ", once that has held for {}",
+            human_ms(r.keep_firing_for_ms)
+        );
+    }
+    let _ = writeln!(s, "  resolves: {resolves}");
+    explain_common(&mut s, r);
+    s
+}
+
+/// The aspects every kind shares: cooldown and escalation.
+fn explain_common(s: &mut String, r: &Rule) {
+    if r.cooldown_ms > 0 {
+        let _ = writeln!(
+            s,
+            "  cooldown: a firing within {} of the last one is not sent, nor its resolution",
+            human_ms(r.cooldown_ms)
+        );
+    }
+    if let Some((after_ms, severity)) = &r.escalation {
+        let _ = writeln!(
+            s,
+            "  escalates: to {severity} if still firing {} after it fired",
+            human_ms(*after_ms)
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_threshold_rule_in_plain_words() {
+        let rule = Rule {
+            severity: "critical".into(),
+            clear: 85.0,
+            consecutive: 3,
+            for_ms: 30_000,
+            keep_firing_for_ms: 120_000,
+            cooldown_ms: 300_000,
+            escalation: Some((3_600_000, "critical".into())),
+            ..Rule::new("overheat", "temperature", Direction::Above, 90.0)
+                .devices("press-*")
+                .unwrap()
+        };
+        assert_eq!(
+            explain_rule(&rule),
+            "overheat (severity critical)\n\
+             \x20 watches: readings of temperature from devices matching press-*, each device and sensor on its own\n\
+             \x20 fires: when a reading's value is above 90, for 3 readings in a row, and has been for 30s of event time\n\
+             \x20 resolves: when it is at or below 85, once that has held for 2m\n\
+             \x20 cooldown: a firing within 5m of the last one is not sent, nor its resolution\n\
+             \x20 escalates: to critical if still firing 1h after it fired\n"
+        );
+    }
+
+    #[test]
+    fn rate_deviation_and_silence_rules_in_plain_words() {
+        let rate = Rule {
+            kind: RuleKind::RateOfChange { span_ms: 60_000 },
+            ..Rule::new("heating-fast", "temperature", Direction::Above, 0.5)
+        };
+        assert!(explain_rule(&rate).contains(
+            "fires: when the change per second from the earliest reading at most 1m before is above 0.5\n"
+        ));
+        let deviation = Rule {
+            kind: RuleKind::Deviation { baseline: 20 },
+            input: RuleInput::Window {
+                size_ms: 60_000,
+                stat: weir_operators::alert::Stat::Mean,
+            },
+            ..Rule::new("odd", "vibration", Direction::Above, 3.0)
+        };
+        let text = explain_rule(&deviation);
+        assert!(text.contains("watches: the mean of vibration over 1m tumbling windows"));
+        assert!(text.contains(
+            "fires: when the distance, in standard deviations, of a window from the mean of the previous 20 is above 3\n"
+        ));
+        let silence = Rule {
+            kind: RuleKind::Silence { after_ms: 300_000 },
+            ..Rule::new("quiet", "speed", Direction::Above, 0.0)
+        };
+        let text = explain_rule(&silence);
+        assert!(text.contains("fires: when no reading comes for 5m of event time"));
+        assert!(text.contains("resolves: at the next reading\n"));
+        assert!(!text.contains("above"));
+    }
+}
