@@ -26,12 +26,12 @@ pub struct RunControl {
 impl RunControl {
     /// Asks every source of the run to stop; the dataflow then drains.
     pub fn request_stop(&self) {
-        self.stop.store(true, Ordering::Relaxed);
+        self.stop.store(true, Ordering::SeqCst);
     }
 
     /// Whether a stop was requested.
     pub fn stop_requested(&self) -> bool {
-        self.stop.load(Ordering::Relaxed)
+        self.stop.load(Ordering::SeqCst)
     }
 
     /// Records a failure of the pipeline itself (a sink that could not

@@ -9,7 +9,7 @@ use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::Capability;
 use timely::dataflow::Stream;
 
-use crate::checkpoint::{Env, Marker};
+use crate::checkpoint::{Barrier, Env, Marker};
 use crate::control::Run;
 use crate::metrics::{GaugeShare, Metrics};
 use crate::reading::{KeyRef, Reading, SensorKey, WindowAggregate as Aggregate};
@@ -241,14 +241,14 @@ where
             // The latest checkpoint's frontier: a stop keeps the windows that
             // closed before it, which that checkpoint counts as written.
             let mut checkpointed: Option<u64> = None;
+            let mut barrier = Barrier::default();
             let mut open = GaugeShare::new(&run.metrics.windows_open);
             let mut bytes = GaugeShare::new(&run.metrics.window_state_bytes);
             move |(input, frontier), (marker_input, marker_frontier), output| {
-                marker_input.for_each(|_, markers| {
-                    for marker in markers.drain(..) {
-                        checkpointed = checkpointed.max(marker.until());
-                    }
-                });
+                marker_input.for_each(|_, markers| barrier.receive(markers));
+                while let Some(marker) = barrier.next_due(None) {
+                    checkpointed = checkpointed.max(marker.until());
+                }
                 input.for_each_stamp(|cap, data| {
                     if held
                         .as_ref()
@@ -265,22 +265,23 @@ where
                 });
                 let Some(cap) = held.as_mut() else { return };
                 let frontier = frontier.frontier().first().copied();
-                if frontier.is_none() && run.control.stop_requested() {
-                    if !marker_frontier.is_empty() {
-                        // The last checkpoint marker may still be on its way.
-                        return;
-                    }
+                if !barrier.stopping(&run) {
+                    state.flush_until(frontier, &mut closed);
+                } else {
+                    // A stop: windows close only as far as the latest
+                    // checkpoint, which counts them as written.
                     if let Some(at) = checkpointed {
-                        state.flush_until(Some(at), &mut closed);
+                        state.flush_until(Some(frontier.map_or(at, |f| f.min(at))), &mut closed);
                     }
-                    let dropped = state.discard();
-                    Metrics::add(&run.metrics.windows_left_open, dropped as u64);
-                    tracing::info!(
-                        dropped,
-                        "Stopped: open windows are not complete and are not written"
-                    );
+                    if frontier.is_none() && marker_frontier.is_empty() {
+                        let dropped = state.discard();
+                        Metrics::add(&run.metrics.windows_left_open, dropped as u64);
+                        tracing::info!(
+                            dropped,
+                            "Stopped: open windows are not complete and are not written"
+                        );
+                    }
                 }
-                state.flush_until(frontier, &mut closed);
                 Metrics::add(&run.metrics.windows, closed.len() as u64);
                 // A walk over the open windows, not their keys.
                 let (n, b) = state.footprint();

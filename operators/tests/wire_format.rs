@@ -145,8 +145,14 @@ fn checkpoint_markers_and_acknowledgements_round_trip() {
     let marker = Marker {
         id: 7,
         frontier: 1_700_000_000_000,
+        last: false,
     };
-    round_trip(vec![marker.clone(), Marker { id: 0, frontier: 0 }]);
+    let stop = Marker {
+        id: 0,
+        frontier: 0,
+        last: true,
+    };
+    round_trip(vec![marker.clone(), stop]);
     let part = PartInfo {
         name: "ckpt-000000000007-alerts.1-w1.part".into(),
         op: "alerts.1".into(),

@@ -150,7 +150,7 @@ where
                 frontier.frontier().first().copied(),
                 marker_frontier.frontier().first().copied(),
             );
-            let stopped = frontier.is_none() && run.control.stop_requested();
+            let stopping = barrier.stopping(&run);
             // Each checkpoint sees the state exactly at its frontier.
             let mut steps = Vec::new();
             while let Some(marker) = barrier.next_due(frontier) {
@@ -158,11 +158,14 @@ where
             }
             steps.push((frontier, None));
             for (until, marker) in steps {
-                if stopped && marker.is_none() {
-                    // A stop: what the pending observations would lead to
-                    // depends on input not read yet.
-                    evaluator.discard_pending();
-                    held = None;
+                if stopping && marker.is_none() {
+                    // A stop: only checkpoints move the state on. What the
+                    // pending observations would lead to depends on input
+                    // not read yet.
+                    if frontier.is_none() {
+                        evaluator.discard_pending();
+                        held = None;
+                    }
                     continue;
                 }
                 let suppressed = evaluator.advance_to(until, &mut alerts);

@@ -374,13 +374,24 @@ impl Participant {
 #[derive(Debug, Default)]
 pub(crate) struct Barrier {
     pending: Vec<Marker>,
+    last: bool,
 }
 
 impl Barrier {
     /// Takes the markers of the marker input.
     pub(crate) fn receive(&mut self, markers: &mut Vec<Marker>) {
+        self.last |= markers.iter().any(|m| m.last);
         self.pending.append(markers);
         self.pending.sort_by_key(|m| m.frontier);
+    }
+
+    /// Whether the run is stopping: asked to here, or the last marker of a
+    /// stop (from a process asked to stop) arrived. A stopping operator goes
+    /// only as far as checkpoint markers take it: once stopped sources let
+    /// go of their capabilities, the frontier may pass records they never
+    /// read.
+    pub(crate) fn stopping(&self, run: &Run) -> bool {
+        self.last || run.control.stop_requested()
     }
 
     /// The next marker whose frontier the operator's inputs have reached
@@ -460,8 +471,9 @@ fn now_ms() -> u64 {
 }
 
 /// The trigger: on worker 0, holds a capability that follows the sources'
-/// frontier and sends a marker at it every interval, and a last one when a
-/// stop is requested. Elsewhere, and without checkpoints, it sends nothing.
+/// frontier and sends a marker at it every interval, and a last one
+/// ([`Marker::last`]) when a stop is requested. Elsewhere, and without
+/// checkpoints, it sends nothing.
 fn trigger<'scope>(
     scope: Scope<'scope, u64>,
     session: Option<Arc<Session>>,
@@ -515,6 +527,7 @@ fn trigger<'scope>(
                 output.session(&*c).give(Marker {
                     id: next_id,
                     frontier: target,
+                    last: stopping,
                 });
                 shared.started.borrow_mut().insert(next_id, Instant::now());
                 tracing::debug!(

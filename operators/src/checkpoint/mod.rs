@@ -76,6 +76,12 @@ pub struct Marker {
     pub id: u64,
     /// The event-time frontier of the checkpoint.
     pub frontier: u64,
+    /// The last checkpoint of a run asked to stop: operators bring their
+    /// state to its frontier and no further. Once the stopped sources let go of their capabilities, the
+    /// frontier may pass records they never read, so nothing beyond this
+    /// frontier is complete.
+    #[serde(default)]
+    pub last: bool,
 }
 
 impl Marker {
