@@ -42,6 +42,7 @@
 //! start = "earliest"                # earliest | latest | committed | an RFC 3339 time
 //! out_of_orderness = "5s"           # default 5s
 //! idle_timeout = "30s"              # default 30s; "0s" or "off" disables
+//! watermark_step = "100ms"          # default 100ms; the watermark moves in steps of this much event time
 //! properties = { "fetch.min.bytes" = "1" }   # extra librdkafka properties
 //!
 //! [decode]                          # optional; defaults as shown
@@ -127,6 +128,8 @@ const DEFAULT_WINDOW_MS: u64 = 60_000;
 const DEFAULT_OUT_OF_ORDERNESS_MS: u64 = 5_000;
 /// Idle timeout when `source.idle_timeout` is not given.
 const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Watermark step when `source.watermark_step` is not given.
+const DEFAULT_WATERMARK_STEP_MS: u64 = 100;
 /// Parquet windows must divide a day, so they line up with the hour and day partitions.
 const DAY_MS: u64 = 86_400_000;
 
@@ -182,13 +185,14 @@ impl PipelineSpec {
         let _ = writeln!(s, "pipeline {} ({})", self.name, self.path.display());
         let _ = writeln!(
             s,
-            "source: Kafka topic {} on {}, group {}, from {}, out-of-orderness {}, idle timeout {}",
+            "source: Kafka topic {} on {}, group {}, from {}, out-of-orderness {}, idle timeout {}, watermark step {}",
             src.topic,
             src.brokers,
             src.group_id,
             start,
             human_ms(src.out_of_orderness_ms),
-            idle
+            idle,
+            human_ms(src.watermark_step_ms)
         );
         let d = &self.decode;
         let format = match d.time_format {
@@ -481,6 +485,10 @@ struct RawSource {
     /// Wall-clock silence after which a partition no longer holds the
     /// watermark back; default `30s`; `0s` or `off` disables.
     idle_timeout: Option<Spanned<String>>,
+    /// Event time by which the watermark (the dataflow frontier) advances
+    /// at a time; default `100ms`; must be longer than 0. Smaller steps
+    /// emit windows and alerts sooner, at the cost of more progress traffic.
+    watermark_step: Option<Spanned<String>>,
     /// Extra librdkafka properties (strings, numbers or booleans).
     properties: Option<BTreeMap<String, Spanned<toml::Value>>>,
 }
@@ -726,9 +734,10 @@ fn check_rules(value: &Spanned<DeValue<'_>>, out: &mut Vec<toml::de::Error>) -> 
 /// Checks each field of a table on its own as a field of `T`; false if
 /// `value` is not a table.
 /// Fields whose values are durations, written as strings.
-const DURATION_FIELDS: [&str; 11] = [
+const DURATION_FIELDS: [&str; 12] = [
     "out_of_orderness",
     "idle_timeout",
+    "watermark_step",
     "max_future",
     "size",
     "for",
@@ -1131,6 +1140,20 @@ fn validate_source(
         Some(t) => duration_ms(d, t, "source.idle_timeout")
             .filter(|ms| *ms > 0)
             .map(Duration::from_millis),
+    };
+    source.watermark_step_ms = match &r.watermark_step {
+        None => DEFAULT_WATERMARK_STEP_MS,
+        Some(step) => match duration_ms(d, step, "source.watermark_step") {
+            Some(0) => {
+                d.err(
+                    step.span(),
+                    "source.watermark_step",
+                    "must be longer than 0",
+                );
+                DEFAULT_WATERMARK_STEP_MS
+            }
+            ms => ms.unwrap_or(DEFAULT_WATERMARK_STEP_MS),
+        },
     };
     source.bounded = false;
     source.properties = properties(d, r.properties.as_ref(), "source.properties");
@@ -1996,6 +2019,7 @@ path = "out/windows"
         assert_eq!(spec.source.start, StartOffset::Earliest);
         assert_eq!(spec.source.out_of_orderness_ms, 5_000);
         assert_eq!(spec.source.idle_timeout, Some(Duration::from_secs(30)));
+        assert_eq!(spec.source.watermark_step_ms, 100);
         assert!(!spec.source.bounded);
         assert_eq!(spec.decode, DecodeConfig::default());
         assert_eq!(spec.window_ms, 60_000);
@@ -2003,6 +2027,32 @@ path = "out/windows"
         assert_eq!(spec.rules_file, None);
         assert!(spec.alerts.is_none() && spec.dead_letters.is_none());
         assert_eq!(spec.workers, 1);
+    }
+
+    #[test]
+    fn watermark_step() {
+        let with = |step: &str| {
+            MINIMAL.replace(
+                "topic = \"readings\"",
+                &format!("topic = \"readings\"\nwatermark_step = {step}"),
+            )
+        };
+        assert_eq!(
+            pipeline(&with("\"1ms\"")).unwrap().source.watermark_step_ms,
+            1
+        );
+        assert_eq!(
+            pipeline(&with("\"2s\"")).unwrap().source.watermark_step_ms,
+            2_000
+        );
+        for (bad, problem) in [
+            ("\"0s\"", "source.watermark_step: must be longer than 0"),
+            ("\"5\"", "source.watermark_step: invalid duration \"5\""),
+            ("5", "durations are strings with a unit"),
+        ] {
+            let e = pipeline(&with(bad)).unwrap_err().to_string();
+            assert!(e.contains(problem), "{bad}: {e}");
+        }
     }
 
     #[test]
