@@ -1,0 +1,256 @@
+//! The workload of issue 9, in memory: 2,000,000 JSON readings of about 80
+//! bytes (`{"device_id":"dev-00042","sensor":"temperature","ts":…,"value":61.23}`)
+//! from 1,000 devices with 3 sensors, 10 readings per ms of event time,
+//! generated from a fixed seed. The pipeline computes 10 s tumbling windows
+//! (count, min, max, mean) and, in the second variant, one threshold rule
+//! (above 80) on every sensor.
+//!
+//! It reports, in the same run, Weir on 1 and 2 workers (windows only, and
+//! windows + rule) and a plain single-threaded loop: serde_json into a
+//! borrowed struct, a hash map of windows, the same threshold. The loop is
+//! the reference, both for speed and for correctness: Weir's window and
+//! alert counts must equal the loop's.
+//!
+//! `cargo bench --bench workload` (set `WEIR_BENCH_READINGS` to change the
+//! input size, `WEIR_BENCH_RUNS` the number of runs of which the best is
+//! kept).
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hashbrown::HashMap;
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use serde::Deserialize;
+use timely::dataflow::operators::Probe;
+use timely::dataflow::ProbeHandle;
+use weir::operators::alert::{Direction, Rule, RuleSet};
+use weir::operators::memory::{MemorySource, MemoryTopic};
+use weir::operators::{Decoder, Env, EvaluateAlerts, Metrics, Run, SensorKey, WindowAggregateOp};
+
+const DEVICES: usize = 1_000;
+const SENSORS: [&str; 3] = ["temperature", "pressure", "vibration"];
+/// Readings per ms of event time.
+const PER_MS: u64 = 10;
+const START_MS: u64 = 1_700_000_000_000;
+const WINDOW_MS: u64 = 10_000;
+const THRESHOLD: f64 = 80.0;
+const PARTITIONS: usize = 8;
+const SEED: u64 = 9;
+
+/// `n` readings, each of a random (device, sensor), valued uniformly in
+/// [20, 82.5) with two decimals (so about 4% breach the threshold), on
+/// `PARTITIONS` partitions keyed by device. Event time grows by 1 ms every
+/// `PER_MS` readings, so every partition, and every key, is in time order.
+fn workload(n: usize) -> MemoryTopic {
+    let mut rng = SmallRng::seed_from_u64(SEED);
+    let mut payload = String::with_capacity(96);
+    let mut records = Vec::with_capacity(n);
+    for i in 0..n as u64 {
+        let device = rng.random_range(0..DEVICES);
+        let sensor = SENSORS[rng.random_range(0..SENSORS.len())];
+        let value = 20.0 + rng.random_range(0..6_250) as f64 / 100.0;
+        let ts = START_MS + i / PER_MS;
+        payload.clear();
+        write!(
+            payload,
+            r#"{{"device_id":"dev-{device:05}","sensor":"{sensor}","ts":{ts},"value":{value:.2}}}"#
+        )
+        .expect("writing to a String");
+        let key = format!("dev-{device:05}");
+        let partition = SensorKey::route_hash(&key, "") as usize % PARTITIONS;
+        records.push((partition, key, payload.clone().into_bytes(), ts as i64));
+    }
+    MemoryTopic::from_records(
+        "workload",
+        PARTITIONS,
+        records
+            .iter()
+            .map(|(p, key, payload, ts)| (*p, Some(key.as_bytes()), payload.as_slice(), Some(*ts))),
+    )
+}
+
+#[derive(Deserialize)]
+struct Plain<'a> {
+    device_id: &'a str,
+    sensor: &'a str,
+    ts: u64,
+    value: f64,
+}
+
+/// count, min, max, sum
+type Window = (u64, f64, f64, f64);
+
+/// What the plain loop computes.
+struct PlainResult {
+    windows: usize,
+    /// Sum of the windows' counts.
+    counted: u64,
+    /// Readings above the threshold.
+    breaches: u64,
+    /// Alert events (firing and resolved) of the threshold rule.
+    alerts: u64,
+}
+
+/// The plain loop over every partition in turn. Each key's readings are in
+/// time order within its partition, which is the order the rule needs.
+fn plain_loop(topic: &MemoryTopic) -> PlainResult {
+    // Keys borrow the names from the payloads, which outlive the maps.
+    let mut windows: HashMap<(&str, &str, u64), Window> = HashMap::new();
+    let mut firing: HashMap<(&str, &str), bool> = HashMap::new();
+    let (mut breaches, mut alerts) = (0, 0);
+    for partition in &topic.partitions {
+        for record in partition {
+            let r: Plain = serde_json::from_slice(&record.payload).expect("bench input is valid");
+            let start = r.ts - r.ts % WINDOW_MS;
+            let w = windows.entry((r.device_id, r.sensor, start)).or_insert((
+                0,
+                f64::INFINITY,
+                f64::NEG_INFINITY,
+                0.0,
+            ));
+            w.0 += 1;
+            w.1 = w.1.min(r.value);
+            w.2 = w.2.max(r.value);
+            w.3 += r.value;
+            let breach = r.value > THRESHOLD;
+            breaches += u64::from(breach);
+            let state = firing.entry((r.device_id, r.sensor)).or_insert(false);
+            alerts += u64::from(*state != breach);
+            *state = breach;
+        }
+    }
+    // The mean, as the pipeline reports it.
+    let means: f64 = windows.values().map(|w| w.3 / w.0 as f64).sum();
+    assert!(means.is_finite());
+    PlainResult {
+        windows: windows.len(),
+        counted: windows.values().map(|w| w.0).sum(),
+        breaches,
+        alerts,
+    }
+}
+
+/// The threshold rule on every sensor.
+fn rules() -> Arc<RuleSet> {
+    let rule = Rule {
+        sensors: Vec::new(),
+        ..Rule::new("above-80", "", Direction::Above, THRESHOLD)
+    };
+    Arc::new(RuleSet::new(vec![rule]))
+}
+
+/// What Weir computed.
+struct WeirResult {
+    windows: u64,
+    alerts: u64,
+}
+
+/// Weir on `workers` threads, with or without the rule.
+fn weir(topic: &Arc<MemoryTopic>, workers: usize, with_rule: bool) -> WeirResult {
+    let run = Run::default();
+    let metrics = run.metrics.clone();
+    let topic = topic.clone();
+    let rules = rules();
+    timely::execute(timely::Config::process(workers), move |worker| {
+        let probe = ProbeHandle::new();
+        worker.dataflow::<u64, _, _>(|scope| {
+            let env = Env::new(scope, run.clone(), "workload", None);
+            let (readings, _dead) =
+                scope.memory_source(topic.clone(), Decoder::default(), 5_000, &env);
+            if with_rule {
+                readings
+                    .clone()
+                    .evaluate_alerts(rules.clone(), &env)
+                    .probe_with(&probe);
+            }
+            readings
+                .window_aggregate(WINDOW_MS, &env)
+                .probe_with(&probe);
+        });
+    })
+    .expect("timely starts")
+    .join();
+    let alerts = metrics
+        .alerts_by_rule()
+        .values()
+        .map(|c| c.firing + c.resolved)
+        .sum();
+    WeirResult {
+        windows: Metrics::get(&metrics.windows),
+        alerts,
+    }
+}
+
+fn best_of<T>(runs: usize, mut f: impl FnMut() -> T) -> (Duration, T) {
+    let mut best = None::<(Duration, T)>;
+    for _ in 0..runs {
+        let start = Instant::now();
+        let out = f();
+        let took = start.elapsed();
+        if best.as_ref().is_none_or(|(b, _)| took < *b) {
+            best = Some((took, out));
+        }
+    }
+    best.expect("at least one run")
+}
+
+fn main() {
+    // `cargo test --benches` runs bench binaries without `--bench`: keep that quick.
+    let quick = !std::env::args().any(|a| a == "--bench");
+    let env_usize = |name: &str| std::env::var(name).ok().and_then(|v| v.parse().ok());
+    let n = env_usize("WEIR_BENCH_READINGS").unwrap_or(if quick { 60_000 } else { 2_000_000 });
+    let runs = env_usize("WEIR_BENCH_RUNS").unwrap_or(if quick { 1 } else { 3 });
+    let topic = Arc::new(workload(n));
+    let bytes: usize = topic
+        .partitions
+        .iter()
+        .flatten()
+        .map(|r| r.payload.len())
+        .sum();
+    println!(
+        "workload: {n} readings ({:.1} bytes each), {DEVICES} devices x {} sensors, \
+         {WINDOW_MS} ms windows, rule above {THRESHOLD} on every sensor; best of {runs} runs",
+        bytes as f64 / n as f64,
+        SENSORS.len()
+    );
+    let rate = |took: Duration| n as f64 / took.as_secs_f64();
+
+    let (took, plain) = best_of(runs, || plain_loop(&topic));
+    assert_eq!(plain.counted, n as u64, "the plain loop lost readings");
+    let plain_rate = rate(took);
+    println!(
+        "  plain loop, 1 thread      {plain_rate:>12.0} readings/s  ({} windows, {} breaches, {} alert events)",
+        plain.windows, plain.breaches, plain.alerts
+    );
+
+    for (with_rule, label) in [(false, "windows"), (true, "windows + rule")] {
+        let mut rates = Vec::new();
+        for workers in [1, 2] {
+            let (took, out) = best_of(runs, || weir(&topic, workers, with_rule));
+            assert_eq!(
+                out.windows as usize, plain.windows,
+                "{label}, {workers} worker(s): Weir and the plain loop disagree on windows"
+            );
+            if with_rule {
+                assert_eq!(
+                    out.alerts, plain.alerts,
+                    "{label}, {workers} worker(s): Weir and the plain loop disagree on alerts"
+                );
+            }
+            let r = rate(took);
+            rates.push(r);
+            println!(
+                "  weir {label:<14} {workers}w {r:>12.0} readings/s  {:.2}x the loop  ({} windows, {} alert events)",
+                r / plain_rate,
+                out.windows,
+                out.alerts
+            );
+        }
+        println!(
+            "  weir {label:<14} 2 workers vs 1: {:.2}x",
+            rates[1] / rates[0]
+        );
+    }
+}
