@@ -106,15 +106,17 @@ pub fn alert_events(
             scope.recording_source(recording.clone(), Decoder::new(decode.clone()), bound, ctx);
         for (i, rules) in sets.iter().enumerate() {
             let sink = sink.clone();
-            crate::pipeline::alerts(&readings, None, rules.clone(), ctx).inspect(move |alert| {
-                sink.lock().unwrap_or_else(|p| p.into_inner())[i].push(Event {
-                    rule: alert.rule.to_string(),
-                    device: alert.device.to_string(),
-                    sensor: alert.sensor.to_string(),
-                    state: alert.state.as_str().to_owned(),
-                    time: alert.event_time,
-                });
-            });
+            weir_operators::alert::alerts(&readings, &[], rules.clone(), ctx).inspect(
+                move |alert| {
+                    sink.lock().unwrap_or_else(|p| p.into_inner())[i].push(Event {
+                        rule: alert.rule.to_string(),
+                        device: alert.device.to_string(),
+                        sensor: alert.sensor.to_string(),
+                        state: alert.state.as_str().to_owned(),
+                        time: alert.event_time,
+                    });
+                },
+            );
         }
     })?;
     let mut events = std::mem::take(&mut *events.lock().unwrap_or_else(|p| p.into_inner()));

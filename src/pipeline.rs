@@ -3,14 +3,11 @@
 
 use std::sync::Arc;
 
-use timely::dataflow::operators::Concatenate;
 use timely::dataflow::Scope;
-use timely::dataflow::Stream;
+use weir_operators::alert::alerts;
 use weir_operators::kafka::{KafkaSink, KafkaSource};
 use weir_operators::parquet::ParquetSink;
-use weir_operators::{
-    Alert, Decoder, EvaluateAlerts, Reading, RuleSet, WindowAggregate, WindowAggregateOp,
-};
+use weir_operators::{Decoder, WindowAggregateOp};
 
 use crate::config::PipelineSpec;
 use crate::runtime::{run, Context, RunOptions, RunReport};
@@ -25,7 +22,8 @@ use crate::runtime::{run, Context, RunOptions, RunReport};
 ///               └─ dead letters ─ kafka_sink(dead letters)
 /// ```
 ///
-/// Without a dead-letter sink, dead letters are counted and logged only.
+/// The rules are wired by [`alerts`], as in a Rust pipeline. Without a
+/// dead-letter sink, dead letters are counted and logged only.
 pub fn build<'s>(scope: Scope<'s, u64>, ctx: &Context<'s>, spec: &PipelineSpec) {
     let mut source = spec.source.clone();
     source.bounded |= ctx.bounded;
@@ -44,37 +42,9 @@ pub fn build<'s>(scope: Scope<'s, u64>, ctx: &Context<'s>, spec: &PipelineSpec) 
     let Some(alerts_sink) = &spec.alerts else {
         return;
     };
-    let shared = windows.map(|w| (spec.window_ms, w));
-    alerts(
-        &readings,
-        shared.as_ref(),
-        Arc::new(spec.rules.clone()),
-        ctx,
-    )
-    .kafka_sink(alerts_sink.clone(), ctx);
-}
-
-/// The alert events of `rules` over `readings`: reading rules evaluated on
-/// each reading, window rules on windows of their size (reusing `windows`,
-/// already aggregated at its size, where the sizes agree).
-pub fn alerts<'s>(
-    readings: &Stream<'s, u64, Vec<Reading>>,
-    windows: Option<&(u64, Stream<'s, u64, Vec<WindowAggregate>>)>,
-    rules: Arc<RuleSet>,
-    ctx: &Context<'s>,
-) -> Stream<'s, u64, Vec<Alert>> {
-    let mut alerts = Vec::new();
-    if rules.has_reading_rules() {
-        alerts.push(readings.clone().evaluate_alerts(rules.clone(), ctx));
-    }
-    for size in rules.window_sizes() {
-        let sized = match windows {
-            Some((window_ms, w)) if size == *window_ms => w.clone(),
-            _ => readings.clone().window_aggregate(size, ctx),
-        };
-        alerts.push(sized.evaluate_alerts(rules.clone(), ctx));
-    }
-    readings.scope().concatenate(alerts)
+    let windows: Vec<_> = windows.into_iter().collect();
+    alerts(&readings, &windows, Arc::new(spec.rules.clone()), ctx)
+        .kafka_sink(alerts_sink.clone(), ctx);
 }
 
 /// Runs the pipeline `spec` describes with `options` (whose worker count

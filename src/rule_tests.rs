@@ -6,7 +6,7 @@
 //! notation) and the alert events it expects. Running a test turns the
 //! series into JSON readings, feeds them in arrival order through the real
 //! operators (an in-memory source with the Kafka source's decoding,
-//! lateness and watermark logic, then [`crate::pipeline::alerts`], the
+//! lateness and watermark logic, then [`weir_operators::alert::alerts`], the
 //! wiring of window and reading rules a pipeline file uses) in a bounded
 //! run, and compares the alert events with the expected ones.
 //!
@@ -1060,7 +1060,7 @@ impl RuleTest {
                 lock(&dead).push((d.reason.clone(), d.offset, d.detail.clone()));
             });
             let alerts = alerts_in.clone();
-            crate::pipeline::alerts(&readings, None, rules.clone(), ctx).inspect(move |a| {
+            weir_operators::alert::alerts(&readings, &[], rules.clone(), ctx).inspect(move |a| {
                 lock(&alerts).push(Event {
                     time: a.event_time,
                     rule: a.rule.clone(),

@@ -36,14 +36,15 @@ impl RunControl {
 
     /// Records a failure of the pipeline itself (a sink that could not
     /// deliver, a file that could not be written) and asks the sources to
-    /// stop: the run drains and ends with an error.
+    /// stop: the run drains and ends with an error. The same error from
+    /// several workers is kept once.
     pub fn add_error(&self, error: String) {
-        tracing::error!(%error, "Pipeline error");
         self.request_stop();
-        self.errors
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(error);
+        let mut errors = self.errors.lock().unwrap_or_else(|e| e.into_inner());
+        if !errors.contains(&error) {
+            tracing::error!(%error, "Pipeline error");
+            errors.push(error);
+        }
     }
 
     /// Failures recorded so far.

@@ -210,12 +210,14 @@ impl<'scope> WindowAggregate<'scope> for Stream<'scope, u64, Vec<Reading>> {
         let run = env.run().clone();
         let markers = env.markers();
         // With one worker, routing by key is a no-op: skip the exchange.
-        if self.scope().peers() == 1 {
+        let windows = if self.scope().peers() == 1 {
             window_operator(self, markers, Pipeline, state, run)
         } else {
             let pact = Exchange::new(|r: &Reading| r.route);
             window_operator(self, markers, pact, state, run)
-        }
+        };
+        env.note_windows(&windows, size_ms);
+        windows
     }
 }
 

@@ -6,11 +6,11 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use timely::dataflow::operators::Concat;
 use timely::dataflow::Scope;
+use weir::operators::alert::alerts;
 use weir::operators::kafka::{KafkaSink, KafkaSinkConfig, KafkaSource, KafkaSourceConfig};
 use weir::operators::parquet::{ParquetSink, ParquetSinkConfig};
-use weir::operators::{Decoder, EvaluateAlerts, RuleSet, WindowAggregateOp};
+use weir::operators::{Decoder, RuleSet, WindowAggregateOp};
 use weir::Context;
 
 /// Settings of the line monitor pipeline.
@@ -31,11 +31,12 @@ pub struct LineMonitor {
     pub rules: Arc<RuleSet>,
 }
 
-/// Size of the windows written to Parquet and seen by window rules.
+/// Size of the windows written to Parquet (and seen by window rules of
+/// that size).
 pub const WINDOW_MS: u64 = 60_000;
 
 /// The line monitor: one-minute windows of every sensor to Parquet, and the
-/// rules of its rules file on readings and on one-minute windows, to Kafka.
+/// rules of its rules file, whatever they look at, to Kafka.
 pub fn line_monitor<'s>(scope: Scope<'s, u64>, ctx: &Context<'s>, settings: &LineMonitor) {
     let mut source = KafkaSourceConfig::new(&settings.brokers, &settings.readings_topic);
     source.bounded = ctx.bounded;
@@ -51,9 +52,9 @@ pub fn line_monitor<'s>(scope: Scope<'s, u64>, ctx: &Context<'s>, settings: &Lin
         .clone()
         .parquet_sink(ParquetSinkConfig::new(settings.parquet_dir.clone()), ctx);
 
-    let on_readings = readings.evaluate_alerts(settings.rules.clone(), ctx);
-    let on_windows = windows.evaluate_alerts(settings.rules.clone(), ctx);
-    on_readings.concat(on_windows).kafka_sink(
+    // Every rule gets what it looks at: readings, these one-minute windows,
+    // or windows of another size aggregated for it.
+    alerts(&readings, &[windows], settings.rules.clone(), ctx).kafka_sink(
         KafkaSinkConfig::new(&settings.brokers, &settings.alerts_topic),
         ctx,
     );

@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 use crate::reading::Name;
 
 pub use evaluator::{AlertEvaluator, AlertPart};
-pub use operator::EvaluateAlerts;
+pub use operator::{alerts, EvaluateAlerts};
 pub use rule::{Direction, Rule, RuleInput, RuleKind, RuleSet, Stat};
 pub use state::{Observation, RuleState, Transition};
 

@@ -1,18 +1,20 @@
 //! The `evaluate_alerts` operator: routes observations by key, applies them
-//! once the frontier has passed them, and takes part in checkpoints.
+//! once the frontier has passed them, and takes part in checkpoints; and
+//! [`alerts`], which wires it with the windows every rule needs.
 
 use std::sync::Arc;
 
 use timely::dataflow::channels::pact::{Exchange, ParallelizationContract, Pipeline};
 use timely::dataflow::operators::generic::Operator;
-use timely::dataflow::operators::Capability;
+use timely::dataflow::operators::{Capability, Concatenate};
 use timely::dataflow::Stream;
 
 use super::rule::PROGRESS_BUCKET_MS;
 use super::{Alert, AlertEvaluator, AlertPart, AlertState, Observation, RuleSet};
 use crate::checkpoint::{least_frontier, Barrier, Env, Marker};
 use crate::metrics::{AlertCounts, GaugeShare, Metrics};
-use crate::reading::SensorKey;
+use crate::reading::{Reading, SensorKey, WindowAggregate};
+use crate::WindowAggregateOp;
 
 /// Evaluates alert rules on a stream of readings or window aggregates.
 pub trait EvaluateAlerts<'scope> {
@@ -67,6 +69,11 @@ where
         rules: Arc<RuleSet>,
         env: &Env<'scope>,
     ) -> Stream<'scope, u64, Vec<Alert>> {
+        let window_ms = env.window_size(&self);
+        env.note_rules(rules.rules.iter().map(|r| {
+            let fed = O::fed(&r.input, window_ms);
+            (r.name.clone(), r.input.to_string(), fed)
+        }));
         // With one worker, routing by key is a no-op: skip the exchange.
         if self.scope().peers() == 1 {
             alert_operator(self, Pipeline, rules, env)
@@ -74,6 +81,66 @@ where
             alert_operator(self, Exchange::new(|o: &O| o.route()), rules, env)
         }
     }
+}
+
+/// The alert events of every rule of `rules`: rules on readings evaluated
+/// on `readings`, window rules on windows of their size. Windows of a size
+/// are taken from `windows` (streams built by
+/// [`window_aggregate`](crate::WindowAggregateOp::window_aggregate)) where
+/// one has that size, and aggregated from `readings` otherwise. Pipeline
+/// files and Rust pipelines both wire their rules with it, so no rule goes
+/// without what it looks at.
+///
+/// # Examples
+/// ```
+/// use std::sync::Arc;
+/// use timely::dataflow::operators::{Capture, ToStream};
+/// use timely::dataflow::operators::capture::Event;
+/// use weir_operators::alert::{alerts, Direction, Rule, RuleInput, RuleSet, Stat};
+/// use weir_operators::{Env, Reading, WindowAggregateOp};
+///
+/// // A rule on readings, and one on the maximum of 10-second windows.
+/// let spike = Rule::new("spike", "temp", Direction::Above, 90.0);
+/// let warm = Rule {
+///     input: RuleInput::Window { size_ms: 10_000, stat: Stat::Max },
+///     ..Rule::new("warm", "temp", Direction::Above, 80.0)
+/// };
+/// let rules = Arc::new(RuleSet::new(vec![spike, warm]));
+/// let readings = vec![
+///     Reading::new("d1", "temp", 1_000, 85.0, 0, 0),
+///     Reading::new("d1", "temp", 2_000, 95.0, 0, 1),
+/// ];
+/// let captured = timely::example(move |scope| {
+///     let env = Env::standalone(scope);
+///     let readings = readings.to_stream(scope);
+///     // One-minute windows go to Parquet elsewhere; no rule looks at them.
+///     let minutes = readings.clone().window_aggregate(60_000, &env);
+///     alerts(&readings, &[minutes], rules, &env).capture()
+/// });
+/// let mut fired: Vec<_> = captured.iter().flat_map(|e| match e { Event::Messages(_, d) => d.clone(), Event::Progress(_) => vec![] })
+///     .map(|a| (a.rule, a.event_time)).collect();
+/// fired.sort();
+/// assert_eq!(fired, vec![("spike".into(), 2_000), ("warm".into(), 10_000)]);
+/// ```
+pub fn alerts<'scope>(
+    readings: &Stream<'scope, u64, Vec<Reading>>,
+    windows: &[Stream<'scope, u64, Vec<WindowAggregate>>],
+    rules: Arc<RuleSet>,
+    env: &Env<'scope>,
+) -> Stream<'scope, u64, Vec<Alert>> {
+    let mut alerts = Vec::new();
+    if rules.has_reading_rules() {
+        alerts.push(readings.clone().evaluate_alerts(rules.clone(), env));
+    }
+    for size in rules.window_sizes() {
+        let sized = windows
+            .iter()
+            .find(|w| env.window_size(w) == Some(size))
+            .cloned()
+            .unwrap_or_else(|| readings.clone().window_aggregate(size, env));
+        alerts.push(sized.evaluate_alerts(rules.clone(), env));
+    }
+    readings.scope().concatenate(alerts)
 }
 
 fn alert_operator<'scope, O, P>(

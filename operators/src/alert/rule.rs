@@ -60,6 +60,23 @@ pub enum RuleInput {
     },
 }
 
+impl std::fmt::Display for RuleInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RuleInput::Readings => write!(f, "readings"),
+            RuleInput::Window { size_ms, .. } => {
+                let (n, unit) = [(3_600_000, "h"), (60_000, "m"), (1_000, "s")]
+                    .into_iter()
+                    .find(|(unit_ms, _)| size_ms % unit_ms == 0)
+                    .map_or((*size_ms, "ms"), |(unit_ms, unit)| {
+                        (size_ms / unit_ms, unit)
+                    });
+                write!(f, "windows of {n}{unit}")
+            }
+        }
+    }
+}
+
 /// One validated alert rule.
 #[derive(Clone, Debug)]
 pub struct Rule {

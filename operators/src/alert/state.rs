@@ -24,6 +24,9 @@ pub trait Observation: Clone + 'static {
     fn window(&self) -> Option<(u64, u64)>;
     /// Routing hash of the key.
     fn route(&self) -> u64;
+    /// Whether a stream of these observations (of windows of `window_ms`,
+    /// when known) gives a rule with `input` what it looks at.
+    fn fed(input: &RuleInput, window_ms: Option<u64>) -> bool;
 }
 
 impl Observation for Reading {
@@ -41,6 +44,9 @@ impl Observation for Reading {
     }
     fn feeds(&self, rule: &Rule) -> bool {
         rule.input == RuleInput::Readings
+    }
+    fn fed(input: &RuleInput, _window_ms: Option<u64>) -> bool {
+        *input == RuleInput::Readings
     }
     fn value(&self, _rule: &Rule) -> f64 {
         self.value
@@ -68,6 +74,9 @@ impl Observation for WindowAggregate {
     }
     fn feeds(&self, rule: &Rule) -> bool {
         matches!(rule.input, RuleInput::Window { size_ms, .. } if size_ms == self.window_end - self.window_start)
+    }
+    fn fed(input: &RuleInput, window_ms: Option<u64>) -> bool {
+        matches!(input, RuleInput::Window { size_ms, .. } if Some(*size_ms) == window_ms)
     }
     fn value(&self, rule: &Rule) -> f64 {
         match rule.input {

@@ -17,6 +17,7 @@ use timely::dataflow::operators::probe::Handle as ProbeHandle;
 use timely::dataflow::operators::vec::Broadcast;
 use timely::dataflow::operators::{Capability, Probe};
 use timely::dataflow::{Scope, Stream};
+use timely::progress::Source;
 use timely::scheduling::Activator;
 
 use super::{Ack, Manifest, Marker, PartInfo, PendingFile, Session, FORMAT};
@@ -67,6 +68,11 @@ struct Shared {
     built: Cell<bool>,
     /// Wakes the acknowledger when a part is written.
     acker: RefCell<Option<Activator>>,
+    /// The window streams wired so far, by stream, with their size.
+    window_streams: RefCell<Vec<(Source, u64)>>,
+    /// Every rule given to an alert evaluator, by name: what it looks at,
+    /// and whether some evaluator feeds it.
+    rules_fed: RefCell<BTreeMap<String, (String, bool)>>,
     /// When each checkpoint in progress started (worker 0), for its duration.
     started: RefCell<BTreeMap<u64, Instant>>,
 }
@@ -302,10 +308,57 @@ impl<'scope> Env<'scope> {
         (participant, self.markers.clone())
     }
 
+    /// Notes that `stream` carries tumbling windows of `size_ms`, so that
+    /// rules evaluated on it know which windows they see.
+    pub(crate) fn note_windows<D>(&self, stream: &Stream<'scope, u64, D>, size_ms: u64) {
+        let name = *stream.name();
+        self.shared
+            .window_streams
+            .borrow_mut()
+            .push((name, size_ms));
+    }
+
+    /// The size of the windows `stream` carries, if a window operator of
+    /// this environment built it.
+    pub(crate) fn window_size<D>(&self, stream: &Stream<'scope, u64, D>) -> Option<u64> {
+        let streams = self.shared.window_streams.borrow();
+        streams
+            .iter()
+            .find(|(name, _)| name == stream.name())
+            .map(|(_, size)| *size)
+    }
+
+    /// Notes rules given to an alert evaluator: (name, what it looks at,
+    /// whether this evaluator feeds it). [`Env::finish`] fails the run if a
+    /// rule is fed by none.
+    pub(crate) fn note_rules(&self, rules: impl IntoIterator<Item = (String, String, bool)>) {
+        let mut fed = self.shared.rules_fed.borrow_mut();
+        for (name, input, feeds) in rules {
+            fed.entry(name).or_insert((input, false)).1 |= feeds;
+        }
+    }
+
     /// Completes the wiring: every worker acknowledges its parts of each
-    /// checkpoint to worker 0, which writes the manifest.
+    /// checkpoint to worker 0, which writes the manifest. A rule that no
+    /// alert evaluator is fed the observations for is a pipeline error, so
+    /// the run stops before it reads anything.
     pub fn finish(self) {
         self.shared.built.set(true);
+        let unfed: Vec<String> = self
+            .shared
+            .rules_fed
+            .borrow()
+            .iter()
+            .filter(|(_, (_, fed))| !fed)
+            .map(|(name, (input, _))| format!("rule \"{name}\" ({input})"))
+            .collect();
+        if !unfed.is_empty() {
+            self.run.control.add_error(format!(
+                "no alert evaluator of the pipeline sees what {} looks at: evaluate the rules \
+                 with weir_operators::alert::alerts, which wires the windows every rule needs",
+                unfed.join(", ")
+            ));
+        }
         let Some(session) = self.session else {
             return;
         };
