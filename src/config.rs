@@ -100,6 +100,9 @@
 //! after = "5m"                      # kind = "silence": no reading for this long (required; no threshold)
 //! escalate_after = "10m"            # still firing 10 minutes after firing: an `escalated` event...
 //! escalate_to = "critical"          # ...and this severity from then on (both or neither)
+//! chatter_changes = 3               # 3 state changes within chatter_within: a `chattering` event,
+//! chatter_within = "1m"             # then no events until calm (no change) for chatter_calm,
+//! chatter_calm = "5m"               # then one event with the state then (defaults 1m, chatter_within)
 //! severity = "critical"             # info | warning (default) | critical
 //! window = "1m"                     # look at tumbling window aggregates instead of readings
 //! stat = "mean"                     # with window only: mean (default) | min | max | sum | count
@@ -116,7 +119,7 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use toml::de::{DeString, DeTable, DeValue, ValueDeserializer};
 use toml::Spanned;
-use weir_operators::alert::{Direction, Rule, RuleInput, RuleKind, RuleSet, Stat};
+use weir_operators::alert::{Chattering, Direction, Rule, RuleInput, RuleKind, RuleSet, Stat};
 use weir_operators::checkpoint::CheckpointConfig;
 use weir_operators::decode::{DecodeConfig, TimeFormat};
 use weir_operators::kafka::{KafkaSinkConfig, KafkaSourceConfig, StartOffset};
@@ -347,6 +350,14 @@ fn rule_summary(r: &Rule) -> String {
             s,
             ", escalates to {severity} after {} firing",
             human_ms(*after_ms)
+        );
+    }
+    if let Some(ch) = &r.chattering {
+        let _ = write!(
+            s,
+            ", chattering at {} changes within {}",
+            ch.changes,
+            human_ms(ch.within_ms)
         );
     }
     s
@@ -626,6 +637,14 @@ struct RawRule {
     escalate_after: Option<Spanned<String>>,
     /// The severity an escalated alert takes (with `escalate_after`).
     escalate_to: Option<Spanned<String>>,
+    /// Chattering: this many state changes within `chatter_within` hold
+    /// the rule's events back until it is calm for `chatter_calm`.
+    chatter_changes: Option<Spanned<i64>>,
+    /// With `chatter_changes`: the span the changes fall in; default `1m`.
+    chatter_within: Option<Spanned<String>>,
+    /// With `chatter_changes`: how long without a change the rule must be
+    /// to be calm again; default `chatter_within`.
+    chatter_calm: Option<Spanned<String>>,
     /// `info`, `warning` (default) or `critical`.
     severity: Option<Spanned<String>>,
     /// Watch tumbling window aggregates of this size instead of readings.
@@ -734,7 +753,7 @@ fn check_rules(value: &Spanned<DeValue<'_>>, out: &mut Vec<toml::de::Error>) -> 
 /// Checks each field of a table on its own as a field of `T`; false if
 /// `value` is not a table.
 /// Fields whose values are durations, written as strings.
-const DURATION_FIELDS: [&str; 12] = [
+const DURATION_FIELDS: [&str; 14] = [
     "out_of_orderness",
     "idle_timeout",
     "watermark_step",
@@ -746,6 +765,8 @@ const DURATION_FIELDS: [&str; 12] = [
     "span",
     "after",
     "escalate_after",
+    "chatter_within",
+    "chatter_calm",
     "window",
 ];
 
@@ -1488,6 +1509,7 @@ fn validate_rule(raw: &Spanned<RawRule>, label: &str, d: &mut Diag<'_>) -> Rule 
         );
     }
     let escalation = rule_escalation(d, r, silence, &field);
+    let chattering = rule_chattering(d, r, silence, &field);
     let input = match (&r.window, &r.stat) {
         _ if silence => RuleInput::Readings,
         (None, None) => RuleInput::Readings,
@@ -1543,7 +1565,60 @@ fn validate_rule(raw: &Spanned<RawRule>, label: &str, d: &mut Diag<'_>) -> Rule 
         input,
         kind,
         escalation,
+        chattering,
     }
+}
+
+/// A rule's chattering detection, from `chatter_changes`, `chatter_within`
+/// (default one minute, as ISA-18.2 suggests: 3 changes a minute) and
+/// `chatter_calm` (default `chatter_within`).
+fn rule_chattering(
+    d: &mut Diag<'_>,
+    r: &RawRule,
+    silence: bool,
+    field: &dyn Fn(&str) -> String,
+) -> Option<Chattering> {
+    let Some(changes) = &r.chatter_changes else {
+        for (name, value) in [
+            ("chatter_within", &r.chatter_within),
+            ("chatter_calm", &r.chatter_calm),
+        ] {
+            if let Some(value) = value {
+                d.err(
+                    value.span(),
+                    &field(name),
+                    format!("`{name}` needs `chatter_changes = 3` (how many state changes make the rule chattering)"),
+                );
+            }
+        }
+        return None;
+    };
+    if silence {
+        d.err(
+            changes.span(),
+            &field("chatter_changes"),
+            "silence rules do not chatter",
+        );
+        return None;
+    }
+    let changes = count(d, changes, &field("chatter_changes"), 2, u32::MAX);
+    let positive = |d: &mut Diag<'_>, value: &Option<Spanned<String>>, name: &str| match value {
+        None => Some(None),
+        Some(v) => match duration_ms(d, v, &field(name)) {
+            Some(0) => {
+                d.err(v.span(), &field(name), "must be longer than 0");
+                None
+            }
+            ms => ms.map(Some),
+        },
+    };
+    let within_ms = positive(d, &r.chatter_within, "chatter_within")?.unwrap_or(60_000);
+    let calm_ms = positive(d, &r.chatter_calm, "chatter_calm")?.unwrap_or(within_ms);
+    Some(Chattering {
+        changes: changes?,
+        within_ms,
+        calm_ms,
+    })
 }
 
 /// A rule's escalation, from `escalate_after` and `escalate_to`.

@@ -93,7 +93,7 @@ pub fn explain_rule(r: &Rule) -> String {
     s
 }
 
-/// The aspects every kind shares: cooldown and escalation.
+/// The aspects every kind shares: cooldown, escalation and chattering.
 fn explain_common(s: &mut String, r: &Rule) {
     if r.cooldown_ms > 0 {
         let _ = writeln!(
@@ -107,6 +107,16 @@ fn explain_common(s: &mut String, r: &Rule) {
             s,
             "  escalates: to {severity} if still firing {} after it fired",
             human_ms(*after_ms)
+        );
+    }
+    if let Some(ch) = &r.chattering {
+        let _ = writeln!(
+            s,
+            "  chattering: {} changes of state within {} send one `chattering` event instead; \
+             no event follows until no change for {}, then one with the state then",
+            ch.changes,
+            human_ms(ch.within_ms),
+            human_ms(ch.calm_ms)
         );
     }
 }

@@ -419,14 +419,15 @@ impl fmt::Display for RunReport {
         let firing: u64 = self.alerts.iter().map(|(_, c)| c.firing).sum();
         let resolved: u64 = self.alerts.iter().map(|(_, c)| c.resolved).sum();
         let escalated: u64 = self.alerts.iter().map(|(_, c)| c.escalated).sum();
-        let escalated = if escalated > 0 {
-            format!(", {escalated} escalated")
-        } else {
-            String::new()
-        };
+        let chattering: u64 = self.alerts.iter().map(|(_, c)| c.chattering).sum();
+        let escalated = [("escalated", escalated), ("chattering", chattering)]
+            .iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(what, n)| format!(", {n} {what}"))
+            .collect::<String>();
         writeln!(
             f,
-            "Alerts: {firing} firing{escalated}, {resolved} resolved, {} suppressed by cooldown; {} delivered to the alert topic",
+            "Alerts: {firing} firing{escalated}, {resolved} resolved, {} held back (cooldown or chattering); {} delivered to the alert topic",
             self.alerts_suppressed, self.alerts_delivered
         )?;
         for (rule, c) in &self.alerts {

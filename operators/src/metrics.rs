@@ -240,6 +240,8 @@ pub struct AlertCounts {
     pub resolved: u64,
     /// `escalated` events.
     pub escalated: u64,
+    /// `chattering` events.
+    pub chattering: u64,
 }
 
 /// What timely's logging tells of one operator, summed over workers.
@@ -314,6 +316,7 @@ impl Metrics {
         entry.firing += counts.firing;
         entry.resolved += counts.resolved;
         entry.escalated += counts.escalated;
+        entry.chattering += counts.chattering;
     }
 
     /// Alert events so far, by rule name.
@@ -324,6 +327,7 @@ impl Metrics {
             entry.firing += c.firing;
             entry.resolved += c.resolved;
             entry.escalated += c.escalated;
+            entry.chattering += c.chattering;
         }
         by_rule
     }
@@ -643,6 +647,7 @@ impl Collector for StatusCollector {
                     ("firing", c.firing),
                     ("escalated", c.escalated),
                     ("resolved", c.resolved),
+                    ("chattering", c.chattering),
                 ]
                 .map(|(state, n)| {
                     let labels = vec![

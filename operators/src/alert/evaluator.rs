@@ -365,17 +365,13 @@ impl<O: Observation> AlertEvaluator<O> {
                         suppressed += emit(rule, &key.key, &mut self.transitions, out);
                         continue;
                     }
-                    let before = state.deadline(rule);
+                    if let Some(d) = state.deadline(rule) {
+                        self.deadlines.remove(&(d, slot, i));
+                    }
                     let value = obs.value(rule);
                     state.observe(rule, obs.time(), value, obs.window(), &mut self.transitions);
-                    let after = state.deadline(rule);
-                    if before != after {
-                        if let Some(d) = before {
-                            self.deadlines.remove(&(d, slot, i));
-                        }
-                        if let Some(d) = after {
-                            self.deadlines.insert((d, slot, i));
-                        }
+                    if let Some(d) = state.deadline(rule) {
+                        self.deadlines.insert((d, slot, i));
                     }
                     suppressed += emit(rule, &key.key, &mut self.transitions, out);
                 }
@@ -412,6 +408,11 @@ impl<O: Observation> AlertEvaluator<O> {
             let (rule_idx, state) = &mut key.rules[i];
             let rule = &self.rules.rules[*rule_idx];
             state.advance(rule, deadline, &mut self.transitions);
+            // What comes next by duration (an escalation after a firing, a
+            // chattering rule's calm moment).
+            if let Some(d) = state.deadline(rule) {
+                self.deadlines.insert((d, slot, i));
+            }
             suppressed += emit(rule, &key.key, &mut self.transitions, out);
         }
         suppressed

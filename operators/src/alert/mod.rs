@@ -30,7 +30,7 @@ use crate::reading::Name;
 
 pub use evaluator::{AlertEvaluator, AlertPart};
 pub use operator::{alerts, EvaluateAlerts};
-pub use rule::{Direction, Rule, RuleInput, RuleKind, RuleSet, Stat};
+pub use rule::{Chattering, Direction, Rule, RuleInput, RuleKind, RuleSet, Stat};
 pub use state::{Observation, RuleState, Transition};
 
 /// Whether an alert event starts or ends an alert.
@@ -44,15 +44,22 @@ pub enum AlertState {
     Escalated,
     /// The value crossed back past the clear threshold.
     Resolved,
+    /// The rule changed state `chatter_changes` times within
+    /// `chatter_within`: its events are held back until it has been calm
+    /// (no change) for `chatter_calm`, when one event gives the state it
+    /// is in then.
+    Chattering,
 }
 
 impl AlertState {
-    /// The name used in JSON: `firing` or `resolved`.
+    /// The name used in JSON: `firing`, `escalated`, `resolved` or
+    /// `chattering`.
     pub fn as_str(&self) -> &'static str {
         match self {
             AlertState::Firing => "firing",
             AlertState::Escalated => "escalated",
             AlertState::Resolved => "resolved",
+            AlertState::Chattering => "chattering",
         }
     }
 }

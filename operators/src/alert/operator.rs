@@ -302,6 +302,7 @@ fn emit_alerts(
             AlertState::Firing => c.firing += 1,
             AlertState::Escalated => c.escalated += 1,
             AlertState::Resolved => c.resolved += 1,
+            AlertState::Chattering => c.chattering += 1,
         }
         let at = cap.delayed(&alert.event_time.max(*cap.time()));
         output.session(&at).give(alert);

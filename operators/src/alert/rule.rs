@@ -113,6 +113,21 @@ pub struct Rule {
     /// Escalation: an alert still firing this long (ms of event time) after
     /// it fired is escalated to this severity.
     pub escalation: Option<(u64, String)>,
+    /// Chattering detection (ISA-18.2): see [`Chattering`].
+    pub chattering: Option<Chattering>,
+}
+
+/// When a rule chatters, and when it is calm again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Chattering {
+    /// State changes (firing or resolved events) that make the rule
+    /// chattering...
+    pub changes: u32,
+    /// ...when they fall within this much event time (ms).
+    pub within_ms: u64,
+    /// Event time without a change after which a chattering rule is calm
+    /// again (ms).
+    pub calm_ms: u64,
 }
 
 /// The kind of a rule: the signal its thresholds apply to. Every kind shares
@@ -176,6 +191,7 @@ impl Rule {
             input: RuleInput::Readings,
             kind: RuleKind::Threshold,
             escalation: None,
+            chattering: None,
         }
     }
 

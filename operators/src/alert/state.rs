@@ -123,6 +123,13 @@ pub struct RuleState {
     pub fired_at: Option<(u64, f64)>,
     /// The current firing was escalated.
     pub escalated: bool,
+    /// Chattering rules: the times of the latest emitted state changes,
+    /// within the rule's `within_ms`.
+    pub changes: Vec<u64>,
+    /// While chattering: when the rule is calm again, unless it changes
+    /// state before, and the state (firing or resolved) and value of its
+    /// latest held-back change.
+    pub chatter: Option<(u64, AlertState, f64)>,
 }
 
 /// The first observation of a clear spell of a firing alert.
@@ -173,6 +180,20 @@ impl RuleState {
     ) {
         // A duration reached before this observation fires first, at the moment it was reached.
         self.advance(rule, time, out);
+        let from = out.len();
+        self.apply(rule, time, value, window, out);
+        self.hold_chatter(rule, out, from);
+    }
+
+    /// [`RuleState::observe`] after the durations reached before it.
+    fn apply(
+        &mut self,
+        rule: &Rule,
+        time: u64,
+        value: f64,
+        window: Option<(u64, u64)>,
+        out: &mut Vec<Transition>,
+    ) {
         let Some(value) = self.signal(rule, time, value) else {
             return;
         };
@@ -211,6 +232,16 @@ impl RuleState {
     /// breach that has lasted `for_ms` by then fires, and a clear spell that
     /// has lasted `keep_firing_for_ms` resolves, at the moment it did.
     pub fn advance(&mut self, rule: &Rule, time: u64, out: &mut Vec<Transition>) {
+        let from = out.len();
+        self.reach(rule, time, out);
+        self.hold_chatter(rule, out, from);
+        if let Some((calm, ..)) = self.chatter.filter(|(calm, ..)| *calm <= time) {
+            self.end_chatter(calm, out);
+        }
+    }
+
+    /// [`RuleState::advance`] before chattering is looked at.
+    fn reach(&mut self, rule: &Rule, time: u64, out: &mut Vec<Transition>) {
         // An escalation that falls before the end of a clear spell comes first.
         if let Some(at) = self.escalation_deadline(rule).filter(|d| *d <= time) {
             let resolves_first = self
@@ -236,10 +267,63 @@ impl RuleState {
     /// for one: a breach firing after `for_ms`, or a clear spell resolving
     /// after `keep_firing_for_ms`.
     pub fn deadline(&self, rule: &Rule) -> Option<u64> {
-        [self.own_deadline(rule), self.escalation_deadline(rule)]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            self.own_deadline(rule),
+            self.escalation_deadline(rule),
+            self.chatter.map(|(calm, ..)| calm),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// Holds back the state changes `out[from..]` of a chattering rule.
+    /// The change that makes the rule chattering becomes a `chattering`
+    /// event; changes after it are held back (not emitted) and put the calm
+    /// moment off; a change after the calm moment first ends the chatter.
+    fn hold_chatter(&mut self, rule: &Rule, out: &mut Vec<Transition>, from: usize) {
+        let Some(ch) = rule.chattering else { return };
+        let changes: Vec<Transition> = out.drain(from..).collect();
+        for mut t in changes {
+            if let Some((calm, ..)) = self.chatter.filter(|(calm, ..)| *calm <= t.time) {
+                self.end_chatter(calm, out);
+            }
+            // A change suppressed by the cooldown is no change anyone saw.
+            if t.emitted {
+                if let Some((calm, state, value)) = &mut self.chatter {
+                    if t.state != AlertState::Escalated {
+                        (*calm, *state, *value) = (t.time + ch.calm_ms, t.state, t.value);
+                    }
+                    t.emitted = false;
+                } else if t.state != AlertState::Escalated {
+                    self.changes.retain(|c| c + ch.within_ms > t.time);
+                    self.changes.push(t.time);
+                    if self.changes.len() >= ch.changes as usize {
+                        self.changes.clear();
+                        self.chatter = Some((t.time + ch.calm_ms, t.state, t.value));
+                        t.state = AlertState::Chattering;
+                    }
+                }
+            }
+            out.push(t);
+        }
+    }
+
+    /// Ends a chatter at `calm`: one event gives the state the rule is in.
+    fn end_chatter(&mut self, calm: u64, out: &mut Vec<Transition>) {
+        let Some((_, state, value)) = self.chatter.take() else {
+            return;
+        };
+        out.push(Transition {
+            state,
+            time: calm,
+            value,
+            values: vec![value],
+            emitted: true,
+            window: None,
+            last_seen: None,
+            escalated: state == AlertState::Firing && self.escalated,
+        });
     }
 
     /// When a firing (and emitted) alert escalates, if the rule escalates

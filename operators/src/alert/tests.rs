@@ -318,15 +318,37 @@ fn the_snapshot_view_encodes_as_the_snapshot() {
 
 #[test]
 fn restore_then_continue_equals_an_uninterrupted_run() {
-    let rule = Rule {
+    let durations = Rule {
         clear: 85.0,
         consecutive: 2,
         for_ms: 3_000,
         cooldown_ms: 5_000,
         ..hot()
     };
+    // Durations of its own: escalation, and a chattering rule's calm moment.
+    let chattering = Rule {
+        escalation: Some((1_500, "critical".into())),
+        chattering: Some(Chattering {
+            changes: 3,
+            within_ms: 4_000,
+            calm_ms: 2_500,
+        }),
+        ..hot()
+    };
+    for (rule, seed) in [durations, chattering]
+        .into_iter()
+        .flat_map(|r| (0..15u64).map(move |seed| (r.clone(), seed)))
+    {
+        restore_then_continue(rule, seed);
+    }
+}
+
+/// Runs `rule` on seeded readings uninterrupted and cut at several
+/// frontiers by a snapshot and restore: the alerts must be the same.
+fn restore_then_continue(rule: Rule, seed: u64) {
+    let chatters = rule.chattering.is_some();
     let rules = Arc::new(RuleSet::new(vec![rule]));
-    for seed in 0..15u64 {
+    {
         // A small LCG: readings of 3 devices, values around the threshold.
         let mut x = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
         let mut next = || {
@@ -395,6 +417,12 @@ fn restore_then_continue_equals_an_uninterrupted_run() {
             !expected.is_empty(),
             "seed {seed}: the input must fire alerts"
         );
+        if chatters {
+            assert!(
+                expected.iter().any(|a| a.state == AlertState::Chattering),
+                "seed {seed}: the input must make the rule chatter"
+            );
+        }
     }
 }
 
@@ -739,4 +767,61 @@ fn no_escalation_when_the_alert_resolves_first_or_the_frontier_has_not_passed() 
     // A bounded input that ends at 1 s shows nothing of the next 5 s.
     let got = run_severities(&escalating(), &[(1_000, 12.0)], None);
     assert_eq!(got.len(), 1);
+}
+
+fn chattering() -> Rule {
+    Rule {
+        chattering: Some(Chattering {
+            changes: 3,
+            within_ms: 60_000,
+            calm_ms: 30_000,
+        }),
+        ..hot()
+    }
+}
+
+#[test]
+fn a_chattering_rule_sends_one_chattering_event_then_the_state_once_calm() {
+    use AlertState::*;
+    // Worked by hand: changes at 0 s, 10 s and 20 s (three within a minute):
+    // the third becomes `chattering`. The changes at 30 s and 40 s are held
+    // back and put the calm moment off to 40 + 30 = 70 s, where the rule is
+    // firing (since 40 s, at 95). The change at 80 s is the first of a new
+    // count.
+    let obs = [
+        (0, 95.0),
+        (10_000, 80.0),
+        (20_000, 95.0),
+        (30_000, 80.0),
+        (40_000, 95.0),
+        (50_000, 96.0),
+        (70_000, 97.0),
+        (80_000, 80.0),
+    ];
+    let want = vec![
+        (Firing, 0, 95.0),
+        (Resolved, 10_000, 80.0),
+        (Chattering, 20_000, 95.0),
+        (Firing, 70_000, 95.0),
+        (Resolved, 80_000, 80.0),
+    ];
+    assert_eq!(run(&chattering(), &obs, None), want);
+    // The calm moment also comes when the frontier passes it, without a
+    // reading: the readings stop at 50 s.
+    assert_eq!(run(&chattering(), &obs[..6], Some(70_000)), want[..3]);
+    assert_eq!(run(&chattering(), &obs[..6], Some(70_001)), want[..4]);
+}
+
+#[test]
+fn changes_further_apart_than_the_span_are_not_chattering() {
+    use AlertState::*;
+    // Changes every 40 s: never three within a minute.
+    let obs: Vec<(u64, f64)> = (0..6u64)
+        .map(|i| (i * 40_000, if i % 2 == 0 { 95.0 } else { 80.0 }))
+        .collect();
+    let want: Vec<_> = obs
+        .iter()
+        .map(|&(t, v)| (if v > 90.0 { Firing } else { Resolved }, t, v))
+        .collect();
+    assert_eq!(run(&chattering(), &obs, None), want);
 }

@@ -163,8 +163,8 @@ impl Manifest {
 }
 
 /// The current format of checkpoints. 2: rule states carry the off-delay's
-/// clear spell.
-pub const FORMAT: u32 = 2;
+/// clear spell. 3: and chattering.
+pub const FORMAT: u32 = 3;
 
 /// A checkpoint that cannot be used.
 #[derive(Debug, thiserror::Error)]
