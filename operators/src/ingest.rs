@@ -514,7 +514,8 @@ impl Ingest {
 pub(crate) trait Poller: 'static {
     /// Reads a batch; returns how many records were read (0: nothing now).
     /// A poller with nothing to read should wait a little for data (a few
-    /// ms at most), since the source is rescheduled at once.
+    /// ms at most), since the source is rescheduled at once, unless it
+    /// wakes the source itself ([`Poller::wake_on_data`]).
     fn poll(
         &mut self,
         ingest: &mut Ingest,
@@ -524,6 +525,14 @@ pub(crate) trait Poller: 'static {
     ) -> usize;
     /// Whether the source stops at its partitions' ends.
     fn bounded(&self) -> bool;
+    /// Has the poller call `wake` (from any thread) when data arrives. If
+    /// it does (true), a poll that finds nothing returns at once and the
+    /// source sleeps until woken, or [`STARVED_RECHECK`] at most, for the
+    /// wall-clock duties (idleness, status); the worker runs its other
+    /// operators or parks meanwhile.
+    fn wake_on_data(&mut self, _wake: Box<dyn Fn() + Send + Sync>) -> bool {
+        false
+    }
     /// The latest known end offset of each partition (Kafka's high
     /// watermark), for the lag metrics.
     fn end_offsets(&self) -> BTreeMap<i32, i64> {
@@ -569,6 +578,11 @@ fn source_op(topic: &str) -> String {
 /// How often a source publishes where its partitions stand.
 const STATUS_EVERY: Duration = Duration::from_millis(250);
 
+/// How long a source that found nothing sleeps at most when its poller
+/// wakes it on data: the pace of its wall-clock duties (idle partitions and
+/// the idle watermark) while no data arrives.
+const STARVED_RECHECK: Duration = Duration::from_millis(10);
+
 /// Builds a source operator with a readings and a dead-letter output that
 /// drives a [`Poller`]. `open` runs on each worker with (worker, peers); an
 /// error there is recorded in the metrics and ends the source.
@@ -589,6 +603,9 @@ where
     let ingest_cell = shared_ingest.clone();
     let mut builder = OperatorBuilder::new(name, scope);
     let activator = scope.activator_for(builder.operator_info().address);
+    let sync_activator = scope
+        .worker()
+        .sync_activator_for(builder.operator_info().address.to_vec());
     let (readings_out, readings) = builder.new_output::<Vec<Reading>>();
     let (dead_out, dead) = builder.new_output::<Vec<DeadLetter>>();
     // (partition, bucket) for each bucket of event time in which a partition
@@ -615,8 +632,13 @@ where
             (Some(progress_cap), Some(dead_cap), Some(cap)) => Some((cap, dead_cap, progress_cap)),
             _ => None,
         };
+        let mut woken = false;
         let mut poller = match open(worker, peers) {
-            Ok((poller, mut ingest)) => {
+            Ok((mut poller, mut ingest)) => {
+                woken = poller.wake_on_data(Box::new(move || {
+                    // Fails only once the worker is gone.
+                    let _ = sync_activator.activate();
+                }));
                 if let Some(dir) = &record_dir {
                     match Recorder::open(dir, &ingest.topic) {
                         Ok(recorder) => ingest.recorder = Some(recorder),
@@ -712,8 +734,12 @@ where
                     ingest.capability_moved(target);
                 }
             }
-            // Pollers wait for data themselves (briefly) when starved.
-            activator.activate();
+            if woken && read == 0 {
+                activator.activate_after(STARVED_RECHECK);
+            } else {
+                // Others wait for data themselves (briefly) when starved.
+                activator.activate();
+            }
         }
     });
     env.register_source(

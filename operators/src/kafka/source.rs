@@ -167,18 +167,13 @@ impl ConsumerContext for SourceContext {}
 struct KafkaPoller {
     config: KafkaSourceConfig,
     consumer: BaseConsumer<SourceContext>,
-    /// The last poll found nothing: the next one waits a little for data.
-    starved: bool,
+    /// Wakes the source operator (see [`Poller::wake_on_data`]).
+    wake: Option<std::sync::Arc<dyn Fn() + Send + Sync>>,
     /// Partitions paused because they reached their bounded end.
     paused: Vec<i32>,
     /// Resume offsets last committed to the consumer group.
     committed: Vec<PartitionResume>,
 }
-
-/// How long a poll waits for data after one that found none. librdkafka
-/// returns as soon as a record arrives, so this bounds the idle loop's rate
-/// without adding latency.
-const STARVED_WAIT: Duration = Duration::from_millis(10);
 
 /// Reads readings from Kafka into a dataflow.
 pub trait KafkaSource<'scope> {
@@ -390,7 +385,7 @@ impl KafkaPoller {
             KafkaPoller {
                 config,
                 consumer,
-                starved: false,
+                wake: None,
                 paused: Vec::new(),
                 committed: Vec::new(),
             },
@@ -468,16 +463,19 @@ impl Poller for KafkaPoller {
         dead: &mut Vec<DeadLetter>,
     ) -> usize {
         let mut read = 0;
-        for i in 0..self.config.max_batch {
-            let wait = if i == 0 && self.starved {
-                STARVED_WAIT
-            } else {
-                Duration::ZERO
-            };
-            let message = match self.consumer.poll(wait) {
-                None => break,
+        // The batch ran to `max_batch`: records may be left.
+        let mut full = true;
+        // Never blocks: the worker runs its other operators while the
+        // consumer waits, and `wake_on_data` reschedules the source.
+        for _ in 0..self.config.max_batch {
+            let message = match self.consumer.poll(Duration::ZERO) {
+                None => {
+                    full = false;
+                    break;
+                }
                 Some(Ok(m)) => m,
                 Some(Err(e)) => {
+                    full = false;
                     tracing::warn!(error = %e, topic = %self.config.topic, "Kafka consumer error");
                     break;
                 }
@@ -497,7 +495,13 @@ impl Poller for KafkaPoller {
             };
             read += usize::from(ingest.accept(record, cap_time, readings, dead));
         }
-        self.starved = read == 0;
+        if full && read == 0 {
+            // Records are left (beyond a bounded end): librdkafka wakes only
+            // on an empty queue becoming non-empty, so come back at once.
+            if let Some(wake) = &self.wake {
+                wake();
+            }
+        }
         self.pause_done(ingest);
         self.commit_resume_offsets(ingest);
         if read == 0 {
@@ -511,6 +515,15 @@ impl Poller for KafkaPoller {
 
     fn bounded(&self) -> bool {
         self.config.bounded || self.config.end.is_some()
+    }
+
+    fn wake_on_data(&mut self, wake: Box<dyn Fn() + Send + Sync>) -> bool {
+        // librdkafka calls it from its own thread when the consumer queue
+        // (records, and events such as statistics) goes from empty to not.
+        let wake: std::sync::Arc<dyn Fn() + Send + Sync> = wake.into();
+        self.wake = Some(wake.clone());
+        self.consumer.set_nonempty_callback(move || wake());
+        true
     }
 
     fn end_offsets(&self) -> BTreeMap<i32, i64> {
