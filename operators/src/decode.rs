@@ -1,9 +1,14 @@
 //! Decoding JSON payloads into [`Reading`]s, with configurable field names.
 //!
-//! The decoder walks the JSON object once with serde_json, borrowing keys and
-//! strings from the payload, and ignores fields it does not need. Device and
-//! sensor names of up to 24 bytes are stored inline, so a well-formed
-//! reading costs no heap allocation.
+//! The common payload, a flat object of strings and plain numbers without
+//! escapes, takes a fast path that scans it once and borrows every string.
+//! Anything else (nested values, escapes, exponents, long numbers, invalid
+//! JSON) goes through serde_json, which walks the object once, borrowing
+//! keys and strings from the payload, and ignores fields it does not need.
+//! Both paths give the same fields, interpreted by the same code, so a
+//! payload gets the same reading or the same dead-letter reason either way.
+//! Device and sensor names of up to 24 bytes are stored inline, so a
+//! well-formed reading costs no heap allocation.
 
 use std::fmt;
 
@@ -129,16 +134,21 @@ impl Decoder {
                 "payload is not a JSON object",
             ));
         }
-        let mut de = serde_json::Deserializer::from_slice(payload);
-        let fields = FieldsSeed(&self.config)
-            .deserialize(&mut de)
-            .and_then(|f| de.end().map(|_| f))
-            .map_err(|e| match e.classify() {
-                serde_json::error::Category::Data => {
-                    DecodeError::new(DeadLetterReason::InvalidField, e.to_string())
-                }
-                _ => DecodeError::new(DeadLetterReason::MalformedJson, e.to_string()),
-            })?;
+        let fields = match flat_fields(payload, &self.config) {
+            Some(fields) => fields,
+            None => serde_fields(payload, &self.config)?,
+        };
+        self.reading(fields, record_time, partition, offset)
+    }
+
+    /// Interprets the fields found in a payload.
+    fn reading(
+        &self,
+        fields: Fields<'_>,
+        record_time: Option<i64>,
+        partition: i32,
+        offset: i64,
+    ) -> Result<Reading, DecodeError> {
         let c = &self.config;
         let device = name_of(
             fields.device.ok_or_else(|| missing(&c.device_field))?,
@@ -198,6 +208,20 @@ impl Decoder {
     }
 }
 
+/// The fields of any payload, found by serde_json.
+fn serde_fields<'de>(payload: &'de [u8], c: &DecodeConfig) -> Result<Fields<'de>, DecodeError> {
+    let mut de = serde_json::Deserializer::from_slice(payload);
+    FieldsSeed(c)
+        .deserialize(&mut de)
+        .and_then(|f| de.end().map(|_| f))
+        .map_err(|e| match e.classify() {
+            serde_json::error::Category::Data => {
+                DecodeError::new(DeadLetterReason::InvalidField, e.to_string())
+            }
+            _ => DecodeError::new(DeadLetterReason::MalformedJson, e.to_string()),
+        })
+}
+
 fn missing(field: &str) -> DecodeError {
     DecodeError::new(
         DeadLetterReason::MissingField,
@@ -246,19 +270,184 @@ impl Visitor<'_> for KeySeed<'_> {
     }
 
     fn visit_str<E: de::Error>(self, key: &str) -> Result<FieldId, E> {
-        let c = self.0;
-        Ok(if key == c.device_field {
+        Ok(FieldId::of(key.as_bytes(), self.0))
+    }
+}
+
+impl FieldId {
+    fn of(key: &[u8], c: &DecodeConfig) -> FieldId {
+        if key == c.device_field.as_bytes() {
             FieldId::Device
-        } else if key == c.sensor_field {
+        } else if key == c.sensor_field.as_bytes() {
             FieldId::Sensor
-        } else if key == c.value_field {
+        } else if key == c.value_field.as_bytes() {
             FieldId::Value
-        } else if key == c.time_field {
+        } else if key == c.time_field.as_bytes() {
             FieldId::Time
         } else {
             FieldId::Other
-        })
+        }
     }
+}
+
+/// The fields of a payload in the common form, found without serde: a flat
+/// JSON object (whitespace allowed) whose values are strings without escapes
+/// or numbers that serde_json reads exactly, or `None` for anything else,
+/// valid or not, which is left to serde_json. For every payload it accepts,
+/// it finds exactly the fields serde_json would (the last of duplicate keys
+/// wins), so the reading or the dead-letter reason does not depend on the
+/// path taken. Every string is checked to be UTF-8, as serde_json checks
+/// it, except keys equal to a configured field name (valid already); outside
+/// strings only JSON's ASCII punctuation, digits and whitespace are taken.
+fn flat_fields<'de>(payload: &'de [u8], c: &DecodeConfig) -> Option<Fields<'de>> {
+    let b = payload;
+    let mut i = skip_ws(b, 0);
+    if b.get(i) != Some(&b'{') {
+        return None;
+    }
+    i = skip_ws(b, i + 1);
+    let mut fields = Fields::default();
+    if b.get(i) == Some(&b'}') {
+        i += 1;
+    } else {
+        loop {
+            if b.get(i) != Some(&b'"') {
+                return None;
+            }
+            let (key, next) = flat_str(b, i + 1)?;
+            i = skip_ws(b, next);
+            if b.get(i) != Some(&b':') {
+                return None;
+            }
+            i = skip_ws(b, i + 1);
+            let (value, next) = flat_scalar(b, i)?;
+            i = skip_ws(b, next);
+            match FieldId::of(key, c) {
+                FieldId::Device => fields.device = Some(value),
+                FieldId::Sensor => fields.sensor = Some(value),
+                FieldId::Value => fields.value = Some(value),
+                FieldId::Time => fields.time = Some(value),
+                // serde_json rejects a key that is not UTF-8 (a configured
+                // field name is).
+                FieldId::Other => {
+                    std::str::from_utf8(key).ok()?;
+                }
+            }
+            match b.get(i) {
+                Some(b',') => i = skip_ws(b, i + 1),
+                Some(b'}') => {
+                    i += 1;
+                    break;
+                }
+                _ => return None,
+            }
+        }
+    }
+    (skip_ws(b, i) == b.len()).then_some(fields)
+}
+
+/// The index of the first byte at or after `i` that is not JSON whitespace.
+fn skip_ws(b: &[u8], mut i: usize) -> usize {
+    while let Some(b' ' | b'\t' | b'\n' | b'\r') = b.get(i) {
+        i += 1;
+    }
+    i
+}
+
+/// The string that starts at `start` (just after its opening quote) and the
+/// index after its closing quote; `None` if it holds an escape or a control
+/// character (an escape needs unescaping, a control character is an error),
+/// or is not closed. The bytes are not checked to be UTF-8.
+fn flat_str(b: &[u8], start: usize) -> Option<(&[u8], usize)> {
+    let len = b[start..]
+        .iter()
+        .position(|&c| c == b'"' || c == b'\\' || c < 0x20)?;
+    let end = start + len;
+    (b[end] == b'"').then(|| (&b[start..end], end + 1))
+}
+
+/// Powers of ten that are exact in an `f64`.
+const POW10: [f64; 23] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
+    1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+];
+
+/// The string or number that starts at `i`, and the index after it; `None`
+/// for other values and for numbers serde_json would not read exactly as
+/// here (exponents, more than 19 integer digits, more than 15 significant
+/// digits with a fraction) or would reject.
+fn flat_scalar(b: &[u8], mut i: usize) -> Option<(Scalar<'_>, usize)> {
+    if b.get(i) == Some(&b'"') {
+        let (s, next) = flat_str(b, i + 1)?;
+        let s = std::str::from_utf8(s).ok()?;
+        return Some((Scalar::Text(Text::Borrowed(s)), next));
+    }
+    let negative = b.get(i) == Some(&b'-');
+    i += usize::from(negative);
+    let start = i;
+    match b.get(i) {
+        // A leading zero stands alone.
+        Some(b'0') => {
+            i += 1;
+            if b.get(i).is_some_and(u8::is_ascii_digit) {
+                return None;
+            }
+        }
+        Some(b'1'..=b'9') => {
+            while b.get(i).is_some_and(u8::is_ascii_digit) {
+                i += 1;
+            }
+        }
+        _ => return None,
+    }
+    let int_digits = i - start;
+    // 19 digits always fit in a u64.
+    if int_digits > 19 {
+        return None;
+    }
+    let mut significand = digits(&b[start..i]);
+    match b.get(i) {
+        Some(b'.') => {
+            let frac_start = i + 1;
+            i = frac_start;
+            while b.get(i).is_some_and(u8::is_ascii_digit) {
+                i += 1;
+            }
+            let frac_digits = i - frac_start;
+            // Up to 15 digits the significand is below 2^53, exact in an
+            // f64, and one division by an exact power of ten rounds
+            // correctly: serde_json's result.
+            if frac_digits == 0
+                || int_digits + frac_digits > 15
+                || matches!(b.get(i), Some(b'e' | b'E'))
+            {
+                return None;
+            }
+            significand = significand * 10u64.pow(frac_digits as u32) + digits(&b[frac_start..i]);
+            let f = significand as f64 / POW10[frac_digits];
+            Some((Scalar::Number(if negative { -f } else { f }), i))
+        }
+        Some(b'e' | b'E') => None,
+        _ if negative => {
+            // As serde_json: `-0` and integers below i64::MIN are floats.
+            let n = (significand as i64).wrapping_neg();
+            let scalar = if n >= 0 {
+                Scalar::Number(-(significand as f64))
+            } else {
+                Scalar::Int(n)
+            };
+            Some((scalar, i))
+        }
+        _ => Some((
+            i64::try_from(significand).map_or(Scalar::UInt(significand), Scalar::Int),
+            i,
+        )),
+    }
+}
+
+/// The value of a run of at most 19 ASCII digits.
+fn digits(b: &[u8]) -> u64 {
+    b.iter().fold(0, |n, d| n * 10 + u64::from(d - b'0'))
 }
 
 struct FieldsSeed<'a>(&'a DecodeConfig);
@@ -534,6 +723,137 @@ mod tests {
             )
             .unwrap();
         assert_eq!(r.time, 1_700_000_000_250);
+    }
+
+    /// Both paths on one payload: the fast path's result (`None` if it
+    /// leaves the payload to serde_json) and serde_json's.
+    fn both_paths(
+        payload: &[u8],
+    ) -> (
+        Option<Result<Reading, DecodeError>>,
+        Result<Reading, DecodeError>,
+    ) {
+        let decoder = Decoder::default();
+        let time = Some(1_700_000_000_000);
+        let flat = flat_fields(payload, decoder.config()).map(|f| decoder.reading(f, time, 2, 42));
+        let general =
+            serde_fields(payload, decoder.config()).and_then(|f| decoder.reading(f, time, 2, 42));
+        (flat, general)
+    }
+
+    /// Reason and value bits, so that `-0.0` and `0.0` differ.
+    fn outcome(r: &Result<Reading, DecodeError>) -> Result<(Reading, u64), DeadLetterReason> {
+        match r {
+            Ok(r) => Ok((r.clone(), r.value.to_bits())),
+            Err(e) => Err(e.reason.clone()),
+        }
+    }
+
+    #[test]
+    fn the_fast_path_agrees_with_serde_json() {
+        // (payload, whether the fast path takes it)
+        let cases: &[(&[u8], bool)] = &[
+            (br#"{"device_id":"dev-00042","sensor":"temperature","ts":1700000000000,"value":61.23}"#, true),
+            (b" {\t\"device_id\" : \"d\" ,\n\"sensor\":\"t\",\"value\":1,\"ts\":5}\r\n ", true),
+            (br#"{"device_id":"d","sensor":"t","value":1,"ts":5,"value":2}"#, true),
+            (br#"{"device_id":"d","sensor":"t","value":-0,"ts":5}"#, true),
+            (br#"{"device_id":"d","sensor":"t","value":-0.0,"ts":5}"#, true),
+            (br#"{"device_id":"d","sensor":"t","value":0.5,"ts":5}"#, true),
+            (br#"{"device_id":"d","sensor":"t","value":-12.000000000001,"ts":5}"#, true),
+            (br#"{"device_id":"d","sensor":"t","value":123456789012345.6,"ts":5}"#, false),
+            (br#"{"device_id":"d","sensor":"t","value":1e3,"ts":5}"#, false),
+            (br#"{"device_id":"d","sensor":"t","value":1.5E-3,"ts":5}"#, false),
+            (br#"{"device_id":-9223372036854775808,"sensor":"t","value":1,"ts":5}"#, true),
+            (br#"{"device_id":-9223372036854775809,"sensor":"t","value":1,"ts":5}"#, true),
+            (br#"{"device_id":9999999999999999999,"sensor":"t","value":1,"ts":5}"#, true),
+            (br#"{"device_id":99999999999999999999,"sensor":"t","value":1,"ts":5}"#, false),
+            (br#"{"device_id":"","sensor":"t","value":1,"ts":5}"#, true),
+            (br#"{"device_id":"d","sensor":"t","value":"1.5","ts":5}"#, true),
+            (br#"{"device_id":"d","sensor":"t","value":"inf","ts":5}"#, true),
+            (br#"{"device_id":"d","sensor":"t","value":1,"ts":"2023-11-14T22:13:20.250Z"}"#, true),
+            (br#"{"device_id":"d","sensor":"t","value":1,"ts":1700000000000.4}"#, true),
+            (br#"{"device_id":"d","sensor":"t","value":1,"ts":18446744073709551615}"#, false),
+            (br#"{"device_id":"d","sensor":"t","value":1,"ts":-5}"#, true),
+            (br#"{"device_id":"d","sensor":"t","value":1}"#, true),
+            (br#"{"device_id":"d","sensor":"t"}"#, true),
+            (b"{}", true),
+            (b" { } ", true),
+            ("{\"device_id\":\"f\u{f6}rde\",\"sensor\":\"\u{b0}C\",\"value\":1,\"ts\":5}".as_bytes(), true),
+            (br#"{"device_id":"a\"b","sensor":"t","value":1,"ts":5}"#, false),
+            (br#"{"device_id":"d","sensor":"t","value":1,"ts":5,"extra":[1,{"a":2}]}"#, false),
+            (br#"{"device_id":"d","sensor":"t","value":null,"ts":5}"#, false),
+            (br#"{"device_id":true,"sensor":"t","value":1,"ts":5}"#, false),
+            (br#"{"device_id":"d","sensor":"t","value":NaN,"ts":5}"#, false),
+            (br#"{"device_id":"d","sensor":"t","value":01,"ts":5}"#, false),
+            (br#"{"device_id":"d","sensor":"t","value":1.,"ts":5}"#, false),
+            (br#"{"device_id":"d","sensor":"t","value":-,"ts":5}"#, false),
+            (br#"{"device_id":"d","sensor":"t","value":+1,"ts":5}"#, false),
+            (br#"{"device_id":"d","sensor":"t","value":1x,"ts":5}"#, false),
+            (br#"{"device_id":"d","sensor":"t","value":1,"ts":5,}"#, false),
+            (br#"{"device_id":"d","sensor":"t","value":1,"ts":5} x"#, false),
+            (br#"{"device_id":"d","sensor":"t","value":1,"ts":5"#, false),
+            (br#"{"device_id":"d","sensor" "t","value":1,"ts":5}"#, false),
+            (br#"{"device_id":"d","sensor":"t","value":1 "ts":5}"#, false),
+            (br#"{"device_id":"d","sensor":"t","value":1,"ts":5}{}"#, false),
+            (b"{\"device_id\":\"a\tb\",\"sensor\":\"t\",\"value\":1,\"ts\":5}", false),
+            (b"{\"device_id\":\"\xff\",\"sensor\":\"t\",\"value\":1,\"ts\":5}", false),
+            (b"{\"x\xff\":1,\"device_id\":\"d\",\"sensor\":\"t\",\"value\":1,\"ts\":5}", false),
+            (b"{\"device_id\":\"d\",\"sensor\":\"t\",\"value\":1,\"ts\":5}\x0c", false),
+            (b"{\"device_id\":\"d\",\"sensor\":\"t\",\"value\":1,\"ts\":5,\"x\":\"\xc3\"}", false),
+            (b"{\"device_id\":\"d\",\"sensor\":\"t\",\"value\":1,\"ts\":5\xc2\xa0}", false),
+        ];
+        for (payload, fast) in cases {
+            let text = String::from_utf8_lossy(payload);
+            let (flat, general) = both_paths(payload);
+            assert_eq!(flat.is_some(), *fast, "fast path taken: {text}");
+            if let Some(flat) = flat {
+                assert_eq!(outcome(&flat), outcome(&general), "{text}");
+            }
+        }
+    }
+
+    /// Seeded numbers of every shape: the fast path reads each exactly as
+    /// serde_json does (the same bits), or leaves it to serde_json.
+    #[test]
+    fn the_fast_path_reads_numbers_as_serde_json_does() {
+        for seed in 1..=20u64 {
+            let mut state = seed;
+            let mut next = move |below: u64| {
+                // xorshift64*
+                state ^= state >> 12;
+                state ^= state << 25;
+                state ^= state >> 27;
+                state.wrapping_mul(0x2545_f491_4f6c_dd1d) % below
+            };
+            let (mut fast, mut total) = (0, 0);
+            for _ in 0..2_000 {
+                let sign = if next(3) == 0 { "-" } else { "" };
+                let int: String = (0..1 + next(20))
+                    .map(|_| char::from(b'0' + next(10) as u8))
+                    .collect();
+                let int = int.trim_start_matches('0');
+                let int = if int.is_empty() { "0" } else { int };
+                let frac: String = match next(3) {
+                    0 => String::new(),
+                    _ => std::iter::once('.')
+                        .chain((0..1 + next(18)).map(|_| char::from(b'0' + next(10) as u8)))
+                        .collect(),
+                };
+                let number = format!("{sign}{int}{frac}");
+                let payload =
+                    format!(r#"{{"device_id":"d","sensor":"t","value":{number},"ts":5}}"#);
+                let (flat, general) = both_paths(payload.as_bytes());
+                total += 1;
+                if let Some(flat) = flat {
+                    fast += 1;
+                    assert_eq!(outcome(&flat), outcome(&general), "seed {seed}: {number}");
+                }
+            }
+            assert!(
+                fast * 3 > total,
+                "seed {seed}: the fast path took {fast} of {total}"
+            );
+        }
     }
 
     #[test]
