@@ -1,7 +1,7 @@
 //! The alert evaluation logic, free of timely: per-key rule states and the
 //! observations waiting for the frontier.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
 use hashbrown::HashMap;
@@ -17,7 +17,13 @@ struct KeyState<O> {
     key: SensorKey,
     /// (rule index, state) for every rule that selects this key.
     rules: Vec<(usize, RuleState)>,
-    pending: Vec<O>,
+    /// Observations waiting for the frontier, in arrival order, which is
+    /// also their order of application (event time, then origin) unless
+    /// `unsorted`: a key's readings mostly arrive in order, so they are
+    /// sorted only when one did not.
+    pending: VecDeque<O>,
+    /// An observation arrived before an earlier one in application order.
+    unsorted: bool,
     /// Listed in [`AlertEvaluator::dirty`].
     dirty: bool,
 }
@@ -206,7 +212,8 @@ impl<O: Observation> AlertEvaluator<O> {
             self.keys.push(KeyState {
                 key,
                 rules,
-                pending: Vec::new(),
+                pending: VecDeque::new(),
+                unsorted: false,
                 dirty: false,
             });
         }
@@ -218,6 +225,7 @@ impl<O: Observation> AlertEvaluator<O> {
         for slot in std::mem::take(&mut self.dirty) {
             let key = &mut self.keys[slot];
             key.pending.clear();
+            key.unsorted = false;
             key.dirty = false;
         }
         self.pending_min = None;
@@ -281,7 +289,8 @@ impl<O: Observation> AlertEvaluator<O> {
                 self.keys.push(KeyState {
                     key: key.clone(),
                     rules,
-                    pending: Vec::new(),
+                    pending: VecDeque::new(),
+                    unsorted: false,
                     dirty: false,
                 });
                 self.index.insert(key, self.keys.len() - 1);
@@ -293,7 +302,14 @@ impl<O: Observation> AlertEvaluator<O> {
             return false;
         }
         self.pending_min = Some(self.pending_min.map_or(obs.time(), |t| t.min(obs.time())));
-        state.pending.push(obs);
+        if state
+            .pending
+            .back()
+            .is_some_and(|last| obs.order() < last.order())
+        {
+            state.unsorted = true;
+        }
+        state.pending.push_back(obs);
         if !state.dirty {
             state.dirty = true;
             self.dirty.push(slot);
@@ -328,7 +344,11 @@ impl<O: Observation> AlertEvaluator<O> {
         self.pending_min = None;
         for slot in dirty {
             let key = &mut self.keys[slot];
-            key.pending.sort_by_key(|o| o.order());
+            if key.unsorted {
+                // Stable, as the arrival order of equal orders must stay.
+                key.pending.make_contiguous().sort_by_key(|o| o.order());
+                key.unsorted = false;
+            }
             let ready = key.pending.partition_point(|o| o.time() < limit);
             for obs in key.pending.drain(..ready) {
                 for (i, (rule_idx, state)) in key.rules.iter_mut().enumerate() {
@@ -379,12 +399,8 @@ impl<O: Observation> AlertEvaluator<O> {
             key.dirty = !key.pending.is_empty();
             if key.dirty {
                 self.dirty.push(slot);
-                let min = key
-                    .pending
-                    .iter()
-                    .map(|o| o.time())
-                    .min()
-                    .unwrap_or(u64::MAX);
+                // Sorted: the first is the earliest.
+                let min = key.pending.front().map_or(u64::MAX, |o| o.time());
                 self.pending_min = Some(self.pending_min.map_or(min, |t| t.min(min)));
             }
         }
