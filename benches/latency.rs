@@ -13,24 +13,28 @@
 //!    record fetched looks its headers up in it), so a run on the broker of
 //!    the run before would measure that run's leftovers. Every topic has one
 //!    partition.
-//! 2. **Maximum rate**: a burst of readings ([`reading`]; `WEIR_LATENCY_BURST`,
-//!    default 100,000) is produced, then the pipeline runs bounded over it:
-//!    records read / run time.
-//! 3. **Weir**: a paced producer (this thread) sends readings to the
-//!    pipeline's source topic at 50% of that rate while the pipeline runs
-//!    live, and a consumer reads the alert topic. Every reading fires or
-//!    resolves an alert (values alternate above and below the rule's
-//!    threshold per device) and each alert's `value` names the reading that
-//!    caused it, so latency = time the alert is received − time its reading
-//!    was produced. A reading's event time (`ts`) is the wall clock at
-//!    production in ms; latencies use the same clock in µs (a second table
-//!    gives them against the event time itself, in whole ms, which adds up
-//!    to 1 ms). If the run does not keep up (readings or alerts undelivered,
-//!    or a p99 over [`SATURATED`]: the broker saturates and latency is its
-//!    backlog), the rate is halved and the run repeated.
-//! 4. **Bare hop**, at the rate Weir was measured at: the same paced readings
-//!    to a topic, read by a consumer; latency = receive time − send time.
-//! 5. **Weir with a 1 ms watermark step**, at that rate too (below).
+//! 2. **Maximum rate**: the highest input rate at which the live pipeline
+//!    keeps up ([`max_live_rate`]): runs as in 3, of [`PROBE_SECS`] each, from
+//!    [`PROBE_START`] records/s doubling until one does not keep up, then
+//!    bisecting. A run keeps up ([`Run::kept_up`]) when every reading and
+//!    alert is delivered, its p99 is within [`SATURATED`], and its median
+//!    latency grows by at most [`LAG_GROWTH`] from the first to the last
+//!    quarter of its readings (a growing backlog, at the broker or in Weir,
+//!    shows as growing latency). This is the rate of the whole setup on
+//!    this machine (tansu, the pipeline, the bench's producer and consumer),
+//!    not Weir's throughput alone.
+//! 3. **Weir**, at 50% of that rate: a paced producer (this thread) sends
+//!    readings to the pipeline's source topic while the pipeline runs live,
+//!    and a consumer reads the alert topic. Every reading fires or resolves
+//!    an alert (values alternate above and below the rule's threshold per
+//!    device) and each alert's `value` names the reading that caused it, so
+//!    latency = time the alert is received − time its reading was produced.
+//!    A reading's event time (`ts`) is the wall clock at production in ms;
+//!    latencies use the same clock in µs (a second table gives them against
+//!    the event time itself, in whole ms, which adds up to 1 ms). An alert
+//!    crosses the broker twice (reading in, alert out); the bare hop once.
+//! 4. **Bare hop**, at the same rate: the same paced readings to a topic,
+//!    read by a consumer; latency = receive time − send time.
 //!
 //! The pipeline is the file `pipeline.toml` printed at the start (source,
 //! one-minute windows to Parquet, the alert rule, alert and dead-letter
@@ -38,19 +42,21 @@
 //! this process with `weir::pipeline::run_spec`, the code `weir run` runs (a
 //! bench cannot rely on the `weir` binary being built). It serves `/ready`
 //! (readings are produced once it answers) and ends by itself after the last
-//! reading (`RunOptions::end_at`). It is measured as the file configures it,
-//! and with the source's `watermark_step_ms` set to 1 ms, which only a Rust
-//! pipeline can set (a file's source keeps the 100 ms default), to show what
-//! the step costs. Settings as a latency-sensitive user would choose them:
-//! `out_of_orderness = "0s"` (one in-order producer per partition),
-//! `idle_timeout = "10s"` (it only matters when a partition goes quiet; at
-//! 1 s, broker stalls on this machine made readings `late_after_idle`), and
-//! for every client, the bench's and the pipeline's ([`CLIENT`], [`CONSUMER`],
-//! [`PRODUCER`]): Nagle off, `fetch.wait.max.ms` 5 (tansu holds every fetch
-//! for exactly this long and answers with what it had at the start, so a hop
-//! takes one to two of it; shorter waits flood it with fetches), `linger.ms`
-//! 1 (at 0 every record is its own request, which tansu cannot keep up
-//! with). `WEIR_LATENCY_CONSUMER` / `WEIR_LATENCY_PRODUCER`
+//! reading (`RunOptions::end_at`). It is measured with
+//! `watermark_step = "1ms"` ([`SHORT_STEP`]) and with the default step
+//! (100 ms), to show what the step costs. Settings as a latency-sensitive
+//! user would choose them: `out_of_orderness = "0s"` (one in-order producer
+//! per partition), `idle_timeout = "10s"` (it only matters when a partition
+//! goes quiet; at 1 s, broker stalls on this machine made readings
+//! `late_after_idle`), and for every client, the bench's and the
+//! pipeline's ([`CLIENT`], [`CONSUMER`], [`PRODUCER`]), through the file's
+//! `properties`: Nagle off, `fetch.wait.max.ms` 5 (tansu holds every fetch
+//! for exactly this long and answers with what it had at the start, so a
+//! hop takes one to two of it; shorter waits flood it with fetches),
+//! `linger.ms` 1 (the sinks' default is 5 ms, which every alert would wait;
+//! at 0 every record is its own request, which tansu cannot keep up with at
+//! higher rates, and at the measured rate 0 made no difference to Weir's
+//! p99). `WEIR_LATENCY_CONSUMER` / `WEIR_LATENCY_PRODUCER`
 //! (`key=value,...`) override them.
 //!
 //! Samples of the first [`WARMUP`] and the last [`TAIL`] of each run are left
@@ -58,9 +64,9 @@
 //! since no later reading moves the watermark past them).
 //!
 //! `WEIR_LATENCY_SECS` sets each run's length (default 20 s) and
-//! `WEIR_LATENCY_RATE` the input rate (then the maximum is not measured and
-//! the rate not halved). Without `--bench` (`cargo test --benches`) it runs
-//! briefly at 300 records/s.
+//! `WEIR_LATENCY_RATE` the input rate (then the maximum is not measured).
+//! Without `--bench` (`cargo test --benches`) it runs briefly at 300
+//! records/s.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -110,11 +116,29 @@ const BEHIND: Duration = Duration::from_secs(5);
 const SATURATED: Duration = Duration::from_millis(250);
 /// The input rate without `--bench` (a smoke test; no maximum measured).
 const QUICK_RATE: f64 = 300.0;
-/// How often the rate is halved at most, looking for one the pipeline keeps
-/// up with.
-const MAX_HALVINGS: u32 = 6;
 /// The rule's threshold; readings alternate around it per device.
 const THRESHOLD: f64 = 50.0;
+/// The source's watermark step in the measured pipeline file.
+const SHORT_STEP: &str = "1ms";
+/// The first rate tried when looking for the maximum, records/s.
+const PROBE_START: f64 = 250.0;
+/// Length of each run looking for the maximum.
+const PROBE_SECS: f64 = 12.0;
+/// Bisections between the last rate kept up with and the first one not.
+const PROBE_BISECTIONS: u32 = 3;
+/// A run whose median latency grows by more than this from the first to
+/// the last quarter of its measured readings did not keep up: a backlog
+/// grows somewhere.
+const LAG_GROWTH: Duration = Duration::from_millis(20);
+
+/// The pipeline file's watermark step.
+#[derive(Clone, Copy)]
+enum Step {
+    /// `watermark_step = SHORT_STEP`.
+    Short,
+    /// Not set: the default, 100 ms.
+    Default,
+}
 
 fn main() {
     let quick = !std::env::args().any(|a| a == "--bench");
@@ -126,8 +150,6 @@ fn main() {
         return;
     };
     let secs = env_f64("WEIR_LATENCY_SECS").unwrap_or(if quick { 6.0 } else { 20.0 });
-    let burst =
-        env_f64("WEIR_LATENCY_BURST").map_or(if quick { 20_000 } else { 100_000 }, |n| n as u64);
     println!(
         "latency: tansu ({}), a fresh broker per run, every topic 1 partition, pipeline on 1 worker, {} cores",
         tansu.display(),
@@ -143,6 +165,21 @@ fn main() {
         list(&settings.producer)
     );
 
+    let show = |run: &Run| {
+        let s = run.stats();
+        println!(
+            "  {}: sent {} at {:.0}/s, {} of {} measured records received{}; p50 {:.2} ms, p99 {:.2} ms, median grew {:.2} ms",
+            run.label,
+            run.sent,
+            run.achieved_rate,
+            run.received,
+            run.expected,
+            run.note,
+            ms(s.p50),
+            ms(s.p99),
+            ms(run.growth)
+        );
+    };
     let (rate, max) = match env_f64("WEIR_LATENCY_RATE") {
         Some(rate) => {
             println!("  input rate {rate:.0} records/s (WEIR_LATENCY_RATE; maximum not measured)");
@@ -150,7 +187,7 @@ fn main() {
         }
         None if quick => (QUICK_RATE, None),
         None => {
-            let max = with_broker(|broker| max_rate(broker, &settings, burst));
+            let max = max_live_rate(&settings);
             (max / 2.0, Some(max))
         }
     };
@@ -161,39 +198,14 @@ fn main() {
         ),
         None => println!("  input rate {rate:.0} records/s; {secs:.0} s per run"),
     }
-    let show = |run: &Run| {
-        let s = run.stats();
-        println!(
-            "  {}: sent {} at {:.0}/s, {} of {} measured records received{}; p50 {:.2} ms, p99 {:.2} ms",
-            run.label,
-            run.sent,
-            run.achieved_rate,
-            run.received,
-            run.expected,
-            run.note,
-            ms(s.p50),
-            ms(s.p99)
-        );
-    };
-    // The pipeline as the file configures it, at 50% of the maximum; where
-    // it does not keep up (the broker saturates), at half that, and so on.
-    let mut rate = rate;
-    let mut halved = 0;
-    let file = loop {
-        let run = with_broker(|broker| weir_latency(broker, &settings, rate, secs, None));
-        show(&run);
-        if run.kept_up() || halved == MAX_HALVINGS || max.is_none() {
-            break run;
-        }
-        println!("  it did not keep up at {rate:.0} records/s: halving the rate");
-        rate /= 2.0;
-        halved += 1;
-    };
+    // The three runs at that rate, one broker each, one after another.
     let bare = with_broker(|broker| bare_hop(broker, &settings, rate, secs));
     show(&bare);
-    let step1 = with_broker(|broker| weir_latency(broker, &settings, rate, secs, Some(1)));
-    show(&step1);
-    let runs = [bare, file, step1];
+    let short = with_broker(|broker| weir_latency(broker, &settings, rate, secs, Step::Short));
+    show(&short);
+    let default = with_broker(|broker| weir_latency(broker, &settings, rate, secs, Step::Default));
+    show(&default);
+    let runs = [bare, short, default];
 
     println!();
     println!(
@@ -227,20 +239,17 @@ fn main() {
         );
     }
     match max {
-        Some(max) if halved == 0 => println!(
-            "  input {rate:.0} records/s, 50% of the maximum {max:.0} records/s (bounded run)"
-        ),
         Some(max) => println!(
-            "  input {rate:.0} records/s: 50% of the maximum {max:.0} records/s (bounded run) \
-             halved {halved} time(s), since the pipeline did not keep up"
+            "  input {rate:.0} records/s: 50% of the maximum rate the live pipeline kept up with, \
+             {max:.0} records/s"
         ),
         None => println!("  input {rate:.0} records/s (WEIR_LATENCY_RATE, or without --bench)"),
     }
     for run in runs.iter().filter(|r| !r.kept_up()) {
         println!(
-            "  {} did not keep up (readings or alerts undelivered, or p99 over {:?}): \
-             its figures are backlog, not latency",
-            run.label, SATURATED
+            "  {} did not keep up (readings or alerts undelivered, p99 over {:?}, \
+             or the median grew by over {:?}): its figures are backlog, not latency",
+            run.label, SATURATED, LAG_GROWTH
         );
     }
     for run in &runs[1..] {
@@ -412,11 +421,16 @@ fn pipeline_toml(
     settings: &Settings,
     topics: &Topics,
     dir: &Path,
+    step: Step,
 ) -> (String, weir::config::PipelineSpec) {
     let (source_props, sink_props) = (
         toml_table(&settings.consumer),
         toml_table(&settings.producer),
     );
+    let step_line = match step {
+        Step::Short => format!("watermark_step = \"{SHORT_STEP}\"\n"),
+        Step::Default => String::new(),
+    };
     let text = format!(
         r#"name = "latency"
 
@@ -426,7 +440,7 @@ topic = "{readings}"
 start = "earliest"
 out_of_orderness = "0s"
 idle_timeout = "10s"
-properties = {source_props}
+{step_line}properties = {source_props}
 
 [window]
 size = "1m"
@@ -496,49 +510,49 @@ fn send(producer: &BaseProducer, topic: &str, key: &str, payload: &[u8]) {
     }
 }
 
-/// Produces `n` readings as fast as the broker takes them, then runs the
-/// pipeline bounded over them: records per second of the run.
-fn max_rate(broker: &Broker, settings: &Settings, n: u64) -> f64 {
-    let topics = Topics::create(broker, "max");
-    let producer: BaseProducer = broker
-        .client_config()
-        .set("linger.ms", "5")
-        .set("queue.buffering.max.messages", "1000000")
-        .create()
-        .expect("producer");
-    let started = Instant::now();
-    for seq in 0..n {
-        let (device, payload) = reading(seq, now_us() / 1_000);
-        send(&producer, &topics.readings, &device, &payload);
-        producer.poll(Duration::ZERO);
-    }
-    producer.flush(Duration::from_secs(300)).expect("flush");
-    let produced = started.elapsed();
-
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (text, spec) = pipeline_toml(broker, settings, &topics, dir.path());
-    println!("  pipeline.toml (topics and brokers differ per run):");
-    for line in text.lines().filter(|l| !l.is_empty()) {
-        println!("    {line}");
-    }
-    let options = RunOptions {
-        workers: 1,
-        bounded: true,
-        name: spec.name.clone(),
-        ..RunOptions::default()
+/// The highest input rate at which the live pipeline (the file with
+/// `watermark_step = SHORT_STEP`) keeps up ([`Run::kept_up`]): runs of
+/// [`PROBE_SECS`], each on a fresh broker, from [`PROBE_START`] doubling
+/// until one does not keep up, then [`PROBE_BISECTIONS`] bisections
+/// (geometric) between the last rate kept up with and the first one not.
+fn max_live_rate(settings: &Settings) -> f64 {
+    println!("  maximum rate: live runs of {PROBE_SECS:.0} s, doubling, then bisecting");
+    let probe = |rate: f64| {
+        let run =
+            with_broker(|broker| weir_latency(broker, settings, rate, PROBE_SECS, Step::Short));
+        let s = run.stats();
+        let kept_up = run.kept_up();
+        println!(
+            "    {rate:>7.0} records/s: {}; p50 {:.2} ms, p99 {:.2} ms, median grew {:.2} ms, {} of {} received{}",
+            if kept_up { "kept up" } else { "did not keep up" },
+            ms(s.p50),
+            ms(s.p99),
+            ms(run.growth),
+            run.received,
+            run.expected,
+            run.note
+        );
+        kept_up
     };
-    let report = weir::pipeline::run_spec(&spec, &options).expect("bounded run");
-    assert_eq!(report.records_read, n, "the bounded run read every reading");
-    assert_eq!(report.alerts_delivered, n, "every reading made an alert");
-    let rate = n as f64 / report.elapsed.as_secs_f64();
-    println!(
-        "  maximum rate: bounded run over {n} readings (each one alert): {rate:.0} records/s \
-         ({:.1} s; producing the burst took {:.1} s, {:.0} records/s)",
-        report.elapsed.as_secs_f64(),
-        produced.as_secs_f64(),
-        n as f64 / produced.as_secs_f64()
+    let (mut good, mut bad) = (0.0, PROBE_START);
+    while probe(bad) {
+        good = bad;
+        bad *= 2.0;
+    }
+    assert!(
+        good > 0.0,
+        "the pipeline did not keep up even at {PROBE_START} records/s"
     );
-    rate
+    for _ in 0..PROBE_BISECTIONS {
+        let mid = (good * bad).sqrt();
+        if probe(mid) {
+            good = mid;
+        } else {
+            bad = mid;
+        }
+    }
+    println!("  maximum rate kept up with: {good:.0} records/s");
+    good
 }
 
 /// What one latency run measured.
@@ -552,6 +566,8 @@ struct Run {
     achieved_rate: f64,
     received: usize,
     expected: usize,
+    /// Growth of the median latency over the run ([`lag_growth`]), µs.
+    growth: u64,
     /// Every reading delivered, every measured record received, and the
     /// pipeline (if any) read every reading.
     complete: bool,
@@ -588,9 +604,12 @@ fn stats(values: &[u64]) -> Stats {
 }
 
 impl Run {
-    /// Complete, and latency not backlog: p99 within [`SATURATED`].
+    /// Complete, and latency not backlog: p99 within [`SATURATED`], and
+    /// the median not growing by more than [`LAG_GROWTH`].
     fn kept_up(&self) -> bool {
-        self.complete && self.stats().p99 <= SATURATED.as_micros() as u64
+        self.complete
+            && self.stats().p99 <= SATURATED.as_micros() as u64
+            && self.growth <= LAG_GROWTH.as_micros() as u64
     }
 
     fn stats(&self) -> Stats {
@@ -728,6 +747,16 @@ fn latencies(
     (lat, event, n)
 }
 
+/// How much the median latency grew from the first to the last quarter of
+/// the measured readings (by number), µs: a backlog growing somewhere.
+fn lag_growth(sent: &[u64], got: &[(u64, u64)], range: &std::ops::Range<u64>) -> u64 {
+    let quarter = (range.end - range.start) / 4;
+    let median_of = |part: std::ops::Range<u64>| stats(&latencies(sent, got, &part).0).p50;
+    let first = median_of(range.start..range.start + quarter);
+    let last = median_of(range.end - quarter..range.end);
+    last.saturating_sub(first)
+}
+
 /// Waits until `measured` reaches `want` or `timeout` passes.
 fn wait_for(measured: &AtomicUsize, want: usize, timeout: Duration) {
     let deadline = Instant::now() + timeout;
@@ -758,6 +787,7 @@ fn bare_hop(broker: &Broker, settings: &Settings, rate: f64, secs: f64) -> Run {
     let (got, errors) = reader.join().expect("reader");
     note.push_str(&errors);
     let (latencies, event_latencies, received) = latencies(&sent, &got, &range);
+    let growth = lag_growth(&sent, &got, &range);
     Run {
         label: "bare hop: produce -> consume".to_owned(),
         latencies,
@@ -766,36 +796,35 @@ fn bare_hop(broker: &Broker, settings: &Settings, rate: f64, secs: f64) -> Run {
         achieved_rate,
         received,
         expected,
+        growth,
         complete: note.is_empty() && received == expected,
         note,
     }
 }
 
 /// Paced readings into the pipeline, running live; a consumer of its alert
-/// topic. With `step`, the source's `watermark_step_ms` is set to it.
+/// topic.
 ///
 /// The run serves `/ready` (as `weir run --metrics-addr` does); readings are
 /// produced once it answers 200. It ends by itself after the last reading
 /// (`RunOptions::end_at`, the live form of `--end-at`).
-fn weir_latency(
-    broker: &Broker,
-    settings: &Settings,
-    rate: f64,
-    secs: f64,
-    step: Option<u64>,
-) -> Run {
+fn weir_latency(broker: &Broker, settings: &Settings, rate: f64, secs: f64, step: Step) -> Run {
     let topics = Topics::create(broker, "weir");
     let dir = tempfile::tempdir().expect("tempdir");
-    let (_, mut spec) = pipeline_toml(broker, settings, &topics, dir.path());
+    let (text, spec) = pipeline_toml(broker, settings, &topics, dir.path(), step);
+    static PRINTED: AtomicBool = AtomicBool::new(false);
+    if !PRINTED.swap(true, Ordering::Relaxed) {
+        println!("  pipeline.toml (topics, brokers and watermark_step differ per run):");
+        for line in text.lines().filter(|l| !l.is_empty()) {
+            println!("    {line}");
+        }
+    }
     let label = match step {
-        None => format!(
-            "weir, pipeline file (watermark step {} ms)",
+        Step::Short => format!("weir, pipeline file, watermark_step = {SHORT_STEP}"),
+        Step::Default => format!(
+            "weir, pipeline file, default step ({} ms)",
             spec.source.watermark_step_ms
         ),
-        Some(step) => {
-            spec.source.watermark_step_ms = step;
-            format!("weir, watermark_step_ms = {step} (Rust API)")
-        }
     };
     let total = (rate * secs) as u64;
     let addr = TcpListener::bind("127.0.0.1:0")
@@ -841,6 +870,7 @@ fn weir_latency(
     stop.store(true, Ordering::Relaxed);
     let (got, errors) = reader.join().expect("reader");
     let (latencies, event_latencies, received) = latencies(&sent, &got, &range);
+    let growth = lag_growth(&sent, &got, &range);
     let delivered = note.is_empty();
     note.push_str(&errors);
     let deadline = Instant::now() + FLUSH;
@@ -879,6 +909,7 @@ fn weir_latency(
         achieved_rate,
         received,
         expected,
+        growth,
         complete,
         note,
     }
