@@ -13,7 +13,8 @@
 //!
 //! `cargo bench --bench workload` (set `WEIR_BENCH_READINGS` to change the
 //! input size, `WEIR_BENCH_RUNS` the number of runs of which the best is
-//! kept).
+//! kept; to profile one case, `WEIR_BENCH_WORKERS=1` or `2` and
+//! `WEIR_BENCH_ONLY=windows` or `rule`).
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -225,9 +226,17 @@ fn main() {
         plain.windows, plain.breaches, plain.alerts
     );
 
+    let only = std::env::var("WEIR_BENCH_ONLY").ok();
+    let only_workers = env_usize("WEIR_BENCH_WORKERS");
     for (with_rule, label) in [(false, "windows"), (true, "windows + rule")] {
+        if only.as_ref().is_some_and(|o| (o == "rule") != with_rule) {
+            continue;
+        }
         let mut rates = Vec::new();
         for workers in [1, 2] {
+            if only_workers.is_some_and(|w| w != workers) {
+                continue;
+            }
             let (took, out) = best_of(runs, || weir(&topic, workers, with_rule));
             assert_eq!(
                 out.windows as usize, plain.windows,
@@ -248,9 +257,8 @@ fn main() {
                 out.alerts
             );
         }
-        println!(
-            "  weir {label:<14} 2 workers vs 1: {:.2}x",
-            rates[1] / rates[0]
-        );
+        if let [one, two] = rates[..] {
+            println!("  weir {label:<14} 2 workers vs 1: {:.2}x", two / one);
+        }
     }
 }

@@ -24,6 +24,9 @@ struct KeyState<O> {
     pending: VecDeque<O>,
     /// An observation arrived before an earlier one in application order.
     unsorted: bool,
+    /// The earliest event time in `pending`, while it is not empty: a key
+    /// with nothing ready is passed over without touching `pending`.
+    earliest: u64,
     /// Listed in [`AlertEvaluator::dirty`].
     dirty: bool,
 }
@@ -214,6 +217,7 @@ impl<O: Observation> AlertEvaluator<O> {
                 rules,
                 pending: VecDeque::new(),
                 unsorted: false,
+                earliest: u64::MAX,
                 dirty: false,
             });
         }
@@ -291,6 +295,7 @@ impl<O: Observation> AlertEvaluator<O> {
                     rules,
                     pending: VecDeque::new(),
                     unsorted: false,
+                    earliest: u64::MAX,
                     dirty: false,
                 });
                 self.index.insert(key, self.keys.len() - 1);
@@ -309,6 +314,10 @@ impl<O: Observation> AlertEvaluator<O> {
         {
             state.unsorted = true;
         }
+        state.earliest = match state.pending.is_empty() {
+            true => obs.time(),
+            false => state.earliest.min(obs.time()),
+        };
         state.pending.push_back(obs);
         if !state.dirty {
             state.dirty = true;
@@ -344,12 +353,23 @@ impl<O: Observation> AlertEvaluator<O> {
         self.pending_min = None;
         for slot in dirty {
             let key = &mut self.keys[slot];
+            if key.earliest >= limit {
+                self.dirty.push(slot);
+                self.pending_min = Some(
+                    self.pending_min
+                        .map_or(key.earliest, |t| t.min(key.earliest)),
+                );
+                continue;
+            }
             if key.unsorted {
                 // Stable, as the arrival order of equal orders must stay.
                 key.pending.make_contiguous().sort_by_key(|o| o.order());
                 key.unsorted = false;
             }
-            let ready = key.pending.partition_point(|o| o.time() < limit);
+            // The ready observations are the first few: count them from the
+            // front, touching only what is applied next anyway (a binary
+            // search would touch cold entries all over the queue).
+            let ready = key.pending.iter().take_while(|o| o.time() < limit).count();
             for obs in key.pending.drain(..ready) {
                 for (i, (rule_idx, state)) in key.rules.iter_mut().enumerate() {
                     let rule = &self.rules.rules[*rule_idx];
@@ -400,7 +420,8 @@ impl<O: Observation> AlertEvaluator<O> {
             if key.dirty {
                 self.dirty.push(slot);
                 // Sorted: the first is the earliest.
-                let min = key.pending.front().map_or(u64::MAX, |o| o.time());
+                key.earliest = key.pending.front().map_or(u64::MAX, |o| o.time());
+                let min = key.earliest;
                 self.pending_min = Some(self.pending_min.map_or(min, |t| t.min(min)));
             }
         }
