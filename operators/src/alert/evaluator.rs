@@ -4,12 +4,12 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
-use hashbrown::HashMap;
+use hashbrown::HashTable;
 use serde::{Deserialize, Serialize};
 
 use super::rule::PROGRESS_BUCKET_MS;
 use super::{Alert, AlertState, Observation, Rule, RuleKind, RuleSet, RuleState, Transition};
-use crate::reading::{KeyRef, Name, SensorKey};
+use crate::reading::{Name, SensorKey};
 
 /// Per-key state of the alert operator: the rules that select the key, their
 /// state machines, and the observations waiting for the frontier.
@@ -36,7 +36,9 @@ struct KeyState<O> {
 /// frontier moves.
 pub struct AlertEvaluator<O> {
     rules: Arc<RuleSet>,
-    index: HashMap<SensorKey, usize>,
+    /// Slots in `keys`, hashed by the key's [`Observation::route`] (the
+    /// routing hash computed once at decode), so a lookup hashes nothing.
+    index: HashTable<usize>,
     keys: Vec<KeyState<O>>,
     /// Keys with pending observations, each once.
     dirty: Vec<usize>,
@@ -120,7 +122,7 @@ impl<O: Observation> AlertEvaluator<O> {
         AlertEvaluator {
             sensors,
             rules,
-            index: HashMap::default(),
+            index: HashTable::new(),
             keys: Vec::new(),
             dirty: Vec::new(),
             pending_min: None,
@@ -211,7 +213,10 @@ impl<O: Observation> AlertEvaluator<O> {
                         .insert((deadline, slot, i));
                 }
             }
-            self.index.insert(key.clone(), slot);
+            let route = route_of(&key);
+            let keys = &self.keys;
+            self.index
+                .insert_unique(route, slot, |&s| route_of(&keys[s].key));
             self.keys.push(KeyState {
                 key,
                 rules,
@@ -275,7 +280,13 @@ impl<O: Observation> AlertEvaluator<O> {
                 return false;
             }
         }
-        let slot = match self.index.get(&KeyRef::new(obs.device(), obs.sensor())) {
+        let route = obs.route();
+        let keys = &self.keys;
+        let found = self.index.find(route, |&s| {
+            let key = &keys[s].key;
+            key.device == obs.device() && key.sensor == obs.sensor()
+        });
+        let slot = match found {
             Some(slot) => *slot,
             None => {
                 let rules = self
@@ -290,16 +301,19 @@ impl<O: Observation> AlertEvaluator<O> {
                     device: Name::new(obs.device()),
                     sensor: Name::new(obs.sensor()),
                 };
+                let slot = self.keys.len();
                 self.keys.push(KeyState {
-                    key: key.clone(),
+                    key,
                     rules,
                     pending: VecDeque::new(),
                     unsorted: false,
                     earliest: u64::MAX,
                     dirty: false,
                 });
-                self.index.insert(key, self.keys.len() - 1);
-                self.keys.len() - 1
+                let keys = &self.keys;
+                self.index
+                    .insert_unique(route, slot, |&s| route_of(&keys[s].key));
+                slot
             }
         };
         let state = &mut self.keys[slot];
@@ -497,6 +511,11 @@ impl<O: Observation> AlertEvaluator<O> {
         }
         suppressed
     }
+}
+
+/// The hash a key is indexed by: what [`Observation::route`] gives for it.
+fn route_of(key: &SensorKey) -> u64 {
+    SensorKey::route_hash(&key.device, &key.sensor)
 }
 
 /// Turns transitions into alerts; returns how many were suppressed.
