@@ -11,11 +11,10 @@
 mod support;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use hashbrown::HashMap;
 use serde::Deserialize;
-use support::input;
+use support::{best_of, input};
 use timely::dataflow::operators::{Inspect, Probe};
 use timely::dataflow::ProbeHandle;
 use weir::operators::alert::{Direction, Rule, RuleInput, RuleSet, Stat};
@@ -101,19 +100,6 @@ fn weir(topic: &Arc<MemoryTopic>, workers: usize) -> (u64, u64) {
         .map(|c| c.firing + c.resolved)
         .sum();
     (Metrics::get(&metrics.windows), alerts)
-}
-
-fn best_of<T>(runs: usize, mut f: impl FnMut() -> T) -> (Duration, T) {
-    let mut best = None::<(Duration, T)>;
-    for _ in 0..runs {
-        let start = Instant::now();
-        let out = f();
-        let took = start.elapsed();
-        if best.as_ref().is_none_or(|(b, _)| took < *b) {
-            best = Some((took, out));
-        }
-    }
-    best.expect("at least one run")
 }
 
 fn main() {

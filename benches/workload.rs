@@ -18,12 +18,15 @@
 
 use std::fmt::Write as _;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+mod support;
 
 use hashbrown::HashMap;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use serde::Deserialize;
+use support::best_of;
 use timely::dataflow::operators::Probe;
 use timely::dataflow::ProbeHandle;
 use weir::operators::alert::{Direction, Rule, RuleSet};
@@ -182,19 +185,6 @@ fn weir(topic: &Arc<MemoryTopic>, workers: usize, with_rule: bool) -> WeirResult
         windows: Metrics::get(&metrics.windows),
         alerts,
     }
-}
-
-fn best_of<T>(runs: usize, mut f: impl FnMut() -> T) -> (Duration, T) {
-    let mut best = None::<(Duration, T)>;
-    for _ in 0..runs {
-        let start = Instant::now();
-        let out = f();
-        let took = start.elapsed();
-        if best.as_ref().is_none_or(|(b, _)| took < *b) {
-            best = Some((took, out));
-        }
-    }
-    best.expect("at least one run")
 }
 
 fn main() {

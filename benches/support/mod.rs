@@ -1,4 +1,7 @@
-//! Input shared by the benches.
+//! Input and timing shared by the benches (each bench uses part of it).
+#![allow(dead_code)]
+
+use std::time::{Duration, Instant};
 
 use weir::operators::memory::MemoryTopic;
 use weir::simulate::{generate, SimulatorConfig};
@@ -31,4 +34,18 @@ pub fn input(readings: usize) -> MemoryTopic {
             )
         }),
     )
+}
+
+/// The fastest of `runs` runs of `f`, with its output.
+pub fn best_of<T>(runs: usize, mut f: impl FnMut() -> T) -> (Duration, T) {
+    let mut best = None::<(Duration, T)>;
+    for _ in 0..runs {
+        let start = Instant::now();
+        let out = f();
+        let took = start.elapsed();
+        if best.as_ref().is_none_or(|(b, _)| took < *b) {
+            best = Some((took, out));
+        }
+    }
+    best.expect("at least one run")
 }

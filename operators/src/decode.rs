@@ -817,14 +817,7 @@ mod tests {
     #[test]
     fn the_fast_path_reads_numbers_as_serde_json_does() {
         for seed in 1..=20u64 {
-            let mut state = seed;
-            let mut next = move |below: u64| {
-                // xorshift64*
-                state ^= state >> 12;
-                state ^= state << 25;
-                state ^= state >> 27;
-                state.wrapping_mul(0x2545_f491_4f6c_dd1d) % below
-            };
+            let mut next = crate::seeded(seed);
             let (mut fast, mut total) = (0, 0);
             for _ in 0..2_000 {
                 let sign = if next(3) == 0 { "-" } else { "" };

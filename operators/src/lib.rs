@@ -44,3 +44,16 @@ pub use metrics::Metrics;
 pub use parquet::{ParquetSink, ParquetSinkConfig};
 pub use reading::{Name, Reading, SensorKey, WindowAggregate};
 pub use window_aggregate::{WindowAggregate as WindowAggregateOp, WindowState};
+
+/// A seeded xorshift64* generator for tests: each call gives a number below
+/// its argument.
+#[cfg(test)]
+pub(crate) fn seeded(seed: u64) -> impl FnMut(u64) -> u64 {
+    let mut state = seed;
+    move |below| {
+        state ^= state >> 12;
+        state ^= state << 25;
+        state ^= state >> 27;
+        state.wrapping_mul(0x2545_f491_4f6c_dd1d) % below
+    }
+}

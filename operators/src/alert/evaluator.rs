@@ -584,14 +584,7 @@ mod tests {
     #[test]
     fn arrivals_out_of_order_across_advances_apply_in_order() {
         for seed in 1..=40u64 {
-            let mut state = seed;
-            let mut next = move |below: u64| {
-                // xorshift64*
-                state ^= state >> 12;
-                state ^= state << 25;
-                state ^= state >> 27;
-                state.wrapping_mul(0x2545_f491_4f6c_dd1d) % below
-            };
+            let mut next = crate::seeded(seed);
             let rule = Rule {
                 consecutive: 2,
                 ..Rule::new("hot", "t", Direction::Above, 50.0)
