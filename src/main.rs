@@ -253,6 +253,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let spec = weir::config::load_pipeline(&pipeline)?;
             let mut options = args.options(&spec.name, spec.workers, spec.checkpoint.clone())?;
             options.metrics_addr = options.metrics_addr.or(spec.http);
+            options.rules = Some(weir::reload::RulesSource {
+                file: weir::reload::RulesFile::of_pipeline(&pipeline, spec.rules_file.as_deref()),
+                rules: spec.rules.clone(),
+            });
             let report = weir::pipeline::run_spec(&spec, &options)?;
             print!("{report}");
             Ok(())

@@ -69,6 +69,9 @@ pub struct RunOptions {
     /// Collect per-operator figures from timely's logging (on whenever an
     /// operations server runs).
     pub operator_figures: bool,
+    /// Where the rules come from: an unbounded run reloads them on SIGHUP
+    /// or when the file changes (see [`crate::reload`]).
+    pub rules: Option<crate::reload::RulesSource>,
 }
 
 impl Default for RunOptions {
@@ -92,6 +95,7 @@ impl Default for RunOptions {
             metrics_addr: None,
             run: None,
             operator_figures: false,
+            rules: None,
         }
     }
 }
@@ -250,6 +254,7 @@ impl RunArgs {
             metrics_addr: self.metrics_addr,
             run: None,
             operator_figures: false,
+            rules: None,
         })
     }
 }
@@ -481,6 +486,18 @@ where
         .and_then(|s| s.restored())
         .map(|r| (r.manifest.id, r.manifest.frontier));
     let run = options.run.clone().unwrap_or_default();
+    // A resumed run goes on with the version of the rules its checkpoint
+    // was taken under.
+    let version = session
+        .as_ref()
+        .and_then(|s| s.restored())
+        .map_or(1, |r| r.manifest.rules_version.max(1));
+    run.control.set_rules_version(version);
+    run.metrics.rules_version.set(version as i64);
+    let watch = match (&options.rules, options.bounded) {
+        (Some(source), false) => Some(crate::reload::RulesWatch::new(source.clone())?),
+        _ => None,
+    };
     let _server = match options.metrics_addr {
         Some(addr) => Some(crate::http::serve(addr, run.clone())?),
         None => None,
@@ -501,6 +518,7 @@ where
         done.clone(),
         options.progress,
         options.stop_on_signal,
+        watch,
     );
 
     if let Some((process, hosts)) = &options.cluster {
@@ -632,13 +650,14 @@ fn install_signal_handler() -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("cannot install the signal handler: {e}"))
 }
 
-/// Watches the run until `done`: shows progress, and turns a signal into a
-/// stop request.
+/// Watches the run until `done`: shows progress, turns a signal into a stop
+/// request, and reloads the rules when asked.
 fn spawn_monitor(
     run: Run,
     done: Arc<AtomicBool>,
     progress: bool,
     watch_signal: bool,
+    mut rules: Option<crate::reload::RulesWatch>,
 ) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         let bar = if progress {
@@ -657,6 +676,9 @@ fn spawn_monitor(
         while !done.load(Ordering::Relaxed) {
             if watch_signal && SIGNALLED.load(Ordering::Relaxed) && !run.control.stop_requested() {
                 run.control.request_stop();
+            }
+            if let Some(rules) = rules.as_mut() {
+                rules.poll(&run);
             }
             bursts.watch(metrics);
             let expected = Metrics::get(&metrics.records_expected);

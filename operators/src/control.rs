@@ -1,9 +1,10 @@
 //! Run control, apart from the metrics: the stop flag every source watches,
-//! and the pipeline errors that stop a run.
+//! the pipeline errors that stop a run, and rule reloads.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use crate::alert::RuleSet;
 use crate::metrics::Metrics;
 
 /// What the operators of a run share: its metrics and its control. Cheap
@@ -21,6 +22,10 @@ pub struct Run {
 pub struct RunControl {
     stop: AtomicBool,
     errors: Mutex<Vec<String>>,
+    /// The rule set asked for and not yet applied.
+    reload: Mutex<Option<RuleSet>>,
+    /// The version of the rule set in force (0: the first, version 1).
+    rules_version: AtomicU64,
 }
 
 impl RunControl {
@@ -45,6 +50,30 @@ impl RunControl {
             tracing::error!(%error, "Pipeline error");
             errors.push(error);
         }
+    }
+
+    /// Asks the run to apply `rules` instead of its rules, from the next
+    /// event-time boundary on (see [`crate::alert::operator`]). Worker 0's
+    /// process applies it to every worker of the run; a request made before
+    /// the previous one was applied replaces it.
+    pub fn request_reload(&self, rules: RuleSet) {
+        *self.reload.lock().unwrap_or_else(|e| e.into_inner()) = Some(rules);
+    }
+
+    /// The rule set asked for by [`RunControl::request_reload`], once.
+    pub(crate) fn take_reload(&self) -> Option<RuleSet> {
+        self.reload.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+
+    /// The version of the rule set in force: 1 at the start of a run (or the
+    /// version a resumed checkpoint holds), one more at each reload.
+    pub fn rules_version(&self) -> u64 {
+        self.rules_version.load(Ordering::SeqCst).max(1)
+    }
+
+    /// Sets the version of the rule set in force.
+    pub fn set_rules_version(&self, version: u64) {
+        self.rules_version.store(version, Ordering::SeqCst);
     }
 
     /// Failures recorded so far.

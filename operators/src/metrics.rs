@@ -85,6 +85,15 @@ pub struct Metrics {
     /// Seconds from a record's arrival at the source to the window row it
     /// ends being written to its Parquet file.
     pub window_latency: Histogram,
+    /// Rule reloads applied.
+    pub rule_reloads: Counter,
+    /// Rule reloads refused (invalid files, or rules the running pipeline
+    /// cannot judge); the rules in force stay.
+    pub rule_reloads_refused: Counter,
+    /// Version of the rule set in force (worker 0's process).
+    pub rules_version: IntGauge,
+    /// Event time from which that version applies (ms; 0 for the first).
+    pub rules_from: IntGauge,
     /// Sources wired (one per worker and source).
     pub sources_wired: Counter,
     /// Sources that have opened their partitions.
@@ -127,6 +136,10 @@ impl Default for Metrics {
             checkpoint_duration: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
             alert_latency: latency(),
             window_latency: latency(),
+            rule_reloads: Counter::default(),
+            rule_reloads_refused: Counter::default(),
+            rules_version: IntGauge::default(),
+            rules_from: IntGauge::default(),
             sources_wired: Counter::default(),
             sources_open: Counter::default(),
             alerts: Mutex::default(),
@@ -396,6 +409,20 @@ impl Metrics {
         self.checkpoint_duration.observe(took.as_secs_f64());
     }
 
+    /// Records a rule reload: applied (the new version, and the event time
+    /// it applies from), or refused (`None`).
+    pub fn note_reload(&self, applied: Option<(u64, u64)>) {
+        match applied {
+            Some((version, from)) => {
+                Self::add(&self.rule_reloads, 1);
+                self.rules_version
+                    .set(i64::try_from(version).unwrap_or(i64::MAX));
+                self.rules_from.set(i64::try_from(from).unwrap_or(i64::MAX));
+            }
+            None => Self::add(&self.rule_reloads_refused, 1),
+        }
+    }
+
     /// Records a completed output file.
     pub fn add_file(&self, path: PathBuf) {
         Self::add(&self.parquet_files, 1);
@@ -466,7 +493,7 @@ impl Metrics {
     /// Registers every metric of the run in `registry`, under the names
     /// Prometheus shows (with the registry's prefix, `weir_`).
     pub fn register(self: &Arc<Self>, registry: &mut Registry) {
-        let counters: [(&str, &str, &Counter); 15] = [
+        let counters: [(&str, &str, &Counter); 17] = [
             (
                 "records_read",
                 "Records read by the sources",
@@ -524,6 +551,12 @@ impl Metrics {
                 &self.delivery_errors,
             ),
             ("checkpoints", "Checkpoints completed", &self.checkpoints),
+            ("rule_reloads", "Rule reloads applied", &self.rule_reloads),
+            (
+                "rule_reloads_refused",
+                "Rule reloads refused; the rules in force stay",
+                &self.rule_reloads_refused,
+            ),
             (
                 "sources_wired",
                 "Sources wired (one per worker and source)",
@@ -538,7 +571,19 @@ impl Metrics {
         for (name, help, counter) in counters {
             registry.register(name, help, counter.clone());
         }
-        let gauges: [(&str, &str, Option<Unit>, &IntGauge); 7] = [
+        let gauges: [(&str, &str, Option<Unit>, &IntGauge); 9] = [
+            (
+                "rules_version",
+                "Version of the rule set in force",
+                None,
+                &self.rules_version,
+            ),
+            (
+                "rules_from",
+                "Event time from which the rule set in force applies (ms since the epoch)",
+                None,
+                &self.rules_from,
+            ),
             ("windows_open", "Windows open now", None, &self.windows_open),
             (
                 "window_state",

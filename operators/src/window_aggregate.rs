@@ -9,7 +9,7 @@ use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::Capability;
 use timely::dataflow::Stream;
 
-use crate::checkpoint::{Barrier, Env, Marker};
+use crate::checkpoint::{least_frontier, Barrier, Env, Marker};
 use crate::control::Run;
 use crate::metrics::{GaugeShare, Metrics};
 use crate::reading::{KeyRef, Reading, SensorKey, WindowAggregate as Aggregate};
@@ -247,7 +247,7 @@ where
             let mut open = GaugeShare::new(&run.metrics.windows_open);
             let mut bytes = GaugeShare::new(&run.metrics.window_state_bytes);
             move |(input, frontier), (marker_input, marker_frontier), output| {
-                marker_input.for_each(|_, markers| barrier.receive(markers));
+                marker_input.for_each(|_, markers| barrier.receive(markers, &run));
                 while let Some(marker) = barrier.next_due(None) {
                     checkpointed = checkpointed.max(marker.until());
                 }
@@ -266,7 +266,12 @@ where
                     }
                 });
                 let Some(cap) = held.as_mut() else { return };
-                let frontier = frontier.frontier().first().copied();
+                // No further than the markers: a marker still on its way may
+                // be the last one of a stop (see `Barrier::stopping`).
+                let frontier = least_frontier(
+                    frontier.frontier().first().copied(),
+                    marker_frontier.frontier().first().copied(),
+                );
                 if !barrier.stopping(&run) {
                     state.flush_until(frontier, &mut closed);
                 } else {
@@ -275,7 +280,7 @@ where
                     if let Some(at) = checkpointed {
                         state.flush_until(Some(frontier.map_or(at, |f| f.min(at))), &mut closed);
                     }
-                    if frontier.is_none() && marker_frontier.is_empty() {
+                    if frontier.is_none() {
                         let dropped = state.discard();
                         Metrics::add(&run.metrics.windows_left_open, dropped as u64);
                         tracing::info!(
@@ -442,5 +447,56 @@ mod tests {
                 assert_eq!(got, want, "seed {seed}, cut {cut}");
             }
         }
+    }
+
+    /// A marker still on its way may be the last one of a stop (in a
+    /// cluster, markers and the frontiers of other processes' sources travel
+    /// on different connections): windows close no further than the markers
+    /// have come, and after a last marker only as far as it.
+    #[test]
+    fn windows_close_no_further_than_the_markers() {
+        use crate::checkpoint::{Env, Marker};
+        use crate::WindowAggregateOp;
+        use std::cell::RefCell;
+        use std::rc::Rc;
+        use timely::dataflow::operators::{Input, Inspect};
+        use timely::dataflow::InputHandle;
+
+        let ends = timely::execute_directly(|worker| {
+            let mut readings = InputHandle::new();
+            let mut markers = InputHandle::new();
+            let ends = Rc::new(RefCell::new(Vec::new()));
+            let out = ends.clone();
+            worker.dataflow(|scope| {
+                let env = Env::standalone(scope).with_markers(scope.input_from(&mut markers));
+                scope
+                    .input_from(&mut readings)
+                    .window_aggregate(10_000, &env)
+                    .inspect(move |w| out.borrow_mut().push(w.window_end));
+                env.finish();
+            });
+            readings.send(Reading::new("d", "s", 1_000, 1.0, 0, 0));
+            readings.send(Reading::new("d", "s", 12_000, 2.0, 0, 0));
+            markers.advance_to(5_000);
+            // The readings' frontier passes both windows; the markers' does not.
+            readings.advance_to(30_000);
+            for _ in 0..50 {
+                worker.step();
+            }
+            // The last marker of a stop, at 15 s: only [0, 10 s) is complete.
+            markers.send(Marker {
+                id: 0,
+                frontier: 15_000,
+                last: true,
+                rules_version: 1,
+                rules: None,
+            });
+            drop(markers);
+            drop(readings);
+            while worker.step() {}
+            let ends = ends.borrow().clone();
+            ends
+        });
+        assert_eq!(ends, vec![10_000]);
     }
 }

@@ -97,6 +97,7 @@ fn alerts_round_trip_with_and_without_a_window() {
         window_start: window.map(|w| w.0),
         window_end: window.map(|w| w.1),
         last_seen: window.map(|w| w.0 / 2),
+        rules_version: 3,
     };
     // A reading alert (no window) between window alerts: the case that broke
     // clusters when absent windows were skipped.
@@ -125,6 +126,7 @@ fn alert_json_omits_absent_windows_only() {
         window_start: None,
         window_end: None,
         last_seen: None,
+        rules_version: 1,
     };
     let json = alert.to_json();
     assert_eq!(json["state"], "firing");
@@ -141,18 +143,51 @@ fn alert_json_omits_absent_windows_only() {
 
 #[test]
 fn checkpoint_markers_and_acknowledgements_round_trip() {
+    use weir_operators::alert::{Chattering, Direction, Rule, RuleInput, RuleKind, RuleSet, Stat};
     use weir_operators::checkpoint::{Ack, Marker, PartInfo, PendingFile};
     let marker = Marker {
         id: 7,
         frontier: 1_700_000_000_000,
         last: false,
+        rules_version: 1,
+        rules: None,
     };
     let stop = Marker {
         id: 0,
         frontier: 0,
         last: true,
+        rules_version: 1,
+        rules: None,
     };
-    round_trip(vec![marker.clone(), stop]);
+    // A reload carries whole rules, with every optional part present or not.
+    let rules = RuleSet::new(vec![
+        Rule::new("hot", "temperature", Direction::Above, 90.0),
+        Rule {
+            input: RuleInput::Window {
+                size_ms: 60_000,
+                stat: Stat::Mean,
+            },
+            kind: RuleKind::RateOfChange { span_ms: 5_000 },
+            escalation: Some((30_000, "critical".into())),
+            chattering: Some(Chattering {
+                changes: 3,
+                within_ms: 60_000,
+                calm_ms: 60_000,
+            }),
+            sensors: vec![],
+            ..Rule::new("warm", "x", Direction::Below, -1.5)
+                .devices("press-*")
+                .unwrap()
+        },
+    ]);
+    let reload = Marker {
+        id: 8,
+        frontier: 1_700_000_005_000,
+        last: false,
+        rules_version: 2,
+        rules: Some(rules),
+    };
+    round_trip(vec![marker.clone(), reload, stop]);
     let part = PartInfo {
         name: "ckpt-000000000007-alerts.1-w1.part".into(),
         op: "alerts.1".into(),

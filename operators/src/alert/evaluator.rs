@@ -36,6 +36,8 @@ struct KeyState<O> {
 /// frontier moves.
 pub struct AlertEvaluator<O> {
     rules: Arc<RuleSet>,
+    /// The version of `rules`, carried by every alert.
+    version: u64,
     /// Slots in `keys`, hashed by the key's [`Observation::route`] (the
     /// routing hash computed once at decode), so a lookup hashes nothing.
     index: HashTable<usize>,
@@ -104,24 +106,12 @@ pub struct AlertPart {
 }
 
 impl<O: Observation> AlertEvaluator<O> {
-    /// An evaluator for a rule set.
+    /// An evaluator for a rule set (version 1).
     pub fn new(rules: Arc<RuleSet>) -> Self {
-        let sensors = rules.rules.iter().try_fold(Vec::new(), |mut names, r| {
-            if r.sensors.is_empty() {
-                return None;
-            }
-            names.extend(
-                r.sensors
-                    .iter()
-                    .filter(|s| !names.contains(*s))
-                    .cloned()
-                    .collect::<Vec<_>>(),
-            );
-            Some(names)
-        });
         AlertEvaluator {
-            sensors,
+            sensors: sensors_of(&rules),
             rules,
+            version: 1,
             index: HashTable::new(),
             keys: Vec::new(),
             dirty: Vec::new(),
@@ -226,6 +216,55 @@ impl<O: Observation> AlertEvaluator<O> {
                 dirty: false,
             });
         }
+    }
+
+    /// Judges by `rules` (version `version`) from now on: observations not
+    /// yet applied, and durations not yet reached, go to the new rules. A
+    /// rule whose name and meaning are unchanged keeps its state; a changed
+    /// or new rule starts afresh; a removed rule's state is dropped. `fed`
+    /// tells the rules whose input this evaluator is fed.
+    pub fn replace_rules(
+        &mut self,
+        rules: Arc<RuleSet>,
+        version: u64,
+        fed: impl Fn(&Rule) -> bool,
+    ) {
+        let old = std::mem::replace(&mut self.rules, rules);
+        self.version = version;
+        self.sensors = sensors_of(&self.rules);
+        self.deadlines.clear();
+        self.silences.clear();
+        for (slot, key) in self.keys.iter_mut().enumerate() {
+            let mut kept = std::mem::take(&mut key.rules);
+            for (i, rule) in self.rules.rules.iter().enumerate() {
+                if !fed(rule) || !rule.selects(&key.key.device, &key.key.sensor) {
+                    continue;
+                }
+                let state = kept
+                    .iter_mut()
+                    .find(|(j, _)| old.rules[*j] == *rule)
+                    .map(|(_, state)| std::mem::take(state))
+                    .unwrap_or_default();
+                let n = key.rules.len();
+                if let Some(deadline) = state.deadline(rule) {
+                    self.deadlines.insert((deadline, slot, n));
+                }
+                if let Some((deadline, partition)) = state.silence_deadline(rule) {
+                    self.silences
+                        .entry(partition)
+                        .or_default()
+                        .insert((deadline, slot, n));
+                }
+                key.rules.push((i, state));
+            }
+        }
+    }
+
+    /// This evaluator, with its rule set numbered `version` (a run resumed
+    /// from a checkpoint taken after reloads).
+    pub fn with_version(mut self, version: u64) -> Self {
+        self.version = version;
+        self
     }
 
     /// Drops every observation not yet applied (a stop: what comes after
@@ -416,7 +455,8 @@ impl<O: Observation> AlertEvaluator<O> {
                                 .or_default()
                                 .insert((deadline, slot, i));
                         }
-                        suppressed += emit(rule, &key.key, &mut self.transitions, out);
+                        suppressed +=
+                            emit(rule, self.version, &key.key, &mut self.transitions, out);
                         continue;
                     }
                     if let Some(d) = state.deadline(rule) {
@@ -427,7 +467,7 @@ impl<O: Observation> AlertEvaluator<O> {
                     if let Some(d) = state.deadline(rule) {
                         self.deadlines.insert((d, slot, i));
                     }
-                    suppressed += emit(rule, &key.key, &mut self.transitions, out);
+                    suppressed += emit(rule, self.version, &key.key, &mut self.transitions, out);
                 }
             }
             key.dirty = !key.pending.is_empty();
@@ -464,7 +504,7 @@ impl<O: Observation> AlertEvaluator<O> {
             if let Some(d) = state.deadline(rule) {
                 self.deadlines.insert((d, slot, i));
             }
-            suppressed += emit(rule, &key.key, &mut self.transitions, out);
+            suppressed += emit(rule, self.version, &key.key, &mut self.transitions, out);
         }
         suppressed
     }
@@ -493,7 +533,7 @@ impl<O: Observation> AlertEvaluator<O> {
                 let (rule_idx, state) = &mut key.rules[i];
                 let rule = &self.rules.rules[*rule_idx];
                 state.fire_silence(rule, at, &mut self.transitions);
-                suppressed += emit(rule, &key.key, &mut self.transitions, out);
+                suppressed += emit(rule, self.version, &key.key, &mut self.transitions, out);
             }
         }
         // Readings not applied yet are at or after the frontier, so every
@@ -513,6 +553,21 @@ impl<O: Observation> AlertEvaluator<O> {
     }
 }
 
+/// Every sensor name some rule lists, or `None` if a rule takes every sensor.
+fn sensors_of(rules: &RuleSet) -> Option<Vec<String>> {
+    rules.rules.iter().try_fold(Vec::new(), |mut names, r| {
+        if r.sensors.is_empty() {
+            return None;
+        }
+        for sensor in &r.sensors {
+            if !names.contains(sensor) {
+                names.push(sensor.clone());
+            }
+        }
+        Some(names)
+    })
+}
+
 /// The hash a key is indexed by: what [`Observation::route`] gives for it.
 fn route_of(key: &SensorKey) -> u64 {
     SensorKey::route_hash(&key.device, &key.sensor)
@@ -521,6 +576,7 @@ fn route_of(key: &SensorKey) -> u64 {
 /// Turns transitions into alerts; returns how many were suppressed.
 fn emit(
     rule: &Rule,
+    rules_version: u64,
     key: &SensorKey,
     transitions: &mut Vec<Transition>,
     out: &mut Vec<Alert>,
@@ -548,6 +604,7 @@ fn emit(
             window_start: t.window.map(|w| w.0),
             window_end: t.window.map(|w| w.1),
             last_seen: t.last_seen,
+            rules_version,
         });
     }
     suppressed

@@ -30,7 +30,7 @@ use crate::reading::Name;
 
 pub use evaluator::{AlertEvaluator, AlertPart};
 pub use operator::{alerts, EvaluateAlerts};
-pub use rule::{Chattering, Direction, Rule, RuleInput, RuleKind, RuleSet, Stat};
+pub use rule::{Chattering, Direction, Rule, RuleInput, RuleKind, RuleSet, RulesDiff, Stat};
 pub use state::{Observation, RuleState, Transition};
 
 /// Whether an alert event starts or ends an alert.
@@ -100,6 +100,9 @@ pub struct Alert {
     /// For silence rules: the event time of the key's last reading before
     /// the silence.
     pub last_seen: Option<u64>,
+    /// The version of the rule set that judged it: 1 at the start of a run,
+    /// one more at each reload of the rules.
+    pub rules_version: u64,
 }
 
 impl Alert {
@@ -133,6 +136,7 @@ impl Alert {
             "values": self.values,
             "threshold": self.threshold,
             "clear_threshold": self.clear_threshold,
+            "rules_version": self.rules_version,
         });
         if let (Some(start), Some(end)) = (self.window_start, self.window_end) {
             doc["window_start"] = start.into();

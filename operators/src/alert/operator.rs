@@ -76,9 +76,15 @@ where
         }));
         // With one worker, routing by key is a no-op: skip the exchange.
         if self.scope().peers() == 1 {
-            alert_operator(self, Pipeline, rules, env)
+            alert_operator(self, Pipeline, rules, window_ms, env)
         } else {
-            alert_operator(self, Exchange::new(|o: &O| o.route()), rules, env)
+            alert_operator(
+                self,
+                Exchange::new(|o: &O| o.route()),
+                rules,
+                window_ms,
+                env,
+            )
         }
     }
 }
@@ -147,6 +153,7 @@ fn alert_operator<'scope, O, P>(
     stream: Stream<'scope, u64, Vec<O>>,
     pact: P,
     rules: Arc<RuleSet>,
+    window_ms: Option<u64>,
     env: &Env<'scope>,
 ) -> Stream<'scope, u64, Vec<Alert>>
 where
@@ -171,7 +178,8 @@ where
             markers
         }
     };
-    let mut evaluator = AlertEvaluator::new(rules);
+    env.note_evaluator(Box::new(move |input| O::fed(input, window_ms)), silences);
+    let mut evaluator = AlertEvaluator::new(rules).with_version(run.control.rules_version());
     if let Some(frontier) = env.restored_frontier() {
         let (worker, peers) = (stream.scope().index() as u64, stream.scope().peers() as u64);
         let parts = env.restored::<AlertPart>(participant.op());
@@ -211,7 +219,7 @@ where
                         Side::Progress(p, b) => evaluator.note_progress(p, b),
                     }
                 }
-                barrier.receive(&mut markers);
+                barrier.receive(&mut markers, &run);
             });
             let frontier = least_frontier(
                 frontier.frontier().first().copied(),
@@ -240,7 +248,16 @@ where
                 if let Some(cap) = held.as_mut() {
                     emit_alerts(&mut alerts, cap, output, &run.metrics);
                 }
-                if let Some(marker) = marker {
+                if let Some(mut marker) = marker {
+                    // A reload: what comes from here on is judged by the new
+                    // rules, and the checkpoint holds their states.
+                    if let Some(rules) = marker.rules.take() {
+                        let version = marker.rules_version;
+                        evaluator.replace_rules(Arc::new(rules), version, |r| {
+                            O::fed(&r.input, window_ms)
+                        });
+                        run.control.set_rules_version(version);
+                    }
                     participant.write(&marker, &evaluator.snapshot_view(), Vec::new());
                 }
             }

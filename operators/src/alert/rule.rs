@@ -47,7 +47,7 @@ impl Stat {
 }
 
 /// What a rule observes.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub enum RuleInput {
     /// Every reading.
     Readings,
@@ -77,8 +77,10 @@ impl std::fmt::Display for RuleInput {
     }
 }
 
-/// One validated alert rule.
-#[derive(Clone, Debug)]
+/// One validated alert rule. Rules travel to every worker when the rules
+/// are reloaded; two rules are equal when they mean the same (the same
+/// name, selection, thresholds and behaviour).
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Rule {
     /// Unique rule name, carried by every alert.
     pub name: String,
@@ -87,6 +89,7 @@ pub struct Rule {
     /// Sensor names the rule applies to; empty means every sensor.
     pub sensors: Vec<String>,
     /// Device id pattern (glob: `press-*`); `None` means every device.
+    #[serde(with = "glob_pattern")]
     pub devices: Option<GlobMatcher>,
     /// Which side of the threshold breaches.
     pub direction: Direction,
@@ -118,7 +121,7 @@ pub struct Rule {
 }
 
 /// When a rule chatters, and when it is calm again.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Chattering {
     /// State changes (firing or resolved events) that make the rule
     /// chattering...
@@ -133,7 +136,7 @@ pub struct Chattering {
 /// The kind of a rule: the signal its thresholds apply to. Every kind shares
 /// the threshold state machine (hysteresis, `consecutive`, `for`,
 /// off-delay, cooldown).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RuleKind {
     /// The observed value itself.
     #[default]
@@ -166,6 +169,65 @@ pub enum RuleKind {
         /// How long without a reading, in ms.
         after_ms: u64,
     },
+}
+
+impl PartialEq for Rule {
+    fn eq(&self, other: &Rule) -> bool {
+        // Every field, so that a new one cannot be forgotten here.
+        let Rule {
+            name,
+            severity,
+            sensors,
+            devices,
+            direction,
+            threshold,
+            clear,
+            consecutive,
+            for_ms,
+            cooldown_ms,
+            keep_firing_for_ms,
+            input,
+            kind,
+            escalation,
+            chattering,
+        } = self;
+        let pattern = |d: &Option<GlobMatcher>| d.as_ref().map(|m| m.glob().glob().to_owned());
+        *name == other.name
+            && *severity == other.severity
+            && *sensors == other.sensors
+            && pattern(devices) == pattern(&other.devices)
+            && *direction == other.direction
+            && threshold.to_bits() == other.threshold.to_bits()
+            && clear.to_bits() == other.clear.to_bits()
+            && *consecutive == other.consecutive
+            && *for_ms == other.for_ms
+            && *cooldown_ms == other.cooldown_ms
+            && *keep_firing_for_ms == other.keep_firing_for_ms
+            && *input == other.input
+            && *kind == other.kind
+            && *escalation == other.escalation
+            && *chattering == other.chattering
+    }
+}
+
+/// A rule's device pattern, serialized as its glob.
+mod glob_pattern {
+    use globset::{Glob, GlobMatcher};
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(m: &Option<GlobMatcher>, s: S) -> Result<S::Ok, S::Error> {
+        m.as_ref().map(|m| m.glob().glob()).serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<GlobMatcher>, D::Error> {
+        Option::<String>::deserialize(d)?
+            .map(|p| {
+                Glob::new(&p)
+                    .map(|g| g.compile_matcher())
+                    .map_err(serde::de::Error::custom)
+            })
+            .transpose()
+    }
 }
 
 /// Event time is cut into buckets of this many ms to tell how far each
@@ -224,8 +286,45 @@ impl Rule {
     }
 }
 
+/// What a reload changes: see [`RuleSet::diff`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RulesDiff {
+    /// Rules only in the new set.
+    pub added: Vec<String>,
+    /// Rules only in the old set.
+    pub removed: Vec<String>,
+    /// Rules in both whose meaning changed.
+    pub changed: Vec<String>,
+    /// Rules in both, unchanged.
+    pub unchanged: usize,
+}
+
+impl RulesDiff {
+    /// Whether the two sets are the same.
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.removed.is_empty() && self.changed.is_empty()
+    }
+}
+
+impl std::fmt::Display for RulesDiff {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let list = |names: &[String]| match names {
+            [] => "none".to_owned(),
+            _ => names.join(", "),
+        };
+        write!(
+            f,
+            "added: {}; removed: {}; changed (state starts afresh): {}; unchanged (state kept): {}",
+            list(&self.added),
+            list(&self.removed),
+            list(&self.changed),
+            self.unchanged
+        )
+    }
+}
+
 /// A set of rules, shared by all workers.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct RuleSet {
     /// The rules, in file order.
     pub rules: Vec<Rule>,
@@ -255,6 +354,28 @@ impl RuleSet {
         self.rules
             .iter()
             .any(|r| matches!(r.kind, RuleKind::Silence { .. }))
+    }
+
+    /// What changes from this rule set to `new`, by rule name: rules added,
+    /// removed, changed (same name, another meaning: their state starts
+    /// afresh), and how many are unchanged (they keep their state).
+    pub fn diff(&self, new: &RuleSet) -> RulesDiff {
+        let find = |set: &RuleSet, name: &str| set.rules.iter().find(|r| r.name == name).cloned();
+        let mut diff = RulesDiff::default();
+        for rule in &new.rules {
+            match find(self, &rule.name) {
+                None => diff.added.push(rule.name.clone()),
+                Some(old) if old != *rule => diff.changed.push(rule.name.clone()),
+                Some(_) => diff.unchanged += 1,
+            }
+        }
+        diff.removed = self
+            .rules
+            .iter()
+            .filter(|r| find(new, &r.name).is_none())
+            .map(|r| r.name.clone())
+            .collect();
+        diff
     }
 
     /// Whether any rule observes readings directly.

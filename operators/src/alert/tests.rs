@@ -825,3 +825,62 @@ fn changes_further_apart_than_the_span_are_not_chattering() {
         .collect();
     assert_eq!(run(&chattering(), &obs, None), want);
 }
+
+/// A reload at 10: readings before it are judged by the old rules, the rest
+/// by the new ones. "hot" is unchanged and keeps its state (it is firing, so
+/// 85 at 11 resolves it: a fresh state would have nothing to resolve);
+/// "warm" changes its threshold and starts afresh (85 at 11 fires anew under
+/// the new 80, though the old "warm" was firing); "cool" is removed; "cold"
+/// is new.
+#[test]
+fn a_reload_judges_by_the_new_rules_from_its_frontier_and_keeps_unchanged_states() {
+    let warm = |threshold| Rule::new("warm", "temp", Direction::Above, threshold);
+    let cool = Rule::new("cool", "temp", Direction::Below, 50.0);
+    let cold = Rule::new("cold", "temp", Direction::Below, 90.0);
+    let old = RuleSet::new(vec![hot(), warm(87.0), cool]);
+    let new = RuleSet::new(vec![hot(), warm(80.0), cold]);
+    let diff = old.diff(&new);
+    assert_eq!(
+        (diff.added, diff.removed, diff.changed, diff.unchanged),
+        (vec!["cold".into()], vec!["cool".into()], vec!["warm".into()], 1)
+    );
+
+    let mut eval = AlertEvaluator::new(Arc::new(old));
+    let readings = [(1, 40.0), (5, 95.0), (11, 85.0), (12, 95.0), (13, 70.0)];
+    for (i, (t, v)) in readings.iter().enumerate() {
+        eval.push(Reading::new("d1", "temp", *t, *v, 0, i as i64));
+    }
+    let mut out = Vec::new();
+    eval.advance_to(Some(10), &mut out);
+    eval.replace_rules(Arc::new(new), 2, |_| true);
+    eval.advance_to(None, &mut out);
+    let mut got: Vec<_> = out
+        .iter()
+        .map(|a| (a.event_time, a.rule.as_str(), a.state, a.rules_version))
+        .collect();
+    got.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+    use AlertState::{Firing, Resolved};
+    assert_eq!(
+        got,
+        vec![
+            // Version 1: 40 is below "cool"; 95 resolves it and breaches
+            // "hot" and "warm" (87).
+            (1, "cool", Firing, 1),
+            (5, "cool", Resolved, 1),
+            (5, "hot", Firing, 1),
+            (5, "warm", Firing, 1),
+            // Version 2: "hot" resolves at 85, fires again at 95 and
+            // resolves at 70; the new "warm" (80) fires at 85 and resolves
+            // at 70; "cold" (below 90) fires at 85, resolves at 95, fires at
+            // 70.
+            (11, "cold", Firing, 2),
+            (11, "hot", Resolved, 2),
+            (11, "warm", Firing, 2),
+            (12, "cold", Resolved, 2),
+            (12, "hot", Firing, 2),
+            (13, "cold", Firing, 2),
+            (13, "hot", Resolved, 2),
+            (13, "warm", Resolved, 2),
+        ]
+    );
+}

@@ -11,16 +11,18 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
+use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
 use timely::dataflow::operators::generic::operator::source;
-use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::operators::generic::{Operator, OutputBuilder};
 use timely::dataflow::operators::probe::Handle as ProbeHandle;
 use timely::dataflow::operators::vec::Broadcast;
 use timely::dataflow::operators::{Capability, Probe};
 use timely::dataflow::{Scope, Stream};
-use timely::progress::Source;
+use timely::progress::{Antichain, Source};
 use timely::scheduling::Activator;
 
 use super::{Ack, Manifest, Marker, PartInfo, PendingFile, Session, FORMAT};
+use crate::alert::{RuleInput, RuleKind, RuleSet};
 use crate::control::Run;
 use crate::kafka::source::{EndOffset, StartOffset};
 use crate::recording::Recording;
@@ -75,7 +77,14 @@ struct Shared {
     rules_fed: RefCell<BTreeMap<String, (String, bool)>>,
     /// When each checkpoint in progress started (worker 0), for its duration.
     started: RefCell<BTreeMap<u64, Instant>>,
+    /// What each alert evaluator is fed: whether it takes a rule input, and
+    /// whether it follows the sources' progress (silence rules). A reload
+    /// whose rules some evaluator cannot judge is refused.
+    evaluators: RefCell<Vec<(FedBy, bool)>>,
 }
+
+/// Whether an alert evaluator is fed what a rule input looks at.
+type FedBy = Box<dyn Fn(&RuleInput) -> bool>;
 
 impl Shared {
     fn wake_acker(&self) {
@@ -148,7 +157,11 @@ impl<'scope> Env<'scope> {
         session: Option<Arc<Session>>,
     ) -> Self {
         let shared = Rc::new(Shared::default());
-        let markers = trigger(scope, session.clone(), shared.clone(), run.clone()).broadcast();
+        let markers_done = ProbeHandle::new();
+        let stops = stop_relay(scope, run.clone(), markers_done.clone());
+        let markers = trigger(scope, stops, session.clone(), shared.clone(), run.clone())
+            .broadcast()
+            .probe_with(&markers_done);
         Env {
             scope,
             run,
@@ -176,6 +189,13 @@ impl<'scope> Env<'scope> {
     /// and examples.
     pub fn standalone(scope: Scope<'scope, u64>) -> Self {
         Env::new(scope, Run::default(), "local", None)
+    }
+
+    /// This environment with markers fed by hand instead of by the trigger.
+    #[cfg(test)]
+    pub(crate) fn with_markers(mut self, markers: Stream<'scope, u64, Vec<Marker>>) -> Self {
+        self.markers = markers;
+        self
     }
 
     /// The run: its metrics and its control.
@@ -328,6 +348,12 @@ impl<'scope> Env<'scope> {
             .map(|(_, size)| *size)
     }
 
+    /// Notes an alert evaluator: which rule inputs it is fed, and whether
+    /// it follows the sources' progress (which silence rules need).
+    pub(crate) fn note_evaluator(&self, fed_by: FedBy, silences: bool) {
+        self.shared.evaluators.borrow_mut().push((fed_by, silences));
+    }
+
     /// Notes rules given to an alert evaluator: (name, what it looks at,
     /// whether this evaluator feeds it). [`Env::finish`] fails the run if a
     /// rule is fed by none.
@@ -431,9 +457,13 @@ pub(crate) struct Barrier {
 }
 
 impl Barrier {
-    /// Takes the markers of the marker input.
-    pub(crate) fn receive(&mut self, markers: &mut Vec<Marker>) {
-        self.last |= markers.iter().any(|m| m.last);
+    /// Takes the markers of the marker input. The last marker of a stop
+    /// stops this process too, if it was not asked to stop itself.
+    pub(crate) fn receive(&mut self, markers: &mut Vec<Marker>, run: &Run) {
+        if !self.last && markers.iter().any(|m| m.last) {
+            self.last = true;
+            stop_on_last_marker(run);
+        }
         self.pending.append(markers);
         self.pending.sort_by_key(|m| m.frontier);
     }
@@ -458,6 +488,15 @@ impl Barrier {
     }
 }
 
+/// Asks this process to stop once the last marker of a stop requested
+/// elsewhere in the run arrived.
+pub(crate) fn stop_on_last_marker(run: &Run) {
+    if !run.control.stop_requested() {
+        tracing::info!("The run was asked to stop elsewhere: stopping");
+        run.control.request_stop();
+    }
+}
+
 /// What a checkpointed sink is told, in order: data with its timely time,
 /// then each checkpoint its input reached, then the input frontier.
 pub(crate) enum SinkEvent<'a, D> {
@@ -476,6 +515,7 @@ pub(crate) fn checkpointed_sink<'scope, D, P, L>(
     pact: P,
     name: &str,
     markers: Stream<'scope, u64, Vec<Marker>>,
+    run: Run,
     mut logic: L,
 ) where
     D: 'static,
@@ -497,7 +537,7 @@ pub(crate) fn checkpointed_sink<'scope, D, P, L>(
                         data,
                     ))
                 });
-                marker_input.for_each(|_, markers| barrier.receive(markers));
+                marker_input.for_each(|_, markers| barrier.receive(markers, &run));
                 let frontier = least_frontier(
                     frontier.frontier().first().copied(),
                     marker_frontier.frontier().first().copied(),
@@ -523,20 +563,59 @@ fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
+/// Stop requests, one per worker asked to stop (a signal, a pipeline
+/// error), sent to worker 0's trigger. It holds a capability until its
+/// worker is asked to stop or the markers end.
+fn stop_relay<'scope>(
+    scope: Scope<'scope, u64>,
+    run: Run,
+    markers_done: ProbeHandle<u64>,
+) -> Stream<'scope, u64, Vec<usize>> {
+    source(scope, "StopRelay", move |cap, info| {
+        let activator = scope.activator_for(info.address);
+        let worker = scope.index();
+        let mut cap = Some(cap);
+        move |output| {
+            let Some(c) = cap.as_ref() else { return };
+            if run.control.stop_requested() {
+                output.session(c).give(worker);
+                cap = None;
+            } else if markers_done.done() {
+                cap = None;
+            } else {
+                activator.activate_after(Duration::from_millis(5));
+            }
+        }
+    })
+}
+
 /// The trigger: on worker 0, holds a capability that follows the sources'
-/// frontier and sends a marker at it every interval, and a last one
-/// ([`Marker::last`]) when a stop is requested. Elsewhere, and without
-/// checkpoints, it sends nothing.
+/// frontier. With checkpoints it sends a marker at it every interval, and
+/// one that covers everything ([`Marker::END`]) when the input ends.
+///
+/// A stop, requested on any worker of the run (each worker's stop relay
+/// tells it), is one last marker ([`Marker::last`]) at the frontier, with or
+/// without checkpoints. Sources keep their capabilities until the markers
+/// end, and operators go no further than the markers until they have seen
+/// the last one (which asks their own process to stop too): so the whole
+/// run stops at one frontier, however its processes were signalled, and the
+/// frontier never jumps past readings a stopped source did not read.
 fn trigger<'scope>(
     scope: Scope<'scope, u64>,
+    stops: Stream<'scope, u64, Vec<usize>>,
     session: Option<Arc<Session>>,
     shared: Rc<Shared>,
     run: Run,
 ) -> Stream<'scope, u64, Vec<Marker>> {
-    source(scope, "CheckpointTrigger", move |cap, info| {
-        let activator = scope.activator_for(info.address);
-        let session = session.filter(|_| scope.index() == 0);
-        let mut cap = session.as_ref().map(|_| cap);
+    let mut builder = OperatorBuilder::new("CheckpointTrigger".into(), scope);
+    let activator = scope.activator_for(builder.operator_info().address);
+    let (output, markers) = builder.new_output::<Vec<Marker>>();
+    let mut output = OutputBuilder::from(output);
+    let no_connection: Vec<(usize, Antichain<u64>)> = Vec::new();
+    let mut stops = builder.new_input_connection(stops, Exchange::new(|_| 0), no_connection);
+    let leader = scope.index() == 0;
+    builder.build(move |mut caps| {
+        let mut cap = caps.pop().filter(|_| leader);
         let (mut next_id, floor, interval) = session.as_ref().map_or((0, 0, Duration::MAX), |s| {
             (
                 s.next_id(),
@@ -546,9 +625,25 @@ fn trigger<'scope>(
         });
         let mut last_frontier: Option<u64> = None;
         let mut last_sent = Instant::now();
-        move |output| {
+        let mut version = run.control.rules_version();
+        move |_frontiers| {
+            stops.for_each(|_, workers| {
+                if let Some(worker) = workers.drain(..).next() {
+                    if !run.control.stop_requested() {
+                        tracing::info!(worker, "A worker was asked to stop: the run stops");
+                        run.control.request_stop();
+                    }
+                }
+            });
             let Some(c) = cap.as_mut() else { return };
-            if !shared.built.get() {
+            // Operators are wired before anything runs.
+            if shared.sources.borrow().is_empty() {
+                // Nothing to follow (operators fed by hand, in tests).
+                cap = None;
+                return;
+            }
+            // Checkpoints wait for every participant to be counted.
+            if session.is_some() && !shared.built.get() {
                 activator.activate_after(Duration::from_millis(1));
                 return;
             }
@@ -563,43 +658,117 @@ fn trigger<'scope>(
             }
             let at = *c.time();
             // On a stop the sources hold their capabilities (at or after
-            // `at`) until this trigger is done: a last checkpoint at `at`.
-            // When the input ends, one that covers everything
-            // ([`Marker::END`]).
+            // `at`) until this trigger is done: a last marker at `at`. When
+            // the input ends, a checkpoint that covers everything.
             let stopping = run.control.stop_requested();
             let target = match frontier {
                 None if !stopping => Marker::END,
                 _ => at,
             };
-            let due = last_sent.elapsed() >= interval || frontier.is_none() || stopping;
-            // Never before the restored frontier, and never twice at one frontier.
+            // A reload applies from the frontier on; refused if the running
+            // pipeline cannot judge the new rules.
+            let reload = match run.control.take_reload() {
+                Some(rules) if frontier.is_some() && !stopping => {
+                    match unjudged(&rules, &shared.evaluators.borrow()) {
+                        Ok(()) => Some(rules),
+                        Err(problem) => {
+                            tracing::error!("The rules are not reloaded: {problem}");
+                            run.metrics.note_reload(None);
+                            None
+                        }
+                    }
+                }
+                _ => None,
+            };
+            let due = stopping
+                || reload.is_some()
+                || session.is_some() && (last_sent.elapsed() >= interval || frontier.is_none());
+            // Never before the restored frontier, and never twice at one
+            // frontier (but for a reload).
             if due
                 && (at >= floor || target == Marker::END)
-                && last_frontier.is_none_or(|l| target > l)
+                && last_frontier.is_none_or(|l| target > l || reload.is_some() && target >= l)
             {
-                output.session(&*c).give(Marker {
+                if reload.is_some() {
+                    version += 1;
+                    run.control.set_rules_version(version);
+                    run.metrics.note_reload(Some((version, at)));
+                    tracing::info!(
+                        version,
+                        from = at,
+                        "Rules reloaded: version {version} applies from event time {at}"
+                    );
+                }
+                output.activate().session(&*c).give(Marker {
                     id: next_id,
                     frontier: target,
                     last: stopping,
+                    rules_version: version,
+                    rules: reload,
                 });
-                shared.started.borrow_mut().insert(next_id, Instant::now());
+                if session.is_some() {
+                    shared.started.borrow_mut().insert(next_id, Instant::now());
+                }
                 tracing::debug!(
                     checkpoint = next_id,
                     frontier = target,
-                    "Checkpoint started"
+                    last = stopping,
+                    "Marker sent"
                 );
                 next_id += 1;
                 last_frontier = Some(target);
                 last_sent = Instant::now();
+            } else if let Some(rules) = reload {
+                // Not now (before the restored frontier): at a later turn.
+                run.control.request_reload(rules);
             }
             if frontier.is_none() || stopping {
                 // The sources are done, or wait for this to stop.
                 cap = None;
                 return;
             }
-            activator.activate_after(Duration::from_millis(5));
+            // Operators go no further than the markers: follow the sources
+            // closely.
+            activator.activate_after(Duration::from_millis(1));
         }
-    })
+    });
+    markers
+}
+
+/// Why some alert evaluator of the pipeline cannot judge a rule of
+/// `rules`: no evaluator is fed what it looks at (windows of a size the
+/// pipeline does not compute), or it is a silence rule and no evaluator that
+/// is fed its input follows the sources' progress.
+fn unjudged(rules: &RuleSet, evaluators: &[(FedBy, bool)]) -> Result<(), String> {
+    let problems: Vec<String> = rules
+        .rules
+        .iter()
+        .filter(|r| {
+            let silence = matches!(r.kind, RuleKind::Silence { .. });
+            !evaluators
+                .iter()
+                .any(|(fed_by, follows)| fed_by(&r.input) && (*follows || !silence))
+        })
+        .map(|r| {
+            format!(
+                "rule \"{}\" ({}{})",
+                r.name,
+                r.input,
+                if matches!(r.kind, RuleKind::Silence { .. }) {
+                    ", a silence rule"
+                } else {
+                    ""
+                }
+            )
+        })
+        .collect();
+    if problems.is_empty() {
+        return Ok(());
+    }
+    Err(format!(
+        "no alert evaluator of the running pipeline can judge {}: restart the pipeline to add it",
+        problems.join(", ")
+    ))
 }
 
 /// The acknowledger of one worker: holds each marker's time until every
@@ -714,6 +883,7 @@ fn commit(acks: Stream<'_, u64, Vec<Ack>>, session: Arc<Session>, shared: Rc<Sha
                     workers: peers,
                     parts: acks.iter().flat_map(|a| a.parts.clone()).collect(),
                     files: acks.iter().flat_map(|a| a.files.clone()).collect(),
+                    rules_version: marker.rules_version,
                 };
                 match session.commit(&manifest) {
                     Ok(()) => {

@@ -40,7 +40,11 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-pub(crate) use env::{checkpointed_sink, least_frontier, Barrier, SinkEvent, SourceBook};
+use crate::alert::RuleSet;
+
+pub(crate) use env::{
+    checkpointed_sink, least_frontier, stop_on_last_marker, Barrier, SinkEvent, SourceBook,
+};
 pub use env::{Env, RunIo};
 pub use store::{CheckpointStore, LocalDir};
 
@@ -70,7 +74,7 @@ impl CheckpointConfig {
 /// Asks every stateful operator to snapshot its state as of `frontier`.
 /// Travels at timely time `frontier`, or, for the last checkpoint of a run
 /// whose input ended ([`Marker::END`]), at the sources' last frontier.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Marker {
     /// Checkpoint number, increasing.
     pub id: u64,
@@ -82,6 +86,13 @@ pub struct Marker {
     /// frontier is complete.
     #[serde(default)]
     pub last: bool,
+    /// The version of the rule set in force from this marker on.
+    #[serde(default)]
+    pub rules_version: u64,
+    /// A reload: the rule set in force from this marker's frontier on.
+    /// Observations before the frontier were judged by the rules before.
+    #[serde(default)]
+    pub rules: Option<RuleSet>,
 }
 
 impl Marker {
@@ -153,6 +164,10 @@ pub struct Manifest {
     pub parts: Vec<PartInfo>,
     /// Files made visible by this checkpoint.
     pub files: Vec<PendingFile>,
+    /// The version of the rule set in force at the frontier (0 in
+    /// checkpoints written before versions were kept).
+    #[serde(default)]
+    pub rules_version: u64,
 }
 
 impl Manifest {
@@ -585,6 +600,7 @@ mod tests {
                     temp,
                     path: path.clone(),
                 }],
+                rules_version: 1,
             })
             .unwrap();
         path

@@ -278,6 +278,7 @@ pub(crate) fn write_records<'scope, R: SinkRecord, D: Destination>(
         Exchange::new(move |r: &R| if one_writer { 0 } else { r.route() }),
         "RecordSink",
         markers,
+        run.clone(),
         move |event| {
             let Some(w) = writer.as_mut() else {
                 match event {

@@ -538,63 +538,70 @@ impl<'scope> ParquetSink<'scope> for Stream<'scope, u64, Vec<WindowAggregate>> {
         let mut writer = Some(writer);
         let range = env.io().range;
         let stream = env.register_sink(self);
-        checkpointed_sink(stream, Pipeline, "ParquetSink", markers, move |event| {
-            let Some(active) = writer.as_mut() else {
-                // After a failure, consume and drop the input.
-                if let SinkEvent::Marker(marker) = event {
-                    participant.fail(&marker, "Parquet sink: failed before".into());
-                }
-                return;
-            };
-            let before = (active.rows_written(), active.bytes_written());
-            let result = match event {
-                SinkEvent::Data(_, data) => {
-                    data.drain(..)
-                        .filter(|a| {
-                            range.is_none_or(|(from, to)| {
-                                a.window_start >= from && a.window_end <= to
-                            })
-                        })
-                        .for_each(|agg| active.push(agg));
-                    return;
-                }
-                SinkEvent::Marker(marker) => {
-                    let result = match marker.until() {
-                        Some(f) => active.flush_at_frontier(f),
-                        None => active.finish(),
-                    };
-                    if result.is_ok() {
-                        let part = active.snapshot(marker.until());
-                        participant.write(&marker, &part, active.take_unrenamed());
+        checkpointed_sink(
+            stream,
+            Pipeline,
+            "ParquetSink",
+            markers,
+            run.clone(),
+            move |event| {
+                let Some(active) = writer.as_mut() else {
+                    // After a failure, consume and drop the input.
+                    if let SinkEvent::Marker(marker) = event {
+                        participant.fail(&marker, "Parquet sink: failed before".into());
                     }
-                    result
-                }
-                // A stop with checkpoints: the rows stay in the checkpoint.
-                SinkEvent::Frontier(None) if checkpointing && run.control.stop_requested() => {
                     return;
+                };
+                let before = (active.rows_written(), active.bytes_written());
+                let result = match event {
+                    SinkEvent::Data(_, data) => {
+                        data.drain(..)
+                            .filter(|a| {
+                                range.is_none_or(|(from, to)| {
+                                    a.window_start >= from && a.window_end <= to
+                                })
+                            })
+                            .for_each(|agg| active.push(agg));
+                        return;
+                    }
+                    SinkEvent::Marker(marker) => {
+                        let result = match marker.until() {
+                            Some(f) => active.flush_at_frontier(f),
+                            None => active.finish(),
+                        };
+                        if result.is_ok() {
+                            let part = active.snapshot(marker.until());
+                            participant.write(&marker, &part, active.take_unrenamed());
+                        }
+                        result
+                    }
+                    // A stop with checkpoints: the rows stay in the checkpoint.
+                    SinkEvent::Frontier(None) if checkpointing && run.control.stop_requested() => {
+                        return;
+                    }
+                    SinkEvent::Frontier(None) => active.finish(),
+                    SinkEvent::Frontier(Some(time)) => active.flush_at_frontier(time),
+                };
+                let m = &run.metrics;
+                Metrics::add(&m.parquet_rows, active.rows_written() - before.0);
+                Metrics::add(&m.parquet_bytes, active.bytes_written() - before.1);
+                let ends = active.take_written_ends();
+                m.observe_since_arrival(
+                    &m.window_latency,
+                    ends.into_iter().map(|e| e.saturating_sub(1)),
+                );
+                match result {
+                    Ok(files) => files
+                        .into_iter()
+                        .for_each(|file| run.metrics.add_file(file)),
+                    Err(error) => {
+                        run.control
+                            .add_error(format!("Parquet sink: {}", error_chain(&error)));
+                        writer = None;
+                    }
                 }
-                SinkEvent::Frontier(None) => active.finish(),
-                SinkEvent::Frontier(Some(time)) => active.flush_at_frontier(time),
-            };
-            let m = &run.metrics;
-            Metrics::add(&m.parquet_rows, active.rows_written() - before.0);
-            Metrics::add(&m.parquet_bytes, active.bytes_written() - before.1);
-            let ends = active.take_written_ends();
-            m.observe_since_arrival(
-                &m.window_latency,
-                ends.into_iter().map(|e| e.saturating_sub(1)),
-            );
-            match result {
-                Ok(files) => files
-                    .into_iter()
-                    .for_each(|file| run.metrics.add_file(file)),
-                Err(error) => {
-                    run.control
-                        .add_error(format!("Parquet sink: {}", error_chain(&error)));
-                    writer = None;
-                }
-            }
-        });
+            },
+        );
     }
 }
 

@@ -54,9 +54,14 @@ fn main() -> ExitCode {
                 alerts_topic: args.alerts,
                 dead_letters_topic: args.dead_letters,
                 parquet_dir: args.out,
-                rules: Arc::new(rules),
+                rules: Arc::new(rules.clone()),
             };
-            let options = args.run.options("line_monitor", 1, None)?;
+            let mut options = args.run.options("line_monitor", 1, None)?;
+            // Edits to the rules file (or SIGHUP) reload them while it runs.
+            options.rules = Some(weir::reload::RulesSource {
+                file: weir::reload::RulesFile::Rules(args.rules.clone()),
+                rules,
+            });
             eprintln!(
                 "line_monitor: {WINDOW_MS} ms windows, rules from {}",
                 args.rules.display()

@@ -1,0 +1,122 @@
+//! Reloading alert rules while a pipeline runs: on SIGHUP, or when the file
+//! the rules come from changes.
+//!
+//! The new file is validated first: if it has errors, every one is logged
+//! with its file and line, and the rules in force stay. If it is valid and
+//! changes something, the difference is logged and the run is asked to
+//! apply it: worker 0 sends the new rule set to every alert evaluator at the
+//! sources' event-time frontier `T`, so observations before `T` are judged
+//! by the old rules and the rest by the new ones (see
+//! [`weir_operators::alert::operator`]).
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use weir_operators::{RuleSet, Run};
+
+use crate::config::{load_pipeline, load_rules, ConfigError};
+
+/// Where a pipeline's rules come from.
+#[derive(Clone, Debug)]
+pub enum RulesFile {
+    /// A rules file.
+    Rules(PathBuf),
+    /// The `[[rule]]` tables of a pipeline file.
+    Pipeline(PathBuf),
+}
+
+impl RulesFile {
+    /// The rules of the pipeline file at `pipeline`: its rules file if it
+    /// names one, else its own `[[rule]]` tables.
+    pub fn of_pipeline(pipeline: &Path, rules_file: Option<&Path>) -> Self {
+        match rules_file {
+            Some(file) => RulesFile::Rules(file.to_owned()),
+            None => RulesFile::Pipeline(pipeline.to_owned()),
+        }
+    }
+
+    /// The file watched.
+    pub fn path(&self) -> &Path {
+        match self {
+            RulesFile::Rules(p) | RulesFile::Pipeline(p) => p,
+        }
+    }
+
+    fn load(&self) -> Result<RuleSet, ConfigError> {
+        match self {
+            RulesFile::Rules(p) => load_rules(p),
+            RulesFile::Pipeline(p) => load_pipeline(p).map(|spec| spec.rules),
+        }
+    }
+}
+
+/// The rules a run started with, and the file they come from: the run
+/// reloads them while it runs.
+#[derive(Clone, Debug)]
+pub struct RulesSource {
+    /// The file.
+    pub file: RulesFile,
+    /// The rules in it when the run started.
+    pub rules: RuleSet,
+}
+
+/// Watches a run's rules file, and SIGHUP.
+pub(crate) struct RulesWatch {
+    file: RulesFile,
+    current: RuleSet,
+    modified: Option<SystemTime>,
+    hangup: Arc<AtomicBool>,
+}
+
+impl RulesWatch {
+    /// Starts watching (and listening for SIGHUP).
+    pub(crate) fn new(source: RulesSource) -> anyhow::Result<Self> {
+        let hangup = Arc::new(AtomicBool::new(false));
+        signal_hook::flag::register(signal_hook::consts::SIGHUP, hangup.clone())
+            .map_err(|e| anyhow::anyhow!("cannot listen for SIGHUP: {e}"))?;
+        Ok(RulesWatch {
+            modified: modified(source.file.path()),
+            file: source.file,
+            current: source.rules,
+            hangup,
+        })
+    }
+
+    /// Reloads the rules if SIGHUP came or the file changed since the last
+    /// look: asks `run` to apply them if they are valid and differ from the
+    /// rules in force, logs every error if not.
+    pub(crate) fn poll(&mut self, run: &Run) {
+        let modified = modified(self.file.path());
+        let hangup = self.hangup.swap(false, Ordering::Relaxed);
+        if !hangup && modified == self.modified {
+            return;
+        }
+        self.modified = modified;
+        let path = self.file.path().display();
+        match self.file.load() {
+            Err(e) => {
+                tracing::error!(
+                    "The rules in {path} are not reloaded; the rules in force stay:\n  {}",
+                    e.problems().join("\n  ")
+                );
+                run.metrics.note_reload(None);
+            }
+            Ok(rules) => {
+                let diff = self.current.diff(&rules);
+                if diff.is_empty() {
+                    tracing::info!("The rules in {path} are unchanged");
+                    return;
+                }
+                tracing::info!("Reloading the rules of {path}: {diff}");
+                self.current = rules.clone();
+                run.control.request_reload(rules);
+            }
+        }
+    }
+}
+
+fn modified(path: &Path) -> Option<SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
