@@ -8,7 +8,12 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+#[path = "../support/ops.rs"]
+#[allow(dead_code)]
+mod ops;
+
 mod reference;
+mod reload;
 mod replay;
 mod restart;
 

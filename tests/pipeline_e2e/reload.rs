@@ -1,0 +1,288 @@
+//! Reloading rules in a live run against a real broker: an invalid rules
+//! file is refused (the rules in force stay), a valid one applies from the
+//! event-time frontier `T` the run logs. The alerts must be exactly those of
+//! a reference loop written here: the old rules before `T`, the new rules
+//! from `T` on, an unchanged rule keeping its state across `T` and a changed
+//! one starting afresh.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::ops::{free_port, get, Killed};
+use crate::support::{unique_topic, Broker};
+
+const T0: u64 = 1_764_000_000_000;
+
+/// Temperature of device `d` at second `t`: swings between about 70 and 96.
+fn temperature(d: usize, t: u64) -> f64 {
+    let x = t as f64 + 13.0 * d as f64;
+    ((83.0 + 13.0 * (x / 9.0).sin()) * 100.0).round() / 100.0
+}
+
+/// One reading a second of devices 0..6 (device `d` on partition `d % 2`)
+/// for seconds `from..to`: (partition, device, event time, value).
+fn readings(from: u64, to: u64) -> Vec<(i32, String, u64, f64)> {
+    let mut out = Vec::new();
+    for t in from..to {
+        for d in 0..6 {
+            out.push((
+                (d % 2) as i32,
+                format!("dev-{d}"),
+                T0 + t * 1_000,
+                temperature(d, t),
+            ));
+        }
+    }
+    out
+}
+
+fn produce(broker: &Broker, topic: &str, readings: &[(i32, String, u64, f64)]) {
+    let payloads: Vec<(i32, String)> = readings
+        .iter()
+        .map(|(p, d, t, v)| {
+            let json =
+                format!(r#"{{"device_id":"{d}","sensor":"temperature","value":{v},"ts":{t}}}"#);
+            (*p, json)
+        })
+        .collect();
+    let batch: Vec<_> = payloads
+        .iter()
+        .map(|(p, payload)| (None, payload.as_bytes(), None, Some(*p)))
+        .collect();
+    broker.produce(topic, &batch);
+}
+
+/// A threshold rule: (name, breaches above (or below), threshold).
+type RuleDef = (&'static str, bool, f64);
+
+const OLD: [RuleDef; 3] = [
+    ("hot", true, 90.0),
+    ("warm", true, 86.0),
+    ("cool", false, 74.0),
+];
+const NEW: [RuleDef; 3] = [
+    ("hot", true, 90.0),
+    ("warm", true, 80.0),
+    ("cold", false, 77.0),
+];
+
+fn rules_toml(rules: &[RuleDef]) -> String {
+    rules
+        .iter()
+        .map(|(name, above, threshold)| {
+            let side = if *above { "above" } else { "below" };
+            format!(
+                "[[rule]]\nname = \"{name}\"\nsensor = \"temperature\"\n{side} = {threshold}\n\n"
+            )
+        })
+        .collect()
+}
+
+/// The alert events the reference expects: (rule, device, state, event
+/// time, rules version). Each rule is a plain threshold state machine per
+/// device, fed in event-time order; at `t_from` the new rules take over, a
+/// rule whose definition changed (or is new) starting from "not firing".
+fn reference(
+    readings: &[(i32, String, u64, f64)],
+    t_from: u64,
+) -> BTreeSet<(String, String, String, u64, u64)> {
+    let mut by_device: BTreeMap<&str, Vec<(u64, f64)>> = BTreeMap::new();
+    for (_, d, t, v) in readings {
+        by_device.entry(d).or_default().push((*t, *v));
+    }
+    let names: BTreeSet<&str> = OLD.iter().chain(&NEW).map(|r| r.0).collect();
+    let mut out = BTreeSet::new();
+    for name in names {
+        let old = OLD.iter().find(|r| r.0 == name);
+        let new = NEW.iter().find(|r| r.0 == name);
+        for (device, series) in &by_device {
+            let mut series = series.clone();
+            series.sort_by_key(|s| s.0);
+            let mut firing = false;
+            let mut switched = false;
+            for (t, v) in series {
+                let (rule, version) = if t < t_from { (old, 1) } else { (new, 2) };
+                if t >= t_from && !switched {
+                    switched = true;
+                    if old != new {
+                        firing = false;
+                    }
+                }
+                let Some((_, above, threshold)) = rule else {
+                    continue;
+                };
+                let breaches = if *above {
+                    v > *threshold
+                } else {
+                    v < *threshold
+                };
+                let state = match (firing, breaches) {
+                    (false, true) => "firing",
+                    (true, false) => "resolved",
+                    _ => continue,
+                };
+                firing = breaches;
+                out.insert((name.into(), device.to_string(), state.into(), t, version));
+            }
+        }
+    }
+    out
+}
+
+/// A counter or gauge of the run's `/metrics`.
+fn metric(port: u16, name: &str) -> Option<f64> {
+    let (_, body) = get(port, "/metrics")?;
+    body.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+/// Waits until `done` holds, at most 60 s.
+fn wait_for(what: &str, child: &mut Child, log: &Path, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !done() {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "weir exited while waiting for {what}:\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        assert!(
+            Instant::now() < deadline,
+            "no {what} within 60 s:\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_reload_applies_the_new_rules_from_the_frontier_it_logs() {
+    let broker = Broker::start();
+    let (topic, alerts) = (unique_topic("reload-in"), unique_topic("reload-alerts"));
+    broker.create_topic(&topic, 2);
+    broker.create_topic(&alerts, 1);
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules.toml");
+    std::fs::write(&rules, rules_toml(&OLD)).unwrap();
+    let pipeline = dir.path().join("pipeline.toml");
+    std::fs::write(
+        &pipeline,
+        format!(
+            "name = \"reload\"\n[rules]\nfile = \"{rules}\"\n[source]\nbrokers = \"{brokers}\"\ntopic = \"{topic}\"\n\
+             out_of_orderness = \"1s\"\n[sinks.alerts]\ntopic = \"{alerts}\"\n",
+            rules = rules.display(),
+            brokers = broker.bootstrap(),
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("weir.log");
+    let port = free_port();
+    let mut weir = Killed(
+        Command::new(env!("CARGO_BIN_EXE_weir"))
+            .args(["run", "--quiet", "--workers", "2", "--metrics-addr"])
+            .arg(format!("127.0.0.1:{port}"))
+            .arg(&pipeline)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let read = |n: usize| move || metric(port, "weir_records_read_total") == Some(n as f64);
+    let logged = || std::fs::read_to_string(&log).unwrap_or_default();
+
+    let first = readings(0, 60);
+    produce(&broker, &topic, &first);
+    wait_for(
+        "the first readings read",
+        &mut weir.0,
+        &log,
+        read(first.len()),
+    );
+
+    // An invalid file: refused with its line, the old rules stay.
+    std::fs::write(
+        &rules,
+        format!(
+            "{}[[rule]]\nname = \"bad\"\nsensor = \"temperature\"\nabove = \"hot\"\n",
+            rules_toml(&NEW)
+        ),
+    )
+    .unwrap();
+    wait_for("the refusal", &mut weir.0, &log, || {
+        metric(port, "weir_rule_reloads_refused_total") == Some(1.0)
+    });
+    let refusal = logged();
+    assert!(
+        refusal.contains("are not reloaded") && refusal.contains("rules.toml:19"),
+        "the refusal names the file and line:\n{refusal}"
+    );
+
+    std::fs::write(&rules, rules_toml(&NEW)).unwrap();
+    wait_for("the reload", &mut weir.0, &log, || {
+        logged().contains("Rules reloaded")
+    });
+    let line = logged();
+    let t_from: u64 = line
+        .split("applies from event time ")
+        .nth(1)
+        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+        .expect("the reload logs its frontier");
+    assert!(
+        (T0..T0 + 60_000).contains(&t_from),
+        "the reload applies within the first readings' time: {t_from}"
+    );
+
+    let second = readings(60, 130);
+    produce(&broker, &topic, &second);
+    let total = first.len() + second.len();
+    wait_for("every reading read", &mut weir.0, &log, read(total));
+    std::thread::sleep(Duration::from_millis(500));
+    let status = Command::new("kill")
+        .args(["-TERM", &weir.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = weir.0.wait().unwrap();
+    assert!(exit.success(), "weir failed:\n{}", logged());
+
+    // Alerts before 120 s are complete whatever the stop's frontier.
+    let cutoff = T0 + 120_000;
+    let all: Vec<_> = first.iter().chain(&second).cloned().collect();
+    let expected: BTreeSet<_> = reference(&all, t_from)
+        .into_iter()
+        .filter(|a| a.3 < cutoff)
+        .collect();
+    let written: BTreeSet<_> = broker
+        .consume_all(&alerts)
+        .iter()
+        .map(|r| {
+            let v: serde_json::Value = serde_json::from_slice(&r.payload).unwrap();
+            let s = |f: &str| v[f].as_str().unwrap().to_owned();
+            (
+                s("rule"),
+                s("device"),
+                s("state"),
+                v["event_time"].as_u64().unwrap(),
+                v["rules_version"].as_u64().unwrap(),
+            )
+        })
+        .filter(|a| a.3 < cutoff)
+        .collect();
+    // The test means something: every rule alerts, on both sides of T.
+    for name in ["hot", "warm", "cool", "cold"] {
+        assert!(
+            expected.iter().any(|a| a.0 == name),
+            "rule {name} never alerts"
+        );
+    }
+    assert!(expected.iter().any(|a| a.3 < t_from) && expected.iter().any(|a| a.3 >= t_from));
+    let missing: Vec<_> = expected.difference(&written).collect();
+    let extra: Vec<_> = written.difference(&expected).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "reload at {t_from}: missing {missing:?}, unexpected {extra:?}"
+    );
+}
