@@ -488,10 +488,27 @@ where
     let run = options.run.clone().unwrap_or_default();
     // A resumed run goes on with the version of the rules its checkpoint
     // was taken under.
-    let version = session
-        .as_ref()
-        .and_then(|s| s.restored())
-        .map_or(1, |r| r.manifest.rules_version.max(1));
+    let restored = session.as_ref().and_then(|s| s.restored());
+    let mut version = restored.map_or(1, |r| r.manifest.rules_version.max(1));
+    if let (Some(restored), Some(source)) = (restored, &options.rules) {
+        // Rules edited while the run was stopped: a new version, and the
+        // changed rules start afresh.
+        let manifest = &restored.manifest;
+        let changed = manifest.changed_rules(&source.rules);
+        let removed = manifest
+            .rules
+            .iter()
+            .filter(|(name, _)| !source.rules.rules.iter().any(|r| r.name == *name))
+            .count();
+        if !changed.is_empty() || removed > 0 {
+            version += 1;
+            tracing::info!(
+                "The rules changed since checkpoint {}: version {version}; new or changed rules start afresh: {}",
+                manifest.id,
+                if changed.is_empty() { "none".to_owned() } else { changed.join(", ") }
+            );
+        }
+    }
     run.control.set_rules_version(version);
     run.metrics.rules_version.set(version as i64);
     let watch = match (&options.rules, options.bounded) {

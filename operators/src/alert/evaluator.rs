@@ -97,8 +97,8 @@ impl<O: Observation> Serialize for PartView<'_, O> {
 }
 
 /// The rule states of an alert operator: its part of a checkpoint. States
-/// are kept by rule name, so a restart with changed rules keeps the state of
-/// every rule that kept its name.
+/// are kept by rule name; a resumed run takes those of the rules whose
+/// definition is unchanged (see [`crate::checkpoint::Manifest::rules`]).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct AlertPart {
     /// Per key, the states that differ from the initial state.

@@ -178,11 +178,20 @@ where
             markers
         }
     };
-    env.note_evaluator(Box::new(move |input| O::fed(input, window_ms)), silences);
+    env.note_evaluator(
+        Box::new(move |input| O::fed(input, window_ms)),
+        silences,
+        &rules,
+    );
+    let changed = env.changed_since_restore(&rules);
     let mut evaluator = AlertEvaluator::new(rules).with_version(run.control.rules_version());
     if let Some(frontier) = env.restored_frontier() {
         let (worker, peers) = (stream.scope().index() as u64, stream.scope().peers() as u64);
-        let parts = env.restored::<AlertPart>(participant.op());
+        let mut parts = env.restored::<AlertPart>(participant.op());
+        // A rule changed since the checkpoint starts afresh.
+        for (_, states) in parts.iter_mut().flat_map(|p| p.keys.iter_mut()) {
+            states.retain(|(name, _)| !changed.contains(name));
+        }
         evaluator.restore(parts, frontier, |k| {
             SensorKey::route_hash(&k.device, &k.sensor) % peers == worker
         });

@@ -210,6 +210,18 @@ impl PartialEq for Rule {
     }
 }
 
+impl Rule {
+    /// A digest of the rule's definition, the same in every run and
+    /// process (FNV-1a over its encoding): checkpoints keep it, so that a
+    /// resumed run keeps the state of a rule only if it is unchanged.
+    pub fn fingerprint(&self) -> u64 {
+        let bytes = bincode::serialize(self).expect("a rule serializes");
+        bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, b| {
+            (hash ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+        })
+    }
+}
+
 /// A rule's device pattern, serialized as its glob.
 mod glob_pattern {
     use globset::{Glob, GlobMatcher};

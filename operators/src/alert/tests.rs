@@ -842,7 +842,12 @@ fn a_reload_judges_by_the_new_rules_from_its_frontier_and_keeps_unchanged_states
     let diff = old.diff(&new);
     assert_eq!(
         (diff.added, diff.removed, diff.changed, diff.unchanged),
-        (vec!["cold".into()], vec!["cool".into()], vec!["warm".into()], 1)
+        (
+            vec!["cold".into()],
+            vec!["cool".into()],
+            vec!["warm".into()],
+            1
+        )
     );
 
     let mut eval = AlertEvaluator::new(Arc::new(old));

@@ -81,6 +81,8 @@ struct Shared {
     /// whether it follows the sources' progress (silence rules). A reload
     /// whose rules some evaluator cannot judge is refused.
     evaluators: RefCell<Vec<(FedBy, bool)>>,
+    /// The rules in force (worker 0 keeps them for the manifests).
+    rules: RefCell<Option<Arc<RuleSet>>>,
 }
 
 /// Whether an alert evaluator is fed what a rule input looks at.
@@ -350,8 +352,19 @@ impl<'scope> Env<'scope> {
 
     /// Notes an alert evaluator: which rule inputs it is fed, and whether
     /// it follows the sources' progress (which silence rules need).
-    pub(crate) fn note_evaluator(&self, fed_by: FedBy, silences: bool) {
+    pub(crate) fn note_evaluator(&self, fed_by: FedBy, silences: bool, rules: &Arc<RuleSet>) {
         self.shared.evaluators.borrow_mut().push((fed_by, silences));
+        *self.shared.rules.borrow_mut() = Some(rules.clone());
+    }
+
+    /// The rules of `rules` whose state a resumed run must not take from
+    /// its checkpoint: their definition changed since (see
+    /// [`Manifest::changed_rules`]).
+    pub(crate) fn changed_since_restore(&self, rules: &RuleSet) -> Vec<String> {
+        self.session
+            .as_ref()
+            .and_then(|s| s.restored())
+            .map_or_else(Vec::new, |r| r.manifest.changed_rules(rules))
     }
 
     /// Notes rules given to an alert evaluator: (name, what it looks at,
@@ -689,7 +702,8 @@ fn trigger<'scope>(
                 && (at >= floor || target == Marker::END)
                 && last_frontier.is_none_or(|l| target > l || reload.is_some() && target >= l)
             {
-                if reload.is_some() {
+                if let Some(rules) = &reload {
+                    *shared.rules.borrow_mut() = Some(Arc::new(rules.clone()));
                     version += 1;
                     run.control.set_rules_version(version);
                     run.metrics.note_reload(Some((version, at)));
@@ -884,6 +898,12 @@ fn commit(acks: Stream<'_, u64, Vec<Ack>>, session: Arc<Session>, shared: Rc<Sha
                     parts: acks.iter().flat_map(|a| a.parts.clone()).collect(),
                     files: acks.iter().flat_map(|a| a.files.clone()).collect(),
                     rules_version: marker.rules_version,
+                    rules: shared.rules.borrow().as_ref().map_or_else(Vec::new, |set| {
+                        set.rules
+                            .iter()
+                            .map(|r| (r.name.clone(), r.fingerprint()))
+                            .collect()
+                    }),
                 };
                 match session.commit(&manifest) {
                     Ok(()) => {

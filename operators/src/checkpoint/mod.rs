@@ -168,9 +168,34 @@ pub struct Manifest {
     /// checkpoints written before versions were kept).
     #[serde(default)]
     pub rules_version: u64,
+    /// Each rule in force at the frontier, by name, with its
+    /// [`fingerprint`](crate::alert::Rule::fingerprint): a resumed run keeps
+    /// the states of the rules that are unchanged.
+    #[serde(default)]
+    pub rules: Vec<(String, u64)>,
 }
 
 impl Manifest {
+    /// What changed in `rules` since this checkpoint: rules with the same
+    /// name and another definition, and new rules (none if the checkpoint
+    /// kept no fingerprints).
+    pub fn changed_rules(&self, rules: &RuleSet) -> Vec<String> {
+        if self.rules.is_empty() {
+            return Vec::new();
+        }
+        rules
+            .rules
+            .iter()
+            .filter(|r| {
+                !self
+                    .rules
+                    .iter()
+                    .any(|(name, print)| *name == r.name && *print == r.fingerprint())
+            })
+            .map(|r| r.name.clone())
+            .collect()
+    }
+
     /// Total size of the parts, in bytes.
     pub fn bytes(&self) -> u64 {
         self.parts.iter().map(|p| p.bytes).sum()
@@ -601,6 +626,7 @@ mod tests {
                     path: path.clone(),
                 }],
                 rules_version: 1,
+                rules: Vec::new(),
             })
             .unwrap();
         path
@@ -670,6 +696,43 @@ mod tests {
         let fresh = Session::open(config(dir.path()), "p", true).unwrap();
         assert!(fresh.restored().is_none());
         assert!(list(dir.path()).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_resumed_run_keeps_the_states_of_unchanged_rules_only() {
+        use crate::alert::{Direction, Rule};
+        let hot = Rule::new("hot", "temp", Direction::Above, 90.0);
+        let warm = Rule::new("warm", "temp", Direction::Above, 80.0);
+        let manifest = Manifest {
+            format: FORMAT,
+            pipeline: "p".into(),
+            id: 1,
+            frontier: 1_000,
+            created_ms: 0,
+            workers: 1,
+            parts: Vec::new(),
+            files: Vec::new(),
+            rules_version: 2,
+            rules: [&hot, &warm]
+                .iter()
+                .map(|r| (r.name.clone(), r.fingerprint()))
+                .collect(),
+        };
+        let now = RuleSet::new(vec![
+            hot.clone(),
+            Rule {
+                threshold: 85.0,
+                ..warm.clone()
+            },
+            Rule::new("cold", "temp", Direction::Below, 5.0),
+        ]);
+        assert_eq!(manifest.changed_rules(&now), vec!["warm", "cold"]);
+        // A checkpoint that kept no fingerprints keeps states by name.
+        let old = Manifest {
+            rules: Vec::new(),
+            ..manifest
+        };
+        assert!(old.changed_rules(&now).is_empty());
     }
 
     #[test]
