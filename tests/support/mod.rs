@@ -443,7 +443,8 @@ impl Broker {
             return out;
         }
         consumer.assign(&assignment).expect("assign partitions");
-        let deadline = Instant::now() + TIMEOUT;
+        // Generous: a loaded machine slows tansu's first fetch a lot.
+        let deadline = Instant::now() + 3 * TIMEOUT;
         while wanted.iter().any(|(next, high)| next < high) {
             assert!(
                 Instant::now() < deadline,
