@@ -1,0 +1,389 @@
+//! A 10x burst: the input arrives ten times faster than the pipeline
+//! processes it. Memory must stay bounded: the source stops reading while
+//! downstream is behind.
+//!
+//! Backlogs of three sizes are produced to librdkafka's in-process mock
+//! cluster, each on a topic of 256 partitions (the mock keeps only about
+//! 5 MB per partition). A bare rdkafka consume loop measures how fast the
+//! largest can be read. Then the pipeline of the end-to-end bench (Kafka source, one-minute windows to
+//! Parquet, two alert rules to a Kafka topic, bounded) runs with a
+//! deliberately slow sink on the readings (exchanged by key, a busy wait
+//! per reading), set so that the pipeline processes a tenth of the bare
+//! loop's rate: the whole backlog is there at once and can be read ten
+//! times faster than it is processed.
+//!
+//! Each run is a child process of its own, so that its peak RSS
+//! (`VmHWM` of `/proc/self/status`) is its own. The child samples every
+//! 10 ms the records the source has read and those the slow sink has
+//! processed: their difference is what the source read ahead of
+//! downstream. Bounded memory shows as a peak RSS and a read-ahead that do
+//! not grow with the backlog.
+//!
+//! The child also samples how far apart in event time the partitions'
+//! watermarks are, and counts the records read before the first window
+//! closed. Last, the large backlog runs on one worker with librdkafka's
+//! prefetch queue (`queued.max.messages.kbytes`, 64 MB by default) cut to
+//! 16 MB, then with fetches of 16 kB per partition
+//! (`max.partition.fetch.bytes`, 1 MB by default), to show where the peak
+//! comes from.
+//!
+//! `cargo bench --bench burst` (`WEIR_BENCH_READINGS` sets the large
+//! backlog, default 2,000,000; the others are a half and a twentieth of it).
+
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::operators::generic::operator::Operator;
+use timely::dataflow::operators::Concat;
+use weir::operators::alert::{Direction, Rule, RuleInput, RuleSet, Stat};
+use weir::operators::kafka::{KafkaSink, KafkaSinkConfig, KafkaSource, KafkaSourceConfig};
+use weir::operators::parquet::{ParquetSink, ParquetSinkConfig};
+use weir::operators::{Decoder, EvaluateAlerts, Metrics, Reading, Run, WindowAggregateOp};
+use weir::RunOptions;
+
+const PARTITIONS: i32 = 256;
+const DEVICES: usize = 400;
+
+/// Produces about `readings` readings of `DEVICES` devices with three
+/// sensors, one a second each, keyed by device.
+fn produce(brokers: &str, topic: &str, readings: usize) -> usize {
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("linger.ms", "5")
+        .set("queue.buffering.max.messages", "1000000")
+        .create()
+        .expect("producer");
+    let config = weir::simulate::SimulatorConfig {
+        devices: DEVICES,
+        duration_ms: (readings / (DEVICES * 3)) as u64 * 1_000,
+        start_ms: 1_763_900_000_000,
+        bad_record_rate: 0.0,
+        late_rate: 0.0,
+        ..weir::simulate::SimulatorConfig::default()
+    };
+    let mut n = 0;
+    for r in weir::simulate::generate(&config) {
+        let mut record = BaseRecord::to(topic)
+            .key(r.key.as_bytes())
+            .payload(&r.payload)
+            .timestamp(r.timestamp_ms);
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((_, back)) => {
+                    producer.poll(Duration::from_millis(5));
+                    record = back;
+                }
+            }
+        }
+        n += 1;
+    }
+    producer.flush(Duration::from_secs(300)).expect("flush");
+    n
+}
+
+/// How fast a bare rdkafka loop reads the `expected` records of `topic`.
+fn bare_loop(brokers: &str, topic: &str, expected: usize) -> f64 {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "bare")
+        .set("enable.auto.commit", "false")
+        .set("fetch.queue.backoff.ms", "20")
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..PARTITIONS {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .expect("partition");
+    }
+    consumer.assign(&tpl).expect("assign");
+    let start = Instant::now();
+    let (mut n, mut bytes) = (0, 0);
+    let mut last = Instant::now();
+    while n < expected {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+            bytes += m.payload().map_or(0, <[u8]>::len);
+            n += 1;
+            last = Instant::now();
+        }
+        assert!(
+            last.elapsed() < Duration::from_secs(10),
+            "the mock cluster kept {n} of {expected} records: use more partitions"
+        );
+    }
+    assert!(bytes > 0);
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
+/// A field of `/proc/self/status` in kB (`VmRSS`, `VmHWM`).
+fn status_kb(field: &str) -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Busy for about `ns` nanoseconds.
+fn spin(ns: u64) {
+    let start = Instant::now();
+    while start.elapsed().as_nanos() < u128::from(ns) {
+        std::hint::spin_loop();
+    }
+}
+
+/// The child: runs the pipeline with a slow sink costing `spin_ns` per
+/// reading, and prints one line of figures.
+fn child(brokers: &str, topic: &str, expected: u64, workers: usize, spin_ns: u64, property: &str) {
+    let base_kb = status_kb("VmRSS");
+    let run = Run::default();
+    let processed = Arc::new(AtomicU64::new(0));
+    let done = Arc::new(AtomicBool::new(false));
+    // Samples (read - processed) and RSS while the pipeline runs.
+    let sampler = {
+        let (run, processed, done) = (run.clone(), processed.clone(), done.clone());
+        std::thread::spawn(move || {
+            let (mut ahead_max, mut rss_max, mut spread_max) = (0u64, 0u64, 0u64);
+            let mut before_window = 0;
+            while !done.load(Ordering::Relaxed) {
+                let m = &run.metrics;
+                let read = Metrics::get(&m.records_read);
+                let ahead = read.saturating_sub(processed.load(Ordering::Relaxed));
+                ahead_max = ahead_max.max(ahead);
+                rss_max = rss_max.max(status_kb("VmRSS"));
+                if Metrics::get(&m.windows) == 0 {
+                    before_window = read;
+                }
+                // How far apart in event time the partitions are.
+                let marks: Vec<u64> = m
+                    .partitions()
+                    .values()
+                    .filter_map(|p| p.watermark)
+                    .collect();
+                if let (Some(lo), Some(hi)) = (marks.iter().min(), marks.iter().max()) {
+                    spread_max = spread_max.max(hi - lo);
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            (ahead_max, rss_max, spread_max, before_window)
+        })
+    };
+    let out = tempfile::tempdir().expect("tempdir");
+    let dir = out.path().to_path_buf();
+    let rules = Arc::new(RuleSet::new(vec![
+        Rule {
+            clear: 85.0,
+            for_ms: 20_000,
+            ..Rule::new("overheat", "temperature", Direction::Above, 90.0)
+        },
+        Rule {
+            input: RuleInput::Window {
+                size_ms: 60_000,
+                stat: Stat::Mean,
+            },
+            ..Rule::new("pressure-mean", "pressure", Direction::Above, 7.0)
+        },
+    ]));
+    let options = RunOptions {
+        workers,
+        bounded: true,
+        run: Some(run.clone()),
+        ..RunOptions::default()
+    };
+    let (brokers, topic, property) = (brokers.to_owned(), topic.to_owned(), property.to_owned());
+    let slow = processed.clone();
+    let start = Instant::now();
+    let report = weir::run(&options, move |scope, ctx| {
+        let mut source = KafkaSourceConfig::new(&brokers, &topic);
+        source.bounded = true;
+        if let Some((k, v)) = property.split_once('=') {
+            source.properties.push((k.to_owned(), v.to_owned()));
+        }
+        let (readings, _dead) = scope.kafka_source(source, Decoder::default(), ctx);
+        // The slow sink: a busy wait per reading, after an exchange by key.
+        let slow = slow.clone();
+        readings.clone().sink(
+            Exchange::new(|r: &Reading| r.route),
+            "SlowSink",
+            move |(input, _)| {
+                input.for_each(|_, data| {
+                    for _ in data.iter() {
+                        spin(spin_ns);
+                    }
+                    slow.fetch_add(data.len() as u64, Ordering::Relaxed);
+                });
+            },
+        );
+        let windows = readings.clone().window_aggregate(60_000, ctx);
+        windows
+            .clone()
+            .parquet_sink(ParquetSinkConfig::new(dir.clone()), ctx);
+        let alerts = readings
+            .evaluate_alerts(rules.clone(), ctx)
+            .concat(windows.evaluate_alerts(rules.clone(), ctx));
+        alerts.kafka_sink(KafkaSinkConfig::new(&brokers, "alerts"), ctx);
+    })
+    .expect("pipeline runs");
+    let took = start.elapsed().as_secs_f64();
+    done.store(true, Ordering::Relaxed);
+    let (ahead_max, rss_max, spread_max, before_window) = sampler.join().expect("sampler");
+    assert_eq!(
+        report.records_read, expected,
+        "the pipeline read every record"
+    );
+    assert_eq!(processed.load(Ordering::Relaxed), expected);
+    println!(
+        "RESULT {} {} {} {} {} {} {}",
+        expected as f64 / took,
+        base_kb,
+        status_kb("VmHWM"),
+        rss_max,
+        ahead_max,
+        spread_max,
+        before_window
+    );
+}
+
+struct Figures {
+    rate: f64,
+    base_kb: u64,
+    hwm_kb: u64,
+    ahead_max: u64,
+    spread_max: u64,
+    before_window: u64,
+}
+
+fn run_child(
+    brokers: &str,
+    topic: &str,
+    n: usize,
+    workers: usize,
+    spin_ns: u64,
+    property: &str,
+) -> Figures {
+    let output = Command::new(std::env::current_exe().expect("current exe"))
+        .env("WEIR_BURST_CHILD", "1")
+        .args([
+            brokers,
+            topic,
+            &n.to_string(),
+            &workers.to_string(),
+            &spin_ns.to_string(),
+            property,
+        ])
+        .output()
+        .expect("child runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let Some(line) = stdout.lines().find_map(|l| l.strip_prefix("RESULT ")) else {
+        panic!(
+            "child failed: {}\n{stdout}\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    let f: Vec<f64> = line
+        .split(' ')
+        .map(|v| v.parse().expect("number"))
+        .collect();
+    Figures {
+        rate: f[0],
+        base_kb: f[1] as u64,
+        hwm_kb: f[2] as u64,
+        ahead_max: f[4] as u64,
+        spread_max: f[5] as u64,
+        before_window: f[6] as u64,
+    }
+}
+
+fn main() {
+    if std::env::var_os("WEIR_BURST_CHILD").is_some() {
+        let args: Vec<String> = std::env::args().skip(1).collect();
+        let num = |i: usize| args[i].parse::<u64>().expect("number");
+        child(
+            &args[0],
+            &args[1],
+            num(2),
+            num(3) as usize,
+            num(4),
+            &args[5],
+        );
+        return;
+    }
+    let quick = !std::env::args().any(|a| a == "--bench");
+    let large: usize = std::env::var("WEIR_BENCH_READINGS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(if quick { 60_000 } else { 2_000_000 });
+    let cluster = MockCluster::new(1).expect("mock cluster");
+    let brokers = cluster.bootstrap_servers();
+    cluster.create_topic("alerts", 4, 1).expect("topic");
+    let mut backlogs = Vec::new();
+    for (topic, size) in [("small", large / 20), ("half", large / 2), ("large", large)] {
+        cluster.create_topic(topic, PARTITIONS, 1).expect("topic");
+        let n = produce(&brokers, topic, size);
+        backlogs.push((topic, n));
+    }
+    let (_, n_large) = backlogs[2];
+    let bare = bare_loop(&brokers, "large", n_large);
+    println!(
+        "burst: backlogs of {} records on {PARTITIONS} partitions of an in-process mock cluster",
+        backlogs
+            .iter()
+            .map(|(_, n)| n.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    println!("  bare rdkafka loop reads the large backlog at {bare:.0} records/s");
+    let report = |topic: &str, n: usize, f: Figures| {
+        println!(
+            "    {topic:>5} backlog {n:>8}: {:>6.0} records/s ({:.1}x slower than the bare loop), \
+             peak RSS {:>4.0} MB ({:>4.0} MB above the process at start); \
+             source ahead of the slow sink by at most {} records; \
+             partitions up to {:.0} s of event time apart; {} records read before the first window closed",
+            f.rate,
+            bare / f.rate,
+            f.hwm_kb as f64 / 1024.0,
+            f.hwm_kb.saturating_sub(f.base_kb) as f64 / 1024.0,
+            f.ahead_max,
+            f.spread_max as f64 / 1000.0,
+            f.before_window
+        );
+    };
+    for workers in [1, 2] {
+        // The slow sink's cost per reading: the pipeline processes a tenth
+        // of what the bare loop reads.
+        let spin_ns = (10.0 * workers as f64 / bare * 1e9) as u64;
+        println!("  {workers} worker(s), slow sink busy {spin_ns} ns per reading on each worker:");
+        for &(topic, n) in &backlogs {
+            report(
+                topic,
+                n,
+                run_child(&brokers, topic, n, workers, spin_ns, "-"),
+            );
+        }
+    }
+    // The large backlog on one worker with a librdkafka property on the
+    // source: a smaller prefetch queue (64 MB by default), and smaller
+    // fetches per partition (1 MB by default, a whole partition here).
+    let spin_ns = (10.0 / bare * 1e9) as u64;
+    let (topic, n) = backlogs[2];
+    for property in [
+        "queued.max.messages.kbytes=16384",
+        "max.partition.fetch.bytes=16384",
+    ] {
+        println!("  1 worker, {property} on the source:");
+        report(
+            topic,
+            n,
+            run_child(&brokers, topic, n, 1, spin_ns, property),
+        );
+    }
+}
