@@ -37,7 +37,6 @@ use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::mocking::MockCluster;
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::operator::Operator;
@@ -48,18 +47,14 @@ use weir::operators::parquet::{ParquetSink, ParquetSinkConfig};
 use weir::operators::{Decoder, EvaluateAlerts, Metrics, Reading, Run, WindowAggregateOp};
 use weir::RunOptions;
 
+mod support;
+
 const PARTITIONS: i32 = 256;
 const DEVICES: usize = 400;
 
 /// Produces about `readings` readings of `DEVICES` devices with three
 /// sensors, one a second each, keyed by device.
 fn produce(brokers: &str, topic: &str, readings: usize) -> usize {
-    let producer: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("linger.ms", "5")
-        .set("queue.buffering.max.messages", "1000000")
-        .create()
-        .expect("producer");
     let config = weir::simulate::SimulatorConfig {
         devices: DEVICES,
         duration_ms: (readings / (DEVICES * 3)) as u64 * 1_000,
@@ -68,25 +63,7 @@ fn produce(brokers: &str, topic: &str, readings: usize) -> usize {
         late_rate: 0.0,
         ..weir::simulate::SimulatorConfig::default()
     };
-    let mut n = 0;
-    for r in weir::simulate::generate(&config) {
-        let mut record = BaseRecord::to(topic)
-            .key(r.key.as_bytes())
-            .payload(&r.payload)
-            .timestamp(r.timestamp_ms);
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((_, back)) => {
-                    producer.poll(Duration::from_millis(5));
-                    record = back;
-                }
-            }
-        }
-        n += 1;
-    }
-    producer.flush(Duration::from_secs(300)).expect("flush");
-    n
+    support::produce_simulation(brokers, topic, &config)
 }
 
 /// How fast a bare rdkafka loop reads the `expected` records of `topic`.

@@ -18,7 +18,6 @@ use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::mocking::MockCluster;
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use timely::dataflow::operators::Concat;
 use weir::operators::alert::{Direction, Rule, RuleInput, RuleSet, Stat};
@@ -26,18 +25,14 @@ use weir::operators::kafka::{KafkaSink, KafkaSinkConfig, KafkaSource, KafkaSourc
 use weir::operators::parquet::{ParquetSink, ParquetSinkConfig};
 use weir::operators::{Decoder, EvaluateAlerts, WindowAggregateOp};
 use weir::record::{Position, RecordOptions};
-use weir::simulate::{generate, SimulatorConfig};
+use weir::simulate::SimulatorConfig;
 use weir::RunOptions;
+
+mod support;
 
 const PARTITIONS: i32 = 32;
 
 fn produce(brokers: &str, topic: &str, readings: usize) -> usize {
-    let producer: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("linger.ms", "5")
-        .set("queue.buffering.max.messages", "1000000")
-        .create()
-        .expect("producer");
     let devices = 400;
     let config = SimulatorConfig {
         devices,
@@ -45,25 +40,7 @@ fn produce(brokers: &str, topic: &str, readings: usize) -> usize {
         start_ms: 1_763_900_000_000,
         ..SimulatorConfig::default()
     };
-    let mut n = 0;
-    for r in generate(&config) {
-        let mut record = BaseRecord::to(topic)
-            .key(r.key.as_bytes())
-            .payload(&r.payload)
-            .timestamp(r.timestamp_ms);
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((_, back)) => {
-                    producer.poll(Duration::from_millis(5));
-                    record = back;
-                }
-            }
-        }
-        n += 1;
-    }
-    producer.flush(Duration::from_secs(120)).expect("flush");
-    n
+    support::produce_simulation(brokers, topic, &config)
 }
 
 fn bare_loop(brokers: &str, topic: &str, expected: usize) -> Duration {

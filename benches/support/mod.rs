@@ -36,6 +36,34 @@ pub fn input(readings: usize) -> MemoryTopic {
     )
 }
 
+/// Produces the readings `config` simulates to `topic` on the Kafka
+/// cluster at `brokers` (keyed by device, stamped with their event time),
+/// and waits until every one is delivered. Returns how many.
+pub fn produce_simulation(brokers: &str, topic: &str, config: &SimulatorConfig) -> usize {
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    let producer: BaseProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("linger.ms", "5")
+        .set("queue.buffering.max.messages", "1000000")
+        .create()
+        .expect("producer");
+    let mut n = 0;
+    for r in generate(config) {
+        let mut record = BaseRecord::to(topic)
+            .key(r.key.as_bytes())
+            .payload(&r.payload)
+            .timestamp(r.timestamp_ms);
+        // A full queue: let the producer deliver, then try again.
+        while let Err((_, back)) = producer.send(record) {
+            producer.poll(Duration::from_millis(5));
+            record = back;
+        }
+        n += 1;
+    }
+    producer.flush(Duration::from_secs(300)).expect("flush");
+    n
+}
+
 /// The fastest of `runs` runs of `f`, with its output.
 pub fn best_of<T>(runs: usize, mut f: impl FnMut() -> T) -> (Duration, T) {
     let mut best = None::<(Duration, T)>;
