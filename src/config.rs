@@ -119,8 +119,12 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use toml::de::{DeString, DeTable, DeValue, ValueDeserializer};
 use toml::Spanned;
-use weir_operators::alert::{Chattering, Direction, Rule, RuleInput, RuleKind, RuleSet, Stat};
+use weir_operators::alert::{
+    Chattering, Direction, Registry, Rule, RuleInput, RuleKind, RuleSet, Stat,
+};
 use weir_operators::checkpoint::CheckpointConfig;
+
+use crate::registry::load_registry;
 use weir_operators::decode::{DecodeConfig, TimeFormat};
 use weir_operators::kafka::{KafkaSinkConfig, KafkaSourceConfig, StartOffset};
 use weir_operators::parquet::{ParquetCompression, ParquetSinkConfig};
@@ -289,6 +293,7 @@ fn rule_summary(r: &Rule) -> String {
         r.sensors.join(", ")
     };
     let devices = r.devices.as_ref().map_or("any device", |m| m.glob().glob());
+    let devices = format!("{devices}{}", crate::explain::registry_phrase(r));
     let (subject, observations) = match r.input {
         RuleInput::Readings => (format!("{sensors} on {devices}"), "readings"),
         RuleInput::Window { size_ms, stat } => (
@@ -417,11 +422,10 @@ pub fn parse_pipeline(text: &str, path: &Path) -> Result<PipelineSpec, ConfigErr
 /// Validates the text of an alert rules file. `path` names the file in messages.
 pub fn parse_rules(text: &str, path: &Path) -> Result<RuleSet, ConfigError> {
     let mut d = Diag::new(path, text);
+    let base = path.parent().unwrap_or(Path::new(""));
     let rules = deserialize::<RawRulesFile>(&mut d, rules_sections).map(|raw| {
-        RuleSet::new(validate_rules(
-            raw.rule.as_deref().unwrap_or_default(),
-            &mut d,
-        ))
+        let rules = raw.rule.as_deref().unwrap_or_default();
+        rules_with_devices(rules, raw.devices.as_ref(), base, &mut d)
     });
     d.finish(rules)
 }
@@ -446,6 +450,8 @@ struct RawPipeline {
     rules: Option<Spanned<RawRulesRef>>,
     /// `[[rule]]`: inline alert rules (instead of a rules file).
     rule: Option<Vec<Spanned<RawRule>>>,
+    /// `[devices]`: the device registry of inline rules.
+    devices: Option<Spanned<RawDevices>>,
     /// `[sinks.*]`: where results are written (at least one sink).
     sinks: Option<Spanned<RawSinks>>,
     /// `[runtime]`: how the pipeline runs.
@@ -539,6 +545,14 @@ struct RawRulesRef {
     file: Option<Spanned<String>>,
 }
 
+/// `[devices]`: the device registry.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDevices {
+    /// The registry's CSV file, relative to the file naming it (required).
+    file: Option<Spanned<String>>,
+}
+
 /// `[sinks]`: where results go.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -593,6 +607,8 @@ struct RawRuntime {
 struct RawRulesFile {
     /// The rules, in file order.
     rule: Option<Vec<Spanned<RawRule>>>,
+    /// `[devices]`: the device registry the rules use.
+    devices: Option<Spanned<RawDevices>>,
 }
 
 /// One `[[rule]]` table.
@@ -607,6 +623,11 @@ struct RawRule {
     sensors: Option<Spanned<Vec<Spanned<String>>>>,
     /// Device id glob such as `press-*`; default every device.
     devices: Option<Spanned<String>>,
+    /// Registry fields the device must match: `{ site = "north" }` (globs).
+    #[serde(rename = "where")]
+    where_: Option<Spanned<BTreeMap<String, Spanned<String>>>>,
+    /// Labels every alert of the rule carries.
+    labels: Option<Spanned<BTreeMap<String, Spanned<String>>>>,
     /// Breach when the value is above this (exactly one of `above`, `below`).
     above: Option<Spanned<f64>>,
     /// Breach when the value is below this.
@@ -698,6 +719,7 @@ fn pipeline_sections(doc: &Spanned<DeTable<'_>>, out: &mut Vec<toml::de::Error>)
             "decode" => check_fields::<RawDecode>(value, out),
             "window" => check_fields::<RawWindow>(value, out),
             "rules" => check_fields::<RawRulesRef>(value, out),
+            "devices" => check_fields::<RawDevices>(value, out),
             "runtime" => check_fields::<RawRuntime>(value, out),
             "checkpoint" => check_fields::<RawCheckpoint>(value, out),
             "http" => check_fields::<RawHttp>(value, out),
@@ -729,7 +751,12 @@ fn pipeline_sections(doc: &Spanned<DeTable<'_>>, out: &mut Vec<toml::de::Error>)
 /// Checks a rules document part by part: each field of each rule.
 fn rules_sections(doc: &Spanned<DeTable<'_>>, out: &mut Vec<toml::de::Error>) {
     for (key, value) in doc.get_ref().iter() {
-        if !(key.get_ref() == "rule" && check_rules(value, out)) {
+        let checked = match key.get_ref().as_ref() {
+            "rule" => check_rules(value, out),
+            "devices" => check_fields::<RawDevices>(value, out),
+            _ => false,
+        };
+        if !checked {
             check_entry::<RawRulesFile>(key, value, doc.span(), out);
         }
     }
@@ -1012,7 +1039,13 @@ fn validate_pipeline(raw: RawPipeline, path: &Path, d: &mut Diag<'_>) -> Pipelin
         None => DEFAULT_WINDOW_MS,
     };
 
-    let (rules, rules_file) = pipeline_rules(raw.rules.as_ref(), raw.rule.as_deref(), base, d);
+    let (rules, rules_file) = pipeline_rules(
+        raw.rules.as_ref(),
+        raw.rule.as_deref(),
+        raw.devices.as_ref(),
+        base,
+        d,
+    );
 
     let sinks = raw.sinks.as_ref().map(|s| s.get_ref());
     let parquet = sinks
@@ -1233,14 +1266,23 @@ fn validate_decode(raw: Option<&RawDecode>, d: &mut Diag<'_>) -> DecodeConfig {
 fn pipeline_rules(
     reference: Option<&Spanned<RawRulesRef>>,
     inline: Option<&[Spanned<RawRule>]>,
+    devices: Option<&Spanned<RawDevices>>,
     base: &Path,
     d: &mut Diag<'_>,
 ) -> (RuleSet, Option<PathBuf>) {
     let inline = inline.unwrap_or_default();
-    let mut rules = validate_rules(inline, d);
     let Some(reference) = reference else {
-        return (RuleSet::new(rules), None);
+        return (rules_with_devices(inline, devices, base, d), None);
     };
+    if let Some(devices) = devices {
+        d.err(
+            devices.span(),
+            "devices",
+            "the rules come from the [rules] file: give [devices] there, next to the rules that use it",
+        );
+    }
+    let mut rules = validate_rules(inline, d);
+    let mut registry = Registry::default();
     let Some(file) = &reference.get_ref().file else {
         d.err(
             reference.span(),
@@ -1268,12 +1310,78 @@ fn pipeline_rules(
                 format!("cannot read {}: {e}", path.display()),
             ),
             Ok(text) => match parse_rules(&text, &path) {
-                Ok(set) => rules = set.rules,
+                Ok(set) => (rules, registry) = (set.rules, set.devices),
                 Err(e) => d.other.extend(e.problems),
             },
         }
     }
-    (RuleSet::new(rules), Some(path))
+    (RuleSet::new(rules).with_devices(registry), Some(path))
+}
+
+/// Validates rules and the registry `[devices]` names (relative to `base`):
+/// the registry's columns must name rules, and the fields rules select by
+/// must be columns of it.
+fn rules_with_devices(
+    raw: &[Spanned<RawRule>],
+    devices: Option<&Spanned<RawDevices>>,
+    base: &Path,
+    d: &mut Diag<'_>,
+) -> RuleSet {
+    let rules = validate_rules(raw, d);
+    let registry = devices.and_then(|devices| {
+        let Some(file) = &devices.get_ref().file else {
+            d.err(
+                devices.span(),
+                "devices.file",
+                "required field is missing (or remove the [devices] table)",
+            );
+            return None;
+        };
+        let path = base.join(text(d, file, "devices.file"));
+        match load_registry(&path, &rules) {
+            Ok(registry) => Some(registry),
+            Err(problems) => {
+                d.other.extend(problems);
+                None
+            }
+        }
+    });
+    for (i, r) in raw.iter().enumerate() {
+        let Some(fields) = &r.get_ref().where_ else {
+            continue;
+        };
+        let label = element_path(
+            "rule",
+            i,
+            r.get_ref().name.as_ref().map(|n| n.get_ref().as_str()),
+        );
+        let field = format!("{label}.where");
+        match (&registry, devices) {
+            (None, None) => d.err(
+                fields.span(),
+                &field,
+                "selects devices by registry fields, but no [devices] file is given",
+            ),
+            (Some(registry), _) => {
+                for (name, value) in fields.get_ref() {
+                    if !registry.fields.contains(name) {
+                        d.err(
+                            value.span(),
+                            &format!("{field}.{name}"),
+                            format!(
+                                "the device registry has no field {name:?} (its fields are {})",
+                                registry.fields.join(", ")
+                            ),
+                        );
+                    }
+                }
+            }
+            // The registry has problems of its own, already reported.
+            (None, Some(_)) => {}
+        }
+    }
+    let registry = registry.map(|r| r.registry).unwrap_or_default();
+    RuleSet::new(rules).with_devices(registry)
 }
 
 /// `[sinks.parquet]`; the directory resolves against `base`.
@@ -1550,11 +1658,32 @@ fn validate_rule(raw: &Spanned<RawRule>, label: &str, d: &mut Diag<'_>) -> Rule 
         }
     };
 
+    let mut patterns =
+        |map: Option<&Spanned<BTreeMap<String, Spanned<String>>>>, what: &str, glob: bool| {
+            let mut out = Vec::new();
+            for (key, value) in map.map(|m| m.get_ref()).into_iter().flatten() {
+                let path = format!("{}.{key}", field(what));
+                let text = text(d, value, &path);
+                match glob.then(|| Glob::new(&text)) {
+                    Some(Err(e)) => d.err(value.span(), &path, format!("invalid pattern: {e}")),
+                    _ => out.push((key.clone(), text)),
+                }
+            }
+            out
+        };
+    let fields = patterns(r.where_.as_ref(), "where", true)
+        .into_iter()
+        .map(|(k, p)| (k, Glob::new(&p).expect("checked").compile_matcher()))
+        .collect();
+    let labels = patterns(r.labels.as_ref(), "labels", false);
+
     Rule {
         name,
         severity: severity.to_owned(),
         sensors,
         devices,
+        fields,
+        labels,
         direction,
         threshold: threshold.unwrap_or(0.0),
         clear: clear.unwrap_or(0.0),

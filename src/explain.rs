@@ -13,11 +13,41 @@ pub fn explain(spec: &PipelineSpec) -> String {
     if spec.rules.rules.is_empty() {
         out.push_str("No alert rules.\n");
     }
+    let registry = &spec.rules.devices;
     for rule in &spec.rules.rules {
         out.push_str(&explain_rule(rule));
+        let own = registry
+            .devices
+            .values()
+            .filter(|d| d.limits.iter().any(|(name, _)| *name == rule.name))
+            .count();
+        if own > 0 {
+            let file = registry
+                .file
+                .as_ref()
+                .map_or(String::new(), |f| format!(" ({})", f.display()));
+            let _ = writeln!(
+                out,
+                "  per-device limits: {own} device(s) of the registry{file} have their own"
+            );
+        }
         out.push('\n');
     }
     out
+}
+
+/// What a rule asks of a device's registry fields: ` whose registry site
+/// is north and type is press`, or nothing.
+pub fn registry_phrase(r: &Rule) -> String {
+    if r.fields.is_empty() {
+        return String::new();
+    }
+    let fields: Vec<String> = r
+        .fields
+        .iter()
+        .map(|(field, m)| format!("{field} is {}", m.glob().glob()))
+        .collect();
+    format!(" whose registry {}", fields.join(" and "))
 }
 
 /// One rule in plain words.
@@ -31,6 +61,7 @@ pub fn explain_rule(r: &Rule) -> String {
     let devices = r.devices.as_ref().map_or("every device".to_owned(), |m| {
         format!("devices matching {}", m.glob().glob())
     });
+    let devices = format!("{devices}{}", registry_phrase(r));
     let (watched, one) = match r.input {
         RuleInput::Readings => (format!("readings of {sensors} from {devices}"), "reading"),
         RuleInput::Window { size_ms, stat } => (
@@ -43,6 +74,14 @@ pub fn explain_rule(r: &Rule) -> String {
         ),
     };
     let _ = writeln!(s, "  watches: {watched}, each device and sensor on its own");
+    if !r.labels.is_empty() {
+        let labels: Vec<String> = r.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let _ = writeln!(
+            s,
+            "  labels: {}, then the device's registry fields",
+            labels.join(", ")
+        );
+    }
     let signal = match r.kind {
         RuleKind::Silence { after_ms } => {
             let _ = writeln!(

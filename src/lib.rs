@@ -34,6 +34,7 @@ pub mod http;
 pub mod pipeline;
 pub mod preflight;
 pub mod record;
+pub mod registry;
 pub mod reload;
 pub mod rule_tests;
 pub mod runtime;

@@ -1,5 +1,5 @@
 //! Reloading alert rules while a pipeline runs: on SIGHUP, or when the file
-//! the rules come from changes.
+//! the rules come from, or the device registry they name, changes.
 //!
 //! The new file is validated first: if it has errors, every one is logged
 //! with its file and line, and the rules in force stay. If it is valid and
@@ -66,7 +66,9 @@ pub struct RulesSource {
 pub(crate) struct RulesWatch {
     file: RulesFile,
     current: RuleSet,
-    modified: Option<SystemTime>,
+    /// The modification times of the files watched (see
+    /// [`RulesWatch::watched`]) at the last look.
+    modified: Vec<Option<SystemTime>>,
     hangup: Arc<AtomicBool>,
 }
 
@@ -76,19 +78,32 @@ impl RulesWatch {
         let hangup = Arc::new(AtomicBool::new(false));
         signal_hook::flag::register(signal_hook::consts::SIGHUP, hangup.clone())
             .map_err(|e| anyhow::anyhow!("cannot listen for SIGHUP: {e}"))?;
-        Ok(RulesWatch {
-            modified: modified(source.file.path()),
+        let mut watch = RulesWatch {
+            modified: Vec::new(),
             file: source.file,
             current: source.rules,
             hangup,
-        })
+        };
+        watch.modified = watch.modified();
+        Ok(watch)
+    }
+
+    /// The files the rules come from: the rules file, and the device
+    /// registry it names.
+    fn watched(&self) -> Vec<&Path> {
+        let registry = self.current.devices.file.as_deref();
+        std::iter::once(self.file.path()).chain(registry).collect()
+    }
+
+    fn modified(&self) -> Vec<Option<SystemTime>> {
+        self.watched().into_iter().map(modified).collect()
     }
 
     /// Reloads the rules if SIGHUP came or the file changed since the last
     /// look: asks `run` to apply them if they are valid and differ from the
     /// rules in force, logs every error if not.
     pub(crate) fn poll(&mut self, run: &Run) {
-        let modified = modified(self.file.path());
+        let modified = self.modified();
         let hangup = self.hangup.swap(false, Ordering::Relaxed);
         if !hangup && modified == self.modified {
             return;
@@ -111,6 +126,8 @@ impl RulesWatch {
                 }
                 tracing::info!("Reloading the rules of {path}: {diff}");
                 self.current = rules.clone();
+                // The registry file may be another one now.
+                self.modified = self.modified();
                 run.control.request_reload(rules);
             }
         }

@@ -34,6 +34,7 @@
 //! sensor = "temperature"
 //! state = "firing"                    # firing | resolved (any state an alert has)
 //! value = 95.0                        # optional
+//! labels = { site = "north" }         # optional: all the alert's labels
 //! ```
 //!
 //! The values of a series are tokens separated by white space, one per
@@ -56,7 +57,7 @@
 //! produced. Events are compared as (event time, rule, device, sensor,
 //! state), and by value when the expectation gives one.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -149,6 +150,9 @@ pub struct Event {
     pub state: AlertState,
     /// The alert's value; `None` in an expectation that does not check it.
     pub value: Option<f64>,
+    /// The alert's labels (see [`weir_operators::alert::Alert::labels`]),
+    /// sorted by name; `None` in an expectation that does not check them.
+    pub labels: Option<Vec<(String, String)>>,
 }
 
 impl Event {
@@ -424,6 +428,8 @@ struct RawAlert {
     state: Option<Spanned<String>>,
     /// The alert's value.
     value: Option<Spanned<f64>>,
+    /// The alert's labels, all of them: `{ site = "north" }`.
+    labels: Option<BTreeMap<String, String>>,
 }
 
 /// Checks a test file part by part: each field of each test, series and alert.
@@ -886,7 +892,7 @@ fn validate_alert(
             }
             Some(r) => {
                 if let (Some(device), Some(sensor)) = (&device, &sensor) {
-                    if !r.selects(device, sensor) {
+                    if rules.judge(r, device, sensor).is_none() {
                         d.err(
                             at,
                             &field("rule"),
@@ -914,6 +920,10 @@ fn validate_alert(
         sensor: sensor?,
         state: state?,
         value,
+        labels: a
+            .labels
+            .as_ref()
+            .map(|l| l.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
     })
 }
 
@@ -1068,6 +1078,11 @@ impl RuleTest {
                     sensor: a.sensor.to_string(),
                     state: a.state,
                     value: Some(a.value),
+                    labels: Some({
+                        let mut labels = a.labels.clone();
+                        labels.sort();
+                        labels
+                    }),
                 });
             });
         })?;
@@ -1123,6 +1138,7 @@ pub fn diff(expected: &[Event], actual: &[Event], tolerance: f64) -> Vec<(Mark, 
                     (Some(_), None) => false,
                     (None, _) => true,
                 }
+                && (e.labels.is_none() || e.labels == a.labels)
         });
         match found {
             Some(i) => {
@@ -1200,6 +1216,11 @@ impl Outcome {
                 );
                 if let Some(v) = e.value {
                     let _ = write!(line, "  value {}", show_value(v));
+                }
+                if let Some(labels) = e.labels.as_ref().filter(|l| !l.is_empty()) {
+                    let labels: Vec<String> =
+                        labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                    let _ = write!(line, "  labels {}", labels.join(","));
                 }
                 let _ = writeln!(s, "{}", line.trim_end());
             }
@@ -1393,6 +1414,7 @@ mod tests {
             sensor: "t".into(),
             state,
             value,
+            labels: None,
         }
     }
 

@@ -98,6 +98,10 @@ fn alerts_round_trip_with_and_without_a_window() {
         window_end: window.map(|w| w.1),
         last_seen: window.map(|w| w.0 / 2),
         rules_version: 3,
+        labels: match window {
+            Some(_) => vec![("site".into(), "north".into())],
+            None => vec![],
+        },
     };
     // A reading alert (no window) between window alerts: the case that broke
     // clusters when absent windows were skipped.
@@ -127,6 +131,7 @@ fn alert_json_omits_absent_windows_only() {
         window_end: None,
         last_seen: None,
         rules_version: 1,
+        labels: vec![],
     };
     let json = alert.to_json();
     assert_eq!(json["state"], "firing");

@@ -1,7 +1,8 @@
 //! The alert evaluation logic, free of timely: per-key rule states and the
 //! observations waiting for the frontier.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::borrow::Cow;
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 
 use hashbrown::HashTable;
@@ -36,6 +37,11 @@ struct KeyState<O> {
 /// frontier moves.
 pub struct AlertEvaluator<O> {
     rules: Arc<RuleSet>,
+    /// The rules judging keys: those of `rules`, then variants of them with
+    /// a device's own limits (see [`RuleSet::judge`]).
+    table: Vec<Rule>,
+    /// Variants in `table`, by (rule index, threshold bits, clear bits).
+    variants: HashMap<(usize, u64, u64), usize>,
     /// The version of `rules`, carried by every alert.
     version: u64,
     /// Slots in `keys`, hashed by the key's [`Observation::route`] (the
@@ -110,6 +116,8 @@ impl<O: Observation> AlertEvaluator<O> {
     pub fn new(rules: Arc<RuleSet>) -> Self {
         AlertEvaluator {
             sensors: sensors_of(&rules),
+            table: rules.rules.clone(),
+            variants: HashMap::new(),
             rules,
             version: 1,
             index: HashTable::new(),
@@ -162,7 +170,7 @@ impl<O: Observation> AlertEvaluator<O> {
         k.rules
             .iter()
             .filter(|(_, state)| *state != RuleState::default())
-            .map(|(i, state)| (self.rules.rules[*i].name.as_str(), state))
+            .map(|(i, state)| (self.table[*i].name.as_str(), state))
     }
 
     /// Restores the states of `parts` for which `mine` holds (the keys this
@@ -180,19 +188,17 @@ impl<O: Observation> AlertEvaluator<O> {
                 continue;
             }
             let rules: Vec<(usize, RuleState)> = self
-                .rules
-                .rules
-                .iter()
-                .enumerate()
-                .filter(|(_, r)| r.selects(&key.device, &key.sensor))
-                .map(|(i, r)| {
-                    let state = states.iter().find(|(name, _)| *name == r.name);
+                .rules_of(&key.device, &key.sensor, |_| true)
+                .into_iter()
+                .map(|i| {
+                    let name = &self.table[i].name;
+                    let state = states.iter().find(|(n, _)| n == name);
                     (i, state.map(|(_, s)| s.clone()).unwrap_or_default())
                 })
                 .collect();
             let slot = self.keys.len();
             for (i, (rule, state)) in rules.iter().enumerate() {
-                let rule = &self.rules.rules[*rule];
+                let rule = &self.table[*rule];
                 if let Some(deadline) = state.deadline(rule) {
                     self.deadlines.insert((deadline, slot, i));
                 }
@@ -229,22 +235,24 @@ impl<O: Observation> AlertEvaluator<O> {
         version: u64,
         fed: impl Fn(&Rule) -> bool,
     ) {
-        let old = std::mem::replace(&mut self.rules, rules);
+        self.sensors = sensors_of(&rules);
+        let old = std::mem::replace(&mut self.table, rules.rules.clone());
+        self.variants.clear();
+        self.rules = rules;
         self.version = version;
-        self.sensors = sensors_of(&self.rules);
         self.deadlines.clear();
         self.silences.clear();
-        for (slot, key) in self.keys.iter_mut().enumerate() {
-            let mut kept = std::mem::take(&mut key.rules);
-            for (i, rule) in self.rules.rules.iter().enumerate() {
-                if !fed(rule) || !rule.selects(&key.key.device, &key.key.sensor) {
-                    continue;
-                }
+        for slot in 0..self.keys.len() {
+            let mut kept = std::mem::take(&mut self.keys[slot].rules);
+            let SensorKey { device, sensor } = self.keys[slot].key.clone();
+            for i in self.rules_of(&device, &sensor, &fed) {
+                let rule = &self.table[i];
                 let state = kept
                     .iter_mut()
-                    .find(|(j, _)| old.rules[*j] == *rule)
+                    .find(|(j, _)| old[*j] == *rule)
                     .map(|(_, state)| std::mem::take(state))
                     .unwrap_or_default();
+                let key = &mut self.keys[slot];
                 let n = key.rules.len();
                 if let Some(deadline) = state.deadline(rule) {
                     self.deadlines.insert((deadline, slot, n));
@@ -329,12 +337,9 @@ impl<O: Observation> AlertEvaluator<O> {
             Some(slot) => *slot,
             None => {
                 let rules = self
-                    .rules
-                    .rules
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, r)| obs.feeds(r) && r.selects(obs.device(), obs.sensor()))
-                    .map(|(i, _)| (i, RuleState::default()))
+                    .rules_of(obs.device(), obs.sensor(), |r| obs.feeds(r))
+                    .into_iter()
+                    .map(|i| (i, RuleState::default()))
                     .collect();
                 let key = SensorKey {
                     device: Name::new(obs.device()),
@@ -425,7 +430,7 @@ impl<O: Observation> AlertEvaluator<O> {
             let ready = key.pending.iter().take_while(|o| o.time() < limit).count();
             for obs in key.pending.drain(..ready) {
                 for (i, (rule_idx, state)) in key.rules.iter_mut().enumerate() {
-                    let rule = &self.rules.rules[*rule_idx];
+                    let rule = &self.table[*rule_idx];
                     // One evaluator sees one kind of observation; guard anyway.
                     if !obs.feeds(rule) {
                         continue;
@@ -455,8 +460,14 @@ impl<O: Observation> AlertEvaluator<O> {
                                 .or_default()
                                 .insert((deadline, slot, i));
                         }
-                        suppressed +=
-                            emit(rule, self.version, &key.key, &mut self.transitions, out);
+                        suppressed += emit(
+                            rule,
+                            &self.rules,
+                            self.version,
+                            &key.key,
+                            &mut self.transitions,
+                            out,
+                        );
                         continue;
                     }
                     if let Some(d) = state.deadline(rule) {
@@ -467,7 +478,14 @@ impl<O: Observation> AlertEvaluator<O> {
                     if let Some(d) = state.deadline(rule) {
                         self.deadlines.insert((d, slot, i));
                     }
-                    suppressed += emit(rule, self.version, &key.key, &mut self.transitions, out);
+                    suppressed += emit(
+                        rule,
+                        &self.rules,
+                        self.version,
+                        &key.key,
+                        &mut self.transitions,
+                        out,
+                    );
                 }
             }
             key.dirty = !key.pending.is_empty();
@@ -497,20 +515,54 @@ impl<O: Observation> AlertEvaluator<O> {
             self.deadlines.pop_first();
             let key = &mut self.keys[slot];
             let (rule_idx, state) = &mut key.rules[i];
-            let rule = &self.rules.rules[*rule_idx];
+            let rule = &self.table[*rule_idx];
             state.advance(rule, deadline, &mut self.transitions);
             // What comes next by duration (an escalation after a firing, a
             // chattering rule's calm moment).
             if let Some(d) = state.deadline(rule) {
                 self.deadlines.insert((d, slot, i));
             }
-            suppressed += emit(rule, self.version, &key.key, &mut self.transitions, out);
+            suppressed += emit(
+                rule,
+                &self.rules,
+                self.version,
+                &key.key,
+                &mut self.transitions,
+                out,
+            );
         }
         suppressed
     }
 }
 
 impl<O: Observation> AlertEvaluator<O> {
+    /// The rules (indices in `table`) that judge `sensor` of `device`,
+    /// among those `fed` holds for: a rule with the device's own limits is
+    /// a variant, added to `table` the first time it is needed.
+    fn rules_of(&mut self, device: &str, sensor: &str, fed: impl Fn(&Rule) -> bool) -> Vec<usize> {
+        let set = self.rules.clone();
+        let mut found = Vec::new();
+        for (i, rule) in set.rules.iter().enumerate() {
+            if !fed(rule) {
+                continue;
+            }
+            match set.judge(rule, device, sensor) {
+                None => {}
+                Some(Cow::Borrowed(_)) => found.push(i),
+                Some(Cow::Owned(variant)) => {
+                    let id = (i, variant.threshold.to_bits(), variant.clear.to_bits());
+                    let table = &mut self.table;
+                    let slot = *self.variants.entry(id).or_insert_with(|| {
+                        table.push(variant);
+                        table.len() - 1
+                    });
+                    found.push(slot);
+                }
+            }
+        }
+        found
+    }
+
     /// Fires the silences the frontier has decided (see
     /// [`noticed`]), and forgets progress no armed or later
     /// silence can need. Returns the number of suppressed firings.
@@ -531,9 +583,16 @@ impl<O: Observation> AlertEvaluator<O> {
                 }
                 let key = &mut self.keys[slot];
                 let (rule_idx, state) = &mut key.rules[i];
-                let rule = &self.rules.rules[*rule_idx];
+                let rule = &self.table[*rule_idx];
                 state.fire_silence(rule, at, &mut self.transitions);
-                suppressed += emit(rule, self.version, &key.key, &mut self.transitions, out);
+                suppressed += emit(
+                    rule,
+                    &self.rules,
+                    self.version,
+                    &key.key,
+                    &mut self.transitions,
+                    out,
+                );
             }
         }
         // Readings not applied yet are at or after the frontier, so every
@@ -576,6 +635,7 @@ fn route_of(key: &SensorKey) -> u64 {
 /// Turns transitions into alerts; returns how many were suppressed.
 fn emit(
     rule: &Rule,
+    set: &RuleSet,
     rules_version: u64,
     key: &SensorKey,
     transitions: &mut Vec<Transition>,
@@ -605,6 +665,7 @@ fn emit(
             window_end: t.window.map(|w| w.1),
             last_seen: t.last_seen,
             rules_version,
+            labels: set.labels(rule, &key.device),
         });
     }
     suppressed

@@ -17,6 +17,7 @@
 //! what they observe ([`state`]), the evaluation logic free of timely
 //! ([`evaluator`]) and the operator ([`operator`]).
 
+pub mod combination;
 pub mod evaluator;
 pub mod operator;
 pub mod rule;
@@ -30,7 +31,10 @@ use crate::reading::Name;
 
 pub use evaluator::{AlertEvaluator, AlertPart};
 pub use operator::{alerts, EvaluateAlerts};
-pub use rule::{Chattering, Direction, Rule, RuleInput, RuleKind, RuleSet, RulesDiff, Stat};
+pub use rule::{
+    Chattering, Device, Direction, Limits, Registry, Rule, RuleInput, RuleKind, RuleSet, RulesDiff,
+    Stat,
+};
 pub use state::{Observation, RuleState, Transition};
 
 /// Whether an alert event starts or ends an alert.
@@ -103,6 +107,8 @@ pub struct Alert {
     /// The version of the rule set that judged it: 1 at the start of a run,
     /// one more at each reload of the rules.
     pub rules_version: u64,
+    /// The rule's labels, then the device's registry fields.
+    pub labels: Vec<(String, String)>,
 }
 
 impl Alert {
@@ -122,7 +128,7 @@ impl Alert {
 
     /// The JSON document written to the alert topic: its [`Alert::id`] and
     /// every field, with `window_start` and `window_end` present only for
-    /// window rules.
+    /// window rules, and `labels` (an object) only when there are some.
     pub fn to_json(&self) -> serde_json::Value {
         let mut doc = serde_json::json!({
             "id": self.id(),
@@ -144,6 +150,14 @@ impl Alert {
         }
         if let Some(last_seen) = self.last_seen {
             doc["last_seen"] = last_seen.into();
+        }
+        if !self.labels.is_empty() {
+            let labels: serde_json::Map<_, _> = self
+                .labels
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone().into()))
+                .collect();
+            doc["labels"] = labels.into();
         }
         doc
     }

@@ -1,6 +1,7 @@
 //! Alert rules: what a rule selects, observes and compares.
 
-use std::collections::BTreeSet;
+use std::borrow::Cow;
+use std::collections::{BTreeMap, BTreeSet};
 
 use globset::{Glob, GlobMatcher};
 use serde::{Deserialize, Serialize};
@@ -91,6 +92,13 @@ pub struct Rule {
     /// Device id pattern (glob: `press-*`); `None` means every device.
     #[serde(with = "glob_pattern")]
     pub devices: Option<GlobMatcher>,
+    /// Device registry fields the device must match (`where`): (field,
+    /// glob) pairs, all of which must match. A rule with any selects only
+    /// devices in the registry.
+    #[serde(with = "field_patterns")]
+    pub fields: Vec<(String, GlobMatcher)>,
+    /// Labels every alert of the rule carries, before the device's own.
+    pub labels: Vec<(String, String)>,
     /// Which side of the threshold breaches.
     pub direction: Direction,
     /// The threshold.
@@ -179,6 +187,8 @@ impl PartialEq for Rule {
             severity,
             sensors,
             devices,
+            fields,
+            labels,
             direction,
             threshold,
             clear,
@@ -196,6 +206,8 @@ impl PartialEq for Rule {
             && *severity == other.severity
             && *sensors == other.sensors
             && pattern(devices) == pattern(&other.devices)
+            && field_patterns::globs(fields) == field_patterns::globs(&other.fields)
+            && *labels == other.labels
             && *direction == other.direction
             && threshold.to_bits() == other.threshold.to_bits()
             && clear.to_bits() == other.clear.to_bits()
@@ -216,10 +228,24 @@ impl Rule {
     /// resumed run keeps the state of a rule only if it is unchanged.
     pub fn fingerprint(&self) -> u64 {
         let bytes = bincode::serialize(self).expect("a rule serializes");
-        bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, b| {
-            (hash ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
-        })
+        fnv1a(0xcbf2_9ce4_8422_2325, &bytes)
     }
+}
+
+/// FNV-1a of `bytes`, continuing from `hash`.
+fn fnv1a(hash: u64, bytes: &[u8]) -> u64 {
+    bytes.iter().fold(hash, |hash, b| {
+        (hash ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// A registered device's limits for the rule named `rule`.
+fn registry_limits<'a>(device: Option<&'a Device>, rule: &str) -> Option<&'a Limits> {
+    device?
+        .limits
+        .iter()
+        .find(|(name, _)| name == rule)
+        .map(|(_, limits)| limits)
 }
 
 /// A rule's device pattern, serialized as its glob.
@@ -242,6 +268,40 @@ mod glob_pattern {
     }
 }
 
+/// Registry field patterns, serialized as (field, glob) pairs.
+mod field_patterns {
+    use globset::{Glob, GlobMatcher};
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    /// The (field, glob) pairs of `fields`.
+    pub fn globs(fields: &[(String, GlobMatcher)]) -> Vec<(&str, &str)> {
+        fields
+            .iter()
+            .map(|(f, m)| (f.as_str(), m.glob().glob()))
+            .collect()
+    }
+
+    pub fn serialize<S: Serializer>(
+        fields: &[(String, GlobMatcher)],
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        globs(fields).serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Vec<(String, GlobMatcher)>, D::Error> {
+        Vec::<(String, String)>::deserialize(d)?
+            .into_iter()
+            .map(|(field, p)| {
+                Glob::new(&p)
+                    .map(|g| (field, g.compile_matcher()))
+                    .map_err(serde::de::Error::custom)
+            })
+            .collect()
+    }
+}
+
 /// Event time is cut into buckets of this many ms to tell how far each
 /// source partition's readings have come (silence rules).
 pub const PROGRESS_BUCKET_MS: u64 = 1_000;
@@ -255,6 +315,8 @@ impl Rule {
             severity: "warning".to_owned(),
             sensors: vec![sensor.to_owned()],
             devices: None,
+            fields: Vec::new(),
+            labels: Vec::new(),
             direction,
             threshold,
             clear: threshold,
@@ -309,12 +371,19 @@ pub struct RulesDiff {
     pub changed: Vec<String>,
     /// Rules in both, unchanged.
     pub unchanged: usize,
+    /// Devices of the registry added, removed, and changed (fields or
+    /// limits): a changed device's rules with changed limits start afresh
+    /// for it.
+    pub devices: (usize, usize, usize),
 }
 
 impl RulesDiff {
     /// Whether the two sets are the same.
     pub fn is_empty(&self) -> bool {
-        self.added.is_empty() && self.removed.is_empty() && self.changed.is_empty()
+        self.added.is_empty()
+            && self.removed.is_empty()
+            && self.changed.is_empty()
+            && self.devices == (0, 0, 0)
     }
 }
 
@@ -331,21 +400,167 @@ impl std::fmt::Display for RulesDiff {
             list(&self.removed),
             list(&self.changed),
             self.unchanged
-        )
+        )?;
+        if self.devices != (0, 0, 0) {
+            let (added, removed, changed) = self.devices;
+            write!(
+                f,
+                "; devices: {added} added, {removed} removed, {changed} changed"
+            )?;
+        }
+        Ok(())
     }
 }
 
-/// A set of rules, shared by all workers.
+/// A set of rules and the device registry they use, shared by all workers.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct RuleSet {
     /// The rules, in file order.
     pub rules: Vec<Rule>,
+    /// What is known of each device: rules select devices by its fields,
+    /// take per-device limits from it, and label alerts with its fields.
+    pub devices: Registry,
+}
+
+/// The device registry: each device's fields (site, line, type, ...) and
+/// per-device limits of rules.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Registry {
+    /// Devices by id.
+    pub devices: BTreeMap<String, Device>,
+    /// The file it was read from, if any: a run reloads the rules when it
+    /// changes. Not sent to other workers.
+    #[serde(skip)]
+    pub file: Option<std::path::PathBuf>,
+}
+
+/// One device of the registry.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Device {
+    /// Its fields by name, in the registry's column order. Alerts on the
+    /// device carry them as labels.
+    pub fields: Vec<(String, String)>,
+    /// Limits of rules (by rule name) that replace the rule's own for this
+    /// device.
+    pub limits: Vec<(String, Limits)>,
+}
+
+/// A device's own limits for one rule.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Limits {
+    /// Replaces the rule's threshold.
+    pub threshold: Option<f64>,
+    /// Replaces the rule's clear threshold. Without it, the clear threshold
+    /// keeps the rule's distance from the threshold.
+    pub clear: Option<f64>,
+}
+
+impl Limits {
+    /// `rule` with these limits.
+    pub fn apply(&self, rule: &Rule) -> Rule {
+        let threshold = self.threshold.unwrap_or(rule.threshold);
+        let clear = self
+            .clear
+            .unwrap_or(threshold - (rule.threshold - rule.clear));
+        Rule {
+            threshold,
+            clear,
+            ..rule.clone()
+        }
+    }
+}
+
+impl Registry {
+    /// The device's fields by name, if it is registered.
+    pub fn field(&self, device: &str, field: &str) -> Option<&str> {
+        let device = self.devices.get(device)?;
+        device
+            .fields
+            .iter()
+            .find(|(name, _)| name == field)
+            .map(|(_, value)| value.as_str())
+    }
+
+    /// What is known of the devices of `rule`'s registry selection and
+    /// overrides: part of the rule's meaning.
+    fn fingerprint_of(&self, rule: &Rule) -> Vec<(&String, &Device)> {
+        self.devices
+            .iter()
+            .filter(|(_, d)| {
+                !rule.fields.is_empty() || registry_limits(Some(d), &rule.name).is_some()
+            })
+            .collect()
+    }
 }
 
 impl RuleSet {
-    /// Wraps a list of rules.
+    /// Wraps a list of rules, with an empty device registry.
     pub fn new(rules: Vec<Rule>) -> Self {
-        RuleSet { rules }
+        RuleSet {
+            rules,
+            devices: Registry::default(),
+        }
+    }
+
+    /// This rule set, with a device registry.
+    pub fn with_devices(mut self, devices: Registry) -> Self {
+        self.devices = devices;
+        self
+    }
+
+    /// How `rule` judges `sensor` of `device`: `None` if it does not select
+    /// them, else the rule with the device's own limits, if it has any.
+    pub fn judge<'a>(&self, rule: &'a Rule, device: &str, sensor: &str) -> Option<Cow<'a, Rule>> {
+        if !rule.selects(device, sensor) {
+            return None;
+        }
+        if !rule.fields.is_empty() {
+            let matches = rule.fields.iter().all(|(field, glob)| {
+                self.devices
+                    .field(device, field)
+                    .is_some_and(|value| glob.is_match(value))
+            });
+            if !matches {
+                return None;
+            }
+        }
+        let limits = registry_limits(self.devices.devices.get(device), &rule.name);
+        Some(match limits {
+            Some(limits) => Cow::Owned(limits.apply(rule)),
+            None => Cow::Borrowed(rule),
+        })
+    }
+
+    /// The labels of `rule`'s alerts on `device`: the rule's own, then the
+    /// device's registry fields.
+    pub fn labels(&self, rule: &Rule, device: &str) -> Vec<(String, String)> {
+        let fields = self.devices.devices.get(device).map(|d| &d.fields);
+        rule.labels
+            .iter()
+            .chain(fields.into_iter().flatten())
+            .cloned()
+            .collect()
+    }
+
+    /// A digest of each rule's meaning, by name (see
+    /// [`Rule::fingerprint`]), including what the registry holds for it: a
+    /// rule that selects by registry fields, or that devices have limits
+    /// for, changes when those devices do.
+    pub fn fingerprints(&self) -> Vec<(String, u64)> {
+        self.rules
+            .iter()
+            .map(|r| {
+                let devices = self.devices.fingerprint_of(r);
+                let print = match devices.is_empty() {
+                    true => r.fingerprint(),
+                    false => fnv1a(
+                        r.fingerprint(),
+                        &bincode::serialize(&devices).expect("a registry serializes"),
+                    ),
+                };
+                (r.name.clone(), print)
+            })
+            .collect()
     }
 
     /// The distinct window sizes that window rules need, in ms, ascending.
@@ -387,6 +602,14 @@ impl RuleSet {
             .filter(|r| find(new, &r.name).is_none())
             .map(|r| r.name.clone())
             .collect();
+        let (old, now) = (&self.devices.devices, &new.devices.devices);
+        diff.devices = (
+            now.keys().filter(|id| !old.contains_key(*id)).count(),
+            old.keys().filter(|id| !now.contains_key(*id)).count(),
+            now.iter()
+                .filter(|(id, d)| old.get(*id).is_some_and(|o| o != *d))
+                .count(),
+        );
         diff
     }
 

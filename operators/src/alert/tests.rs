@@ -1,5 +1,7 @@
 use std::sync::Arc;
 
+use globset::Glob;
+
 use super::*;
 use crate::reading::{Reading, WindowAggregate};
 
@@ -886,6 +888,145 @@ fn a_reload_judges_by_the_new_rules_from_its_frontier_and_keeps_unchanged_states
             (13, "cold", Firing, 2),
             (13, "hot", Resolved, 2),
             (13, "warm", Resolved, 2),
+        ]
+    );
+}
+
+/// A registry of three presses: `p1` at the north site with its own limit
+/// for "hot" (95, clear 93), `p2` at the north site, `p3` at the south site.
+fn presses(p1_hot: f64) -> Registry {
+    let device = |site: &str, limits: Vec<(String, Limits)>| Device {
+        fields: vec![
+            ("site".into(), site.into()),
+            ("type".into(), "press".into()),
+        ],
+        limits,
+    };
+    let own = Limits {
+        threshold: Some(p1_hot),
+        clear: None,
+    };
+    Registry {
+        devices: [
+            ("p1".into(), device("north", vec![("hot".into(), own)])),
+            ("p2".into(), device("north", vec![])),
+            ("p3".into(), device("south", vec![])),
+        ]
+        .into(),
+        file: None,
+    }
+}
+
+/// "hot" (above 90, clear 88) selects the north site by registry field;
+/// `p1` has its own threshold, 95, whose clear threshold keeps the rule's
+/// distance of 2 (93). Alerts carry the rule's labels, then the device's
+/// fields. `p3` (south) and `x9` (not registered) are never judged.
+#[test]
+fn the_registry_selects_devices_gives_their_limits_and_labels_their_alerts() {
+    let rule = Rule {
+        clear: 88.0,
+        fields: vec![("site".into(), Glob::new("north").unwrap().compile_matcher())],
+        labels: vec![("team".into(), "maintenance".into())],
+        ..hot()
+    };
+    let rules = Arc::new(RuleSet::new(vec![rule]).with_devices(presses(95.0)));
+    let mut eval = AlertEvaluator::new(rules);
+    let readings = [
+        // 92 breaches 90 but not p1's 95; 96 does; 94 is above p1's clear
+        // (93), 92 is not.
+        ("p1", 1, 92.0),
+        ("p1", 2, 96.0),
+        ("p1", 3, 94.0),
+        ("p1", 4, 92.0),
+        // p2 takes the rule's own limits: 92 fires, 89 stays (clear 88).
+        ("p2", 1, 92.0),
+        ("p2", 2, 89.0),
+        ("p2", 3, 88.0),
+        ("p3", 1, 99.0),
+        ("x9", 1, 99.0),
+    ];
+    for (i, (device, t, v)) in readings.iter().enumerate() {
+        eval.push(Reading::new(device, "temp", *t, *v, 0, i as i64));
+    }
+    let mut out = Vec::new();
+    eval.advance_to(None, &mut out);
+    let mut got: Vec<_> = out
+        .iter()
+        .map(|a| {
+            (
+                a.device.to_string(),
+                a.event_time,
+                a.state,
+                a.threshold,
+                a.clear_threshold,
+            )
+        })
+        .collect();
+    got.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+    use AlertState::{Firing, Resolved};
+    assert_eq!(
+        got,
+        vec![
+            ("p1".into(), 2, Firing, 95.0, 93.0),
+            ("p1".into(), 4, Resolved, 95.0, 93.0),
+            ("p2".into(), 1, Firing, 90.0, 88.0),
+            ("p2".into(), 3, Resolved, 90.0, 88.0),
+        ]
+    );
+    let labels: Vec<(String, String)> = vec![
+        ("team".into(), "maintenance".into()),
+        ("site".into(), "north".into()),
+        ("type".into(), "press".into()),
+    ];
+    assert!(out.iter().all(|a| a.labels == labels), "{out:?}");
+    let json = out[0].to_json();
+    assert_eq!(json["labels"]["site"], "north");
+    assert_eq!(json["labels"]["team"], "maintenance");
+}
+
+/// A registry edit is a reload: `p1`'s limit for "hot" goes from 95 to 85
+/// at 10. `p1` starts afresh under its new limit (it was not firing under
+/// 95; 90 at 11 fires under 85), while `p2`, unchanged and firing, keeps
+/// its state (90 at 11 is no new firing, 80 at 12 resolves it).
+#[test]
+fn a_registry_change_restarts_only_the_states_of_changed_limits() {
+    let old = RuleSet::new(vec![hot()]).with_devices(presses(95.0));
+    let new = RuleSet::new(vec![hot()]).with_devices(presses(85.0));
+    let diff = old.diff(&new);
+    assert_eq!(
+        (diff.devices, diff.unchanged, diff.is_empty()),
+        ((0, 0, 1), 1, false)
+    );
+
+    let mut eval = AlertEvaluator::new(Arc::new(old));
+    let readings = [
+        ("p1", 5, 92.0),
+        ("p2", 5, 92.0),
+        ("p1", 11, 90.0),
+        ("p2", 11, 90.5),
+        ("p1", 12, 80.0),
+        ("p2", 12, 80.0),
+    ];
+    for (i, (device, t, v)) in readings.iter().enumerate() {
+        eval.push(Reading::new(device, "temp", *t, *v, 0, i as i64));
+    }
+    let mut out = Vec::new();
+    eval.advance_to(Some(10), &mut out);
+    eval.replace_rules(Arc::new(new), 2, |_| true);
+    eval.advance_to(None, &mut out);
+    let mut got: Vec<_> = out
+        .iter()
+        .map(|a| (a.event_time, a.device.to_string(), a.state, a.threshold))
+        .collect();
+    got.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+    use AlertState::{Firing, Resolved};
+    assert_eq!(
+        got,
+        vec![
+            (5, "p2".into(), Firing, 90.0),
+            (11, "p1".into(), Firing, 85.0),
+            (12, "p1".into(), Resolved, 85.0),
+            (12, "p2".into(), Resolved, 90.0),
         ]
     );
 }

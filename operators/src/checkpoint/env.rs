@@ -898,12 +898,11 @@ fn commit(acks: Stream<'_, u64, Vec<Ack>>, session: Arc<Session>, shared: Rc<Sha
                     parts: acks.iter().flat_map(|a| a.parts.clone()).collect(),
                     files: acks.iter().flat_map(|a| a.files.clone()).collect(),
                     rules_version: marker.rules_version,
-                    rules: shared.rules.borrow().as_ref().map_or_else(Vec::new, |set| {
-                        set.rules
-                            .iter()
-                            .map(|r| (r.name.clone(), r.fingerprint()))
-                            .collect()
-                    }),
+                    rules: shared
+                        .rules
+                        .borrow()
+                        .as_ref()
+                        .map_or_else(Vec::new, |set| set.fingerprints()),
                 };
                 match session.commit(&manifest) {
                     Ok(()) => {

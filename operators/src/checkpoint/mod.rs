@@ -184,15 +184,10 @@ impl Manifest {
             return Vec::new();
         }
         rules
-            .rules
-            .iter()
-            .filter(|r| {
-                !self
-                    .rules
-                    .iter()
-                    .any(|(name, print)| *name == r.name && *print == r.fingerprint())
-            })
-            .map(|r| r.name.clone())
+            .fingerprints()
+            .into_iter()
+            .filter(|rule| !self.rules.contains(rule))
+            .map(|(name, _)| name)
             .collect()
     }
 
@@ -700,7 +695,7 @@ mod tests {
 
     #[test]
     fn a_resumed_run_keeps_the_states_of_unchanged_rules_only() {
-        use crate::alert::{Direction, Rule};
+        use crate::alert::{Device, Direction, Limits, Registry, Rule};
         let hot = Rule::new("hot", "temp", Direction::Above, 90.0);
         let warm = Rule::new("warm", "temp", Direction::Above, 80.0);
         let manifest = Manifest {
@@ -733,6 +728,30 @@ mod tests {
             ..manifest
         };
         assert!(old.changed_rules(&now).is_empty());
+        // A registry edit changes the rules that devices have limits for.
+        let limit = |threshold| {
+            let limits = Limits {
+                threshold: Some(threshold),
+                clear: None,
+            };
+            let device = Device {
+                fields: Vec::new(),
+                limits: vec![("hot".into(), limits)],
+            };
+            Registry {
+                devices: [("p1".to_owned(), device)].into(),
+                file: None,
+            }
+        };
+        let set = |threshold| {
+            RuleSet::new(vec![hot.clone(), warm.clone()]).with_devices(limit(threshold))
+        };
+        let manifest = Manifest {
+            rules: set(95.0).fingerprints(),
+            ..old
+        };
+        assert!(manifest.changed_rules(&set(95.0)).is_empty());
+        assert_eq!(manifest.changed_rules(&set(97.0)), vec!["hot"]);
     }
 
     #[test]
