@@ -3,7 +3,8 @@
 //! event-time frontier `T` the run logs. The alerts must be exactly those of
 //! a reference loop written here: the old rules before `T`, the new rules
 //! from `T` on, an unchanged rule keeping its state across `T` and a changed
-//! one starting afresh.
+//! one starting afresh. An edit of the device registry is a reload too:
+//! devices' new sites and limits apply from the logged frontier.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -156,6 +157,67 @@ fn wait_for(what: &str, child: &mut Child, log: &Path, mut done: impl FnMut() ->
     }
 }
 
+/// `weir run` of `pipeline` on 2 workers, logging at info level to `log`,
+/// with its metrics on `port`.
+fn spawn_weir(pipeline: &Path, log: &Path, port: u16) -> Killed {
+    Killed(
+        Command::new(env!("CARGO_BIN_EXE_weir"))
+            .args(["run", "--quiet", "--workers", "2", "--metrics-addr"])
+            .arg(format!("127.0.0.1:{port}"))
+            .arg(pipeline)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(log).unwrap())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+/// Waits for the run to apply a reload, and returns the event time it
+/// logs the new rules applying from (within the first minute of input).
+fn reload_frontier(weir: &mut Killed, log: &Path) -> u64 {
+    let logged = || std::fs::read_to_string(log).unwrap_or_default();
+    wait_for("the reload", &mut weir.0, log, || {
+        logged().contains("Rules reloaded")
+    });
+    let t_from: u64 = logged()
+        .split("applies from event time ")
+        .nth(1)
+        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+        .expect("the reload logs its frontier");
+    assert!(
+        (T0..T0 + 60_000).contains(&t_from),
+        "the reload applies within the first readings' time: {t_from}"
+    );
+    t_from
+}
+
+/// Stops the run with SIGTERM; it must exit cleanly.
+fn stop(mut weir: Killed, log: &Path) {
+    std::thread::sleep(Duration::from_millis(500));
+    let status = Command::new("kill")
+        .args(["-TERM", &weir.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = weir.0.wait().unwrap();
+    assert!(
+        exit.success(),
+        "weir failed:\n{}",
+        std::fs::read_to_string(log).unwrap_or_default()
+    );
+}
+
+/// The alert documents written to `topic`.
+fn written_alerts(broker: &Broker, topic: &str) -> Vec<serde_json::Value> {
+    broker
+        .consume_all(topic)
+        .iter()
+        .map(|r| serde_json::from_slice(&r.payload).unwrap())
+        .collect()
+}
+
 #[test]
 fn a_reload_applies_the_new_rules_from_the_frontier_it_logs() {
     let broker = Broker::start();
@@ -178,17 +240,7 @@ fn a_reload_applies_the_new_rules_from_the_frontier_it_logs() {
     .unwrap();
     let log = dir.path().join("weir.log");
     let port = free_port();
-    let mut weir = Killed(
-        Command::new(env!("CARGO_BIN_EXE_weir"))
-            .args(["run", "--quiet", "--workers", "2", "--metrics-addr"])
-            .arg(format!("127.0.0.1:{port}"))
-            .arg(&pipeline)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap(),
-    );
+    let mut weir = spawn_weir(&pipeline, &log, port);
     let read = |n: usize| move || metric(port, "weir_records_read_total") == Some(n as f64);
     let logged = || std::fs::read_to_string(&log).unwrap_or_default();
 
@@ -220,33 +272,13 @@ fn a_reload_applies_the_new_rules_from_the_frontier_it_logs() {
     );
 
     std::fs::write(&rules, rules_toml(&NEW)).unwrap();
-    wait_for("the reload", &mut weir.0, &log, || {
-        logged().contains("Rules reloaded")
-    });
-    let line = logged();
-    let t_from: u64 = line
-        .split("applies from event time ")
-        .nth(1)
-        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
-        .and_then(|n| n.parse().ok())
-        .expect("the reload logs its frontier");
-    assert!(
-        (T0..T0 + 60_000).contains(&t_from),
-        "the reload applies within the first readings' time: {t_from}"
-    );
+    let t_from = reload_frontier(&mut weir, &log);
 
     let second = readings(60, 130);
     produce(&broker, &topic, &second);
     let total = first.len() + second.len();
     wait_for("every reading read", &mut weir.0, &log, read(total));
-    std::thread::sleep(Duration::from_millis(500));
-    let status = Command::new("kill")
-        .args(["-TERM", &weir.0.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let exit = weir.0.wait().unwrap();
-    assert!(exit.success(), "weir failed:\n{}", logged());
+    stop(weir, &log);
 
     // Alerts before 120 s are complete whatever the stop's frontier.
     let cutoff = T0 + 120_000;
@@ -255,11 +287,9 @@ fn a_reload_applies_the_new_rules_from_the_frontier_it_logs() {
         .into_iter()
         .filter(|a| a.3 < cutoff)
         .collect();
-    let written: BTreeSet<_> = broker
-        .consume_all(&alerts)
+    let written: BTreeSet<_> = written_alerts(&broker, &alerts)
         .iter()
-        .map(|r| {
-            let v: serde_json::Value = serde_json::from_slice(&r.payload).unwrap();
+        .map(|v| {
             let s = |f: &str| v[f].as_str().unwrap().to_owned();
             (
                 s("rule"),
@@ -284,5 +314,170 @@ fn a_reload_applies_the_new_rules_from_the_frontier_it_logs() {
     assert!(
         missing.is_empty() && extra.is_empty(),
         "reload at {t_from}: missing {missing:?}, unexpected {extra:?}"
+    );
+}
+
+/// The registry of the registry-change test, before (`false`) and after
+/// (`true`) the edit: each device's site and own threshold for "hot".
+/// dev-1's limit changes, dev-3 moves to the south site (no longer
+/// selected), dev-4 moves to the north (now selected); dev-0 and dev-2 keep
+/// theirs, and dev-5 stays in the south.
+fn registry(edited: bool) -> Vec<(&'static str, Option<f64>)> {
+    vec![
+        ("north", None),
+        ("north", Some(if edited { 80.0 } else { 86.0 })),
+        ("north", Some(93.0)),
+        (if edited { "south" } else { "north" }, None),
+        (if edited { "north" } else { "south" }, None),
+        ("south", None),
+    ]
+}
+
+fn registry_csv(edited: bool) -> String {
+    let mut csv = "device,site,threshold.hot\n".to_owned();
+    for (d, (site, own)) in registry(edited).into_iter().enumerate() {
+        let own = own.map_or(String::new(), |t| t.to_string());
+        csv.push_str(&format!("dev-{d},{site},{own}\n"));
+    }
+    csv
+}
+
+/// A registry edit in a live run: from the logged frontier `T`, the
+/// devices' new sites and limits apply; a device whose limit or selection
+/// is unchanged keeps its state, the others start afresh. The alerts
+/// (rule "hot", above 90 on north-site devices, unless a device has its own
+/// threshold) must be exactly those of a reference loop, each labelled with
+/// the device's site at its time.
+#[test]
+fn a_registry_edit_applies_the_new_sites_and_limits_from_the_frontier_it_logs() {
+    let broker = Broker::start();
+    let (topic, alerts) = (unique_topic("registry-in"), unique_topic("registry-alerts"));
+    broker.create_topic(&topic, 2);
+    broker.create_topic(&alerts, 1);
+    let dir = tempfile::tempdir().unwrap();
+    let devices = dir.path().join("devices.csv");
+    std::fs::write(&devices, registry_csv(false)).unwrap();
+    std::fs::write(
+        dir.path().join("rules.toml"),
+        "[devices]\nfile = \"devices.csv\"\n\n[[rule]]\nname = \"hot\"\nsensor = \"temperature\"\n\
+         above = 90.0\nwhere = { site = \"north\" }\nlabels = { team = \"ops\" }\n",
+    )
+    .unwrap();
+    let pipeline = dir.path().join("pipeline.toml");
+    std::fs::write(
+        &pipeline,
+        format!(
+            "name = \"registry\"\n[rules]\nfile = \"rules.toml\"\n[source]\nbrokers = \"{brokers}\"\n\
+             topic = \"{topic}\"\nout_of_orderness = \"1s\"\n[sinks.alerts]\ntopic = \"{alerts}\"\n",
+            brokers = broker.bootstrap(),
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("weir.log");
+    let port = free_port();
+    let mut weir = spawn_weir(&pipeline, &log, port);
+    let read = |n: usize| move || metric(port, "weir_records_read_total") == Some(n as f64);
+
+    let first = readings(0, 60);
+    produce(&broker, &topic, &first);
+    wait_for(
+        "the first readings read",
+        &mut weir.0,
+        &log,
+        read(first.len()),
+    );
+    std::fs::write(&devices, registry_csv(true)).unwrap();
+    let t_from = reload_frontier(&mut weir, &log);
+    let second = readings(60, 130);
+    produce(&broker, &topic, &second);
+    let total = first.len() + second.len();
+    wait_for("every reading read", &mut weir.0, &log, read(total));
+    stop(weir, &log);
+
+    // The reference: per device, a threshold state machine on the limit of
+    // the registry in force; at T a device whose selection or limit
+    // changed starts afresh (and one no longer selected is not judged).
+    let cutoff = T0 + 120_000;
+    let all: Vec<_> = first.iter().chain(&second).cloned().collect();
+    let mut expected = BTreeSet::new();
+    for d in 0..6 {
+        let judged = |edited: bool| {
+            let (site, own) = registry(edited)[d];
+            (site == "north").then(|| (own.unwrap_or(90.0), site))
+        };
+        let (old, new) = (judged(false), judged(true));
+        let mut series: Vec<(u64, f64)> = all
+            .iter()
+            .filter(|r| r.1 == format!("dev-{d}"))
+            .map(|r| (r.2, r.3))
+            .collect();
+        series.sort_by_key(|s| s.0);
+        let mut firing = false;
+        let mut switched = false;
+        for (t, v) in series {
+            let (rule, version) = if t < t_from { (old, 1) } else { (new, 2) };
+            if t >= t_from && !switched {
+                switched = true;
+                firing &= old == new;
+            }
+            let Some((threshold, site)) = rule else {
+                continue;
+            };
+            let state = match (firing, v > threshold) {
+                (false, true) => "firing",
+                (true, false) => "resolved",
+                _ => continue,
+            };
+            firing = !firing;
+            expected.insert((
+                format!("dev-{d}"),
+                state.to_owned(),
+                t,
+                version,
+                site.to_owned(),
+            ));
+        }
+    }
+    let expected: BTreeSet<_> = expected.into_iter().filter(|a| a.2 < cutoff).collect();
+    let written: BTreeSet<_> = written_alerts(&broker, &alerts)
+        .iter()
+        .inspect(|v| assert_eq!(v["labels"]["team"], "ops", "{v}"))
+        .map(|v| {
+            let s = |f: &str| v[f].as_str().unwrap().to_owned();
+            (
+                s("device"),
+                s("state"),
+                v["event_time"].as_u64().unwrap(),
+                v["rules_version"].as_u64().unwrap(),
+                v["labels"]["site"].as_str().unwrap().to_owned(),
+            )
+        })
+        .filter(|a| a.2 < cutoff)
+        .collect();
+    // The test means something: the changed devices alert on their side of
+    // T only, the unchanged ones on both.
+    let alerts_of = |d: &str, after: bool| {
+        expected
+            .iter()
+            .any(|a| a.0 == d && (a.2 >= t_from) == after)
+    };
+    for (d, before, after) in [
+        ("dev-0", true, true),
+        ("dev-1", true, true),
+        ("dev-3", true, false),
+        ("dev-4", false, true),
+    ] {
+        assert_eq!(
+            (alerts_of(d, false), alerts_of(d, true)),
+            (before, after),
+            "{d}"
+        );
+    }
+    assert!(!expected.iter().any(|a| a.0 == "dev-5"));
+    let missing: Vec<_> = expected.difference(&written).collect();
+    let extra: Vec<_> = written.difference(&expected).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "registry edit at {t_from}: missing {missing:?}, unexpected {extra:?}"
     );
 }
