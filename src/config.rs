@@ -119,6 +119,7 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use toml::de::{DeString, DeTable, DeValue, ValueDeserializer};
 use toml::Spanned;
+use weir_operators::alert::combination::{Combination, Condition, Mode};
 use weir_operators::alert::{
     Chattering, Direction, Registry, Rule, RuleInput, RuleKind, RuleSet, Stat,
 };
@@ -312,6 +313,15 @@ fn rule_summary(r: &Rule) -> String {
         ),
         RuleKind::Deviation { baseline } => {
             format!("standard deviations from the mean of the previous {baseline} of {subject}")
+        }
+        RuleKind::Combination => {
+            let c = r.combination.as_ref();
+            return format!(
+                "{} ({}): {} on {devices}",
+                r.name,
+                r.severity,
+                c.map_or(String::new(), crate::explain::combination_phrase)
+            );
         }
         RuleKind::Silence { after_ms } => {
             return format!(
@@ -672,6 +682,27 @@ struct RawRule {
     window: Option<Spanned<String>>,
     /// With `window`: `mean` (default), `min`, `max`, `sum` or `count`.
     stat: Option<Spanned<String>>,
+    /// With `kind = "combination"`: conditions that must all hold...
+    all: Option<Spanned<Vec<Spanned<RawCondition>>>>,
+    /// ...or of which one must hold (instead of `all`).
+    any: Option<Spanned<Vec<Spanned<RawCondition>>>>,
+    /// With `kind = "combination"`: the span of event time the conditions'
+    /// latest breaches must fall in (required there).
+    within: Option<Spanned<String>>,
+}
+
+/// One condition of a combination rule: `{ sensor = "temperature", above = 90 }`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCondition {
+    /// The sensor (required).
+    sensor: Option<Spanned<String>>,
+    /// Holds above this (exactly one of `above`, `below`).
+    above: Option<Spanned<f64>>,
+    /// Holds below this.
+    below: Option<Spanned<f64>>,
+    /// Hysteresis: stops holding only at or past this; default the threshold.
+    clear: Option<Spanned<f64>>,
 }
 
 /// Parses `d`'s text and deserializes it into `T`. On failure reports every
@@ -1468,7 +1499,13 @@ fn validate_rule(raw: &Spanned<RawRule>, label: &str, d: &mut Diag<'_>) -> Rule 
     let field = |name: &str| format!("{label}.{name}");
 
     let name = required_text(d, r.name.as_ref(), at, &field("name"));
+    let kind = rule_kind(d, r, &field);
+    let combination = (kind == RuleKind::Combination).then(|| rule_combination(d, r, at, &field));
     let sensors = match (&r.sensor, &r.sensors) {
+        _ if combination.is_some() => combination
+            .as_ref()
+            .map(|c| c.sensors())
+            .unwrap_or_default(),
         (Some(s), None) => vec![text(d, s, &field("sensor"))],
         (None, Some(list)) => {
             if list.get_ref().is_empty() {
@@ -1516,7 +1553,6 @@ fn validate_rule(raw: &Spanned<RawRule>, label: &str, d: &mut Diag<'_>) -> Rule 
             }
         });
 
-    let kind = rule_kind(d, r, &field);
     let silence = matches!(kind, RuleKind::Silence { .. });
     if silence {
         if let Some(t) = r.above.as_ref().or(r.below.as_ref()) {
@@ -1528,7 +1564,7 @@ fn validate_rule(raw: &Spanned<RawRule>, label: &str, d: &mut Diag<'_>) -> Rule 
         }
     }
     let (direction, threshold) = match (&r.above, &r.below) {
-        _ if silence => (Direction::Above, Some(0.0)),
+        _ if silence || combination.is_some() => (Direction::Above, Some(0.0)),
         (Some(above), None) => (Direction::Above, finite(d, above, &field("above"))),
         (None, Some(below)) => (Direction::Below, finite(d, below, &field("below"))),
         (Some(_), Some(below)) => {
@@ -1695,6 +1731,143 @@ fn validate_rule(raw: &Spanned<RawRule>, label: &str, d: &mut Diag<'_>) -> Rule 
         kind,
         escalation,
         chattering,
+        combination,
+    }
+}
+
+/// The conditions of a combination rule (`all` or `any`, and `within`).
+/// The rule's own thresholds and modifiers do not apply to it: each one
+/// given is an error.
+fn rule_combination(
+    d: &mut Diag<'_>,
+    r: &RawRule,
+    at: usize,
+    field: &dyn Fn(&str) -> String,
+) -> Combination {
+    let single = [
+        ("sensor", r.sensor.as_ref().map(Spanned::span)),
+        ("sensors", r.sensors.as_ref().map(Spanned::span)),
+        ("above", r.above.as_ref().map(Spanned::span)),
+        ("below", r.below.as_ref().map(Spanned::span)),
+        ("clear", r.clear.as_ref().map(Spanned::span)),
+        ("consecutive", r.consecutive.as_ref().map(Spanned::span)),
+        ("for", r.for_.as_ref().map(Spanned::span)),
+        ("cooldown", r.cooldown.as_ref().map(Spanned::span)),
+        (
+            "keep_firing_for",
+            r.keep_firing_for.as_ref().map(Spanned::span),
+        ),
+        (
+            "escalate_after",
+            r.escalate_after.as_ref().map(Spanned::span),
+        ),
+        (
+            "chatter_changes",
+            r.chatter_changes.as_ref().map(Spanned::span),
+        ),
+        ("window", r.window.as_ref().map(Spanned::span)),
+    ];
+    for (name, span) in single {
+        if let Some(span) = span {
+            d.err(
+                span,
+                &field(name),
+                format!("a combination rule takes its sensors and thresholds from its conditions (`all` or `any`): remove `{name}`"),
+            );
+        }
+    }
+    let (mode, list, key) = match (&r.all, &r.any) {
+        (Some(all), None) => (Mode::All, Some(all), "all"),
+        (None, Some(any)) => (Mode::Any, Some(any), "any"),
+        (Some(_), Some(any)) => {
+            d.err(
+                any.span(),
+                &field("any"),
+                "give either `all` or `any`, not both",
+            );
+            (Mode::Any, None, "any")
+        }
+        (None, None) => {
+            d.at(
+                at,
+                &field("all"),
+                "a combination rule needs `all = [...]` or `any = [...]`: its conditions, like { sensor = \"temperature\", above = 90.0 }",
+            );
+            (Mode::All, None, "all")
+        }
+    };
+    let mut conditions = Vec::new();
+    if let Some(list) = list {
+        if list.get_ref().len() < 2 && mode == Mode::All {
+            d.err(
+                list.span(),
+                &field(key),
+                "`all` needs at least two conditions",
+            );
+        }
+        if list.get_ref().is_empty() {
+            d.err(list.span(), &field(key), "needs at least one condition");
+        }
+        for (i, c) in list.get_ref().iter().enumerate() {
+            let path = format!("{}[{i}]", field(key));
+            let raw = c.get_ref();
+            let sensor = required_text(
+                d,
+                raw.sensor.as_ref(),
+                c.span().start,
+                &format!("{path}.sensor"),
+            );
+            let (direction, threshold) = match (&raw.above, &raw.below) {
+                (Some(a), None) => (Direction::Above, finite(d, a, &format!("{path}.above"))),
+                (None, Some(b)) => (Direction::Below, finite(d, b, &format!("{path}.below"))),
+                _ => {
+                    d.err(
+                        c.span(),
+                        &path,
+                        "give exactly one of `above = <number>` or `below = <number>`",
+                    );
+                    (Direction::Above, None)
+                }
+            };
+            let threshold = threshold.unwrap_or(0.0);
+            let clear = match &raw.clear {
+                None => threshold,
+                Some(v) => {
+                    let clear = finite(d, v, &format!("{path}.clear")).unwrap_or(threshold);
+                    let wrong = match direction {
+                        Direction::Above => clear > threshold,
+                        Direction::Below => clear < threshold,
+                    };
+                    if wrong {
+                        d.err(
+                            v.span(),
+                            &format!("{path}.clear"),
+                            format!(
+                                "{clear} is on the breaching side of the threshold {threshold}"
+                            ),
+                        );
+                    }
+                    clear
+                }
+            };
+            conditions.push(Condition::new(&sensor, direction, threshold).clear_at(clear));
+        }
+    }
+    let within_ms = match &r.within {
+        Some(w) => duration_ms(d, w, &field("within")).unwrap_or(0),
+        None => {
+            d.at(
+                at,
+                &field("within"),
+                "a combination rule needs `within = \"...\"`: the span its conditions' breaches must fall in",
+            );
+            0
+        }
+    };
+    Combination {
+        mode,
+        conditions,
+        within_ms,
     }
 }
 
@@ -1805,6 +1978,7 @@ fn rule_kind(d: &mut Diag<'_>, r: &RawRule, field: &dyn Fn(&str) -> String) -> R
         Rate,
         Deviation,
         Silence,
+        Combination,
     }
     let tag = r
         .kind
@@ -1819,6 +1993,7 @@ fn rule_kind(d: &mut Diag<'_>, r: &RawRule, field: &dyn Fn(&str) -> String) -> R
                     ("rate", Tag::Rate),
                     ("deviation", Tag::Deviation),
                     ("silence", Tag::Silence),
+                    ("combination", Tag::Combination),
                 ],
             )
         })
@@ -1836,6 +2011,24 @@ fn rule_kind(d: &mut Diag<'_>, r: &RawRule, field: &dyn Fn(&str) -> String) -> R
             "deviation",
         ),
         ("after", after.map(Spanned::span), Tag::Silence, "silence"),
+        (
+            "all",
+            r.all.as_ref().map(Spanned::span),
+            Tag::Combination,
+            "combination",
+        ),
+        (
+            "any",
+            r.any.as_ref().map(Spanned::span),
+            Tag::Combination,
+            "combination",
+        ),
+        (
+            "within",
+            r.within.as_ref().map(Spanned::span),
+            Tag::Combination,
+            "combination",
+        ),
     ];
     for (name, at, kind, kind_name) in extra {
         if let Some(at) = at.filter(|_| tag != kind) {
@@ -1848,6 +2041,7 @@ fn rule_kind(d: &mut Diag<'_>, r: &RawRule, field: &dyn Fn(&str) -> String) -> R
     }
     match tag {
         Tag::Threshold => RuleKind::Threshold,
+        Tag::Combination => RuleKind::Combination,
         Tag::Rate => {
             let span_ms = match span {
                 Some(span) => match duration_ms(d, span, &field("span")) {

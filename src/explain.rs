@@ -3,6 +3,7 @@
 
 use std::fmt::Write as _;
 
+use weir_operators::alert::combination::{Combination, Mode};
 use weir_operators::alert::{Direction, Rule, RuleInput, RuleKind};
 
 use crate::config::{human_ms, stat_name, PipelineSpec};
@@ -50,6 +51,35 @@ pub fn registry_phrase(r: &Rule) -> String {
     format!(" whose registry {}", fields.join(" and "))
 }
 
+/// A combination's conditions: `all of temperature above 90, vibration
+/// above 7, within 10s`.
+pub fn combination_phrase(c: &Combination) -> String {
+    let conditions: Vec<String> = c
+        .conditions
+        .iter()
+        .map(|k| {
+            let side = match k.direction {
+                Direction::Above => "above",
+                Direction::Below => "below",
+            };
+            let mut s = format!("{} {side} {}", k.sensor, k.threshold);
+            if k.clear != k.threshold {
+                let _ = write!(s, " (holding until past {})", k.clear);
+            }
+            s
+        })
+        .collect();
+    let mode = match c.mode {
+        Mode::All => "all",
+        Mode::Any => "any",
+    };
+    format!(
+        "{mode} of {}, within {}",
+        conditions.join(", "),
+        human_ms(c.within_ms)
+    )
+}
+
 /// One rule in plain words.
 pub fn explain_rule(r: &Rule) -> String {
     let mut s = format!("{} (severity {})\n", r.name, r.severity);
@@ -83,6 +113,16 @@ pub fn explain_rule(r: &Rule) -> String {
         );
     }
     let signal = match r.kind {
+        RuleKind::Combination => {
+            let c = r.combination.as_ref().map_or(String::new(), combination_phrase);
+            let _ = writeln!(
+                s,
+                "  fires: at a reading of the device when {c}, each judged on its sensor's latest reading"
+            );
+            let _ = writeln!(s, "  resolves: at the first later reading when that no longer holds");
+            explain_common(&mut s, r);
+            return s;
+        }
         RuleKind::Silence { after_ms } => {
             let _ = writeln!(
                 s,

@@ -904,7 +904,12 @@ fn validate_alert(
         }
     }
     if let (Some(device), Some(sensor)) = (&device, &sensor) {
-        if !series.contains_key(&(device.clone(), sensor.clone())) {
+        // A combination rule's alerts name its sensors joined by `+`.
+        let named = std::iter::once(sensor.as_str()).chain(sensor.split('+'));
+        if !named
+            .into_iter()
+            .any(|s| series.contains_key(&(device.clone(), s.to_owned())))
+        {
             let at = a.device.as_ref().map_or(span.clone(), Spanned::span);
             d.err(
                 at,

@@ -39,6 +39,7 @@
 
 use serde::{Deserialize, Serialize};
 
+pub use super::rule::Direction;
 use super::AlertState;
 
 /// Whether a combination needs all of its conditions or any one.
@@ -49,16 +50,6 @@ pub enum Mode {
     All,
     /// At least one condition must hold within the span.
     Any,
-}
-
-/// Which side of its threshold breaches a condition.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Direction {
-    /// Breaches when the value is strictly above the threshold.
-    Above,
-    /// Breaches when the value is strictly below the threshold.
-    Below,
 }
 
 /// One condition of a combination: a threshold on one sensor.
@@ -153,6 +144,25 @@ pub struct CombinationTransition {
     /// Firing: the latest breaching value of each condition that counts, in
     /// condition order. Resolved: empty.
     pub values: Vec<f64>,
+}
+
+impl Combination {
+    /// The sensors its conditions name, each once, in condition order.
+    pub fn sensors(&self) -> Vec<String> {
+        let mut names: Vec<String> = Vec::new();
+        for c in &self.conditions {
+            if !names.contains(&c.sensor) {
+                names.push(c.sensor.clone());
+            }
+        }
+        names
+    }
+
+    /// The sensor name its alerts carry, and its state is kept under for
+    /// each device: its sensors joined by `+` (`temperature+vibration`).
+    pub fn key(&self) -> String {
+        self.sensors().join("+")
+    }
 }
 
 impl CombinationState {

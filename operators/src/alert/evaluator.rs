@@ -58,6 +58,9 @@ pub struct AlertEvaluator<O> {
     /// Every sensor name some rule lists, or `None` if a rule takes every
     /// sensor: a cheap test that skips most readings before any lookup.
     sensors: Option<Vec<String>>,
+    /// The keys of the combination rules ([`crate::alert::combination::Combination::key`]),
+    /// each once: a reading of a sensor one names is also queued for it.
+    combinations: Vec<String>,
     /// Observations before this time were applied before a restart.
     floor: u64,
     /// Armed silence deadlines, by the partition of the key's latest
@@ -116,6 +119,7 @@ impl<O: Observation> AlertEvaluator<O> {
     pub fn new(rules: Arc<RuleSet>) -> Self {
         AlertEvaluator {
             sensors: sensors_of(&rules),
+            combinations: combinations_of(&rules),
             table: rules.rules.clone(),
             variants: HashMap::new(),
             rules,
@@ -236,6 +240,7 @@ impl<O: Observation> AlertEvaluator<O> {
         fed: impl Fn(&Rule) -> bool,
     ) {
         self.sensors = sensors_of(&rules);
+        self.combinations = combinations_of(&rules);
         let old = std::mem::replace(&mut self.table, rules.rules.clone());
         self.variants.clear();
         self.rules = rules;
@@ -327,39 +332,58 @@ impl<O: Observation> AlertEvaluator<O> {
                 return false;
             }
         }
-        let route = obs.route();
+        let mut queued = false;
+        if !self.combinations.is_empty() {
+            let sensor = obs.sensor().to_owned();
+            for key in self.combinations.clone() {
+                if key.split('+').any(|s| s == sensor) {
+                    let route = SensorKey::route_hash(obs.device(), &key);
+                    let slot = self.slot(obs.device(), &key, route, &obs);
+                    queued |= self.enqueue(slot, obs.clone());
+                }
+            }
+        }
+        let slot = self.slot(obs.device(), obs.sensor(), obs.route(), &obs);
+        self.enqueue(slot, obs) || queued
+    }
+
+    /// The slot of the key (`device`, `sensor`), hashed as `route`; a new
+    /// key takes the rules that judge it among those `obs` feeds.
+    fn slot(&mut self, device: &str, sensor: &str, route: u64, obs: &O) -> usize {
         let keys = &self.keys;
         let found = self.index.find(route, |&s| {
             let key = &keys[s].key;
-            key.device == obs.device() && key.sensor == obs.sensor()
+            key.device == device && key.sensor == sensor
         });
-        let slot = match found {
-            Some(slot) => *slot,
-            None => {
-                let rules = self
-                    .rules_of(obs.device(), obs.sensor(), |r| obs.feeds(r))
-                    .into_iter()
-                    .map(|i| (i, RuleState::default()))
-                    .collect();
-                let key = SensorKey {
-                    device: Name::new(obs.device()),
-                    sensor: Name::new(obs.sensor()),
-                };
-                let slot = self.keys.len();
-                self.keys.push(KeyState {
-                    key,
-                    rules,
-                    pending: VecDeque::new(),
-                    unsorted: false,
-                    earliest: u64::MAX,
-                    dirty: false,
-                });
-                let keys = &self.keys;
-                self.index
-                    .insert_unique(route, slot, |&s| route_of(&keys[s].key));
-                slot
-            }
+        if let Some(slot) = found {
+            return *slot;
+        }
+        let rules = self
+            .rules_of(device, sensor, |r| obs.feeds(r))
+            .into_iter()
+            .map(|i| (i, RuleState::default()))
+            .collect();
+        let key = SensorKey {
+            device: Name::new(device),
+            sensor: Name::new(sensor),
         };
+        let slot = self.keys.len();
+        self.keys.push(KeyState {
+            key,
+            rules,
+            pending: VecDeque::new(),
+            unsorted: false,
+            earliest: u64::MAX,
+            dirty: false,
+        });
+        let keys = &self.keys;
+        self.index
+            .insert_unique(route, slot, |&s| route_of(&keys[s].key));
+        slot
+    }
+
+    /// Queues `obs` for the key in `slot`; false if no rule judges the key.
+    fn enqueue(&mut self, slot: usize, obs: O) -> bool {
         let state = &mut self.keys[slot];
         if state.rules.is_empty() {
             return false;
@@ -433,6 +457,25 @@ impl<O: Observation> AlertEvaluator<O> {
                     let rule = &self.table[*rule_idx];
                     // One evaluator sees one kind of observation; guard anyway.
                     if !obs.feeds(rule) {
+                        continue;
+                    }
+                    if rule.kind == RuleKind::Combination {
+                        let (time, value) = (obs.time(), obs.value(rule));
+                        state.observe_combination(
+                            rule,
+                            obs.sensor(),
+                            time,
+                            value,
+                            &mut self.transitions,
+                        );
+                        suppressed += emit(
+                            rule,
+                            &self.rules,
+                            self.version,
+                            &key.key,
+                            &mut self.transitions,
+                            out,
+                        );
                         continue;
                     }
                     if let RuleKind::Silence { .. } = rule.kind {
@@ -625,6 +668,18 @@ fn sensors_of(rules: &RuleSet) -> Option<Vec<String>> {
         }
         Some(names)
     })
+}
+
+/// The keys of the combination rules of `rules`, each once.
+fn combinations_of(rules: &RuleSet) -> Vec<String> {
+    let mut keys: Vec<String> = Vec::new();
+    for key in rules.rules.iter().filter_map(|r| r.combination.as_ref()) {
+        let key = key.key();
+        if !keys.contains(&key) {
+            keys.push(key);
+        }
+    }
+    keys
 }
 
 /// The hash a key is indexed by: what [`Observation::route`] gives for it.

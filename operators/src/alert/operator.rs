@@ -10,7 +10,7 @@ use timely::dataflow::operators::{Capability, Concatenate};
 use timely::dataflow::Stream;
 
 use super::rule::PROGRESS_BUCKET_MS;
-use super::{Alert, AlertEvaluator, AlertPart, AlertState, Observation, RuleSet};
+use super::{Alert, AlertEvaluator, AlertPart, AlertState, Observation, RuleKind, RuleSet};
 use crate::checkpoint::{least_frontier, Barrier, Env, Marker};
 use crate::metrics::{AlertCounts, GaugeShare, Metrics};
 use crate::reading::{Reading, SensorKey, WindowAggregate};
@@ -77,6 +77,15 @@ where
         // With one worker, routing by key is a no-op: skip the exchange.
         if self.scope().peers() == 1 {
             alert_operator(self, Pipeline, rules, window_ms, env)
+        } else if rules.has_combination_rules() {
+            // A combination rule looks at several sensors of a device.
+            alert_operator(
+                self,
+                Exchange::new(|o: &O| SensorKey::route_hash(o.device(), "")),
+                rules,
+                window_ms,
+                env,
+            )
         } else {
             alert_operator(
                 self,
@@ -178,9 +187,13 @@ where
             markers
         }
     };
+    let by_device = rules.has_combination_rules();
     env.note_evaluator(
-        Box::new(move |input| O::fed(input, window_ms)),
-        silences,
+        Box::new(move |rule| {
+            O::fed(&rule.input, window_ms)
+                && (silences || !matches!(rule.kind, RuleKind::Silence { .. }))
+                && (by_device || rule.combination.is_none())
+        }),
         &rules,
     );
     let changed = env.changed_since_restore(&rules);
@@ -193,7 +206,8 @@ where
             states.retain(|(name, _)| !changed.contains(name));
         }
         evaluator.restore(parts, frontier, |k| {
-            SensorKey::route_hash(&k.device, &k.sensor) % peers == worker
+            let sensor = if by_device { "" } else { k.sensor.as_str() };
+            SensorKey::route_hash(&k.device, sensor) % peers == worker
         });
     }
     stream.binary_frontier(side, pact, Pipeline, "EvaluateAlerts", move |cap, _info| {

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use globset::{Glob, GlobMatcher};
 use serde::{Deserialize, Serialize};
 
+use super::combination::Combination;
 use crate::reading::WindowAggregate;
 
 /// Which side of the threshold breaches.
@@ -126,6 +127,10 @@ pub struct Rule {
     pub escalation: Option<(u64, String)>,
     /// Chattering detection (ISA-18.2): see [`Chattering`].
     pub chattering: Option<Chattering>,
+    /// For [`RuleKind::Combination`]: its conditions. `sensors` then lists
+    /// their sensors, and the rule is judged per device under the sensor
+    /// name [`Combination::key`].
+    pub combination: Option<Combination>,
 }
 
 /// When a rule chatters, and when it is calm again.
@@ -177,6 +182,10 @@ pub enum RuleKind {
         /// How long without a reading, in ms.
         after_ms: u64,
     },
+    /// Combination: all or any of several conditions on one device within
+    /// a span of event time (see [`crate::alert::combination`]). Its
+    /// thresholds are the conditions'; the rule's own do not apply.
+    Combination,
 }
 
 impl PartialEq for Rule {
@@ -200,6 +209,7 @@ impl PartialEq for Rule {
             kind,
             escalation,
             chattering,
+            combination,
         } = self;
         let pattern = |d: &Option<GlobMatcher>| d.as_ref().map(|m| m.glob().glob().to_owned());
         *name == other.name
@@ -219,6 +229,7 @@ impl PartialEq for Rule {
             && *kind == other.kind
             && *escalation == other.escalation
             && *chattering == other.chattering
+            && *combination == other.combination
     }
 }
 
@@ -328,6 +339,7 @@ impl Rule {
             kind: RuleKind::Threshold,
             escalation: None,
             chattering: None,
+            combination: None,
         }
     }
 
@@ -354,9 +366,14 @@ impl Rule {
     }
 
     /// Whether the rule applies to this device and sensor.
+    /// A combination rule selects the sensor name of its key
+    /// ([`Combination::key`]), under which its device state is kept.
     pub fn selects(&self, device: &str, sensor: &str) -> bool {
-        (self.sensors.is_empty() || self.sensors.iter().any(|s| s == sensor))
-            && self.devices.as_ref().is_none_or(|m| m.is_match(device))
+        let sensor_ok = match &self.combination {
+            Some(c) => c.key() == sensor,
+            None => self.sensors.is_empty() || self.sensors.iter().any(|s| s == sensor),
+        };
+        sensor_ok && self.devices.as_ref().is_none_or(|m| m.is_match(device))
     }
 }
 
@@ -574,6 +591,12 @@ impl RuleSet {
             })
             .collect();
         sizes.into_iter().collect()
+    }
+
+    /// Whether any rule is a combination rule: its readings must then be
+    /// routed by device, so that one worker sees every sensor of a device.
+    pub fn has_combination_rules(&self) -> bool {
+        self.rules.iter().any(|r| r.combination.is_some())
     }
 
     /// Whether any rule is a silence rule.

@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::combination::CombinationState;
 use super::{AlertState, Rule, RuleInput, RuleKind};
 use crate::reading::{Reading, SensorKey, WindowAggregate};
 
@@ -130,6 +131,8 @@ pub struct RuleState {
     /// state before, and the state (firing or resolved) and value of its
     /// latest held-back change.
     pub chatter: Option<(u64, AlertState, f64)>,
+    /// Combination rules: the state of the device's conditions.
+    pub combination: CombinationState,
 }
 
 /// The first observation of a clear spell of a firing alert.
@@ -167,6 +170,34 @@ pub struct Transition {
 }
 
 impl RuleState {
+    /// Applies one reading of `sensor` to a combination rule's device state
+    /// (see [`crate::alert::combination`]), in event-time order.
+    pub fn observe_combination(
+        &mut self,
+        rule: &Rule,
+        sensor: &str,
+        time: u64,
+        value: f64,
+        out: &mut Vec<Transition>,
+    ) {
+        let Some(combination) = &rule.combination else {
+            return;
+        };
+        let mut changes = Vec::new();
+        self.combination
+            .observe(combination, sensor, time, value, &mut changes);
+        out.extend(changes.into_iter().map(|c| Transition {
+            state: c.state,
+            time: c.time,
+            value: c.value,
+            values: c.values,
+            emitted: true,
+            window: None,
+            last_seen: None,
+            escalated: false,
+        }));
+    }
+
     /// Applies one observation at event time `time` (of `window`, for window
     /// rules). Observations must come in event-time order. Appends the
     /// resulting state changes to `out`.
@@ -463,7 +494,7 @@ impl RuleState {
         match rule.kind {
             RuleKind::Threshold => Some(value),
             // Applied by `observe_silence`.
-            RuleKind::Silence { .. } => None,
+            RuleKind::Silence { .. } | RuleKind::Combination => None,
             RuleKind::RateOfChange { span_ms } => {
                 let keep_from = time.saturating_sub(span_ms);
                 let stale = self.span.partition_point(|(t, _)| *t < keep_from);

@@ -22,7 +22,7 @@ use timely::progress::{Antichain, Source};
 use timely::scheduling::Activator;
 
 use super::{Ack, Manifest, Marker, PartInfo, PendingFile, Session, FORMAT};
-use crate::alert::{RuleInput, RuleKind, RuleSet};
+use crate::alert::{Rule, RuleKind, RuleSet};
 use crate::control::Run;
 use crate::kafka::source::{EndOffset, StartOffset};
 use crate::recording::Recording;
@@ -77,16 +77,18 @@ struct Shared {
     rules_fed: RefCell<BTreeMap<String, (String, bool)>>,
     /// When each checkpoint in progress started (worker 0), for its duration.
     started: RefCell<BTreeMap<u64, Instant>>,
-    /// What each alert evaluator is fed: whether it takes a rule input, and
-    /// whether it follows the sources' progress (silence rules). A reload
-    /// whose rules some evaluator cannot judge is refused.
-    evaluators: RefCell<Vec<(FedBy, bool)>>,
+    /// Whether each alert evaluator can judge a rule: it is fed what the
+    /// rule looks at, and is wired as the rule needs (following the
+    /// sources' progress for silence rules, routing by device for
+    /// combination rules). A reload whose rules no evaluator can judge is
+    /// refused.
+    evaluators: RefCell<Vec<Judges>>,
     /// The rules in force (worker 0 keeps them for the manifests).
     rules: RefCell<Option<Arc<RuleSet>>>,
 }
 
-/// Whether an alert evaluator is fed what a rule input looks at.
-type FedBy = Box<dyn Fn(&RuleInput) -> bool>;
+/// Whether an alert evaluator can judge a rule.
+pub(crate) type Judges = Box<dyn Fn(&Rule) -> bool>;
 
 impl Shared {
     fn wake_acker(&self) {
@@ -350,10 +352,9 @@ impl<'scope> Env<'scope> {
             .map(|(_, size)| *size)
     }
 
-    /// Notes an alert evaluator: which rule inputs it is fed, and whether
-    /// it follows the sources' progress (which silence rules need).
-    pub(crate) fn note_evaluator(&self, fed_by: FedBy, silences: bool, rules: &Arc<RuleSet>) {
-        self.shared.evaluators.borrow_mut().push((fed_by, silences));
+    /// Notes an alert evaluator: which rules it can judge.
+    pub(crate) fn note_evaluator(&self, judges: Judges, rules: &Arc<RuleSet>) {
+        self.shared.evaluators.borrow_mut().push(judges);
         *self.shared.rules.borrow_mut() = Some(rules.clone());
     }
 
@@ -751,29 +752,20 @@ fn trigger<'scope>(
 
 /// Why some alert evaluator of the pipeline cannot judge a rule of
 /// `rules`: no evaluator is fed what it looks at (windows of a size the
-/// pipeline does not compute), or it is a silence rule and no evaluator that
-/// is fed its input follows the sources' progress.
-fn unjudged(rules: &RuleSet, evaluators: &[(FedBy, bool)]) -> Result<(), String> {
+/// pipeline does not compute), or none is wired as it needs (a silence
+/// rule, or a combination rule, where the pipeline started without one).
+fn unjudged(rules: &RuleSet, evaluators: &[Judges]) -> Result<(), String> {
     let problems: Vec<String> = rules
         .rules
         .iter()
-        .filter(|r| {
-            let silence = matches!(r.kind, RuleKind::Silence { .. });
-            !evaluators
-                .iter()
-                .any(|(fed_by, follows)| fed_by(&r.input) && (*follows || !silence))
-        })
+        .filter(|r| !evaluators.iter().any(|judges| judges(r)))
         .map(|r| {
-            format!(
-                "rule \"{}\" ({}{})",
-                r.name,
-                r.input,
-                if matches!(r.kind, RuleKind::Silence { .. }) {
-                    ", a silence rule"
-                } else {
-                    ""
-                }
-            )
+            let kind = match r.kind {
+                RuleKind::Silence { .. } => ", a silence rule",
+                RuleKind::Combination => ", a combination rule",
+                _ => "",
+            };
+            format!("rule \"{}\" ({}{kind})", r.name, r.input)
         })
         .collect();
     if problems.is_empty() {

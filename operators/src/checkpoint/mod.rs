@@ -198,8 +198,8 @@ impl Manifest {
 }
 
 /// The current format of checkpoints. 2: rule states carry the off-delay's
-/// clear spell. 3: and chattering.
-pub const FORMAT: u32 = 3;
+/// clear spell. 3: and chattering. 4: and combination rules' conditions.
+pub const FORMAT: u32 = 4;
 
 /// A checkpoint that cannot be used.
 #[derive(Debug, thiserror::Error)]
