@@ -1508,7 +1508,7 @@ name = "a"
         assert_eq!(
             problems(text),
             vec![
-                "24:1: test[0] \"a\".alert[1].colour: unknown field `colour`, expected one of `at`, `rule`, `device`, `sensor`, `state`, `value`"
+                "24:1: test[0] \"a\".alert[1].colour: unknown field `colour`, expected one of `at`, `rule`, `device`, `sensor`, `state`, `value`, `labels`"
                     .to_owned()
             ]
         );
