@@ -334,14 +334,16 @@ impl<O: Observation> AlertEvaluator<O> {
         }
         let mut queued = false;
         if !self.combinations.is_empty() {
-            let sensor = obs.sensor().to_owned();
-            for key in self.combinations.clone() {
-                if key.split('+').any(|s| s == sensor) {
-                    let route = SensorKey::route_hash(obs.device(), &key);
-                    let slot = self.slot(obs.device(), &key, route, &obs);
+            // Taken for the loop (no copy): `slot` needs `self`.
+            let combinations = std::mem::take(&mut self.combinations);
+            for key in &combinations {
+                if key.split('+').any(|s| s == obs.sensor()) {
+                    let route = SensorKey::route_hash(obs.device(), key);
+                    let slot = self.slot(obs.device(), key, route, &obs);
                     queued |= self.enqueue(slot, obs.clone());
                 }
             }
+            self.combinations = combinations;
         }
         let slot = self.slot(obs.device(), obs.sensor(), obs.route(), &obs);
         self.enqueue(slot, obs) || queued
@@ -468,17 +470,7 @@ impl<O: Observation> AlertEvaluator<O> {
                             value,
                             &mut self.transitions,
                         );
-                        suppressed += emit(
-                            rule,
-                            &self.rules,
-                            self.version,
-                            &key.key,
-                            &mut self.transitions,
-                            out,
-                        );
-                        continue;
-                    }
-                    if let RuleKind::Silence { .. } = rule.kind {
+                    } else if let RuleKind::Silence { .. } = rule.kind {
                         let armed = state.silence_deadline(rule);
                         let noticed = armed.and_then(|(deadline, partition)| {
                             noticed(&self.progress, partition, deadline, None)
@@ -503,23 +495,15 @@ impl<O: Observation> AlertEvaluator<O> {
                                 .or_default()
                                 .insert((deadline, slot, i));
                         }
-                        suppressed += emit(
-                            rule,
-                            &self.rules,
-                            self.version,
-                            &key.key,
-                            &mut self.transitions,
-                            out,
-                        );
-                        continue;
-                    }
-                    if let Some(d) = state.deadline(rule) {
-                        self.deadlines.remove(&(d, slot, i));
-                    }
-                    let value = obs.value(rule);
-                    state.observe(rule, obs.time(), value, obs.window(), &mut self.transitions);
-                    if let Some(d) = state.deadline(rule) {
-                        self.deadlines.insert((d, slot, i));
+                    } else {
+                        if let Some(d) = state.deadline(rule) {
+                            self.deadlines.remove(&(d, slot, i));
+                        }
+                        let value = obs.value(rule);
+                        state.observe(rule, obs.time(), value, obs.window(), &mut self.transitions);
+                        if let Some(d) = state.deadline(rule) {
+                            self.deadlines.insert((d, slot, i));
+                        }
                     }
                     suppressed += emit(
                         rule,
