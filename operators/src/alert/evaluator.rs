@@ -2,7 +2,7 @@
 //! observations waiting for the frontier.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use hashbrown::HashTable;
@@ -12,24 +12,42 @@ use super::rule::PROGRESS_BUCKET_MS;
 use super::{Alert, AlertState, Observation, Rule, RuleKind, RuleSet, RuleState, Transition};
 use crate::reading::{Name, SensorKey};
 
-/// Per-key state of the alert operator: the rules that select the key, their
-/// state machines, and the observations waiting for the frontier.
-struct KeyState<O> {
+/// Per-key state of the alert operator: the rules that select the key and
+/// their state machines.
+struct KeyState {
     key: SensorKey,
     /// (rule index, state) for every rule that selects this key.
     rules: Vec<(usize, RuleState)>,
-    /// Observations waiting for the frontier, in arrival order, which is
-    /// also their order of application (event time, then origin) unless
-    /// `unsorted`: a key's readings mostly arrive in order, so they are
-    /// sorted only when one did not.
-    pending: VecDeque<O>,
-    /// An observation arrived before an earlier one in application order.
+    /// The application order of the key's latest queued observation, or
+    /// its greatest one after a sort: an arrival before it breaks the
+    /// order of [`AlertEvaluator::pending`].
+    last: (u64, i32, i64),
+}
+
+impl KeyState {
+    fn new(key: SensorKey, rules: Vec<(usize, RuleState)>) -> Self {
+        KeyState {
+            key,
+            rules,
+            last: (0, i32::MIN, i64::MIN),
+        }
+    }
+}
+
+/// Width, in ms of event time, of the buckets pending observations are
+/// kept in: an `advance_to` goes over the observations of the buckets the
+/// frontier has reached, and of the one it is in again later.
+const BUCKET_MS: u64 = 16;
+
+/// Pending observations of one bucket of event time.
+struct Bucket<O> {
+    /// (key slot, observation), in arrival order (sorted by key and order
+    /// if `unsorted`).
+    entries: Vec<(usize, O)>,
+    /// The earliest event time in `entries`.
+    min: u64,
+    /// An observation arrived before a key's earlier one in this bucket.
     unsorted: bool,
-    /// The earliest event time in `pending`, while it is not empty: a key
-    /// with nothing ready is passed over without touching `pending`.
-    earliest: u64,
-    /// Listed in [`AlertEvaluator::dirty`].
-    dirty: bool,
 }
 
 /// The alert evaluation logic, free of timely: feed observations with
@@ -47,11 +65,18 @@ pub struct AlertEvaluator<O> {
     /// Slots in `keys`, hashed by the key's [`Observation::route`] (the
     /// routing hash computed once at decode), so a lookup hashes nothing.
     index: HashTable<usize>,
-    keys: Vec<KeyState<O>>,
-    /// Keys with pending observations, each once.
-    dirty: Vec<usize>,
-    /// Earliest time among the observations left pending by `advance_to`.
-    pending_min: Option<u64>,
+    keys: Vec<KeyState>,
+    /// Observations waiting for the frontier, with their key's slot, by
+    /// bucket of event time ([`BUCKET_MS`]), each bucket in arrival order.
+    /// A key's readings mostly arrive in application order (event time,
+    /// then origin), so one pass over a bucket applies them in order; a
+    /// bucket in which one did not is sorted by key and order first.
+    /// Appending and applying touch memory in sequence, where a queue per
+    /// key would cost a cache miss per key and round, and an `advance_to`
+    /// touches only the buckets the frontier has reached.
+    pending: BTreeMap<u64, Bucket<O>>,
+    /// Emptied bucket buffers, for reuse.
+    spare: Vec<Vec<(usize, O)>>,
     /// Armed duration deadlines: (deadline, key, slot).
     deadlines: BTreeSet<(u64, usize, usize)>,
     transitions: Vec<Transition>,
@@ -126,8 +151,8 @@ impl<O: Observation> AlertEvaluator<O> {
             version: 1,
             index: HashTable::new(),
             keys: Vec::new(),
-            dirty: Vec::new(),
-            pending_min: None,
+            pending: BTreeMap::new(),
+            spare: Vec::new(),
             deadlines: BTreeSet::new(),
             transitions: Vec::new(),
             floor: 0,
@@ -160,7 +185,7 @@ impl<O: Observation> AlertEvaluator<O> {
     }
 
     /// The keys with a state that differs from the initial one.
-    fn saved_keys(&self) -> impl Iterator<Item = &KeyState<O>> + Clone + '_ {
+    fn saved_keys(&self) -> impl Iterator<Item = &KeyState> + Clone + '_ {
         self.keys
             .iter()
             .filter(|k| k.rules.iter().any(|(_, s)| *s != RuleState::default()))
@@ -169,7 +194,7 @@ impl<O: Observation> AlertEvaluator<O> {
     /// A key's states that differ from the initial one, by rule name.
     fn saved_states<'a>(
         &'a self,
-        k: &'a KeyState<O>,
+        k: &'a KeyState,
     ) -> impl Iterator<Item = (&'a str, &'a RuleState)> + Clone + 'a {
         k.rules
             .iter()
@@ -217,14 +242,7 @@ impl<O: Observation> AlertEvaluator<O> {
             let keys = &self.keys;
             self.index
                 .insert_unique(route, slot, |&s| route_of(&keys[s].key));
-            self.keys.push(KeyState {
-                key,
-                rules,
-                pending: VecDeque::new(),
-                unsorted: false,
-                earliest: u64::MAX,
-                dirty: false,
-            });
+            self.keys.push(KeyState::new(key, rules));
         }
     }
 
@@ -283,13 +301,7 @@ impl<O: Observation> AlertEvaluator<O> {
     /// Drops every observation not yet applied (a stop: what comes after
     /// them is unknown).
     pub fn discard_pending(&mut self) {
-        for slot in std::mem::take(&mut self.dirty) {
-            let key = &mut self.keys[slot];
-            key.pending.clear();
-            key.unsorted = false;
-            key.dirty = false;
-        }
-        self.pending_min = None;
+        self.pending.clear();
         self.deadlines.clear();
         self.silences.clear();
     }
@@ -314,11 +326,13 @@ impl<O: Observation> AlertEvaluator<O> {
         use std::mem::size_of;
         let states: usize = self.keys.iter().map(|k| k.rules.len()).sum();
         let slots: usize = self.keys.iter().map(|k| k.rules.capacity()).sum();
-        let pending: usize = self.keys.iter().map(|k| k.pending.capacity()).sum();
-        let per_key = size_of::<KeyState<O>>() + size_of::<(SensorKey, usize)>() + 1;
+        let pending: usize = (self.pending.values().map(|b| b.entries.capacity()))
+            .chain(self.spare.iter().map(Vec::capacity))
+            .sum();
+        let per_key = size_of::<KeyState>() + size_of::<usize>() + 1;
         let bytes = self.keys.capacity() * per_key
             + slots * size_of::<(usize, RuleState)>()
-            + pending * size_of::<O>();
+            + pending * size_of::<(usize, O)>();
         (states, bytes)
     }
 
@@ -370,14 +384,7 @@ impl<O: Observation> AlertEvaluator<O> {
             sensor: Name::new(sensor),
         };
         let slot = self.keys.len();
-        self.keys.push(KeyState {
-            key,
-            rules,
-            pending: VecDeque::new(),
-            unsorted: false,
-            earliest: u64::MAX,
-            dirty: false,
-        });
+        self.keys.push(KeyState::new(key, rules));
         let keys = &self.keys;
         self.index
             .insert_unique(route, slot, |&s| route_of(&keys[s].key));
@@ -390,23 +397,26 @@ impl<O: Observation> AlertEvaluator<O> {
         if state.rules.is_empty() {
             return false;
         }
-        self.pending_min = Some(self.pending_min.map_or(obs.time(), |t| t.min(obs.time())));
-        if state
+        let bucket = self
             .pending
-            .back()
-            .is_some_and(|last| obs.order() < last.order())
-        {
-            state.unsorted = true;
+            .entry(obs.time() / BUCKET_MS)
+            .or_insert_with(|| Bucket {
+                entries: self.spare.pop().unwrap_or_default(),
+                min: u64::MAX,
+                unsorted: false,
+            });
+        // `last` is the greatest order queued so far: an arrival before it
+        // may precede an observation of the key in its bucket. (One the
+        // frontier has passed was applied, and every arrival is at or after
+        // the frontier.)
+        let order = obs.order();
+        if order < state.last {
+            bucket.unsorted = true;
+        } else {
+            state.last = order;
         }
-        state.earliest = match state.pending.is_empty() {
-            true => obs.time(),
-            false => state.earliest.min(obs.time()),
-        };
-        state.pending.push_back(obs);
-        if !state.dirty {
-            state.dirty = true;
-            self.dirty.push(slot);
-        }
+        bucket.min = bucket.min.min(obs.time());
+        bucket.entries.push((slot, obs));
         true
     }
 
@@ -418,10 +428,8 @@ impl<O: Observation> AlertEvaluator<O> {
     pub fn earliest_pending(&self, frontier: Option<u64>) -> Option<u64> {
         let deadline = self.deadlines.first().map(|(d, _, _)| *d);
         let silence = frontier.filter(|_| self.silences.values().any(|s| !s.is_empty()));
-        [self.pending_min, deadline, silence]
-            .into_iter()
-            .flatten()
-            .min()
+        let pending = self.pending.values().next().map(|b| b.min);
+        [pending, deadline, silence].into_iter().flatten().min()
     }
 
     /// Applies every observation earlier than `frontier` (all of them when
@@ -433,96 +441,48 @@ impl<O: Observation> AlertEvaluator<O> {
     pub fn advance_to(&mut self, frontier: Option<u64>, out: &mut Vec<Alert>) -> u64 {
         let limit = frontier.unwrap_or(u64::MAX);
         let mut suppressed = 0;
-        let dirty = std::mem::take(&mut self.dirty);
-        self.pending_min = None;
-        for slot in dirty {
-            let key = &mut self.keys[slot];
-            if key.earliest >= limit {
-                self.dirty.push(slot);
-                self.pending_min = Some(
-                    self.pending_min
-                        .map_or(key.earliest, |t| t.min(key.earliest)),
-                );
-                continue;
+        while let Some(first) = self.pending.first_entry() {
+            let start = *first.key() * BUCKET_MS;
+            if start >= limit {
+                break;
             }
-            if key.unsorted {
+            let mut bucket = first.remove();
+            if bucket.unsorted {
                 // Stable, as the arrival order of equal orders must stay.
-                key.pending.make_contiguous().sort_by_key(|o| o.order());
-                key.unsorted = false;
+                bucket
+                    .entries
+                    .sort_by_key(|(slot, obs)| (*slot, obs.order()));
             }
-            // The ready observations are the first few: count them from the
-            // front, touching only what is applied next anyway (a binary
-            // search would touch cold entries all over the queue).
-            let ready = key.pending.iter().take_while(|o| o.time() < limit).count();
-            for obs in key.pending.drain(..ready) {
-                for (i, (rule_idx, state)) in key.rules.iter_mut().enumerate() {
-                    let rule = &self.table[*rule_idx];
-                    // One evaluator sees one kind of observation; guard anyway.
-                    if !obs.feeds(rule) {
-                        continue;
-                    }
-                    if rule.kind == RuleKind::Combination {
-                        let (time, value) = (obs.time(), obs.value(rule));
-                        state.observe_combination(
-                            rule,
-                            obs.sensor(),
-                            time,
-                            value,
-                            &mut self.transitions,
-                        );
-                    } else if let RuleKind::Silence { .. } = rule.kind {
-                        let armed = state.silence_deadline(rule);
-                        let noticed = armed.and_then(|(deadline, partition)| {
-                            noticed(&self.progress, partition, deadline, None)
-                        });
-                        let (time, partition) = (obs.time(), obs.order().1);
-                        state.observe_silence(
-                            rule,
-                            time,
-                            obs.value(rule),
-                            partition,
-                            noticed,
-                            &mut self.transitions,
-                        );
-                        if let Some((deadline, partition)) = armed {
-                            if let Some(set) = self.silences.get_mut(&partition) {
-                                set.remove(&(deadline, slot, i));
-                            }
-                        }
-                        if let Some((deadline, partition)) = state.silence_deadline(rule) {
-                            self.silences
-                                .entry(partition)
-                                .or_default()
-                                .insert((deadline, slot, i));
-                        }
-                    } else {
-                        if let Some(d) = state.deadline(rule) {
-                            self.deadlines.remove(&(d, slot, i));
-                        }
-                        let value = obs.value(rule);
-                        state.observe(rule, obs.time(), value, obs.window(), &mut self.transitions);
-                        if let Some(d) = state.deadline(rule) {
-                            self.deadlines.insert((d, slot, i));
-                        }
-                    }
-                    suppressed += emit(
-                        rule,
-                        &self.rules,
-                        self.version,
-                        &key.key,
-                        &mut self.transitions,
-                        out,
-                    );
+            let whole = start.saturating_add(BUCKET_MS) <= limit;
+            let mut kept = Bucket {
+                entries: if whole {
+                    Vec::new()
+                } else {
+                    self.spare.pop().unwrap_or_default()
+                },
+                min: u64::MAX,
+                unsorted: false,
+            };
+            for (slot, obs) in bucket.entries.drain(..) {
+                if obs.time() < limit {
+                    suppressed += self.apply(slot, &obs, out);
+                } else {
+                    kept.min = kept.min.min(obs.time());
+                    kept.entries.push((slot, obs));
                 }
             }
-            key.dirty = !key.pending.is_empty();
-            if key.dirty {
-                self.dirty.push(slot);
-                // Sorted: the first is the earliest.
-                key.earliest = key.pending.front().map_or(u64::MAX, |o| o.time());
-                let min = key.earliest;
-                self.pending_min = Some(self.pending_min.map_or(min, |t| t.min(min)));
+            self.recycle(bucket.entries);
+            if whole {
+                continue;
             }
+            // The frontier is within this bucket: the rest waits, in order.
+            match kept.entries.is_empty() {
+                true => self.recycle(kept.entries),
+                false => {
+                    self.pending.insert(start / BUCKET_MS, kept);
+                }
+            }
+            break;
         }
         suppressed += self.fire_silences(frontier, out);
         // Durations that the frontier has reached fire now. When the input
@@ -563,6 +523,74 @@ impl<O: Observation> AlertEvaluator<O> {
 }
 
 impl<O: Observation> AlertEvaluator<O> {
+    /// Keeps an emptied bucket buffer for reuse (a few of them).
+    fn recycle(&mut self, entries: Vec<(usize, O)>) {
+        if self.spare.len() < 64 {
+            self.spare.push(entries);
+        }
+    }
+
+    /// Applies `obs` to every rule of the key in `slot`; returns the number
+    /// of suppressed firings.
+    fn apply(&mut self, slot: usize, obs: &O, out: &mut Vec<Alert>) -> u64 {
+        let mut suppressed = 0;
+        let key = &mut self.keys[slot];
+        for (i, (rule_idx, state)) in key.rules.iter_mut().enumerate() {
+            let rule = &self.table[*rule_idx];
+            // One evaluator sees one kind of observation; guard anyway.
+            if !obs.feeds(rule) {
+                continue;
+            }
+            if rule.kind == RuleKind::Combination {
+                let (time, value) = (obs.time(), obs.value(rule));
+                state.observe_combination(rule, obs.sensor(), time, value, &mut self.transitions);
+            } else if let RuleKind::Silence { .. } = rule.kind {
+                let armed = state.silence_deadline(rule);
+                let noticed = armed.and_then(|(deadline, partition)| {
+                    noticed(&self.progress, partition, deadline, None)
+                });
+                let (time, partition) = (obs.time(), obs.order().1);
+                state.observe_silence(
+                    rule,
+                    time,
+                    obs.value(rule),
+                    partition,
+                    noticed,
+                    &mut self.transitions,
+                );
+                if let Some((deadline, partition)) = armed {
+                    if let Some(set) = self.silences.get_mut(&partition) {
+                        set.remove(&(deadline, slot, i));
+                    }
+                }
+                if let Some((deadline, partition)) = state.silence_deadline(rule) {
+                    self.silences
+                        .entry(partition)
+                        .or_default()
+                        .insert((deadline, slot, i));
+                }
+            } else {
+                if let Some(d) = state.deadline(rule) {
+                    self.deadlines.remove(&(d, slot, i));
+                }
+                let value = obs.value(rule);
+                state.observe(rule, obs.time(), value, obs.window(), &mut self.transitions);
+                if let Some(d) = state.deadline(rule) {
+                    self.deadlines.insert((d, slot, i));
+                }
+            }
+            suppressed += emit(
+                rule,
+                &self.rules,
+                self.version,
+                &key.key,
+                &mut self.transitions,
+                out,
+            );
+        }
+        suppressed
+    }
+
     /// The rules (indices in `table`) that judge `sensor` of `device`,
     /// among those `fed` holds for: a rule with the device's own limits is
     /// a variant, added to `table` the first time it is needed.
