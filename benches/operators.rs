@@ -58,6 +58,27 @@ fn decode(c: &mut Criterion) {
             sum
         })
     });
+    // The reference: serde_json into a borrowed struct of the same fields,
+    // as the workload bench's plain loop decodes.
+    #[derive(serde::Deserialize)]
+    struct Plain<'a> {
+        #[serde(borrow)]
+        device_id: &'a str,
+        #[serde(borrow)]
+        sensor: &'a str,
+        value: f64,
+        ts: u64,
+    }
+    group.bench_function("serde_json_borrowed", |b| {
+        b.iter(|| {
+            let mut sum = 0.0;
+            for r in &records {
+                let p: Plain = serde_json::from_slice(&r.payload).expect("valid");
+                sum += p.value + (p.ts + (p.device_id.len() + p.sensor.len()) as u64) as f64;
+            }
+            sum
+        })
+    });
     group.finish();
 }
 

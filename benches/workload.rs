@@ -218,6 +218,7 @@ fn main() {
 
     let only = std::env::var("WEIR_BENCH_ONLY").ok();
     let only_workers = env_usize("WEIR_BENCH_WORKERS");
+    let mut aims = Vec::new();
     for (with_rule, label) in [(false, "windows"), (true, "windows + rule")] {
         if only.as_ref().is_some_and(|o| (o == "rule") != with_rule) {
             continue;
@@ -249,6 +250,28 @@ fn main() {
         }
         if let [one, two] = rates[..] {
             println!("  weir {label:<14} 2 workers vs 1: {:.2}x", two / one);
+            if with_rule {
+                aims.extend([
+                    (
+                        "1 worker, windows + rule, vs the loop",
+                        one / plain_rate,
+                        1.0,
+                    ),
+                    (
+                        "2 workers, windows + rule, vs the loop",
+                        two / plain_rate,
+                        2.0,
+                    ),
+                    ("2 workers vs 1, windows + rule", two / one, 1.8),
+                ]);
+            }
         }
+    }
+    if !aims.is_empty() {
+        println!("aims of the workload:");
+    }
+    for (what, ratio, aim) in aims {
+        let verdict = if ratio >= aim { "met" } else { "missed" };
+        println!("  {what:<40} {ratio:>5.2}x  (aim {aim:.1}x: {verdict})");
     }
 }

@@ -323,7 +323,7 @@ fn emit_alerts(
         event_time: a.event_time,
         value: a.value,
     }));
-    for alert in alerts.drain(..) {
+    for alert in alerts.iter() {
         let c = match counts
             .iter_mut()
             .find(|(r, s, _)| *r == alert.rule && *s == alert.severity)
@@ -344,8 +344,21 @@ fn emit_alerts(
             AlertState::Resolved => c.resolved += 1,
             AlertState::Chattering => c.chattering += 1,
         }
-        let at = cap.delayed(&alert.event_time.max(*cap.time()));
-        output.session(&at).give(alert);
+    }
+    // One message per event time, sized to its alerts: a session per alert
+    // would send each in a buffer of its own of the output's full capacity.
+    alerts.sort_by_key(|a| a.event_time);
+    let mut batch = Vec::new();
+    let mut sorted = alerts.drain(..).peekable();
+    while let Some(first) = sorted.next() {
+        let time = first.event_time;
+        batch.push(first);
+        batch.extend(std::iter::from_fn(|| {
+            sorted.next_if(|a| a.event_time == time)
+        }));
+        let at = cap.delayed(&time.max(*cap.time()));
+        output.session(&at).give_container(&mut batch);
+        batch.clear();
     }
     for (rule, severity, c) in counts {
         metrics.add_alerts(&rule, &severity, c);
