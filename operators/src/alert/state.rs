@@ -3,9 +3,12 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::combination::CombinationState;
 use super::{AlertState, Rule, RuleInput, RuleKind};
 use crate::reading::{Reading, SensorKey, WindowAggregate};
+
+mod layout;
+
+pub use layout::RuleState;
 
 /// One value a rule state machine observes: a reading or a window aggregate.
 pub trait Observation: Clone + 'static {
@@ -93,48 +96,6 @@ impl Observation for WindowAggregate {
     }
 }
 
-/// The state of one rule for one sensor. Plain data, so a checkpoint can
-/// snapshot it.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct RuleState {
-    /// In the firing state (whether or not the firing event was emitted).
-    pub firing: bool,
-    /// The current firing was emitted (not suppressed by the cooldown).
-    pub emitted: bool,
-    /// Breaching observations in a row.
-    pub streak: u32,
-    /// Event time of the first observation of the current breach.
-    pub breach_since: Option<u64>,
-    /// The latest breaching values, at most `consecutive` of them.
-    pub recent: Vec<f64>,
-    /// Event time of the last emitted firing event.
-    pub last_fired: Option<u64>,
-    /// Window of the latest breaching observation, for window rules.
-    pub window: Option<(u64, u64)>,
-    /// While firing with an off-delay: the first observation of the current
-    /// clear spell.
-    pub clear_since: Option<ClearSpell>,
-    /// Rate-of-change rules: the observations of the last span, oldest
-    /// first (time, value). Deviation rules: the baseline's observations.
-    pub span: Vec<(u64, f64)>,
-    /// Silence rules: the latest reading's event time and partition.
-    pub seen: Option<(u64, i32)>,
-    /// While firing: when it fired, and the value that fired it (for
-    /// escalation).
-    pub fired_at: Option<(u64, f64)>,
-    /// The current firing was escalated.
-    pub escalated: bool,
-    /// Chattering rules: the times of the latest emitted state changes,
-    /// within the rule's `within_ms`.
-    pub changes: Vec<u64>,
-    /// While chattering: when the rule is calm again, unless it changes
-    /// state before, and the state (firing or resolved) and value of its
-    /// latest held-back change.
-    pub chatter: Option<(u64, AlertState, f64)>,
-    /// Combination rules: the state of the device's conditions.
-    pub combination: CombinationState,
-}
-
 /// The first observation of a clear spell of a firing alert.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ClearSpell {
@@ -184,8 +145,9 @@ impl RuleState {
             return;
         };
         let mut changes = Vec::new();
-        self.combination
+        self.combination_mut()
             .observe(combination, sensor, time, value, &mut changes);
+        self.tidy();
         out.extend(changes.into_iter().map(|c| Transition {
             state: c.state,
             time: c.time,
@@ -214,6 +176,7 @@ impl RuleState {
         let from = out.len();
         self.apply(rule, time, value, window, out);
         self.hold_chatter(rule, out, from);
+        self.tidy();
     }
 
     /// [`RuleState::observe`] after the durations reached before it.
@@ -231,26 +194,29 @@ impl RuleState {
         if self.firing {
             if !rule.clears(value) {
                 // The clear spell, if any, is over.
-                self.clear_since = None;
+                self.set_clear_since(None);
             } else if rule.keep_firing_for_ms == 0 {
                 self.resolve(time, value, window, out);
-            } else {
+            } else if self.clear_since().is_none() {
                 // Resolves once the clear condition has held long enough
                 // (see `advance`).
-                self.clear_since.get_or_insert(ClearSpell {
+                self.set_clear_since(Some(ClearSpell {
                     since: time,
                     value,
                     window,
-                });
+                }));
             }
         } else if rule.breaches(value) {
             self.streak += 1;
-            let since = *self.breach_since.get_or_insert(time);
-            if self.recent.len() == rule.consecutive as usize {
-                self.recent.remove(0);
-            }
-            self.recent.push(value);
-            self.window = window;
+            let since = match self.breach_since() {
+                Some(since) => since,
+                None => {
+                    self.set_breach_since(Some(time));
+                    time
+                }
+            };
+            self.push_recent(value, rule.consecutive as usize);
+            self.set_window(window);
             if self.streak >= rule.consecutive && time - since >= rule.for_ms {
                 self.fire(rule, time, value, out);
             }
@@ -266,9 +232,10 @@ impl RuleState {
         let from = out.len();
         self.reach(rule, time, out);
         self.hold_chatter(rule, out, from);
-        if let Some((calm, ..)) = self.chatter.filter(|(calm, ..)| *calm <= time) {
+        if let Some((calm, ..)) = self.chatter().filter(|(calm, ..)| *calm <= time) {
             self.end_chatter(calm, out);
         }
+        self.tidy();
     }
 
     /// [`RuleState::advance`] before chattering is looked at.
@@ -276,7 +243,7 @@ impl RuleState {
         // An escalation that falls before the end of a clear spell comes first.
         if let Some(at) = self.escalation_deadline(rule).filter(|d| *d <= time) {
             let resolves_first = self
-                .clear_since
+                .clear_since()
                 .is_some_and(|s| s.since + rule.keep_firing_for_ms < at);
             if !resolves_first {
                 self.escalate(at, out);
@@ -285,10 +252,10 @@ impl RuleState {
         let Some(deadline) = self.own_deadline(rule).filter(|d| *d <= time) else {
             return;
         };
-        match self.clear_since {
+        match self.clear_since() {
             Some(spell) if self.firing => self.resolve(deadline, spell.value, spell.window, out),
             _ => {
-                let value = self.recent.last().copied().unwrap_or(f64::NAN);
+                let value = self.recent().last().copied().unwrap_or(f64::NAN);
                 self.fire(rule, deadline, value, out);
             }
         }
@@ -301,7 +268,7 @@ impl RuleState {
         [
             self.own_deadline(rule),
             self.escalation_deadline(rule),
-            self.chatter.map(|(calm, ..)| calm),
+            self.chatter().map(|(calm, ..)| calm),
         ]
         .into_iter()
         .flatten()
@@ -316,22 +283,23 @@ impl RuleState {
         let Some(ch) = rule.chattering else { return };
         let changes: Vec<Transition> = out.drain(from..).collect();
         for mut t in changes {
-            if let Some((calm, ..)) = self.chatter.filter(|(calm, ..)| *calm <= t.time) {
+            if let Some((calm, ..)) = self.chatter().filter(|(calm, ..)| *calm <= t.time) {
                 self.end_chatter(calm, out);
             }
             // A change suppressed by the cooldown is no change anyone saw.
             if t.emitted {
-                if let Some((calm, state, value)) = &mut self.chatter {
+                if self.chatter().is_some() {
                     if t.state != AlertState::Escalated {
-                        (*calm, *state, *value) = (t.time + ch.calm_ms, t.state, t.value);
+                        self.set_chatter(Some((t.time + ch.calm_ms, t.state, t.value)));
                     }
                     t.emitted = false;
                 } else if t.state != AlertState::Escalated {
-                    self.changes.retain(|c| c + ch.within_ms > t.time);
-                    self.changes.push(t.time);
-                    if self.changes.len() >= ch.changes as usize {
-                        self.changes.clear();
-                        self.chatter = Some((t.time + ch.calm_ms, t.state, t.value));
+                    let changes = self.changes_mut();
+                    changes.retain(|c| c + ch.within_ms > t.time);
+                    changes.push(t.time);
+                    if changes.len() >= ch.changes as usize {
+                        changes.clear();
+                        self.set_chatter(Some((t.time + ch.calm_ms, t.state, t.value)));
                         t.state = AlertState::Chattering;
                     }
                 }
@@ -342,9 +310,10 @@ impl RuleState {
 
     /// Ends a chatter at `calm`: one event gives the state the rule is in.
     fn end_chatter(&mut self, calm: u64, out: &mut Vec<Transition>) {
-        let Some((_, state, value)) = self.chatter.take() else {
+        let Some((_, state, value)) = self.chatter() else {
             return;
         };
+        self.set_chatter(None);
         out.push(Transition {
             state,
             time: calm,
@@ -360,26 +329,23 @@ impl RuleState {
     /// When a firing (and emitted) alert escalates, if the rule escalates
     /// and it has not yet.
     fn escalation_deadline(&self, rule: &Rule) -> Option<u64> {
-        match (&rule.escalation, self.fired_at) {
-            (Some((after_ms, _)), Some((at, _)))
-                if self.firing && self.emitted && !self.escalated =>
-            {
-                Some(at + after_ms)
-            }
+        let (after_ms, _) = rule.escalation.as_ref()?;
+        match self.fired_at() {
+            Some((at, _)) if self.firing && self.emitted && !self.escalated => Some(at + after_ms),
             _ => None,
         }
     }
 
     fn escalate(&mut self, at: u64, out: &mut Vec<Transition>) {
         self.escalated = true;
-        let value = self.fired_at.map_or(f64::NAN, |(_, v)| v);
+        let value = self.fired_at().map_or(f64::NAN, |(_, v)| v);
         out.push(Transition {
             state: AlertState::Escalated,
             time: at,
             value,
             values: vec![value],
             emitted: true,
-            window: self.window,
+            window: self.window(),
             last_seen: None,
             escalated: true,
         });
@@ -389,10 +355,10 @@ impl RuleState {
     fn own_deadline(&self, rule: &Rule) -> Option<u64> {
         if self.firing {
             return self
-                .clear_since
+                .clear_since()
                 .map(|spell| spell.since + rule.keep_firing_for_ms);
         }
-        match self.breach_since {
+        match self.breach_since() {
             Some(since) if !self.firing && rule.for_ms > 0 && self.streak >= rule.consecutive => {
                 Some(since + rule.for_ms)
             }
@@ -403,7 +369,7 @@ impl RuleState {
     /// Silence rules: where the key's silence deadline stands: (deadline,
     /// partition of its latest reading), while it is not firing.
     pub fn silence_deadline(&self, rule: &Rule) -> Option<(u64, i32)> {
-        match (rule.kind, self.seen) {
+        match (rule.kind, self.seen()) {
             (RuleKind::Silence { after_ms }, Some((last, partition))) if !self.firing => {
                 Some((last + after_ms, partition))
             }
@@ -434,46 +400,48 @@ impl RuleState {
         if self.firing {
             self.resolve(time, value, None, out);
         }
-        let last = self.seen.map_or(time, |(t, _)| t.max(time));
-        self.seen = Some((last, partition));
+        let last = self.seen().map_or(time, |(t, _)| t.max(time));
+        self.set_seen(Some((last, partition)));
+        self.tidy();
     }
 
     /// Silence rules: the key has been silent since its deadline, as the
     /// pipeline could tell at `at`. The event's value is the silence so
     /// far, in seconds.
     pub fn fire_silence(&mut self, rule: &Rule, at: u64, out: &mut Vec<Transition>) {
-        let last_seen = self.seen.map(|(t, _)| t);
+        let last_seen = self.seen().map(|(t, _)| t);
         let silent_s = last_seen.map_or(0.0, |t| at.saturating_sub(t) as f64 / 1_000.0);
         let transition = self.start_firing(rule, at, silent_s, vec![silent_s]);
         out.push(Transition {
             last_seen,
             ..transition
         });
+        self.tidy();
     }
 
     fn fire(&mut self, rule: &Rule, time: u64, value: f64, out: &mut Vec<Transition>) {
-        let values = std::mem::take(&mut self.recent);
+        let values = self.take_recent();
         let transition = self.start_firing(rule, time, value, values);
         out.push(Transition {
-            window: self.window,
+            window: self.window(),
             ..transition
         });
         self.streak = 0;
-        self.breach_since = None;
+        self.set_breach_since(None);
     }
 
     /// Enters the firing state at `time`, unless the cooldown suppresses
     /// the event: the firing transition.
     fn start_firing(&mut self, rule: &Rule, time: u64, value: f64, values: Vec<f64>) -> Transition {
         let cooled = self
-            .last_fired
+            .last_fired()
             .is_none_or(|last| time >= last.saturating_add(rule.cooldown_ms));
         self.firing = true;
         self.emitted = cooled;
-        self.fired_at = Some((time, value));
+        self.set_fired_at(Some((time, value)));
         self.escalated = false;
         if cooled {
-            self.last_fired = Some(time);
+            self.set_last_fired(Some(time));
         }
         Transition {
             state: AlertState::Firing,
@@ -496,20 +464,28 @@ impl RuleState {
             // Applied by `observe_silence`.
             RuleKind::Silence { .. } | RuleKind::Combination => None,
             RuleKind::RateOfChange { span_ms } => {
+                let span = self.span_mut();
                 let keep_from = time.saturating_sub(span_ms);
-                let stale = self.span.partition_point(|(t, _)| *t < keep_from);
-                self.span.drain(..stale);
-                let earliest = self.span.first().copied();
-                self.span.push((time, value));
+                let stale = span.partition_point(|(t, _)| *t < keep_from);
+                span.drain(..stale);
+                let earliest = span.first().copied();
+                // A span lives as long as its key: grow it by a quarter, not
+                // double it, so it holds little more than its observations.
+                if span.len() == span.capacity() {
+                    span.reserve_exact(span.len() / 4 + 1);
+                }
+                span.push((time, value));
                 let (t0, v0) = earliest.filter(|(t0, _)| *t0 < time)?;
                 Some((value - v0) / ((time - t0) as f64 / 1_000.0))
             }
             RuleKind::Deviation { baseline } => {
                 let n = baseline as usize;
-                let deviation = (self.span.len() == n).then(|| {
-                    let mean = self.span.iter().map(|(_, v)| v).sum::<f64>() / n as f64;
-                    let variance = self
-                        .span
+                let span = self.span_mut();
+                // The baseline, and room for no more.
+                span.reserve_exact(n.saturating_sub(span.len()));
+                let deviation = (span.len() == n).then(|| {
+                    let mean = span.iter().map(|(_, v)| v).sum::<f64>() / n as f64;
+                    let variance = span
                         .iter()
                         .map(|(_, v)| (v - mean) * (v - mean))
                         .sum::<f64>()
@@ -523,10 +499,10 @@ impl RuleState {
                         distance / sigma
                     }
                 });
-                if self.span.len() == n {
-                    self.span.remove(0);
+                if span.len() == n {
+                    span.remove(0);
                 }
-                self.span.push((time, value));
+                span.push((time, value));
                 deviation
             }
         }
@@ -552,14 +528,14 @@ impl RuleState {
         self.firing = false;
         self.emitted = false;
         self.escalated = false;
-        self.fired_at = None;
-        self.clear_since = None;
+        self.set_fired_at(None);
+        self.set_clear_since(None);
         self.reset_breach();
     }
 
     fn reset_breach(&mut self) {
         self.streak = 0;
-        self.breach_since = None;
-        self.recent.clear();
+        self.set_breach_since(None);
+        self.set_recent(Vec::new());
     }
 }
