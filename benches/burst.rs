@@ -20,12 +20,15 @@
 //! not grow with the backlog.
 //!
 //! The child also samples how far apart in event time the partitions'
-//! watermarks are, and counts the records read before the first window
-//! closed. Last, the large backlog runs on one worker with librdkafka's
-//! prefetch queue (`queued.max.messages.kbytes`, 64 MB by default) cut to
-//! 16 MB, then with fetches of 16 kB per partition
-//! (`max.partition.fetch.bytes`, 1 MB by default), to show where the peak
-//! comes from.
+//! watermarks are, counts the records read before the first window
+//! closed, and how often partitions were held back. Each backlog runs with
+//! watermark alignment at 30 s (`watermark_alignment_ms`: a partition more
+//! than 30 s ahead of the readings' frontier is paused) on 1 and 2
+//! workers, then without it (the default) on 1 worker. The last lines give
+//! the peak RSS by backlog: with alignment it should not grow with the
+//! backlog. `WEIR_BURST_ONLY` runs only the variants whose label contains
+//! it; `WEIR_BURST_OPTIONS` adds a variant with source options
+//! (`alignment=<ms>|off` or librdkafka `key=value`, comma-separated).
 //!
 //! `cargo bench --bench burst` (`WEIR_BENCH_READINGS` sets the large
 //! backlog, default 2,000,000; the others are a half and a twentieth of it).
@@ -181,8 +184,15 @@ fn child(brokers: &str, topic: &str, expected: u64, workers: usize, spin_ns: u64
     let report = weir::run(&options, move |scope, ctx| {
         let mut source = KafkaSourceConfig::new(&brokers, &topic);
         source.bounded = true;
-        if let Some((k, v)) = property.split_once('=') {
-            source.properties.push((k.to_owned(), v.to_owned()));
+        for option in property.split(',').filter(|o| *o != "-") {
+            match option.split_once('=') {
+                Some(("alignment", "off")) => source.watermark_alignment_ms = None,
+                Some(("alignment", ms)) => {
+                    source.watermark_alignment_ms = Some(ms.parse().expect("alignment in ms"));
+                }
+                Some((k, v)) => source.properties.push((k.to_owned(), v.to_owned())),
+                None => panic!("bad source option {option}"),
+            }
         }
         let (readings, _dead) = scope.kafka_source(source, Decoder::default(), ctx);
         // The slow sink: a busy wait per reading, after an exchange by key.
@@ -218,14 +228,15 @@ fn child(brokers: &str, topic: &str, expected: u64, workers: usize, spin_ns: u64
     );
     assert_eq!(processed.load(Ordering::Relaxed), expected);
     println!(
-        "RESULT {} {} {} {} {} {} {}",
+        "RESULT {} {} {} {} {} {} {} {}",
         expected as f64 / took,
         base_kb,
         status_kb("VmHWM"),
         rss_max,
         ahead_max,
         spread_max,
-        before_window
+        before_window,
+        Metrics::get(&run.metrics.partitions_held)
     );
 }
 
@@ -236,6 +247,7 @@ struct Figures {
     ahead_max: u64,
     spread_max: u64,
     before_window: u64,
+    held: u64,
 }
 
 fn run_child(
@@ -277,6 +289,7 @@ fn run_child(
         ahead_max: f[4] as u64,
         spread_max: f[5] as u64,
         before_window: f[6] as u64,
+        held: f[7] as u64,
     }
 }
 
@@ -319,48 +332,72 @@ fn main() {
             .join(", ")
     );
     println!("  bare rdkafka loop reads the large backlog at {bare:.0} records/s");
-    let report = |topic: &str, n: usize, f: Figures| {
+    let report = |topic: &str, n: usize, f: &Figures| {
         println!(
             "    {topic:>5} backlog {n:>8}: {:>6.0} records/s ({:.1}x slower than the bare loop), \
              peak RSS {:>4.0} MB ({:>4.0} MB above the process at start); \
              source ahead of the slow sink by at most {} records; \
-             partitions up to {:.0} s of event time apart; {} records read before the first window closed",
+             partitions up to {:.0} s of event time apart; {} records read before the first window closed; \
+             partitions held back {} times",
             f.rate,
             bare / f.rate,
             f.hwm_kb as f64 / 1024.0,
             f.hwm_kb.saturating_sub(f.base_kb) as f64 / 1024.0,
             f.ahead_max,
             f.spread_max as f64 / 1000.0,
-            f.before_window
+            f.before_window,
+            f.held
         );
     };
-    for workers in [1, 2] {
+    // `WEIR_BURST_ONLY` runs only the variants whose label contains it.
+    let only = std::env::var("WEIR_BURST_ONLY").unwrap_or_default();
+    // (label, workers, source options)
+    let variants = [
+        ("1 worker(s), watermark alignment 30s", 1, "alignment=30000"),
+        ("2 worker(s), watermark alignment 30s", 2, "alignment=30000"),
+        (
+            "1 worker(s), without watermark alignment (the default)",
+            1,
+            "-",
+        ),
+    ];
+    let extra = std::env::var("WEIR_BURST_OPTIONS").ok();
+    let extra_variant = extra
+        .as_deref()
+        .map(|o| ("1 worker(s), options from WEIR_BURST_OPTIONS", 1, o));
+    let mut peaks = Vec::new();
+    for (label, workers, options) in variants.into_iter().chain(extra_variant) {
+        if !label.contains(&only) {
+            continue;
+        }
         // The slow sink's cost per reading: the pipeline processes a tenth
         // of what the bare loop reads.
         let spin_ns = (10.0 * workers as f64 / bare * 1e9) as u64;
-        println!("  {workers} worker(s), slow sink busy {spin_ns} ns per reading on each worker:");
+        println!("  {label} ({options}), slow sink busy {spin_ns} ns per reading on each worker:");
+        let mut row = Vec::new();
         for &(topic, n) in &backlogs {
-            report(
-                topic,
-                n,
-                run_child(&brokers, topic, n, workers, spin_ns, "-"),
-            );
+            let f = run_child(&brokers, topic, n, workers, spin_ns, options);
+            report(topic, n, &f);
+            row.push(f.hwm_kb as f64 / 1024.0);
         }
+        peaks.push((label, row));
     }
-    // The large backlog on one worker with a librdkafka property on the
-    // source: a smaller prefetch queue (64 MB by default), and smaller
-    // fetches per partition (1 MB by default, a whole partition here).
-    let spin_ns = (10.0 / bare * 1e9) as u64;
-    let (topic, n) = backlogs[2];
-    for property in [
-        "queued.max.messages.kbytes=16384",
-        "max.partition.fetch.bytes=16384",
-    ] {
-        println!("  1 worker, {property} on the source:");
-        report(
-            topic,
-            n,
-            run_child(&brokers, topic, n, 1, spin_ns, property),
+    println!(
+        "  peak RSS (MB) by backlog ({}):",
+        backlogs
+            .iter()
+            .map(|(_, n)| n.to_string())
+            .collect::<Vec<_>>()
+            .join(" / ")
+    );
+    for (label, row) in peaks {
+        println!(
+            "    {label}: {} (largest / smallest: {:.2})",
+            row.iter()
+                .map(|mb| format!("{mb:.0}"))
+                .collect::<Vec<_>>()
+                .join(" / "),
+            row[row.len() - 1] / row[0]
         );
     }
 }

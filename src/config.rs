@@ -43,6 +43,7 @@
 //! out_of_orderness = "5s"           # default 5s
 //! idle_timeout = "30s"              # default 30s; "0s" or "off" disables
 //! watermark_step = "100ms"          # default 100ms; the watermark moves in steps of this much event time
+//! watermark_alignment = "30s"       # default off; a partition this far ahead of the frontier pauses
 //! properties = { "fetch.min.bytes" = "1" }   # extra librdkafka properties
 //!
 //! [decode]                          # optional; defaults as shown
@@ -191,16 +192,20 @@ impl PipelineSpec {
             humantime::format_duration(d).to_string()
         });
         let _ = writeln!(s, "pipeline {} ({})", self.name, self.path.display());
+        let alignment = src
+            .watermark_alignment_ms
+            .map_or("off".to_owned(), human_ms);
         let _ = writeln!(
             s,
-            "source: Kafka topic {} on {}, group {}, from {}, out-of-orderness {}, idle timeout {}, watermark step {}",
+            "source: Kafka topic {} on {}, group {}, from {}, out-of-orderness {}, idle timeout {}, watermark step {}, watermark alignment {}",
             src.topic,
             src.brokers,
             src.group_id,
             start,
             human_ms(src.out_of_orderness_ms),
             idle,
-            human_ms(src.watermark_step_ms)
+            human_ms(src.watermark_step_ms),
+            alignment
         );
         let d = &self.decode;
         let format = match d.time_format {
@@ -516,6 +521,10 @@ struct RawSource {
     /// at a time; default `100ms`; must be longer than 0. Smaller steps
     /// emit windows and alerts sooner, at the cost of more progress traffic.
     watermark_step: Option<Spanned<String>>,
+    /// Watermark alignment: a partition whose watermark runs this much
+    /// event time ahead of the dataflow's frontier is paused until the
+    /// frontier catches up; default `off`; at least twice `watermark_step`.
+    watermark_alignment: Option<Spanned<String>>,
     /// Extra librdkafka properties (strings, numbers or booleans).
     properties: Option<BTreeMap<String, Spanned<toml::Value>>>,
 }
@@ -811,10 +820,11 @@ fn check_rules(value: &Spanned<DeValue<'_>>, out: &mut Vec<toml::de::Error>) -> 
 /// Checks each field of a table on its own as a field of `T`; false if
 /// `value` is not a table.
 /// Fields whose values are durations, written as strings.
-const DURATION_FIELDS: [&str; 14] = [
+const DURATION_FIELDS: [&str; 15] = [
     "out_of_orderness",
     "idle_timeout",
     "watermark_step",
+    "watermark_alignment",
     "max_future",
     "size",
     "for",
@@ -1238,6 +1248,24 @@ fn validate_source(
                 DEFAULT_WATERMARK_STEP_MS
             }
             ms => ms.unwrap_or(DEFAULT_WATERMARK_STEP_MS),
+        },
+    };
+    source.watermark_alignment_ms = match &r.watermark_alignment {
+        None => None,
+        Some(a) if a.get_ref() == "off" => None,
+        Some(a) => match duration_ms(d, a, "source.watermark_alignment") {
+            Some(ms) if ms < 2 * source.watermark_step_ms => {
+                d.err(
+                    a.span(),
+                    "source.watermark_alignment",
+                    format!(
+                        "must be at least twice watermark_step ({}), or \"off\"",
+                        human_ms(source.watermark_step_ms)
+                    ),
+                );
+                None
+            }
+            ms => ms,
         },
     };
     source.bounded = false;

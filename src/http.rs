@@ -161,6 +161,7 @@ pub fn snapshot(run: &Run) -> serde_json::Value {
             serde_json::json!({
                 "topic": topic, "partition": partition, "records": s.records,
                 "position": s.position, "lag": lag, "watermark": s.watermark, "idle": s.idle,
+                "held": s.held,
             })
         })
         .collect();

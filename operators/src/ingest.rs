@@ -122,6 +122,10 @@ pub(crate) struct PartitionState {
     replay_until: i64,
     pub(crate) done: bool,
     pub(crate) idle: bool,
+    /// Held back by watermark alignment: it ran too far ahead of the
+    /// readings' frontier, and its poller stopped reading it (see
+    /// [`Ingest::align`]).
+    pub(crate) held: bool,
     /// Records read by this run.
     read: u64,
     /// Bytes of record values read by this run.
@@ -162,6 +166,27 @@ pub(crate) struct Ingest {
     /// A partition is done once its watermark reaches this event time:
     /// nothing it delivers later can count before it.
     pub(crate) done_at: Option<u64>,
+    /// Watermark alignment: how far (ms of event time) a partition's
+    /// watermark may run ahead of the readings' frontier before it is held
+    /// back; `None`: never.
+    max_drift: Option<u64>,
+    /// The readings' frontier last seen (see [`Ingest::align`]); `None`
+    /// once it is empty.
+    frontier: Option<u64>,
+    /// Keep the resume bookkeeping (`marks`) for checkpoints. Without
+    /// checkpoints nothing ever reads or trims it, and it would grow by an
+    /// entry per partition and second of event time read.
+    keep_marks: bool,
+}
+
+/// Which partitions to stop and to start reading again, from
+/// [`Ingest::align`].
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Alignment {
+    /// Partitions that ran too far ahead: stop reading them.
+    pub(crate) hold: Vec<i32>,
+    /// Held partitions the frontier caught up with: read them again.
+    pub(crate) release: Vec<i32>,
 }
 
 /// Bad records of one reason logged as warnings by a worker before the rest
@@ -194,6 +219,7 @@ impl Ingest {
                     idle_marks,
                     done: p.end.is_some_and(|end| p.offset >= end),
                     idle: false,
+                    held: false,
                     read: 0,
                     bytes: 0,
                     active: false,
@@ -206,7 +232,123 @@ impl Ingest {
             last_resume: None,
             recorder: None,
             done_at: None,
+            max_drift: None,
+            frontier: Some(0),
+            keep_marks: true,
         }
+    }
+
+    /// Drops the resume bookkeeping, for a run without checkpoints: it is
+    /// read only by [`Ingest::resume_part`], which trims it.
+    pub(crate) fn without_checkpoints(&mut self) {
+        self.keep_marks = false;
+        for part in &mut self.partitions {
+            part.marks.clear();
+        }
+    }
+
+    /// This ingest with watermark alignment: a partition whose watermark
+    /// runs more than `max_drift_ms` ahead of the readings' frontier is held
+    /// back (see [`Ingest::align`]); `None` turns alignment off.
+    pub(crate) fn with_alignment(mut self, max_drift_ms: Option<u64>) -> Self {
+        self.max_drift = max_drift_ms;
+        self
+    }
+
+    /// Makes the alignment bound at least twice `step_ms`, the step of the
+    /// source's capability: the partitions that hold the frontier back are
+    /// then never held back themselves (see [`Ingest::align`]).
+    pub(crate) fn align_at_least(&mut self, step_ms: u64) {
+        if let Some(drift) = &mut self.max_drift {
+            *drift = (*drift).max(2 * step_ms);
+        }
+    }
+
+    /// How far `part`'s watermark is ahead of the frontier last seen, if
+    /// both are known; everything is ahead of a frontier that is empty.
+    fn ahead(&self, part: &PartitionState) -> Option<u64> {
+        let own = part.max_time?.saturating_sub(self.bound);
+        Some(own.saturating_sub(self.frontier?))
+    }
+
+    /// Watermark alignment, once per activation of the source: notes the
+    /// readings' `frontier` (the least time any source of the dataflow, on
+    /// any worker, may still send readings at; `None` once every source is
+    /// done) and says which partitions to hold back and which to release.
+    ///
+    /// A partition is held back once its own watermark (its largest event
+    /// time minus the out-of-orderness bound) is more than the alignment
+    /// bound ahead of the frontier: everything it delivers would wait
+    /// downstream (in open windows and in the alert evaluator) until the
+    /// frontier catches up. It is released once it is no more than half the
+    /// bound ahead, so a released partition reads at least half the bound
+    /// of event time before it is held back again. Done partitions are
+    /// never held, and neither are partitions without a watermark yet.
+    ///
+    /// This cannot stall the dataflow: the frontier is at most one
+    /// watermark step behind the least watermark of the partitions that
+    /// hold it back, and the bound is at least two steps
+    /// ([`Ingest::align_at_least`]), so those partitions are released as
+    /// soon as the frontier reflects their watermark. Idle partitions keep
+    /// their own logic ([`Ingest::check_idle`] skips held ones: a held
+    /// partition is quiet because it is held, not because it is idle).
+    ///
+    /// Only when records are read changes, never what they mean: lateness
+    /// is judged against each partition's own watermark, in offset order.
+    pub(crate) fn align(&mut self, frontier: Option<u64>) -> Alignment {
+        self.frontier = frontier;
+        let mut alignment = Alignment::default();
+        let Some(drift) = self.max_drift else {
+            return alignment;
+        };
+        for i in 0..self.partitions.len() {
+            let ahead = self.ahead(&self.partitions[i]);
+            let part = &mut self.partitions[i];
+            if part.done {
+                // A done partition is not read again: no release.
+                part.held = false;
+                continue;
+            }
+            match ahead {
+                Some(ahead) if !part.held && ahead > drift => {
+                    part.held = true;
+                    alignment.hold.push(part.id);
+                }
+                Some(ahead) if part.held && ahead > drift / 2 => {}
+                _ if part.held => {
+                    part.held = false;
+                    alignment.release.push(part.id);
+                }
+                _ => {}
+            }
+        }
+        if !alignment.hold.is_empty() {
+            Metrics::add(
+                &self.run.metrics.partitions_held,
+                alignment.hold.len() as u64,
+            );
+        }
+        alignment
+    }
+
+    /// After a record of `partition` was taken: whether that partition now
+    /// runs more than the alignment bound ahead of the frontier last seen
+    /// (see [`Ingest::align`]). If so it is held from now on, and the
+    /// poller should stop reading it at once.
+    pub(crate) fn runs_ahead(&mut self, partition: i32) -> bool {
+        let Some(drift) = self.max_drift else {
+            return false;
+        };
+        let Some(i) = self.partitions.iter().position(|p| p.id == partition) else {
+            return false;
+        };
+        let part = &self.partitions[i];
+        if part.held || part.done || self.ahead(part).is_none_or(|a| a <= drift) {
+            return false;
+        }
+        self.partitions[i].held = true;
+        Metrics::add(&self.run.metrics.partitions_held, 1);
+        true
     }
 
     /// Whether what is read is recorded (record headers then).
@@ -287,8 +429,10 @@ impl Ingest {
                     ),
                 )),
                 _ => {
-                    let bucket = reading.time - reading.time % RESUME_BUCKET_MS;
-                    part.marks.entry(bucket).or_insert((offset, part.max_time));
+                    if self.keep_marks {
+                        let bucket = reading.time - reading.time % RESUME_BUCKET_MS;
+                        part.marks.entry(bucket).or_insert((offset, part.max_time));
+                    }
                     part.max_time = part.max_time.max(Some(reading.time));
                     if let (Some(done_at), Some(t)) = (self.done_at, part.max_time) {
                         part.done |= t.saturating_sub(self.bound) >= done_at;
@@ -344,6 +488,7 @@ impl Ingest {
                     high_watermark: ends.get(&p.id).copied(),
                     watermark: p.max_time.map(|t| t.saturating_sub(self.bound)),
                     idle: p.idle,
+                    held: p.held,
                 };
                 (p.id, status)
             }),
@@ -360,9 +505,11 @@ impl Ingest {
     pub(crate) fn capability_moved(&mut self, time: u64) {
         let bucket = time - time % RESUME_BUCKET_MS;
         for part in &mut self.partitions {
-            part.marks
-                .entry(bucket)
-                .or_insert((part.next, part.max_time));
+            if self.keep_marks {
+                part.marks
+                    .entry(bucket)
+                    .or_insert((part.next, part.max_time));
+            }
             // Ahead of the partition's own watermark: it was idle. What it
             // reads from now on is judged against `time`; keep that decision.
             let own = part.max_time.map(|t| t.saturating_sub(self.bound));
@@ -438,8 +585,9 @@ impl Ingest {
     pub(crate) fn check_idle(&mut self, timeout: Duration) {
         let now = Instant::now();
         for part in self.partitions.iter_mut().filter(|p| !p.done) {
-            if part.next < part.replay_until {
+            if part.next < part.replay_until || part.held {
                 // Re-reading what the first run decided: its marks stand.
+                // Or held back by alignment: quiet, but not idle.
                 part.active = false;
                 part.last_record = now;
                 continue;
@@ -533,6 +681,11 @@ pub(crate) trait Poller: 'static {
     fn wake_on_data(&mut self, _wake: Box<dyn Fn() + Send + Sync>) -> bool {
         false
     }
+    /// Stops reading the partitions of `alignment.hold` and reads those of
+    /// `alignment.release` again (watermark alignment, see
+    /// [`Ingest::align`]). A poller whose [`Ingest`] has no alignment bound
+    /// is never asked to.
+    fn align(&mut self, _alignment: &Alignment) {}
     /// The latest known end offset of each partition (Kafka's high
     /// watermark), for the lag metrics.
     fn end_offsets(&self) -> BTreeMap<i32, i64> {
@@ -625,6 +778,8 @@ where
     let step = watermark_step_ms.max(1);
     let record_dir = env.io().record.clone();
     let sinks_reached = env.sinks_reached();
+    let sources_frontier = env.sources_frontier();
+    let checkpointing = env.checkpointing();
     Metrics::add(&run.metrics.sources_wired, 1);
 
     builder.build(move |mut caps| {
@@ -646,6 +801,10 @@ where
                     }
                 }
                 Metrics::add(&run.metrics.sources_open, 1);
+                ingest.align_at_least(step);
+                if !checkpointing {
+                    ingest.without_checkpoints();
+                }
                 ingest.publish_status(&BTreeMap::new());
                 *ingest_cell.borrow_mut() = Some(ingest);
                 Some(poller)
@@ -685,6 +844,10 @@ where
                 ingest.seal_recording();
                 caps = None;
                 return;
+            }
+            let alignment = ingest.align(sources_frontier());
+            if alignment != Alignment::default() {
+                poller.align(&alignment);
             }
             let read = poller.poll(ingest, *cap.time(), &mut readings_buf, &mut dead_buf);
             if last_status.elapsed() >= STATUS_EVERY {
@@ -1111,6 +1274,310 @@ mod stop_tests {
                 frontiers.iter().all(|&f| f <= 5_000),
                 "a checkpoint passed the lagging source's watermark (5 s): {frontiers:?}"
             );
+        }
+    }
+}
+
+/// Watermark alignment: a partition that runs ahead of the readings'
+/// frontier is held back and released, and holding changes only when
+/// records are read, never the results.
+#[cfg(test)]
+mod alignment_tests {
+    use std::collections::BTreeSet;
+    use std::sync::{Arc, Mutex};
+
+    use timely::dataflow::operators::Inspect;
+
+    use super::*;
+    use crate::alert::{Direction, Rule, RuleSet};
+    use crate::{EvaluateAlerts, WindowAggregateOp};
+
+    /// Two partitions, out-of-orderness 5 s, alignment bound 10 s.
+    fn ingest() -> Ingest {
+        Ingest::new(
+            Decoder::default(),
+            "t",
+            5_000,
+            [0, 1].map(|p| PartitionStart::new(p, 0, None, None)),
+            Run::default(),
+        )
+        .with_alignment(Some(10_000))
+    }
+
+    /// Takes the reading of `partition` at event time `time` (offsets in order).
+    fn take(ingest: &mut Ingest, partition: i32, time: u64) {
+        let offset = ingest.partitions[partition as usize].next;
+        let payload = format!(r#"{{"device_id":"d","sensor":"s","value":1,"ts":{time}}}"#);
+        let record = RecordRef {
+            partition,
+            offset,
+            key: None,
+            value: payload.as_bytes(),
+            timestamp: None,
+            headers: &[],
+        };
+        assert!(ingest.accept(record, 0, &mut Vec::new(), &mut Vec::new()));
+    }
+
+    fn held(ingest: &Ingest) -> Vec<i32> {
+        ingest
+            .partitions
+            .iter()
+            .filter(|p| p.held)
+            .map(|p| p.id)
+            .collect()
+    }
+
+    /// Worked by hand: partition 0 reads up to 31 s (its watermark 26 s),
+    /// partition 1 to 12 s (7 s); the frontier is the slower one's, 7 s.
+    #[test]
+    fn a_partition_running_ahead_is_held_until_the_frontier_catches_up() {
+        let mut ing = ingest();
+        assert_eq!(ing.align(Some(7_000)), Alignment::default());
+        for t in [12_000, 16_000, 17_000] {
+            take(&mut ing, 0, t);
+            // Watermarks 7, 11, 12 s: at most 5 s ahead of 7 s.
+            assert!(!ing.runs_ahead(0), "{t}");
+        }
+        take(&mut ing, 1, 12_000);
+        assert!(!ing.runs_ahead(1));
+        take(&mut ing, 0, 23_000);
+        // Watermark 18 s: 11 s ahead of 7 s, more than the 10 s bound.
+        assert!(ing.runs_ahead(0), "held at once, mid-batch");
+        assert!(!ing.runs_ahead(0), "held once");
+        assert_eq!(held(&ing), vec![0]);
+        take(&mut ing, 0, 31_000); // what librdkafka had delivered already
+                                   // The frontier moves to 10 s, then 13 s: 8 s, then 13 s ahead. It
+                                   // is released only within half the bound (5 s), at 21 s.
+        for f in [10_000, 13_000, 20_999] {
+            assert_eq!(ing.align(Some(f)), Alignment::default(), "{f}");
+        }
+        assert_eq!(
+            ing.align(Some(21_000)),
+            Alignment {
+                hold: vec![],
+                release: vec![0]
+            }
+        );
+        // Partition 1, which holds the frontier back, was never held; at a
+        // frontier of 0 it is no more than 2 s ahead.
+        assert_eq!(held(&ing), Vec::<i32>::new());
+        // A frontier far behind holds both, once, in one step.
+        assert_eq!(
+            ing.align(Some(0)),
+            Alignment {
+                hold: vec![0],
+                release: vec![]
+            }
+        );
+        take(&mut ing, 1, 40_000);
+        assert!(ing.runs_ahead(1));
+        assert_eq!(held(&ing), vec![0, 1]);
+        assert_eq!(Metrics::get(&ing.run.metrics.partitions_held), 3);
+        // A held partition is quiet, not idle.
+        ing.check_idle(Duration::ZERO);
+        ing.check_idle(Duration::ZERO);
+        assert!(ing.partitions.iter().all(|p| !p.idle));
+        // Once every source is done, nothing is held.
+        assert_eq!(
+            ing.align(None),
+            Alignment {
+                hold: vec![],
+                release: vec![0, 1]
+            }
+        );
+    }
+
+    #[test]
+    fn partitions_without_a_watermark_or_alignment_are_never_held() {
+        let mut ing = ingest();
+        assert_eq!(ing.align(Some(0)), Alignment::default());
+        take(&mut ing, 0, 100_000);
+        assert!(ing.runs_ahead(0));
+        // Partition 1 has delivered nothing: it is not held, so it can read
+        // and move the frontier.
+        assert_eq!(ing.align(Some(0)), Alignment::default());
+        assert_eq!(held(&ing), vec![0]);
+        let mut off = ingest().with_alignment(None);
+        take(&mut off, 0, 100_000);
+        assert!(!off.runs_ahead(0));
+        assert_eq!(off.align(Some(0)), Alignment::default());
+        // The bound is at least two watermark steps.
+        let mut small = ingest().with_alignment(Some(1));
+        small.align_at_least(100);
+        assert_eq!(small.max_drift, Some(200));
+    }
+
+    /// Reads in-memory partitions in turns of `TURN` records, as the memory
+    /// source does, and stops reading a partition as soon as it is held,
+    /// as the Kafka source does.
+    struct Turns {
+        /// Event times of each partition of this worker, in offset order.
+        partitions: Vec<(i32, Vec<u64>)>,
+        next: Vec<usize>,
+        held: BTreeSet<i32>,
+    }
+
+    const TURN: usize = 50;
+
+    impl Poller for Turns {
+        fn poll(
+            &mut self,
+            ingest: &mut Ingest,
+            cap_time: u64,
+            readings: &mut Vec<Reading>,
+            dead: &mut Vec<DeadLetter>,
+        ) -> usize {
+            let mut read = 0;
+            for ((p, times), next) in self.partitions.iter().zip(&mut self.next) {
+                for _ in 0..TURN {
+                    if self.held.contains(p) || *next == times.len() {
+                        break;
+                    }
+                    let time = times[*next];
+                    // Two devices, so that alerts and windows are keyed.
+                    let value = (time / 1_000) % 97;
+                    let payload = format!(
+                        r#"{{"device_id":"d{}","sensor":"s","value":{value},"ts":{time}}}"#,
+                        time % 2
+                    );
+                    let record = RecordRef {
+                        partition: *p,
+                        offset: *next as i64,
+                        key: None,
+                        value: payload.as_bytes(),
+                        timestamp: None,
+                        headers: &[],
+                    };
+                    read += usize::from(ingest.accept(record, cap_time, readings, dead));
+                    *next += 1;
+                    if ingest.runs_ahead(*p) {
+                        self.held.insert(*p);
+                    }
+                }
+            }
+            read
+        }
+
+        fn bounded(&self) -> bool {
+            true
+        }
+
+        fn align(&mut self, alignment: &Alignment) {
+            self.held.extend(&alignment.hold);
+            for p in &alignment.release {
+                self.held.remove(p);
+            }
+        }
+    }
+
+    /// Four partitions whose readings are 0.1, 1, 5 and 20 s apart in
+    /// event time (a few out of order, some late), read in equal turns of
+    /// records: the sparse ones run far ahead in event time.
+    fn skewed() -> Vec<Vec<u64>> {
+        [100u64, 1_000, 5_000, 20_000]
+            .iter()
+            .map(|gap| {
+                (0..400u64)
+                    .map(|i| {
+                        let t = 1_000_000 + i * gap;
+                        // Every 7th reading 8 s behind: late where the gap is wide.
+                        if i % 7 == 3 {
+                            t.saturating_sub(8_000)
+                        } else {
+                            t
+                        }
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// Runs the skewed partitions through 10 s windows and a rule on
+    /// `workers` workers; returns the windows, alerts and dead letters
+    /// (sorted, as text) and how often partitions were held.
+    fn run(workers: usize, alignment: Option<u64>) -> (Vec<String>, u64) {
+        let out = Arc::new(Mutex::new(Vec::new()));
+        let run = Run::default();
+        let (o, r) = (out.clone(), run.clone());
+        timely::execute(timely::Config::process(workers), move |worker| {
+            let (out, run) = (o.clone(), r.clone());
+            worker.dataflow::<u64, _, _>(|scope| {
+                let env = Env::new(scope, run.clone(), "t", None);
+                let (readings, dead) =
+                    ingest_source(&env, "t", "Turns".into(), 100, move |w, peers| {
+                        let mine: Vec<(i32, Vec<u64>)> = skewed()
+                            .into_iter()
+                            .enumerate()
+                            .filter(|(p, _)| p % peers == w)
+                            .map(|(p, times)| (p as i32, times))
+                            .collect();
+                        let starts: Vec<_> = mine
+                            .iter()
+                            .map(|(p, times)| {
+                                PartitionStart::new(*p, 0, Some(times.len() as i64), None)
+                            })
+                            .collect();
+                        let ingest = Ingest::new(Decoder::default(), "t", 5_000, starts, run)
+                            .with_alignment(alignment);
+                        let next = vec![0; mine.len()];
+                        let poller = Turns {
+                            partitions: mine,
+                            next,
+                            held: BTreeSet::new(),
+                        };
+                        Ok((poller, ingest))
+                    });
+                let rules = Arc::new(RuleSet::new(vec![Rule {
+                    clear: 40.0,
+                    for_ms: 3_000,
+                    ..Rule::new("high", "s", Direction::Above, 60.0)
+                }]));
+                let o = out.clone();
+                readings
+                    .clone()
+                    .window_aggregate(10_000, &env)
+                    .inspect(move |w| o.lock().unwrap().push(format!("{w:?}")));
+                let o = out.clone();
+                readings
+                    .evaluate_alerts(rules, &env)
+                    .inspect(move |a| o.lock().unwrap().push(format!("{a:?}")));
+                let o = out.clone();
+                dead.inspect(move |d| {
+                    o.lock()
+                        .unwrap()
+                        .push(format!("{} {} {}", d.reason, d.partition, d.offset))
+                });
+                env.finish();
+            });
+        })
+        .unwrap()
+        .join();
+        let mut out = out.lock().unwrap().clone();
+        out.sort();
+        (out, Metrics::get(&run.metrics.partitions_held))
+    }
+
+    /// The same windows, alerts and dead letters with and without
+    /// alignment, on 1 and 2 workers; with it, the sparse partitions were
+    /// held back many times.
+    #[test]
+    fn alignment_changes_when_records_are_read_not_the_results() {
+        let (reference, never) = run(1, None);
+        assert_eq!(never, 0);
+        assert!(
+            reference.iter().any(|o| o.starts_with("late ")),
+            "late readings"
+        );
+        assert!(
+            reference.iter().any(|o| o.contains("Firing")),
+            "alerts fired"
+        );
+        assert!(reference.len() > 200, "{}", reference.len());
+        for workers in [1, 2] {
+            let (aligned, held) = run(workers, Some(1_000));
+            assert!(held > 20, "held {held} times on {workers} worker(s)");
+            assert_eq!(aligned, reference, "{workers} worker(s)");
         }
     }
 }

@@ -80,6 +80,13 @@ pub trait MemorySource<'scope> {
     /// lateness and watermark logic as the Kafka source in bounded mode.
     /// Returns the readings and the dead letters.
     ///
+    /// It reads without watermark alignment (see
+    /// [`KafkaSourceConfig::watermark_alignment_ms`]): it takes equal turns
+    /// of records, so partitions sparse in event time run ahead and what
+    /// they deliver waits downstream; the topic is in memory already.
+    ///
+    /// [`KafkaSourceConfig::watermark_alignment_ms`]: crate::kafka::KafkaSourceConfig::watermark_alignment_ms
+    ///
     /// # Examples
     /// ```
     /// use std::sync::Arc;

@@ -98,6 +98,9 @@ pub struct Metrics {
     pub sources_wired: Counter,
     /// Sources that have opened their partitions.
     pub sources_open: Counter,
+    /// Times a source partition was held back by watermark alignment (it
+    /// ran too far ahead of the readings' frontier).
+    pub partitions_held: Counter,
     alerts: Mutex<BTreeMap<(String, String), AlertCounts>>,
     files: Mutex<Vec<PathBuf>>,
     partitions: Mutex<BTreeMap<(String, i32), PartitionStatus>>,
@@ -142,6 +145,7 @@ impl Default for Metrics {
             rules_from: IntGauge::default(),
             sources_wired: Counter::default(),
             sources_open: Counter::default(),
+            partitions_held: Counter::default(),
             alerts: Mutex::default(),
             files: Mutex::default(),
             partitions: Mutex::default(),
@@ -242,6 +246,9 @@ pub struct PartitionStatus {
     pub watermark: Option<u64>,
     /// Declared idle: it no longer holds the watermark back.
     pub idle: bool,
+    /// Held back by watermark alignment: too far ahead of the readings'
+    /// frontier, it is not read until the frontier catches up.
+    pub held: bool,
 }
 
 /// Firing and resolved events of one rule.
@@ -493,7 +500,7 @@ impl Metrics {
     /// Registers every metric of the run in `registry`, under the names
     /// Prometheus shows (with the registry's prefix, `weir_`).
     pub fn register(self: &Arc<Self>, registry: &mut Registry) {
-        let counters: [(&str, &str, &Counter); 17] = [
+        let counters: [(&str, &str, &Counter); 18] = [
             (
                 "records_read",
                 "Records read by the sources",
@@ -566,6 +573,11 @@ impl Metrics {
                 "sources_open",
                 "Sources that opened their partitions",
                 &self.sources_open,
+            ),
+            (
+                "partitions_held",
+                "Times a source partition was held back by watermark alignment",
+                &self.partitions_held,
             ),
         ];
         for (name, help, counter) in counters {
@@ -730,7 +742,7 @@ impl Collector for StatusCollector {
             vec![("topic", topic.clone()), ("partition", p.to_string())]
         };
         type Field = fn(&PartitionStatus) -> Option<f64>;
-        let per_partition: [(&str, &str, MetricType, Field); 7] = [
+        let per_partition: [(&str, &str, MetricType, Field); 8] = [
             (
                 "source_records",
                 "Records read, by source partition",
@@ -778,6 +790,12 @@ impl Collector for StatusCollector {
                 "1 while a source partition is declared idle",
                 gauge,
                 |s| Some(f64::from(u8::from(s.idle))),
+            ),
+            (
+                "source_held",
+                "1 while a source partition is held back by watermark alignment",
+                gauge,
+                |s| Some(f64::from(u8::from(s.held))),
             ),
         ];
         for (name, help, kind, field) in per_partition {

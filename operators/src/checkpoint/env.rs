@@ -263,6 +263,25 @@ impl<'scope> Env<'scope> {
         self.shared.sources.borrow_mut().push(book);
     }
 
+    /// The frontier of the readings of every source of this dataflow: the
+    /// least time at which any source, on any worker or process, may still
+    /// send a reading (`None` once every source is done). Each source's
+    /// readings are probed when it is registered ([`Env::register_source`]),
+    /// and timely's progress tracking makes a probe's frontier the global
+    /// one, so this is the same on every worker once progress has spread.
+    /// Sources align their partitions' watermarks to it.
+    pub(crate) fn sources_frontier(&self) -> impl Fn() -> Option<u64> + 'static {
+        let shared = self.shared.clone();
+        move || {
+            shared
+                .probes
+                .borrow()
+                .iter()
+                .filter_map(|p| p.with_frontier(|f| f.first().copied()))
+                .min()
+        }
+    }
+
     /// Registers a sink's input, so sources can tell when everything before
     /// a time has reached every sink (see [`Env::sinks_reached`]).
     pub(crate) fn register_sink<C: timely::Container>(

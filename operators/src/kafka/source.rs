@@ -19,7 +19,7 @@ use crate::control::Run;
 use crate::dead_letter::DeadLetter;
 use crate::decode::Decoder;
 use crate::ingest::{
-    ingest_source, restored_positions, Ingest, PartitionResume, PartitionStart, Poller,
+    ingest_source, restored_positions, Alignment, Ingest, PartitionResume, PartitionStart, Poller,
     SourceStreams,
 };
 use crate::reading::Reading;
@@ -89,11 +89,22 @@ pub struct KafkaSourceConfig {
     pub watermark_step_ms: u64,
     /// Most records read in one activation before yielding to other operators.
     pub max_batch: usize,
+    /// Watermark alignment: a partition whose watermark runs more than this
+    /// far (ms of event time) ahead of the frontier of the dataflow's
+    /// readings is paused until the frontier catches up to within half of
+    /// it, so that a backlog read faster than it is processed waits in
+    /// Kafka, not in memory. `None` turns it off. At least two
+    /// `watermark_step_ms`. Off by default: librdkafka drops what it
+    /// prefetched for a paused partition, so each pause costs a fetch round
+    /// trip, which slows reads of partitions sparse in event time. See
+    /// [`KafkaSource::kafka_source`].
+    pub watermark_alignment_ms: Option<u64>,
 }
 
 impl KafkaSourceConfig {
     /// A source of `topic` on `brokers`, reading from the earliest offset,
-    /// unbounded, with a 5 s out-of-orderness bound.
+    /// unbounded, with a 5 s out-of-orderness bound, without watermark
+    /// alignment.
     pub fn new(brokers: &str, topic: &str) -> Self {
         KafkaSourceConfig {
             brokers: brokers.to_owned(),
@@ -107,6 +118,7 @@ impl KafkaSourceConfig {
             properties: Vec::new(),
             watermark_step_ms: 100,
             max_batch: 8_192,
+            watermark_alignment_ms: None,
         }
     }
 
@@ -171,6 +183,8 @@ struct KafkaPoller {
     wake: Option<std::sync::Arc<dyn Fn() + Send + Sync>>,
     /// Partitions paused because they reached their bounded end.
     paused: Vec<i32>,
+    /// Partitions paused by watermark alignment (see [`Ingest::align`]).
+    held: Vec<i32>,
     /// Resume offsets last committed to the consumer group.
     committed: Vec<PartitionResume>,
 }
@@ -191,6 +205,18 @@ pub trait KafkaSource<'scope> {
     /// from a woken idle partition that is below the capability is late too.
     /// In bounded mode the source reads up to the end offsets seen at start
     /// and then drops its capability, which closes every window downstream.
+    ///
+    /// With `watermark_alignment_ms`, a partition whose watermark runs more
+    /// than that far ahead of the frontier of the dataflow's readings is
+    /// paused (`Consumer::pause`; librdkafka drops what it prefetched for it
+    /// and fetches it again from the next offset on resume), and resumed
+    /// once the frontier is within half of it. The frontier is that of
+    /// every source's readings, on every worker and process (timely's
+    /// progress tracking, through a probe), so a backlog read faster than it
+    /// is processed stays in Kafka instead of waiting downstream for the
+    /// slowest partition. The partitions that hold the frontier back are
+    /// never paused, so alignment cannot stall a run; it changes only when
+    /// records are read, never the results.
     ///
     /// With checkpoints, a run that resumes starts each partition at the
     /// checkpoint's resume offset with its restored watermark, instead of
@@ -380,13 +406,15 @@ impl KafkaPoller {
             .assign(&assignment)
             .map_err(|e| format!("cannot assign partitions of `{topic}`: {e}"))?;
         tracing::info!(worker, topic = %topic, partitions = ?mine, bounded = config.bounded, "Kafka source started");
-        let ingest = Ingest::new(decoder, &topic, config.out_of_orderness_ms, partitions, run);
+        let ingest = Ingest::new(decoder, &topic, config.out_of_orderness_ms, partitions, run)
+            .with_alignment(config.watermark_alignment_ms);
         Ok((
             KafkaPoller {
                 config,
                 consumer,
                 wake: None,
                 paused: Vec::new(),
+                held: Vec::new(),
                 committed: Vec::new(),
             },
             ingest,
@@ -406,6 +434,34 @@ impl KafkaPoller {
             if let Err(e) = self.consumer.pause(&done) {
                 tracing::debug!(error = %e, "Cannot pause finished partitions");
             }
+        }
+    }
+
+    /// Pauses (`pause`) or resumes partitions for watermark alignment.
+    /// Partitions paused at their bounded end stay paused.
+    fn hold(&mut self, partitions: &[i32], pause: bool) {
+        let mut list = TopicPartitionList::new();
+        for &p in partitions {
+            if pause && !self.held.contains(&p) {
+                self.held.push(p);
+                list.add_partition(&self.config.topic, p);
+            } else if !pause && self.held.contains(&p) {
+                self.held.retain(|h| *h != p);
+                if !self.paused.contains(&p) {
+                    list.add_partition(&self.config.topic, p);
+                }
+            }
+        }
+        if list.count() == 0 {
+            return;
+        }
+        let result = if pause {
+            self.consumer.pause(&list)
+        } else {
+            self.consumer.resume(&list)
+        };
+        if let Err(e) = result {
+            tracing::warn!(error = %e, pause, partitions = ?partitions, "Cannot pause or resume partitions for watermark alignment");
         }
     }
 
@@ -485,8 +541,9 @@ impl Poller for KafkaPoller {
             } else {
                 Vec::new()
             };
+            let partition = message.partition();
             let record = RecordRef {
-                partition: message.partition(),
+                partition,
                 offset: message.offset(),
                 key: message.key(),
                 value: message.payload().unwrap_or(&[]),
@@ -494,6 +551,12 @@ impl Poller for KafkaPoller {
                 headers: &headers,
             };
             read += usize::from(ingest.accept(record, cap_time, readings, dead));
+            if ingest.runs_ahead(partition) {
+                // At once: librdkafka drops the records of a paused
+                // partition that are still queued, so none run further ahead.
+                drop(message);
+                self.hold(&[partition], true);
+            }
         }
         if full && read == 0 {
             // Records are left (beyond a bounded end): librdkafka wakes only
@@ -515,6 +578,11 @@ impl Poller for KafkaPoller {
 
     fn bounded(&self) -> bool {
         self.config.bounded || self.config.end.is_some()
+    }
+
+    fn align(&mut self, alignment: &Alignment) {
+        self.hold(&alignment.hold, true);
+        self.hold(&alignment.release, false);
     }
 
     fn wake_on_data(&mut self, wake: Box<dyn Fn() + Send + Sync>) -> bool {
