@@ -64,6 +64,10 @@ pub struct WindowState {
     /// Windows ending before this time were emitted before a restart:
     /// their readings are ignored.
     floor: u64,
+    /// Keys of the latest window closed: a new window's map starts with
+    /// room for as many, instead of growing (and rehashing) key by key.
+    #[serde(skip)]
+    keys_hint: usize,
 }
 
 impl WindowState {
@@ -77,6 +81,7 @@ impl WindowState {
             size_ms,
             open: BTreeMap::new(),
             floor: 0,
+            keys_hint: 0,
         }
     }
 
@@ -115,7 +120,11 @@ impl WindowState {
         if end < self.floor {
             return;
         }
-        let window = self.open.entry(end).or_default();
+        let hint = self.keys_hint;
+        let window = self
+            .open
+            .entry(end)
+            .or_insert_with(|| HashMap::with_capacity(hint));
         // Look up by reference first: the key is cloned only for a new sensor.
         match window.get_mut(&KeyRef::new(&reading.device, &reading.sensor)) {
             Some(acc) => acc.add(reading.value),
@@ -140,6 +149,7 @@ impl WindowState {
                 break;
             }
             let mut keys: Vec<_> = entry.remove().into_iter().collect();
+            self.keys_hint = keys.len();
             keys.sort_unstable_by(|a, b| a.0.cmp(&b.0));
             out.extend(keys.into_iter().map(|(key, acc)| Aggregate {
                 device: key.device,

@@ -329,9 +329,13 @@ impl<O: Observation> AlertEvaluator<O> {
         let pending: usize = (self.pending.values().map(|b| b.entries.capacity()))
             .chain(self.spare.iter().map(Vec::capacity))
             .sum();
+        let extras: usize = (self.keys.iter().flat_map(|k| &k.rules))
+            .map(|(_, state)| state.heap_bytes())
+            .sum();
         let per_key = size_of::<KeyState>() + size_of::<usize>() + 1;
         let bytes = self.keys.capacity() * per_key
             + slots * size_of::<(usize, RuleState)>()
+            + extras
             + pending * size_of::<(usize, O)>();
         (states, bytes)
     }
