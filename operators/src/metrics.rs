@@ -13,6 +13,8 @@ use std::sync::atomic::AtomicI64;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
+use crate::reading::Name;
+
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
@@ -160,15 +162,15 @@ impl Default for Metrics {
 #[derive(Clone, Debug, PartialEq)]
 pub struct AlertEvent {
     /// Rule name.
-    pub rule: String,
+    pub rule: Name,
     /// Severity.
-    pub severity: String,
+    pub severity: Name,
     /// Device.
-    pub device: String,
+    pub device: Name,
     /// Sensor.
-    pub sensor: String,
-    /// `firing` or `resolved`.
-    pub state: String,
+    pub sensor: Name,
+    /// `firing`, `escalated`, `resolved` or `chattering`.
+    pub state: &'static str,
     /// Event time (ms).
     pub event_time: u64,
     /// The value that caused it.
@@ -223,7 +225,7 @@ impl Drop for GaugeShare {
 struct AlertFeed {
     recent: VecDeque<AlertEvent>,
     /// Firing since (event time), by (rule, device, sensor).
-    firing: BTreeMap<(String, String, String), AlertEvent>,
+    firing: BTreeMap<(Name, Name, Name), AlertEvent>,
 }
 
 /// Alert events kept for the status page.
@@ -362,7 +364,7 @@ impl Metrics {
                 event.device.clone(),
                 event.sensor.clone(),
             );
-            match (event.state.as_str(), feed.firing.get_mut(&key)) {
+            match (event.state, feed.firing.get_mut(&key)) {
                 ("resolved", _) => {
                     feed.firing.remove(&key);
                 }
@@ -722,7 +724,7 @@ impl Collector for StatusCollector {
             .collect();
         for event in lock(&m.alert_feed).firing.values() {
             *firing
-                .entry((event.rule.clone(), event.severity.clone()))
+                .entry((event.rule.to_string(), event.severity.to_string()))
                 .or_default() += 1;
         }
         family(

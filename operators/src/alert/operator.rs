@@ -315,11 +315,11 @@ fn emit_alerts(
 ) {
     let mut counts: Vec<(String, String, AlertCounts)> = Vec::new();
     metrics.note_alerts(alerts.iter().map(|a| crate::metrics::AlertEvent {
-        rule: a.rule.clone(),
-        severity: a.severity.clone(),
-        device: a.device.to_string(),
-        sensor: a.sensor.to_string(),
-        state: a.state.as_str().to_owned(),
+        rule: a.rule.as_str().into(),
+        severity: a.severity.as_str().into(),
+        device: a.device.clone(),
+        sensor: a.sensor.clone(),
+        state: a.state.as_str(),
         event_time: a.event_time,
         value: a.value,
     }));
