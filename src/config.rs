@@ -338,10 +338,11 @@ fn rule_summary(r: &Rule) -> String {
         }
         RuleKind::Threshold => subject,
     };
-    let (side, safe_side) = match r.direction {
-        Direction::Above => ("above", "at or below"),
-        Direction::Below => ("below", "at or above"),
+    let side = match r.direction {
+        Direction::Above => "above",
+        Direction::Below => "below",
     };
+    let safe_side = r.direction.clear_side();
     let mut s = format!(
         "{} ({}): {subject} {side} {}",
         r.name, r.severity, r.threshold
@@ -1616,11 +1617,12 @@ fn validate_rule(raw: &Spanned<RawRule>, label: &str, d: &mut Diag<'_>) -> Rule 
         (Some(c), threshold) => {
             let clear = finite(d, c, &field("clear"));
             if let (Some(clear), Some(threshold)) = (clear, threshold) {
-                let (ok, side, key, resolves) = match direction {
-                    Direction::Above => (clear <= threshold, "at or below", "above", "falls"),
-                    Direction::Below => (clear >= threshold, "at or above", "below", "rises"),
+                let side = direction.clear_side();
+                let (key, resolves) = match direction {
+                    Direction::Above => ("above", "falls"),
+                    Direction::Below => ("below", "rises"),
                 };
-                if !ok {
+                if !direction.clears_at(threshold, clear) {
                     d.err(
                         c.span(),
                         &field("clear"),
@@ -1862,11 +1864,7 @@ fn rule_combination(
                 None => threshold,
                 Some(v) => {
                     let clear = finite(d, v, &format!("{path}.clear")).unwrap_or(threshold);
-                    let wrong = match direction {
-                        Direction::Above => clear > threshold,
-                        Direction::Below => clear < threshold,
-                    };
-                    if wrong {
+                    if !direction.clears_at(threshold, clear) {
                         d.err(
                             v.span(),
                             &format!("{path}.clear"),

@@ -16,7 +16,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use weir_operators::alert::{Device, Direction, Limits, Registry, Rule, RuleKind};
+use weir_operators::alert::{Device, Limits, Registry, Rule, RuleKind};
 
 /// A registry read from its file, and the names of its fields.
 #[derive(Debug)]
@@ -188,15 +188,8 @@ fn column_name(column: &Column, rules: &[Rule]) -> String {
 /// threshold must be on the safe side of its threshold.
 fn clear_side(rule: &Rule, limited: &Rule) -> Option<String> {
     let (threshold, clear) = (limited.threshold, limited.clear);
-    let wrong = match rule.direction {
-        Direction::Above => clear > threshold,
-        Direction::Below => clear < threshold,
-    };
-    wrong.then(|| {
-        let side = match rule.direction {
-            Direction::Above => "at or below",
-            Direction::Below => "at or above",
-        };
+    (!rule.direction.clears_at(threshold, clear)).then(|| {
+        let side = rule.direction.clear_side();
         format!(
             "clear.{0}: the clear threshold {clear} must be {side} the threshold {threshold} of rule {0:?} for this device",
             rule.name

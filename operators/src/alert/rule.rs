@@ -19,6 +19,26 @@ pub enum Direction {
     Below,
 }
 
+impl Direction {
+    /// Whether `clear` is a clear threshold for `threshold`: at or below it
+    /// for [`Direction::Above`], at or above it for [`Direction::Below`]
+    /// (a clear threshold on the breaching side would never resolve).
+    pub fn clears_at(self, threshold: f64, clear: f64) -> bool {
+        match self {
+            Direction::Above => clear <= threshold,
+            Direction::Below => clear >= threshold,
+        }
+    }
+
+    /// Where a clear threshold must lie, in words: "at or below" or "at or above".
+    pub fn clear_side(self) -> &'static str {
+        match self {
+            Direction::Above => "at or below",
+            Direction::Below => "at or above",
+        }
+    }
+}
+
 /// The statistic of a window aggregate a window rule looks at.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
