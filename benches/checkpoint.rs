@@ -36,6 +36,10 @@ use weir::operators::{
 };
 use weir::RunOptions;
 
+/// Counts the bytes live, to measure the memory state holds.
+#[global_allocator]
+static ALLOCATOR: support::Counting = support::Counting;
+
 const WINDOW_MS: u64 = 60_000;
 const SENSORS: [&str; 3] = ["temperature", "pressure", "vibration"];
 /// The frontier the alert state is snapshot at.
@@ -94,7 +98,9 @@ fn window_state(c: &mut Criterion) {
         state.insert(&reading(k, 2_000, 21.5));
     }
     let bytes = encode(&state);
-    report_size("open window keys", n, bytes.len());
+    report_size("open window keys, encoded", n, bytes.len());
+    let copy: WindowState = decode(&bytes);
+    report_size("open window keys, heap held", n, support::held_by(copy));
 
     let mut group = c.benchmark_group("checkpoint/window_state");
     group
@@ -145,7 +151,18 @@ fn alert_state(c: &mut Criterion) {
     let part = evaluator.snapshot();
     assert_eq!(part.keys.len(), n, "every key has a rule state");
     let bytes = encode(&part);
-    report_size("alert rule states (one rule per key)", n, bytes.len());
+    report_size(
+        "alert rule states (one rule per key), encoded",
+        n,
+        bytes.len(),
+    );
+    let mut copy = AlertEvaluator::<Reading>::new(rules.clone());
+    copy.restore(vec![part], FRONTIER, |_| true);
+    report_size(
+        "alert rule states (one rule per key), heap held",
+        n,
+        support::held_by(copy),
+    );
 
     let mut group = c.benchmark_group("checkpoint/alert_state");
     group

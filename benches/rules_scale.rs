@@ -48,8 +48,8 @@
 // criterion_group! generates an undocumented public function.
 #![allow(missing_docs)]
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
+mod support;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -59,45 +59,10 @@ use weir::operators::alert::{
 };
 use weir::operators::Reading;
 
-/// The system allocator, counting the bytes live: what the evaluator
-/// holds is what dropping it frees.
-struct Counting;
-
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-
-// SAFETY: every call is forwarded to `System` unchanged; only a counter is
-// kept besides.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let p = System.alloc(layout);
-        if !p.is_null() {
-            LIVE.fetch_add(layout.size(), Ordering::Relaxed);
-        }
-        p
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        let p = System.alloc_zeroed(layout);
-        if !p.is_null() {
-            LIVE.fetch_add(layout.size(), Ordering::Relaxed);
-        }
-        p
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        System.dealloc(ptr, layout);
-        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let p = System.realloc(ptr, layout, new_size);
-        if !p.is_null() {
-            LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-            LIVE.fetch_add(new_size, Ordering::Relaxed);
-        }
-        p
-    }
-}
-
+/// Counts the bytes live, so that what the evaluator holds is what
+/// dropping it frees.
 #[global_allocator]
-static ALLOCATOR: Counting = Counting;
+static ALLOCATOR: support::Counting = support::Counting;
 
 const RULES: usize = 1_000;
 const GROUPS: usize = 20;
@@ -450,9 +415,7 @@ fn state_size(eval: AlertEvaluator<Reading>, rules: &RuleSet) {
     }
     let saved: usize = by_kind.iter().map(|(n, _)| n).sum();
     drop(part);
-    let live = LIVE.load(Ordering::Relaxed);
-    drop(eval);
-    let held = live - LIVE.load(Ordering::Relaxed);
+    let held = support::held_by(eval);
     let rules_per_kind = |k: usize| {
         rules
             .rules

@@ -1,6 +1,8 @@
 //! Input and timing shared by the benches (each bench uses part of it).
 #![allow(dead_code)]
 
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use weir::operators::memory::MemoryTopic;
@@ -76,4 +78,50 @@ pub fn best_of<T>(runs: usize, mut f: impl FnMut() -> T) -> (Duration, T) {
         }
     }
     best.expect("at least one run")
+}
+
+/// The system allocator, counting the bytes live. A bench that measures
+/// the memory its state holds installs it:
+/// `#[global_allocator] static ALLOCATOR: support::Counting = support::Counting;`
+pub struct Counting;
+
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: every call is forwarded to `System` unchanged; only a counter is
+// kept besides.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let p = System.alloc(layout);
+        if !p.is_null() {
+            LIVE.fetch_add(layout.size(), Ordering::Relaxed);
+        }
+        p
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        let p = System.alloc_zeroed(layout);
+        if !p.is_null() {
+            LIVE.fetch_add(layout.size(), Ordering::Relaxed);
+        }
+        p
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        System.dealloc(ptr, layout);
+        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let p = System.realloc(ptr, layout, new_size);
+        if !p.is_null() {
+            LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+            LIVE.fetch_add(new_size, Ordering::Relaxed);
+        }
+        p
+    }
+}
+
+/// The heap bytes `value` holds: what dropping it frees (with [`Counting`]
+/// installed as the global allocator; 0 without).
+pub fn held_by<T>(value: T) -> usize {
+    let live = LIVE.load(Ordering::Relaxed);
+    drop(value);
+    live.saturating_sub(LIVE.load(Ordering::Relaxed))
 }
