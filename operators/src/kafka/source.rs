@@ -132,6 +132,11 @@ impl KafkaSourceConfig {
             // librdkafka pauses a partition's fetching for this long once its
             // local queue is full (default 1 s); a fast consumer then starves.
             .set("fetch.queue.backoff.ms", "20")
+            // What librdkafka prefetches is memory the pipeline does not
+            // see: at most 16 MB (default 64 MB) and 10,000 records per
+            // partition (default 100,000), so that a backlog waits in Kafka.
+            .set("queued.max.messages.kbytes", "16384")
+            .set("queued.min.messages", "10000")
             // Partition end offsets, for the lag metrics.
             .set("statistics.interval.ms", "1000")
             .set(
