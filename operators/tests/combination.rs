@@ -3,13 +3,12 @@
 //! alerts at 1 and 3 workers must equal a reference written from the
 //! definition in README "Alert rules".
 
-use std::sync::{Arc, Mutex};
+mod support;
 
-use timely::dataflow::operators::Inspect;
+use std::sync::Arc;
+
 use weir_operators::alert::combination::{Combination, Condition, Mode};
 use weir_operators::alert::{Direction, Rule, RuleKind, RuleSet};
-use weir_operators::memory::{MemorySource, MemoryTopic};
-use weir_operators::{Decoder, Env, EvaluateAlerts};
 
 const WITHIN_MS: u64 = 3_000;
 
@@ -85,19 +84,14 @@ fn weir(
     input: &[(usize, String, &'static str, u64, f64)],
     workers: usize,
 ) -> Vec<(String, String, u64)> {
-    let payloads: Vec<(usize, Vec<u8>)> = input
+    let payloads: Vec<(usize, String)> = input
         .iter()
         .map(|(p, device, sensor, t, v)| {
             let json =
                 format!(r#"{{"device_id":"{device}","sensor":"{sensor}","value":{v},"ts":{t}}}"#);
-            (*p, json.into_bytes())
+            (*p, json)
         })
         .collect();
-    let topic = Arc::new(MemoryTopic::from_records(
-        "readings",
-        3,
-        payloads.iter().map(|(p, b)| (*p, None, b.as_slice(), None)),
-    ));
     let combination = Combination {
         mode: Mode::All,
         conditions: vec![
@@ -113,27 +107,13 @@ fn weir(
         ..Rule::new("hot-and-shaking", "temp", Direction::Above, 0.0)
     };
     let rules = Arc::new(RuleSet::new(vec![rule]));
-    let alerts = Arc::new(Mutex::new(Vec::new()));
-    let sink = alerts.clone();
-    timely::execute(timely::Config::process(workers), move |worker| {
-        let (topic, rules, sink) = (topic.clone(), rules.clone(), sink.clone());
-        worker.dataflow::<u64, _, _>(move |scope| {
-            let env = Env::standalone(scope);
-            let (readings, _dead) = scope.memory_source(topic, Decoder::default(), 2_000, &env);
-            readings.evaluate_alerts(rules, &env).inspect(move |a| {
-                assert_eq!(a.sensor.as_str(), "temp+vib");
-                let state = a.state.as_str().to_owned();
-                sink.lock()
-                    .unwrap()
-                    .push((a.device.to_string(), state, a.event_time));
-            });
-            env.finish();
-        });
-    })
-    .unwrap();
-    let mut got = alerts.lock().unwrap().clone();
-    got.sort_by(|a, b| (a.2, &a.0, &a.1).cmp(&(b.2, &b.0, &b.1)));
-    got
+    support::alerts_of(&payloads, rules, 2_000, workers)
+        .into_iter()
+        .map(|(device, sensor, state, time)| {
+            assert_eq!(sensor, "temp+vib");
+            (device, state, time)
+        })
+        .collect()
 }
 
 #[test]

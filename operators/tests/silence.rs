@@ -3,12 +3,11 @@
 //! at 1 and 3 workers. Expected alerts come from a reference loop over the
 //! input, written here from the rule's definition.
 
-use std::sync::{Arc, Mutex};
+mod support;
 
-use timely::dataflow::operators::Inspect;
+use std::sync::Arc;
+
 use weir_operators::alert::{Direction, Rule, RuleKind, RuleSet};
-use weir_operators::memory::{MemorySource, MemoryTopic};
-use weir_operators::{Decoder, Env, EvaluateAlerts};
 
 const AFTER_MS: u64 = 20_000;
 const OUT_OF_ORDERNESS_MS: u64 = 2_000;
@@ -84,44 +83,22 @@ fn reference(input: &[(usize, String, u64)]) -> Vec<(String, String, u64)> {
 }
 
 fn weir(input: &[(usize, String, u64)], workers: usize) -> Vec<(String, String, u64)> {
-    let payloads: Vec<(usize, Vec<u8>)> = input
+    let payloads: Vec<(usize, String)> = input
         .iter()
         .map(|(p, device, t)| {
             let json = format!(r#"{{"device_id":"{device}","sensor":"temp","value":1,"ts":{t}}}"#);
-            (*p, json.into_bytes())
+            (*p, json)
         })
         .collect();
-    let topic = Arc::new(MemoryTopic::from_records(
-        "readings",
-        3,
-        payloads.iter().map(|(p, b)| (*p, None, b.as_slice(), None)),
-    ));
     let rule = Rule {
         kind: RuleKind::Silence { after_ms: AFTER_MS },
         ..Rule::new("silent", "temp", Direction::Above, 0.0)
     };
     let rules = Arc::new(RuleSet::new(vec![rule]));
-    let alerts = Arc::new(Mutex::new(Vec::new()));
-    let sink = alerts.clone();
-    timely::execute(timely::Config::process(workers), move |worker| {
-        let (topic, rules, sink) = (topic.clone(), rules.clone(), sink.clone());
-        worker.dataflow::<u64, _, _>(move |scope| {
-            let env = Env::standalone(scope);
-            let (readings, _dead) =
-                scope.memory_source(topic, Decoder::default(), OUT_OF_ORDERNESS_MS, &env);
-            readings.evaluate_alerts(rules, &env).inspect(move |a| {
-                let state = a.state.as_str().to_owned();
-                sink.lock()
-                    .unwrap()
-                    .push((a.device.to_string(), state, a.event_time));
-            });
-            env.finish();
-        });
-    })
-    .unwrap();
-    let mut got = alerts.lock().unwrap().clone();
-    got.sort_by(|a, b| (a.2, &a.0, &a.1).cmp(&(b.2, &b.0, &b.1)));
-    got
+    support::alerts_of(&payloads, rules, OUT_OF_ORDERNESS_MS, workers)
+        .into_iter()
+        .map(|(device, _, state, time)| (device, state, time))
+        .collect()
 }
 
 #[test]
