@@ -225,7 +225,8 @@ impl Drop for GaugeShare {
 struct AlertFeed {
     recent: VecDeque<AlertEvent>,
     /// Firing since (event time), by (rule, device, sensor).
-    firing: BTreeMap<(Name, Name, Name), AlertEvent>,
+    /// By (rule, device, sensor); hashed, as every alert event updates it.
+    firing: hashbrown::HashMap<(Name, Name, Name), AlertEvent>,
 }
 
 /// Alert events kept for the status page.
@@ -382,13 +383,13 @@ impl Metrics {
     }
 
     /// The latest alert events (oldest first), and the firing ones (each
-    /// with the event that made it fire).
+    /// with the event that made it fire), by rule, device and sensor.
     pub fn alert_feed(&self) -> (Vec<AlertEvent>, Vec<AlertEvent>) {
         let feed = lock(&self.alert_feed);
-        (
-            feed.recent.iter().cloned().collect(),
-            feed.firing.values().cloned().collect(),
-        )
+        let mut firing: Vec<AlertEvent> = feed.firing.values().cloned().collect();
+        firing
+            .sort_by(|a, b| (&a.rule, &a.device, &a.sensor).cmp(&(&b.rule, &b.device, &b.sensor)));
+        (feed.recent.iter().cloned().collect(), firing)
     }
 
     /// Records where the partitions of `topic` stand.
