@@ -6,11 +6,15 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use hashbrown::HashTable;
-use serde::{Deserialize, Serialize};
 
-use super::rule::PROGRESS_BUCKET_MS;
 use super::{Alert, AlertState, Observation, Rule, RuleKind, RuleSet, RuleState, Transition};
 use crate::reading::{Name, SensorKey};
+
+mod checkpoint;
+mod silence;
+
+pub use checkpoint::AlertPart;
+use silence::noticed;
 
 /// Per-key state of the alert operator: the rules that select the key and
 /// their state machines.
@@ -96,49 +100,6 @@ pub struct AlertEvaluator<O> {
     progress: BTreeMap<i32, BTreeSet<u64>>,
 }
 
-/// [`AlertEvaluator::snapshot_view`]: serializes as an [`AlertPart`] (a
-/// struct of one sequence of `(key, [(name, state)])`), from borrowed state.
-struct PartView<'a, O>(&'a AlertEvaluator<O>);
-
-impl<O: Observation> Serialize for PartView<'_, O> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::{SerializeSeq, SerializeStruct};
-        /// A sequence of `len` items, serialized from a clone of `items`.
-        struct Seq<I> {
-            items: I,
-            len: usize,
-        }
-        impl<I: Iterator<Item = T> + Clone, T: Serialize> Serialize for Seq<I> {
-            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                let mut seq = s.serialize_seq(Some(self.len))?;
-                for item in self.items.clone() {
-                    seq.serialize_element(&item)?;
-                }
-                seq.end()
-            }
-        }
-        let evaluator = self.0;
-        let keys = evaluator.saved_keys().map(|k| {
-            let states = evaluator.saved_states(k);
-            let len = states.clone().count();
-            (&k.key, Seq { items: states, len })
-        });
-        let len = evaluator.saved_keys().count();
-        let mut part = serializer.serialize_struct("AlertPart", 1)?;
-        part.serialize_field("keys", &Seq { items: keys, len })?;
-        part.end()
-    }
-}
-
-/// The rule states of an alert operator: its part of a checkpoint. States
-/// are kept by rule name; a resumed run takes those of the rules whose
-/// definition is unchanged (see [`crate::checkpoint::Manifest::rules`]).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct AlertPart {
-    /// Per key, the states that differ from the initial state.
-    pub keys: Vec<(SensorKey, Vec<(String, RuleState)>)>,
-}
-
 impl<O: Observation> AlertEvaluator<O> {
     /// An evaluator for a rule set (version 1).
     pub fn new(rules: Arc<RuleSet>) -> Self {
@@ -158,91 +119,6 @@ impl<O: Observation> AlertEvaluator<O> {
             floor: 0,
             silences: BTreeMap::new(),
             progress: BTreeMap::new(),
-        }
-    }
-
-    /// The rule states as of the last [`AlertEvaluator::advance_to`]:
-    /// observations not yet applied are left out (after a restart they are
-    /// read again).
-    pub fn snapshot(&self) -> AlertPart {
-        let keys = self
-            .saved_keys()
-            .map(|k| {
-                let states = self
-                    .saved_states(k)
-                    .map(|(name, state)| (name.to_owned(), state.clone()))
-                    .collect();
-                (k.key.clone(), states)
-            })
-            .collect();
-        AlertPart { keys }
-    }
-
-    /// The state as a checkpoint part, without copying it: it encodes
-    /// exactly as [`AlertEvaluator::snapshot`] does.
-    pub fn snapshot_view(&self) -> impl Serialize + '_ {
-        PartView(self)
-    }
-
-    /// The keys with a state that differs from the initial one.
-    fn saved_keys(&self) -> impl Iterator<Item = &KeyState> + Clone + '_ {
-        self.keys
-            .iter()
-            .filter(|k| k.rules.iter().any(|(_, s)| *s != RuleState::default()))
-    }
-
-    /// A key's states that differ from the initial one, by rule name.
-    fn saved_states<'a>(
-        &'a self,
-        k: &'a KeyState,
-    ) -> impl Iterator<Item = (&'a str, &'a RuleState)> + Clone + 'a {
-        k.rules
-            .iter()
-            .filter(|(_, state)| *state != RuleState::default())
-            .map(|(i, state)| (self.table[*i].name.as_str(), state))
-    }
-
-    /// Restores the states of `parts` for which `mine` holds (the keys this
-    /// worker owns), for rules that still exist, as of a checkpoint at
-    /// `frontier`: observations before it are ignored from now on.
-    pub fn restore(
-        &mut self,
-        parts: Vec<AlertPart>,
-        frontier: u64,
-        mine: impl Fn(&SensorKey) -> bool,
-    ) {
-        self.floor = frontier;
-        for (key, states) in parts.into_iter().flat_map(|p| p.keys) {
-            if !mine(&key) {
-                continue;
-            }
-            let rules: Vec<(usize, RuleState)> = self
-                .rules_of(&key.device, &key.sensor, |_| true)
-                .into_iter()
-                .map(|i| {
-                    let name = &self.table[i].name;
-                    let state = states.iter().find(|(n, _)| n == name);
-                    (i, state.map(|(_, s)| s.clone()).unwrap_or_default())
-                })
-                .collect();
-            let slot = self.keys.len();
-            for (i, (rule, state)) in rules.iter().enumerate() {
-                let rule = &self.table[*rule];
-                if let Some(deadline) = state.deadline(rule) {
-                    self.deadlines.insert((deadline, slot, i));
-                }
-                if let Some((deadline, partition)) = state.silence_deadline(rule) {
-                    self.silences
-                        .entry(partition)
-                        .or_default()
-                        .insert((deadline, slot, i));
-                }
-            }
-            let route = route_of(&key);
-            let keys = &self.keys;
-            self.index
-                .insert_unique(route, slot, |&s| route_of(&keys[s].key));
-            self.keys.push(KeyState::new(key, rules));
         }
     }
 
@@ -304,15 +180,6 @@ impl<O: Observation> AlertEvaluator<O> {
         self.pending.clear();
         self.deadlines.clear();
         self.silences.clear();
-    }
-
-    /// Notes that source partition `partition` delivered a reading in the
-    /// bucket of event time starting at `bucket` (a multiple of
-    /// [`PROGRESS_BUCKET_MS`]). Silence rules fire only once the partition
-    /// of a silent key has come this far, so that a stalled or idle
-    /// partition never makes its keys look silent.
-    pub fn note_progress(&mut self, partition: i32, bucket: u64) {
-        self.progress.entry(partition).or_default().insert(bucket);
     }
 
     /// Keys (device, sensor) seen.
@@ -621,54 +488,6 @@ impl<O: Observation> AlertEvaluator<O> {
         }
         found
     }
-
-    /// Fires the silences the frontier has decided (see
-    /// [`noticed`]), and forgets progress no armed or later
-    /// silence can need. Returns the number of suppressed firings.
-    fn fire_silences(&mut self, frontier: Option<u64>, out: &mut Vec<Alert>) -> u64 {
-        let mut suppressed = 0;
-        let partitions: Vec<i32> = self.silences.keys().copied().collect();
-        for partition in partitions {
-            while let Some(&(deadline, slot, i)) =
-                self.silences.get(&partition).and_then(|s| s.first())
-            {
-                // A later deadline is noticed no earlier: stop at the first
-                // one that is not.
-                let Some(at) = noticed(&self.progress, partition, deadline, frontier) else {
-                    break;
-                };
-                if let Some(set) = self.silences.get_mut(&partition) {
-                    set.pop_first();
-                }
-                let key = &mut self.keys[slot];
-                let (rule_idx, state) = &mut key.rules[i];
-                let rule = &self.table[*rule_idx];
-                state.fire_silence(rule, at, &mut self.transitions);
-                suppressed += emit(
-                    rule,
-                    &self.rules,
-                    self.version,
-                    &key.key,
-                    &mut self.transitions,
-                    out,
-                );
-            }
-        }
-        // Readings not applied yet are at or after the frontier, so every
-        // later deadline is too.
-        if let Some(frontier) = frontier {
-            for (partition, buckets) in &mut self.progress {
-                let oldest = self
-                    .silences
-                    .get(partition)
-                    .and_then(|s| s.first())
-                    .map_or(frontier, |(d, _, _)| (*d).min(frontier));
-                let keep = oldest - oldest % PROGRESS_BUCKET_MS;
-                *buckets = buckets.split_off(&keep);
-            }
-        }
-        suppressed
-    }
 }
 
 /// Every sensor name some rule lists, or `None` if a rule takes every sensor.
@@ -740,24 +559,6 @@ fn emit(
         });
     }
     suppressed
-}
-
-/// When a silence with `deadline`, of a key last read from `partition`,
-/// can be told from `progress` at the frontier `frontier` (`None`: no
-/// frontier limit, the input ended or the key's own later reading is
-/// applied): the end of the first bucket at or after the deadline in which
-/// the partition delivered readings, once the frontier has passed that
-/// bucket's end (every reading in it has then been seen).
-fn noticed(
-    progress: &BTreeMap<i32, BTreeSet<u64>>,
-    partition: i32,
-    deadline: u64,
-    frontier: Option<u64>,
-) -> Option<u64> {
-    let first = deadline.div_ceil(PROGRESS_BUCKET_MS) * PROGRESS_BUCKET_MS;
-    let bucket = progress.get(&partition)?.range(first..).next()?;
-    let end = bucket + PROGRESS_BUCKET_MS;
-    frontier.is_none_or(|f| end < f).then_some(end)
 }
 
 #[cfg(test)]
