@@ -1,0 +1,183 @@
+//! Checks of single values: required text, finite numbers, counts,
+//! choices, durations, start offsets and client properties.
+
+use super::*;
+
+/// A required, non-empty string; `at` is where the table that lacks it starts.
+pub(super) fn required_text(
+    d: &mut Diag<'_>,
+    value: Option<&Spanned<String>>,
+    at: usize,
+    path: &str,
+) -> String {
+    match value {
+        Some(v) => text(d, v, path),
+        None => {
+            d.at(at, path, "required field is missing");
+            String::new()
+        }
+    }
+}
+
+/// A non-empty string.
+pub(super) fn text(d: &mut Diag<'_>, value: &Spanned<String>, path: &str) -> String {
+    if value.get_ref().trim().is_empty() {
+        d.err(value.span(), path, "must not be empty");
+    }
+    value.get_ref().clone()
+}
+
+/// A finite number.
+pub(super) fn finite(d: &mut Diag<'_>, value: &Spanned<f64>, path: &str) -> Option<f64> {
+    let v = *value.get_ref();
+    if v.is_finite() {
+        Some(v)
+    } else {
+        d.err(
+            value.span(),
+            path,
+            format!("must be a finite number, found {v}"),
+        );
+        None
+    }
+}
+
+/// An integer in `min..=max`, converted to `T`.
+pub(super) fn count<T: TryFrom<i64> + fmt::Display>(
+    d: &mut Diag<'_>,
+    value: &Spanned<i64>,
+    path: &str,
+    min: i64,
+    max: T,
+) -> Option<T> {
+    let v = *value.get_ref();
+    match T::try_from(v) {
+        Ok(n) if v >= min => Some(n),
+        Ok(_) => {
+            d.err(
+                value.span(),
+                path,
+                format!("must be at least {min}, found {v}"),
+            );
+            None
+        }
+        Err(_) => {
+            let limit = if v < min {
+                format!("at least {min}")
+            } else {
+                format!("at most {max}")
+            };
+            d.err(value.span(), path, format!("must be {limit}, found {v}"));
+            None
+        }
+    }
+}
+
+/// One of a fixed list of names.
+pub(super) fn choice<T: Copy>(
+    d: &mut Diag<'_>,
+    value: &Spanned<String>,
+    path: &str,
+    options: &[(&str, T)],
+) -> Option<T> {
+    let found = options.iter().find(|(name, _)| *name == value.get_ref());
+    if found.is_none() {
+        let names: Vec<String> = options.iter().map(|(n, _)| format!("{n:?}")).collect();
+        d.err(
+            value.span(),
+            path,
+            format!(
+                "unknown value {:?}: expected one of {}",
+                value.get_ref(),
+                names.join(", ")
+            ),
+        );
+    }
+    found.map(|(_, v)| *v)
+}
+
+/// A human duration, in ms.
+pub(super) fn duration_ms(d: &mut Diag<'_>, value: &Spanned<String>, path: &str) -> Option<u64> {
+    parse_duration_ms(value.get_ref())
+        .map_err(|e| d.err(value.span(), path, e))
+        .ok()
+}
+
+/// Parses a human duration (`"500ms"`, `"30s"`, `"5m"`, `"1h"`, `"1h 30m"`)
+/// into whole milliseconds. The error quotes the text.
+pub(crate) fn parse_duration_ms(text: &str) -> Result<u64, String> {
+    let duration = humantime::parse_duration(text).map_err(|e| {
+        format!(
+            "invalid duration {text:?} ({e}): write a number and a unit, like \"500ms\", \"30s\", \"5m\" or \"1h\""
+        )
+    })?;
+    if duration.subsec_nanos() % 1_000_000 != 0 {
+        return Err(format!(
+            "duration {text:?} is not a whole number of milliseconds"
+        ));
+    }
+    u64::try_from(duration.as_millis()).map_err(|_| format!("duration {text:?} is too long"))
+}
+
+/// Parses where a source starts: `earliest`, `latest`, `committed`, or an
+/// RFC 3339 time (the first record at or after it).
+pub(super) fn parse_start(text: &str) -> Result<StartOffset, String> {
+    match text {
+        "earliest" => Ok(StartOffset::Earliest),
+        "latest" => Ok(StartOffset::Latest),
+        "committed" => Ok(StartOffset::Committed),
+        _ => match chrono::DateTime::parse_from_rfc3339(text) {
+            Ok(t) if t.timestamp_millis() >= 0 => Ok(StartOffset::Timestamp(t.timestamp_millis())),
+            Ok(_) => Err(format!("start time {text:?} is before 1970")),
+            Err(e) => Err(format!(
+                "invalid start {text:?} ({e}): expected \"earliest\", \"latest\", \"committed\" or an \
+                 RFC 3339 time with an offset, like \"2026-11-22T10:00:00Z\""
+            )),
+        },
+    }
+}
+
+/// Extra librdkafka properties: strings, numbers or booleans, as strings;
+/// `"${NAME}"` takes the value of environment variable `NAME` (a secret: see
+/// [`crate::secrets`]).
+pub(super) fn properties(
+    d: &mut Diag<'_>,
+    raw: Option<&BTreeMap<String, Spanned<toml::Value>>>,
+    path: &str,
+) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for (key, value) in raw.into_iter().flatten() {
+        let text = match value.get_ref() {
+            toml::Value::String(s) => match crate::secrets::reference(s) {
+                None => s.clone(),
+                Some(name) => match crate::secrets::from_env(name) {
+                    Some(secret) => secret,
+                    None => {
+                        d.err(
+                            value.span(),
+                            &field_path(path, key),
+                            format!("environment variable {name} is not set"),
+                        );
+                        continue;
+                    }
+                },
+            },
+            toml::Value::Integer(i) => i.to_string(),
+            toml::Value::Float(f) => f.to_string(),
+            toml::Value::Boolean(b) => b.to_string(),
+            other => {
+                d.err(
+                    value.span(),
+                    &field_path(path, key),
+                    format!(
+                        "must be a string, number or boolean, found {}",
+                        other.type_str()
+                    ),
+                );
+                continue;
+            }
+        };
+        out.push((key.clone(), text));
+    }
+    out
+}
