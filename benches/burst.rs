@@ -38,16 +38,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::mocking::MockCluster;
-use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::operator::Operator;
-use timely::dataflow::operators::Concat;
-use weir::operators::alert::{Direction, Rule, RuleInput, RuleSet, Stat};
-use weir::operators::kafka::{KafkaSink, KafkaSinkConfig, KafkaSource, KafkaSourceConfig};
-use weir::operators::parquet::{ParquetSink, ParquetSinkConfig};
-use weir::operators::{Decoder, EvaluateAlerts, Metrics, Reading, Run, WindowAggregateOp};
+use weir::operators::kafka::KafkaSourceConfig;
+use weir::operators::{Metrics, Reading, Run};
 use weir::RunOptions;
 
 mod support;
@@ -67,39 +62,6 @@ fn produce(brokers: &str, topic: &str, readings: usize) -> usize {
         ..weir::simulate::SimulatorConfig::default()
     };
     support::produce_simulation(brokers, topic, &config)
-}
-
-/// How fast a bare rdkafka loop reads the `expected` records of `topic`.
-fn bare_loop(brokers: &str, topic: &str, expected: usize) -> f64 {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", "bare")
-        .set("enable.auto.commit", "false")
-        .set("fetch.queue.backoff.ms", "20")
-        .create()
-        .expect("consumer");
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..PARTITIONS {
-        tpl.add_partition_offset(topic, p, Offset::Beginning)
-            .expect("partition");
-    }
-    consumer.assign(&tpl).expect("assign");
-    let start = Instant::now();
-    let (mut n, mut bytes) = (0, 0);
-    let mut last = Instant::now();
-    while n < expected {
-        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
-            bytes += m.payload().map_or(0, <[u8]>::len);
-            n += 1;
-            last = Instant::now();
-        }
-        assert!(
-            last.elapsed() < Duration::from_secs(10),
-            "the mock cluster kept {n} of {expected} records: use more partitions"
-        );
-    }
-    assert!(bytes > 0);
-    n as f64 / start.elapsed().as_secs_f64()
 }
 
 /// A field of `/proc/self/status` in kB (`VmRSS`, `VmHWM`).
@@ -158,20 +120,6 @@ fn child(brokers: &str, topic: &str, expected: u64, workers: usize, spin_ns: u64
     };
     let out = tempfile::tempdir().expect("tempdir");
     let dir = out.path().to_path_buf();
-    let rules = Arc::new(RuleSet::new(vec![
-        Rule {
-            clear: 85.0,
-            for_ms: 20_000,
-            ..Rule::new("overheat", "temperature", Direction::Above, 90.0)
-        },
-        Rule {
-            input: RuleInput::Window {
-                size_ms: 60_000,
-                stat: Stat::Mean,
-            },
-            ..Rule::new("pressure-mean", "pressure", Direction::Above, 7.0)
-        },
-    ]));
     let options = RunOptions {
         workers,
         bounded: true,
@@ -194,10 +142,10 @@ fn child(brokers: &str, topic: &str, expected: u64, workers: usize, spin_ns: u64
                 None => panic!("bad source option {option}"),
             }
         }
-        let (readings, _dead) = scope.kafka_source(source, Decoder::default(), ctx);
+        let readings = support::kafka_pipeline(scope, ctx, source, dir.clone());
         // The slow sink: a busy wait per reading, after an exchange by key.
         let slow = slow.clone();
-        readings.clone().sink(
+        readings.sink(
             Exchange::new(|r: &Reading| r.route),
             "SlowSink",
             move |(input, _)| {
@@ -209,14 +157,6 @@ fn child(brokers: &str, topic: &str, expected: u64, workers: usize, spin_ns: u64
                 });
             },
         );
-        let windows = readings.clone().window_aggregate(60_000, ctx);
-        windows
-            .clone()
-            .parquet_sink(ParquetSinkConfig::new(dir.clone()), ctx);
-        let alerts = readings
-            .evaluate_alerts(rules.clone(), ctx)
-            .concat(windows.evaluate_alerts(rules.clone(), ctx));
-        alerts.kafka_sink(KafkaSinkConfig::new(&brokers, "alerts"), ctx);
     })
     .expect("pipeline runs");
     let took = start.elapsed().as_secs_f64();
@@ -322,7 +262,8 @@ fn main() {
         backlogs.push((topic, n));
     }
     let (_, n_large) = backlogs[2];
-    let bare = bare_loop(&brokers, "large", n_large);
+    let bare = n_large as f64
+        / support::bare_consume(&brokers, "large", PARTITIONS, n_large).as_secs_f64();
     println!(
         "burst: backlogs of {} records on {PARTITIONS} partitions of an in-process mock cluster",
         backlogs

@@ -13,17 +13,10 @@
 //! size, default 1,000,000).
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::mocking::MockCluster;
-use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
-use timely::dataflow::operators::Concat;
-use weir::operators::alert::{Direction, Rule, RuleInput, RuleSet, Stat};
-use weir::operators::kafka::{KafkaSink, KafkaSinkConfig, KafkaSource, KafkaSourceConfig};
-use weir::operators::parquet::{ParquetSink, ParquetSinkConfig};
-use weir::operators::{Decoder, EvaluateAlerts, WindowAggregateOp};
+use weir::operators::kafka::KafkaSourceConfig;
 use weir::record::{Position, RecordOptions};
 use weir::simulate::SimulatorConfig;
 use weir::RunOptions;
@@ -43,55 +36,12 @@ fn produce(brokers: &str, topic: &str, readings: usize) -> usize {
     support::produce_simulation(brokers, topic, &config)
 }
 
-fn bare_loop(brokers: &str, topic: &str, expected: usize) -> Duration {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", "bare")
-        .set("enable.auto.commit", "false")
-        // As Weir's source sets it: without it librdkafka pauses a full
-        // partition queue's fetching for 1 s and a fast loop starves.
-        .set("fetch.queue.backoff.ms", "20")
-        .create()
-        .expect("consumer");
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..PARTITIONS {
-        tpl.add_partition_offset(topic, p, Offset::Beginning)
-            .expect("partition");
-    }
-    consumer.assign(&tpl).expect("assign");
-    let start = Instant::now();
-    let (mut n, mut bytes) = (0, 0);
-    while n < expected {
-        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
-            bytes += m.payload().map_or(0, <[u8]>::len);
-            n += 1;
-        }
-    }
-    let took = start.elapsed();
-    assert!(bytes > 0);
-    took
-}
-
 /// Weir on `workers` threads; with `replay`, reading that recording
 /// instead of the topic and writing local files (as `weir replay` does).
 fn weir(brokers: &str, topic: &str, workers: usize, replay: Option<&Path>) -> (Duration, u64) {
     let out = tempfile::tempdir().expect("tempdir");
     let local = tempfile::tempdir().expect("tempdir");
     let dir = out.path().to_path_buf();
-    let rules = Arc::new(RuleSet::new(vec![
-        Rule {
-            clear: 85.0,
-            for_ms: 20_000,
-            ..Rule::new("overheat", "temperature", Direction::Above, 90.0)
-        },
-        Rule {
-            input: RuleInput::Window {
-                size_ms: 60_000,
-                stat: Stat::Mean,
-            },
-            ..Rule::new("pressure-mean", "pressure", Direction::Above, 7.0)
-        },
-    ]));
     let (brokers, topic) = (brokers.to_owned(), topic.to_owned());
     let options = RunOptions {
         workers,
@@ -104,15 +54,7 @@ fn weir(brokers: &str, topic: &str, workers: usize, replay: Option<&Path>) -> (D
     let report = weir::run(&options, move |scope, ctx| {
         let mut source = KafkaSourceConfig::new(&brokers, &topic);
         source.bounded = true;
-        let (readings, _dead) = scope.kafka_source(source, Decoder::default(), ctx);
-        let windows = readings.clone().window_aggregate(60_000, ctx);
-        windows
-            .clone()
-            .parquet_sink(ParquetSinkConfig::new(dir.clone()), ctx);
-        let alerts = readings
-            .evaluate_alerts(rules.clone(), ctx)
-            .concat(windows.evaluate_alerts(rules.clone(), ctx));
-        alerts.kafka_sink(KafkaSinkConfig::new(&brokers, "alerts"), ctx);
+        support::kafka_pipeline(scope, ctx, source, dir.clone());
     })
     .expect("pipeline runs");
     (start.elapsed(), report.records_read)
@@ -133,7 +75,7 @@ fn main() {
     let n = produce(&brokers, "readings", readings);
     println!("end to end: {n} records on {PARTITIONS} partitions of an in-process mock cluster");
 
-    let bare = bare_loop(&brokers, "readings", n);
+    let bare = support::bare_consume(&brokers, "readings", PARTITIONS, n);
     let bare_rate = n as f64 / bare.as_secs_f64();
     println!("  bare rdkafka loop  {bare_rate:>12.0} records/s");
     for workers in [1, 2] {

@@ -125,3 +125,87 @@ pub fn held_by<T>(value: T) -> usize {
     drop(value);
     live.saturating_sub(LIVE.load(Ordering::Relaxed))
 }
+
+/// How long a bare rdkafka loop takes to read the `expected` records of
+/// partitions `0..partitions` of `topic`, from the beginning. It fails when
+/// no record comes for 10 s (the mock cluster deletes what exceeds about
+/// 5 MB per partition).
+pub fn bare_consume(brokers: &str, topic: &str, partitions: i32, expected: usize) -> Duration {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::{Message, Offset, TopicPartitionList};
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "bare")
+        .set("enable.auto.commit", "false")
+        // As Weir's source sets it: without it librdkafka pauses a full
+        // partition queue's fetching for 1 s and a fast loop starves.
+        .set("fetch.queue.backoff.ms", "20")
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .expect("partition");
+    }
+    consumer.assign(&tpl).expect("assign");
+    let start = Instant::now();
+    let (mut n, mut bytes) = (0, 0);
+    let mut last = Instant::now();
+    while n < expected {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+            bytes += m.payload().map_or(0, <[u8]>::len);
+            n += 1;
+            last = Instant::now();
+        }
+        assert!(
+            last.elapsed() < Duration::from_secs(10),
+            "the mock cluster kept {n} of {expected} records: use more partitions"
+        );
+    }
+    assert!(bytes > 0);
+    start.elapsed()
+}
+
+/// The end-to-end benches' pipeline: `source` into one-minute windows to
+/// Parquet files in `dir`, and two alert rules (one on readings, one on
+/// window means) to the `alerts` topic. Returns the readings, for a bench
+/// that also consumes them.
+pub fn kafka_pipeline<'s>(
+    scope: timely::dataflow::Scope<'s, u64>,
+    ctx: &weir::Context<'s>,
+    source: weir::operators::kafka::KafkaSourceConfig,
+    dir: std::path::PathBuf,
+) -> timely::dataflow::Stream<'s, u64, Vec<weir::operators::Reading>> {
+    use std::sync::Arc;
+    use timely::dataflow::operators::Concat;
+    use weir::operators::alert::{Direction, Rule, RuleInput, RuleSet, Stat};
+    use weir::operators::kafka::{KafkaSink, KafkaSinkConfig, KafkaSource};
+    use weir::operators::parquet::{ParquetSink, ParquetSinkConfig};
+    use weir::operators::{Decoder, EvaluateAlerts, WindowAggregateOp};
+    let rules = Arc::new(RuleSet::new(vec![
+        Rule {
+            clear: 85.0,
+            for_ms: 20_000,
+            ..Rule::new("overheat", "temperature", Direction::Above, 90.0)
+        },
+        Rule {
+            input: RuleInput::Window {
+                size_ms: 60_000,
+                stat: Stat::Mean,
+            },
+            ..Rule::new("pressure-mean", "pressure", Direction::Above, 7.0)
+        },
+    ]));
+    let brokers = source.brokers.clone();
+    let (readings, _dead) = scope.kafka_source(source, Decoder::default(), ctx);
+    let windows = readings.clone().window_aggregate(60_000, ctx);
+    windows
+        .clone()
+        .parquet_sink(ParquetSinkConfig::new(dir), ctx);
+    let alerts = readings
+        .clone()
+        .evaluate_alerts(rules.clone(), ctx)
+        .concat(windows.evaluate_alerts(rules, ctx));
+    alerts.kafka_sink(KafkaSinkConfig::new(&brokers, "alerts"), ctx);
+    readings
+}
