@@ -1,0 +1,167 @@
+//! Watching a run from beside its workers: signals, the progress line, rule
+//! reloads and dead-letter bursts.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use weir_operators::{Metrics, Run};
+
+/// Waits for Ctrl-C (SIGINT) or SIGTERM.
+pub fn wait_for_signal() -> anyhow::Result<()> {
+    install_signal_handler()?;
+    SIGNALLED.store(false, Ordering::Relaxed);
+    while !SIGNALLED.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(())
+}
+
+/// Set by the first SIGINT or SIGTERM.
+pub(super) static SIGNALLED: AtomicBool = AtomicBool::new(false);
+
+pub(super) fn install_signal_handler() -> anyhow::Result<()> {
+    static INSTALLED: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    INSTALLED
+        .get_or_init(|| {
+            ctrlc::set_handler(|| {
+                if SIGNALLED.swap(true, Ordering::Relaxed) {
+                    eprintln!("Stopping at once.");
+                    std::process::exit(130);
+                }
+                eprintln!("Stopping: draining windows and sinks (signal again to exit at once).");
+            })
+            .map_err(|e| e.to_string())
+        })
+        .clone()
+        .map_err(|e| anyhow::anyhow!("cannot install the signal handler: {e}"))
+}
+
+/// Watches the run until `done`: shows progress, turns a signal into a stop
+/// request, and reloads the rules when asked.
+pub(super) fn spawn_monitor(
+    run: Run,
+    done: Arc<AtomicBool>,
+    progress: bool,
+    watch_signal: bool,
+    mut rules: Option<crate::reload::RulesWatch>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let bar = if progress {
+            let bar = indicatif::ProgressBar::new_spinner();
+            bar.set_style(
+                indicatif::ProgressStyle::with_template("{spinner} [{elapsed}] {msg}")
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+            );
+            bar
+        } else {
+            indicatif::ProgressBar::hidden()
+        };
+        let metrics = &run.metrics;
+        let mut known_end = false;
+        let mut bursts = DeadLetterBursts::default();
+        while !done.load(Ordering::Relaxed) {
+            if watch_signal && SIGNALLED.load(Ordering::Relaxed) && !run.control.stop_requested() {
+                run.control.request_stop();
+            }
+            if let Some(rules) = rules.as_mut() {
+                rules.poll(&run);
+            }
+            bursts.watch(metrics);
+            let expected = Metrics::get(&metrics.records_expected);
+            if expected > 0 && !known_end {
+                // The end is known (a replay): a bar with rate and ETA.
+                known_end = true;
+                bar.set_length(expected);
+                bar.set_style(
+                    indicatif::ProgressStyle::with_template(
+                        "[{elapsed}] {bar:30} {percent}% {per_sec} ETA {eta} {msg}",
+                    )
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+                );
+            }
+            bar.set_position(Metrics::get(&metrics.records_read));
+            bar.set_message(format!(
+                "{} records read, {} windows, {} alert events, {} dead letters",
+                Metrics::get(&metrics.records_read),
+                Metrics::get(&metrics.windows),
+                metrics
+                    .alerts_by_rule()
+                    .values()
+                    .map(|c| c.firing + c.resolved)
+                    .sum::<u64>(),
+                metrics.dead_letters_total(),
+            ));
+            bar.tick();
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        bar.finish_and_clear();
+        bursts.end(metrics);
+    })
+}
+
+/// Logs dead letters once per burst, not once per record: a burst starts
+/// with the first dead letter after a quiet spell and ends after
+/// [`BURST_QUIET`] without one (or [`BURST_MAX`] after it began); its line
+/// gives the count by reason.
+#[derive(Default)]
+struct DeadLetterBursts {
+    /// Counts by reason when the current burst began, when it began, and
+    /// when the last dead letter of it was seen.
+    current: Option<(Vec<u64>, Instant, Instant)>,
+    /// Counts by reason last seen.
+    seen: Vec<u64>,
+}
+
+/// A burst ends after this long without a dead letter.
+const BURST_QUIET: Duration = Duration::from_secs(5);
+/// A burst is logged at least this often while it lasts.
+const BURST_MAX: Duration = Duration::from_secs(60);
+
+impl DeadLetterBursts {
+    fn counts(metrics: &Metrics) -> Vec<u64> {
+        metrics.dead_letters.iter().map(Metrics::get).collect()
+    }
+
+    fn watch(&mut self, metrics: &Metrics) {
+        let now = Self::counts(metrics);
+        if self.seen.is_empty() {
+            self.seen = vec![0; now.len()];
+        }
+        let grew = now != self.seen;
+        match &mut self.current {
+            None if grew => {
+                self.current = Some((self.seen.clone(), Instant::now(), Instant::now()))
+            }
+            Some((_, _, last)) if grew => *last = Instant::now(),
+            Some((_, began, last))
+                if last.elapsed() >= BURST_QUIET || began.elapsed() >= BURST_MAX =>
+            {
+                self.end(metrics)
+            }
+            _ => {}
+        }
+        self.seen = now;
+    }
+
+    /// Logs the burst under way, if any.
+    fn end(&mut self, metrics: &Metrics) {
+        let Some((from, began, _)) = self.current.take() else {
+            return;
+        };
+        let now = Self::counts(metrics);
+        let parts: Vec<String> = weir_operators::DeadLetterReason::ALL
+            .iter()
+            .zip(now.iter().zip(&from))
+            .filter(|(_, (n, f))| n > f)
+            .map(|(reason, (n, f))| format!("{reason} {}", n - f))
+            .collect();
+        let total: u64 = now.iter().sum::<u64>() - from.iter().sum::<u64>();
+        tracing::warn!(
+            dead_letters = total,
+            seconds = began.elapsed().as_secs(),
+            reasons = %parts.join(", "),
+            "Dead-letter burst"
+        );
+    }
+}
