@@ -275,93 +275,78 @@ mod tests {
             .collect()
     }
 
+    /// One reading (sensor, event time, value) and the transitions it
+    /// causes.
+    type Step<'a> = (&'a str, u64, f64, Vec<CombinationTransition>);
+
+    /// Applies the readings of `steps` to a fresh state, one by one: each
+    /// must cause the transitions next to it.
+    fn check(rule: &Combination, steps: &[Step]) {
+        let readings: Vec<_> = steps.iter().map(|&(s, t, v, _)| (s, t, v)).collect();
+        let want: Vec<_> = steps.iter().map(|step| step.3.clone()).collect();
+        assert_eq!(run(rule, &readings), want);
+    }
+
     #[test]
     fn all_fires_when_every_condition_breaches_within_the_span() {
-        let got = run(
+        check(
             &hot_and_shaking(Mode::All),
             &[
-                (TEMP, 1_000, 95.0), // temperature only
-                (VIB, 5_000, 8.0),   // both, 4 s apart
-                (TEMP, 6_000, 97.0), // still both
-                (TEMP, 7_000, 90.0), // temperature clears (not above 90)
+                (TEMP, 1_000, 95.0, vec![]), // temperature only
+                // Both, 4 s apart.
+                (VIB, 5_000, 8.0, vec![fired(5_000, 8.0, &[95.0, 8.0])]),
+                (TEMP, 6_000, 97.0, vec![]), // still both
+                // Temperature clears (not above 90).
+                (TEMP, 7_000, 90.0, vec![resolved(7_000, 90.0)]),
             ],
-        );
-        assert_eq!(
-            got,
-            vec![
-                vec![],
-                vec![fired(5_000, 8.0, &[95.0, 8.0])],
-                vec![],
-                vec![resolved(7_000, 90.0)],
-            ]
         );
     }
 
     #[test]
     fn simultaneous_readings_are_evaluated_one_by_one() {
         let rule = hot_and_shaking(Mode::All);
-        let got = run(
+        check(
             &rule,
             &[
-                (TEMP, 1_000, 95.0),
-                (VIB, 1_000, 8.0),   // fires with the second reading's value
-                (TEMP, 1_000, 50.0), // resolves at the same time
+                (TEMP, 1_000, 95.0, vec![]),
+                // Fires with the second reading's value.
+                (VIB, 1_000, 8.0, vec![fired(1_000, 8.0, &[95.0, 8.0])]),
+                // Resolves at the same time.
+                (TEMP, 1_000, 50.0, vec![resolved(1_000, 50.0)]),
             ],
         );
-        assert_eq!(
-            got,
-            vec![
-                vec![],
-                vec![fired(1_000, 8.0, &[95.0, 8.0])],
-                vec![resolved(1_000, 50.0)],
-            ]
-        );
         // The other order: the value is the temperature's.
-        let got = run(&rule, &[(VIB, 1_000, 8.0), (TEMP, 1_000, 95.0)]);
-        assert_eq!(got, vec![vec![], vec![fired(1_000, 95.0, &[95.0, 8.0])]]);
+        check(
+            &rule,
+            &[
+                (VIB, 1_000, 8.0, vec![]),
+                (TEMP, 1_000, 95.0, vec![fired(1_000, 95.0, &[95.0, 8.0])]),
+            ],
+        );
     }
 
     #[test]
     fn a_condition_clearing_while_others_hold() {
         // All: resolves, and fires again when it breaches again.
-        let got = run(
+        check(
             &hot_and_shaking(Mode::All),
             &[
-                (TEMP, 0, 95.0),
-                (VIB, 1_000, 8.0),
-                (VIB, 2_000, 5.0),
-                (VIB, 3_000, 9.0),
+                (TEMP, 0, 95.0, vec![]),
+                (VIB, 1_000, 8.0, vec![fired(1_000, 8.0, &[95.0, 8.0])]),
+                (VIB, 2_000, 5.0, vec![resolved(2_000, 5.0)]),
+                (VIB, 3_000, 9.0, vec![fired(3_000, 9.0, &[95.0, 9.0])]),
             ],
-        );
-        assert_eq!(
-            got,
-            vec![
-                vec![],
-                vec![fired(1_000, 8.0, &[95.0, 8.0])],
-                vec![resolved(2_000, 5.0)],
-                vec![fired(3_000, 9.0, &[95.0, 9.0])],
-            ]
         );
         // Any: the other condition keeps it firing.
-        let got = run(
+        check(
             &hot_and_shaking(Mode::Any),
             &[
-                (TEMP, 0, 95.0),
-                (VIB, 1_000, 8.0),
-                (TEMP, 2_000, 80.0),
-                (VIB, 3_000, 7.5),
-                (VIB, 4_000, 7.0),
+                (TEMP, 0, 95.0, vec![fired(0, 95.0, &[95.0])]),
+                (VIB, 1_000, 8.0, vec![]),
+                (TEMP, 2_000, 80.0, vec![]),
+                (VIB, 3_000, 7.5, vec![]),
+                (VIB, 4_000, 7.0, vec![resolved(4_000, 7.0)]),
             ],
-        );
-        assert_eq!(
-            got,
-            vec![
-                vec![fired(0, 95.0, &[95.0])],
-                vec![],
-                vec![],
-                vec![],
-                vec![resolved(4_000, 7.0)],
-            ]
         );
     }
 
@@ -372,69 +357,52 @@ mod tests {
             conditions: vec![Condition::new(TEMP, Direction::Above, 90.0)],
             within_ms: 10_000,
         };
-        let got = run(
+        check(
             &rule,
             &[
-                (TEMP, 0, 95.0),
-                (TEMP, 100, 96.0),
-                (TEMP, 200, 80.0),
-                (TEMP, 300, 91.0),
+                (TEMP, 0, 95.0, vec![fired(0, 95.0, &[95.0])]),
+                (TEMP, 100, 96.0, vec![]),
+                (TEMP, 200, 80.0, vec![resolved(200, 80.0)]),
+                (TEMP, 300, 91.0, vec![fired(300, 91.0, &[91.0])]),
             ],
-        );
-        assert_eq!(
-            got,
-            vec![
-                vec![fired(0, 95.0, &[95.0])],
-                vec![],
-                vec![resolved(200, 80.0)],
-                vec![fired(300, 91.0, &[91.0])],
-            ]
         );
     }
 
     #[test]
     fn stale_breaches_do_not_count() {
-        let got = run(
+        check(
             &hot_and_shaking(Mode::All),
             &[
-                (TEMP, 0, 95.0),
-                (VIB, 10_001, 8.0),   // 10.001 s after the temperature breach
-                (TEMP, 12_000, 93.0), // both within 2 s
+                (TEMP, 0, 95.0, vec![]),
+                (VIB, 10_001, 8.0, vec![]), // 10.001 s after the temperature breach
+                // Both within 2 s.
+                (TEMP, 12_000, 93.0, vec![fired(12_000, 93.0, &[93.0, 8.0])]),
             ],
         );
-        assert_eq!(
-            got,
-            vec![vec![], vec![], vec![fired(12_000, 93.0, &[93.0, 8.0])]]
-        );
         // The span is inclusive.
-        let got = run(
+        check(
             &hot_and_shaking(Mode::All),
-            &[(TEMP, 0, 95.0), (VIB, 10_000, 8.0)],
+            &[
+                (TEMP, 0, 95.0, vec![]),
+                (VIB, 10_000, 8.0, vec![fired(10_000, 8.0, &[95.0, 8.0])]),
+            ],
         );
-        assert_eq!(got, vec![vec![], vec![fired(10_000, 8.0, &[95.0, 8.0])]]);
     }
 
     #[test]
     fn out_of_span_resolves_at_the_next_reading_and_a_fresh_breach_refires() {
-        let got = run(
+        check(
             &hot_and_shaking(Mode::All),
             &[
-                (TEMP, 1_000, 95.0),
-                (VIB, 5_000, 8.0),
-                ("humidity", 11_200, 40.0), // ignored, though the temperature breach is stale
-                (VIB, 11_500, 8.5),         // temperature breach 10.5 s old
-                (TEMP, 12_000, 96.0),       // fresh: fires again
+                (TEMP, 1_000, 95.0, vec![]),
+                (VIB, 5_000, 8.0, vec![fired(5_000, 8.0, &[95.0, 8.0])]),
+                // Ignored, though the temperature breach is stale.
+                ("humidity", 11_200, 40.0, vec![]),
+                // Temperature breach 10.5 s old.
+                (VIB, 11_500, 8.5, vec![resolved(11_500, 8.5)]),
+                // Fresh: fires again.
+                (TEMP, 12_000, 96.0, vec![fired(12_000, 96.0, &[96.0, 8.5])]),
             ],
-        );
-        assert_eq!(
-            got,
-            vec![
-                vec![],
-                vec![fired(5_000, 8.0, &[95.0, 8.0])],
-                vec![],
-                vec![resolved(11_500, 8.5)],
-                vec![fired(12_000, 96.0, &[96.0, 8.5])],
-            ]
         );
     }
 
@@ -454,41 +422,29 @@ mod tests {
         assert_eq!(out[1..], [resolved(60_000, 8.0)]);
     }
 
+    /// [`hot_and_shaking`] with all conditions, the temperature condition
+    /// clearing only at or below 80.
+    fn hot_clearing_at_80_and_shaking() -> Combination {
+        let mut rule = hot_and_shaking(Mode::All);
+        rule.conditions[0] = Condition::new(TEMP, Direction::Above, 90.0).clear_at(80.0);
+        rule
+    }
+
     #[test]
     fn hysteresis() {
-        let rule = Combination {
-            mode: Mode::All,
-            conditions: vec![
-                Condition::new(TEMP, Direction::Above, 90.0).clear_at(80.0),
-                Condition::new(VIB, Direction::Above, 7.0),
-            ],
-            within_ms: 10_000,
-        };
-        let got = run(
-            &rule,
+        check(
+            &hot_clearing_at_80_and_shaking(),
             &[
-                (TEMP, 0, 95.0),
-                (VIB, 1_000, 8.0),
-                (TEMP, 2_000, 85.0),  // between clear and threshold: holds
-                (VIB, 11_500, 8.0),   // the 85 at 2 s is the latest breach
-                (TEMP, 12_000, 80.0), // at the clear threshold: clears
-                (TEMP, 12_500, 85.0), // does not hold: not above 90
-                (TEMP, 13_000, 90.0), // not strictly above
-                (TEMP, 13_500, 90.5),
+                (TEMP, 0, 95.0, vec![]),
+                (VIB, 1_000, 8.0, vec![fired(1_000, 8.0, &[95.0, 8.0])]),
+                (TEMP, 2_000, 85.0, vec![]), // between clear and threshold: holds
+                (VIB, 11_500, 8.0, vec![]),  // the 85 at 2 s is the latest breach
+                // At the clear threshold: clears.
+                (TEMP, 12_000, 80.0, vec![resolved(12_000, 80.0)]),
+                (TEMP, 12_500, 85.0, vec![]), // does not hold: not above 90
+                (TEMP, 13_000, 90.0, vec![]), // not strictly above
+                (TEMP, 13_500, 90.5, vec![fired(13_500, 90.5, &[90.5, 8.0])]),
             ],
-        );
-        assert_eq!(
-            got,
-            vec![
-                vec![],
-                vec![fired(1_000, 8.0, &[95.0, 8.0])],
-                vec![],
-                vec![],
-                vec![resolved(12_000, 80.0)],
-                vec![],
-                vec![],
-                vec![fired(13_500, 90.5, &[90.5, 8.0])],
-            ]
         );
     }
 
@@ -496,21 +452,13 @@ mod tests {
     fn hysteresis_is_not_reset_by_time() {
         // The temperature condition holds from 0 s on: a reading between the
         // clear threshold and the threshold 30 s later is a fresh breach.
-        let rule = Combination {
-            mode: Mode::All,
-            conditions: vec![
-                Condition::new(TEMP, Direction::Above, 90.0).clear_at(80.0),
-                Condition::new(VIB, Direction::Above, 7.0),
+        check(
+            &hot_clearing_at_80_and_shaking(),
+            &[
+                (TEMP, 0, 95.0, vec![]),
+                (TEMP, 30_000, 85.0, vec![]),
+                (VIB, 31_000, 8.0, vec![fired(31_000, 8.0, &[85.0, 8.0])]),
             ],
-            within_ms: 10_000,
-        };
-        let got = run(
-            &rule,
-            &[(TEMP, 0, 95.0), (TEMP, 30_000, 85.0), (VIB, 31_000, 8.0)],
-        );
-        assert_eq!(
-            got,
-            vec![vec![], vec![], vec![fired(31_000, 8.0, &[85.0, 8.0])]]
         );
     }
 
@@ -524,25 +472,15 @@ mod tests {
             ],
             within_ms: 10_000,
         };
-        let got = run(
+        check(
             &rule,
             &[
-                (TEMP, 0, 50.0),
-                (TEMP, 1_000, 95.0),
-                (TEMP, 2_000, 5.0), // from one side to the other: still holds
-                (TEMP, 3_000, 10.0),
-                (TEMP, 4_000, 9.0),
+                (TEMP, 0, 50.0, vec![]),
+                (TEMP, 1_000, 95.0, vec![fired(1_000, 95.0, &[95.0])]),
+                (TEMP, 2_000, 5.0, vec![]), // from one side to the other: still holds
+                (TEMP, 3_000, 10.0, vec![resolved(3_000, 10.0)]),
+                (TEMP, 4_000, 9.0, vec![fired(4_000, 9.0, &[9.0])]),
             ],
-        );
-        assert_eq!(
-            got,
-            vec![
-                vec![],
-                vec![fired(1_000, 95.0, &[95.0])],
-                vec![],
-                vec![resolved(3_000, 10.0)],
-                vec![fired(4_000, 9.0, &[9.0])],
-            ]
         );
         // All of a band that cannot hold at once never fires.
         let all = Combination {
