@@ -2,6 +2,8 @@
 //! inline, the others in a boxed list of entries, and the flat record of
 //! every field it serializes as.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 
 use super::ClearSpell;
@@ -150,52 +152,34 @@ static NO_COMBINATION: CombinationState = CombinationState {
     firing: false,
 };
 
-/// A [`RuleState`] as the flat record of all its fields, borrowed: how it
-/// serializes (the checkpoint format, unchanged from when the struct held
-/// every field inline), compares and prints. Field order is the format.
-#[derive(PartialEq, Serialize)]
+/// A [`RuleState`] as the flat record of all its fields: how it serializes
+/// (the checkpoint format, unchanged from when the struct held every field
+/// inline), deserializes, compares and prints. Field order is the format.
+/// Its lists borrow from the state when it serializes, compares or prints,
+/// and are owned when it is deserialized (a [`Cow`] serializes as what it
+/// holds).
+#[derive(PartialEq, Serialize, Deserialize)]
 #[serde(rename = "RuleState")]
 struct Flat<'a> {
     firing: bool,
     emitted: bool,
     streak: u32,
     breach_since: Option<u64>,
-    recent: &'a [f64],
+    recent: Cow<'a, [f64]>,
     last_fired: Option<u64>,
     window: Option<(u64, u64)>,
     clear_since: Option<ClearSpell>,
-    span: &'a [(u64, f64)],
+    span: Cow<'a, [(u64, f64)]>,
     seen: Option<(u64, i32)>,
     fired_at: Option<(u64, f64)>,
     escalated: bool,
-    changes: &'a [u64],
+    changes: Cow<'a, [u64]>,
     chatter: Option<(u64, AlertState, f64)>,
-    combination: &'a CombinationState,
+    combination: Cow<'a, CombinationState>,
 }
 
-/// [`Flat`], owned: how a [`RuleState`] deserializes.
-#[derive(Deserialize)]
-#[serde(rename = "RuleState")]
-struct FlatOwned {
-    firing: bool,
-    emitted: bool,
-    streak: u32,
-    breach_since: Option<u64>,
-    recent: Vec<f64>,
-    last_fired: Option<u64>,
-    window: Option<(u64, u64)>,
-    clear_since: Option<ClearSpell>,
-    span: Vec<(u64, f64)>,
-    seen: Option<(u64, i32)>,
-    fired_at: Option<(u64, f64)>,
-    escalated: bool,
-    changes: Vec<u64>,
-    chatter: Option<(u64, AlertState, f64)>,
-    combination: CombinationState,
-}
-
-impl From<FlatOwned> for RuleState {
-    fn from(flat: FlatOwned) -> Self {
+impl From<Flat<'_>> for RuleState {
+    fn from(flat: Flat<'_>) -> Self {
         let mut state = RuleState {
             streak: flat.streak,
             firing: flat.firing,
@@ -205,7 +189,7 @@ impl From<FlatOwned> for RuleState {
         };
         state.set_breach_since(flat.breach_since);
         state.set_last_fired(flat.last_fired);
-        let mut recent = flat.recent;
+        let mut recent = flat.recent.into_owned();
         if let [one] = recent[..] {
             state.recent_one = one;
             state.has |= RECENT_ONE;
@@ -215,12 +199,12 @@ impl From<FlatOwned> for RuleState {
             Some(Extra::Recent(recent)),
             flat.window.map(Extra::Window),
             flat.clear_since.map(|s| Extra::ClearSince(Box::new(s))),
-            Some(Extra::Span(flat.span)),
+            Some(Extra::Span(flat.span.into_owned())),
             flat.seen.map(Extra::Seen),
             flat.fired_at.map(Extra::FiredAt),
-            Some(Extra::Changes(flat.changes)),
+            Some(Extra::Changes(flat.changes.into_owned())),
             flat.chatter.map(Extra::Chatter),
-            Some(Extra::Combination(flat.combination)),
+            Some(Extra::Combination(flat.combination.into_owned())),
         ];
         let kept = |e: &Extra| !e.is_initial();
         // One allocation, of the exact size.
@@ -239,7 +223,7 @@ impl Serialize for RuleState {
 
 impl<'de> Deserialize<'de> for RuleState {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        FlatOwned::deserialize(deserializer).map(RuleState::from)
+        Flat::deserialize(deserializer).map(RuleState::from)
     }
 }
 
@@ -283,7 +267,7 @@ impl std::fmt::Debug for RuleState {
             .field("escalated", &escalated)
             .field("changes", &changes)
             .field("chatter", &chatter)
-            .field("combination", combination)
+            .field("combination", &combination)
             .finish()
     }
 }
@@ -298,17 +282,17 @@ impl RuleState {
             emitted: self.emitted,
             streak: self.streak,
             breach_since: self.breach_since(),
-            recent: self.recent(),
+            recent: Cow::Borrowed(self.recent()),
             last_fired: self.last_fired(),
             window: self.window(),
             clear_since: self.clear_since(),
-            span: self.span(),
+            span: Cow::Borrowed(self.span()),
             seen: self.seen(),
             fired_at: self.fired_at(),
             escalated: self.escalated,
-            changes: self.changes(),
+            changes: Cow::Borrowed(self.changes()),
             chatter: self.chatter(),
-            combination: self.combination(),
+            combination: Cow::Borrowed(self.combination()),
         }
     }
 
