@@ -5,15 +5,28 @@ use globset::Glob;
 use super::*;
 use crate::reading::{Reading, WindowAggregate};
 
-fn run(rule: &Rule, obs: &[(u64, f64)], end: Option<u64>) -> Vec<(AlertState, u64, f64)> {
-    let rules = Arc::new(RuleSet::new(vec![rule.clone()]));
-    let mut eval = AlertEvaluator::new(rules);
-    for (i, (t, v)) in obs.iter().enumerate() {
-        eval.push(Reading::new("d1", "temp", *t, *v, 0, i as i64));
+/// Pushes `readings` (device, event time, value) of "temp", in order.
+fn push_all(eval: &mut AlertEvaluator<Reading>, readings: &[(&str, u64, f64)]) {
+    for (i, (device, t, v)) in readings.iter().enumerate() {
+        eval.push(Reading::new(device, "temp", *t, *v, 0, i as i64));
     }
+}
+
+/// The alerts of `rule` over `obs` (event time, value) of one device, up
+/// to the frontier `end`.
+fn alerts(rule: &Rule, obs: &[(u64, f64)], end: Option<u64>) -> Vec<Alert> {
+    let mut eval = AlertEvaluator::new(Arc::new(RuleSet::new(vec![rule.clone()])));
+    let readings: Vec<_> = obs.iter().map(|&(t, v)| ("d1", t, v)).collect();
+    push_all(&mut eval, &readings);
     let mut out = Vec::new();
     eval.advance_to(end, &mut out);
-    out.into_iter()
+    out
+}
+
+/// (state, event time, value) of the alerts of `rule` over `obs`.
+fn run(rule: &Rule, obs: &[(u64, f64)], end: Option<u64>) -> Vec<(AlertState, u64, f64)> {
+    alerts(rule, obs, end)
+        .into_iter()
         .map(|a| (a.state, a.event_time, a.value))
         .collect()
 }
@@ -716,13 +729,8 @@ fn run_severities(
     obs: &[(u64, f64)],
     end: Option<u64>,
 ) -> Vec<(AlertState, u64, String)> {
-    let mut eval = AlertEvaluator::new(Arc::new(RuleSet::new(vec![rule.clone()])));
-    for (i, (t, v)) in obs.iter().enumerate() {
-        eval.push(Reading::new("d1", "temp", *t, *v, 0, i as i64));
-    }
-    let mut out = Vec::new();
-    eval.advance_to(end, &mut out);
-    out.into_iter()
+    alerts(rule, obs, end)
+        .into_iter()
         .map(|a| (a.state, a.event_time, a.severity))
         .collect()
 }
@@ -828,6 +836,18 @@ fn changes_further_apart_than_the_span_are_not_chattering() {
     assert_eq!(run(&chattering(), &obs, None), want);
 }
 
+/// The alerts of `old` over `readings` (device, event time, value) of
+/// "temp" with a reload to `new` (version 2) at frontier 10.
+fn alerts_reloaded_at_10(old: RuleSet, new: RuleSet, readings: &[(&str, u64, f64)]) -> Vec<Alert> {
+    let mut eval = AlertEvaluator::new(Arc::new(old));
+    push_all(&mut eval, readings);
+    let mut out = Vec::new();
+    eval.advance_to(Some(10), &mut out);
+    eval.replace_rules(Arc::new(new), 2, |_| true);
+    eval.advance_to(None, &mut out);
+    out
+}
+
 /// A reload at 10: readings before it are judged by the old rules, the rest
 /// by the new ones. "hot" is unchanged and keeps its state (it is firing, so
 /// 85 at 11 resolves it: a fresh state would have nothing to resolve);
@@ -852,15 +872,9 @@ fn a_reload_judges_by_the_new_rules_from_its_frontier_and_keeps_unchanged_states
         )
     );
 
-    let mut eval = AlertEvaluator::new(Arc::new(old));
-    let readings = [(1, 40.0), (5, 95.0), (11, 85.0), (12, 95.0), (13, 70.0)];
-    for (i, (t, v)) in readings.iter().enumerate() {
-        eval.push(Reading::new("d1", "temp", *t, *v, 0, i as i64));
-    }
-    let mut out = Vec::new();
-    eval.advance_to(Some(10), &mut out);
-    eval.replace_rules(Arc::new(new), 2, |_| true);
-    eval.advance_to(None, &mut out);
+    let readings =
+        [(1, 40.0), (5, 95.0), (11, 85.0), (12, 95.0), (13, 70.0)].map(|(t, v)| ("d1", t, v));
+    let out = alerts_reloaded_at_10(old, new, &readings);
     let mut got: Vec<_> = out
         .iter()
         .map(|a| (a.event_time, a.rule.as_str(), a.state, a.rules_version))
@@ -945,9 +959,7 @@ fn the_registry_selects_devices_gives_their_limits_and_labels_their_alerts() {
         ("p3", 1, 99.0),
         ("x9", 1, 99.0),
     ];
-    for (i, (device, t, v)) in readings.iter().enumerate() {
-        eval.push(Reading::new(device, "temp", *t, *v, 0, i as i64));
-    }
+    push_all(&mut eval, &readings);
     let mut out = Vec::new();
     eval.advance_to(None, &mut out);
     let mut got: Vec<_> = out
@@ -998,7 +1010,6 @@ fn a_registry_change_restarts_only_the_states_of_changed_limits() {
         ((0, 0, 1), 1, false)
     );
 
-    let mut eval = AlertEvaluator::new(Arc::new(old));
     let readings = [
         ("p1", 5, 92.0),
         ("p2", 5, 92.0),
@@ -1007,13 +1018,7 @@ fn a_registry_change_restarts_only_the_states_of_changed_limits() {
         ("p1", 12, 80.0),
         ("p2", 12, 80.0),
     ];
-    for (i, (device, t, v)) in readings.iter().enumerate() {
-        eval.push(Reading::new(device, "temp", *t, *v, 0, i as i64));
-    }
-    let mut out = Vec::new();
-    eval.advance_to(Some(10), &mut out);
-    eval.replace_rules(Arc::new(new), 2, |_| true);
-    eval.advance_to(None, &mut out);
+    let out = alerts_reloaded_at_10(old, new, &readings);
     let mut got: Vec<_> = out
         .iter()
         .map(|a| (a.event_time, a.device.to_string(), a.state, a.threshold))
