@@ -58,14 +58,13 @@ struct Bucket<O> {
 /// [`AlertEvaluator::push`], then call [`AlertEvaluator::advance_to`] as the
 /// frontier moves.
 pub struct AlertEvaluator<O> {
-    rules: Arc<RuleSet>,
-    /// The rules judging keys: those of `rules`, then variants of them with
+    /// The rule set, its version and the transitions to turn into alerts.
+    emitter: Emitter,
+    /// The rules judging keys: those of the rule set, then variants of them with
     /// a device's own limits (see [`RuleSet::judge`]).
     table: Vec<Rule>,
     /// Variants in `table`, by (rule index, threshold bits, clear bits).
     variants: HashMap<(usize, u64, u64), usize>,
-    /// The version of `rules`, carried by every alert.
-    version: u64,
     /// Slots in `keys`, hashed by the key's [`Observation::route`] (the
     /// routing hash computed once at decode), so a lookup hashes nothing.
     index: HashTable<usize>,
@@ -83,7 +82,6 @@ pub struct AlertEvaluator<O> {
     spare: Vec<Vec<(usize, O)>>,
     /// Armed duration deadlines: (deadline, key, slot).
     deadlines: BTreeSet<(u64, usize, usize)>,
-    transitions: Vec<Transition>,
     /// Every sensor name some rule lists, or `None` if a rule takes every
     /// sensor: a cheap test that skips most readings before any lookup.
     sensors: Option<Vec<String>>,
@@ -108,14 +106,16 @@ impl<O: Observation> AlertEvaluator<O> {
             combinations: combinations_of(&rules),
             table: rules.rules.clone(),
             variants: HashMap::new(),
-            rules,
-            version: 1,
+            emitter: Emitter {
+                rules,
+                version: 1,
+                transitions: Vec::new(),
+            },
             index: HashTable::new(),
             keys: Vec::new(),
             pending: BTreeMap::new(),
             spare: Vec::new(),
             deadlines: BTreeSet::new(),
-            transitions: Vec::new(),
             floor: 0,
             silences: BTreeMap::new(),
             progress: BTreeMap::new(),
@@ -137,8 +137,8 @@ impl<O: Observation> AlertEvaluator<O> {
         self.combinations = combinations_of(&rules);
         let old = std::mem::replace(&mut self.table, rules.rules.clone());
         self.variants.clear();
-        self.rules = rules;
-        self.version = version;
+        self.emitter.rules = rules;
+        self.emitter.version = version;
         self.deadlines.clear();
         self.silences.clear();
         for slot in 0..self.keys.len() {
@@ -170,7 +170,7 @@ impl<O: Observation> AlertEvaluator<O> {
     /// This evaluator, with its rule set numbered `version` (a run resumed
     /// from a checkpoint taken after reloads).
     pub fn with_version(mut self, version: u64) -> Self {
-        self.version = version;
+        self.emitter.version = version;
         self
     }
 
@@ -374,20 +374,13 @@ impl<O: Observation> AlertEvaluator<O> {
             let key = &mut self.keys[slot];
             let (rule_idx, state) = &mut key.rules[i];
             let rule = &self.table[*rule_idx];
-            state.advance(rule, deadline, &mut self.transitions);
+            state.advance(rule, deadline, &mut self.emitter.transitions);
             // What comes next by duration (an escalation after a firing, a
             // chattering rule's calm moment).
             if let Some(d) = state.deadline(rule) {
                 self.deadlines.insert((d, slot, i));
             }
-            suppressed += emit(
-                rule,
-                &self.rules,
-                self.version,
-                &key.key,
-                &mut self.transitions,
-                out,
-            );
+            suppressed += self.emitter.emit(rule, &key.key, out);
         }
         suppressed
     }
@@ -414,7 +407,13 @@ impl<O: Observation> AlertEvaluator<O> {
             }
             if rule.kind == RuleKind::Combination {
                 let (time, value) = (obs.time(), obs.value(rule));
-                state.observe_combination(rule, obs.sensor(), time, value, &mut self.transitions);
+                state.observe_combination(
+                    rule,
+                    obs.sensor(),
+                    time,
+                    value,
+                    &mut self.emitter.transitions,
+                );
             } else if let RuleKind::Silence { .. } = rule.kind {
                 let armed = state.silence_deadline(rule);
                 let noticed = armed.and_then(|(deadline, partition)| {
@@ -427,7 +426,7 @@ impl<O: Observation> AlertEvaluator<O> {
                     obs.value(rule),
                     partition,
                     noticed,
-                    &mut self.transitions,
+                    &mut self.emitter.transitions,
                 );
                 if let Some((deadline, partition)) = armed {
                     if let Some(set) = self.silences.get_mut(&partition) {
@@ -445,19 +444,18 @@ impl<O: Observation> AlertEvaluator<O> {
                     self.deadlines.remove(&(d, slot, i));
                 }
                 let value = obs.value(rule);
-                state.observe(rule, obs.time(), value, obs.window(), &mut self.transitions);
+                state.observe(
+                    rule,
+                    obs.time(),
+                    value,
+                    obs.window(),
+                    &mut self.emitter.transitions,
+                );
                 if let Some(d) = state.deadline(rule) {
                     self.deadlines.insert((d, slot, i));
                 }
             }
-            suppressed += emit(
-                rule,
-                &self.rules,
-                self.version,
-                &key.key,
-                &mut self.transitions,
-                out,
-            );
+            suppressed += self.emitter.emit(rule, &key.key, out);
         }
         suppressed
     }
@@ -466,7 +464,7 @@ impl<O: Observation> AlertEvaluator<O> {
     /// among those `fed` holds for: a rule with the device's own limits is
     /// a variant, added to `table` the first time it is needed.
     fn rules_of(&mut self, device: &str, sensor: &str, fed: impl Fn(&Rule) -> bool) -> Vec<usize> {
-        let set = self.rules.clone();
+        let set = self.emitter.rules.clone();
         let mut found = Vec::new();
         for (i, rule) in set.rules.iter().enumerate() {
             if !fed(rule) {
@@ -522,43 +520,51 @@ fn route_of(key: &SensorKey) -> u64 {
     SensorKey::route_hash(&key.device, &key.sensor)
 }
 
-/// Turns transitions into alerts; returns how many were suppressed.
-fn emit(
-    rule: &Rule,
-    set: &RuleSet,
-    rules_version: u64,
-    key: &SensorKey,
-    transitions: &mut Vec<Transition>,
-    out: &mut Vec<Alert>,
-) -> u64 {
-    let mut suppressed = 0;
-    for t in transitions.drain(..) {
-        if !t.emitted {
-            suppressed += u64::from(t.state == AlertState::Firing);
-            continue;
+/// Turns the transitions of a key's rule state into alerts: apart from the
+/// keys, so that it is borrowed beside the state that moved.
+struct Emitter {
+    /// The rule set: alerts carry its labels.
+    rules: Arc<RuleSet>,
+    /// The version of `rules`, carried by every alert.
+    version: u64,
+    /// What the state just moved on emitted, not yet turned into alerts.
+    transitions: Vec<Transition>,
+}
+
+impl Emitter {
+    /// Turns the transitions of `rule` on `key` into alerts; returns how
+    /// many were suppressed.
+    fn emit(&mut self, rule: &Rule, key: &SensorKey, out: &mut Vec<Alert>) -> u64 {
+        let (set, rules_version) = (&self.rules, self.version);
+        let mut suppressed = 0;
+        for t in self.transitions.drain(..) {
+            if !t.emitted {
+                suppressed += u64::from(t.state == AlertState::Firing);
+                continue;
+            }
+            out.push(Alert {
+                rule: rule.name.clone(),
+                device: key.device.clone(),
+                sensor: key.sensor.clone(),
+                severity: match (&rule.escalation, t.escalated) {
+                    (Some((_, severity)), true) => severity.clone(),
+                    _ => rule.severity.clone(),
+                },
+                state: t.state,
+                event_time: t.time,
+                value: t.value,
+                values: t.values,
+                threshold: rule.threshold,
+                clear_threshold: rule.clear,
+                window_start: t.window.map(|w| w.0),
+                window_end: t.window.map(|w| w.1),
+                last_seen: t.last_seen,
+                rules_version,
+                labels: set.labels(rule, &key.device),
+            });
         }
-        out.push(Alert {
-            rule: rule.name.clone(),
-            device: key.device.clone(),
-            sensor: key.sensor.clone(),
-            severity: match (&rule.escalation, t.escalated) {
-                (Some((_, severity)), true) => severity.clone(),
-                _ => rule.severity.clone(),
-            },
-            state: t.state,
-            event_time: t.time,
-            value: t.value,
-            values: t.values,
-            threshold: rule.threshold,
-            clear_threshold: rule.clear,
-            window_start: t.window.map(|w| w.0),
-            window_end: t.window.map(|w| w.1),
-            last_seen: t.last_seen,
-            rules_version,
-            labels: set.labels(rule, &key.device),
-        });
+        suppressed
     }
-    suppressed
 }
 
 #[cfg(test)]

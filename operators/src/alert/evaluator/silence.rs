@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::{emit, AlertEvaluator};
+use super::AlertEvaluator;
 use crate::alert::rule::PROGRESS_BUCKET_MS;
 use crate::alert::{Alert, Observation};
 
@@ -38,15 +38,8 @@ impl<O: Observation> AlertEvaluator<O> {
                 let key = &mut self.keys[slot];
                 let (rule_idx, state) = &mut key.rules[i];
                 let rule = &self.table[*rule_idx];
-                state.fire_silence(rule, at, &mut self.transitions);
-                suppressed += emit(
-                    rule,
-                    &self.rules,
-                    self.version,
-                    &key.key,
-                    &mut self.transitions,
-                    out,
-                );
+                state.fire_silence(rule, at, &mut self.emitter.transitions);
+                suppressed += self.emitter.emit(rule, &key.key, out);
             }
         }
         // Readings not applied yet are at or after the frontier, so every
