@@ -85,18 +85,12 @@ impl Condition {
 
     /// Whether `value` makes the condition hold.
     pub fn breaches(&self, value: f64) -> bool {
-        match self.direction {
-            Direction::Above => value > self.threshold,
-            Direction::Below => value < self.threshold,
-        }
+        self.direction.breaches(self.threshold, value)
     }
 
     /// Whether `value` makes a holding condition stop holding.
     pub fn clears(&self, value: f64) -> bool {
-        match self.direction {
-            Direction::Above => value <= self.clear,
-            Direction::Below => value >= self.clear,
-        }
+        self.direction.clears(self.clear, value)
     }
 }
 

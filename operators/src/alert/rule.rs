@@ -30,6 +30,25 @@ impl Direction {
         }
     }
 
+    /// Whether `value` breaches `threshold`: strictly above it for
+    /// [`Direction::Above`], strictly below it for [`Direction::Below`].
+    pub fn breaches(self, threshold: f64, value: f64) -> bool {
+        match self {
+            Direction::Above => value > threshold,
+            Direction::Below => value < threshold,
+        }
+    }
+
+    /// Whether `value` is at or past the clear threshold `clear` on the safe
+    /// side: at or below it for [`Direction::Above`], at or above it for
+    /// [`Direction::Below`].
+    pub fn clears(self, clear: f64, value: f64) -> bool {
+        match self {
+            Direction::Above => value <= clear,
+            Direction::Below => value >= clear,
+        }
+    }
+
     /// Where a clear threshold must lie, in words: "at or below" or "at or above".
     pub fn clear_side(self) -> &'static str {
         match self {
@@ -371,18 +390,12 @@ impl Rule {
 
     /// Whether `value` breaches the threshold.
     pub fn breaches(&self, value: f64) -> bool {
-        match self.direction {
-            Direction::Above => value > self.threshold,
-            Direction::Below => value < self.threshold,
-        }
+        self.direction.breaches(self.threshold, value)
     }
 
     /// Whether `value` clears a firing alert.
     pub fn clears(&self, value: f64) -> bool {
-        match self.direction {
-            Direction::Above => value <= self.clear,
-            Direction::Below => value >= self.clear,
-        }
+        self.direction.clears(self.clear, value)
     }
 
     /// Whether the rule applies to this device and sensor.
