@@ -109,6 +109,9 @@ pub(crate) struct PartitionState {
     /// accepted before it. A checkpoint at frontier `F` resumes from the
     /// least such offset at or after `F` minus the longest window.
     marks: BTreeMap<u64, (i64, Option<u64>)>,
+    /// A bucket known to be in `marks`: the one of the latest reading, so
+    /// that readings in order skip the map.
+    marked: Option<u64>,
     /// Bounded reads: the partition is done once its position reaches this.
     pub(crate) end: Option<i64>,
     /// Largest event time accepted, in offset order.
@@ -213,6 +216,7 @@ impl Ingest {
                     id: p.id,
                     next: p.offset,
                     marks: BTreeMap::new(),
+                    marked: None,
                     end: p.end,
                     max_time: p.max_time,
                     replay_until: idle_marks.last().map_or(0, |m| m.0),
@@ -244,6 +248,7 @@ impl Ingest {
         self.keep_marks = false;
         for part in &mut self.partitions {
             part.marks.clear();
+            part.marked = None;
         }
     }
 
@@ -429,9 +434,10 @@ impl Ingest {
                     ),
                 )),
                 _ => {
-                    if self.keep_marks {
-                        let bucket = reading.time - reading.time % RESUME_BUCKET_MS;
+                    let bucket = reading.time - reading.time % RESUME_BUCKET_MS;
+                    if self.keep_marks && part.marked != Some(bucket) {
                         part.marks.entry(bucket).or_insert((offset, part.max_time));
+                        part.marked = Some(bucket);
                     }
                     part.max_time = part.max_time.max(Some(reading.time));
                     if let (Some(done_at), Some(t)) = (self.done_at, part.max_time) {
@@ -536,6 +542,7 @@ impl Ingest {
             .iter_mut()
             .map(|part| {
                 part.marks = part.marks.split_off(&from);
+                part.marked = None;
                 let (offset, max_time) = part
                     .marks
                     .values()
