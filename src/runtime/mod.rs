@@ -292,6 +292,7 @@ where
     .map_err(|e| anyhow::anyhow!("cannot start timely workers: {e}"))?;
     let results = guards.join();
     done.store(true, Ordering::Relaxed);
+    monitor.thread().unpark();
     let _ = monitor.join();
     for result in results {
         result.map_err(|e| anyhow::anyhow!("a worker failed: {e}"))?;
