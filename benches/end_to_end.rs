@@ -9,6 +9,9 @@
 //! Then `weir record` copies the topic into a recording (beside the bare
 //! loop), and the same pipeline replays that recording to local files.
 //!
+//! The bare loop and Weir on 1 and 2 workers each keep the fastest of
+//! `WEIR_BENCH_RUNS` runs (default 3): one run varies by 15-20% here.
+//!
 //! `cargo bench --bench end_to_end` (`WEIR_BENCH_READINGS` sets the input
 //! size, default 1,000,000).
 
@@ -66,6 +69,10 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(if quick { 30_000 } else { 1_000_000 });
+    let runs: usize = std::env::var("WEIR_BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(if quick { 1 } else { 3 });
     let cluster = MockCluster::new(1).expect("mock cluster");
     let brokers = cluster.bootstrap_servers();
     cluster
@@ -73,13 +80,16 @@ fn main() {
         .expect("topic");
     cluster.create_topic("alerts", 4, 1).expect("topic");
     let n = produce(&brokers, "readings", readings);
-    println!("end to end: {n} records on {PARTITIONS} partitions of an in-process mock cluster");
+    println!("end to end: {n} records on {PARTITIONS} partitions of an in-process mock cluster; best of {runs} runs");
 
-    let bare = support::bare_consume(&brokers, "readings", PARTITIONS, n);
+    let (_, bare) = support::best_of(runs, || {
+        support::bare_consume(&brokers, "readings", PARTITIONS, n)
+    });
     let bare_rate = n as f64 / bare.as_secs_f64();
     println!("  bare rdkafka loop  {bare_rate:>12.0} records/s");
     for workers in [1, 2] {
-        let (took, read) = weir(&brokers, "readings", workers, None);
+        let (_, (took, read)) =
+            support::best_of(runs, || weir(&brokers, "readings", workers, None));
         assert_eq!(read as usize, n, "Weir read every record");
         let rate = n as f64 / took.as_secs_f64();
         let per_worker = rate / workers as f64;
