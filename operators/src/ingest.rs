@@ -109,8 +109,12 @@ pub(crate) struct PartitionState {
     /// accepted before it. A checkpoint at frontier `F` resumes from the
     /// least such offset at or after `F` minus the longest window.
     marks: BTreeMap<u64, (i64, Option<u64>)>,
-    /// A bucket known to be in `marks`: the one of the latest reading, so
-    /// that readings in order skip the map.
+    /// The latest bucket of `marks` a reading marked (or found marked). A
+    /// reading in it or before it needs no mark: the resume offset is the
+    /// least of the marks at or after a bucket, and this one, with an
+    /// offset no later than the reading's, is among them whenever a mark
+    /// of the reading's bucket would be. So readings skip the map unless
+    /// they open a later bucket.
     marked: Option<u64>,
     /// Bounded reads: the partition is done once its position reaches this.
     pub(crate) end: Option<i64>,
@@ -435,7 +439,7 @@ impl Ingest {
                 )),
                 _ => {
                     let bucket = reading.time - reading.time % RESUME_BUCKET_MS;
-                    if self.keep_marks && part.marked != Some(bucket) {
+                    if self.keep_marks && part.marked.is_none_or(|m| bucket > m) {
                         part.marks.entry(bucket).or_insert((offset, part.max_time));
                         part.marked = Some(bucket);
                     }
@@ -542,7 +546,7 @@ impl Ingest {
             .iter_mut()
             .map(|part| {
                 part.marks = part.marks.split_off(&from);
-                part.marked = None;
+                part.marked = part.marked.filter(|m| *m >= from);
                 let (offset, max_time) = part
                     .marks
                     .values()
@@ -1038,6 +1042,45 @@ mod tests {
         let (ok, dead) = feed(&mut ing, 15_000, &[(1, 0, 3_000), (1, 1, 16_000)]);
         assert_eq!(ok, vec![1]);
         assert_eq!(dead, vec![(DeadLetterReason::LateAfterIdle, 0)]);
+    }
+
+    /// A checkpoint resumes a partition at the first record whose event
+    /// time is in the bucket of the restart time or later, with the largest
+    /// event time accepted before it: checked against a plain scan of the
+    /// records, with readings out of order across buckets and checkpoints
+    /// between them.
+    #[test]
+    fn resume_positions_are_the_first_record_at_or_after_the_restart_bucket() {
+        for seed in 1..=20u64 {
+            let mut next = crate::seeded(seed);
+            // Out of order by up to 4 s (the bound is 5 s): nothing is late.
+            let times: Vec<u64> = (0..400u64)
+                .map(|i| 100_000 + i * 137 + next(4_000))
+                .collect();
+            let mut ingest = ingest(&[(0, None)]);
+            let mut fed = 0;
+            let mut restart = 100_000;
+            while fed < times.len() {
+                let upto = (fed + 1 + next(60) as usize).min(times.len());
+                let records: Vec<(i32, i64, u64)> =
+                    (fed..upto).map(|i| (0, i as i64, times[i])).collect();
+                let (ok, dead) = feed(&mut ingest, 0, &records);
+                assert!(dead.is_empty() && ok.len() == records.len(), "seed {seed}");
+                fed = upto;
+                restart += next(6_000);
+                // The reference: a plain scan of what was fed.
+                let from = restart - restart % RESUME_BUCKET_MS;
+                let first = (0..fed).find(|&i| times[i] >= from).unwrap_or(fed);
+                let max_before = times[..first].iter().max().copied();
+                let part = ingest.resume_part(restart);
+                let got = &part.partitions[0];
+                assert_eq!(
+                    (got.offset, got.max_time),
+                    (first as i64, max_before),
+                    "seed {seed}, restart at {restart}, {fed} records fed"
+                );
+            }
+        }
     }
 
     /// A partition declared idle (a wall-clock decision) makes its
