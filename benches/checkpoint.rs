@@ -41,6 +41,9 @@ use weir::RunOptions;
 static ALLOCATOR: support::Counting = support::Counting;
 
 const WINDOW_MS: u64 = 60_000;
+/// The source's out-of-orderness bound (ms); the simulated input is out of
+/// order by less.
+const OUT_OF_ORDERNESS_MS: u64 = 5_000;
 const SENSORS: [&str; 3] = ["temperature", "pressure", "vibration"];
 /// The frontier the alert state is snapshot at.
 const FRONTIER: u64 = 3_000;
@@ -222,7 +225,8 @@ fn run_pipeline(topic: &Arc<MemoryTopic>, checkpoint: Option<CheckpointConfig>) 
     };
     let topic = topic.clone();
     let report = weir::run(&options, move |scope, ctx| {
-        let (readings, _dead) = scope.memory_source(topic.clone(), Decoder::default(), 5_000, ctx);
+        let (readings, _dead) =
+            scope.memory_source(topic.clone(), Decoder::default(), OUT_OF_ORDERNESS_MS, ctx);
         let windows = readings.clone().window_aggregate(WINDOW_MS, ctx);
         readings.evaluate_alerts(rules.clone(), ctx);
         windows.evaluate_alerts(rules.clone(), ctx);

@@ -42,6 +42,9 @@ const WINDOW_MS: u64 = 10_000;
 const THRESHOLD: f64 = 80.0;
 const PARTITIONS: usize = 8;
 const SEED: u64 = 9;
+/// The source's out-of-orderness bound (ms): the input is in order per
+/// partition, so it only delays the frontier.
+const OUT_OF_ORDERNESS_MS: u64 = 5_000;
 
 /// `n` readings, each of a random (device, sensor), valued uniformly in
 /// [20, 82.5) with two decimals (so about 4% breach the threshold), on
@@ -162,7 +165,7 @@ fn weir(topic: &Arc<MemoryTopic>, workers: usize, with_rule: bool) -> WeirResult
         worker.dataflow::<u64, _, _>(|scope| {
             let env = Env::new(scope, run.clone(), "workload", None);
             let (readings, _dead) =
-                scope.memory_source(topic.clone(), Decoder::default(), 5_000, &env);
+                scope.memory_source(topic.clone(), Decoder::default(), OUT_OF_ORDERNESS_MS, &env);
             if with_rule {
                 readings
                     .clone()
