@@ -1044,39 +1044,88 @@ mod tests {
         assert_eq!(dead, vec![(DeadLetterReason::LateAfterIdle, 0)]);
     }
 
-    /// A checkpoint resumes a partition at the first record whose event
-    /// time is in the bucket of the restart time or later, with the largest
-    /// event time accepted before it: checked against a plain scan of the
-    /// records, with readings out of order across buckets and checkpoints
-    /// between them.
+    /// A checkpoint resumes a partition at its first record that has an
+    /// event time in the restart bucket or later, or was read while the
+    /// source's capability was there, with the largest event time accepted
+    /// before it. Checked against a plain scan of what happened, with
+    /// readings out of order across buckets, undecodable records (read,
+    /// never accepted), capability moves and checkpoints between them.
     #[test]
     fn resume_positions_are_the_first_record_at_or_after_the_restart_bucket() {
-        for seed in 1..=20u64 {
+        for seed in 1..=40u64 {
             let mut next = crate::seeded(seed);
             // Out of order by up to 4 s (the bound is 5 s): nothing is late.
+            // A gap of 10 s every 50 records lets the capability move past
+            // the buckets read so far.
             let times: Vec<u64> = (0..400u64)
-                .map(|i| 100_000 + i * 137 + next(4_000))
+                .map(|i| 100_000 + i * 137 + i / 50 * 10_000 + next(4_000))
                 .collect();
+            let bucket = |t: u64| t - t % RESUME_BUCKET_MS;
             let mut ingest = ingest(&[(0, None)]);
-            let mut fed = 0;
-            let mut restart = 100_000;
+            // What a mark may come from: (bucket, offset) of every accepted
+            // reading and of the next offset at every capability move.
+            let mut candidates: Vec<(u64, i64)> = Vec::new();
+            let mut accepted: Vec<(i64, u64)> = Vec::new();
+            let (mut fed, mut cap, mut restart) = (0, 0, 100_000);
             while fed < times.len() {
-                let upto = (fed + 1 + next(60) as usize).min(times.len());
-                let records: Vec<(i32, i64, u64)> =
-                    (fed..upto).map(|i| (0, i as i64, times[i])).collect();
-                let (ok, dead) = feed(&mut ingest, 0, &records);
-                assert!(dead.is_empty() && ok.len() == records.len(), "seed {seed}");
+                if next(2) == 0 {
+                    // The capability never passes a reading still to come.
+                    let earliest = times[fed..].iter().min().copied().unwrap_or(u64::MAX);
+                    cap = cap.max(earliest.saturating_sub(next(1_000)));
+                    ingest.capability_moved(cap);
+                    candidates.push((bucket(cap), fed as i64));
+                }
+                // Steps end at the gaps, so the capability can move into one.
+                let upto = (fed + 1 + next(60) as usize)
+                    .min(times.len())
+                    .min((fed / 50 + 1) * 50);
+                for (i, &time) in times.iter().enumerate().take(upto).skip(fed) {
+                    let undecodable = next(4) == 0;
+                    let payload = match undecodable {
+                        true => "not json".to_owned(),
+                        false => {
+                            format!(r#"{{"device_id":"d","sensor":"s","value":1,"ts":{time}}}"#)
+                        }
+                    };
+                    let record = RecordRef {
+                        partition: 0,
+                        offset: i as i64,
+                        key: None,
+                        value: payload.as_bytes(),
+                        timestamp: None,
+                        headers: &[],
+                    };
+                    let (mut readings, mut dead) = (Vec::new(), Vec::new());
+                    ingest.accept(record, cap, &mut readings, &mut dead);
+                    assert_eq!(
+                        (readings.len(), dead.len()),
+                        if undecodable { (0, 1) } else { (1, 0) },
+                        "seed {seed}, offset {i}"
+                    );
+                    if !undecodable {
+                        candidates.push((bucket(time), i as i64));
+                        accepted.push((i as i64, time));
+                    }
+                }
                 fed = upto;
-                restart += next(6_000);
-                // The reference: a plain scan of what was fed.
-                let from = restart - restart % RESUME_BUCKET_MS;
-                let first = (0..fed).find(|&i| times[i] >= from).unwrap_or(fed);
-                let max_before = times[..first].iter().max().copied();
+                // Checkpoints restart near the capability, as a frontier
+                // minus a window would.
+                restart = restart.max(cap.saturating_sub(next(2_000)));
+                // The reference: a plain scan of what happened so far.
+                let first = (candidates.iter())
+                    .filter(|(b, _)| *b >= bucket(restart))
+                    .map(|(_, offset)| *offset)
+                    .min()
+                    .unwrap_or(fed as i64);
+                let max_before = (accepted.iter())
+                    .filter(|(offset, _)| *offset < first)
+                    .map(|(_, t)| *t)
+                    .max();
                 let part = ingest.resume_part(restart);
                 let got = &part.partitions[0];
                 assert_eq!(
                     (got.offset, got.max_time),
-                    (first as i64, max_before),
+                    (first, max_before),
                     "seed {seed}, restart at {restart}, {fed} records fed"
                 );
             }
