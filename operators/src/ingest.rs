@@ -525,7 +525,14 @@ impl Ingest {
             let own = part.max_time.map(|t| t.saturating_sub(self.bound));
             let known = part.idle_marks.last().map_or(0, |m| m.1);
             if own.is_none_or(|wm| time > wm) && time > known && !part.done {
-                part.idle_marks.push((part.next, time));
+                // Records are judged against the greatest watermark of the
+                // marks at or before them: at the same offset, the later
+                // mark supersedes the earlier one (an idle partition would
+                // otherwise gain a mark at every capability move).
+                match part.idle_marks.last_mut() {
+                    Some(last) if last.0 == part.next => last.1 = time,
+                    _ => part.idle_marks.push((part.next, time)),
+                }
                 if let Some(recorder) = &mut self.recorder {
                     if let Err(e) = recorder.mark(part.id, part.next, time) {
                         self.run.control.add_error(format!("recording failed: {e}"));
@@ -1130,6 +1137,38 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// An idle partition keeps one idle mark however often the capability
+    /// moves while it waits, and judges what it reads next against the
+    /// latest: before, it gained a mark at every move, and every record it
+    /// read went through all of them.
+    #[test]
+    fn an_idle_partition_keeps_one_mark_at_its_offset() {
+        let mut ingest = ingest(&[(0, None), (1, None)]);
+        feed(&mut ingest, 0, &[(0, 0, 1_000), (1, 0, 2_000)]);
+        // Partition 0 moves on; partition 1 has nothing more to read.
+        let mut cap = 0;
+        for i in 0..10_000u64 {
+            let time = 10_000 + i * 100;
+            feed(&mut ingest, cap, &[(0, 1 + i as i64, time)]);
+            cap = time - 5_000;
+            ingest.capability_moved(cap);
+        }
+        let marks = &ingest.partitions[1].idle_marks;
+        assert_eq!(marks.len(), 1, "idle marks after 10,000 moves");
+        assert_eq!(marks[0], (1, cap));
+        // Partition 1 wakes: a reading below the latest capability is late,
+        // one at it is taken.
+        let (ok, dead) = feed(&mut ingest, cap, &[(1, 1, cap - 1), (1, 2, cap)]);
+        assert_eq!(ok, vec![2]);
+        assert_eq!(dead, vec![(DeadLetterReason::LateAfterIdle, 1)]);
+        let part = ingest.resume_part(cap);
+        let idle: Vec<_> = part.partitions.iter().map(|p| p.idle_marks.len()).collect();
+        assert!(
+            idle.iter().all(|n| *n <= 1),
+            "idle marks in the checkpoint: {idle:?}"
+        );
     }
 
     /// A partition declared idle (a wall-clock decision) makes its

@@ -118,8 +118,13 @@ fn idle_marks_are_kept_without_redundant_ones() {
     recorder.mark(2, 10, 5_000).unwrap();
     recorder.mark(2, 12, 4_000).unwrap(); // implied by the first
     recorder.mark(2, 20, 9_000).unwrap();
+    // An idle partition: a later watermark at the same offset, again and
+    // again; the latest says all the others do.
+    for watermark in (10_000..=20_000).step_by(100) {
+        recorder.mark(2, 30, watermark).unwrap();
+    }
     recorder.seal().unwrap();
     let marks = std::fs::read(marks_path(dir.path(), 2)).unwrap();
     let marks: Vec<(i64, u64)> = serde_json::from_slice(&marks).unwrap();
-    assert_eq!(marks, vec![(10, 5_000), (20, 9_000)]);
+    assert_eq!(marks, vec![(10, 5_000), (20, 9_000), (30, 20_000)]);
 }

@@ -383,6 +383,11 @@ impl Recorder {
             .iter()
             .any(|&(from, wm)| from <= offset && wm >= watermark);
         if !implied {
+            // Marks at or after this offset with a lower watermark say less
+            // than this one: an idle partition gets a later mark at the same
+            // offset at every capability move.
+            p.marks
+                .retain(|&(from, wm)| !(from >= offset && wm <= watermark));
             p.marks.push((offset, watermark));
             p.marks.sort_unstable();
             p.marks_changed = true;
