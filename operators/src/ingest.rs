@@ -1428,7 +1428,7 @@ mod alignment_tests {
     use std::collections::BTreeSet;
     use std::sync::{Arc, Mutex};
 
-    use timely::dataflow::operators::Inspect;
+    use timely::dataflow::operators::{Concatenate, Inspect};
 
     use super::*;
     use crate::alert::{Direction, Rule, RuleSet};
@@ -1636,9 +1636,11 @@ mod alignment_tests {
     }
 
     /// Runs the skewed partitions through 10 s windows and a rule on
-    /// `workers` workers; returns the windows, alerts and dead letters
-    /// (sorted, as text) and how often partitions were held.
-    fn run(workers: usize, alignment: Option<u64>) -> (Vec<String>, u64) {
+    /// `workers` workers, read by one source or by `sources` sources that
+    /// share them out (the dense ones in the first); returns the windows,
+    /// alerts and dead letters (sorted, as text) and how often partitions
+    /// were held.
+    fn run(workers: usize, alignment: Option<u64>, sources: usize) -> (Vec<String>, u64) {
         let out = Arc::new(Mutex::new(Vec::new()));
         let run = Run::default();
         let (o, r) = (out.clone(), run.clone());
@@ -1646,12 +1648,15 @@ mod alignment_tests {
             let (out, run) = (o.clone(), r.clone());
             worker.dataflow::<u64, _, _>(|scope| {
                 let env = Env::new(scope, run.clone(), "t", None);
-                let (readings, dead) =
-                    ingest_source(&env, "t", "Turns".into(), 100, move |w, peers| {
+                let (mut all_readings, mut all_dead) = (Vec::new(), Vec::new());
+                for source in 0..sources {
+                    let run = run.clone();
+                    let name = format!("Turns{source}");
+                    let (readings, dead) = ingest_source(&env, "t", name, 100, move |w, peers| {
                         let mine: Vec<(i32, Vec<u64>)> = skewed()
                             .into_iter()
                             .enumerate()
-                            .filter(|(p, _)| p % peers == w)
+                            .filter(|(p, _)| p % peers == w && p * sources / 4 == source)
                             .map(|(p, times)| (p as i32, times))
                             .collect();
                         let starts: Vec<_> = mine
@@ -1670,6 +1675,11 @@ mod alignment_tests {
                         };
                         Ok((poller, ingest))
                     });
+                    all_readings.push(readings);
+                    all_dead.push(dead);
+                }
+                let readings = scope.concatenate(all_readings);
+                let dead = scope.concatenate(all_dead);
                 let rules = Arc::new(RuleSet::new(vec![Rule {
                     clear: 40.0,
                     for_ms: 3_000,
@@ -1701,11 +1711,12 @@ mod alignment_tests {
     }
 
     /// The same windows, alerts and dead letters with and without
-    /// alignment, on 1 and 2 workers; with it, the sparse partitions were
-    /// held back many times.
+    /// alignment, on 1 and 2 workers, with the partitions read by one
+    /// source or shared out between two (the frontier is that of both);
+    /// with it, the sparse partitions were held back many times.
     #[test]
     fn alignment_changes_when_records_are_read_not_the_results() {
-        let (reference, never) = run(1, None);
+        let (reference, never) = run(1, None, 1);
         assert_eq!(never, 0);
         assert!(
             reference.iter().any(|o| o.starts_with("late ")),
@@ -1716,10 +1727,11 @@ mod alignment_tests {
             "alerts fired"
         );
         assert!(reference.len() > 200, "{}", reference.len());
-        for workers in [1, 2] {
-            let (aligned, held) = run(workers, Some(1_000));
-            assert!(held > 20, "held {held} times on {workers} worker(s)");
-            assert_eq!(aligned, reference, "{workers} worker(s)");
+        for (workers, sources) in [(1, 1), (2, 1), (1, 2), (2, 2)] {
+            let (aligned, held) = run(workers, Some(1_000), sources);
+            let case = format!("{workers} worker(s), {sources} source(s)");
+            assert!(held > 20, "held {held} times on {case}");
+            assert_eq!(aligned, reference, "{case}");
         }
     }
 }
