@@ -12,6 +12,7 @@ mod support;
 #[allow(dead_code)]
 mod ops;
 
+mod failures;
 mod reference;
 mod reload;
 mod replay;

@@ -304,6 +304,23 @@ pub fn alerts_of(records: &[ConsumedRecord]) -> BTreeSet<AlertKey> {
         .collect()
 }
 
+/// Records to produce, with device `n` (the number ending its key) on
+/// partition `n % 4`.
+pub fn spread(records: &[weir::simulate::SimRecord]) -> Vec<crate::support::Record<'_>> {
+    records
+        .iter()
+        .map(|r| {
+            let device = r.key.rsplit('-').next().and_then(|n| n.parse::<i32>().ok());
+            (
+                Some(r.key.as_bytes()),
+                r.payload.as_slice(),
+                Some(r.timestamp_ms),
+                device.map(|n| n % 4),
+            )
+        })
+        .collect()
+}
+
 /// A seeded input topic on the broker, and what the reference makes of it.
 pub struct Input {
     pub topic: String,
@@ -326,6 +343,28 @@ impl Input {
         let input = Input::of(broker, &topic);
         assert_eq!(input.stored.len(), produced);
         input
+    }
+
+    /// As [`Input::produce`], with device `n` on partition `n % 4` (see
+    /// [`Input::produce_spread_into`]).
+    pub fn produce_spread(broker: &Broker) -> Input {
+        let topic = unique_topic("readings");
+        broker.create_topic(&topic, 4);
+        let produced = Input::produce_spread_into(broker, &topic);
+        let input = Input::of(broker, &topic);
+        assert_eq!(input.stored.len(), produced);
+        input
+    }
+
+    /// Produces the simulation of [`Input::produce`] into `topic` (4
+    /// partitions), with device `n` on partition `n % 4`, so that every
+    /// partition has readings: for live runs without an idle timeout, where
+    /// an empty partition would hold the watermark back for ever. Returns
+    /// the number of records.
+    pub fn produce_spread_into(broker: &Broker, topic: &str) -> usize {
+        let records: Vec<_> = weir::simulate::generate(&Input::simulation(6)).collect();
+        broker.produce(topic, &spread(&records));
+        records.len()
     }
 
     /// The seeded simulation of `minutes` of event time behind every input:

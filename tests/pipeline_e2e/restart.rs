@@ -134,19 +134,8 @@ impl Scenario {
     fn produce(&self, batches: usize, pause: Duration) {
         let records: Vec<_> = weir::simulate::generate(&Input::simulation(20)).collect();
         for chunk in records.chunks(records.len().div_ceil(batches)) {
-            let batch: Vec<_> = chunk
-                .iter()
-                .map(|r| {
-                    let device = r.key.rsplit('-').next().and_then(|n| n.parse::<i32>().ok());
-                    (
-                        Some(r.key.as_bytes()),
-                        r.payload.as_slice(),
-                        Some(r.timestamp_ms),
-                        device.map(|n| n % 4),
-                    )
-                })
-                .collect();
-            self.broker.produce(&self.topic, &batch);
+            self.broker
+                .produce(&self.topic, &crate::reference::spread(chunk));
             std::thread::sleep(pause);
         }
     }
@@ -386,7 +375,7 @@ fn interrupt(scenario: &Scenario, rounds: &[Stop], input_complete: &dyn Fn() -> 
 /// The end-to-end pipeline as a live run: checkpoints every second, and no
 /// idle timeout, whose wall-clock decisions would make a live run's results
 /// depend on timing.
-fn live_toml(toml: &str, checkpoints: &Path) -> String {
+pub(crate) fn live_toml(toml: &str, checkpoints: &Path) -> String {
     let with_source = toml.replacen("[window]", "idle_timeout = \"off\"\n[window]", 1);
     format!(
         "{with_source}\n[checkpoint]\ndir = \"{}\"\ninterval = \"1s\"\n",
@@ -396,7 +385,7 @@ fn live_toml(toml: &str, checkpoints: &Path) -> String {
 
 /// Starts `weir run` on `pipeline`, its standard error in `log`, aborting at
 /// the checkpoint step `abort` if given (`WEIR_ABORT_AT`).
-fn weir_run(
+pub(crate) fn weir_run(
     pipeline: &Path,
     workers: usize,
     bounded: bool,
@@ -411,7 +400,7 @@ fn weir_run(
 }
 
 /// The `weir run` command line, its standard error in `log`.
-fn weir_command(pipeline: &Path, workers: usize, bounded: bool, log: &Path) -> Command {
+pub(crate) fn weir_command(pipeline: &Path, workers: usize, bounded: bool, log: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_weir"));
     cmd.arg("run")
         .arg(pipeline)
@@ -426,7 +415,7 @@ fn weir_command(pipeline: &Path, workers: usize, bounded: bool, log: &Path) -> C
 }
 
 /// Waits until the run logged in `log` has started its sources.
-fn started(log: &Path, child: &mut Child) {
+pub(crate) fn started(log: &Path, child: &mut Child) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while !std::fs::read_to_string(log).is_ok_and(|l| l.contains("Kafka source started")) {
         assert!(
@@ -440,7 +429,7 @@ fn started(log: &Path, child: &mut Child) {
 }
 
 /// Waits for `child` to exit, for at most `limit` (then kills it).
-fn wait(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
+pub(crate) fn wait(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
     let deadline = Instant::now() + limit;
     loop {
         if let Some(status) = child.try_wait().unwrap() {

@@ -229,6 +229,14 @@ impl<'scope> Env<'scope> {
         self.session.as_ref().and_then(|s| s.restored_frontier())
     }
 
+    /// The number of the checkpoint this run resumed from.
+    pub fn restored_checkpoint(&self) -> Option<u64> {
+        self.session
+            .as_ref()
+            .and_then(|s| s.restored())
+            .map(|r| r.manifest.id)
+    }
+
     /// The restored parts of operator `op`, one per worker of the run that
     /// wrote them. A part that cannot be decoded is a pipeline error.
     pub(crate) fn restored<T: DeserializeOwned>(&self, op: &str) -> Vec<T> {
@@ -892,11 +900,16 @@ fn commit(acks: Stream<'_, u64, Vec<Ack>>, session: Arc<Session>, shared: Rc<Sha
                 }
                 let acks = entry.remove();
                 if acks.len() != peers {
-                    run.control.add_error(format!(
+                    let problem = format!(
                         "checkpoint {} has parts of {} of {peers} workers; it is not completed",
                         marker.id,
                         acks.len()
-                    ));
+                    );
+                    // A worker that failed said why already.
+                    match run.control.errors().is_empty() {
+                        true => run.control.add_error(problem),
+                        false => tracing::warn!("{problem}"),
+                    }
                     continue;
                 }
                 let manifest = Manifest {

@@ -30,6 +30,7 @@
 //! with the same ids.
 
 mod env;
+mod manifest;
 mod store;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -46,6 +47,7 @@ pub(crate) use env::{
     checkpointed_sink, least_frontier, stop_on_last_marker, Barrier, SinkEvent, SourceBook,
 };
 pub use env::{Env, RunIo};
+pub use manifest::Manifest;
 pub use store::{CheckpointStore, LocalDir};
 
 /// How often and where checkpoints are taken.
@@ -145,61 +147,11 @@ pub struct Ack {
     pub files: Vec<PendingFile>,
 }
 
-/// What makes a checkpoint complete: written last, it names every part.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Manifest {
-    /// Format version of checkpoints.
-    pub format: u32,
-    /// The pipeline's name.
-    pub pipeline: String,
-    /// Checkpoint number.
-    pub id: u64,
-    /// Event-time frontier, ms since the epoch.
-    pub frontier: u64,
-    /// Wall-clock time it completed, ms since the epoch.
-    pub created_ms: u64,
-    /// Workers of the run that wrote it (over all processes).
-    pub workers: usize,
-    /// Every part.
-    pub parts: Vec<PartInfo>,
-    /// Files made visible by this checkpoint.
-    pub files: Vec<PendingFile>,
-    /// The version of the rule set in force at the frontier (0 in
-    /// checkpoints written before versions were kept).
-    #[serde(default)]
-    pub rules_version: u64,
-    /// Each rule in force at the frontier, by name, with its
-    /// [`fingerprint`](crate::alert::Rule::fingerprint): a resumed run keeps
-    /// the states of the rules that are unchanged.
-    #[serde(default)]
-    pub rules: Vec<(String, u64)>,
-}
-
-impl Manifest {
-    /// What changed in `rules` since this checkpoint: rules with the same
-    /// name and another definition, and new rules (none if the checkpoint
-    /// kept no fingerprints).
-    pub fn changed_rules(&self, rules: &RuleSet) -> Vec<String> {
-        if self.rules.is_empty() {
-            return Vec::new();
-        }
-        rules
-            .fingerprints()
-            .into_iter()
-            .filter(|rule| !self.rules.contains(rule))
-            .map(|(name, _)| name)
-            .collect()
-    }
-
-    /// Total size of the parts, in bytes.
-    pub fn bytes(&self) -> u64 {
-        self.parts.iter().map(|p| p.bytes).sum()
-    }
-}
-
 /// The current format of checkpoints. 2: rule states carry the off-delay's
 /// clear spell. 3: and chattering. 4: and combination rules' conditions.
-pub const FORMAT: u32 = 4;
+/// 5: manifests carry their own checksum, and Parquet parts the files
+/// their checkpoints made visible.
+pub const FORMAT: u32 = 5;
 
 /// A checkpoint that cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -248,9 +200,10 @@ pub enum CheckpointError {
 
 /// For crash tests: with `WEIR_ABORT_AT=<point>:<n>` in the environment, the
 /// process aborts the `n`-th time a checkpoint reaches `point`: `part` (a
-/// part written), `manifest` (a manifest written, its files not yet renamed)
-/// or `rename` (one file of a completed checkpoint renamed). Does nothing
-/// otherwise.
+/// part written), `manifest` (a manifest written, its files not yet renamed),
+/// `rename` (one file of a completed checkpoint renamed) or `published`
+/// (every file of a completed checkpoint that made some visible renamed).
+/// Does nothing otherwise.
 fn crash_point(point: &str) {
     use std::sync::atomic::{AtomicU64, Ordering};
     use std::sync::OnceLock;
@@ -298,15 +251,22 @@ pub struct Session {
     store: Arc<dyn CheckpointStore>,
     pipeline: String,
     restored: Option<Restored>,
+    /// The number of this run's first checkpoint: after every checkpoint
+    /// found in the store, complete or not.
+    next_id: u64,
 }
 
 impl Session {
     /// Opens the checkpoints of `pipeline` in `config.dir`.
     ///
-    /// Without `fresh`, finds the latest complete checkpoint, verifies every
-    /// part it names (present, same size and checksum), finishes the file
-    /// renames it lists (a crash may have cut them short), and deletes parts
-    /// of later checkpoints that never completed. A damaged checkpoint, or
+    /// Without `fresh`, finds the latest complete checkpoint, verifies its
+    /// manifest's checksum and every part it names (present, same size and
+    /// checksum), and finishes the file renames it lists (a crash may have
+    /// cut them short). Parts of later checkpoints are left alone: this run
+    /// numbers its checkpoints after them, and the first one it completes
+    /// deletes them. So a run refused after this point (a later checkpoint's
+    /// manifest is missing, see the Parquet sink) destroys nothing, and
+    /// restoring the manifest makes that checkpoint usable again. A damaged checkpoint, or
     /// parts without any complete checkpoint, is an error: the run never
     /// silently starts over. With `fresh`, deletes every checkpoint and
     /// starts from the source's configured start.
@@ -337,6 +297,7 @@ impl Session {
                 store,
                 pipeline: pipeline.to_owned(),
                 restored: None,
+                next_id: 1,
             });
         }
         let latest = names
@@ -357,6 +318,7 @@ impl Session {
                 store,
                 pipeline: pipeline.to_owned(),
                 restored: None,
+                next_id: 1,
             });
         };
         let corrupt = |problem: String| CheckpointError::Corrupt {
@@ -367,8 +329,7 @@ impl Session {
         let bytes = store
             .get(&manifest_name(id))
             .map_err(|e| corrupt(format!("cannot read its manifest: {e}")))?;
-        let manifest: Manifest = serde_json::from_slice(&bytes)
-            .map_err(|e| corrupt(format!("its manifest is not valid: {e}")))?;
+        let manifest = Manifest::unseal(&bytes).map_err(corrupt)?;
         if manifest.format != FORMAT {
             return Err(corrupt(format!(
                 "format {} is not the supported format {FORMAT}",
@@ -397,11 +358,6 @@ impl Session {
             parts.entry(part.op.clone()).or_default().push(bytes);
         }
         finish_renames(&manifest.files, || {}).map_err(io("make committed files visible"))?;
-        for name in names.iter().filter(|n| id_of(n).is_some_and(|i| i > id)) {
-            store
-                .delete(name)
-                .map_err(io("delete an incomplete checkpoint"))?;
-        }
         tracing::info!(
             checkpoint = id,
             frontier = manifest.frontier,
@@ -412,6 +368,7 @@ impl Session {
             store,
             pipeline: pipeline.to_owned(),
             restored: Some(Restored { manifest, parts }),
+            next_id: names.iter().filter_map(|n| id_of(n)).max().unwrap_or(id) + 1,
         })
     }
 
@@ -432,7 +389,7 @@ impl Session {
 
     /// The number of the next checkpoint.
     fn next_id(&self) -> u64 {
-        self.restored.as_ref().map_or(1, |r| r.manifest.id + 1)
+        self.next_id
     }
 
     /// Every part of operator `op` in the restored checkpoint (one per worker
@@ -492,9 +449,10 @@ impl Session {
     }
 
     /// Completes a checkpoint: writes its manifest, makes its files visible,
-    /// and deletes checkpoints beyond the number kept.
+    /// and deletes the earlier checkpoints beyond the number kept and the
+    /// earlier ones that never completed.
     fn commit(&self, manifest: &Manifest) -> Result<(), String> {
-        let bytes = serde_json::to_vec_pretty(manifest).expect("a manifest serializes");
+        let bytes = manifest.seal();
         let name = manifest_name(manifest.id);
         self.store
             .put(&name, &bytes)
@@ -502,20 +460,26 @@ impl Session {
         crash_point("manifest");
         finish_renames(&manifest.files, || crash_point("rename"))
             .map_err(|e| format!("cannot make committed files visible: {e}"))?;
+        if !manifest.files.is_empty() {
+            crash_point("published");
+        }
         let names = self.store.list().map_err(|e| e.to_string())?;
         let complete: Vec<u64> = names
             .iter()
             .filter(|n| n.ends_with(".manifest.json"))
             .filter_map(|n| id_of(n))
             .collect();
-        let keep = self.config.keep.max(1);
-        if let Some(&oldest_kept) = complete.iter().rev().nth(keep - 1) {
-            for name in names
-                .iter()
-                .filter(|n| id_of(n).is_some_and(|i| i < oldest_kept))
-            {
-                self.store.delete(name).map_err(|e| e.to_string())?;
-            }
+        let kept: BTreeSet<u64> = complete
+            .iter()
+            .rev()
+            .take(self.config.keep.max(1))
+            .copied()
+            .collect();
+        for name in names
+            .iter()
+            .filter(|n| id_of(n).is_some_and(|i| i < manifest.id && !kept.contains(&i)))
+        {
+            self.store.delete(name).map_err(|e| e.to_string())?;
         }
         Ok(())
     }
@@ -583,7 +547,7 @@ pub fn list(dir: &std::path::Path) -> Result<Vec<CheckpointInfo>, CheckpointErro
             info.manifest = store
                 .get(&name)
                 .ok()
-                .and_then(|b| serde_json::from_slice(&b).ok());
+                .and_then(|b| Manifest::unseal(&b).ok());
         }
     }
     Ok(by_id.into_values().collect())
@@ -643,9 +607,17 @@ mod tests {
         let resumed = Session::open(config(dir.path()), "p", false).unwrap();
         assert_eq!(resumed.restored_frontier(), Some(3_000));
         assert_eq!(resumed.parts::<u64>("op.1").unwrap(), vec![30]);
-        assert_eq!(resumed.next_id(), 4);
-        let ids: Vec<u64> = list(dir.path()).unwrap().iter().map(|c| c.id).collect();
-        assert_eq!(ids, vec![2, 3], "keeps 2, and the incomplete one is gone");
+        let ids = || -> Vec<u64> { list(dir.path()).unwrap().iter().map(|c| c.id).collect() };
+        assert_eq!(
+            ids(),
+            vec![2, 3, 4],
+            "keeps 2, and the incomplete one for now"
+        );
+        // The resumed run numbers its checkpoints after the incomplete one,
+        // and its first complete one deletes it.
+        assert_eq!(resumed.next_id(), 5);
+        take(&resumed, 5, 50, files.path());
+        assert_eq!(ids(), vec![3, 5]);
     }
 
     #[test]
@@ -691,6 +663,26 @@ mod tests {
         let fresh = Session::open(config(dir.path()), "p", true).unwrap();
         assert!(fresh.restored().is_none());
         assert!(list(dir.path()).unwrap().is_empty());
+    }
+
+    #[test]
+    fn an_edited_manifest_is_refused_like_a_damaged_part() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = tempfile::tempdir().unwrap();
+        let session = Session::open(config(dir.path()), "p", false).unwrap();
+        take(&session, 1, 10, files.path());
+        let path = dir.path().join(manifest_name(1));
+        let text = std::fs::read_to_string(&path).unwrap();
+        // The frontier of checkpoint 1 is 1000: moved to 301000.
+        let edited = text.replace("\"frontier\": 1000", "\"frontier\": 301000");
+        assert_ne!(edited, text, "the test edits the frontier");
+        std::fs::write(&path, edited).unwrap();
+        let error = Session::open(config(dir.path()), "p", false).unwrap_err();
+        assert!(
+            matches!(error, CheckpointError::Corrupt { id: 1, .. }),
+            "{error}"
+        );
+        assert!(error.to_string().contains("checksum"), "{error}");
     }
 
     #[test]

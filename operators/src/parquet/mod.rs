@@ -4,7 +4,9 @@ use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
 
+pub mod resume;
 pub mod sink;
+pub use resume::Published;
 pub use sink::*;
 
 /// Where and how the Parquet sink writes its files.

@@ -22,6 +22,7 @@ use timely::dataflow::Stream;
 
 use serde::{Deserialize, Serialize};
 
+use super::resume::{self, Published};
 use super::{ParquetCompression, ParquetSinkConfig};
 use crate::checkpoint::{checkpointed_sink, Env, PendingFile, SinkEvent};
 use crate::metrics::Metrics;
@@ -37,7 +38,7 @@ pub enum ParquetSinkError {
     /// A file system operation failed.
     #[error("cannot {action} {}", path.display())]
     Io {
-        /// What was being done: "create directory", "create", "sync", "rename into place".
+        /// What was being done: "create directory", "write", "sync", "rename into place".
         action: &'static str,
         /// The file or directory concerned.
         path: PathBuf,
@@ -131,6 +132,9 @@ pub struct ParquetWriter {
     deferred: bool,
     /// Files written and not renamed yet (deferred commits only).
     unrenamed: Vec<PendingFile>,
+    /// The files checkpoints made visible, carried from checkpoint to
+    /// checkpoint (deferred commits only).
+    published: Published,
 }
 
 /// A Parquet sink's part of a checkpoint: the rows it holds that are not in
@@ -139,6 +143,10 @@ pub struct ParquetWriter {
 pub struct ParquetPart {
     /// Buffered rows of windows that ended before the checkpoint's frontier.
     pub rows: Vec<WindowAggregate>,
+    /// The files made visible by this checkpoint and every earlier one, or
+    /// found at the start of the run that took the first: a resume that finds
+    /// a visible file beyond them is refused (see [`super::resume`]).
+    pub published: Published,
 }
 
 impl ParquetWriter {
@@ -159,6 +167,7 @@ impl ParquetWriter {
             schema: window_aggregate_schema(),
             deferred: false,
             unrenamed: Vec::new(),
+            published: Published::new(),
         }
     }
 
@@ -170,9 +179,20 @@ impl ParquetWriter {
     }
 
     /// The files written since the last call and not renamed (with a
-    /// deferred commit).
+    /// deferred commit). They count as published from now on (see
+    /// [`ParquetPart::published`]).
     pub fn take_unrenamed(&mut self) -> Vec<PendingFile> {
+        if !self.unrenamed.is_empty() {
+            let last = Published::from([(self.prefix.clone(), self.seq - 1)]);
+            resume::merge(&mut self.published, &last);
+        }
         std::mem::take(&mut self.unrenamed)
+    }
+
+    /// Adds files made visible before (restored from a checkpoint, or found
+    /// at the start) to those this writer's checkpoint parts carry.
+    pub fn add_published(&mut self, published: &Published) {
+        resume::merge(&mut self.published, published);
     }
 
     /// The buffered rows of windows that ended before `frontier` (all of
@@ -186,7 +206,10 @@ impl ParquetWriter {
             .filter(|r| frontier.is_none_or(|f| r.window_end < f))
             .cloned()
             .collect();
-        ParquetPart { rows }
+        ParquetPart {
+            rows,
+            published: self.published.clone(),
+        }
     }
 
     /// Buffers one aggregate in the partition of its `window_start`.
@@ -355,11 +378,13 @@ impl ParquetWriter {
             .set_compression(compression)
             .set_max_row_group_row_count(Some(self.config.row_group_rows.max(1)))
             .build();
-        let file = File::create(path).map_err(|source| ParquetSinkError::Io {
-            action: "create",
-            path: path.to_owned(),
-            source,
-        })?;
+        let file = File::create(path)
+            .and_then(|file| full_disk_point().map(|()| file))
+            .map_err(|source| ParquetSinkError::Io {
+                action: "write",
+                path: path.to_owned(),
+                source,
+            })?;
         let mut writer = ArrowWriter::try_new(file, Arc::clone(&self.schema), Some(properties))
             .map_err(parquet_error)?;
         writer.write(&batch).map_err(parquet_error)?;
@@ -418,6 +443,16 @@ impl ParquetWriter {
                 source,
             }
         })
+    }
+}
+
+/// For tests of a full disk where none can be mounted: with `WEIR_FULL_DISK`
+/// in the environment, every Parquet file fails to be written as on a full
+/// file system (`ENOSPC`). Does nothing otherwise.
+fn full_disk_point() -> std::io::Result<()> {
+    match std::env::var_os("WEIR_FULL_DISK") {
+        Some(_) => Err(std::io::Error::from_raw_os_error(28)),
+        None => Ok(()),
     }
 }
 
@@ -524,18 +559,29 @@ impl<'scope> ParquetSink<'scope> for Stream<'scope, u64, Vec<WindowAggregate>> {
         let checkpointing = env.checkpointing();
         let dir = config.dir.clone();
         let mut writer = ParquetWriter::new(config, env.file_prefix());
+        // The first failure: the sink then writes nothing more, and fails
+        // every checkpoint, so none completes without its rows.
+        let mut failure: Option<String> = None;
         if checkpointing {
             writer = writer.with_deferred_commit();
             let (worker, peers) = (self.scope().index(), self.scope().peers());
-            if let Err(e) = remove_orphans(&dir, &env.file_prefix(), worker, peers) {
-                run.control.add_error(format!("Parquet sink: {e}"));
+            if let Err(e) = resume::remove_orphans(&dir, &env.file_prefix(), worker, peers) {
+                failure = Some(format!("Parquet sink: {e}"));
             }
             let parts = env.restored::<ParquetPart>(participant.op());
+            if worker == 0 && failure.is_none() {
+                if let Err(error) = check_published(&dir, &parts, env, &mut writer) {
+                    failure = Some(format!("Parquet sink: {error}"));
+                }
+            }
             for part in parts.into_iter().skip(worker).step_by(peers) {
+                writer.add_published(&part.published);
                 part.rows.into_iter().for_each(|row| writer.push(row));
             }
         }
-        let mut writer = Some(writer);
+        if let Some(error) = &failure {
+            run.control.add_error(error.clone());
+        }
         let range = env.io().range;
         let stream = env.register_sink(self);
         checkpointed_sink(
@@ -545,14 +591,14 @@ impl<'scope> ParquetSink<'scope> for Stream<'scope, u64, Vec<WindowAggregate>> {
             markers,
             run.clone(),
             move |event| {
-                let Some(active) = writer.as_mut() else {
-                    // After a failure, consume and drop the input.
+                if let Some(error) = &failure {
+                    // Consume and drop the input; no checkpoint completes.
                     if let SinkEvent::Marker(marker) = event {
-                        participant.fail(&marker, "Parquet sink: failed before".into());
+                        participant.fail(&marker, error.clone());
                     }
                     return;
-                };
-                let before = (active.rows_written(), active.bytes_written());
+                }
+                let before = (writer.rows_written(), writer.bytes_written());
                 let result = match event {
                     SinkEvent::Data(_, data) => {
                         data.drain(..)
@@ -561,17 +607,24 @@ impl<'scope> ParquetSink<'scope> for Stream<'scope, u64, Vec<WindowAggregate>> {
                                     a.window_start >= from && a.window_end <= to
                                 })
                             })
-                            .for_each(|agg| active.push(agg));
+                            .for_each(|agg| writer.push(agg));
                         return;
                     }
                     SinkEvent::Marker(marker) => {
                         let result = match marker.until() {
-                            Some(f) => active.flush_at_frontier(f),
-                            None => active.finish(),
+                            Some(f) => writer.flush_at_frontier(f),
+                            None => writer.finish(),
                         };
-                        if result.is_ok() {
-                            let part = active.snapshot(marker.until());
-                            participant.write(&marker, &part, active.take_unrenamed());
+                        match &result {
+                            Ok(_) => {
+                                // The files first: the part counts them as published.
+                                let files = writer.take_unrenamed();
+                                let part = writer.snapshot(marker.until());
+                                participant.write(&marker, &part, files);
+                            }
+                            // Every marker gets its answer, or the checkpoint
+                            // (and the run) would wait for it forever.
+                            Err(error) => participant.fail(&marker, failed(error)),
                         }
                         result
                     }
@@ -579,13 +632,13 @@ impl<'scope> ParquetSink<'scope> for Stream<'scope, u64, Vec<WindowAggregate>> {
                     SinkEvent::Frontier(None) if checkpointing && run.control.stop_requested() => {
                         return;
                     }
-                    SinkEvent::Frontier(None) => active.finish(),
-                    SinkEvent::Frontier(Some(time)) => active.flush_at_frontier(time),
+                    SinkEvent::Frontier(None) => writer.finish(),
+                    SinkEvent::Frontier(Some(time)) => writer.flush_at_frontier(time),
                 };
                 let m = &run.metrics;
-                Metrics::add(&m.parquet_rows, active.rows_written() - before.0);
-                Metrics::add(&m.parquet_bytes, active.bytes_written() - before.1);
-                let ends = active.take_written_ends();
+                Metrics::add(&m.parquet_rows, writer.rows_written() - before.0);
+                Metrics::add(&m.parquet_bytes, writer.bytes_written() - before.1);
+                let ends = writer.take_written_ends();
                 m.observe_since_arrival(
                     &m.window_latency,
                     ends.into_iter().map(|e| e.saturating_sub(1)),
@@ -595,9 +648,9 @@ impl<'scope> ParquetSink<'scope> for Stream<'scope, u64, Vec<WindowAggregate>> {
                         .into_iter()
                         .for_each(|file| run.metrics.add_file(file)),
                     Err(error) => {
-                        run.control
-                            .add_error(format!("Parquet sink: {}", error_chain(&error)));
-                        writer = None;
+                        let message = failed(&error);
+                        run.control.add_error(message.clone());
+                        failure = Some(message);
                     }
                 }
             },
@@ -605,57 +658,58 @@ impl<'scope> ParquetSink<'scope> for Stream<'scope, u64, Vec<WindowAggregate>> {
     }
 }
 
-/// Deletes the temporary files earlier runs left behind (a crash before the
-/// checkpoint covering them completed) that this worker is in charge of:
-/// those of worker indexes `worker`, `worker + peers`, ... of other runs, so
-/// workers of this run never delete each other's files.
-fn remove_orphans(
+/// The pipeline error of a failed write.
+fn failed(error: &ParquetSinkError) -> String {
+    format!("Parquet sink: {}", error_chain(error))
+}
+
+/// Worker 0's check of the directory at the start of a checkpointed run.
+/// On a resume, every visible file must be one the restored checkpoint's
+/// parts account for; otherwise a later checkpoint made it visible and its
+/// manifest is gone, and resuming would write its rows again. On a fresh
+/// start, the files already there are adopted, so that later resumes
+/// account for them.
+fn check_published(
     dir: &Path,
-    own_prefix: &str,
-    worker: usize,
-    peers: usize,
-) -> std::io::Result<()> {
-    fn walk(
-        dir: &Path,
-        visit: &mut dyn FnMut(&Path) -> std::io::Result<()>,
-    ) -> std::io::Result<()> {
-        let entries = match fs::read_dir(dir) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(e),
-        };
-        for entry in entries {
-            let path = entry?.path();
-            if path.is_dir() {
-                walk(&path, visit)?;
-            } else {
-                visit(&path)?;
-            }
-        }
-        Ok(())
+    parts: &[ParquetPart],
+    env: &Env<'_>,
+    writer: &mut ParquetWriter,
+) -> Result<(), String> {
+    let Some(id) = env.restored_checkpoint() else {
+        let found =
+            resume::adopt(dir).map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
+        writer.add_published(&found);
+        return Ok(());
+    };
+    let mut known = Published::new();
+    parts
+        .iter()
+        .for_each(|p| resume::merge(&mut known, &p.published));
+    let extra = resume::unaccounted(dir, &known)
+        .map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
+    if extra.is_empty() {
+        return Ok(());
     }
-    walk(dir, &mut |path| {
-        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
-            return Ok(());
-        };
-        let Some(stem) = name
-            .strip_prefix('.')
-            .and_then(|n| n.strip_suffix(".parquet.inprogress"))
-        else {
-            return Ok(());
-        };
-        // `part-<run>-w<worker>-<seq>`
-        let mine = stem.starts_with(&format!("{own_prefix}-"));
-        let owner = stem
-            .rsplit_once('-')
-            .and_then(|(head, _)| head.rsplit_once("-w"))
-            .and_then(|(_, w)| w.parse::<usize>().ok());
-        if !mine && owner.is_some_and(|w| w % peers == worker) {
-            tracing::info!(file = %path.display(), "Removing a Parquet file no checkpoint completed");
-            fs::remove_file(path)?;
+    let shown: Vec<String> = extra
+        .iter()
+        .take(5)
+        .map(|p| p.display().to_string())
+        .collect();
+    Err(format!(
+        "{} holds {} file(s) that no checkpoint up to checkpoint {id}, the one this run resumes \
+         from, made visible ({}{}): a later checkpoint published them and its manifest is \
+         missing from the checkpoint directory. Resuming would write their rows a second time. \
+         Restore the missing manifest, or move the Parquet files aside and start over with \
+         --from-scratch",
+        dir.display(),
+        extra.len(),
+        shown.join(", "),
+        if extra.len() > shown.len() {
+            ", ..."
+        } else {
+            ""
         }
-        Ok(())
-    })
+    ))
 }
 
 #[cfg(test)]
