@@ -2,7 +2,8 @@
 # The project's test command: makes sure the tansu broker used by the
 # integration tests and the Chromium that tests/browser.rs drives are
 # installed, then runs every test of the workspace
-# (unit, integration and doc tests). Extra arguments go to `cargo test`,
+# (unit, integration and doc tests), with the fail points the crash tests
+# use (feature `failpoints`). Extra arguments go to `cargo test`,
 # e.g. `bash scripts/test.sh --test broker_smoke`.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -14,4 +15,4 @@ WEIR_CHROMIUM="$(bash scripts/ensure-chromium.sh)"
 export WEIR_CHROMIUM
 echo "test.sh: using chromium at $WEIR_CHROMIUM" >&2
 
-cargo test --workspace "$@"
+cargo test --workspace --features weir/failpoints "$@"

@@ -226,6 +226,10 @@ enum TestCommand {
 }
 
 fn main() -> ExitCode {
+    // Crash tests set fail points through `FAILPOINTS` (see
+    // `weir_operators::checkpoint`); only builds with the feature read it.
+    #[cfg(feature = "failpoints")]
+    let _failpoints = fail::FailScenario::setup();
     let cli = Cli::parse();
     let logs = tracing_subscriber::fmt()
         .with_env_filter(

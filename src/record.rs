@@ -4,8 +4,7 @@
 use std::collections::BTreeMap;
 use std::io::BufRead;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
@@ -182,11 +181,12 @@ pub fn record(
     }
     consumer.assign(&tpl)?;
 
-    let stop = interrupt_flag()?;
+    let stop = crate::runtime::stop_signal()?;
     let mut last_seal = Instant::now();
     let mut headers: Vec<(String, Option<Vec<u8>>)> = Vec::new();
     while !ranges.is_empty() {
         if stop.load(Ordering::Relaxed) {
+            eprintln!("Stopping: sealing what was recorded (signal again to exit at once).");
             report.interrupted = true;
             break;
         }
@@ -243,24 +243,6 @@ pub fn record(
     bar.finish_and_clear();
     report.elapsed = started.elapsed();
     Ok(report)
-}
-
-/// Set by Ctrl-C or SIGTERM while recording or importing.
-fn interrupt_flag() -> anyhow::Result<Arc<AtomicBool>> {
-    static FLAG: std::sync::OnceLock<Arc<AtomicBool>> = std::sync::OnceLock::new();
-    if let Some(flag) = FLAG.get() {
-        return Ok(flag.clone());
-    }
-    let flag = Arc::new(AtomicBool::new(false));
-    let set = flag.clone();
-    ctrlc::set_handler(move || {
-        if set.swap(true, Ordering::Relaxed) {
-            std::process::exit(130);
-        }
-        eprintln!("Stopping: sealing what was recorded (signal again to exit at once).");
-    })
-    .context("cannot install the signal handler")?;
-    Ok(FLAG.get_or_init(|| flag).clone())
 }
 
 fn progress_bar(show: bool, total: u64) -> indicatif::ProgressBar {

@@ -18,7 +18,6 @@ use timely::dataflow::operators::Capability;
 use timely::dataflow::Stream;
 use timely::progress::Antichain;
 
-use crate::alert::rule::PROGRESS_BUCKET_MS;
 use crate::checkpoint::SourceBook;
 use crate::checkpoint::{stop_on_last_marker, Env};
 use crate::control::Run;
@@ -26,6 +25,7 @@ use crate::dead_letter::{DeadLetter, DeadLetterReason};
 use crate::decode::Decoder;
 use crate::metrics::Metrics;
 use crate::reading::Reading;
+use crate::reading::PROGRESS_BUCKET_MS;
 use crate::recording::{RecordRef, Recorder};
 
 /// What a source returns: the readings, and the dead letters (undecodable

@@ -22,6 +22,7 @@ pub mod checkpoint;
 pub mod control;
 pub mod dead_letter;
 pub mod decode;
+pub mod hash;
 mod ingest;
 pub mod kafka;
 pub mod memory;

@@ -1,7 +1,5 @@
 //! The records that flow through a pipeline: readings and window aggregates.
 
-use std::hash::{Hash, Hasher};
-
 use serde::{Deserialize, Serialize};
 
 /// A device or sensor name. Names of up to 24 bytes are stored inline, so a
@@ -22,12 +20,9 @@ impl SensorKey {
     /// between workers. It is never used as a key of state: two sensors whose
     /// hashes collide still have separate state.
     pub fn route_hash(device: &str, sensor: &str) -> u64 {
-        // FNV-1a: stable across processes and runs, unlike `RandomState`, so
-        // every process of a cluster routes a key to the same worker.
-        let mut hasher = Fnv1a::default();
-        device.hash(&mut hasher);
-        sensor.hash(&mut hasher);
-        hasher.finish()
+        // Stable across processes, runs and Rust versions (see `crate::hash`),
+        // so every process of a cluster routes a key to the same worker.
+        crate::hash::route_hash(&[device, sensor])
     }
 }
 
@@ -52,30 +47,10 @@ impl hashbrown::Equivalent<SensorKey> for KeyRef<'_> {
     }
 }
 
-/// A 64-bit FNV-1a hasher: small, fast on short names, and the same in every
-/// process.
-#[derive(Clone, Copy)]
-struct Fnv1a(u64);
-
-impl Default for Fnv1a {
-    fn default() -> Self {
-        Fnv1a(0xcbf2_9ce4_8422_2325)
-    }
-}
-
-impl Hasher for Fnv1a {
-    fn finish(&self) -> u64 {
-        // Mix the high bits down so that `hash % workers` spreads well.
-        let h = self.0;
-        h ^ (h >> 29) ^ (h >> 47)
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 ^= u64::from(*b);
-            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-}
+/// Event time is cut into buckets of this many ms to tell how far each
+/// source partition's readings have come: sources send (partition, bucket)
+/// pairs, which silence rules follow.
+pub const PROGRESS_BUCKET_MS: u64 = 1_000;
 
 /// One decoded sensor reading.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

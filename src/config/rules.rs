@@ -48,7 +48,7 @@ pub(super) fn validate_rule(raw: &Spanned<RawRule>, label: &str, d: &mut Diag<'_
             .as_ref()
             .map(|c| c.sensors())
             .unwrap_or_default(),
-        (Some(s), None) => vec![text(d, s, &field("sensor"))],
+        (Some(s), None) => vec![sensor_name(d, s, &field("sensor"))],
         (None, Some(list)) => {
             if list.get_ref().is_empty() {
                 d.err(
@@ -59,7 +59,7 @@ pub(super) fn validate_rule(raw: &Spanned<RawRule>, label: &str, d: &mut Diag<'_
             }
             list.get_ref()
                 .iter()
-                .map(|s| text(d, s, &field("sensors")))
+                .map(|s| sensor_name(d, s, &field("sensors")))
                 .collect()
         }
         (Some(_), Some(list)) => {
@@ -354,12 +354,10 @@ pub(super) fn rule_combination(
         for (i, c) in list.get_ref().iter().enumerate() {
             let path = format!("{}[{i}]", field(key));
             let raw = c.get_ref();
-            let sensor = required_text(
-                d,
-                raw.sensor.as_ref(),
-                c.span().start,
-                &format!("{path}.sensor"),
-            );
+            let sensor = match raw.sensor.as_ref() {
+                Some(s) => sensor_name(d, s, &format!("{path}.sensor")),
+                None => required_text(d, None, c.span().start, &format!("{path}.sensor")),
+            };
             let (direction, threshold) = match (&raw.above, &raw.below) {
                 (Some(a), None) => (Direction::Above, finite(d, a, &format!("{path}.above"))),
                 (None, Some(b)) => (Direction::Below, finite(d, b, &format!("{path}.below"))),

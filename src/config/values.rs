@@ -27,6 +27,20 @@ pub(super) fn text(d: &mut Diag<'_>, value: &Spanned<String>, path: &str) -> Str
     value.get_ref().clone()
 }
 
+/// A sensor name: not empty, and without `+`, which joins the sensors of a
+/// combination rule (`temperature+pressure`) in its alerts and in rule tests.
+pub(super) fn sensor_name(d: &mut Diag<'_>, value: &Spanned<String>, path: &str) -> String {
+    let name = text(d, value, path);
+    if name.contains('+') {
+        d.err(
+            value.span(),
+            path,
+            "must not contain `+`, which joins the sensors of a combination rule",
+        );
+    }
+    name
+}
+
 /// A finite number.
 pub(super) fn finite(d: &mut Diag<'_>, value: &Spanned<f64>, path: &str) -> Option<f64> {
     let v = *value.get_ref();

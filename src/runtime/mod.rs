@@ -15,10 +15,12 @@ use weir_operators::{DeadLetterReason, Env, Metrics, RunIo};
 
 mod monitor;
 mod options;
+mod signals;
 
-pub use monitor::wait_for_signal;
-use monitor::{install_signal_handler, spawn_monitor, SIGNALLED};
+use monitor::spawn_monitor;
 pub use options::{read_hosts, RunArgs, RunOptions};
+pub(crate) use signals::stop_signal;
+pub use signals::wait_for_signal;
 
 /// What a pipeline function gets besides its scope: the operators'
 /// environment ([`Env`], which it derefs to, so `&ctx` is what operators
@@ -224,7 +226,7 @@ where
         // Rules edited while the run was stopped: a new version, and the
         // changed rules start afresh.
         let manifest = &restored.manifest;
-        let changed = manifest.changed_rules(&source.rules);
+        let changed = manifest.changed_rules(&source.rules.fingerprints());
         let removed = manifest
             .rules
             .iter()
@@ -256,17 +258,11 @@ where
         .unwrap_or_default();
     let started = Instant::now();
     let done = Arc::new(AtomicBool::new(false));
-    if options.stop_on_signal {
-        install_signal_handler()?;
-        SIGNALLED.store(false, Ordering::Relaxed);
-    }
-    let monitor = spawn_monitor(
-        run.clone(),
-        done.clone(),
-        options.progress,
-        options.stop_on_signal,
-        watch,
-    );
+    let signal = match options.stop_on_signal {
+        true => Some(stop_signal()?),
+        false => None,
+    };
+    let monitor = spawn_monitor(run.clone(), done.clone(), options.progress, signal, watch);
 
     if let Some((process, hosts)) = &options.cluster {
         report_lost_peers(*process, hosts.clone());

@@ -7,36 +7,6 @@ use std::time::{Duration, Instant};
 
 use weir_operators::{Metrics, Run};
 
-/// Waits for Ctrl-C (SIGINT) or SIGTERM.
-pub fn wait_for_signal() -> anyhow::Result<()> {
-    install_signal_handler()?;
-    SIGNALLED.store(false, Ordering::Relaxed);
-    while !SIGNALLED.load(Ordering::Relaxed) {
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Ok(())
-}
-
-/// Set by the first SIGINT or SIGTERM.
-pub(super) static SIGNALLED: AtomicBool = AtomicBool::new(false);
-
-pub(super) fn install_signal_handler() -> anyhow::Result<()> {
-    static INSTALLED: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
-    INSTALLED
-        .get_or_init(|| {
-            ctrlc::set_handler(|| {
-                if SIGNALLED.swap(true, Ordering::Relaxed) {
-                    eprintln!("Stopping at once.");
-                    std::process::exit(130);
-                }
-                eprintln!("Stopping: draining windows and sinks (signal again to exit at once).");
-            })
-            .map_err(|e| e.to_string())
-        })
-        .clone()
-        .map_err(|e| anyhow::anyhow!("cannot install the signal handler: {e}"))
-}
-
 /// Watches the run until `done`: shows progress, turns a signal into a stop
 /// request, and reloads the rules when asked. Set `done`, then unpark the
 /// thread, to end it at once.
@@ -44,7 +14,7 @@ pub(super) fn spawn_monitor(
     run: Run,
     done: Arc<AtomicBool>,
     progress: bool,
-    watch_signal: bool,
+    signal: Option<Arc<AtomicBool>>,
     mut rules: Option<crate::reload::RulesWatch>,
 ) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
@@ -62,7 +32,10 @@ pub(super) fn spawn_monitor(
         let mut known_end = false;
         let mut bursts = DeadLetterBursts::default();
         while !done.load(Ordering::Relaxed) {
-            if watch_signal && SIGNALLED.load(Ordering::Relaxed) && !run.control.stop_requested() {
+            if signal.as_ref().is_some_and(|s| s.load(Ordering::Relaxed))
+                && !run.control.stop_requested()
+            {
+                eprintln!("Stopping: draining windows and sinks (signal again to exit at once).");
                 run.control.request_stop();
             }
             if let Some(rules) = rules.as_mut() {

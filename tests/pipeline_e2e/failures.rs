@@ -10,15 +10,16 @@
 //!   resume writes everything exactly once.
 //!
 //! The full disk is a 4 KB tmpfs mounted on the Parquet directory where the
-//! test may mount one (as root); elsewhere `WEIR_FULL_DISK` makes every
-//! Parquet write fail with the same `ENOSPC`.
+//! test may mount one (as root); elsewhere the fail point
+//! `parquet-full-disk` makes every Parquet write fail with the same `ENOSPC`
+//! (a build with the `failpoints` feature, as `scripts/test.sh` makes).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus};
 use std::time::{Duration, Instant};
 
 use crate::reference::{Input, Outputs};
-use crate::restart::{live_toml, wait, weir_command};
+use crate::restart::{abort_at, live_toml, wait, weir_command};
 use crate::support::{unique_topic, Broker};
 
 /// A Parquet directory whose file system is full.
@@ -46,7 +47,7 @@ impl FullDisk {
             if mounted {
                 "a 4 KB tmpfs"
             } else {
-                "WEIR_FULL_DISK (no tmpfs can be mounted here)"
+                "the parquet-full-disk fail point (no tmpfs can be mounted here)"
             }
         );
         FullDisk {
@@ -58,7 +59,11 @@ impl FullDisk {
     /// Sets up `cmd` to write on the full disk.
     fn apply(&self, cmd: &mut Command) {
         if !self.mounted {
-            cmd.env("WEIR_FULL_DISK", "1");
+            assert!(
+                cfg!(feature = "failpoints"),
+                "no tmpfs can be mounted here, and the fail point needs --features failpoints"
+            );
+            cmd.env("FAILPOINTS", "parquet-full-disk=return");
         }
     }
 
@@ -203,6 +208,10 @@ fn manifests(dir: &Path) -> Vec<PathBuf> {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "failpoints"),
+    ignore = "aborts at a fail point: run with --features failpoints (scripts/test.sh does)"
+)]
 fn a_lost_or_edited_manifest_is_refused_and_nothing_is_written_twice() {
     let broker = Broker::start();
     let topic = unique_topic("readings");
@@ -218,7 +227,7 @@ fn a_lost_or_edited_manifest_is_refused_and_nothing_is_written_twice() {
     // so that there is an earlier one to resume from.
     let log = logs.path().join("live.log");
     let mut cmd = weir_command(&file, 2, false, &log);
-    cmd.env("WEIR_ABORT_AT", "published:1");
+    abort_at(&mut cmd, "published:1");
     let mut child = cmd.spawn().unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     while !std::fs::read_to_string(&log).is_ok_and(|l| l.contains("Checkpoint complete")) {
@@ -232,7 +241,7 @@ fn a_lost_or_edited_manifest_is_refused_and_nothing_is_written_twice() {
     let status = wait(&mut child, Duration::from_secs(120));
     let stderr = std::fs::read_to_string(&log).unwrap();
     assert!(
-        status.is_some_and(|s| !s.success()) && stderr.contains("WEIR_ABORT_AT"),
+        status.is_some_and(|s| !s.success()) && stderr.contains("failpoint: aborting"),
         "the live run must abort once files are published ({status:?}):\n{stderr}"
     );
     let input = Input::of(&broker, &topic);

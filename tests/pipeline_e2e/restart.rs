@@ -21,7 +21,7 @@ use crate::support::{unique_topic, Broker};
 enum Stop {
     /// SIGKILL after this long.
     Kill(Duration),
-    /// The process aborts itself at a checkpoint step (`WEIR_ABORT_AT`).
+    /// The process aborts itself at a checkpoint step (see [`abort_at`]).
     Abort(&'static str),
     /// A signal after this long: a clean stop with a final checkpoint.
     Signal(&'static str, Duration),
@@ -70,7 +70,7 @@ impl Drop for Scenario {
                 [
                     "Resuming",
                     "Checkpoint complete",
-                    "WEIR_ABORT_AT",
+                    "failpoint",
                     "error",
                     "Stopping",
                     "stopping",
@@ -179,6 +179,10 @@ impl Scenario {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "failpoints"),
+    ignore = "aborts at fail points: run with --features failpoints (scripts/test.sh does)"
+)]
 fn killed_and_resumed_live_runs_write_everything_exactly_once() {
     let scenario = Scenario::new();
     let mut rng = Rng(0x5eed_cafe);
@@ -346,7 +350,7 @@ fn interrupt(scenario: &Scenario, rounds: &[Stop], input_complete: &dyn Fn() -> 
                 let status = wait(&mut child, Duration::from_secs(60));
                 let stderr = std::fs::read_to_string(&log).unwrap();
                 assert!(
-                    status.is_some_and(|s| !s.success()) && stderr.contains("WEIR_ABORT_AT"),
+                    status.is_some_and(|s| !s.success()) && stderr.contains("failpoint: aborting"),
                     "round {i}: the run did not abort at {point} ({status:?}):\n{stderr}"
                 );
             }
@@ -384,7 +388,7 @@ pub(crate) fn live_toml(toml: &str, checkpoints: &Path) -> String {
 }
 
 /// Starts `weir run` on `pipeline`, its standard error in `log`, aborting at
-/// the checkpoint step `abort` if given (`WEIR_ABORT_AT`).
+/// the checkpoint step `abort` if given (see [`abort_at`]).
 pub(crate) fn weir_run(
     pipeline: &Path,
     workers: usize,
@@ -394,9 +398,23 @@ pub(crate) fn weir_run(
 ) -> Child {
     let mut cmd = weir_command(pipeline, workers, bounded, log);
     if let Some(point) = abort {
-        cmd.env("WEIR_ABORT_AT", point);
+        abort_at(&mut cmd, point);
     }
     cmd.spawn().expect("start weir")
+}
+
+/// Makes `cmd` abort the `n`-th time a checkpoint reaches a step, given as
+/// `step:n` (`manifest:2`): the fail point `checkpoint-<step>`, which only
+/// a build with the `failpoints` feature has (`scripts/test.sh` enables it).
+/// The aborting process logs `failpoint: aborting at checkpoint-<step>`.
+pub(crate) fn abort_at(cmd: &mut Command, point: &str) {
+    let (step, n) = point.split_once(':').expect("step:n");
+    let n: usize = n.parse().expect("step:n");
+    let skip = match n {
+        0 | 1 => String::new(),
+        n => format!("{}*off->", n - 1),
+    };
+    cmd.env("FAILPOINTS", format!("checkpoint-{step}={skip}return"));
 }
 
 /// The `weir run` command line, its standard error in `log`.

@@ -7,6 +7,7 @@ use globset::{Glob, GlobMatcher};
 use serde::{Deserialize, Serialize};
 
 use super::combination::Combination;
+use crate::hash::{fnv1a, FNV_OFFSET};
 use crate::reading::WindowAggregate;
 
 /// Which side of the threshold breaches.
@@ -274,19 +275,12 @@ impl PartialEq for Rule {
 
 impl Rule {
     /// A digest of the rule's definition, the same in every run and
-    /// process (FNV-1a over its encoding): checkpoints keep it, so that a
+    /// process (FNV-1a over its bincode encoding, see [`crate::hash`]): checkpoints keep it, so that a
     /// resumed run keeps the state of a rule only if it is unchanged.
     pub fn fingerprint(&self) -> u64 {
         let bytes = bincode::serialize(self).expect("a rule serializes");
-        fnv1a(0xcbf2_9ce4_8422_2325, &bytes)
+        fnv1a(FNV_OFFSET, &bytes)
     }
-}
-
-/// FNV-1a of `bytes`, continuing from `hash`.
-fn fnv1a(hash: u64, bytes: &[u8]) -> u64 {
-    bytes.iter().fold(hash, |hash, b| {
-        (hash ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
 }
 
 /// A registered device's limits for the rule named `rule`.
@@ -352,9 +346,7 @@ mod field_patterns {
     }
 }
 
-/// Event time is cut into buckets of this many ms to tell how far each
-/// source partition's readings have come (silence rules).
-pub const PROGRESS_BUCKET_MS: u64 = 1_000;
+pub use crate::reading::PROGRESS_BUCKET_MS;
 
 impl Rule {
     /// A rule on readings with defaults: no hysteresis, fires on the first

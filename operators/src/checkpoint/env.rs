@@ -392,7 +392,9 @@ impl<'scope> Env<'scope> {
         self.session
             .as_ref()
             .and_then(|s| s.restored())
-            .map_or_else(Vec::new, |r| r.manifest.changed_rules(rules))
+            .map_or_else(Vec::new, |r| {
+                r.manifest.changed_rules(&rules.fingerprints())
+            })
     }
 
     /// Notes rules given to an alert evaluator: (name, what it looks at,

@@ -5,7 +5,6 @@
 use serde::{Deserialize, Serialize};
 
 use super::{PartInfo, PendingFile};
-use crate::alert::RuleSet;
 
 /// What makes a checkpoint complete: written last, it names every part.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -38,18 +37,17 @@ pub struct Manifest {
 }
 
 impl Manifest {
-    /// What changed in `rules` since this checkpoint: rules with the same
-    /// name and another definition, and new rules (none if the checkpoint
-    /// kept no fingerprints).
-    pub fn changed_rules(&self, rules: &RuleSet) -> Vec<String> {
+    /// What changed since this checkpoint in the rules whose
+    /// [fingerprints](crate::alert::RuleSet::fingerprints) are `now`: rules
+    /// with the same name and another definition, and new rules (none if
+    /// the checkpoint kept no fingerprints).
+    pub fn changed_rules(&self, now: &[(String, u64)]) -> Vec<String> {
         if self.rules.is_empty() {
             return Vec::new();
         }
-        rules
-            .fingerprints()
-            .into_iter()
+        now.iter()
             .filter(|rule| !self.rules.contains(rule))
-            .map(|(name, _)| name)
+            .map(|(name, _)| name.clone())
             .collect()
     }
 

@@ -198,28 +198,21 @@ pub enum CheckpointError {
     },
 }
 
-/// For crash tests: with `WEIR_ABORT_AT=<point>:<n>` in the environment, the
-/// process aborts the `n`-th time a checkpoint reaches `point`: `part` (a
-/// part written), `manifest` (a manifest written, its files not yet renamed),
-/// `rename` (one file of a completed checkpoint renamed) or `published`
-/// (every file of a completed checkpoint that made some visible renamed).
-/// Does nothing otherwise.
-fn crash_point(point: &str) {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    use std::sync::OnceLock;
-    static AT: OnceLock<Option<(String, u64)>> = OnceLock::new();
-    static HITS: AtomicU64 = AtomicU64::new(0);
-    let at = AT.get_or_init(|| {
-        let value = std::env::var("WEIR_ABORT_AT").ok()?;
-        let (name, n) = value.split_once(':')?;
-        Some((name.to_owned(), n.parse().ok()?))
-    });
-    if let Some((name, n)) = at {
-        if name == point && HITS.fetch_add(1, Ordering::SeqCst) + 1 == *n {
-            eprintln!("WEIR_ABORT_AT: aborting at {point} #{n}");
-            std::process::abort();
-        }
+/// For crash tests, built with the `failpoints` feature only: the process
+/// aborts where the fail point `checkpoint-<point>` is set to `return` (by
+/// `FAILPOINTS`, e.g. `checkpoint-manifest=2*off->return` for the third
+/// time). The points: `part` (a part written), `manifest` (a manifest
+/// written, its files not yet renamed), `rename` (one file of a completed
+/// checkpoint renamed) and `published` (every file of a completed
+/// checkpoint that made some visible renamed). Does nothing otherwise.
+pub(crate) fn crash_point(point: &str) {
+    #[cfg(feature = "failpoints")]
+    if fail::eval(&format!("checkpoint-{point}"), |_| ()).is_some() {
+        eprintln!("failpoint: aborting at checkpoint-{point}");
+        std::process::abort();
     }
+    #[cfg(not(feature = "failpoints"))]
+    let _ = point;
 }
 
 fn manifest_name(id: u64) -> String {
@@ -713,13 +706,16 @@ mod tests {
             },
             Rule::new("cold", "temp", Direction::Below, 5.0),
         ]);
-        assert_eq!(manifest.changed_rules(&now), vec!["warm", "cold"]);
+        assert_eq!(
+            manifest.changed_rules(&now.fingerprints()),
+            vec!["warm", "cold"]
+        );
         // A checkpoint that kept no fingerprints keeps states by name.
         let old = Manifest {
             rules: Vec::new(),
             ..manifest
         };
-        assert!(old.changed_rules(&now).is_empty());
+        assert!(old.changed_rules(&now.fingerprints()).is_empty());
         // A registry edit changes the rules that devices have limits for.
         let limit = |threshold| {
             let limits = Limits {
@@ -742,8 +738,11 @@ mod tests {
             rules: set(95.0).fingerprints(),
             ..old
         };
-        assert!(manifest.changed_rules(&set(95.0)).is_empty());
-        assert_eq!(manifest.changed_rules(&set(97.0)), vec!["hot"]);
+        assert!(manifest.changed_rules(&set(95.0).fingerprints()).is_empty());
+        assert_eq!(
+            manifest.changed_rules(&set(97.0).fingerprints()),
+            vec!["hot"]
+        );
     }
 
     #[test]

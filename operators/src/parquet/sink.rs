@@ -446,14 +446,16 @@ impl ParquetWriter {
     }
 }
 
-/// For tests of a full disk where none can be mounted: with `WEIR_FULL_DISK`
-/// in the environment, every Parquet file fails to be written as on a full
-/// file system (`ENOSPC`). Does nothing otherwise.
+/// For tests of a full disk where none can be mounted, built with the
+/// `failpoints` feature only: with the fail point `parquet-full-disk` set to
+/// `return`, every Parquet file fails to be written as on a full file system
+/// (`ENOSPC`). Does nothing otherwise.
 fn full_disk_point() -> std::io::Result<()> {
-    match std::env::var_os("WEIR_FULL_DISK") {
-        Some(_) => Err(std::io::Error::from_raw_os_error(28)),
-        None => Ok(()),
+    #[cfg(feature = "failpoints")]
+    if fail::eval("parquet-full-disk", |_| ()).is_some() {
+        return Err(std::io::Error::from_raw_os_error(28));
     }
+    Ok(())
 }
 
 /// End of hour `hour` in ms, saturating.

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Checks the floors of the house: each layer imports only the layers below
+# it (see "Layout" in the README). A forbidden `crate::` path in a layer's
+# code (test modules and tests.rs files aside) fails the check, unless
+# scripts/layers-allow.txt lists it as a known debt; an entry there that no
+# longer occurs fails too, so the list only shrinks.
+#
+#   bash scripts/check-layers.sh
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+ops=operators/src
+# Connectors: where records come from and go to.
+connectors='ingest|kafka|memory|recording|output|parquet'
+
+# layer name | files and directories | forbidden modules (regex) | the rule
+rules=(
+  "record|$ops/reading.rs $ops/hash.rs $ops/dead_letter.rs|alert|checkpoint|control|metrics|decode|window_aggregate|$connectors|what flows knows nothing else"
+  "run|$ops/checkpoint $ops/control.rs $ops/metrics.rs|alert|decode|window_aggregate|$connectors|the run layer knows no connector, no rule evaluation, no recording format"
+  "alert|$ops/alert|decode|$connectors|alert evaluation knows no input or output system"
+  "window|$ops/window_aggregate.rs|alert|windows know no rule"
+  "decode|$ops/decode.rs|ingest|kafka|memory|recording|decoding knows no broker"
+  "connectors|$ops/ingest.rs $ops/kafka $ops/memory.rs $ops/recording $ops/output $ops/parquet|alert|a source knows no rule; a sink knows records, not rules"
+  "config|src/config|runtime|pipeline|http|demo|backtest|record|reload|preflight|simulate|rule_tests|figures|config is data: it imports nothing from the runtime"
+)
+
+allow_file=scripts/layers-allow.txt
+found=$(mktemp)
+trap 'rm -f "$found"' EXIT
+
+for rule in "${rules[@]}"; do
+  layer=${rule%%|*}
+  rest=${rule#*|}
+  paths=${rest%%|*}
+  rest=${rest#*|}
+  why=${rest##*|}
+  forbidden=${rest%|*}
+  # shellcheck disable=SC2086
+  files=$(find $paths -name '*.rs' ! -name 'tests.rs' ! -path '*/tests/*' | sort)
+  for file in $files; do
+    # Code before the file's test module; comments dropped.
+    awk '/^#\[cfg\(test\)\]/ { exit } { print }' "$file" |
+      sed -e 's|//.*$||' |
+      { grep -oE "crate::($forbidden)\b" || true; } |
+      sort -u |
+      while read -r path; do
+        printf '%s %s\t%s\n' "$file" "$path" "$layer: $why"
+      done
+  done
+done >"$found"
+
+status=0
+allowed() { { grep -v -e '^#' -e '^$' "$allow_file" || true; } | cut -d' ' -f1,2; }
+while IFS=$'\t' read -r hit why; do
+  if ! allowed | grep -qxF -- "$hit"; then
+    echo "check-layers: forbidden import: $hit ($why)" >&2
+    status=1
+  fi
+done <"$found"
+while read -r entry; do
+  if ! cut -f1 "$found" | grep -qxF -- "$entry"; then
+    echo "check-layers: $allow_file lists \"$entry\", which no longer occurs: remove it" >&2
+    status=1
+  fi
+done < <(allowed)
+if [[ $status -eq 0 ]]; then
+  echo "check-layers: ok ($(allowed | wc -l) known debts in $allow_file)"
+fi
+exit $status
