@@ -82,9 +82,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::KafkaError;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use support::{unique_topic, Broker};
 use weir::operators::kafka::EndOffset;
@@ -496,18 +494,17 @@ impl Topics {
     }
 }
 
+#[allow(clippy::result_large_err)] // rdkafka's send hands the record back with its error
 fn send(producer: &BaseProducer, topic: &str, key: &str, payload: &[u8]) {
-    let mut record = BaseRecord::to(topic).key(key).payload(payload);
-    loop {
-        match producer.send(record) {
-            Ok(()) => return,
-            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                producer.poll(Duration::from_millis(1));
-                record = back;
-            }
-            Err((e, _)) => panic!("produce to {topic}: {e}"),
-        }
-    }
+    let record = BaseRecord::to(topic).key(key).payload(payload);
+    weir::operators::kafka::send_retrying(
+        record,
+        |r| producer.send(r),
+        || {
+            producer.poll(Duration::from_millis(1));
+        },
+    )
+    .unwrap_or_else(|e| panic!("produce to {topic}: {e}"));
 }
 
 /// The highest input rate at which the live pipeline (the file with

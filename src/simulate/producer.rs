@@ -6,10 +6,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context as _};
 use rdkafka::config::ClientConfig;
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::ClientContext;
+use weir_operators::kafka::send_retrying;
 
 use super::{generate, SimulateReport, SimulatorConfig};
 
@@ -47,6 +47,7 @@ impl ProducerContext for DeliveryCounter {
 /// `progress` shows a progress bar. The producer is idempotent so that retries cannot reorder a
 /// partition. Fails if the config is invalid, if any record fails delivery, or if the final flush
 /// does not complete within 60 s.
+#[allow(clippy::result_large_err)] // rdkafka's send hands the record back with its error
 pub fn produce(
     brokers: &str,
     topic: &str,
@@ -84,20 +85,18 @@ pub fn produce(
     let mut records = generate(config);
     let mut sent: u64 = 0;
     for record in records.by_ref() {
-        let mut base = BaseRecord::to(topic)
+        let base = BaseRecord::to(topic)
             .key(record.key.as_bytes())
             .payload(&record.payload)
             .timestamp(record.timestamp_ms);
-        loop {
-            match producer.send(base) {
-                Ok(()) => break,
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                    base = back;
-                    producer.poll(Duration::from_millis(10));
-                }
-                Err((e, _)) => return Err(e).context(format!("producing to topic {topic}")),
-            }
-        }
+        send_retrying(
+            base,
+            |r| producer.send(r),
+            || {
+                producer.poll(Duration::from_millis(10));
+            },
+        )
+        .context(format!("producing to topic {topic}"))?;
         sent += 1;
         if sent % 1024 == 0 {
             producer.poll(Duration::ZERO);

@@ -41,7 +41,6 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{DeliveryResult, Message};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
-use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 use tempfile::TempDir;
 
@@ -348,6 +347,7 @@ impl Broker {
     }
 
     /// [`Broker::produce`] with a producer created from `config`.
+    #[allow(clippy::result_large_err)] // rdkafka's send hands the record back with its error
     pub fn produce_with(
         &self,
         config: &ClientConfig,
@@ -363,15 +363,14 @@ impl Broker {
             record.key = key;
             record.timestamp = timestamp;
             record.partition = partition;
-            while let Err((e, r)) = producer.send(record) {
-                match e {
-                    KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull) => {
-                        producer.poll(Duration::from_millis(100));
-                        record = r;
-                    }
-                    e => panic!("enqueue record {i} for {topic}: {e}"),
-                }
-            }
+            weir::operators::kafka::send_retrying(
+                record,
+                |r| producer.send(r),
+                || {
+                    producer.poll(Duration::from_millis(100));
+                },
+            )
+            .unwrap_or_else(|e| panic!("enqueue record {i} for {topic}: {e}"));
             producer.poll(Duration::ZERO);
         }
         producer

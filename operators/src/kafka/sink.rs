@@ -185,6 +185,8 @@ impl Destination for KafkaTopic {
         format!("topic `{}`", self.topic)
     }
 
+    // rdkafka's `send` hands the record back with its error: a large `Err`.
+    #[allow(clippy::result_large_err)]
     fn send(
         &mut self,
         key: &[u8],
@@ -196,28 +198,18 @@ impl Destination for KafkaTopic {
             key: ID_HEADER,
             value: Some(id.as_bytes()),
         });
-        let mut message =
+        let message =
             BaseRecord::with_opaque_to(&self.topic, self.producer.context().opaque(arrived))
                 .key(key)
                 .payload(payload)
                 .headers(headers);
-        loop {
-            match self.producer.send(message) {
-                Ok(()) => break,
-                Err((
-                    rdkafka::error::KafkaError::MessageProduction(
-                        rdkafka::types::RDKafkaErrorCode::QueueFull,
-                    ),
-                    m,
-                )) => {
-                    // The producer's thread delivers meanwhile.
-                    std::thread::sleep(Duration::from_millis(1));
-                    message = m;
-                }
-                Err((e, _)) => return Err(format!("cannot produce to `{}`: {e}", self.topic)),
-            }
-        }
-        Ok(())
+        // The producer's thread delivers while the queue is full.
+        super::send_retrying(
+            message,
+            |m| self.producer.send(m),
+            || std::thread::sleep(Duration::from_millis(1)),
+        )
+        .map_err(|e| format!("cannot produce to `{}`: {e}", self.topic))
     }
 
     /// Waits until everything sent is delivered; a record that could not
