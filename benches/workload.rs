@@ -174,6 +174,7 @@ fn weir(topic: &Arc<MemoryTopic>, workers: usize, with_rule: bool) -> WeirResult
             }
             readings
                 .window_aggregate(WINDOW_MS, &env)
+                .stream
                 .probe_with(&probe);
         });
     })

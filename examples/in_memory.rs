@@ -52,6 +52,7 @@ fn main() -> anyhow::Result<()> {
         readings
             .clone()
             .window_aggregate(60_000, ctx)
+            .stream
             .inspect(move |w| {
                 out.lock().unwrap().push(format!(
                     "window {} {} [{}, {}): n={} mean={:.2}",

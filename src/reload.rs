@@ -128,7 +128,7 @@ impl RulesWatch {
                 self.current = rules.clone();
                 // The registry file may be another one now.
                 self.modified = self.modified();
-                run.control.request_reload(rules);
+                run.control.request_reload(rules.to_reload());
             }
         }
     }

@@ -18,15 +18,15 @@ use timely::dataflow::operators::Capability;
 use timely::dataflow::Stream;
 use timely::progress::Antichain;
 
-use crate::checkpoint::SourceBook;
-use crate::checkpoint::{stop_on_last_marker, Env};
-use crate::control::Run;
 use crate::dead_letter::{DeadLetter, DeadLetterReason};
 use crate::decode::Decoder;
 use crate::metrics::Metrics;
 use crate::reading::Reading;
 use crate::reading::PROGRESS_BUCKET_MS;
 use crate::recording::{RecordRef, Recorder};
+use crate::run::Run;
+use crate::run::SourceBook;
+use crate::run::{stop_on_last_marker, Env};
 
 /// What a source returns: the readings, and the dead letters (undecodable
 /// or late records, with reason and origin).
@@ -794,7 +794,7 @@ where
     let mut markers = builder.new_input_connection(env.markers(), Pipeline, no_connection);
     let (worker, peers) = (scope.index(), scope.peers());
     let step = watermark_step_ms.max(1);
-    let record_dir = env.io().record.clone();
+    let record_dir = crate::connect::RunIo::of(env).record.clone();
     let sinks_reached = env.sinks_reached();
     let sources_frontier = env.sources_frontier();
     let checkpointing = env.checkpointing();
@@ -1370,6 +1370,7 @@ mod stop_tests {
                     });
                 readings
                     .window_aggregate(10_000, &env)
+                    .stream
                     .inspect(move |w| windows.lock().unwrap().push(w.window_end))
                     .probe_with(&probe);
                 env.finish();
@@ -1689,6 +1690,7 @@ mod alignment_tests {
                 readings
                     .clone()
                     .window_aggregate(10_000, &env)
+                    .stream
                     .inspect(move |w| o.lock().unwrap().push(format!("{w:?}")));
                 let o = out.clone();
                 readings

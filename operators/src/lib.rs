@@ -19,23 +19,24 @@
 
 pub mod alert;
 pub mod checkpoint;
-pub mod control;
-pub mod dead_letter;
+pub mod connect;
 pub mod decode;
-pub mod hash;
 mod ingest;
 pub mod kafka;
 pub mod memory;
 pub mod metrics;
 pub mod output;
 pub mod parquet;
-pub mod reading;
+pub mod run;
+pub use record::{dead_letter, hash, reading};
+pub use run::control;
+pub mod record;
 pub mod recording;
 pub mod window_aggregate;
 
 pub use alert::{Alert, AlertState, EvaluateAlerts, Rule, RuleInput, RuleSet};
-pub use checkpoint::{CheckpointConfig, Env, RunIo};
-pub use control::{Run, RunControl};
+pub use checkpoint::CheckpointConfig;
+pub use connect::RunIo;
 pub use dead_letter::{DeadLetter, DeadLetterReason};
 pub use decode::{DecodeConfig, Decoder, TimeFormat};
 pub use ingest::SourceStreams;
@@ -44,7 +45,8 @@ pub use memory::{MemorySource, MemoryTopic};
 pub use metrics::Metrics;
 pub use parquet::{ParquetSink, ParquetSinkConfig};
 pub use reading::{Name, Reading, SensorKey, WindowAggregate};
-pub use window_aggregate::{WindowAggregate as WindowAggregateOp, WindowState};
+pub use run::{Env, Reload, Run, RunControl};
+pub use window_aggregate::{WindowAggregate as WindowAggregateOp, WindowState, Windows};
 
 /// A seeded xorshift64* generator for tests: each call gives a number below
 /// its argument.

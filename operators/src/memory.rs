@@ -7,7 +7,6 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use timely::dataflow::Scope;
 
-use crate::checkpoint::Env;
 use crate::dead_letter::DeadLetter;
 use crate::decode::Decoder;
 use crate::ingest::{
@@ -15,6 +14,7 @@ use crate::ingest::{
 };
 use crate::reading::Reading;
 use crate::recording::RecordRef;
+use crate::run::Env;
 
 /// One recorded Kafka record.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

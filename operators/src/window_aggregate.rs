@@ -9,10 +9,11 @@ use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::Capability;
 use timely::dataflow::Stream;
 
-use crate::checkpoint::{least_frontier, Barrier, Env, Marker};
-use crate::control::Run;
+use crate::checkpoint::Marker;
 use crate::metrics::{GaugeShare, Metrics};
 use crate::reading::{KeyRef, Reading, SensorKey, WindowAggregate as Aggregate};
+use crate::run::Run;
+use crate::run::{least_frontier, Barrier, Env};
 
 /// Running aggregate of one open window. The sum is compensated (Neumaier),
 /// so it barely depends on the order values arrive in.
@@ -193,25 +194,27 @@ pub trait WindowAggregate<'scope> {
     /// ];
     /// let captured = timely::example(move |scope| {
     ///     let env = Env::standalone(scope);
-    ///     readings.to_stream(scope).window_aggregate(60_000, &env).capture()
+    ///     readings.to_stream(scope).window_aggregate(60_000, &env).stream.capture()
     /// });
     /// let windows: Vec<_> = captured.iter().flat_map(|e| match e { Event::Messages(_, d) => d, Event::Progress(_) => vec![] }).collect();
     /// let summary: Vec<_> = windows.iter().map(|w| (w.window_start, w.count, w.min, w.max, w.mean())).collect();
     /// assert_eq!(summary, vec![(0, 2, 10.0, 20.0, 15.0), (60_000, 1, 30.0, 30.0, 30.0)]);
     /// ```
-    fn window_aggregate(
-        self,
-        size_ms: u64,
-        env: &Env<'scope>,
-    ) -> Stream<'scope, u64, Vec<Aggregate>>;
+    fn window_aggregate(self, size_ms: u64, env: &Env<'scope>) -> Windows<'scope>;
+}
+
+/// A stream of window rows, with the size of its windows: what window rules
+/// and sinks of windows take.
+#[derive(Clone)]
+pub struct Windows<'scope> {
+    /// The window rows, each at timely time `window_end`.
+    pub stream: Stream<'scope, u64, Vec<Aggregate>>,
+    /// The size of the windows, in ms.
+    pub size_ms: u64,
 }
 
 impl<'scope> WindowAggregate<'scope> for Stream<'scope, u64, Vec<Reading>> {
-    fn window_aggregate(
-        self,
-        size_ms: u64,
-        env: &Env<'scope>,
-    ) -> Stream<'scope, u64, Vec<Aggregate>> {
+    fn window_aggregate(self, size_ms: u64, env: &Env<'scope>) -> Windows<'scope> {
         env.keep_history(size_ms);
         let mut state = WindowState::new(size_ms);
         if let Some(frontier) = env.restored_frontier() {
@@ -220,14 +223,13 @@ impl<'scope> WindowAggregate<'scope> for Stream<'scope, u64, Vec<Reading>> {
         let run = env.run().clone();
         let markers = env.markers();
         // With one worker, routing by key is a no-op: skip the exchange.
-        let windows = if self.scope().peers() == 1 {
+        let stream = if self.scope().peers() == 1 {
             window_operator(self, markers, Pipeline, state, run)
         } else {
             let pact = Exchange::new(|r: &Reading| r.route);
             window_operator(self, markers, pact, state, run)
         };
-        env.note_windows(&windows, size_ms);
-        windows
+        Windows { stream, size_ms }
     }
 }
 
@@ -465,7 +467,8 @@ mod tests {
     /// have come, and after a last marker only as far as it.
     #[test]
     fn windows_close_no_further_than_the_markers() {
-        use crate::checkpoint::{Env, Marker};
+        use crate::checkpoint::Marker;
+        use crate::run::Env;
         use crate::WindowAggregateOp;
         use std::cell::RefCell;
         use std::rc::Rc;
@@ -482,6 +485,7 @@ mod tests {
                 scope
                     .input_from(&mut readings)
                     .window_aggregate(10_000, &env)
+                    .stream
                     .inspect(move |w| out.borrow_mut().push(w.window_end));
                 env.finish();
             });
@@ -499,7 +503,7 @@ mod tests {
                 frontier: 15_000,
                 last: true,
                 rules_version: 1,
-                rules: None,
+                reload: None,
             });
             drop(markers);
             drop(readings);

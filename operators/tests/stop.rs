@@ -41,6 +41,7 @@ fn outputs_after_a_jump(stop: bool) -> (Vec<u64>, Vec<u64>) {
                 .probe_with(&probe);
             readings
                 .window_aggregate(60_000, &env)
+                .stream
                 .inspect(move |window| w.borrow_mut().push(window.window_end))
                 .probe_with(&probe);
             env.finish();

@@ -68,7 +68,7 @@ fn dead_letters_round_trip_with_and_without_a_key() {
         payload: payload.to_vec(),
     };
     let mut letters = Vec::new();
-    for (i, reason) in DeadLetterReason::ALL.into_iter().enumerate() {
+    for (i, reason) in DeadLetterReason::ALL.iter().copied().enumerate() {
         let key = (i % 2 == 0).then(|| b"press-001".to_vec());
         letters.push(letter(reason, key, b"{\"not\": json"));
     }
@@ -155,14 +155,14 @@ fn checkpoint_markers_and_acknowledgements_round_trip() {
         frontier: 1_700_000_000_000,
         last: false,
         rules_version: 1,
-        rules: None,
+        reload: None,
     };
     let stop = Marker {
         id: 0,
         frontier: 0,
         last: true,
         rules_version: 1,
-        rules: None,
+        reload: None,
     };
     // A reload carries whole rules, with every optional part present or not.
     let rules = RuleSet::new(vec![
@@ -190,8 +190,13 @@ fn checkpoint_markers_and_acknowledgements_round_trip() {
         frontier: 1_700_000_005_000,
         last: false,
         rules_version: 2,
-        rules: Some(rules),
+        reload: Some(rules.to_reload()),
     };
+    // The rules come back whole from the reload.
+    assert_eq!(
+        RuleSet::from_reload(reload.reload.as_ref().unwrap()).unwrap(),
+        rules
+    );
     round_trip(vec![marker.clone(), reload, stop]);
     let part = PartInfo {
         name: "ckpt-000000000007-alerts.1-w1.part".into(),

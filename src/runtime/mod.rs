@@ -275,9 +275,10 @@ where
             crate::figures::collect(worker, worker_run.metrics.clone());
         }
         worker.dataflow::<u64, _, _>(|scope| {
+            let env = Env::new(scope, worker_run.clone(), &run_id, session.clone());
+            env.insert(RunIo::clone(&io));
             let context = Context {
-                env: Env::new(scope, worker_run.clone(), &run_id, session.clone())
-                    .with_io(io.clone()),
+                env,
                 worker: index,
                 bounded,
             };

@@ -10,10 +10,13 @@ use timely::dataflow::operators::{Capability, Concatenate};
 use timely::dataflow::Stream;
 
 use super::rule::PROGRESS_BUCKET_MS;
+use super::wiring::Wiring;
 use super::{Alert, AlertEvaluator, AlertPart, AlertState, Observation, RuleKind, RuleSet};
-use crate::checkpoint::{least_frontier, Barrier, Env, Marker};
+use crate::checkpoint::Marker;
 use crate::metrics::{AlertCounts, GaugeShare, Metrics};
-use crate::reading::{Reading, SensorKey, WindowAggregate};
+use crate::reading::{Reading, SensorKey};
+use crate::run::{least_frontier, Barrier, Env};
+use crate::window_aggregate::Windows;
 use crate::WindowAggregateOp;
 
 /// Evaluates alert rules on a stream of readings or window aggregates.
@@ -60,41 +63,58 @@ pub trait EvaluateAlerts<'scope> {
     ) -> Stream<'scope, u64, Vec<Alert>>;
 }
 
-impl<'scope, O> EvaluateAlerts<'scope> for Stream<'scope, u64, Vec<O>>
-where
-    O: Observation + timely::ExchangeData,
-{
+impl<'scope> EvaluateAlerts<'scope> for Stream<'scope, u64, Vec<Reading>> {
     fn evaluate_alerts(
         self,
         rules: Arc<RuleSet>,
         env: &Env<'scope>,
     ) -> Stream<'scope, u64, Vec<Alert>> {
-        let window_ms = env.window_size(&self);
-        env.note_rules(rules.rules.iter().map(|r| {
+        evaluate(self, None, rules, env)
+    }
+}
+
+impl<'scope> EvaluateAlerts<'scope> for Windows<'scope> {
+    fn evaluate_alerts(
+        self,
+        rules: Arc<RuleSet>,
+        env: &Env<'scope>,
+    ) -> Stream<'scope, u64, Vec<Alert>> {
+        evaluate(self.stream, Some(self.size_ms), rules, env)
+    }
+}
+
+/// Evaluates `rules` on `stream`, of windows of `window_ms` if given.
+fn evaluate<'scope, O>(
+    stream: Stream<'scope, u64, Vec<O>>,
+    window_ms: Option<u64>,
+    rules: Arc<RuleSet>,
+    env: &Env<'scope>,
+) -> Stream<'scope, u64, Vec<Alert>>
+where
+    O: Observation + timely::ExchangeData,
+{
+    Wiring::note_rules(
+        env,
+        rules.rules.iter().map(|r| {
             let fed = O::fed(&r.input, window_ms);
             (r.name.clone(), r.input.to_string(), fed)
-        }));
-        // With one worker, routing by key is a no-op: skip the exchange.
-        if self.scope().peers() == 1 {
-            alert_operator(self, Pipeline, rules, window_ms, env)
-        } else if rules.has_combination_rules() {
-            // A combination rule looks at several sensors of a device.
-            alert_operator(
-                self,
-                Exchange::new(|o: &O| SensorKey::route_hash(o.device(), "")),
-                rules,
-                window_ms,
-                env,
-            )
-        } else {
-            alert_operator(
-                self,
-                Exchange::new(|o: &O| o.route()),
-                rules,
-                window_ms,
-                env,
-            )
-        }
+        }),
+    );
+    // With one worker, routing by key is a no-op: skip the exchange.
+    if stream.scope().peers() == 1 {
+        alert_operator(stream, Pipeline, rules, window_ms, env)
+    } else if rules.has_combination_rules() {
+        // A combination rule looks at several sensors of a device.
+        let pact = Exchange::new(|o: &O| SensorKey::route_hash(o.device(), ""));
+        alert_operator(stream, pact, rules, window_ms, env)
+    } else {
+        alert_operator(
+            stream,
+            Exchange::new(|o: &O| o.route()),
+            rules,
+            window_ms,
+            env,
+        )
     }
 }
 
@@ -139,7 +159,7 @@ where
 /// ```
 pub fn alerts<'scope>(
     readings: &Stream<'scope, u64, Vec<Reading>>,
-    windows: &[Stream<'scope, u64, Vec<WindowAggregate>>],
+    windows: &[Windows<'scope>],
     rules: Arc<RuleSet>,
     env: &Env<'scope>,
 ) -> Stream<'scope, u64, Vec<Alert>> {
@@ -150,7 +170,7 @@ pub fn alerts<'scope>(
     for size in rules.window_sizes() {
         let sized = windows
             .iter()
-            .find(|w| env.window_size(w) == Some(size))
+            .find(|w| w.size_ms == size)
             .cloned()
             .unwrap_or_else(|| readings.clone().window_aggregate(size, env));
         alerts.push(sized.evaluate_alerts(rules.clone(), env));
@@ -188,7 +208,8 @@ where
         }
     };
     let by_device = rules.has_combination_rules();
-    env.note_evaluator(
+    Wiring::note_evaluator(
+        env,
         Box::new(move |rule| {
             O::fed(&rule.input, window_ms)
                 && (silences || !matches!(rule.kind, RuleKind::Silence { .. }))
@@ -196,7 +217,7 @@ where
         }),
         &rules,
     );
-    let changed = env.changed_since_restore(&rules);
+    let changed = env.changed_since_restore(&rules.fingerprints());
     let mut evaluator = AlertEvaluator::new(rules).with_version(run.control.rules_version());
     if let Some(frontier) = env.restored_frontier() {
         let (worker, peers) = (stream.scope().index() as u64, stream.scope().peers() as u64);
@@ -274,12 +295,16 @@ where
                 if let Some(mut marker) = marker {
                     // A reload: what comes from here on is judged by the new
                     // rules, and the checkpoint holds their states.
-                    if let Some(rules) = marker.rules.take() {
-                        let version = marker.rules_version;
-                        evaluator.replace_rules(Arc::new(rules), version, |r| {
-                            O::fed(&r.input, window_ms)
-                        });
-                        run.control.set_rules_version(version);
+                    match marker.reload.take().map(|r| RuleSet::from_reload(&r)) {
+                        Some(Ok(rules)) => {
+                            let version = marker.rules_version;
+                            evaluator.replace_rules(Arc::new(rules), version, |r| {
+                                O::fed(&r.input, window_ms)
+                            });
+                            run.control.set_rules_version(version);
+                        }
+                        Some(Err(e)) => run.control.add_error(e),
+                        None => {}
                     }
                     participant.write(&marker, &evaluator.snapshot_view(), Vec::new());
                 }

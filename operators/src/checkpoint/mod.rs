@@ -29,7 +29,6 @@
 //! depend only on the input, so the recomputation gives the same records,
 //! with the same ids.
 
-mod env;
 mod manifest;
 mod store;
 
@@ -41,12 +40,8 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::alert::RuleSet;
+use crate::run::Reload;
 
-pub(crate) use env::{
-    checkpointed_sink, least_frontier, stop_on_last_marker, Barrier, SinkEvent, SourceBook,
-};
-pub use env::{Env, RunIo};
 pub use manifest::Manifest;
 pub use store::{CheckpointStore, LocalDir};
 
@@ -94,7 +89,7 @@ pub struct Marker {
     /// A reload: the rule set in force from this marker's frontier on.
     /// Observations before the frontier were judged by the rules before.
     #[serde(default)]
-    pub rules: Option<RuleSet>,
+    pub reload: Option<Reload>,
 }
 
 impl Marker {
@@ -242,7 +237,7 @@ pub struct Restored {
 pub struct Session {
     config: CheckpointConfig,
     store: Arc<dyn CheckpointStore>,
-    pipeline: String,
+    pub(crate) pipeline: String,
     restored: Option<Restored>,
     /// The number of this run's first checkpoint: after every checkpoint
     /// found in the store, complete or not.
@@ -381,7 +376,7 @@ impl Session {
     }
 
     /// The number of the next checkpoint.
-    fn next_id(&self) -> u64 {
+    pub(crate) fn next_id(&self) -> u64 {
         self.next_id
     }
 
@@ -408,7 +403,7 @@ impl Session {
     }
 
     /// Writes one operator's part of checkpoint `id`.
-    fn write_part<T: Serialize>(
+    pub(crate) fn write_part<T: Serialize>(
         &self,
         id: u64,
         op: &str,
@@ -420,7 +415,7 @@ impl Session {
     }
 
     /// Writes one operator's part of checkpoint `id`, already encoded.
-    fn write_bytes(
+    pub(crate) fn write_bytes(
         &self,
         id: u64,
         op: &str,
@@ -444,7 +439,7 @@ impl Session {
     /// Completes a checkpoint: writes its manifest, makes its files visible,
     /// and deletes the earlier checkpoints beyond the number kept and the
     /// earlier ones that never completed.
-    fn commit(&self, manifest: &Manifest) -> Result<(), String> {
+    pub(crate) fn commit(&self, manifest: &Manifest) -> Result<(), String> {
         let bytes = manifest.seal();
         let name = manifest_name(manifest.id);
         self.store
@@ -549,6 +544,7 @@ pub fn list(dir: &std::path::Path) -> Result<Vec<CheckpointInfo>, CheckpointErro
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::RuleSet;
 
     fn config(dir: &std::path::Path) -> CheckpointConfig {
         CheckpointConfig {

@@ -14,8 +14,8 @@ use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, T
 use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 use timely::dataflow::Stream;
 
-use crate::checkpoint::Env;
 use crate::output::{write_records, Destination, JsonLinesSink, Progress, SinkRecord};
+use crate::run::Env;
 
 /// Configuration of a Kafka sink.
 #[derive(Clone, Debug)]
@@ -135,7 +135,7 @@ pub trait KafkaSink<'scope> {
 
 impl<'scope, R: SinkRecord> KafkaSink<'scope> for Stream<'scope, u64, Vec<R>> {
     fn kafka_sink(self, config: KafkaSinkConfig, env: &Env<'scope>) {
-        match &env.io().out {
+        match &crate::connect::RunIo::of(env).out {
             Some(out) => self.jsonl_sink(out.join(R::FILE_NAME), env),
             None => write_records(
                 self,

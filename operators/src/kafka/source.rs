@@ -14,8 +14,6 @@ use rdkafka::ClientContext;
 use rdkafka::{Offset, TopicPartitionList};
 use timely::dataflow::Scope;
 
-use crate::checkpoint::Env;
-use crate::control::Run;
 use crate::dead_letter::DeadLetter;
 use crate::decode::Decoder;
 use crate::ingest::{
@@ -24,6 +22,8 @@ use crate::ingest::{
 };
 use crate::reading::Reading;
 use crate::recording::{RecordRef, RecordingSource};
+use crate::run::Env;
+use crate::run::Run;
 
 /// Where a source starts reading.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -246,14 +246,15 @@ impl<'scope> KafkaSource<'scope> for Scope<'scope, u64> {
         decoder: Decoder,
         env: &Env<'scope>,
     ) -> SourceStreams<'scope> {
-        if let Some(recording) = env.io().replay.clone() {
+        let io = crate::connect::RunIo::of(env);
+        if let Some(recording) = io.replay.clone() {
             return self.recording_source(recording, decoder, config.out_of_orderness_ms, env);
         }
         let mut config = config;
-        if let Some(start) = &env.io().start {
+        if let Some(start) = &io.start {
             config.start = start.clone();
         }
-        if let Some(end) = &env.io().end {
+        if let Some(end) = &io.end {
             config.end = Some(end.clone());
         }
         let name = format!("KafkaSource({})", config.topic);

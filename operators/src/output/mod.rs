@@ -14,41 +14,18 @@ use serde::{Deserialize, Serialize};
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::Stream;
 
-use crate::alert::Alert;
-use crate::checkpoint::{checkpointed_sink, Env, SinkEvent};
-use crate::control::Run;
-use crate::dead_letter::DeadLetter;
 use crate::metrics::Metrics;
-use crate::reading::SensorKey;
+use crate::record::{Alert, DeadLetter, Record};
+use crate::run::Run;
+use crate::run::{checkpointed_sink, Env, SinkEvent};
 
 pub use jsonl::JsonLines;
 
-/// A record a sink can write.
-pub trait SinkRecord: timely::ExchangeData {
+/// A record a sink can write: its identity ([`Record`]), and how sinks
+/// name and count it.
+pub trait SinkRecord: Record + timely::ExchangeData {
     /// The file a replay writes these records to, under its output directory.
     const FILE_NAME: &'static str;
-    /// Record key (routes the record to a Kafka partition).
-    fn key(&self) -> Vec<u8>;
-    /// Record payload: one JSON document.
-    fn payload(&self) -> Vec<u8>;
-    /// Event time: records ready at once are written in its order.
-    fn time(&self) -> u64;
-    /// Whether a replay limited to the event times `[from, to)` writes it.
-    fn in_range(&self, from: u64, to: u64) -> bool;
-    /// Identity, the same in every run over the same input; written with the
-    /// record (a Kafka header, and in the JSON) so a restarted sink can tell
-    /// what was delivered before.
-    fn id(&self) -> String;
-    /// The source record it comes from (topic, partition, offset), for
-    /// records re-made when a restarted source re-reads its input.
-    fn origin(&self) -> Option<(&str, i32, i64)> {
-        None
-    }
-    /// Hash routing records to the worker that writes them; records with the
-    /// same key go to one worker, so their order in a partition is kept.
-    fn route(&self) -> u64;
-    /// Orders records of the same time, so output does not depend on arrival order.
-    fn cmp_order(&self, other: &Self) -> std::cmp::Ordering;
     /// Counts a delivered batch of these records.
     fn count_delivered(metrics: &Metrics, n: u64);
     /// The histogram of the time from the arrival of the record a record
@@ -60,27 +37,6 @@ pub trait SinkRecord: timely::ExchangeData {
 
 impl SinkRecord for Alert {
     const FILE_NAME: &'static str = "alerts.jsonl";
-    fn key(&self) -> Vec<u8> {
-        self.device.as_bytes().to_vec()
-    }
-    fn payload(&self) -> Vec<u8> {
-        serde_json::to_vec(&self.to_json()).expect("JSON values always serialize")
-    }
-    fn time(&self) -> u64 {
-        self.event_time
-    }
-    fn in_range(&self, from: u64, to: u64) -> bool {
-        (from..to).contains(&self.event_time)
-    }
-    fn id(&self) -> String {
-        Alert::id(self)
-    }
-    fn route(&self) -> u64 {
-        SensorKey::route_hash(&self.device, "")
-    }
-    fn cmp_order(&self, other: &Self) -> std::cmp::Ordering {
-        self.order_key().cmp(&other.order_key())
-    }
     fn count_delivered(metrics: &Metrics, n: u64) {
         Metrics::add(&metrics.alerts_delivered, n);
     }
@@ -91,35 +47,6 @@ impl SinkRecord for Alert {
 
 impl SinkRecord for DeadLetter {
     const FILE_NAME: &'static str = "dead_letters.jsonl";
-    fn key(&self) -> Vec<u8> {
-        self.key.clone().unwrap_or_default()
-    }
-    fn payload(&self) -> Vec<u8> {
-        serde_json::to_vec(&self.to_json()).expect("JSON values always serialize")
-    }
-    fn time(&self) -> u64 {
-        0
-    }
-    /// Every dead letter of the records a replay reads.
-    fn in_range(&self, _from: u64, _to: u64) -> bool {
-        true
-    }
-    fn id(&self) -> String {
-        DeadLetter::id(self)
-    }
-    fn origin(&self) -> Option<(&str, i32, i64)> {
-        Some((&self.topic, self.partition, self.offset))
-    }
-    fn route(&self) -> u64 {
-        self.partition as u64
-    }
-    fn cmp_order(&self, other: &Self) -> std::cmp::Ordering {
-        (&self.topic, self.partition, self.offset).cmp(&(
-            &other.topic,
-            other.partition,
-            other.offset,
-        ))
-    }
     fn count_delivered(metrics: &Metrics, n: u64) {
         Metrics::add(&metrics.dead_letters_delivered, n);
     }
@@ -253,7 +180,7 @@ pub(crate) fn write_records<'scope, R: SinkRecord, D: Destination>(
     let parts = env.restored::<SinkPart>(participant.op());
     // Only the worker that writes a single destination opens it.
     let writes = !one_writer || env.scope().index() == 0;
-    let range = env.io().range;
+    let range = crate::connect::RunIo::of(env).range;
     let mut writer = if writes {
         match open(!parts.is_empty(), R::latency(&run.metrics).cloned()).and_then(|mut dest| {
             let delivered = if parts.is_empty() {

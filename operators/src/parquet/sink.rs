@@ -24,9 +24,10 @@ use serde::{Deserialize, Serialize};
 
 use super::resume::{self, Published};
 use super::{ParquetCompression, ParquetSinkConfig};
-use crate::checkpoint::{checkpointed_sink, Env, PendingFile, SinkEvent};
+use crate::checkpoint::PendingFile;
 use crate::metrics::Metrics;
 use crate::reading::WindowAggregate;
+use crate::run::{checkpointed_sink, Env, SinkEvent};
 
 /// One hour in milliseconds: the span of a partition.
 const HOUR_MS: u64 = 3_600_000;
@@ -551,9 +552,15 @@ pub trait ParquetSink<'scope> {
     fn parquet_sink(self, config: ParquetSinkConfig, env: &Env<'scope>);
 }
 
+impl<'scope> ParquetSink<'scope> for crate::Windows<'scope> {
+    fn parquet_sink(self, config: ParquetSinkConfig, env: &Env<'scope>) {
+        self.stream.parquet_sink(config, env)
+    }
+}
+
 impl<'scope> ParquetSink<'scope> for Stream<'scope, u64, Vec<WindowAggregate>> {
     fn parquet_sink(self, mut config: ParquetSinkConfig, env: &Env<'scope>) {
-        if let Some(out) = &env.io().out {
+        if let Some(out) = &crate::connect::RunIo::of(env).out {
             config.dir = out.join("windows");
         }
         let run = env.run().clone();
@@ -584,7 +591,7 @@ impl<'scope> ParquetSink<'scope> for Stream<'scope, u64, Vec<WindowAggregate>> {
         if let Some(error) = &failure {
             run.control.add_error(error.clone());
         }
-        let range = env.io().range;
+        let range = crate::connect::RunIo::of(env).range;
         let stream = env.register_sink(self);
         checkpointed_sink(
             stream,

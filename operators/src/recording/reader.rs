@@ -17,8 +17,6 @@ use super::{
     info_path, marks_path, parse_segment_name, segments_dir, RecordRef, RecordingError,
     RecordingInfo, FORMAT,
 };
-use crate::checkpoint::Env;
-use crate::control::Run;
 use crate::dead_letter::DeadLetter;
 use crate::decode::Decoder;
 use crate::ingest::{
@@ -26,6 +24,8 @@ use crate::ingest::{
 };
 use crate::metrics::Metrics;
 use crate::reading::Reading;
+use crate::run::Env;
+use crate::run::Run;
 
 /// One complete segment file.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -311,8 +311,9 @@ impl<'scope> RecordingSource<'scope> for Scope<'scope, u64> {
         let name = format!("RecordingSource({})", recording.dir.display());
         let run = env.run().clone();
         let resume = restored_positions(env, &topic);
-        let speed = env.io().speed;
-        let range = env.io().range;
+        let io = crate::connect::RunIo::of(env);
+        let speed = io.speed;
+        let range = io.range;
         ingest_source(env, &topic.clone(), name, 100, move |worker, peers| {
             let mut starts = Vec::new();
             let mut readers = Vec::new();

@@ -3,9 +3,26 @@
 use serde::{Deserialize, Serialize};
 
 /// Why a record became a dead letter.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+///
+/// Its name ([`DeadLetterReason::as_str`]) is the serde name: one table.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 #[non_exhaustive]
+#[repr(usize)]
 pub enum DeadLetterReason {
     /// The payload is not a JSON object.
     MalformedJson,
@@ -26,35 +43,16 @@ pub enum DeadLetterReason {
 
 impl DeadLetterReason {
     /// Every reason, for reports.
-    pub const ALL: [DeadLetterReason; 7] = [
-        DeadLetterReason::MalformedJson,
-        DeadLetterReason::MissingField,
-        DeadLetterReason::InvalidField,
-        DeadLetterReason::NonFiniteValue,
-        DeadLetterReason::AbsurdTimestamp,
-        DeadLetterReason::Late,
-        DeadLetterReason::LateAfterIdle,
-    ];
+    pub const ALL: &'static [DeadLetterReason] = <Self as strum::VariantArray>::VARIANTS;
 
     /// A short, stable name, used in logs, metrics and the dead-letter topic.
     pub fn as_str(&self) -> &'static str {
-        match self {
-            DeadLetterReason::MalformedJson => "malformed_json",
-            DeadLetterReason::MissingField => "missing_field",
-            DeadLetterReason::InvalidField => "invalid_field",
-            DeadLetterReason::NonFiniteValue => "non_finite_value",
-            DeadLetterReason::AbsurdTimestamp => "absurd_timestamp",
-            DeadLetterReason::Late => "late",
-            DeadLetterReason::LateAfterIdle => "late_after_idle",
-        }
+        self.into()
     }
 
     /// Position in [`DeadLetterReason::ALL`], for counters.
     pub fn index(&self) -> usize {
-        DeadLetterReason::ALL
-            .iter()
-            .position(|r| r == self)
-            .unwrap_or(0)
+        *self as usize
     }
 }
 

@@ -4,7 +4,8 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::alert::RuleSet;
+use serde::{Deserialize, Serialize};
+
 use crate::metrics::Metrics;
 
 /// What the operators of a run share: its metrics and its control. Cheap
@@ -22,8 +23,8 @@ pub struct Run {
 pub struct RunControl {
     stop: AtomicBool,
     errors: Mutex<Vec<String>>,
-    /// The rule set asked for and not yet applied.
-    reload: Mutex<Option<RuleSet>>,
+    /// The reload asked for and not yet applied.
+    reload: Mutex<Option<Reload>>,
     /// The version of the rule set in force (0: the first, version 1).
     rules_version: AtomicU64,
 }
@@ -52,16 +53,16 @@ impl RunControl {
         }
     }
 
-    /// Asks the run to apply `rules` instead of its rules, from the next
-    /// event-time boundary on (see [`crate::alert::operator`]). Worker 0's
-    /// process applies it to every worker of the run; a request made before
-    /// the previous one was applied replaces it.
-    pub fn request_reload(&self, rules: RuleSet) {
-        *self.reload.lock().unwrap_or_else(|e| e.into_inner()) = Some(rules);
+    /// Asks the run to apply `reload` (new rules: see `RuleSet::to_reload`)
+    /// from the next event-time boundary on. Worker 0's process applies it
+    /// to every worker of the run; a request made before the previous one
+    /// was applied replaces it.
+    pub fn request_reload(&self, reload: Reload) {
+        *self.reload.lock().unwrap_or_else(|e| e.into_inner()) = Some(reload);
     }
 
-    /// The rule set asked for by [`RunControl::request_reload`], once.
-    pub(crate) fn take_reload(&self) -> Option<RuleSet> {
+    /// The reload asked for by [`RunControl::request_reload`], once.
+    pub(crate) fn take_reload(&self) -> Option<Reload> {
         self.reload.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
 
@@ -83,4 +84,13 @@ impl RunControl {
             .unwrap_or_else(|e| e.into_inner())
             .clone()
     }
+}
+
+/// A reload of what a run evaluates, opaque to the run layer: the layer it
+/// is for encodes it, and decides whether the running pipeline can take it
+/// (see `Env::on_reload`). It travels to every worker with a marker.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reload {
+    /// The encoded definitions.
+    pub payload: Vec<u8>,
 }
