@@ -16,7 +16,7 @@ connectors='ingest|kafka|memory|recording|output|parquet'
 # layer name | files and directories | forbidden modules (regex) | the rule
 rules=(
   "record|$ops/reading.rs $ops/hash.rs $ops/dead_letter.rs|alert|checkpoint|control|metrics|decode|window_aggregate|$connectors|what flows knows nothing else"
-  "run|$ops/checkpoint $ops/control.rs $ops/metrics.rs|alert|decode|window_aggregate|$connectors|the run layer knows no connector, no rule evaluation, no recording format"
+  "run|$ops/checkpoint $ops/control.rs $ops/metrics|alert|decode|window_aggregate|$connectors|the run layer knows no connector, no rule evaluation, no recording format"
   "alert|$ops/alert|decode|$connectors|alert evaluation knows no input or output system"
   "window|$ops/window_aggregate.rs|alert|windows know no rule"
   "decode|$ops/decode|ingest|kafka|memory|recording|decoding knows no broker"
