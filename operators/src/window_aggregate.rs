@@ -5,15 +5,12 @@ use std::collections::BTreeMap;
 use hashbrown::HashMap;
 use serde::{Deserialize, Serialize};
 use timely::dataflow::channels::pact::{Exchange, ParallelizationContract, Pipeline};
-use timely::dataflow::operators::generic::Operator;
-use timely::dataflow::operators::Capability;
 use timely::dataflow::Stream;
 
 use crate::checkpoint::Marker;
 use crate::metrics::{GaugeShare, Metrics};
 use crate::reading::{KeyRef, Reading, SensorKey, WindowAggregate as Aggregate};
-use crate::run::Run;
-use crate::run::{least_frontier, Barrier, Env};
+use crate::run::{stateful, Env, Run, Side, StatefulLogic};
 
 /// Running aggregate of one open window. The sum is compensated (Neumaier),
 /// so it barely depends on the order values arrive in.
@@ -237,93 +234,74 @@ fn window_operator<'scope, P>(
     stream: Stream<'scope, u64, Vec<Reading>>,
     markers: Stream<'scope, u64, Vec<Marker>>,
     pact: P,
-    mut state: WindowState,
+    state: WindowState,
     run: Run,
 ) -> Stream<'scope, u64, Vec<Aggregate>>
 where
     P: ParallelizationContract<u64, Vec<Reading>>,
 {
-    stream.binary_frontier(
-        markers,
-        pact,
-        Pipeline,
-        "WindowAggregate",
-        move |_cap, _info| {
-            // Held at or before the end of the earliest open window.
-            let mut held: Option<Capability<u64>> = None;
-            let mut closed = Vec::new();
-            // The latest checkpoint's frontier: a stop keeps the windows that
-            // closed before it, which that checkpoint counts as written.
-            let mut checkpointed: Option<u64> = None;
-            let mut barrier = Barrier::default();
-            let mut open = GaugeShare::new(&run.metrics.windows_open);
-            let mut bytes = GaugeShare::new(&run.metrics.window_state_bytes);
-            move |(input, frontier), (marker_input, marker_frontier), output| {
-                marker_input.for_each(|_, markers| barrier.receive(markers, &run));
-                while let Some(marker) = barrier.next_due(None) {
-                    checkpointed = checkpointed.max(marker.until());
-                }
-                input.for_each_stamp(|cap, data| {
-                    if held
-                        .as_ref()
-                        .is_none_or(|h| cap.least().is_some_and(|t| t < h.time()))
-                    {
-                        held = cap.retain_least(output.output_index());
-                    }
-                    for batch in data {
-                        for reading in batch.iter() {
-                            state.insert(reading);
-                        }
-                        batch.clear();
-                    }
-                });
-                let Some(cap) = held.as_mut() else { return };
-                // No further than the markers: a marker still on its way may
-                // be the last one of a stop (see `Barrier::stopping`).
-                let frontier = least_frontier(
-                    frontier.frontier().first().copied(),
-                    marker_frontier.frontier().first().copied(),
-                );
-                if !barrier.stopping(&run) {
-                    state.flush_until(frontier, &mut closed);
-                } else {
-                    // A stop: windows close only as far as the latest
-                    // checkpoint, which counts them as written.
-                    if let Some(at) = checkpointed {
-                        state.flush_until(Some(frontier.map_or(at, |f| f.min(at))), &mut closed);
-                    }
-                    if frontier.is_none() {
-                        let dropped = state.discard();
-                        Metrics::add(&run.metrics.windows_left_open, dropped as u64);
-                        tracing::info!(
-                            dropped,
-                            "Stopped: open windows are not complete and are not written"
-                        );
-                    }
-                }
-                Metrics::add(&run.metrics.windows, closed.len() as u64);
-                // A walk over the open windows, not their keys.
-                let (n, b) = state.footprint();
-                open.set(n);
-                bytes.set(b);
-                // Each window travels at its end time.
-                let mut windows = closed.drain(..).peekable();
-                while let Some(first) = windows.next() {
-                    let end = first.window_end;
-                    let at = cap.delayed(&end);
-                    let mut session = output.session(&at);
-                    session.give(first);
-                    while let Some(w) = windows.next_if(|w| w.window_end == end) {
-                        session.give(w);
-                    }
-                }
-                match state.earliest_end() {
-                    Some(end) => cap.downgrade(&end.max(*cap.time())),
-                    None => held = None,
-                }
-            }
-        },
-    )
+    use timely::dataflow::operators::vec::Map;
+    let logic = WindowLogic {
+        open: GaugeShare::new(&run.metrics.windows_open),
+        bytes: GaugeShare::new(&run.metrics.window_state_bytes),
+        state,
+        run: run.clone(),
+    };
+    let side = markers.map(Side::Marker);
+    stateful("WindowAggregate", stream, pact, side, run, logic)
+}
+
+/// The window operator's logic: windows close as the frontier passes their
+/// end, each sent at its end time.
+struct WindowLogic {
+    state: WindowState,
+    run: Run,
+    open: GaugeShare,
+    bytes: GaugeShare,
+}
+
+impl StatefulLogic<Reading, Aggregate> for WindowLogic {
+    type Side = ();
+
+    fn take(&mut self, batch: &mut Vec<Reading>) -> bool {
+        for reading in batch.iter() {
+            self.state.insert(reading);
+        }
+        batch.clear();
+        true
+    }
+
+    fn advance(&mut self, until: Option<u64>, out: &mut Vec<Aggregate>) {
+        let before = out.len();
+        self.state.flush_until(until, out);
+        Metrics::add(&self.run.metrics.windows, (out.len() - before) as u64);
+    }
+
+    fn discard(&mut self) {
+        let dropped = self.state.discard();
+        if dropped > 0 {
+            Metrics::add(&self.run.metrics.windows_left_open, dropped as u64);
+            tracing::info!(
+                dropped,
+                "Stopped: open windows are not complete and are not written"
+            );
+        }
+    }
+
+    fn earliest(&self, _frontier: Option<u64>) -> Option<u64> {
+        self.state.earliest_end()
+    }
+
+    fn time_of(window: &Aggregate) -> u64 {
+        window.window_end
+    }
+
+    fn report(&mut self, _frontier: Option<u64>) {
+        // A walk over the open windows, not their keys.
+        let (n, b) = self.state.footprint();
+        self.open.set(n);
+        self.bytes.set(b);
+    }
 }
 
 #[cfg(test)]

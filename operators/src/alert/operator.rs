@@ -5,8 +5,7 @@
 use std::sync::Arc;
 
 use timely::dataflow::channels::pact::{Exchange, ParallelizationContract, Pipeline};
-use timely::dataflow::operators::generic::Operator;
-use timely::dataflow::operators::{Capability, Concatenate};
+use timely::dataflow::operators::Concatenate;
 use timely::dataflow::Stream;
 
 use super::rule::PROGRESS_BUCKET_MS;
@@ -15,7 +14,7 @@ use super::{Alert, AlertEvaluator, AlertPart, AlertState, Observation, RuleKind,
 use crate::checkpoint::Marker;
 use crate::metrics::{AlertCounts, GaugeShare, Metrics};
 use crate::reading::{Reading, SensorKey};
-use crate::run::{least_frontier, Barrier, Env};
+use crate::run::{stateful, Env, Participant, Run, Side, StatefulLogic};
 use crate::window_aggregate::Windows;
 use crate::WindowAggregateOp;
 
@@ -202,7 +201,7 @@ where
             // A silence deadline is noticed at the end of a bucket: after a
             // restart, the sources re-read that bucket.
             env.keep_history(PROGRESS_BUCKET_MS);
-            markers.concat(env.progress().map(|(p, b)| Side::Progress(p, b)))
+            markers.concat(env.progress().map(Side::Other))
         } else {
             markers
         }
@@ -231,113 +230,105 @@ where
             SensorKey::route_hash(&k.device, sensor) % peers == worker
         });
     }
-    stream.binary_frontier(side, pact, Pipeline, "EvaluateAlerts", move |cap, _info| {
-        // Silences fire without an observation: hold a capability from the start.
-        let mut held: Option<Capability<u64>> = silences.then_some(cap);
-        let mut alerts = Vec::new();
-        let mut barrier = Barrier::default();
-        let mut states = GaugeShare::new(&run.metrics.rule_states);
-        let mut bytes = GaugeShare::new(&run.metrics.rule_state_bytes);
-        let mut keys_seen = 0;
-        move |(input, frontier), (marker_input, marker_frontier), output| {
-            input.for_each_stamp(|cap, data| {
-                let mut any = false;
-                for batch in data {
-                    for obs in batch.drain(..) {
-                        any |= evaluator.push(obs);
-                    }
-                }
-                if any
-                    && held
-                        .as_ref()
-                        .is_none_or(|h| cap.least().is_some_and(|t| t < h.time()))
-                {
-                    held = cap.retain_least(output.output_index());
-                }
-            });
-            marker_input.for_each(|_, side| {
-                let mut markers = Vec::new();
-                for s in side.drain(..) {
-                    match s {
-                        Side::Marker(m) => markers.push(m),
-                        Side::Progress(p, b) => evaluator.note_progress(p, b),
-                    }
-                }
-                barrier.receive(&mut markers, &run);
-            });
-            let frontier = least_frontier(
-                frontier.frontier().first().copied(),
-                marker_frontier.frontier().first().copied(),
-            );
-            let stopping = barrier.stopping(&run);
-            // Each checkpoint sees the state exactly at its frontier.
-            let mut steps = Vec::new();
-            while let Some(marker) = barrier.next_due(frontier) {
-                steps.push((marker.until(), Some(marker)));
-            }
-            steps.push((frontier, None));
-            for (until, marker) in steps {
-                if stopping && marker.is_none() {
-                    // A stop: only checkpoints move the state on. What the
-                    // pending observations would lead to depends on input
-                    // not read yet.
-                    if frontier.is_none() {
-                        evaluator.discard_pending();
-                        held = None;
-                    }
-                    continue;
-                }
-                let suppressed = evaluator.advance_to(until, &mut alerts);
-                Metrics::add(&run.metrics.alerts_suppressed, suppressed);
-                if let Some(cap) = held.as_mut() {
-                    emit_alerts(&mut alerts, cap, output, &run.metrics);
-                }
-                if let Some(mut marker) = marker {
-                    // A reload: what comes from here on is judged by the new
-                    // rules, and the checkpoint holds their states.
-                    match marker.reload.take().map(|r| RuleSet::from_reload(&r)) {
-                        Some(Ok(rules)) => {
-                            let version = marker.rules_version;
-                            evaluator.replace_rules(Arc::new(rules), version, |r| {
-                                O::fed(&r.input, window_ms)
-                            });
-                            run.control.set_rules_version(version);
-                        }
-                        Some(Err(e)) => run.control.add_error(e),
-                        None => {}
-                    }
-                    participant.write(&marker, &evaluator.snapshot_view(), Vec::new());
-                }
-            }
-            // The walk over every key is done at most once a second,
-            // unless keys were added.
-            if states.due() || frontier.is_none() || evaluator.key_count() != keys_seen {
-                keys_seen = evaluator.key_count();
-                let (n, b) = evaluator.footprint();
-                states.set(n);
-                bytes.set(b);
-            }
-            if let Some(cap) = held.as_mut() {
-                match evaluator.earliest_pending(frontier) {
-                    Some(t) => cap.downgrade(&t.max(*cap.time())),
-                    None => held = None,
-                }
-            }
-        }
-    })
+    let logic = AlertLogic {
+        states: GaugeShare::new(&run.metrics.rule_states),
+        bytes: GaugeShare::new(&run.metrics.rule_state_bytes),
+        keys_seen: 0,
+        evaluator,
+        participant,
+        silences,
+        window_ms,
+        run: run.clone(),
+    };
+    stateful("EvaluateAlerts", stream, pact, side, run, logic)
 }
 
-/// Sends alerts, each at its event time, and counts them by rule.
-fn emit_alerts(
-    alerts: &mut Vec<Alert>,
-    cap: &Capability<u64>,
-    output: &mut timely::dataflow::operators::generic::OutputBuilderSession<
-        '_,
-        u64,
-        timely::container::CapacityContainerBuilder<Vec<Alert>>,
-    >,
-    metrics: &Metrics,
-) {
+/// The alert operator's logic: observations wait for the frontier, then
+/// go through the rules' state machines in order.
+struct AlertLogic<O> {
+    evaluator: AlertEvaluator<O>,
+    participant: Participant,
+    run: Run,
+    /// Whether some rule is a silence rule (it fires with no observation).
+    silences: bool,
+    /// The size of the windows observed, if they are windows.
+    window_ms: Option<u64>,
+    states: GaugeShare,
+    bytes: GaugeShare,
+    keys_seen: usize,
+}
+
+impl<O: Observation + 'static> StatefulLogic<O, Alert> for AlertLogic<O> {
+    type Side = (i32, u64);
+
+    fn hold_from_start(&self) -> bool {
+        // Silences fire without an observation.
+        self.silences
+    }
+
+    fn take(&mut self, batch: &mut Vec<O>) -> bool {
+        let mut any = false;
+        for obs in batch.drain(..) {
+            any |= self.evaluator.push(obs);
+        }
+        any
+    }
+
+    fn side(&mut self, (partition, bucket): (i32, u64)) {
+        self.evaluator.note_progress(partition, bucket);
+    }
+
+    fn advance(&mut self, until: Option<u64>, out: &mut Vec<Alert>) {
+        let before = out.len();
+        let suppressed = self.evaluator.advance_to(until, out);
+        Metrics::add(&self.run.metrics.alerts_suppressed, suppressed);
+        count_alerts(&out[before..], &self.run.metrics);
+    }
+
+    fn checkpoint(&mut self, mut marker: Marker) {
+        // A reload: what comes from here on is judged by the new rules, and
+        // the checkpoint holds their states.
+        match marker.reload.take().map(|r| RuleSet::from_reload(&r)) {
+            Some(Ok(rules)) => {
+                let version = marker.rules_version;
+                let window_ms = self.window_ms;
+                self.evaluator
+                    .replace_rules(Arc::new(rules), version, |r| O::fed(&r.input, window_ms));
+                self.run.control.set_rules_version(version);
+            }
+            Some(Err(e)) => self.run.control.add_error(e),
+            None => {}
+        }
+        self.participant
+            .write(&marker, &self.evaluator.snapshot_view(), Vec::new());
+    }
+
+    fn discard(&mut self) {
+        self.evaluator.discard_pending();
+    }
+
+    fn earliest(&self, frontier: Option<u64>) -> Option<u64> {
+        self.evaluator.earliest_pending(frontier)
+    }
+
+    fn time_of(alert: &Alert) -> u64 {
+        alert.event_time
+    }
+
+    fn report(&mut self, frontier: Option<u64>) {
+        // The walk over every key is done at most once a second, unless
+        // keys were added.
+        if self.states.due() || frontier.is_none() || self.evaluator.key_count() != self.keys_seen {
+            self.keys_seen = self.evaluator.key_count();
+            let (n, b) = self.evaluator.footprint();
+            self.states.set(n);
+            self.bytes.set(b);
+        }
+    }
+}
+
+/// Counts alerts by rule, severity and state.
+fn count_alerts(alerts: &[Alert], metrics: &Metrics) {
     let mut counts: Vec<(String, String, AlertCounts)> = Vec::new();
     metrics.note_alerts(alerts.iter().map(|a| crate::metrics::AlertEvent {
         rule: a.rule.as_str().into(),
@@ -370,31 +361,7 @@ fn emit_alerts(
             AlertState::Chattering => c.chattering += 1,
         }
     }
-    // One message per event time, sized to its alerts: a session per alert
-    // would send each in a buffer of its own of the output's full capacity.
-    alerts.sort_by_key(|a| a.event_time);
-    let mut batch = Vec::new();
-    let mut sorted = alerts.drain(..).peekable();
-    while let Some(first) = sorted.next() {
-        let time = first.event_time;
-        batch.push(first);
-        batch.extend(std::iter::from_fn(|| {
-            sorted.next_if(|a| a.event_time == time)
-        }));
-        let at = cap.delayed(&time.max(*cap.time()));
-        output.session(&at).give_container(&mut batch);
-        batch.clear();
-    }
     for (rule, severity, c) in counts {
         metrics.add_alerts(&rule, &severity, c);
     }
-}
-
-/// What the alert operator's side input carries.
-#[derive(Clone, Debug)]
-enum Side {
-    /// A checkpoint marker.
-    Marker(Marker),
-    /// A source partition delivered readings in this bucket of event time.
-    Progress(i32, u64),
 }

@@ -30,7 +30,7 @@ use timely::scheduling::Activator;
 use crate::checkpoint::{Marker, PartInfo, PendingFile, Session};
 pub use control::{Reload, Run, RunControl};
 pub(crate) use participant::{stop_on_last_marker, Barrier, Participant};
-pub(crate) use stateful::{checkpointed_sink, least_frontier, SinkEvent};
+pub(crate) use stateful::{checkpointed_sink, stateful, Side, SinkEvent, StatefulLogic};
 
 /// A source's resume bookkeeping, written by the worker's acknowledger at
 /// each checkpoint.
