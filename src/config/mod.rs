@@ -144,7 +144,7 @@ pub use diag::ConfigError;
 pub(crate) use diag::Diag;
 use locate::*;
 pub(crate) use locate::{check_entry, check_fields, deserialize, element_path};
-use pipeline::{rules_with_devices, validate_pipeline};
+use pipeline::validate_pipeline;
 use raw::*;
 pub(crate) use rules::stat_name;
 use rules::*;
