@@ -148,24 +148,9 @@ impl PipelineSpec {
 
 /// One rule in plain words, on one line.
 fn rule_summary(r: &Rule) -> String {
-    let sensors = if r.sensors.is_empty() {
-        "any sensor".to_owned()
-    } else {
-        r.sensors.join(", ")
-    };
     let devices = r.devices.as_ref().map_or("any device", |m| m.glob().glob());
     let devices = format!("{devices}{}", crate::explain::registry_phrase(r));
-    let (subject, observations) = match r.input {
-        RuleInput::Readings => (format!("{sensors} on {devices}"), "readings"),
-        RuleInput::Window { size_ms, stat } => (
-            format!(
-                "{} of {} windows of {sensors} on {devices}",
-                stat_name(stat),
-                human_ms(size_ms)
-            ),
-            "windows",
-        ),
-    };
+    let (subject, observations) = observed(r, &devices);
     let subject = match r.kind {
         RuleKind::RateOfChange { span_ms } => format!(
             "rate of change per second over {} of {subject}",
@@ -205,6 +190,35 @@ fn rule_summary(r: &Rule) -> String {
     if r.clear != r.threshold {
         let _ = write!(s, " (clears {safe_side} {})", r.clear);
     }
+    write_modifiers(&mut s, r, observations);
+    s
+}
+
+/// What a rule looks at (its sensors on `devices`, or a statistic of their
+/// windows), and what its observations are called.
+fn observed(r: &Rule, devices: &str) -> (String, &'static str) {
+    let sensors = if r.sensors.is_empty() {
+        "any sensor".to_owned()
+    } else {
+        r.sensors.join(", ")
+    };
+    match r.input {
+        RuleInput::Readings => (format!("{sensors} on {devices}"), "readings"),
+        RuleInput::Window { size_ms, stat } => (
+            format!(
+                "{} of {} windows of {sensors} on {devices}",
+                stat_name(stat),
+                human_ms(size_ms)
+            ),
+            "windows",
+        ),
+    }
+}
+
+/// The modifiers a threshold rule has, each only when it is not the
+/// default: `for`, `consecutive`, `keep_firing_for`, `cooldown`,
+/// escalation and chattering.
+fn write_modifiers(s: &mut String, r: &Rule, observations: &str) {
     if r.for_ms > 0 {
         let _ = write!(s, " for {}", human_ms(r.for_ms));
     }
@@ -236,7 +250,6 @@ fn rule_summary(r: &Rule) -> String {
             human_ms(ch.within_ms)
         );
     }
-    s
 }
 
 /// A duration in ms as humantime writes it: `30s`, `5m`, `1h 30m`, `0s`.
