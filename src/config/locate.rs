@@ -106,8 +106,6 @@ pub(super) fn check_rules(value: &Spanned<DeValue<'_>>, out: &mut Vec<toml::de::
     true
 }
 
-/// Checks each field of a table on its own as a field of `T`; false if
-/// `value` is not a table.
 /// Fields whose values are durations, written as strings.
 pub(super) const DURATION_FIELDS: [&str; 15] = [
     "out_of_orderness",
@@ -139,6 +137,8 @@ pub(super) fn with_hint(path: &str, message: &str) -> String {
     }
 }
 
+/// Checks each field of a table on its own as a field of `T`; false if
+/// `value` is not a table.
 pub(crate) fn check_fields<T: DeserializeOwned>(
     value: &Spanned<DeValue<'_>>,
     out: &mut Vec<toml::de::Error>,

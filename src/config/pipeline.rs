@@ -13,7 +13,52 @@ pub(super) fn validate_pipeline(raw: RawPipeline, path: &Path, d: &mut Diag<'_>)
 
     let source = validate_source(raw.source.as_ref(), &name, d);
     let decode = validate_decode(raw.decode.as_ref(), d);
-    let window_ms = match raw.window.as_ref().and_then(|w| w.size.as_ref()) {
+    let window_ms = validate_window(raw.window.as_ref(), d);
+
+    let (rules, rules_file) = pipeline_rules(
+        raw.rules.as_ref(),
+        raw.rule.as_deref(),
+        raw.devices.as_ref(),
+        base,
+        d,
+    );
+
+    let sinks = validate_sinks(raw.sinks.as_ref(), base, &source.brokers, d);
+    check_sinks(&sinks, raw.sinks.as_ref(), &rules, d);
+
+    let workers = raw
+        .runtime
+        .as_ref()
+        .and_then(|r| r.workers.as_ref())
+        .and_then(|w| count(d, w, "runtime.workers", 1, usize::MAX))
+        .unwrap_or(1);
+
+    let checkpoint = raw
+        .checkpoint
+        .as_ref()
+        .map(|c| validate_checkpoint(c, base, d));
+    let http = raw.http.as_ref().and_then(|h| validate_http(h, d));
+
+    PipelineSpec {
+        name,
+        path: path.to_path_buf(),
+        source,
+        decode,
+        window_ms,
+        rules,
+        rules_file,
+        parquet: sinks.parquet,
+        alerts: sinks.alerts,
+        dead_letters: sinks.dead_letters,
+        workers,
+        checkpoint,
+        http,
+    }
+}
+
+/// `[window] size`: it must divide a day evenly; default one minute.
+fn validate_window(raw: Option<&RawWindow>, d: &mut Diag<'_>) -> u64 {
+    match raw.and_then(|w| w.size.as_ref()) {
         Some(size) => match duration_ms(d, size, "window.size") {
             Some(0) => {
                 d.err(size.span(), "window.size", "must be longer than 0");
@@ -35,34 +80,53 @@ pub(super) fn validate_pipeline(raw: RawPipeline, path: &Path, d: &mut Diag<'_>)
             None => DEFAULT_WINDOW_MS,
         },
         None => DEFAULT_WINDOW_MS,
-    };
+    }
+}
 
-    let (rules, rules_file) = pipeline_rules(
-        raw.rules.as_ref(),
-        raw.rule.as_deref(),
-        raw.devices.as_ref(),
-        base,
-        d,
-    );
+/// The sinks of a pipeline, each if configured.
+struct Sinks {
+    /// `[sinks.parquet]`.
+    parquet: Option<ParquetSinkConfig>,
+    /// `[sinks.alerts]`.
+    alerts: Option<KafkaSinkConfig>,
+    /// `[sinks.dead_letters]`.
+    dead_letters: Option<KafkaSinkConfig>,
+}
 
-    let sinks = raw.sinks.as_ref().map(|s| s.get_ref());
+/// `[sinks.*]`; Kafka sinks default to the source's brokers.
+fn validate_sinks(
+    raw: Option<&Spanned<RawSinks>>,
+    base: &Path,
+    source_brokers: &str,
+    d: &mut Diag<'_>,
+) -> Sinks {
+    let sinks = raw.map(|s| s.get_ref());
     let parquet = sinks
         .and_then(|s| s.parquet.as_ref())
         .map(|p| validate_parquet(p, base, d));
     let alerts = sinks
         .and_then(|s| s.alerts.as_ref())
-        .map(|k| validate_kafka_sink(k, "sinks.alerts", &source.brokers, d));
+        .map(|k| validate_kafka_sink(k, "sinks.alerts", source_brokers, d));
     let dead_letters = sinks
         .and_then(|s| s.dead_letters.as_ref())
-        .map(|k| validate_kafka_sink(k, "sinks.dead_letters", &source.brokers, d));
-    let sinks_at = raw.sinks.as_ref().map_or(0, |s| s.span().start);
-    if parquet.is_none() && alerts.is_none() && dead_letters.is_none() {
+        .map(|k| validate_kafka_sink(k, "sinks.dead_letters", source_brokers, d));
+    Sinks {
+        parquet,
+        alerts,
+        dead_letters,
+    }
+}
+
+/// Across sections: at least one sink, and an alerts sink when there are rules.
+fn check_sinks(sinks: &Sinks, raw: Option<&Spanned<RawSinks>>, rules: &RuleSet, d: &mut Diag<'_>) {
+    let sinks_at = raw.map_or(0, |s| s.span().start);
+    if sinks.parquet.is_none() && sinks.alerts.is_none() && sinks.dead_letters.is_none() {
         d.at(
             sinks_at,
             "sinks",
             "no sink: nothing would be written; add [sinks.parquet], [sinks.alerts] or [sinks.dead_letters]",
         );
-    } else if alerts.is_none() && !rules.rules.is_empty() {
+    } else if sinks.alerts.is_none() && !rules.rules.is_empty() {
         d.at(
             sinks_at,
             "sinks.alerts",
@@ -72,49 +136,28 @@ pub(super) fn validate_pipeline(raw: RawPipeline, path: &Path, d: &mut Diag<'_>)
             ),
         );
     }
+}
 
-    let workers = raw
-        .runtime
-        .as_ref()
-        .and_then(|r| r.workers.as_ref())
-        .and_then(|w| count(d, w, "runtime.workers", 1, usize::MAX))
-        .unwrap_or(1);
-
-    let checkpoint = raw
-        .checkpoint
-        .as_ref()
-        .map(|c| validate_checkpoint(c, base, d));
-    let http = raw.http.as_ref().and_then(|h| {
-        let addr = required_text(d, h.get_ref().addr.as_ref(), h.span().start, "http.addr");
-        let span = h.get_ref().addr.as_ref().map_or(h.span(), |a| a.span());
-        match addr.parse::<std::net::SocketAddr>() {
-            Ok(addr) => Some(addr),
-            Err(_) if addr.is_empty() => None,
-            Err(_) => {
-                d.err(
-                    span,
-                    "http.addr",
-                    "must be an IP address and port, like \"127.0.0.1:9464\"",
-                );
-                None
-            }
+/// `[http] addr`: the operations server's address.
+fn validate_http(raw: &Spanned<RawHttp>, d: &mut Diag<'_>) -> Option<std::net::SocketAddr> {
+    let addr = required_text(
+        d,
+        raw.get_ref().addr.as_ref(),
+        raw.span().start,
+        "http.addr",
+    );
+    let span = raw.get_ref().addr.as_ref().map_or(raw.span(), |a| a.span());
+    match addr.parse::<std::net::SocketAddr>() {
+        Ok(addr) => Some(addr),
+        Err(_) if addr.is_empty() => None,
+        Err(_) => {
+            d.err(
+                span,
+                "http.addr",
+                "must be an IP address and port, like \"127.0.0.1:9464\"",
+            );
+            None
         }
-    });
-
-    PipelineSpec {
-        name,
-        path: path.to_path_buf(),
-        source,
-        decode,
-        window_ms,
-        rules,
-        rules_file,
-        parquet,
-        alerts,
-        dead_letters,
-        workers,
-        checkpoint,
-        http,
     }
 }
 
@@ -332,72 +375,6 @@ fn pipeline_rules(
         }
     }
     (RuleSet::new(rules).with_devices(registry), Some(path))
-}
-
-/// Validates rules and the registry `[devices]` names (relative to `base`):
-/// the registry's columns must name rules, and the fields rules select by
-/// must be columns of it.
-pub(super) fn rules_with_devices(
-    raw: &[Spanned<RawRule>],
-    devices: Option<&Spanned<RawDevices>>,
-    base: &Path,
-    d: &mut Diag<'_>,
-) -> RuleSet {
-    let rules = validate_rules(raw, d);
-    let registry = devices.and_then(|devices| {
-        let Some(file) = &devices.get_ref().file else {
-            d.err(
-                devices.span(),
-                "devices.file",
-                "required field is missing (or remove the [devices] table)",
-            );
-            return None;
-        };
-        let path = base.join(text(d, file, "devices.file"));
-        match load_registry(&path, &rules) {
-            Ok(registry) => Some(registry),
-            Err(problems) => {
-                d.other.extend(problems);
-                None
-            }
-        }
-    });
-    for (i, r) in raw.iter().enumerate() {
-        let Some(fields) = &r.get_ref().where_ else {
-            continue;
-        };
-        let label = element_path(
-            "rule",
-            i,
-            r.get_ref().name.as_ref().map(|n| n.get_ref().as_str()),
-        );
-        let field = format!("{label}.where");
-        match (&registry, devices) {
-            (None, None) => d.err(
-                fields.span(),
-                &field,
-                "selects devices by registry fields, but no [devices] file is given",
-            ),
-            (Some(registry), _) => {
-                for (name, value) in fields.get_ref() {
-                    if !registry.fields.contains(name) {
-                        d.err(
-                            value.span(),
-                            &format!("{field}.{name}"),
-                            format!(
-                                "the device registry has no field {name:?} (its fields are {})",
-                                registry.fields.join(", ")
-                            ),
-                        );
-                    }
-                }
-            }
-            // The registry has problems of its own, already reported.
-            (None, Some(_)) => {}
-        }
-    }
-    let registry = registry.map(|r| r.registry).unwrap_or_default();
-    RuleSet::new(rules).with_devices(registry)
 }
 
 /// `[sinks.parquet]`; the directory resolves against `base`.

@@ -195,3 +195,58 @@ pub(super) fn properties(
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_are_whole_milliseconds() {
+        assert_eq!(parse_duration_ms("500ms"), Ok(500));
+        assert_eq!(parse_duration_ms("30s"), Ok(30_000));
+        assert_eq!(parse_duration_ms("5m"), Ok(300_000));
+        assert_eq!(parse_duration_ms("1h"), Ok(3_600_000));
+        assert_eq!(parse_duration_ms("1h 30m"), Ok(5_400_000));
+        assert_eq!(parse_duration_ms("0s"), Ok(0));
+        for bad in ["5", "fast", "", "-1s"] {
+            let e = parse_duration_ms(bad).unwrap_err();
+            assert!(e.contains(&format!("invalid duration {bad:?}")), "{e}");
+        }
+        let e = parse_duration_ms("1500us").unwrap_err();
+        assert!(
+            e.contains("\"1500us\" is not a whole number of milliseconds"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn start_offsets() {
+        assert_eq!(parse_start("earliest"), Ok(StartOffset::Earliest));
+        assert_eq!(parse_start("latest"), Ok(StartOffset::Latest));
+        assert_eq!(parse_start("committed"), Ok(StartOffset::Committed));
+        assert_eq!(
+            parse_start("1970-01-01T00:00:01.5Z"),
+            Ok(StartOffset::Timestamp(1_500))
+        );
+        // Midnight of 2 January at UTC+1 is 23:00 on 1 January UTC.
+        assert_eq!(
+            parse_start("1970-01-02T00:00:00+01:00"),
+            Ok(StartOffset::Timestamp(23 * 3_600_000))
+        );
+        // 2026-01-01 is 20 454 days after 1970-01-01 (56 years, 14 of them
+        // leap years); 22 November is 325 days later.
+        assert_eq!(
+            parse_start("2026-11-22T10:00:00Z"),
+            Ok(StartOffset::Timestamp(
+                ((20_454 + 325) * 86_400 + 10 * 3_600) * 1_000
+            ))
+        );
+        for bad in ["Earliest", "yesterday", "2026-11-22T10:00:00", "2026-11-22"] {
+            let e = parse_start(bad).unwrap_err();
+            assert!(e.contains(&format!("invalid start {bad:?}")), "{e}");
+        }
+        assert!(parse_start("1969-12-31T23:59:59Z")
+            .unwrap_err()
+            .contains("before 1970"));
+    }
+}

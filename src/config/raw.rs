@@ -1,0 +1,270 @@
+//! Stage one: raw structs that mirror the files as written. Every struct is
+//! `deny_unknown_fields`, every value checked later is a [`Spanned`], and
+//! required fields are `Option`s, reported missing in stage two.
+
+use super::*;
+
+/// A pipeline file, as written.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPipeline {
+    /// Pipeline name (required). Names the default consumer group, `weir-<name>`.
+    pub(super) name: Option<Spanned<String>>,
+    /// `[source]`: the Kafka topic readings come from (required).
+    pub(super) source: Option<Spanned<RawSource>>,
+    /// `[decode]`: where a reading's fields are in the JSON payload.
+    pub(super) decode: Option<RawDecode>,
+    /// `[window]`: the aggregation windows written to Parquet.
+    pub(super) window: Option<RawWindow>,
+    /// `[rules]`: a separate rules file.
+    pub(super) rules: Option<Spanned<RawRulesRef>>,
+    /// `[[rule]]`: inline alert rules (instead of a rules file).
+    pub(super) rule: Option<Vec<Spanned<RawRule>>>,
+    /// `[devices]`: the device registry of inline rules.
+    pub(super) devices: Option<Spanned<RawDevices>>,
+    /// `[sinks.*]`: where results are written (at least one sink).
+    pub(super) sinks: Option<Spanned<RawSinks>>,
+    /// `[runtime]`: how the pipeline runs.
+    pub(super) runtime: Option<RawRuntime>,
+    /// `[checkpoint]`: periodic checkpoints, to restart without loss or
+    /// duplicates.
+    pub(super) checkpoint: Option<Spanned<RawCheckpoint>>,
+    /// `[http]`: the operations server.
+    pub(super) http: Option<Spanned<RawHttp>>,
+}
+
+/// `[http]`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawHttp {
+    /// `HOST:PORT` to serve `/metrics`, `/health` and `/ready` on.
+    pub(super) addr: Option<Spanned<String>>,
+}
+
+/// `[checkpoint]`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCheckpoint {
+    /// Directory of the checkpoints, relative to the pipeline file (required).
+    pub(super) dir: Option<Spanned<String>>,
+    /// Wall-clock time between checkpoints; default `10s`.
+    pub(super) interval: Option<Spanned<String>>,
+    /// Complete checkpoints kept; default 3; at least 1.
+    pub(super) keep: Option<Spanned<i64>>,
+}
+
+/// `[source]`: the Kafka source.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSource {
+    /// Bootstrap servers, `host:port[,host:port]` (required).
+    pub(super) brokers: Option<Spanned<String>>,
+    /// Topic of readings (required).
+    pub(super) topic: Option<Spanned<String>>,
+    /// Consumer group id; default `weir-<name>`.
+    pub(super) group_id: Option<Spanned<String>>,
+    /// `earliest` (default), `latest`, `committed`, or an RFC 3339 time
+    /// (a string or a TOML offset date-time).
+    pub(super) start: Option<Spanned<toml::Value>>,
+    /// How far behind a partition's newest event time a reading may be
+    /// before it is late; default `5s`.
+    pub(super) out_of_orderness: Option<Spanned<String>>,
+    /// Wall-clock silence after which a partition no longer holds the
+    /// watermark back; default `30s`; `0s` or `off` disables.
+    pub(super) idle_timeout: Option<Spanned<String>>,
+    /// Event time by which the watermark (the dataflow frontier) advances
+    /// at a time; default `100ms`; must be longer than 0. Smaller steps
+    /// emit windows and alerts sooner, at the cost of more progress traffic.
+    pub(super) watermark_step: Option<Spanned<String>>,
+    /// Watermark alignment: a partition whose watermark runs this much
+    /// event time ahead of the dataflow's frontier is paused until the
+    /// frontier catches up; default `off`; at least twice `watermark_step`.
+    pub(super) watermark_alignment: Option<Spanned<String>>,
+    /// Extra librdkafka properties (strings, numbers or booleans).
+    pub(super) properties: Option<BTreeMap<String, Spanned<toml::Value>>>,
+}
+
+/// `[decode]`: the JSON payload's layout.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDecode {
+    /// Field holding the device id; default `device_id`.
+    pub(super) device_field: Option<Spanned<String>>,
+    /// Field holding the sensor name; default `sensor`.
+    pub(super) sensor_field: Option<Spanned<String>>,
+    /// Field holding the value; default `value`.
+    pub(super) value_field: Option<Spanned<String>>,
+    /// Field holding the event time; default `ts`.
+    pub(super) time_field: Option<Spanned<String>>,
+    /// `auto` (default), `epoch_ms`, `epoch_s` or `rfc3339`.
+    pub(super) time_format: Option<Spanned<String>>,
+    /// How far ahead of its Kafka timestamp a reading's event time may be
+    /// before it is a dead letter; default `1h`.
+    pub(super) max_future: Option<Spanned<String>>,
+}
+
+/// `[window]`: the aggregation windows.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawWindow {
+    /// Window size; default `1m`; must divide a day evenly.
+    pub(super) size: Option<Spanned<String>>,
+}
+
+/// `[rules]`: where the rules are.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRulesRef {
+    /// The rules file, relative to the pipeline file (required in `[rules]`).
+    pub(super) file: Option<Spanned<String>>,
+}
+
+/// `[devices]`: the device registry.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDevices {
+    /// The registry's CSV file, relative to the file naming it (required).
+    pub(super) file: Option<Spanned<String>>,
+}
+
+/// `[sinks]`: where results go.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSinks {
+    /// `[sinks.parquet]`: window aggregates as Parquet files.
+    pub(super) parquet: Option<Spanned<RawParquet>>,
+    /// `[sinks.alerts]`: alert events to a Kafka topic.
+    pub(super) alerts: Option<Spanned<RawKafkaSink>>,
+    /// `[sinks.dead_letters]`: undecodable and late records to a Kafka topic.
+    pub(super) dead_letters: Option<Spanned<RawKafkaSink>>,
+}
+
+/// `[sinks.parquet]`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawParquet {
+    /// Root directory of the files, relative to the pipeline file (required).
+    pub(super) path: Option<Spanned<String>>,
+    /// Codec: `zstd` (default), `zstd(LEVEL)`, `zstd:LEVEL`, `snappy`, `none`.
+    pub(super) compression: Option<Spanned<String>>,
+    /// Most rows in a row group (at least 1); default 65 536.
+    pub(super) row_group_rows: Option<Spanned<i64>>,
+    /// Most rows in a file (at least 1); default 1 000 000.
+    pub(super) max_rows_per_file: Option<Spanned<i64>>,
+}
+
+/// `[sinks.alerts]` or `[sinks.dead_letters]`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawKafkaSink {
+    /// Topic to write to (required).
+    pub(super) topic: Option<Spanned<String>>,
+    /// Bootstrap servers; default: the source's.
+    pub(super) brokers: Option<Spanned<String>>,
+    /// Use the idempotent producer; default true.
+    pub(super) idempotent: Option<bool>,
+    /// Extra librdkafka properties (strings, numbers or booleans).
+    pub(super) properties: Option<BTreeMap<String, Spanned<toml::Value>>>,
+}
+
+/// `[runtime]`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRuntime {
+    /// Worker threads; default 1; at least 1.
+    pub(super) workers: Option<Spanned<i64>>,
+}
+
+/// A rules file: a list of `[[rule]]` tables.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRulesFile {
+    /// The rules, in file order.
+    pub(super) rule: Option<Vec<Spanned<RawRule>>>,
+    /// `[devices]`: the device registry the rules use.
+    pub(super) devices: Option<Spanned<RawDevices>>,
+}
+
+/// One `[[rule]]` table.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRule {
+    /// Rule name (required, unique within the set).
+    pub(super) name: Option<Spanned<String>>,
+    /// The sensor the rule watches (or `sensors`; one of them is required).
+    pub(super) sensor: Option<Spanned<String>>,
+    /// The sensors the rule watches (or `sensor`).
+    pub(super) sensors: Option<Spanned<Vec<Spanned<String>>>>,
+    /// Device id glob such as `press-*`; default every device.
+    pub(super) devices: Option<Spanned<String>>,
+    /// Registry fields the device must match: `{ site = "north" }` (globs).
+    #[serde(rename = "where")]
+    pub(super) where_: Option<Spanned<BTreeMap<String, Spanned<String>>>>,
+    /// Labels every alert of the rule carries.
+    pub(super) labels: Option<Spanned<BTreeMap<String, Spanned<String>>>>,
+    /// Breach when the value is above this (exactly one of `above`, `below`).
+    pub(super) above: Option<Spanned<f64>>,
+    /// Breach when the value is below this.
+    pub(super) below: Option<Spanned<f64>>,
+    /// Hysteresis: a firing alert resolves only at or past this value on the
+    /// safe side; default the threshold.
+    pub(super) clear: Option<Spanned<f64>>,
+    /// Breaching observations in a row needed to fire; default 1.
+    pub(super) consecutive: Option<Spanned<i64>>,
+    /// Event time the breach must last before firing; default `0s`.
+    #[serde(rename = "for")]
+    pub(super) for_: Option<Spanned<String>>,
+    /// Least event time between two firings; default `0s`.
+    pub(super) cooldown: Option<Spanned<String>>,
+    /// Off-delay: resolve only once the clear condition has held this long;
+    /// default `0s`.
+    pub(super) keep_firing_for: Option<Spanned<String>>,
+    /// `threshold` (default) or `rate` (change per second over `span`).
+    pub(super) kind: Option<Spanned<String>>,
+    /// With `kind = "rate"`: how far back the rate looks (required there).
+    pub(super) span: Option<Spanned<String>>,
+    /// With `kind = "deviation"`: how many previous observations make the
+    /// baseline (required there, at least 2).
+    pub(super) baseline: Option<Spanned<i64>>,
+    /// With `kind = "silence"`: how long without a reading (required there).
+    pub(super) after: Option<Spanned<String>>,
+    /// Escalate an alert still firing after this long (with `escalate_to`).
+    pub(super) escalate_after: Option<Spanned<String>>,
+    /// The severity an escalated alert takes (with `escalate_after`).
+    pub(super) escalate_to: Option<Spanned<String>>,
+    /// Chattering: this many state changes within `chatter_within` hold
+    /// the rule's events back until it is calm for `chatter_calm`.
+    pub(super) chatter_changes: Option<Spanned<i64>>,
+    /// With `chatter_changes`: the span the changes fall in; default `1m`.
+    pub(super) chatter_within: Option<Spanned<String>>,
+    /// With `chatter_changes`: how long without a change the rule must be
+    /// to be calm again; default `chatter_within`.
+    pub(super) chatter_calm: Option<Spanned<String>>,
+    /// `info`, `warning` (default) or `critical`.
+    pub(super) severity: Option<Spanned<String>>,
+    /// Watch tumbling window aggregates of this size instead of readings.
+    pub(super) window: Option<Spanned<String>>,
+    /// With `window`: `mean` (default), `min`, `max`, `sum` or `count`.
+    pub(super) stat: Option<Spanned<String>>,
+    /// With `kind = "combination"`: conditions that must all hold...
+    pub(super) all: Option<Spanned<Vec<Spanned<RawCondition>>>>,
+    /// ...or of which one must hold (instead of `all`).
+    pub(super) any: Option<Spanned<Vec<Spanned<RawCondition>>>>,
+    /// With `kind = "combination"`: the span of event time the conditions'
+    /// latest breaches must fall in (required there).
+    pub(super) within: Option<Spanned<String>>,
+}
+
+/// One condition of a combination rule: `{ sensor = "temperature", above = 90 }`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCondition {
+    /// The sensor (required).
+    pub(super) sensor: Option<Spanned<String>>,
+    /// Holds above this (exactly one of `above`, `below`).
+    pub(super) above: Option<Spanned<f64>>,
+    /// Holds below this.
+    pub(super) below: Option<Spanned<f64>>,
+    /// Hysteresis: stops holding only at or past this; default the threshold.
+    pub(super) clear: Option<Spanned<f64>>,
+}

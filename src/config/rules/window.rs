@@ -1,0 +1,53 @@
+//! A rule's input: readings, or the aggregates of tumbling windows
+//! (`window` and `stat`).
+
+use super::*;
+
+/// What a rule watches: readings (always for silence rules), or a
+/// statistic (`stat`, default the mean) of windows of `window`.
+pub(super) fn rule_input(
+    d: &mut Diag<'_>,
+    r: &RawRule,
+    silence: bool,
+    field: &dyn Fn(&str) -> String,
+) -> RuleInput {
+    match (&r.window, &r.stat) {
+        _ if silence => RuleInput::Readings,
+        (None, None) => RuleInput::Readings,
+        (None, Some(stat)) => {
+            d.err(
+                stat.span(),
+                &field("stat"),
+                "`stat` applies only to window rules: add `window = \"1m\"` or remove `stat`",
+            );
+            RuleInput::Readings
+        }
+        (Some(window), stat) => {
+            let size_ms = match duration_ms(d, window, &field("window")) {
+                Some(0) => {
+                    d.err(window.span(), &field("window"), "must be longer than 0");
+                    None
+                }
+                size => size,
+            };
+            let stat = stat.as_ref().map_or(Some(Stat::Mean), |s| {
+                choice(
+                    d,
+                    s,
+                    &field("stat"),
+                    &[
+                        ("mean", Stat::Mean),
+                        ("min", Stat::Min),
+                        ("max", Stat::Max),
+                        ("sum", Stat::Sum),
+                        ("count", Stat::Count),
+                    ],
+                )
+            });
+            RuleInput::Window {
+                size_ms: size_ms.unwrap_or(DEFAULT_WINDOW_MS),
+                stat: stat.unwrap_or(Stat::Mean),
+            }
+        }
+    }
+}
