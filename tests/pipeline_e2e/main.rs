@@ -13,6 +13,7 @@ mod support;
 mod ops;
 
 mod failures;
+mod fixture;
 mod reference;
 mod reload;
 mod replay;

@@ -188,6 +188,17 @@ pub fn reference_alerts(readings: &[Ref], windows: &Windows) -> BTreeSet<AlertKe
 }
 
 pub fn pipeline_toml(broker: &Broker, topic: &str, alerts: &str, dead: &str, out: &Path) -> String {
+    pipeline_toml_at(&broker.bootstrap(), topic, alerts, dead, out)
+}
+
+/// The pipeline of the end-to-end tests, on the brokers at `brokers`.
+pub fn pipeline_toml_at(
+    brokers: &str,
+    topic: &str,
+    alerts: &str,
+    dead: &str,
+    out: &Path,
+) -> String {
     format!(
         r#"
 name = "e2e"
@@ -223,9 +234,31 @@ sensor = "pressure"
 window = "1m"
 above = 7.0
 "#,
-        brokers = broker.bootstrap(),
         out = out.display()
     )
+}
+
+/// Asserts that `rows` are the windows `want`: the same keys, counts,
+/// minima and maxima, and sums equal but for rounding (Weir's sums are
+/// compensated, the reference's are not).
+pub fn assert_windows(rows: &Windows, want: &Windows, label: &str) {
+    assert_eq!(
+        rows.keys().collect::<Vec<_>>(),
+        want.keys().collect::<Vec<_>>(),
+        "{label}: windows"
+    );
+    for (key, want) in want {
+        let got = rows[key];
+        assert_eq!(
+            (got.0, got.1, got.2),
+            (want.0, want.1, want.2),
+            "{label}: {key:?}"
+        );
+        assert!(
+            (got.3 - want.3).abs() <= 1e-9 * want.3.abs().max(1.0),
+            "{label}: sum of {key:?}"
+        );
+    }
 }
 
 pub fn parquet_rows(dir: &Path) -> Windows {
@@ -506,23 +539,7 @@ impl Outputs {
         assert_eq!(late_letters, input.late, "{label}: late records");
 
         let rows = parquet_rows(self.dir.path());
-        assert_eq!(
-            rows.keys().collect::<Vec<_>>(),
-            input.windows.keys().collect::<Vec<_>>(),
-            "{label}: windows"
-        );
-        for (key, want) in &input.windows {
-            let got = rows[key];
-            assert_eq!(
-                (got.0, got.1, got.2),
-                (want.0, want.1, want.2),
-                "{label}: {key:?}"
-            );
-            assert!(
-                (got.3 - want.3).abs() <= 1e-9 * want.3.abs().max(1.0),
-                "{label}: sum of {key:?}"
-            );
-        }
+        assert_windows(&rows, &input.windows, label);
 
         let alert_records = broker.consume_all(&self.alerts);
         assert_eq!(alerts_of(&alert_records), input.alerts, "{label}: alerts");

@@ -53,7 +53,7 @@ fn produce(broker: &Broker, topic: &str, records: &[(i32, String)]) {
     broker.produce(topic, &batch);
 }
 
-fn weir(args: &[&str], log: &Path) -> Command {
+pub(crate) fn weir(args: &[&str], log: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_weir"));
     cmd.args(args)
         .env("RUST_LOG", "info")
@@ -62,7 +62,7 @@ fn weir(args: &[&str], log: &Path) -> Command {
     cmd
 }
 
-fn run_ok(mut cmd: Command, log: &Path, what: &str) {
+pub(crate) fn run_ok(mut cmd: Command, log: &Path, what: &str) {
     let status = cmd.status().expect("start weir");
     assert!(
         status.success(),
@@ -91,7 +91,7 @@ fn parquet_files(dir: &Path) -> Vec<(String, Vec<u8>)> {
     files
 }
 
-fn sorted_lines(path: &Path) -> Vec<Vec<u8>> {
+pub(crate) fn sorted_lines(path: &Path) -> Vec<Vec<u8>> {
     let mut lines: Vec<Vec<u8>> = std::fs::read_to_string(path)
         .unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
         .lines()
@@ -111,7 +111,7 @@ fn payloads(broker: &Broker, topic: &str) -> Vec<Vec<u8>> {
     out
 }
 
-fn reasons(letters: &[Vec<u8>]) -> BTreeMap<String, usize> {
+pub(crate) fn reasons(letters: &[Vec<u8>]) -> BTreeMap<String, usize> {
     let mut counts = BTreeMap::new();
     for l in letters {
         let doc: serde_json::Value = serde_json::from_slice(l).unwrap();
@@ -124,7 +124,12 @@ fn reasons(letters: &[Vec<u8>]) -> BTreeMap<String, usize> {
 
 /// Replays `recording` with `pipeline` on `workers` workers into a new
 /// directory, with extra arguments.
-fn replay(recording: &Path, pipeline: &Path, workers: usize, extra: &[&str]) -> tempfile::TempDir {
+pub(crate) fn replay(
+    recording: &Path,
+    pipeline: &Path,
+    workers: usize,
+    extra: &[&str],
+) -> tempfile::TempDir {
     let out = tempfile::tempdir().unwrap();
     let log = out.path().join("replay.log");
     let dir = out.path().join("out");
@@ -144,13 +149,13 @@ fn replay(recording: &Path, pipeline: &Path, workers: usize, extra: &[&str]) -> 
     out
 }
 
-struct Replayed {
-    rows: crate::reference::Windows,
-    alerts: Vec<Vec<u8>>,
-    dead: Vec<Vec<u8>>,
+pub(crate) struct Replayed {
+    pub(crate) rows: crate::reference::Windows,
+    pub(crate) alerts: Vec<Vec<u8>>,
+    pub(crate) dead: Vec<Vec<u8>>,
 }
 
-fn replayed(out: &Path) -> Replayed {
+pub(crate) fn replayed(out: &Path) -> Replayed {
     let out = out.join("out");
     Replayed {
         rows: parquet_rows(&out.join("windows")),
