@@ -1,6 +1,6 @@
 //! Kafka connectors: the source of readings and the sink of alerts and dead letters.
 
-pub mod sink;
+pub use crate::sink::kafka as sink;
 pub mod source;
 
 pub use sink::{KafkaSink, KafkaSinkConfig};

@@ -14,7 +14,7 @@ use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, T
 use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 use timely::dataflow::Stream;
 
-use crate::output::{write_records, Destination, JsonLinesSink, Progress, SinkRecord};
+use super::{write_records, Destination, JsonLinesSink, Progress, SinkRecord};
 use crate::run::Env;
 
 /// Configuration of a Kafka sink.
@@ -158,7 +158,7 @@ struct KafkaTopic {
 
 impl KafkaTopic {
     fn open(config: &KafkaSinkConfig, latency: Option<Histogram>) -> Result<Self, String> {
-        let mut client = super::client_config(&config.brokers, &[]);
+        let mut client = crate::kafka::client_config(&config.brokers, &[]);
         client
             .set(
                 "enable.idempotence",
@@ -204,7 +204,7 @@ impl Destination for KafkaTopic {
                 .payload(payload)
                 .headers(headers);
         // The producer's thread delivers while the queue is full.
-        super::send_retrying(
+        crate::kafka::send_retrying(
             message,
             |m| self.producer.send(m),
             || std::thread::sleep(Duration::from_millis(1)),
@@ -282,7 +282,7 @@ impl Destination for KafkaTopic {
 
 /// A consumer of the sink's topic, for its end offsets and reading back.
 fn reader(config: &KafkaSinkConfig) -> Result<BaseConsumer, String> {
-    let mut client = super::client_config(&config.brokers, &config.properties);
+    let mut client = crate::kafka::client_config(&config.brokers, &config.properties);
     client
         .set("group.id", "weir-sink-read-back")
         .set("enable.auto.commit", "false")

@@ -6,6 +6,7 @@ use std::str::FromStr;
 
 pub mod resume;
 pub mod sink;
+mod writer;
 pub use resume::Published;
 pub use sink::*;
 
@@ -116,70 +117,4 @@ impl FromStr for ParquetCompression {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_every_documented_spelling() {
-        let cases = [
-            ("zstd", ParquetCompression::Zstd(3)),
-            ("ZSTD", ParquetCompression::Zstd(3)),
-            ("zstd(5)", ParquetCompression::Zstd(5)),
-            ("zstd:5", ParquetCompression::Zstd(5)),
-            (" zstd( 22 ) ", ParquetCompression::Zstd(22)),
-            ("snappy", ParquetCompression::Snappy),
-            ("none", ParquetCompression::Uncompressed),
-            ("Uncompressed", ParquetCompression::Uncompressed),
-        ];
-        for (text, expected) in cases {
-            assert_eq!(text.parse::<ParquetCompression>(), Ok(expected), "{text:?}");
-        }
-    }
-
-    #[test]
-    fn rejects_unknown_names_and_bad_levels_listing_valid_values() {
-        for text in [
-            "gzip",
-            "",
-            "zstd(0)",
-            "zstd:23",
-            "zstd(x)",
-            "zstd(5",
-            "snappy(1)",
-        ] {
-            let error = text.parse::<ParquetCompression>().unwrap_err();
-            let message = error.to_string();
-            assert!(message.contains(&format!("{text:?}")), "{message}");
-            for valid in [
-                "zstd",
-                "zstd(LEVEL)",
-                "zstd:LEVEL",
-                "snappy",
-                "none",
-                "uncompressed",
-            ] {
-                assert!(message.contains(&format!("\"{valid}\"")), "{message}");
-            }
-        }
-    }
-
-    #[test]
-    fn display_parses_back() {
-        for c in [
-            ParquetCompression::Zstd(7),
-            ParquetCompression::Snappy,
-            ParquetCompression::Uncompressed,
-        ] {
-            assert_eq!(c.to_string().parse::<ParquetCompression>(), Ok(c));
-        }
-    }
-
-    #[test]
-    fn new_has_the_documented_defaults() {
-        let config = ParquetSinkConfig::new("/data/out");
-        assert_eq!(config.dir, PathBuf::from("/data/out"));
-        assert_eq!(config.compression, ParquetCompression::Zstd(3));
-        assert_eq!(config.row_group_rows, 65_536);
-        assert_eq!(config.max_rows_per_file, 1_000_000);
-    }
-}
+mod tests;

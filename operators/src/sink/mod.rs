@@ -1,9 +1,15 @@
-//! Writing records (alerts, dead letters) to a destination that is an
-//! append-only log: a Kafka topic, or a JSON-lines file. The logic shared by
-//! both lives here: ordering by the frontier, checkpoints, and not writing
-//! again after a restart what was written before it.
+//! The sinks: where records leave a pipeline. A sink knows records, not
+//! rules.
+//!
+//! Records (alerts, dead letters) go to a destination that is an
+//! append-only log: a Kafka topic ([`kafka`]), or a JSON-lines file. The
+//! logic shared by both lives here: ordering by the frontier, checkpoints,
+//! and not writing again after a restart what was written before it. Window
+//! aggregates go to Parquet files ([`parquet`]).
 
 mod jsonl;
+pub mod kafka;
+pub mod parquet;
 
 use std::collections::{BTreeMap, HashSet};
 use std::time::Instant;

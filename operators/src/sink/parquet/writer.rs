@@ -1,0 +1,471 @@
+//! The Parquet writer: buffers window aggregates by the hour of their window
+//! start and writes each hour as Parquet files once it is complete. It knows
+//! nothing of timely; the operator in [`super::sink`] drives it.
+
+use std::cmp::Ordering;
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use ::parquet::arrow::ArrowWriter;
+use ::parquet::basic::{Compression, ZstdLevel};
+use ::parquet::errors::ParquetError;
+use ::parquet::file::properties::WriterProperties;
+use arrow_array::{
+    ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray,
+};
+use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef, TimeUnit};
+use chrono::DateTime;
+
+use serde::{Deserialize, Serialize};
+
+use super::resume::{self, Published};
+use super::{ParquetCompression, ParquetSinkConfig};
+use crate::checkpoint::PendingFile;
+use crate::reading::WindowAggregate;
+
+/// One hour in milliseconds: the span of a partition.
+pub(super) const HOUR_MS: u64 = 3_600_000;
+
+/// A failure to write a Parquet file. Each variant names the file or directory.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ParquetSinkError {
+    /// A file system operation failed.
+    #[error("cannot {action} {}", path.display())]
+    Io {
+        /// What was being done: "create directory", "write", "sync", "rename into place".
+        action: &'static str,
+        /// The file or directory concerned.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The Parquet writer failed (this includes a zstd level it does not accept).
+    #[error("cannot write Parquet file {}", path.display())]
+    Parquet {
+        /// The file being written (its temporary name).
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: ParquetError,
+    },
+    /// The rows could not be turned into an Arrow record batch.
+    #[error("cannot build the rows of {}", path.display())]
+    Arrow {
+        /// The file being written (its temporary name).
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: ArrowError,
+    },
+    /// A timestamp or count does not fit its column or a calendar date.
+    #[error("{field} = {value} is out of range, in rows for {}", path.display())]
+    OutOfRange {
+        /// The column (or `window_start` for the partition directory).
+        field: &'static str,
+        /// The value.
+        value: u64,
+        /// The root directory or file the rows were meant for.
+        path: PathBuf,
+    },
+}
+
+/// The Arrow schema of the files: one row per (device, sensor, window), no
+/// nullable column. Timestamps are milliseconds in UTC and `count` is an
+/// `Int64`, so that DuckDB, pyarrow and Spark read the files without help.
+pub fn window_aggregate_schema() -> SchemaRef {
+    let timestamp = DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into()));
+    Arc::new(Schema::new(vec![
+        Field::new("device_id", DataType::Utf8, false),
+        Field::new("sensor", DataType::Utf8, false),
+        Field::new("window_start", timestamp.clone(), false),
+        Field::new("window_end", timestamp, false),
+        Field::new("count", DataType::Int64, false),
+        Field::new("min", DataType::Float64, false),
+        Field::new("max", DataType::Float64, false),
+        Field::new("mean", DataType::Float64, false),
+        Field::new("sum", DataType::Float64, false),
+    ]))
+}
+
+/// Buffers window aggregates by Hive partition and writes each partition as
+/// Parquet files once it is complete. It knows nothing of timely: the
+/// [`ParquetSink`](super::ParquetSink) operator drives it from the frontier.
+///
+/// A row belongs to the partition `date=YYYY-MM-DD/hour=HH/` of its
+/// `window_start` in UTC. Before a partition is written its rows are sorted by
+/// (window_start, device, sensor) and then by the remaining fields, so a file's
+/// bytes depend only on its rows, never on the order they were pushed in.
+/// Files are named `<prefix>-<seq>.parquet`, `seq` counting from 0 for each
+/// writer (six digits, zero padded). Each is written as
+/// `.<name>.inprogress` in the same directory and renamed when complete, so a
+/// reader never sees a partial file; readers of Hive datasets skip names that
+/// start with a dot.
+#[derive(Debug)]
+pub struct ParquetWriter {
+    config: ParquetSinkConfig,
+    prefix: String,
+    /// Pending rows by hour index (`window_start / HOUR_MS`).
+    partitions: BTreeMap<u64, Vec<WindowAggregate>>,
+    /// Sequence number of the next file.
+    seq: u64,
+    /// Rows in files committed so far.
+    rows_written: u64,
+    /// Bytes of the files written so far.
+    bytes_written: u64,
+    /// The window ends of the rows written since the last
+    /// [`ParquetWriter::take_written_ends`].
+    written_ends: Vec<u64>,
+    /// Hours ending at or before this time were closed.
+    closed_before: u64,
+    /// The longest `window_end - window_start` pushed so far.
+    max_span: u64,
+    schema: SchemaRef,
+    /// With checkpoints: files are left under their temporary name, for the
+    /// checkpoint that covers them to rename.
+    deferred: bool,
+    /// Files written and not renamed yet (deferred commits only).
+    unrenamed: Vec<PendingFile>,
+    /// The files checkpoints made visible, carried from checkpoint to
+    /// checkpoint (deferred commits only).
+    published: Published,
+}
+
+/// A Parquet sink's part of a checkpoint: the rows it holds that are not in
+/// a file yet.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ParquetPart {
+    /// Buffered rows of windows that ended before the checkpoint's frontier.
+    pub rows: Vec<WindowAggregate>,
+    /// The files made visible by this checkpoint and every earlier one, or
+    /// found at the start of the run that took the first: a resume that finds
+    /// a visible file beyond them is refused (see [`super::resume`]).
+    pub published: Published,
+}
+
+impl ParquetWriter {
+    /// A writer of files below `config.dir`, named after `file_prefix`, which
+    /// must be unique per worker and run (for example `part-<run_id>-w<worker>`)
+    /// so that writers never overwrite each other's files.
+    pub fn new(config: ParquetSinkConfig, file_prefix: String) -> Self {
+        ParquetWriter {
+            config,
+            prefix: file_prefix,
+            partitions: BTreeMap::new(),
+            seq: 0,
+            rows_written: 0,
+            bytes_written: 0,
+            written_ends: Vec::new(),
+            closed_before: 0,
+            max_span: 0,
+            schema: window_aggregate_schema(),
+            deferred: false,
+            unrenamed: Vec::new(),
+            published: Published::new(),
+        }
+    }
+
+    /// Leaves files under their temporary (hidden) name: a checkpoint makes
+    /// them visible once it is complete (see [`ParquetWriter::take_unrenamed`]).
+    pub fn with_deferred_commit(mut self) -> Self {
+        self.deferred = true;
+        self
+    }
+
+    /// The files written since the last call and not renamed (with a
+    /// deferred commit). They count as published from now on (see
+    /// [`ParquetPart::published`]).
+    pub fn take_unrenamed(&mut self) -> Vec<PendingFile> {
+        if !self.unrenamed.is_empty() {
+            let last = Published::from([(self.prefix.clone(), self.seq - 1)]);
+            resume::merge(&mut self.published, &last);
+        }
+        std::mem::take(&mut self.unrenamed)
+    }
+
+    /// Adds files made visible before (restored from a checkpoint, or found
+    /// at the start) to those this writer's checkpoint parts carry.
+    pub fn add_published(&mut self, published: &Published) {
+        resume::merge(&mut self.published, published);
+    }
+
+    /// The buffered rows of windows that ended before `frontier` (all of
+    /// them for `None`): the part of a checkpoint at `frontier`. Later
+    /// windows are recomputed after a restart.
+    pub fn snapshot(&self, frontier: Option<u64>) -> ParquetPart {
+        let rows = self
+            .partitions
+            .values()
+            .flatten()
+            .filter(|r| frontier.is_none_or(|f| r.window_end < f))
+            .cloned()
+            .collect();
+        ParquetPart {
+            rows,
+            published: self.published.clone(),
+        }
+    }
+
+    /// Buffers one aggregate in the partition of its `window_start`.
+    ///
+    /// An aggregate for an hour that was already closed is not lost: it is
+    /// written in a further file of that partition at the next flush, and a
+    /// warning is logged, because it means the input broke the promise that the
+    /// frontier had passed it.
+    pub fn push(&mut self, agg: WindowAggregate) {
+        let hour = agg.window_start / HOUR_MS;
+        if hour_end(hour) <= self.closed_before {
+            tracing::warn!(
+                device = %agg.device,
+                sensor = %agg.sensor,
+                window_start = agg.window_start,
+                "Window aggregate arrived for an hour already written; it goes to an extra file"
+            );
+        }
+        self.max_span = self
+            .max_span
+            .max(agg.window_end.saturating_sub(agg.window_start));
+        self.partitions.entry(hour).or_default().push(agg);
+    }
+
+    /// Writes and closes every partition whose hour ends at or before
+    /// `time_ms`, in hour order, and returns the files written.
+    ///
+    /// On error the files already renamed stay in place (and are counted by
+    /// [`ParquetWriter::rows_written`]), the rows of the failing partition are
+    /// dropped and its temporary file is removed.
+    pub fn flush_before(&mut self, time_ms: u64) -> Result<Vec<PathBuf>, ParquetSinkError> {
+        self.closed_before = self.closed_before.max(time_ms);
+        let mut files = Vec::new();
+        while let Some(entry) = self.partitions.first_entry() {
+            if hour_end(*entry.key()) > time_ms {
+                break;
+            }
+            let (hour, rows) = entry.remove_entry();
+            files.extend(self.write_partition(hour, rows)?);
+        }
+        Ok(files)
+    }
+
+    /// Writes every partition none of whose windows can still arrive once the
+    /// input frontier is at `frontier`, and returns the files written.
+    ///
+    /// This assumes what `window_aggregate` does: an aggregate travels under a
+    /// time at most its `window_end`, and no window is longer than the longest
+    /// pushed so far. A window starting in an hour then ends before
+    /// `hour_end + span`, so the hour is complete once the frontier reaches
+    /// `hour_end + span`: this calls
+    /// [`flush_before(frontier - span)`](ParquetWriter::flush_before). It is
+    /// one window later than strictly needed for windows that divide the hour,
+    /// and right for windows of any length or alignment. Errors are as for
+    /// [`ParquetWriter::flush_before`].
+    pub fn flush_at_frontier(&mut self, frontier: u64) -> Result<Vec<PathBuf>, ParquetSinkError> {
+        self.flush_before(frontier.saturating_sub(self.max_span))
+    }
+
+    /// Writes every partition left, in hour order, and returns the files
+    /// written. Errors are as for [`ParquetWriter::flush_before`].
+    pub fn finish(&mut self) -> Result<Vec<PathBuf>, ParquetSinkError> {
+        self.flush_before(u64::MAX)
+    }
+
+    /// Rows in files committed (renamed to their final name) so far.
+    pub fn rows_written(&self) -> u64 {
+        self.rows_written
+    }
+
+    /// Bytes of the files written so far.
+    pub fn bytes_written(&self) -> u64 {
+        self.bytes_written
+    }
+
+    /// The window end of each row written since the last call.
+    pub fn take_written_ends(&mut self) -> Vec<u64> {
+        std::mem::take(&mut self.written_ends)
+    }
+
+    /// Rows buffered and not yet written.
+    pub fn pending_rows(&self) -> usize {
+        self.partitions.values().map(Vec::len).sum()
+    }
+
+    fn write_partition(
+        &mut self,
+        hour: u64,
+        mut rows: Vec<WindowAggregate>,
+    ) -> Result<Vec<PathBuf>, ParquetSinkError> {
+        let start = hour * HOUR_MS;
+        let time = i64::try_from(start)
+            .ok()
+            .and_then(DateTime::from_timestamp_millis)
+            .ok_or_else(|| ParquetSinkError::OutOfRange {
+                field: "window_start",
+                value: start,
+                path: self.config.dir.clone(),
+            })?;
+        let dir = self
+            .config
+            .dir
+            .join(time.format("date=%Y-%m-%d/hour=%H").to_string());
+        fs::create_dir_all(&dir).map_err(|source| ParquetSinkError::Io {
+            action: "create directory",
+            path: dir.clone(),
+            source,
+        })?;
+        rows.sort_unstable_by(row_order);
+        let mut files = Vec::new();
+        for chunk in rows.chunks(self.config.max_rows_per_file.max(1)) {
+            let name = format!("{}-{:06}.parquet", self.prefix, self.seq);
+            let path = dir.join(&name);
+            let temp = dir.join(format!(".{name}.inprogress"));
+            let written = self.write_file(&temp, chunk).and_then(|()| {
+                if self.deferred {
+                    return Ok(());
+                }
+                fs::rename(&temp, &path).map_err(|source| ParquetSinkError::Io {
+                    action: "rename into place",
+                    path: temp.clone(),
+                    source,
+                })
+            });
+            if let Err(error) = written {
+                let _ = fs::remove_file(&temp);
+                return Err(error);
+            }
+            let written = if self.deferred { &temp } else { &path };
+            self.bytes_written += fs::metadata(written).map_or(0, |m| m.len());
+            if self.deferred {
+                self.unrenamed.push(PendingFile {
+                    temp,
+                    path: path.clone(),
+                });
+            }
+            tracing::info!(
+                file = %path.display(),
+                rows = chunk.len(),
+                visible = !self.deferred,
+                "Parquet file written{}",
+                if self.deferred { " (visible once its checkpoint completes)" } else { "" }
+            );
+            self.seq += 1;
+            self.rows_written += chunk.len() as u64;
+            self.written_ends.extend(chunk.iter().map(|r| r.window_end));
+            files.push(path);
+        }
+        Ok(files)
+    }
+
+    fn write_file(&self, path: &Path, rows: &[WindowAggregate]) -> Result<(), ParquetSinkError> {
+        let parquet_error = |source| ParquetSinkError::Parquet {
+            path: path.to_owned(),
+            source,
+        };
+        let batch = self.record_batch(path, rows)?;
+        let compression = match self.config.compression {
+            ParquetCompression::Zstd(level) => {
+                Compression::ZSTD(ZstdLevel::try_new(level).map_err(parquet_error)?)
+            }
+            ParquetCompression::Snappy => Compression::SNAPPY,
+            ParquetCompression::Uncompressed => Compression::UNCOMPRESSED,
+        };
+        let properties = WriterProperties::builder()
+            .set_compression(compression)
+            .set_max_row_group_row_count(Some(self.config.row_group_rows.max(1)))
+            .build();
+        let file = File::create(path)
+            .and_then(|file| full_disk_point().map(|()| file))
+            .map_err(|source| ParquetSinkError::Io {
+                action: "write",
+                path: path.to_owned(),
+                source,
+            })?;
+        let mut writer = ArrowWriter::try_new(file, Arc::clone(&self.schema), Some(properties))
+            .map_err(parquet_error)?;
+        writer.write(&batch).map_err(parquet_error)?;
+        let file = writer.into_inner().map_err(parquet_error)?;
+        file.sync_all().map_err(|source| ParquetSinkError::Io {
+            action: "sync",
+            path: path.to_owned(),
+            source,
+        })
+    }
+
+    fn record_batch(
+        &self,
+        path: &Path,
+        rows: &[WindowAggregate],
+    ) -> Result<RecordBatch, ParquetSinkError> {
+        let to_i64 = |field: &'static str, value: u64| {
+            i64::try_from(value).map_err(|_| ParquetSinkError::OutOfRange {
+                field,
+                value,
+                path: path.to_owned(),
+            })
+        };
+        let column = |field: &'static str, get: fn(&WindowAggregate) -> u64| {
+            rows.iter()
+                .map(|r| to_i64(field, get(r)))
+                .collect::<Result<Vec<_>, _>>()
+        };
+        let floats = |get: fn(&WindowAggregate) -> f64| {
+            Arc::new(rows.iter().map(get).collect::<Float64Array>()) as ArrayRef
+        };
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from_iter_values(
+                rows.iter().map(|r| r.device.as_str()),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                rows.iter().map(|r| r.sensor.as_str()),
+            )),
+            Arc::new(
+                TimestampMillisecondArray::from(column("window_start", |r| r.window_start)?)
+                    .with_timezone("UTC"),
+            ),
+            Arc::new(
+                TimestampMillisecondArray::from(column("window_end", |r| r.window_end)?)
+                    .with_timezone("UTC"),
+            ),
+            Arc::new(Int64Array::from(column("count", |r| r.count)?)),
+            floats(|r| r.min),
+            floats(|r| r.max),
+            floats(WindowAggregate::mean),
+            floats(|r| r.sum),
+        ];
+        RecordBatch::try_new(Arc::clone(&self.schema), columns).map_err(|source| {
+            ParquetSinkError::Arrow {
+                path: path.to_owned(),
+                source,
+            }
+        })
+    }
+}
+
+/// For tests of a full disk where none can be mounted, built with the
+/// `failpoints` feature only: with the fail point `parquet-full-disk` set to
+/// `return`, every Parquet file fails to be written as on a full file system
+/// (`ENOSPC`). Does nothing otherwise.
+fn full_disk_point() -> std::io::Result<()> {
+    #[cfg(feature = "failpoints")]
+    if fail::eval("parquet-full-disk", |_| ()).is_some() {
+        return Err(std::io::Error::from_raw_os_error(28));
+    }
+    Ok(())
+}
+
+/// End of hour `hour` in ms, saturating.
+fn hour_end(hour: u64) -> u64 {
+    (hour + 1).saturating_mul(HOUR_MS)
+}
+
+/// The order of rows in a file: (window_start, device, sensor), then every
+/// other field, so that it is total and the bytes never depend on arrival order.
+fn row_order(a: &WindowAggregate, b: &WindowAggregate) -> Ordering {
+    (a.window_start, &a.device, &a.sensor, a.window_end, a.count)
+        .cmp(&(b.window_start, &b.device, &b.sensor, b.window_end, b.count))
+        .then(a.min.total_cmp(&b.min))
+        .then(a.max.total_cmp(&b.max))
+        .then(a.sum.total_cmp(&b.sum))
+}
