@@ -82,7 +82,7 @@ fn both_paths(
 fn outcome(r: &Result<Reading, DecodeError>) -> Result<(Reading, u64), DeadLetterReason> {
     match r {
         Ok(r) => Ok((r.clone(), r.value.to_bits())),
-        Err(e) => Err(e.reason.clone()),
+        Err(e) => Err(e.reason),
     }
 }
 

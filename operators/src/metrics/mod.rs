@@ -199,7 +199,7 @@ impl Metrics {
     pub fn dead_letters_by_reason(&self) -> Vec<(DeadLetterReason, u64)> {
         DeadLetterReason::ALL
             .iter()
-            .map(|r| (r.clone(), self.dead_letters[r.index()].get()))
+            .map(|r| (*r, self.dead_letters[r.index()].get()))
             .filter(|(_, n)| *n > 0)
             .collect()
     }
