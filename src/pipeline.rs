@@ -5,8 +5,7 @@ use std::sync::Arc;
 
 use timely::dataflow::Scope;
 use weir_operators::alert::alerts;
-use weir_operators::kafka::{KafkaSink, KafkaSource};
-use weir_operators::parquet::ParquetSink;
+use weir_operators::kafka::KafkaSource;
 use weir_operators::{Decoder, WindowAggregateOp};
 
 use crate::config::PipelineSpec;
@@ -15,36 +14,37 @@ use crate::runtime::{run, Context, RunOptions, RunReport};
 /// Wires the pipeline `spec` describes into `scope`:
 ///
 /// ```text
-/// kafka source ─┬─ readings ─┬─ window_aggregate(window) ─┬─ parquet_sink
-///               │            │                            └─ evaluate_alerts (window rules of that size)
-///               │            ├─ window_aggregate(other rule window sizes) ─ evaluate_alerts
-///               │            └─ evaluate_alerts (reading rules)            ─┴─ kafka_sink(alerts)
-///               └─ dead letters ─ kafka_sink(dead letters)
+/// source ─┬─ readings ─┬─ window_aggregate(window) ─┬─ parquet
+///         │            │                            └─ evaluate_alerts (window rules of that size)
+///         │            ├─ window_aggregate(other rule window sizes) ─ evaluate_alerts
+///         │            └─ evaluate_alerts (reading rules)            ─┴─ sink(alerts)
+///         └─ dead letters ─ sink(dead letters)
 /// ```
 ///
-/// The rules are wired by [`alerts`], as in a Rust pipeline. Without a
-/// dead-letter sink, dead letters are counted and logged only.
+/// The rules are wired by [`alerts`], and the source and sinks connected by
+/// the run's [`Context`] (see [`crate::plan::connect`]), as in a Rust
+/// pipeline. Without a dead-letter sink, dead letters are counted and
+/// logged only.
 pub fn build<'s>(scope: Scope<'s, u64>, ctx: &Context<'s>, spec: &PipelineSpec) {
-    let mut source = spec.source.clone();
-    source.bounded |= ctx.bounded;
+    let source = ctx.source_config(spec.source.clone());
     let (readings, dead) = scope.kafka_source(source, Decoder::new(spec.decode.clone()), ctx);
     if let Some(sink) = &spec.dead_letters {
-        dead.kafka_sink(sink.clone(), ctx);
+        ctx.sink(dead, sink.clone());
     }
 
     let needs_windows =
         spec.parquet.is_some() || spec.rules.window_sizes().contains(&spec.window_ms);
     let windows = needs_windows.then(|| readings.clone().window_aggregate(spec.window_ms, ctx));
     if let (Some(parquet), Some(windows)) = (&spec.parquet, &windows) {
-        windows.clone().parquet_sink(parquet.clone(), ctx);
+        ctx.parquet(windows.clone(), parquet.clone());
     }
 
     let Some(alerts_sink) = &spec.alerts else {
         return;
     };
     let windows: Vec<_> = windows.into_iter().collect();
-    alerts(&readings, &windows, Arc::new(spec.rules.clone()), ctx)
-        .kafka_sink(alerts_sink.clone(), ctx);
+    let alerts = alerts(&readings, &windows, Arc::new(spec.rules.clone()), ctx);
+    ctx.sink(alerts, alerts_sink.clone());
 }
 
 /// Runs the pipeline `spec` describes with `options` (whose worker count

@@ -35,10 +35,6 @@ pub struct RunIo {
     ///
     /// [`KafkaSourceConfig::end`]: crate::kafka::KafkaSourceConfig::end
     pub end: Option<EndOffset>,
-    /// Sinks write local files under this directory instead of their
-    /// configured destination: `windows/` (Parquet), `alerts.jsonl`,
-    /// `dead_letters.jsonl`.
-    pub out: Option<PathBuf>,
 }
 
 impl RunIo {
@@ -51,9 +47,9 @@ impl RunIo {
     ///
     /// timely::example(|scope| {
     ///     let env = Env::standalone(scope);
-    ///     assert!(RunIo::of(&env).out.is_none());
-    ///     env.insert(RunIo { out: Some("out".into()), ..RunIo::default() });
-    ///     assert_eq!(RunIo::of(&env).out, Some("out".into()));
+    ///     assert!(RunIo::of(&env).record.is_none());
+    ///     env.insert(RunIo { record: Some("rec".into()), ..RunIo::default() });
+    ///     assert_eq!(RunIo::of(&env).record, Some("rec".into()));
     /// });
     /// ```
     pub fn of(env: &Env<'_>) -> Rc<RunIo> {

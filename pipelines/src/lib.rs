@@ -4,14 +4,8 @@
 #![deny(missing_docs)]
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
-use timely::dataflow::Scope;
-use weir::operators::alert::alerts;
-use weir::operators::kafka::{KafkaSink, KafkaSinkConfig, KafkaSource, KafkaSourceConfig};
-use weir::operators::parquet::{ParquetSink, ParquetSinkConfig};
-use weir::operators::{Decoder, RuleSet, WindowAggregateOp};
-use weir::Context;
+use weir::prelude::*;
 
 /// Settings of the line monitor pipeline.
 #[derive(Clone, Debug)]
@@ -39,23 +33,24 @@ pub const WINDOW_MS: u64 = 60_000;
 /// rules of its rules file, whatever they look at, to Kafka.
 pub fn line_monitor<'s>(scope: Scope<'s, u64>, ctx: &Context<'s>, settings: &LineMonitor) {
     let mut source = KafkaSourceConfig::new(&settings.brokers, &settings.readings_topic);
-    source.bounded = ctx.bounded;
     source.out_of_orderness_ms = 5_000;
-    let (readings, dead) = scope.kafka_source(source, Decoder::default(), ctx);
-    dead.kafka_sink(
+    let (readings, dead) = scope.kafka_source(ctx.source_config(source), Decoder::default(), ctx);
+    ctx.sink(
+        dead,
         KafkaSinkConfig::new(&settings.brokers, &settings.dead_letters_topic),
-        ctx,
     );
 
     let windows = readings.clone().window_aggregate(WINDOW_MS, ctx);
-    windows
-        .clone()
-        .parquet_sink(ParquetSinkConfig::new(settings.parquet_dir.clone()), ctx);
+    ctx.parquet(
+        windows.clone(),
+        ParquetSinkConfig::new(settings.parquet_dir.clone()),
+    );
 
     // Every rule gets what it looks at: readings, these one-minute windows,
     // or windows of another size aggregated for it.
-    alerts(&readings, &[windows], settings.rules.clone(), ctx).kafka_sink(
+    let alerts = alerts(&readings, &[windows], settings.rules.clone(), ctx);
+    ctx.sink(
+        alerts,
         KafkaSinkConfig::new(&settings.brokers, &settings.alerts_topic),
-        ctx,
     );
 }

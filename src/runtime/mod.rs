@@ -10,7 +10,6 @@ use anyhow::bail;
 use timely::dataflow::Scope;
 use weir_operators::checkpoint::{CheckpointConfig, Marker, Session};
 use weir_operators::metrics::AlertCounts;
-use weir_operators::recording::Recording;
 use weir_operators::{DeadLetterReason, Env, Metrics, RunIo};
 
 mod monitor;
@@ -32,6 +31,8 @@ pub struct Context<'scope> {
     pub worker: usize,
     /// Whether the run is bounded (sources should stop at their end offsets).
     pub bounded: bool,
+    /// The run's connectors (see [`crate::plan::connect`]).
+    pub(crate) connect: Arc<crate::plan::Connect>,
 }
 
 impl<'scope> std::ops::Deref for Context<'scope> {
@@ -197,13 +198,10 @@ where
         bounded = options.bounded,
         "Pipeline starting"
     );
+    let connect = Arc::new(crate::plan::Connect::new(options)?);
     let io = Arc::new(RunIo {
         record: options.record.clone(),
-        replay: match &options.replay {
-            Some(dir) => Some(Arc::new(Recording::open(dir)?)),
-            None => None,
-        },
-        out: options.out.clone(),
+        replay: connect.replay.clone(),
         speed: options.speed,
         range: options.range,
         start: options.start_at.clone(),
@@ -281,6 +279,7 @@ where
                 env,
                 worker: index,
                 bounded,
+                connect: connect.clone(),
             };
             build(scope, &context);
             context.env.finish();

@@ -14,7 +14,7 @@ use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, T
 use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 use timely::dataflow::Stream;
 
-use super::{write_records, Destination, JsonLinesSink, Progress, SinkRecord};
+use super::{write_records, Destination, Progress, SinkRecord};
 use crate::run::Env;
 
 /// Configuration of a Kafka sink.
@@ -127,23 +127,17 @@ pub trait KafkaSink<'scope> {
     /// the topic's end offsets; after a restart the sink reads back the ids
     /// written after them and delivers none of those again, so every record
     /// reaches the topic once, without broker transactions.
-    ///
-    /// When the run's outputs go to local files ([`crate::RunIo::out`]),
-    /// the records go to `OUT/<`[`SinkRecord::FILE_NAME`]`>` instead.
     fn kafka_sink(self, config: KafkaSinkConfig, env: &Env<'scope>);
 }
 
 impl<'scope, R: SinkRecord> KafkaSink<'scope> for Stream<'scope, u64, Vec<R>> {
     fn kafka_sink(self, config: KafkaSinkConfig, env: &Env<'scope>) {
-        match &crate::connect::RunIo::of(env).out {
-            Some(out) => self.jsonl_sink(out.join(R::FILE_NAME), env),
-            None => write_records(
-                self,
-                move |_, latency| KafkaTopic::open(&config, latency),
-                false,
-                env,
-            ),
-        }
+        write_records(
+            self,
+            move |_, latency| KafkaTopic::open(&config, latency),
+            false,
+            env,
+        )
     }
 }
 

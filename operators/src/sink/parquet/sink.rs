@@ -32,8 +32,7 @@ pub trait ParquetSink<'scope> {
     /// Writes the aggregates of this worker below `config.dir`, one Hive
     /// partition per hour of `window_start` (see [`ParquetWriter`] for names
     /// and order), named after [`Env::file_prefix`], unique per worker and
-    /// run. When the run's outputs go to local files ([`crate::RunIo::out`]),
-    /// below `OUT/windows` instead.
+    /// run.
     ///
     /// Aggregates must travel under a time at most their `window_end`, as
     /// `window_aggregate` emits them. An hour is written once no window starting
@@ -100,10 +99,7 @@ impl<'scope> ParquetSink<'scope> for crate::Windows<'scope> {
 }
 
 impl<'scope> ParquetSink<'scope> for Stream<'scope, u64, Vec<WindowAggregate>> {
-    fn parquet_sink(self, mut config: ParquetSinkConfig, env: &Env<'scope>) {
-        if let Some(out) = &crate::connect::RunIo::of(env).out {
-            config.dir = out.join("windows");
-        }
+    fn parquet_sink(self, config: ParquetSinkConfig, env: &Env<'scope>) {
         let run = env.run().clone();
         let (participant, markers) = env.participant("parquet");
         let peers = (self.scope().index(), self.scope().peers());

@@ -1,0 +1,103 @@
+//! Which source and sinks a run uses, decided in one place: the pipeline's
+//! Kafka topics, or the recording a replay reads and the local files it
+//! writes; bounded or not; from and to which offsets. A pipeline (a config
+//! file or Rust code) names its source and sinks through its [`Context`],
+//! and this module connects them as the run's options say.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use timely::dataflow::Stream;
+use weir_operators::kafka::{
+    EndOffset, KafkaSink, KafkaSinkConfig, KafkaSourceConfig, StartOffset,
+};
+use weir_operators::output::{JsonLinesSink, SinkRecord};
+use weir_operators::parquet::{ParquetSink, ParquetSinkConfig};
+use weir_operators::recording::Recording;
+use weir_operators::Windows;
+
+use crate::runtime::{Context, RunOptions};
+
+/// The connectors of a run, as its options choose them.
+#[derive(Clone, Debug, Default)]
+pub struct Connect {
+    /// Sources read this recording instead of their Kafka topic.
+    pub replay: Option<Arc<Recording>>,
+    /// Kafka sources start here instead of their configured start.
+    pub start: Option<StartOffset>,
+    /// Kafka sources stop here.
+    pub end: Option<EndOffset>,
+    /// Sources stop at the end offsets seen at start.
+    pub bounded: bool,
+    /// Sinks write local files under this directory instead of their
+    /// configured destination: `windows/` (Parquet), `alerts.jsonl`,
+    /// `dead_letters.jsonl`.
+    pub out: Option<PathBuf>,
+}
+
+impl Connect {
+    /// The connectors `options` choose; opens the recording a replay reads.
+    pub fn new(options: &RunOptions) -> anyhow::Result<Connect> {
+        Ok(Connect {
+            replay: match &options.replay {
+                Some(dir) => Some(Arc::new(Recording::open(dir)?)),
+                None => None,
+            },
+            start: options.start_at.clone(),
+            end: options.end_at.clone(),
+            bounded: options.bounded,
+            out: options.out.clone(),
+        })
+    }
+
+    /// The source configuration a run uses: bounded when the run is, and
+    /// starting and ending where the run says.
+    pub fn source_config(&self, mut config: KafkaSourceConfig) -> KafkaSourceConfig {
+        config.bounded |= self.bounded;
+        if let Some(start) = &self.start {
+            config.start = start.clone();
+        }
+        if let Some(end) = &self.end {
+            config.end = Some(end.clone());
+        }
+        config
+    }
+
+    /// Where a Parquet sink of `config` writes in this run.
+    pub fn parquet_config(&self, mut config: ParquetSinkConfig) -> ParquetSinkConfig {
+        if let Some(out) = &self.out {
+            config.dir = out.join("windows");
+        }
+        config
+    }
+}
+
+impl<'scope> Context<'scope> {
+    /// The configuration of a Kafka source as this run uses it: bounded
+    /// when the run is, starting and ending at the run's `--start-at` and
+    /// `--end-at`. (A replay reads the recording instead, whatever the
+    /// configuration says.)
+    pub fn source_config(&self, config: KafkaSourceConfig) -> KafkaSourceConfig {
+        self.connect.source_config(config)
+    }
+
+    /// Writes `records` (alert events or dead letters) to the Kafka topic
+    /// of `config`, or, when the run writes local files (`--out`, a
+    /// replay), to `OUT/alerts.jsonl` or `OUT/dead_letters.jsonl`.
+    pub fn sink<R: SinkRecord>(
+        &self,
+        records: Stream<'scope, u64, Vec<R>>,
+        config: KafkaSinkConfig,
+    ) {
+        match &self.connect.out {
+            Some(out) => records.jsonl_sink(out.join(R::FILE_NAME), &self.env),
+            None => records.kafka_sink(config, &self.env),
+        }
+    }
+
+    /// Writes `windows` to Parquet files under `config.dir`, or under
+    /// `OUT/windows` when the run writes local files.
+    pub fn parquet(&self, windows: Windows<'scope>, config: ParquetSinkConfig) {
+        windows.parquet_sink(self.connect.parquet_config(config), &self.env);
+    }
+}
