@@ -75,6 +75,9 @@ const STARVED_RECHECK: Duration = Duration::from_millis(10);
 /// An output of a source operator.
 type Out<T> = OutputBuilder<u64, CapacityContainerBuilder<Vec<T>>>;
 
+/// The progress stream of a source: (partition, bucket) pairs.
+type Progress<'scope> = Stream<'scope, u64, Vec<(i32, u64)>>;
+
 /// A source operator's outputs, with the buffers of one batch.
 struct Outputs {
     readings: Out<Reading>,
@@ -92,11 +95,7 @@ impl Outputs {
     /// the readings and dead letters, and the progress.
     fn new<'scope>(
         builder: &mut OperatorBuilder<'scope, u64>,
-    ) -> (
-        Self,
-        SourceStreams<'scope>,
-        Stream<'scope, u64, Vec<(i32, u64)>>,
-    ) {
+    ) -> (Self, SourceStreams<'scope>, Progress<'scope>) {
         let (readings_out, readings) = builder.new_output::<Vec<Reading>>();
         let (dead_out, dead) = builder.new_output::<Vec<DeadLetter>>();
         let (progress_out, progress) = builder.new_output::<Vec<(i32, u64)>>();

@@ -35,7 +35,7 @@ fn feed(
     }
     (
         readings.iter().map(|r| r.offset).collect(),
-        dead.iter().map(|d| (d.reason.clone(), d.offset)).collect(),
+        dead.iter().map(|d| (d.reason, d.offset)).collect(),
     )
 }
 
