@@ -11,7 +11,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 ops=operators/src
 # Connectors: where records come from and go to.
-connectors='connect|ingest|kafka|memory|recording|sink|output|parquet'
+connectors='connect|source|ingest|kafka|memory|recording|sink|output|parquet'
 
 # layer name | files and directories | forbidden modules (regex) | the rule
 rules=(
@@ -19,8 +19,9 @@ rules=(
   "run|$ops/run $ops/checkpoint $ops/metrics|alert|decode|window_aggregate|$connectors|the run layer knows no connector, no rule evaluation, no recording format"
   "alert|$ops/alert|decode|$connectors|alert evaluation knows no input or output system"
   "window|$ops/window_aggregate.rs|alert|windows know no rule"
-  "decode|$ops/decode|ingest|kafka|memory|recording|decoding knows no broker"
-  "connectors|$ops/ingest.rs $ops/kafka $ops/memory.rs $ops/recording $ops/sink|alert|a source knows no rule; a sink knows records, not rules"
+  "decode|$ops/decode|source|ingest|kafka|memory|recording|decoding knows no broker"
+  "connectors|$ops/source $ops/kafka $ops/recording $ops/sink|alert|a source knows no rule; a sink knows records, not rules"
+  "recording|$ops/recording|source|ingest|memory|the recording format knows no source: the source that reads a recording is in source/"
   "config|src/config|runtime|pipeline|http|demo|backtest|record|reload|preflight|simulate|rule_tests|figures|config is data: it imports nothing from the runtime"
 )
 

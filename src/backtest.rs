@@ -8,7 +8,8 @@ use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 use timely::dataflow::operators::Inspect;
-use weir_operators::recording::{Recording, RecordingSource};
+use weir_operators::recording::Recording;
+use weir_operators::source::RecordingSource;
 use weir_operators::{Decoder, RuleSet};
 
 use crate::config::PipelineSpec;

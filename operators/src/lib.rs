@@ -21,9 +21,8 @@ pub mod alert;
 pub mod checkpoint;
 pub mod connect;
 pub mod decode;
-mod ingest;
 pub mod kafka;
-pub mod memory;
+pub use source::memory;
 pub mod metrics;
 pub use sink as output;
 pub use sink::parquet;
@@ -33,6 +32,7 @@ pub use record::{dead_letter, hash, reading};
 pub use run::control;
 pub mod record;
 pub mod recording;
+pub mod source;
 pub mod window_aggregate;
 
 pub use alert::{Alert, AlertState, EvaluateAlerts, Rule, RuleInput, RuleSet};
@@ -40,13 +40,13 @@ pub use checkpoint::CheckpointConfig;
 pub use connect::RunIo;
 pub use dead_letter::{DeadLetter, DeadLetterReason};
 pub use decode::{DecodeConfig, Decoder, TimeFormat};
-pub use ingest::SourceStreams;
 pub use kafka::{KafkaSink, KafkaSinkConfig, KafkaSource, KafkaSourceConfig, StartOffset};
 pub use memory::{MemorySource, MemoryTopic};
 pub use metrics::Metrics;
 pub use parquet::{ParquetSink, ParquetSinkConfig};
 pub use reading::{Name, Reading, SensorKey, WindowAggregate};
 pub use run::{Env, Reload, Run, RunControl};
+pub use source::SourceStreams;
 pub use window_aggregate::{WindowAggregate as WindowAggregateOp, WindowState, Windows};
 
 /// A seeded xorshift64* generator for tests: each call gives a number below

@@ -1,7 +1,9 @@
 //! Kafka connectors: the source of readings and the sink of alerts and dead letters.
+//! The source lives with the other sources, in `source/kafka/`; it is
+//! re-exported here as `kafka::source`.
 
 pub use crate::sink::kafka as sink;
-pub mod source;
+pub use crate::source::kafka as source;
 
 pub use sink::{KafkaSink, KafkaSinkConfig};
 pub use source::{EndOffset, KafkaSource, KafkaSourceConfig, StartOffset};

@@ -33,7 +33,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-pub use reader::{PartitionReader, Recording, RecordingSource, Segment};
+pub use reader::{PartitionReader, Recording, Segment};
 pub use writer::{RecordRef, Recorder};
 
 /// The version of the recording format this code writes and reads.

@@ -1,31 +1,20 @@
-//! Reading recordings: segments in offset order, one batch at a time, and
-//! the source that replays them through the live source's logic.
+//! Reading recordings: segments in offset order, one batch at a time. The
+//! source that replays them is in `source/recording.rs`.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Int64Type, TimestampMillisecondType};
 use arrow_array::{Array, BinaryArray, Int64Array, PrimitiveArray};
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
 use parquet::arrow::ProjectionMask;
-use timely::dataflow::Scope;
 
 use super::{
     info_path, marks_path, parse_segment_name, segments_dir, RecordRef, RecordingError,
     RecordingInfo, FORMAT,
 };
-use crate::dead_letter::DeadLetter;
-use crate::decode::Decoder;
-use crate::ingest::{
-    ingest_source, restored_positions, Ingest, PartitionStart, Poller, SourceStreams,
-};
-use crate::metrics::Metrics;
-use crate::reading::Reading;
-use crate::run::Env;
-use crate::run::Run;
 
 /// One complete segment file.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -280,127 +269,4 @@ fn column<T: Clone>(
     cast(array.as_ref())
         .cloned()
         .ok_or_else(|| RecordingError::segment(path)(format!("column `{name}` has the wrong type")))
-}
-
-/// Reads a recording into a dataflow.
-pub trait RecordingSource<'scope> {
-    /// Replays this worker's partitions (`p % peers == worker`) of
-    /// `recording`, through the same decoding, lateness and watermark logic
-    /// as the Kafka source in bounded mode, with the recorded idle marks:
-    /// readings and dead letters are exactly those of the run that made the
-    /// recording, at any worker count. With checkpoints, a resumed replay
-    /// starts each partition at the checkpoint's resume offset.
-    fn recording_source(
-        self,
-        recording: Arc<Recording>,
-        decoder: Decoder,
-        out_of_orderness_ms: u64,
-        env: &Env<'scope>,
-    ) -> SourceStreams<'scope>;
-}
-
-impl<'scope> RecordingSource<'scope> for Scope<'scope, u64> {
-    fn recording_source(
-        self,
-        recording: Arc<Recording>,
-        decoder: Decoder,
-        out_of_orderness_ms: u64,
-        env: &Env<'scope>,
-    ) -> SourceStreams<'scope> {
-        let topic = recording.info.topic.clone();
-        let name = format!("RecordingSource({})", recording.dir.display());
-        let run = env.run().clone();
-        let resume = restored_positions(env, &topic);
-        let io = crate::connect::RunIo::of(env);
-        let speed = io.speed;
-        let range = io.range;
-        ingest_source(env, &topic.clone(), name, 100, move |worker, peers| {
-            let mut starts = Vec::new();
-            let mut readers = Vec::new();
-            let ends = recording.ends();
-            let mut expected = 0;
-            for (&p, &end) in ends.iter().filter(|(p, _)| **p as usize % peers == worker) {
-                let first = recording.segments[&p][0].first;
-                let (start, mut marks) = PartitionStart::new(p, first, Some(end), resume.get(&p));
-                marks.extend(recording.marks.get(&p).into_iter().flatten().copied());
-                marks.sort_unstable();
-                marks.dedup();
-                expected += recording.records_from(p, start.offset);
-                readers.push(recording.reader(p, start.offset));
-                starts.push((start, marks));
-            }
-            Metrics::add(&run.metrics.records_expected, expected);
-            let mut ingest = Ingest::new(decoder, &topic, out_of_orderness_ms, starts, run.clone());
-            ingest.done_at = range.map(|(_, to)| to).filter(|to| *to < u64::MAX);
-            let pace = speed.map(|speed| Pace {
-                speed,
-                origin: None,
-            });
-            Ok((RecordingPoller { readers, run, pace }, ingest))
-        })
-    }
-}
-
-/// Records taken from one partition before moving to the next.
-const TURN: usize = 4_096;
-
-/// Reads this worker's partitions of a recording, taking turns.
-pub(crate) struct RecordingPoller {
-    readers: Vec<PartitionReader>,
-    run: Run,
-    pace: Option<Pace>,
-}
-
-/// Paces a replay: the source's watermark moves `speed` times as fast as
-/// the wall clock. Only how fast, never what: a bounded replay makes no
-/// wall-clock decision.
-struct Pace {
-    speed: f64,
-    /// The wall time and watermark of the first watermark seen.
-    origin: Option<(std::time::Instant, u64)>,
-}
-
-impl Pace {
-    /// Whether the watermark `cap_time` is ahead of the pace.
-    fn ahead(&mut self, cap_time: u64) -> bool {
-        if cap_time == 0 {
-            return false;
-        }
-        let (since, start) = *self
-            .origin
-            .get_or_insert((std::time::Instant::now(), cap_time));
-        let allowed = start as f64 + since.elapsed().as_secs_f64() * 1_000.0 * self.speed;
-        cap_time as f64 > allowed
-    }
-}
-
-impl Poller for RecordingPoller {
-    fn poll(
-        &mut self,
-        ingest: &mut Ingest,
-        cap_time: u64,
-        readings: &mut Vec<Reading>,
-        dead: &mut Vec<DeadLetter>,
-    ) -> usize {
-        if self.pace.as_mut().is_some_and(|p| p.ahead(cap_time)) {
-            std::thread::sleep(std::time::Duration::from_millis(2));
-            return 0;
-        }
-        // Paced: small turns, so the watermark moves in small steps.
-        let turn = if self.pace.is_some() { 64 } else { TURN };
-        let mut read = 0;
-        for reader in &mut self.readers {
-            let result = reader.read(turn, |record| {
-                read += usize::from(ingest.accept(record, cap_time, readings, dead));
-            });
-            if let Err(e) = result {
-                self.run.control.add_error(e.to_string());
-            }
-        }
-        read
-    }
-
-    fn bounded(&self) -> bool {
-        true
-    }
 }

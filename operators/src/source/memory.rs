@@ -7,11 +7,9 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use timely::dataflow::Scope;
 
+use super::{ingest_source, restored_positions, Ingest, PartitionStart, Poller, SourceStreams};
 use crate::dead_letter::DeadLetter;
 use crate::decode::Decoder;
-use crate::ingest::{
-    ingest_source, restored_positions, Ingest, PartitionStart, Poller, SourceStreams,
-};
 use crate::reading::Reading;
 use crate::recording::RecordRef;
 use crate::run::Env;
