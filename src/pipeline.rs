@@ -3,9 +3,7 @@
 
 use std::sync::Arc;
 
-use timely::dataflow::Scope;
 use weir_operators::alert::alerts;
-use weir_operators::kafka::KafkaSource;
 use weir_operators::{Decoder, WindowAggregateOp};
 
 use crate::config::PipelineSpec;
@@ -25,9 +23,8 @@ use crate::runtime::{run, Context, RunOptions, RunReport};
 /// the run's [`Context`] (see [`crate::plan::connect`]), as in a Rust
 /// pipeline. Without a dead-letter sink, dead letters are counted and
 /// logged only.
-pub fn build<'s>(scope: Scope<'s, u64>, ctx: &Context<'s>, spec: &PipelineSpec) {
-    let source = ctx.source_config(spec.source.clone());
-    let (readings, dead) = scope.kafka_source(source, Decoder::new(spec.decode.clone()), ctx);
+pub fn build(ctx: &Context<'_>, spec: &PipelineSpec) {
+    let (readings, dead) = ctx.source(spec.source.clone(), Decoder::new(spec.decode.clone()));
     if let Some(sink) = &spec.dead_letters {
         ctx.sink(dead, sink.clone());
     }
@@ -53,5 +50,5 @@ pub fn build<'s>(scope: Scope<'s, u64>, ctx: &Context<'s>, spec: &PipelineSpec) 
 pub fn run_spec(spec: &PipelineSpec, options: &RunOptions) -> anyhow::Result<RunReport> {
     crate::preflight::check_pipeline(spec, options)?;
     let spec = Arc::new(spec.clone());
-    run(options, move |scope, ctx| build(scope, ctx, &spec))
+    run(options, move |_scope, ctx| build(ctx, &spec))
 }

@@ -66,23 +66,19 @@ pub fn check_writable_dir(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Checks everything a run of the pipeline needs from the outside world:
-/// the source topic on its broker (unless the run replays a recording), the
-/// sink topics and the Parquet directory (unless outputs go to local files
-/// under `out`, which must then be writable).
+/// Checks everything a run of the pipeline needs from the outside world,
+/// for the connectors the run uses (see [`crate::plan::connect`]): the
+/// source topic on its broker (unless the run replays a recording), the sink
+/// topics and the Parquet directory (or the local directory a run with
+/// `--out` writes to).
 pub fn check_pipeline(spec: &PipelineSpec, options: &RunOptions) -> anyhow::Result<()> {
-    if options.replay.is_none() {
-        let source = &spec.source;
-        check_topics(&source.brokers, &source.properties, &[&source.topic])?;
-    }
-    if let Some(out) = &options.out {
-        return check_writable_dir(out);
-    }
+    let connect = crate::plan::Connect::new(options)?;
+    connect.check_source(&spec.source)?;
     for sink in [&spec.alerts, &spec.dead_letters].into_iter().flatten() {
-        check_topics(&sink.brokers, &sink.properties, &[&sink.topic])?;
+        connect.check_sink(sink)?;
     }
     if let Some(parquet) = &spec.parquet {
-        check_writable_dir(&parquet.dir)?;
+        connect.check_parquet(parquet)?;
     }
     Ok(())
 }

@@ -1,25 +1,20 @@
-//! Where a run's inputs come from and its outputs go, when not where the
-//! pipeline says: set by `weir run --record`, `weir replay` and the range
-//! and offset flags, kept for the run in its [`Env`], and obeyed by the
-//! connectors, so that config pipelines and Rust pipelines behave alike.
+//! What the connectors of a run do besides reading and writing: record what
+//! the sources read (`--record`), pace a replay, and limit its output to a
+//! range of event time. Kept for the run in its [`Env`]; which connectors a
+//! run uses is decided by `weir::plan::connect`.
 
 use std::path::PathBuf;
 use std::rc::Rc;
-use std::sync::Arc;
 
-use crate::kafka::source::{EndOffset, StartOffset};
-use crate::recording::Recording;
 use crate::run::Env;
 
-/// The redirections of a run's inputs and outputs. Keep it with
+/// How a run's connectors record, pace and limit. Keep it with
 /// [`Env::insert`]; connectors read it with [`RunIo::of`].
 #[derive(Clone, Debug, Default)]
 pub struct RunIo {
     /// Sources record what they read, with their idle marks, into this
     /// recording directory.
     pub record: Option<PathBuf>,
-    /// Sources read this recording instead of their Kafka topic.
-    pub replay: Option<Arc<Recording>>,
     /// A replay moves its watermark this many times as fast as the wall
     /// clock (for demos); as fast as it can when `None`.
     pub speed: Option<f64>,
@@ -29,12 +24,6 @@ pub struct RunIo {
     /// watermark passes `to`, and writes only the windows and alert events
     /// inside the range.
     pub range: Option<(u64, u64)>,
-    /// Kafka sources start here instead of their configured start.
-    pub start: Option<StartOffset>,
-    /// Kafka sources stop at these ends (see [`KafkaSourceConfig::end`]).
-    ///
-    /// [`KafkaSourceConfig::end`]: crate::kafka::KafkaSourceConfig::end
-    pub end: Option<EndOffset>,
 }
 
 impl RunIo {

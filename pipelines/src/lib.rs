@@ -25,16 +25,24 @@ pub struct LineMonitor {
     pub rules: Arc<RuleSet>,
 }
 
+impl LineMonitor {
+    /// The source of the line monitor: its readings topic, with a lateness
+    /// bound of 5 s.
+    pub fn source(&self) -> KafkaSourceConfig {
+        let mut source = KafkaSourceConfig::new(&self.brokers, &self.readings_topic);
+        source.out_of_orderness_ms = 5_000;
+        source
+    }
+}
+
 /// Size of the windows written to Parquet (and seen by window rules of
 /// that size).
 pub const WINDOW_MS: u64 = 60_000;
 
 /// The line monitor: one-minute windows of every sensor to Parquet, and the
 /// rules of its rules file, whatever they look at, to Kafka.
-pub fn line_monitor<'s>(scope: Scope<'s, u64>, ctx: &Context<'s>, settings: &LineMonitor) {
-    let mut source = KafkaSourceConfig::new(&settings.brokers, &settings.readings_topic);
-    source.out_of_orderness_ms = 5_000;
-    let (readings, dead) = scope.kafka_source(ctx.source_config(source), Decoder::default(), ctx);
+pub fn line_monitor(ctx: &Context<'_>, settings: &LineMonitor) {
+    let (readings, dead) = ctx.source(settings.source(), Decoder::default());
     ctx.sink(
         dead,
         KafkaSinkConfig::new(&settings.brokers, &settings.dead_letters_topic),

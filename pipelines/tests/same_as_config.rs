@@ -133,10 +133,7 @@ fn rust_pipeline_and_config_file_write_the_same_output() {
         parquet_dir: from_rust.dir.path().to_path_buf(),
         rules: Arc::new(weir::config::load_rules(&here.join("rules/line_monitor.toml")).unwrap()),
     };
-    let rust_report = weir::run(&options, move |scope, ctx| {
-        line_monitor(scope, ctx, &settings)
-    })
-    .unwrap();
+    let rust_report = weir::run(&options, move |_scope, ctx| line_monitor(ctx, &settings)).unwrap();
 
     assert_eq!(file_report.records_read as usize, produced);
     assert!(

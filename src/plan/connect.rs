@@ -14,8 +14,10 @@ use weir_operators::kafka::{
 use weir_operators::output::{JsonLinesSink, SinkRecord};
 use weir_operators::parquet::{ParquetSink, ParquetSinkConfig};
 use weir_operators::recording::Recording;
-use weir_operators::Windows;
+use weir_operators::source::{KafkaSource, RecordingSource};
+use weir_operators::{Decoder, SourceStreams, Windows};
 
+use crate::preflight::{check_topics, check_writable_dir};
 use crate::runtime::{Context, RunOptions};
 
 /// The connectors of a run, as its options choose them.
@@ -63,6 +65,31 @@ impl Connect {
         config
     }
 
+    /// Checks, before the run starts, what a source of `config` reads in
+    /// this run: its topic on its brokers, unless the run replays a
+    /// recording.
+    pub fn check_source(&self, config: &KafkaSourceConfig) -> anyhow::Result<()> {
+        match self.replay {
+            Some(_) => Ok(()),
+            None => check_topics(&config.brokers, &config.properties, &[&config.topic]),
+        }
+    }
+
+    /// Checks, before the run starts, where a sink of `config` writes in
+    /// this run: its topic, or the local directory the run writes to.
+    pub fn check_sink(&self, config: &KafkaSinkConfig) -> anyhow::Result<()> {
+        match &self.out {
+            Some(out) => check_writable_dir(out),
+            None => check_topics(&config.brokers, &config.properties, &[&config.topic]),
+        }
+    }
+
+    /// Checks, before the run starts, that the directory a Parquet sink of
+    /// `config` writes to in this run is writable.
+    pub fn check_parquet(&self, config: &ParquetSinkConfig) -> anyhow::Result<()> {
+        check_writable_dir(&self.parquet_config(config.clone()).dir)
+    }
+
     /// Where a Parquet sink of `config` writes in this run.
     pub fn parquet_config(&self, mut config: ParquetSinkConfig) -> ParquetSinkConfig {
         if let Some(out) = &self.out {
@@ -73,12 +100,21 @@ impl Connect {
 }
 
 impl<'scope> Context<'scope> {
-    /// The configuration of a Kafka source as this run uses it: bounded
-    /// when the run is, starting and ending at the run's `--start-at` and
-    /// `--end-at`. (A replay reads the recording instead, whatever the
-    /// configuration says.)
-    pub fn source_config(&self, config: KafkaSourceConfig) -> KafkaSourceConfig {
-        self.connect.source_config(config)
+    /// The readings and dead letters of a pipeline's source: its Kafka
+    /// topic as `config` says, bounded when the run is, starting and ending
+    /// at the run's `--start-at` and `--end-at`; or, in a replay, the
+    /// recording, with the same lateness bound.
+    pub fn source(&self, config: KafkaSourceConfig, decoder: Decoder) -> SourceStreams<'scope> {
+        let scope = self.env.scope();
+        match &self.connect.replay {
+            Some(recording) => scope.recording_source(
+                recording.clone(),
+                decoder,
+                config.out_of_orderness_ms,
+                &self.env,
+            ),
+            None => scope.kafka_source(self.connect.source_config(config), decoder, &self.env),
+        }
     }
 
     /// Writes `records` (alert events or dead letters) to the Kafka topic

@@ -201,11 +201,8 @@ where
     let connect = Arc::new(crate::plan::Connect::new(options)?);
     let io = Arc::new(RunIo {
         record: options.record.clone(),
-        replay: connect.replay.clone(),
         speed: options.speed,
         range: options.range,
-        start: options.start_at.clone(),
-        end: options.end_at.clone(),
     });
     let session = match &options.checkpoint {
         Some(c) => Some(Arc::new(open_checkpoints(c, options)?)),

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
+use weir::prelude::{KafkaSinkConfig, ParquetSinkConfig};
 use weir_pipelines::{line_monitor, LineMonitor, WINDOW_MS};
 
 /// Aggregates one-minute windows of every sensor to Parquet and evaluates
@@ -23,9 +24,10 @@ struct Args {
     /// Topic for dead letters.
     #[arg(long, default_value = "readings.dead")]
     dead_letters: String,
-    /// Directory for Parquet files.
+    /// Directory for Parquet files (`--out` sends every output to local
+    /// files instead, as for `weir run`).
     #[arg(long, default_value = "out/line-monitor")]
-    out: PathBuf,
+    parquet_dir: PathBuf,
     /// Alert rules file.
     #[arg(long, default_value = "pipelines/rules/line_monitor.toml")]
     rules: PathBuf,
@@ -41,22 +43,23 @@ fn main() -> ExitCode {
     let result = weir::config::load_rules(&args.rules)
         .map_err(anyhow::Error::from)
         .and_then(|rules| {
-            // Fail at once, not minutes in, if the broker or a topic is missing.
-            weir::preflight::check_topics(
-                &args.brokers,
-                &[],
-                &[&args.readings, &args.alerts, &args.dead_letters],
-            )?;
-            weir::preflight::check_writable_dir(&args.out)?;
             let settings = LineMonitor {
                 brokers: args.brokers,
                 readings_topic: args.readings,
                 alerts_topic: args.alerts,
                 dead_letters_topic: args.dead_letters,
-                parquet_dir: args.out,
+                parquet_dir: args.parquet_dir,
                 rules: Arc::new(rules.clone()),
             };
             let mut options = args.run.options("line_monitor", 1, None)?;
+            // Fail at once, not minutes in, if the broker, a topic or the
+            // output directory is missing (what this run uses of them).
+            let connect = weir::plan::Connect::new(&options)?;
+            connect.check_source(&settings.source())?;
+            for topic in [&settings.alerts_topic, &settings.dead_letters_topic] {
+                connect.check_sink(&KafkaSinkConfig::new(&settings.brokers, topic))?;
+            }
+            connect.check_parquet(&ParquetSinkConfig::new(settings.parquet_dir.clone()))?;
             // Edits to the rules file (or SIGHUP) reload them while it runs.
             options.rules = Some(weir::reload::RulesSource {
                 file: weir::reload::RulesFile::Rules(args.rules.clone()),
@@ -66,9 +69,7 @@ fn main() -> ExitCode {
                 "line_monitor: {WINDOW_MS} ms windows, rules from {}",
                 args.rules.display()
             );
-            weir::run(&options, move |scope, ctx| {
-                line_monitor(scope, ctx, &settings)
-            })
+            weir::run(&options, move |_scope, ctx| line_monitor(ctx, &settings))
         });
     match result {
         Ok(report) => {

@@ -16,8 +16,7 @@ use timely::dataflow::Scope;
 pub use config::{EndOffset, KafkaSourceConfig, StartOffset};
 
 use super::{
-    ingest_source, restored_positions, Alignment, Ingest, PartitionResume, Poller, RecordingSource,
-    SourceStreams,
+    ingest_source, restored_positions, Alignment, Ingest, PartitionResume, Poller, SourceStreams,
 };
 use crate::dead_letter::DeadLetter;
 use crate::decode::Decoder;
@@ -92,17 +91,6 @@ impl<'scope> KafkaSource<'scope> for Scope<'scope, u64> {
         decoder: Decoder,
         env: &Env<'scope>,
     ) -> SourceStreams<'scope> {
-        let io = crate::connect::RunIo::of(env);
-        if let Some(recording) = io.replay.clone() {
-            return self.recording_source(recording, decoder, config.out_of_orderness_ms, env);
-        }
-        let mut config = config;
-        if let Some(start) = &io.start {
-            config.start = start.clone();
-        }
-        if let Some(end) = &io.end {
-            config.end = Some(end.clone());
-        }
         let name = format!("KafkaSource({})", config.topic);
         let step = config.watermark_step_ms;
         let run = env.run().clone();
