@@ -62,7 +62,7 @@ impl RuleTest {
                 scope.memory_source(topic.clone(), Decoder::new(decode.clone()), bound, ctx);
             let dead = dead_in.clone();
             dead_letters.inspect(move |d| {
-                lock(&dead).push((d.reason.clone(), d.offset, d.detail.clone()));
+                lock(&dead).push((d.reason, d.offset, d.detail.clone()));
             });
             let alerts = alerts_in.clone();
             weir_operators::alert::alerts(&readings, &[], rules.clone(), ctx).inspect(move |a| {

@@ -17,7 +17,9 @@ mod options;
 mod signals;
 
 use monitor::spawn_monitor;
-pub use options::{read_hosts, RunArgs, RunOptions};
+pub use options::{
+    read_hosts, CheckpointArgs, ReplayRangeArgs, RunArgs, RunOptions, ServeArgs, WorkerArgs,
+};
 pub(crate) use signals::stop_signal;
 pub use signals::wait_for_signal;
 

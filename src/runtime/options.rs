@@ -94,35 +94,19 @@ impl Default for RunOptions {
 }
 
 /// The command-line options of running a pipeline, shared by `weir run` and
-/// pipeline binaries (flatten it into a `clap` parser).
+/// pipeline binaries (flatten it into a `clap` parser). `weir replay`
+/// flattens the same groups it shares with them.
 #[derive(Clone, Debug, Default, clap::Args)]
 pub struct RunArgs {
-    /// Worker threads per process (default: the pipeline's own setting).
-    #[arg(long, short = 'w')]
-    pub workers: Option<usize>,
-    /// This process's index in a cluster (needs --hosts).
-    #[arg(long, requires = "hosts")]
-    pub process: Option<usize>,
-    /// A file listing every cluster process's host:port, one per line.
-    #[arg(long, requires = "process")]
-    pub hosts: Option<std::path::PathBuf>,
+    /// Workers and cluster.
+    #[command(flatten)]
+    pub workers: WorkerArgs,
     /// Read up to the end offsets seen at start, flush every window and sink, and exit.
     #[arg(long)]
     pub bounded: bool,
-    /// Don't show the progress line.
-    #[arg(long)]
-    pub quiet: bool,
-    /// Take checkpoints in this directory and resume from the latest
-    /// (overrides `[checkpoint] dir`).
-    #[arg(long, value_name = "DIR")]
-    pub checkpoint_dir: Option<std::path::PathBuf>,
-    /// Time between checkpoints, e.g. "10s" (overrides `[checkpoint] interval`).
-    #[arg(long, value_name = "DURATION")]
-    pub checkpoint_interval: Option<humantime::Duration>,
-    /// Delete the checkpoints and start from the source's configured start:
-    /// every output is written again.
-    #[arg(long)]
-    pub from_scratch: bool,
+    /// Checkpoints.
+    #[command(flatten)]
+    pub checkpoints: CheckpointArgs,
     /// Record what the source reads, with its idle decisions, into this
     /// directory, for exact replays.
     #[arg(long, value_name = "DIR", conflicts_with = "replay")]
@@ -134,17 +118,9 @@ pub struct RunArgs {
     /// pipeline's sinks: windows/ (Parquet), alerts.jsonl, dead_letters.jsonl.
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
-    /// Pace a replay: event time moves N times as fast as the wall clock.
-    #[arg(long, value_name = "N", requires = "replay")]
-    pub speed: Option<f64>,
-    /// Replay only the windows and alerts from this event time on (RFC 3339);
-    /// the recording is still read from its start, so states are exact.
-    #[arg(long, value_name = "TIME", requires = "replay")]
-    pub from: Option<chrono::DateTime<chrono::FixedOffset>>,
-    /// Replay only the windows and alerts before this event time (RFC 3339);
-    /// reading stops once every partition's watermark passes it.
-    #[arg(long, value_name = "TIME", requires = "replay")]
-    pub to: Option<chrono::DateTime<chrono::FixedOffset>>,
+    /// Pace and range of a replay.
+    #[command(flatten)]
+    pub range: ReplayRangeArgs,
     /// Start the source here instead of its configured start: offsets by
     /// partition ("0=1200,1=980") or an RFC 3339 time.
     #[arg(long, value_name = "POSITION", value_parser = parse_start_at)]
@@ -155,6 +131,78 @@ pub struct RunArgs {
     /// ends there.
     #[arg(long, value_name = "POSITION", value_parser = parse_end_at)]
     pub end_at: Option<EndOffset>,
+    /// Progress and metrics.
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+/// How many workers run, and where: the options every command that runs a
+/// pipeline takes.
+#[derive(Clone, Debug, Default, clap::Args)]
+pub struct WorkerArgs {
+    /// Worker threads per process (default: the pipeline's own setting).
+    #[arg(long, short = 'w')]
+    pub workers: Option<usize>,
+    /// This process's index in a cluster (needs --hosts).
+    #[arg(long, requires = "hosts")]
+    pub process: Option<usize>,
+    /// A file listing every cluster process's host:port, one per line.
+    #[arg(long, requires = "process")]
+    pub hosts: Option<std::path::PathBuf>,
+}
+
+/// Where checkpoints are taken, how often, and whether to start over.
+#[derive(Clone, Debug, Default, clap::Args)]
+pub struct CheckpointArgs {
+    /// Take checkpoints in this directory and resume from the latest
+    /// (overrides `[checkpoint] dir`).
+    #[arg(long, value_name = "DIR")]
+    pub checkpoint_dir: Option<std::path::PathBuf>,
+    /// Time between checkpoints, e.g. "10s" (overrides `[checkpoint] interval`).
+    #[arg(long, value_name = "DURATION")]
+    pub checkpoint_interval: Option<humantime::Duration>,
+    /// Delete the checkpoints and start from the source's configured start:
+    /// every output is written again.
+    #[arg(long)]
+    pub from_scratch: bool,
+}
+
+/// The pace of a replay, and the event times whose output it writes.
+#[derive(Clone, Debug, Default, clap::Args)]
+pub struct ReplayRangeArgs {
+    /// Pace a replay: event time moves N times as fast as the wall clock
+    /// (default: as fast as possible).
+    #[arg(long, value_name = "N")]
+    pub speed: Option<f64>,
+    /// Replay only the windows and alerts from this event time on (RFC 3339);
+    /// the recording is still read from its start, so states are exact.
+    #[arg(long, value_name = "TIME")]
+    pub from: Option<chrono::DateTime<chrono::FixedOffset>>,
+    /// Replay only the windows and alerts before this event time (RFC 3339);
+    /// reading stops once every partition's watermark passes it.
+    #[arg(long, value_name = "TIME")]
+    pub to: Option<chrono::DateTime<chrono::FixedOffset>>,
+}
+
+impl ReplayRangeArgs {
+    /// The range of event times `[from, to)` asked for, if any.
+    fn range(&self) -> Option<(u64, u64)> {
+        (self.from.is_some() || self.to.is_some()).then(|| {
+            (
+                self.from.map_or(0, |t| t.timestamp_millis().max(0) as u64),
+                self.to
+                    .map_or(u64::MAX, |t| t.timestamp_millis().max(0) as u64),
+            )
+        })
+    }
+}
+
+/// What a run shows while it runs.
+#[derive(Clone, Debug, Default, clap::Args)]
+pub struct ServeArgs {
+    /// Don't show the progress line.
+    #[arg(long)]
+    pub quiet: bool,
     /// Serve Prometheus metrics on /metrics, and /health and /ready, on this
     /// address (overrides `[http] addr`), e.g. 127.0.0.1:9464.
     #[arg(long, value_name = "HOST:PORT")]
@@ -202,10 +250,47 @@ impl RunArgs {
         workers: usize,
         checkpoint: Option<CheckpointConfig>,
     ) -> anyhow::Result<RunOptions> {
-        let cluster = match (self.process, &self.hosts) {
+        let w = &self.workers;
+        let cluster = match (w.process, &w.hosts) {
             (Some(process), Some(hosts)) => Some((process, read_hosts(hosts)?)),
             _ => None,
         };
+        let range = &self.range;
+        if self.replay.is_none()
+            && (range.speed.is_some() || range.from.is_some() || range.to.is_some())
+        {
+            bail!("--speed, --from and --to pace and limit a replay: they need --replay");
+        }
+        Ok(RunOptions {
+            workers: w.workers.unwrap_or(workers),
+            bounded: self.bounded || self.replay.is_some(),
+            progress: !self.serve.quiet,
+            cluster,
+            stop_on_signal: true,
+            name: name.to_owned(),
+            checkpoint: self.checkpoints.config(checkpoint)?,
+            from_scratch: self.checkpoints.from_scratch,
+            record: self.record.clone(),
+            replay: self.replay.clone(),
+            out: self.out.clone(),
+            speed: range.speed,
+            range: range.range(),
+            start_at: self.start_at.clone(),
+            end_at: self.end_at.clone(),
+            metrics_addr: self.serve.metrics_addr,
+            run: None,
+            operator_figures: false,
+            rules: None,
+        })
+    }
+}
+
+impl CheckpointArgs {
+    /// The checkpoints these arguments ask for, over the pipeline's own.
+    fn config(
+        &self,
+        checkpoint: Option<CheckpointConfig>,
+    ) -> anyhow::Result<Option<CheckpointConfig>> {
         let mut checkpoint = match (&self.checkpoint_dir, checkpoint) {
             (Some(dir), Some(mut c)) => {
                 c.dir = dir.clone();
@@ -222,33 +307,7 @@ impl RunArgs {
         if self.from_scratch && checkpoint.is_none() {
             bail!("--from-scratch needs checkpoints ([checkpoint] dir or --checkpoint-dir): without them every run starts from scratch");
         }
-        Ok(RunOptions {
-            workers: self.workers.unwrap_or(workers),
-            bounded: self.bounded || self.replay.is_some(),
-            progress: !self.quiet,
-            cluster,
-            stop_on_signal: true,
-            name: name.to_owned(),
-            checkpoint,
-            from_scratch: self.from_scratch,
-            record: self.record.clone(),
-            replay: self.replay.clone(),
-            out: self.out.clone(),
-            speed: self.speed,
-            range: (self.from.is_some() || self.to.is_some()).then(|| {
-                (
-                    self.from.map_or(0, |t| t.timestamp_millis().max(0) as u64),
-                    self.to
-                        .map_or(u64::MAX, |t| t.timestamp_millis().max(0) as u64),
-                )
-            }),
-            start_at: self.start_at.clone(),
-            end_at: self.end_at.clone(),
-            metrics_addr: self.metrics_addr,
-            run: None,
-            operator_figures: false,
-            rules: None,
-        })
+        Ok(checkpoint)
     }
 }
 

@@ -1,0 +1,38 @@
+//! `weir check` (a pipeline file and its rules) and `weir checkpoints` (a
+//! checkpoint directory).
+
+use std::path::PathBuf;
+
+/// Validate a pipeline file and its rules, and print a summary.
+#[derive(clap::Args)]
+pub(crate) struct Args {
+    /// The pipeline file (TOML).
+    pub(crate) pipeline: PathBuf,
+    /// Also explain each rule in plain words.
+    #[arg(long)]
+    pub(crate) explain: bool,
+}
+
+/// Validates the pipeline file and prints its summary.
+pub(crate) fn check(args: Args) -> anyhow::Result<()> {
+    let spec = weir::config::load_pipeline(&args.pipeline)?;
+    println!("{} is valid.\n{}", args.pipeline.display(), spec.summary());
+    if args.explain {
+        println!("\n{}", weir::explain::explain(&spec));
+    }
+    Ok(())
+}
+
+/// List the checkpoints in a directory: number, event-time frontier,
+/// when it was taken, workers and size.
+#[derive(clap::Args)]
+pub(crate) struct CheckpointsArgs {
+    /// The checkpoint directory.
+    pub(crate) dir: PathBuf,
+}
+
+/// Lists the checkpoints of a directory.
+pub(crate) fn checkpoints(args: CheckpointsArgs) -> anyhow::Result<()> {
+    print!("{}", weir::runtime::checkpoint_table(&args.dir)?);
+    Ok(())
+}
