@@ -32,6 +32,7 @@ pub use record::{dead_letter, hash, reading};
 pub use run::control;
 pub mod record;
 pub mod recording;
+pub mod rules;
 pub mod window_aggregate;
 
 pub use alert::{Alert, AlertState, EvaluateAlerts, Rule, RuleInput, RuleSet};
