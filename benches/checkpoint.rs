@@ -27,9 +27,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, SamplingMode, Throughput};
 use support::input;
-use weir::operators::alert::{
-    AlertEvaluator, AlertPart, Direction, Rule, RuleInput, RuleSet, Stat,
-};
+use weir::operators::alert::{AlertEvaluator, AlertPart, Direction, Rule, RuleSet, Stat};
 use weir::operators::memory::{MemorySource, MemoryTopic};
 use weir::operators::{
     CheckpointConfig, Decoder, EvaluateAlerts, Reading, WindowAggregateOp, WindowState,
@@ -129,13 +127,14 @@ fn window_state(c: &mut Criterion) {
 
 /// A rule on every sensor; each key is two breaches into its three.
 fn alert_rules() -> Arc<RuleSet> {
-    Arc::new(RuleSet::new(vec![Rule {
-        sensors: vec![],
-        clear: 85.0,
-        consecutive: 3,
-        for_ms: 20_000,
-        ..Rule::new("overheat", "temperature", Direction::Above, 90.0)
-    }]))
+    let rule = Rule::new("overheat", "temperature", Direction::Above, 90.0)
+        .every_sensor()
+        .clear_at(85.0)
+        .with(|m| {
+            m.consecutive = 3;
+            m.for_ms = 20_000;
+        });
+    Arc::new(RuleSet::new(vec![rule]))
 }
 
 /// The state of one rule for each of `keys()` keys, mid-breach (a streak,
@@ -207,13 +206,7 @@ fn alert_state(c: &mut Criterion) {
 fn run_pipeline(topic: &Arc<MemoryTopic>, checkpoint: Option<CheckpointConfig>) -> (u64, u64) {
     let rules = Arc::new(RuleSet::new(vec![
         Rule::new("hot", "temperature", Direction::Above, 90.0),
-        Rule {
-            input: RuleInput::Window {
-                size_ms: WINDOW_MS,
-                stat: Stat::Mean,
-            },
-            ..Rule::new("hot-mean", "temperature", Direction::Above, 90.0)
-        },
+        Rule::new("hot-mean", "temperature", Direction::Above, 90.0).window(WINDOW_MS, Stat::Mean),
     ]));
     let options = RunOptions {
         workers: 1,

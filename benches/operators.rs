@@ -108,14 +108,8 @@ fn window(c: &mut Criterion) {
 fn alerts(c: &mut Criterion) {
     let readings = readings(&records());
     let rules = Arc::new(RuleSet::new(vec![
-        Rule {
-            clear: 85.0,
-            ..Rule::new("hot", "temperature", Direction::Above, 90.0)
-        },
-        Rule {
-            for_ms: 10_000,
-            ..Rule::new("shaking", "vibration", Direction::Above, 7.5)
-        },
+        Rule::new("hot", "temperature", Direction::Above, 90.0).clear_at(85.0),
+        Rule::new("shaking", "vibration", Direction::Above, 7.5).with(|m| m.for_ms = 10_000),
     ]));
     let mut group = c.benchmark_group("weir_operators::alert::AlertEvaluator");
     group.throughput(Throughput::Elements(readings.len() as u64));

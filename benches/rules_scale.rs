@@ -55,7 +55,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode, Throughput};
 use weir::operators::alert::{
-    Alert, AlertEvaluator, Direction, Rule, RuleKind, RuleSet, RuleState,
+    Alert, AlertEvaluator, Direction, Rule, RuleSet, RuleState, Threshold,
 };
 use weir::operators::Reading;
 
@@ -142,41 +142,24 @@ fn rule(i: usize) -> Rule {
     let (group, sensor) = (pair / SENSORS.len(), SENSORS[pair % SENSORS.len()]);
     let kind = (pair + i / (GROUPS * SENSORS.len())) % KINDS.len();
     let name = format!("r{i:04}-{}-{sensor}-g{group:03}", KINDS[kind]);
-    let base = Rule {
-        severity: if i % 2 == 0 { "warning" } else { "critical" }.to_owned(),
-        ..Rule::new(&name, sensor, Direction::Above, 56.0)
+    let base = Rule::new(&name, sensor, Direction::Above, 56.0).severity(if i % 2 == 0 {
+        "warning"
+    } else {
+        "critical"
+    });
+    let limits = |threshold: f64, clear: f64| {
+        move |t: &mut Threshold| {
+            t.threshold = threshold;
+            t.clear = clear;
+        }
     };
     let rule = match kind {
-        0 => Rule {
-            threshold: 58.0,
-            clear: 58.0,
-            ..base
-        },
-        1 => Rule {
-            threshold: 57.0,
-            clear: 52.0,
-            ..base
-        },
-        2 => Rule {
-            consecutive: 3,
-            ..base
-        },
-        3 => Rule {
-            for_ms: 5_000,
-            ..base
-        },
-        4 => Rule {
-            threshold: 1.5,
-            clear: 1.5,
-            kind: RuleKind::RateOfChange { span_ms: 10_000 },
-            ..base
-        },
-        _ => Rule {
-            threshold: 4.0,
-            clear: 4.0,
-            kind: RuleKind::Deviation { baseline: 10 },
-            ..base
-        },
+        0 => base.with_threshold(limits(58.0, 58.0)),
+        1 => base.with_threshold(limits(57.0, 52.0)),
+        2 => base.consecutive(3),
+        3 => base.with(|m| m.for_ms = 5_000),
+        4 => base.with_threshold(limits(1.5, 1.5)).rate_of_change(10_000),
+        _ => base.with_threshold(limits(4.0, 4.0)).deviation(10),
     };
     rule.devices(&format!("g{group:03}-*"))
         .expect("a valid glob")

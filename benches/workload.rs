@@ -141,10 +141,7 @@ fn plain_loop(topic: &MemoryTopic) -> PlainResult {
 
 /// The threshold rule on every sensor.
 fn rules() -> Arc<RuleSet> {
-    let rule = Rule {
-        sensors: Vec::new(),
-        ..Rule::new("above-80", "", Direction::Above, THRESHOLD)
-    };
+    let rule = Rule::new("above-80", "", Direction::Above, THRESHOLD).every_sensor();
     Arc::new(RuleSet::new(vec![rule]))
 }
 

@@ -16,7 +16,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use weir_operators::alert::{Device, Limits, Registry, Rule, RuleKind};
+use weir_operators::alert::{Device, Direction, Limits, Registry, Rule, RuleKind, Threshold};
 
 /// A registry read from its file, and the names of its fields.
 #[derive(Debug)]
@@ -109,7 +109,7 @@ pub fn load_registry(path: &Path, rules: &[Rule]) -> Result<RegistryFile, Vec<St
         }
         for (rule, limit) in limits {
             let rule = &rules[rule];
-            if let Some(problem) = clear_side(rule, &limit.apply(rule)) {
+            if let Some(problem) = clear_side(rule, &limit) {
                 problems.push(format!("{file}:{line}: {problem}"));
             }
             device.limits.push((rule.name.clone(), limit));
@@ -186,10 +186,15 @@ fn column_name(column: &Column, rules: &[Rule]) -> String {
 
 /// Why a device's limits for `rule` cannot work, if they cannot: its clear
 /// threshold must be on the safe side of its threshold.
-fn clear_side(rule: &Rule, limited: &Rule) -> Option<String> {
+fn clear_side(rule: &Rule, limit: &Limits) -> Option<String> {
+    // A rule without thresholds of its own is checked against the
+    // `above = 0` its alerts carry.
+    let own = rule.threshold().copied();
+    let own = own.unwrap_or_else(|| Threshold::new(Direction::Above, 0.0));
+    let limited = limit.apply_to(&own);
     let (threshold, clear) = (limited.threshold, limited.clear);
-    (!rule.direction.clears_at(threshold, clear)).then(|| {
-        let side = rule.direction.clear_side();
+    (!own.direction.clears_at(threshold, clear)).then(|| {
+        let side = own.direction.clear_side();
         format!(
             "clear.{0}: the clear threshold {clear} must be {side} the threshold {threshold} of rule {0:?} for this device",
             rule.name

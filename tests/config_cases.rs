@@ -231,25 +231,43 @@ fn the_inline_case_has_the_values_written_in_it() {
     let overheat = &rules[0];
     assert_eq!(overheat.name, "overheat");
     assert_eq!(overheat.severity, "critical");
-    assert_eq!(overheat.sensors, ["temperature"]);
+    assert_eq!(overheat.selection.sensors, ["temperature"]);
     assert!(overheat.selects("press-7", "temperature"));
     assert!(!overheat.selects("lathe-1", "temperature"));
-    assert_eq!(overheat.direction, Direction::Above);
-    assert_eq!((overheat.threshold, overheat.clear), (90.0, 85.0));
-    assert_eq!(overheat.consecutive, 1);
-    assert_eq!((overheat.for_ms, overheat.cooldown_ms), (30_000, 300_000));
-    assert_eq!(overheat.input, RuleInput::Readings);
+    assert_eq!(overheat.threshold().unwrap().direction, Direction::Above);
+    assert_eq!(
+        {
+            let t = overheat.threshold().unwrap();
+            (t.threshold, t.clear)
+        },
+        (90.0, 85.0)
+    );
+    assert_eq!(overheat.modifiers.consecutive, 1);
+    assert_eq!(
+        (overheat.modifiers.for_ms, overheat.modifiers.cooldown_ms),
+        (30_000, 300_000)
+    );
+    assert_eq!(overheat.input(), RuleInput::Readings);
 
     let low_oil = &rules[1];
     assert_eq!(low_oil.name, "low-oil");
     assert_eq!(low_oil.severity, "warning");
-    assert!(low_oil.devices.is_none());
-    assert_eq!(low_oil.direction, Direction::Below);
-    assert_eq!((low_oil.threshold, low_oil.clear), (1.5, 2.0));
-    assert_eq!(low_oil.consecutive, 3);
-    assert_eq!((low_oil.for_ms, low_oil.cooldown_ms), (0, 0));
+    assert!(low_oil.selection.devices.is_none());
+    assert_eq!(low_oil.threshold().unwrap().direction, Direction::Below);
     assert_eq!(
-        low_oil.input,
+        {
+            let t = low_oil.threshold().unwrap();
+            (t.threshold, t.clear)
+        },
+        (1.5, 2.0)
+    );
+    assert_eq!(low_oil.modifiers.consecutive, 3);
+    assert_eq!(
+        (low_oil.modifiers.for_ms, low_oil.modifiers.cooldown_ms),
+        (0, 0)
+    );
+    assert_eq!(
+        low_oil.input(),
         RuleInput::Window {
             size_ms: 60_000,
             stat: Stat::Mean
@@ -257,10 +275,16 @@ fn the_inline_case_has_the_values_written_in_it() {
     );
 
     let vibration = &rules[2];
-    assert_eq!(vibration.sensors, ["vibration", "vibration_z"]);
+    assert_eq!(vibration.selection.sensors, ["vibration", "vibration_z"]);
     assert!(vibration.selects("press-12", "vibration_z"));
     assert!(!vibration.selects("press-123", "vibration"));
-    assert_eq!((vibration.threshold, vibration.clear), (7.5, 7.5));
+    assert_eq!(
+        {
+            let t = vibration.threshold().unwrap();
+            (t.threshold, t.clear)
+        },
+        (7.5, 7.5)
+    );
     assert_eq!(vibration.severity, "info");
 }
 
@@ -283,7 +307,7 @@ fn the_rules_file_case_uses_defaults_and_the_file_next_to_it() {
     assert_eq!(names, ["overheat", "freezing", "silence"]);
     let silence = &spec.rules.rules[2];
     assert_eq!(
-        silence.input,
+        silence.input(),
         RuleInput::Window {
             size_ms: 300_000,
             stat: Stat::Count
@@ -297,6 +321,7 @@ fn the_rules_file_case_uses_defaults_and_the_file_next_to_it() {
     // The same file loads on its own, with the same rules.
     let direct = config::load_rules(&cases_dir().join("rules/plant.toml")).unwrap();
     assert_eq!(direct.rules.len(), 3);
-    assert_eq!(direct.rules[1].direction, Direction::Below);
-    assert_eq!(direct.rules[1].threshold, 2.0);
+    let freezing = direct.rules[1].threshold().unwrap();
+    assert_eq!(freezing.direction, Direction::Below);
+    assert_eq!(freezing.threshold, 2.0);
 }

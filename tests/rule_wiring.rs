@@ -5,7 +5,7 @@
 use std::sync::{Arc, Mutex};
 
 use timely::dataflow::operators::Inspect;
-use weir::operators::alert::{alerts, AlertState, Direction, Rule, RuleInput, RuleSet, Stat};
+use weir::operators::alert::{alerts, AlertState, Direction, Rule, RuleSet, Stat};
 use weir::operators::memory::{MemorySource, MemoryTopic};
 use weir::operators::{Decoder, EvaluateAlerts, WindowAggregateOp};
 use weir::RunOptions;
@@ -32,13 +32,7 @@ fn topic() -> Arc<MemoryTopic> {
 /// A rule on readings, and one on the maximum of five-minute windows.
 fn rules() -> Arc<RuleSet> {
     let spike = Rule::new("spike", "temp", Direction::Above, 90.0);
-    let warm = Rule {
-        input: RuleInput::Window {
-            size_ms: 300_000,
-            stat: Stat::Max,
-        },
-        ..Rule::new("warm-5m", "temp", Direction::Above, 90.0)
-    };
+    let warm = Rule::new("warm-5m", "temp", Direction::Above, 90.0).window(300_000, Stat::Max);
     Arc::new(RuleSet::new(vec![spike, warm]))
 }
 

@@ -178,23 +178,15 @@ pub fn kafka_pipeline<'s>(
 ) -> timely::dataflow::Stream<'s, u64, Vec<weir::operators::Reading>> {
     use std::sync::Arc;
     use timely::dataflow::operators::Concat;
-    use weir::operators::alert::{Direction, Rule, RuleInput, RuleSet, Stat};
+    use weir::operators::alert::{Direction, Rule, RuleSet, Stat};
     use weir::operators::kafka::{KafkaSink, KafkaSinkConfig, KafkaSource};
     use weir::operators::parquet::{ParquetSink, ParquetSinkConfig};
     use weir::operators::{Decoder, EvaluateAlerts, WindowAggregateOp};
     let rules = Arc::new(RuleSet::new(vec![
-        Rule {
-            clear: 85.0,
-            for_ms: 20_000,
-            ..Rule::new("overheat", "temperature", Direction::Above, 90.0)
-        },
-        Rule {
-            input: RuleInput::Window {
-                size_ms: 60_000,
-                stat: Stat::Mean,
-            },
-            ..Rule::new("pressure-mean", "pressure", Direction::Above, 7.0)
-        },
+        Rule::new("overheat", "temperature", Direction::Above, 90.0)
+            .clear_at(85.0)
+            .with(|m| m.for_ms = 20_000),
+        Rule::new("pressure-mean", "pressure", Direction::Above, 7.0).window(60_000, Stat::Mean),
     ]));
     let brokers = source.brokers.clone();
     let (readings, _dead) = scope.kafka_source(source, Decoder::default(), ctx);

@@ -22,18 +22,21 @@ pub mod checkpoint;
 pub mod connect;
 pub mod decode;
 pub mod kafka;
-pub use source::memory;
 pub mod metrics;
-pub use sink as output;
-pub use sink::parquet;
-pub mod run;
-pub mod sink;
-pub use record::{dead_letter, hash, reading};
-pub use run::control;
 pub mod record;
 pub mod recording;
+pub mod rules;
+pub mod run;
+pub mod sink;
 pub mod source;
 pub mod window_aggregate;
+
+// The paths of modules before they moved into their floors.
+pub use record::{dead_letter, hash, reading};
+pub use run::control;
+pub use sink as output;
+pub use sink::parquet;
+pub use source::memory;
 
 pub use alert::{Alert, AlertState, EvaluateAlerts, Rule, RuleInput, RuleSet};
 pub use checkpoint::CheckpointConfig;

@@ -8,7 +8,7 @@ mod support;
 use std::sync::Arc;
 
 use weir_operators::alert::combination::{Combination, Condition, Mode};
-use weir_operators::alert::{Direction, Rule, RuleKind, RuleSet};
+use weir_operators::alert::{Direction, Rule, RuleSet};
 
 const WITHIN_MS: u64 = 3_000;
 
@@ -100,12 +100,7 @@ fn weir(
         ],
         within_ms: WITHIN_MS,
     };
-    let rule = Rule {
-        kind: RuleKind::Combination,
-        sensors: combination.sensors(),
-        combination: Some(combination),
-        ..Rule::new("hot-and-shaking", "temp", Direction::Above, 0.0)
-    };
+    let rule = Rule::new_combination("hot-and-shaking", combination);
     let rules = Arc::new(RuleSet::new(vec![rule]));
     support::alerts_of(&payloads, rules, 2_000, workers)
         .into_iter()

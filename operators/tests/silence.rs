@@ -7,7 +7,7 @@ mod support;
 
 use std::sync::Arc;
 
-use weir_operators::alert::{Direction, Rule, RuleKind, RuleSet};
+use weir_operators::alert::{Rule, RuleSet};
 
 const AFTER_MS: u64 = 20_000;
 const OUT_OF_ORDERNESS_MS: u64 = 2_000;
@@ -90,10 +90,7 @@ fn weir(input: &[(usize, String, u64)], workers: usize) -> Vec<(String, String, 
             (*p, json)
         })
         .collect();
-    let rule = Rule {
-        kind: RuleKind::Silence { after_ms: AFTER_MS },
-        ..Rule::new("silent", "temp", Direction::Above, 0.0)
-    };
+    let rule = Rule::new_silence("silent", "temp", AFTER_MS);
     let rules = Arc::new(RuleSet::new(vec![rule]));
     support::alerts_of(&payloads, rules, OUT_OF_ORDERNESS_MS, workers)
         .into_iter()

@@ -29,10 +29,8 @@ fn outputs_after_a_jump(stop: bool) -> (Vec<u64>, Vec<u64>) {
             let env = Env::new(scope, run.clone(), "stop", None);
             let readings = scope.input_from(&mut input);
             // Fires once the reading has breached for 10 s of event time.
-            let rule = Rule {
-                for_ms: 10_000,
-                ..Rule::new("shaking", "vibration", Direction::Above, 7.5)
-            };
+            let rule = Rule::new("shaking", "vibration", Direction::Above, 7.5)
+                .with(|m| m.for_ms = 10_000);
             let (a, w) = (alerts.clone(), windows.clone());
             readings
                 .clone()

@@ -148,7 +148,7 @@ fn alert_json_omits_absent_windows_only() {
 
 #[test]
 fn checkpoint_markers_and_acknowledgements_round_trip() {
-    use weir_operators::alert::{Chattering, Direction, Rule, RuleInput, RuleKind, RuleSet, Stat};
+    use weir_operators::alert::{Chattering, Direction, Rule, RuleSet, Stat};
     use weir_operators::checkpoint::{Ack, Marker, PartInfo, PendingFile};
     let marker = Marker {
         id: 7,
@@ -167,23 +167,21 @@ fn checkpoint_markers_and_acknowledgements_round_trip() {
     // A reload carries whole rules, with every optional part present or not.
     let rules = RuleSet::new(vec![
         Rule::new("hot", "temperature", Direction::Above, 90.0),
-        Rule {
-            input: RuleInput::Window {
-                size_ms: 60_000,
-                stat: Stat::Mean,
-            },
-            kind: RuleKind::RateOfChange { span_ms: 5_000 },
-            escalation: Some((30_000, "critical".into())),
-            chattering: Some(Chattering {
-                changes: 3,
-                within_ms: 60_000,
-                calm_ms: 60_000,
+        Rule::new("warm", "x", Direction::Below, -1.5)
+            .every_sensor()
+            .devices("press-*")
+            .unwrap()
+            .window(60_000, Stat::Mean)
+            .rate_of_change(5_000)
+            .with(|m| {
+                m.escalation = Some((30_000, "critical".into()));
+                m.chattering = Some(Chattering {
+                    changes: 3,
+                    within_ms: 60_000,
+                    calm_ms: 60_000,
+                });
             }),
-            sensors: vec![],
-            ..Rule::new("warm", "x", Direction::Below, -1.5)
-                .devices("press-*")
-                .unwrap()
-        },
+        Rule::new_silence("quiet", "speed", 60_000),
     ]);
     let reload = Marker {
         id: 8,

@@ -122,7 +122,8 @@ use toml::de::{DeString, DeTable, DeValue, ValueDeserializer};
 use toml::Spanned;
 use weir_operators::alert::combination::{Combination, Condition, Mode};
 use weir_operators::alert::{
-    Chattering, Direction, Registry, Rule, RuleInput, RuleKind, RuleSet, Stat,
+    Chattering, Direction, Modifiers, Pattern, Registry, Rule, RuleInput, RuleKind, RuleSet,
+    Selection, Stat, Threshold,
 };
 use weir_operators::checkpoint::CheckpointConfig;
 
@@ -146,12 +147,11 @@ use locate::*;
 pub(crate) use locate::{check_entry, check_fields, deserialize, element_path};
 use pipeline::validate_pipeline;
 use raw::*;
-pub(crate) use rules::stat_name;
 use rules::*;
 pub use spec::PipelineSpec;
-pub(crate) use summary::human_ms;
 pub(crate) use values::parse_duration_ms;
 use values::*;
+pub(crate) use weir_operators::rules::describe::human_ms;
 
 /// Window size when `[window] size` is not given: one minute.
 const DEFAULT_WINDOW_MS: u64 = 60_000;

@@ -1,6 +1,8 @@
 //! The summary `weir check` prints: a pipeline's sections, and each rule
 //! in plain words on one line.
 
+use weir_operators::rules::describe;
+
 use super::*;
 
 impl PipelineSpec {
@@ -141,120 +143,9 @@ impl PipelineSpec {
             s.push_str(" none");
         }
         for rule in &self.rules.rules {
-            let _ = write!(s, "\n  {}", rule_summary(rule));
+            let _ = write!(s, "\n  {}", describe::summary(rule));
         }
     }
-}
-
-/// One rule in plain words, on one line.
-fn rule_summary(r: &Rule) -> String {
-    let devices = r.devices.as_ref().map_or("any device", |m| m.glob().glob());
-    let devices = format!("{devices}{}", crate::explain::registry_phrase(r));
-    let (subject, observations) = observed(r, &devices);
-    let subject = match r.kind {
-        RuleKind::RateOfChange { span_ms } => format!(
-            "rate of change per second over {} of {subject}",
-            human_ms(span_ms)
-        ),
-        RuleKind::Deviation { baseline } => {
-            format!("standard deviations from the mean of the previous {baseline} of {subject}")
-        }
-        RuleKind::Combination => {
-            let c = r.combination.as_ref();
-            return format!(
-                "{} ({}): {} on {devices}",
-                r.name,
-                r.severity,
-                c.map_or(String::new(), crate::explain::combination_phrase)
-            );
-        }
-        RuleKind::Silence { after_ms } => {
-            return format!(
-                "{} ({}): no reading of {subject} for {}",
-                r.name,
-                r.severity,
-                human_ms(after_ms)
-            );
-        }
-        RuleKind::Threshold => subject,
-    };
-    let side = match r.direction {
-        Direction::Above => "above",
-        Direction::Below => "below",
-    };
-    let safe_side = r.direction.clear_side();
-    let mut s = format!(
-        "{} ({}): {subject} {side} {}",
-        r.name, r.severity, r.threshold
-    );
-    if r.clear != r.threshold {
-        let _ = write!(s, " (clears {safe_side} {})", r.clear);
-    }
-    write_modifiers(&mut s, r, observations);
-    s
-}
-
-/// What a rule looks at (its sensors on `devices`, or a statistic of their
-/// windows), and what its observations are called.
-fn observed(r: &Rule, devices: &str) -> (String, &'static str) {
-    let sensors = if r.sensors.is_empty() {
-        "any sensor".to_owned()
-    } else {
-        r.sensors.join(", ")
-    };
-    match r.input {
-        RuleInput::Readings => (format!("{sensors} on {devices}"), "readings"),
-        RuleInput::Window { size_ms, stat } => (
-            format!(
-                "{} of {} windows of {sensors} on {devices}",
-                stat_name(stat),
-                human_ms(size_ms)
-            ),
-            "windows",
-        ),
-    }
-}
-
-/// The modifiers a threshold rule has, each only when it is not the
-/// default: `for`, `consecutive`, `keep_firing_for`, `cooldown`,
-/// escalation and chattering.
-fn write_modifiers(s: &mut String, r: &Rule, observations: &str) {
-    if r.for_ms > 0 {
-        let _ = write!(s, " for {}", human_ms(r.for_ms));
-    }
-    if r.consecutive > 1 {
-        let _ = write!(s, ", {} {observations} in a row", r.consecutive);
-    }
-    if r.keep_firing_for_ms > 0 {
-        let _ = write!(
-            s,
-            ", resolves once clear for {}",
-            human_ms(r.keep_firing_for_ms)
-        );
-    }
-    if r.cooldown_ms > 0 {
-        let _ = write!(s, ", cooldown {}", human_ms(r.cooldown_ms));
-    }
-    if let Some((after_ms, severity)) = &r.escalation {
-        let _ = write!(
-            s,
-            ", escalates to {severity} after {} firing",
-            human_ms(*after_ms)
-        );
-    }
-    if let Some(ch) = &r.chattering {
-        let _ = write!(
-            s,
-            ", chattering at {} changes within {}",
-            ch.changes,
-            human_ms(ch.within_ms)
-        );
-    }
-}
-
-/// A duration in ms as humantime writes it: `30s`, `5m`, `1h 30m`, `0s`.
-pub(crate) fn human_ms(ms: u64) -> String {
-    humantime::format_duration(Duration::from_millis(ms)).to_string()
 }
 
 #[cfg(test)]
@@ -263,27 +154,26 @@ mod tests {
 
     #[test]
     fn summary_of_a_hand_written_rule() {
-        let mut rule = Rule::new("overheat", "temperature", Direction::Above, 90.0)
+        let rule = Rule::new("overheat", "temperature", Direction::Above, 90.0)
             .devices("press-*")
-            .unwrap();
-        rule.severity = "critical".into();
-        rule.clear = 85.0;
-        rule.for_ms = 30_000;
-        rule.cooldown_ms = 300_000;
+            .unwrap()
+            .severity("critical")
+            .clear_at(85.0)
+            .with(|m| {
+                m.for_ms = 30_000;
+                m.cooldown_ms = 300_000;
+            });
         assert_eq!(
-            rule_summary(&rule),
+            describe::summary(&rule),
             "overheat (critical): temperature on press-* above 90 (clears at or below 85) for 30s, cooldown 5m"
         );
 
-        let mut low = Rule::new("low-pressure", "pressure", Direction::Below, 2.5);
-        low.sensors.push("oil_pressure".into());
-        low.consecutive = 3;
-        low.input = RuleInput::Window {
-            size_ms: 60_000,
-            stat: Stat::Min,
-        };
+        let mut low = Rule::new("low-pressure", "pressure", Direction::Below, 2.5)
+            .consecutive(3)
+            .window(60_000, Stat::Min);
+        low.selection.sensors.push("oil_pressure".into());
         assert_eq!(
-            rule_summary(&low),
+            describe::summary(&low),
             "low-pressure (warning): min of 1m windows of pressure, oil_pressure on any device below 2.5, 3 windows in a row"
         );
     }
@@ -304,7 +194,7 @@ severity = "critical"
         let set = parse_rules(text, Path::new("rules.toml")).unwrap();
         assert_eq!(set.rules.len(), 1);
         assert_eq!(
-            rule_summary(&set.rules[0]),
+            describe::summary(&set.rules[0]),
             "overheat (critical): temperature on press-* above 90 (clears at or below 85) for 30s, cooldown 5m"
         );
     }

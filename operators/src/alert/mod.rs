@@ -13,23 +13,24 @@
 //! fires when the frontier passes the moment its duration is reached. So the
 //! alerts depend only on the input, never on timing or worker count.
 //!
-//! The module holds the rules ([`rule`]), the per-key state machines and
+//! The rules themselves are data, in [`crate::rules`] (re-exported here).
+//! This module holds the per-key state machines and
 //! what they observe ([`state`]), the evaluation logic free of timely
 //! ([`evaluator`]) and the operator ([`operator`]).
 
 pub mod combination;
 pub mod evaluator;
 pub mod operator;
-pub mod rule;
+mod reload;
 pub mod state;
 #[cfg(test)]
 mod tests;
 mod wiring;
 pub use crate::record::{Alert, AlertState};
+pub use crate::rules::{
+    Chattering, Device, Direction, Limits, Modifiers, Pattern, Registry, Rule, RuleInput, RuleKind,
+    RuleSet, RulesDiff, Selection, Stat, Threshold,
+};
 pub use evaluator::{AlertEvaluator, AlertPart};
 pub use operator::{alerts, EvaluateAlerts};
-pub use rule::{
-    Chattering, Device, Direction, Limits, Registry, Rule, RuleInput, RuleKind, RuleSet, RulesDiff,
-    Stat,
-};
 pub use state::{Observation, RuleState, Transition};

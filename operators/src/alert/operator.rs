@@ -8,11 +8,11 @@ use timely::dataflow::channels::pact::{Exchange, ParallelizationContract, Pipeli
 use timely::dataflow::operators::Concatenate;
 use timely::dataflow::Stream;
 
-use super::rule::PROGRESS_BUCKET_MS;
 use super::wiring::Wiring;
 use super::{Alert, AlertEvaluator, AlertPart, AlertState, Observation, RuleKind, RuleSet};
 use crate::checkpoint::Marker;
 use crate::metrics::{AlertCounts, GaugeShare, Metrics};
+use crate::reading::PROGRESS_BUCKET_MS;
 use crate::reading::{Reading, SensorKey};
 use crate::run::{stateful, Env, Participant, Run, Side, StatefulLogic};
 use crate::window_aggregate::Windows;
@@ -39,7 +39,7 @@ pub trait EvaluateAlerts<'scope> {
     /// use weir_operators::alert::{AlertState, Direction, EvaluateAlerts, Rule, RuleSet};
     /// use weir_operators::{Env, Reading};
     ///
-    /// let rule = Rule { consecutive: 2, ..Rule::new("hot", "temp", Direction::Above, 90.0) };
+    /// let rule = Rule::new("hot", "temp", Direction::Above, 90.0).consecutive(2);
     /// let rules = Arc::new(RuleSet::new(vec![rule]));
     /// let readings = vec![
     ///     Reading::new("d1", "temp", 1_000, 95.0, 0, 0),
@@ -95,8 +95,8 @@ where
     Wiring::note_rules(
         env,
         rules.rules.iter().map(|r| {
-            let fed = O::fed(&r.input, window_ms);
-            (r.name.clone(), r.input.to_string(), fed)
+            let fed = O::fed(&r.input(), window_ms);
+            (r.name.clone(), r.input().to_string(), fed)
         }),
     );
     // With one worker, routing by key is a no-op: skip the exchange.
@@ -130,15 +130,12 @@ where
 /// use std::sync::Arc;
 /// use timely::dataflow::operators::{Capture, ToStream};
 /// use timely::dataflow::operators::capture::Event;
-/// use weir_operators::alert::{alerts, Direction, Rule, RuleInput, RuleSet, Stat};
+/// use weir_operators::alert::{alerts, Direction, Rule, RuleSet, Stat};
 /// use weir_operators::{Env, Reading, WindowAggregateOp};
 ///
 /// // A rule on readings, and one on the maximum of 10-second windows.
 /// let spike = Rule::new("spike", "temp", Direction::Above, 90.0);
-/// let warm = Rule {
-///     input: RuleInput::Window { size_ms: 10_000, stat: Stat::Max },
-///     ..Rule::new("warm", "temp", Direction::Above, 80.0)
-/// };
+/// let warm = Rule::new("warm", "temp", Direction::Above, 80.0).window(10_000, Stat::Max);
 /// let rules = Arc::new(RuleSet::new(vec![spike, warm]));
 /// let readings = vec![
 ///     Reading::new("d1", "temp", 1_000, 85.0, 0, 0),
@@ -210,9 +207,9 @@ where
     Wiring::note_evaluator(
         env,
         Box::new(move |rule| {
-            O::fed(&rule.input, window_ms)
+            O::fed(&rule.input(), window_ms)
                 && (silences || !matches!(rule.kind, RuleKind::Silence { .. }))
-                && (by_device || rule.combination.is_none())
+                && (by_device || rule.combination().is_none())
         }),
         &rules,
     );
@@ -293,7 +290,7 @@ impl<O: Observation + 'static> StatefulLogic<O, Alert> for AlertLogic<O> {
                 let version = marker.rules_version;
                 let window_ms = self.window_ms;
                 self.evaluator
-                    .replace_rules(Arc::new(rules), version, |r| O::fed(&r.input, window_ms));
+                    .replace_rules(Arc::new(rules), version, |r| O::fed(&r.input(), window_ms));
                 self.run.control.set_rules_version(version);
             }
             Some(Err(e)) => self.run.control.add_error(e),

@@ -47,7 +47,7 @@ impl Observation for Reading {
         Reading::order(self)
     }
     fn feeds(&self, rule: &Rule) -> bool {
-        rule.input == RuleInput::Readings
+        rule.input() == RuleInput::Readings
     }
     fn fed(input: &RuleInput, _window_ms: Option<u64>) -> bool {
         *input == RuleInput::Readings
@@ -77,13 +77,13 @@ impl Observation for WindowAggregate {
         (self.window_end, 0, 0)
     }
     fn feeds(&self, rule: &Rule) -> bool {
-        matches!(rule.input, RuleInput::Window { size_ms, .. } if size_ms == self.window_end - self.window_start)
+        matches!(rule.input(), RuleInput::Window { size_ms, .. } if size_ms == self.window_end - self.window_start)
     }
     fn fed(input: &RuleInput, window_ms: Option<u64>) -> bool {
         matches!(input, RuleInput::Window { size_ms, .. } if Some(*size_ms) == window_ms)
     }
     fn value(&self, rule: &Rule) -> f64 {
-        match rule.input {
+        match rule.input() {
             RuleInput::Window { stat, .. } => stat.of(self),
             RuleInput::Readings => self.mean(),
         }
@@ -141,7 +141,7 @@ impl RuleState {
         value: f64,
         out: &mut Vec<Transition>,
     ) {
-        let Some(combination) = &rule.combination else {
+        let Some(combination) = rule.combination() else {
             return;
         };
         let mut changes = Vec::new();
@@ -195,7 +195,7 @@ impl RuleState {
             if !rule.clears(value) {
                 // The clear spell, if any, is over.
                 self.set_clear_since(None);
-            } else if rule.keep_firing_for_ms == 0 {
+            } else if rule.modifiers.keep_firing_for_ms == 0 {
                 self.resolve(time, value, window, out);
             } else if self.clear_since().is_none() {
                 // Resolves once the clear condition has held long enough
@@ -215,9 +215,9 @@ impl RuleState {
                     time
                 }
             };
-            self.push_recent(value, rule.consecutive as usize);
+            self.push_recent(value, rule.modifiers.consecutive as usize);
             self.set_window(window);
-            if self.streak >= rule.consecutive && time - since >= rule.for_ms {
+            if self.streak >= rule.modifiers.consecutive && time - since >= rule.modifiers.for_ms {
                 self.fire(rule, time, value, out);
             }
         } else {
@@ -244,7 +244,7 @@ impl RuleState {
         if let Some(at) = self.escalation_deadline(rule).filter(|d| *d <= time) {
             let resolves_first = self
                 .clear_since()
-                .is_some_and(|s| s.since + rule.keep_firing_for_ms < at);
+                .is_some_and(|s| s.since + rule.modifiers.keep_firing_for_ms < at);
             if !resolves_first {
                 self.escalate(at, out);
             }
@@ -280,7 +280,9 @@ impl RuleState {
     /// event; changes after it are held back (not emitted) and put the calm
     /// moment off; a change after the calm moment first ends the chatter.
     fn hold_chatter(&mut self, rule: &Rule, out: &mut Vec<Transition>, from: usize) {
-        let Some(ch) = rule.chattering else { return };
+        let Some(ch) = rule.modifiers.chattering else {
+            return;
+        };
         let changes: Vec<Transition> = out.drain(from..).collect();
         for mut t in changes {
             if let Some((calm, ..)) = self.chatter().filter(|(calm, ..)| *calm <= t.time) {
@@ -329,7 +331,7 @@ impl RuleState {
     /// When a firing (and emitted) alert escalates, if the rule escalates
     /// and it has not yet.
     fn escalation_deadline(&self, rule: &Rule) -> Option<u64> {
-        let (after_ms, _) = rule.escalation.as_ref()?;
+        let (after_ms, _) = rule.modifiers.escalation.as_ref()?;
         match self.fired_at() {
             Some((at, _)) if self.firing && self.emitted && !self.escalated => Some(at + after_ms),
             _ => None,
@@ -356,11 +358,15 @@ impl RuleState {
         if self.firing {
             return self
                 .clear_since()
-                .map(|spell| spell.since + rule.keep_firing_for_ms);
+                .map(|spell| spell.since + rule.modifiers.keep_firing_for_ms);
         }
         match self.breach_since() {
-            Some(since) if !self.firing && rule.for_ms > 0 && self.streak >= rule.consecutive => {
-                Some(since + rule.for_ms)
+            Some(since)
+                if !self.firing
+                    && rule.modifiers.for_ms > 0
+                    && self.streak >= rule.modifiers.consecutive =>
+            {
+                Some(since + rule.modifiers.for_ms)
             }
             _ => None,
         }
@@ -369,7 +375,7 @@ impl RuleState {
     /// Silence rules: where the key's silence deadline stands: (deadline,
     /// partition of its latest reading), while it is not firing.
     pub fn silence_deadline(&self, rule: &Rule) -> Option<(u64, i32)> {
-        match (rule.kind, self.seen()) {
+        match (&rule.kind, self.seen()) {
             (RuleKind::Silence { after_ms }, Some((last, partition))) if !self.firing => {
                 Some((last + after_ms, partition))
             }
@@ -435,7 +441,7 @@ impl RuleState {
     fn start_firing(&mut self, rule: &Rule, time: u64, value: f64, values: Vec<f64>) -> Transition {
         let cooled = self
             .last_fired()
-            .is_none_or(|last| time >= last.saturating_add(rule.cooldown_ms));
+            .is_none_or(|last| time >= last.saturating_add(rule.modifiers.cooldown_ms));
         self.firing = true;
         self.emitted = cooled;
         self.set_fired_at(Some((time, value)));
@@ -460,10 +466,10 @@ impl RuleState {
     /// earlier observation).
     fn signal(&mut self, rule: &Rule, time: u64, value: f64) -> Option<f64> {
         match rule.kind {
-            RuleKind::Threshold => Some(value),
+            RuleKind::Threshold(_) => Some(value),
             // Applied by `observe_silence`.
-            RuleKind::Silence { .. } | RuleKind::Combination => None,
-            RuleKind::RateOfChange { span_ms } => {
+            RuleKind::Silence { .. } | RuleKind::Combination(_) => None,
+            RuleKind::RateOfChange { span_ms, .. } => {
                 let span = self.span_mut();
                 let keep_from = time.saturating_sub(span_ms);
                 let stale = span.partition_point(|(t, _)| *t < keep_from);
@@ -478,7 +484,7 @@ impl RuleState {
                 let (t0, v0) = earliest.filter(|(t0, _)| *t0 < time)?;
                 Some((value - v0) / ((time - t0) as f64 / 1_000.0))
             }
-            RuleKind::Deviation { baseline } => {
+            RuleKind::Deviation { baseline, .. } => {
                 let n = baseline as usize;
                 let span = self.span_mut();
                 // The baseline, and room for no more.

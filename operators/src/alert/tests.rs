@@ -1,7 +1,5 @@
 use std::sync::Arc;
 
-use globset::Glob;
-
 use super::*;
 use crate::reading::{Reading, WindowAggregate};
 
@@ -67,10 +65,7 @@ fn below_direction() {
 
 #[test]
 fn hysteresis_keeps_firing_until_clear_threshold() {
-    let rule = Rule {
-        clear: 85.0,
-        ..hot()
-    };
+    let rule = hot().clear_at(85.0);
     // 88 is under the threshold but above the clear threshold: still firing.
     let got = run(
         &rule,
@@ -88,10 +83,7 @@ fn hysteresis_keeps_firing_until_clear_threshold() {
 
 #[test]
 fn consecutive_needs_an_unbroken_run() {
-    let rule = Rule {
-        consecutive: 3,
-        ..hot()
-    };
+    let rule = hot().consecutive(3);
     let got = run(
         &rule,
         &[
@@ -109,10 +101,7 @@ fn consecutive_needs_an_unbroken_run() {
 
 #[test]
 fn for_duration_fires_when_frontier_passes_the_deadline() {
-    let rule = Rule {
-        for_ms: 30_000,
-        ..hot()
-    };
+    let rule = hot().with(|m| m.for_ms = 30_000);
     // Breach from t=10s; the readings stop at 20s but the frontier moves
     // past 40s. At frontier 40s a reading at 40s may still come (it would
     // fire the deadline first, at 40s, itself): nothing fires yet.
@@ -126,10 +115,7 @@ fn for_duration_fires_when_frontier_passes_the_deadline() {
 
 #[test]
 fn for_duration_is_cancelled_by_a_clear_reading_before_the_deadline() {
-    let rule = Rule {
-        for_ms: 30_000,
-        ..hot()
-    };
+    let rule = hot().with(|m| m.for_ms = 30_000);
     let obs = [(10_000, 95.0), (39_999, 80.0), (45_000, 95.0)];
     // The second breach starts at 45s, so it may fire at 75s at the
     // earliest, once the frontier has passed 75s.
@@ -142,10 +128,7 @@ fn for_duration_is_cancelled_by_a_clear_reading_before_the_deadline() {
 
 #[test]
 fn for_duration_fires_at_deadline_before_a_later_reading() {
-    let rule = Rule {
-        for_ms: 30_000,
-        ..hot()
-    };
+    let rule = hot().with(|m| m.for_ms = 30_000);
     // The clearing reading at 50s comes after the deadline at 40s: fire at 40s, resolve at 50s.
     let got = run(&rule, &[(10_000, 95.0), (50_000, 80.0)], None);
     assert_eq!(
@@ -159,24 +142,14 @@ fn for_duration_fires_at_deadline_before_a_later_reading() {
 
 #[test]
 fn end_of_input_drops_breaches_short_of_their_duration() {
-    let rule = Rule {
-        for_ms: 30_000,
-        ..hot()
-    };
+    let rule = hot().with(|m| m.for_ms = 30_000);
     // The data stop 10 s into the breach: nothing shows it lasting 30 s.
     assert_eq!(run(&rule, &[(10_000, 95.0), (20_000, 96.0)], None), vec![]);
 }
 
 #[test]
 fn window_rules_carry_the_bounds_of_the_window_that_fired() {
-    let rule = Rule {
-        input: RuleInput::Window {
-            size_ms: 60_000,
-            stat: Stat::Mean,
-        },
-        consecutive: 2,
-        ..hot()
-    };
+    let rule = hot().window(60_000, Stat::Mean).consecutive(2);
     let mut eval = AlertEvaluator::new(Arc::new(RuleSet::new(vec![rule])));
     let window = |start: u64, sum: f64| WindowAggregate {
         device: "d1".into(),
@@ -230,10 +203,7 @@ fn window_rules_carry_the_bounds_of_the_window_that_fired() {
 
 #[test]
 fn cooldown_suppresses_flapping() {
-    let rule = Rule {
-        cooldown_ms: 60_000,
-        ..hot()
-    };
+    let rule = hot().with(|m| m.cooldown_ms = 60_000);
     let obs = [
         (0, 95.0),
         (10_000, 80.0),
@@ -255,10 +225,7 @@ fn cooldown_suppresses_flapping() {
 
 #[test]
 fn out_of_order_arrival_is_applied_in_event_time_order() {
-    let rule = Rule {
-        consecutive: 2,
-        ..hot()
-    };
+    let rule = hot().consecutive(2);
     // Arrival order 3, 1, 2: in event time the breaches at 1 and 2 are consecutive.
     let got = run(&rule, &[(3, 80.0), (1, 95.0), (2, 96.0)], None);
     assert_eq!(
@@ -282,10 +249,7 @@ fn only_listed_sensors_reach_a_rule_and_an_empty_list_takes_all() {
     let mut eval = AlertEvaluator::new(listed);
     assert!(!eval.push(Reading::new("d1", "pressure", 1, 95.0, 0, 0)));
     assert!(eval.push(Reading::new("d1", "temp", 1, 95.0, 0, 1)));
-    let any = Arc::new(RuleSet::new(vec![Rule {
-        sensors: vec![],
-        ..hot()
-    }]));
+    let any = Arc::new(RuleSet::new(vec![hot().every_sensor()]));
     let mut eval = AlertEvaluator::new(any);
     assert!(eval.push(Reading::new("d1", "pressure", 1, 95.0, 0, 0)));
 }
@@ -305,11 +269,7 @@ fn device_pattern_and_sensor_select() {
 /// The borrowed view a checkpoint writes decodes as the snapshot.
 #[test]
 fn the_snapshot_view_encodes_as_the_snapshot() {
-    let rules = Arc::new(RuleSet::new(vec![Rule {
-        clear: 85.0,
-        consecutive: 2,
-        ..hot()
-    }]));
+    let rules = Arc::new(RuleSet::new(vec![hot().clear_at(85.0).consecutive(2)]));
     let mut eval = AlertEvaluator::new(rules);
     for (i, (device, value)) in [("a", 95.0), ("b", 80.0), ("a", 96.0), ("c", 91.0)]
         .into_iter()
@@ -333,23 +293,20 @@ fn the_snapshot_view_encodes_as_the_snapshot() {
 
 #[test]
 fn restore_then_continue_equals_an_uninterrupted_run() {
-    let durations = Rule {
-        clear: 85.0,
-        consecutive: 2,
-        for_ms: 3_000,
-        cooldown_ms: 5_000,
-        ..hot()
-    };
+    let durations = hot().clear_at(85.0).with(|m| {
+        m.consecutive = 2;
+        m.for_ms = 3_000;
+        m.cooldown_ms = 5_000;
+    });
     // Durations of its own: escalation, and a chattering rule's calm moment.
-    let chattering = Rule {
-        escalation: Some((1_500, "critical".into())),
-        chattering: Some(Chattering {
+    let chattering = hot().with(|m| {
+        m.escalation = Some((1_500, "critical".into()));
+        m.chattering = Some(Chattering {
             changes: 3,
             within_ms: 4_000,
             calm_ms: 2_500,
-        }),
-        ..hot()
-    };
+        });
+    });
     for (rule, seed) in [durations, chattering]
         .into_iter()
         .flat_map(|r| (0..15u64).map(move |seed| (r.clone(), seed)))
@@ -361,7 +318,7 @@ fn restore_then_continue_equals_an_uninterrupted_run() {
 /// Runs `rule` on seeded readings uninterrupted and cut at several
 /// frontiers by a snapshot and restore: the alerts must be the same.
 fn restore_then_continue(rule: Rule, seed: u64) {
-    let chatters = rule.chattering.is_some();
+    let chatters = rule.modifiers.chattering.is_some();
     let rules = Arc::new(RuleSet::new(vec![rule]));
     {
         // A small LCG: readings of 3 devices, values around the threshold.
@@ -443,10 +400,7 @@ fn restore_then_continue(rule: Rule, seed: u64) {
 
 /// Above 10, resolving only after 5 s clear (hand-worked cases).
 fn off_delay() -> Rule {
-    Rule {
-        keep_firing_for_ms: 5_000,
-        ..Rule::new("hot", "temp", Direction::Above, 10.0)
-    }
+    Rule::new("hot", "temp", Direction::Above, 10.0).with(|m| m.keep_firing_for_ms = 5_000)
 }
 
 #[test]
@@ -475,10 +429,7 @@ fn off_delay_restarts_when_the_value_leaves_the_clear_side() {
     );
     // With hysteresis, a value between the clear threshold and the
     // threshold is not clear either: 9.5 > 9 ends the first spell.
-    let rule = Rule {
-        clear: 9.0,
-        ..off_delay()
-    };
+    let rule = off_delay().clear_at(9.0);
     let obs = [(1_000, 12.0), (2_000, 8.0), (4_000, 9.5), (6_000, 8.0)];
     assert_eq!(
         run(&rule, &obs, Some(20_000)),
@@ -519,10 +470,7 @@ fn off_delay_then_a_new_breach_fires_again() {
 
 /// Rising faster than 2 units per second over the last 10 s.
 fn rising() -> Rule {
-    Rule {
-        kind: RuleKind::RateOfChange { span_ms: 10_000 },
-        ..Rule::new("rising", "temp", Direction::Above, 2.0)
-    }
+    Rule::new("rising", "temp", Direction::Above, 2.0).rate_of_change(10_000)
 }
 
 #[test]
@@ -566,10 +514,7 @@ fn rate_of_change_is_the_same_whatever_order_readings_arrive_in() {
 
 #[test]
 fn a_falling_rate_uses_below() {
-    let falling = Rule {
-        kind: RuleKind::RateOfChange { span_ms: 60_000 },
-        ..Rule::new("draining", "level", Direction::Below, -1.0)
-    };
+    let falling = Rule::new("draining", "level", Direction::Below, -1.0).rate_of_change(60_000);
     // Level drops 30 in 10 s: -3/s.
     let rules = Arc::new(RuleSet::new(vec![falling]));
     let mut eval = AlertEvaluator::new(rules);
@@ -583,10 +528,7 @@ fn a_falling_rate_uses_below() {
 
 /// Outside mean ± 2σ of the previous 4 readings.
 fn deviating() -> Rule {
-    Rule {
-        kind: RuleKind::Deviation { baseline: 4 },
-        ..Rule::new("odd", "temp", Direction::Above, 2.0)
-    }
+    Rule::new("odd", "temp", Direction::Above, 2.0).deviation(4)
 }
 
 #[test]
@@ -628,10 +570,7 @@ fn deviation_needs_a_full_baseline_and_a_flat_one_flags_any_change() {
 
 /// No temperature reading for 5 s.
 fn silent() -> Rule {
-    Rule {
-        kind: RuleKind::Silence { after_ms: 5_000 },
-        ..Rule::new("silent", "temp", Direction::Above, 0.0)
-    }
+    Rule::new_silence("silent", "temp", 5_000)
 }
 
 /// Feeds (device, partition, event time) readings and, as the source
@@ -717,10 +656,8 @@ fn a_silent_key_that_reads_again_before_the_evidence_fires_and_resolves_at_that_
 
 /// Above 10, escalated to critical after firing for 5 s.
 fn escalating() -> Rule {
-    Rule {
-        escalation: Some((5_000, "critical".to_owned())),
-        ..Rule::new("hot", "temp", Direction::Above, 10.0)
-    }
+    Rule::new("hot", "temp", Direction::Above, 10.0)
+        .with(|m| m.escalation = Some((5_000, "critical".to_owned())))
 }
 
 /// (state, event time, severity) of the alerts of `rule` over `obs`.
@@ -762,10 +699,7 @@ fn no_escalation_when_the_alert_resolves_first_or_the_frontier_has_not_passed() 
     assert_eq!(got[1].0, AlertState::Resolved);
     assert_eq!(got[1].2, "warning");
     // With an off-delay of 3 s, clear from 2 s: resolved at 5 s, before 6 s.
-    let rule = Rule {
-        keep_firing_for_ms: 3_000,
-        ..escalating()
-    };
+    let rule = escalating().with(|m| m.keep_firing_for_ms = 3_000);
     let got = run_severities(&rule, &[(1_000, 12.0), (2_000, 8.0)], Some(10_000));
     assert_eq!(
         got.iter().map(|a| (a.0, a.1)).collect::<Vec<_>>(),
@@ -780,14 +714,13 @@ fn no_escalation_when_the_alert_resolves_first_or_the_frontier_has_not_passed() 
 }
 
 fn chattering() -> Rule {
-    Rule {
-        chattering: Some(Chattering {
+    hot().with(|m| {
+        m.chattering = Some(Chattering {
             changes: 3,
             within_ms: 60_000,
             calm_ms: 30_000,
-        }),
-        ..hot()
-    }
+        })
+    })
 }
 
 #[test]
@@ -937,12 +870,9 @@ fn presses(p1_hot: f64) -> Registry {
 /// fields. `p3` (south) and `x9` (not registered) are never judged.
 #[test]
 fn the_registry_selects_devices_gives_their_limits_and_labels_their_alerts() {
-    let rule = Rule {
-        clear: 88.0,
-        fields: vec![("site".into(), Glob::new("north").unwrap().compile_matcher())],
-        labels: vec![("team".into(), "maintenance".into())],
-        ..hot()
-    };
+    let mut rule = hot().clear_at(88.0);
+    rule.selection.fields = vec![("site".into(), Pattern::new("north").unwrap())];
+    rule.labels = vec![("team".into(), "maintenance".into())];
     let rules = Arc::new(RuleSet::new(vec![rule]).with_devices(presses(95.0)));
     let mut eval = AlertEvaluator::new(rules);
     let readings = [

@@ -89,10 +89,10 @@ pub(crate) fn unjudged(rules: &RuleSet, evaluators: &[Judges]) -> Result<(), Str
         .map(|r| {
             let kind = match r.kind {
                 RuleKind::Silence { .. } => ", a silence rule",
-                RuleKind::Combination => ", a combination rule",
+                RuleKind::Combination(_) => ", a combination rule",
                 _ => "",
             };
-            format!("rule \"{}\" ({}{kind})", r.name, r.input)
+            format!("rule \"{}\" ({}{kind})", r.name, r.input())
         })
         .collect();
     if problems.is_empty() {

@@ -696,10 +696,7 @@ mod tests {
         };
         let now = RuleSet::new(vec![
             hot.clone(),
-            Rule {
-                threshold: 85.0,
-                ..warm.clone()
-            },
+            warm.clone().with_threshold(|t| t.threshold = 85.0),
             Rule::new("cold", "temp", Direction::Below, 5.0),
         ]);
         assert_eq!(

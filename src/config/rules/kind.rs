@@ -19,9 +19,45 @@ enum Tag {
     Combination,
 }
 
+/// The kind of a rule with the settings that go with that kind alone:
+/// what [`RuleKind`] becomes once the rule's thresholds and combination
+/// are known ([`KindOf::with`]).
+#[derive(Clone, Copy, PartialEq)]
+pub(super) enum KindOf {
+    /// A threshold rule.
+    Threshold,
+    /// A rate rule over `span_ms`.
+    RateOfChange { span_ms: u64 },
+    /// A deviation rule from a baseline of `baseline` observations.
+    Deviation { baseline: u32 },
+    /// A silence rule: no reading for `after_ms`.
+    Silence { after_ms: u64 },
+    /// A combination rule.
+    Combination,
+}
+
+impl KindOf {
+    /// The rule kind, with the rule's `threshold` (for the threshold, rate
+    /// and deviation kinds) or `combination` (for a combination rule).
+    pub(super) fn with(self, threshold: Threshold, combination: Option<Combination>) -> RuleKind {
+        match self {
+            KindOf::Threshold => RuleKind::Threshold(threshold),
+            KindOf::RateOfChange { span_ms } => RuleKind::RateOfChange { span_ms, threshold },
+            KindOf::Deviation { baseline } => RuleKind::Deviation {
+                baseline,
+                threshold,
+            },
+            KindOf::Silence { after_ms } => RuleKind::Silence { after_ms },
+            KindOf::Combination => {
+                RuleKind::Combination(combination.expect("a combination rule has its conditions"))
+            }
+        }
+    }
+}
+
 /// The kind of a rule, from `kind` and the fields that go with it (`span`
 /// for rates, `baseline` for deviations; each is an error with another kind).
-pub(super) fn rule_kind(d: &mut Diag<'_>, r: &RawRule, field: &dyn Fn(&str) -> String) -> RuleKind {
+pub(super) fn rule_kind(d: &mut Diag<'_>, r: &RawRule, field: &dyn Fn(&str) -> String) -> KindOf {
     let tag = r
         .kind
         .as_ref()
@@ -43,8 +79,8 @@ pub(super) fn rule_kind(d: &mut Diag<'_>, r: &RawRule, field: &dyn Fn(&str) -> S
     reject_fields_of_other_kinds(d, r, tag, field);
     let kind_at = r.kind.as_ref().map_or(0..0, Spanned::span);
     match tag {
-        Tag::Threshold => RuleKind::Threshold,
-        Tag::Combination => RuleKind::Combination,
+        Tag::Threshold => KindOf::Threshold,
+        Tag::Combination => KindOf::Combination,
         Tag::Rate => rate(d, r, kind_at, field),
         Tag::Deviation => deviation(d, r, kind_at, field),
         Tag::Silence => silence::silence(d, r, kind_at, field),
@@ -113,7 +149,7 @@ fn rate(
     r: &RawRule,
     kind_at: Range<usize>,
     field: &dyn Fn(&str) -> String,
-) -> RuleKind {
+) -> KindOf {
     let span_ms = match r.span.as_ref() {
         Some(span) => match duration_ms(d, span, &field("span")) {
             Some(0) => {
@@ -131,7 +167,7 @@ fn rate(
             None
         }
     };
-    RuleKind::RateOfChange {
+    KindOf::RateOfChange {
         span_ms: span_ms.unwrap_or(1),
     }
 }
@@ -143,7 +179,7 @@ fn deviation(
     r: &RawRule,
     kind_at: Range<usize>,
     field: &dyn Fn(&str) -> String,
-) -> RuleKind {
+) -> KindOf {
     let n = match r.baseline.as_ref() {
         Some(b) => count(d, b, &field("baseline"), 2, u32::MAX),
         None => {
@@ -155,7 +191,7 @@ fn deviation(
             None
         }
     };
-    RuleKind::Deviation {
+    KindOf::Deviation {
         baseline: n.unwrap_or(2),
     }
 }

@@ -21,7 +21,7 @@ mod threshold;
 mod window;
 
 use combination::rule_combination;
-use kind::rule_kind;
+use kind::{rule_kind, KindOf};
 use modifiers::{
     optional_duration, rule_chattering, rule_consecutive, rule_escalation, rule_severity,
 };
@@ -69,11 +69,11 @@ pub(super) fn validate_rule(raw: &Spanned<RawRule>, label: &str, d: &mut Diag<'_
 
     let name = required_text(d, r.name.as_ref(), at, &field("name"));
     let kind = rule_kind(d, r, &field);
-    let combination = (kind == RuleKind::Combination).then(|| rule_combination(d, r, at, &field));
+    let combination = (kind == KindOf::Combination).then(|| rule_combination(d, r, at, &field));
     let sensors = rule_sensors(d, r, at, combination.as_ref(), &field);
     let devices = rule_devices(d, r, &field);
 
-    let silence = matches!(kind, RuleKind::Silence { .. });
+    let silence = matches!(kind, KindOf::Silence { .. });
     if silence {
         silence::reject_threshold(d, r, &field);
     }
@@ -97,35 +97,29 @@ pub(super) fn validate_rule(raw: &Spanned<RawRule>, label: &str, d: &mut Diag<'_
     let fields = rule_fields(d, r, &field);
     let labels = rule_labels(d, r, &field);
 
-    Rule {
-        name,
-        severity: severity.to_owned(),
-        sensors,
-        devices,
-        fields,
-        labels,
+    let threshold = Threshold {
+        input,
         direction,
         threshold: threshold.unwrap_or(0.0),
         clear: clear.unwrap_or(0.0),
-        consecutive,
-        for_ms,
-        cooldown_ms,
-        keep_firing_for_ms,
-        input,
-        kind,
-        escalation,
-        chattering,
-        combination,
-    }
-}
-
-/// The name a rules file gives a statistic.
-pub(crate) fn stat_name(stat: Stat) -> &'static str {
-    match stat {
-        Stat::Mean => "mean",
-        Stat::Min => "min",
-        Stat::Max => "max",
-        Stat::Sum => "sum",
-        Stat::Count => "count",
+    };
+    Rule {
+        name,
+        severity: severity.to_owned(),
+        selection: Selection {
+            sensors,
+            devices,
+            fields,
+        },
+        labels,
+        modifiers: Modifiers {
+            consecutive,
+            for_ms,
+            cooldown_ms,
+            keep_firing_for_ms,
+            escalation,
+            chattering,
+        },
+        kind: kind.with(threshold, combination),
     }
 }

@@ -2,8 +2,6 @@
 //! registry fields a device must match (`where`); and the labels its alerts
 //! carry.
 
-use globset::GlobMatcher;
-
 use super::*;
 
 /// `sensor` or `sensors` (exactly one); a combination rule's are those of
@@ -55,11 +53,11 @@ pub(super) fn rule_devices(
     d: &mut Diag<'_>,
     r: &RawRule,
     field: &dyn Fn(&str) -> String,
-) -> Option<GlobMatcher> {
+) -> Option<Pattern> {
     r.devices
         .as_ref()
-        .and_then(|g| match Glob::new(g.get_ref()) {
-            Ok(glob) => Some(glob.compile_matcher()),
+        .and_then(|g| match Pattern::new(g.get_ref()) {
+            Ok(pattern) => Some(pattern),
             Err(e) => {
                 d.err(
                     g.span(),
@@ -76,10 +74,10 @@ pub(super) fn rule_fields(
     d: &mut Diag<'_>,
     r: &RawRule,
     field: &dyn Fn(&str) -> String,
-) -> Vec<(String, GlobMatcher)> {
+) -> Vec<(String, Pattern)> {
     patterns(d, r.where_.as_ref(), &field("where"), true)
         .into_iter()
-        .map(|(k, p)| (k, Glob::new(&p).expect("checked").compile_matcher()))
+        .map(|(k, p)| (k, Pattern::new(&p).expect("checked")))
         .collect()
 }
 

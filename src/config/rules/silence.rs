@@ -9,7 +9,7 @@ pub(super) fn silence(
     r: &RawRule,
     kind_at: Range<usize>,
     field: &dyn Fn(&str) -> String,
-) -> RuleKind {
+) -> KindOf {
     let after_ms = match r.after.as_ref() {
         Some(a) => match duration_ms(d, a, &field("after")) {
             Some(0) => {
@@ -27,7 +27,7 @@ pub(super) fn silence(
             None
         }
     };
-    RuleKind::Silence {
+    KindOf::Silence {
         after_ms: after_ms.unwrap_or(1),
     }
 }

@@ -405,7 +405,7 @@ impl<O: Observation> AlertEvaluator<O> {
             if !obs.feeds(rule) {
                 continue;
             }
-            if rule.kind == RuleKind::Combination {
+            if let RuleKind::Combination(_) = rule.kind {
                 let (time, value) = (obs.time(), obs.value(rule));
                 state.observe_combination(
                     rule,
@@ -474,7 +474,8 @@ impl<O: Observation> AlertEvaluator<O> {
                 None => {}
                 Some(Cow::Borrowed(_)) => found.push(i),
                 Some(Cow::Owned(variant)) => {
-                    let id = (i, variant.threshold.to_bits(), variant.clear.to_bits());
+                    let (threshold, clear) = variant.alert_thresholds();
+                    let id = (i, threshold.to_bits(), clear.to_bits());
                     let table = &mut self.table;
                     let slot = *self.variants.entry(id).or_insert_with(|| {
                         table.push(variant);
@@ -491,10 +492,10 @@ impl<O: Observation> AlertEvaluator<O> {
 /// Every sensor name some rule lists, or `None` if a rule takes every sensor.
 fn sensors_of(rules: &RuleSet) -> Option<Vec<String>> {
     rules.rules.iter().try_fold(Vec::new(), |mut names, r| {
-        if r.sensors.is_empty() {
+        if r.selection.sensors.is_empty() {
             return None;
         }
-        for sensor in &r.sensors {
+        for sensor in &r.selection.sensors {
             if !names.contains(sensor) {
                 names.push(sensor.clone());
             }
@@ -506,7 +507,7 @@ fn sensors_of(rules: &RuleSet) -> Option<Vec<String>> {
 /// The keys of the combination rules of `rules`, each once.
 fn combinations_of(rules: &RuleSet) -> Vec<String> {
     let mut keys: Vec<String> = Vec::new();
-    for key in rules.rules.iter().filter_map(|r| r.combination.as_ref()) {
+    for key in rules.rules.iter().filter_map(Rule::combination) {
         let key = key.key();
         if !keys.contains(&key) {
             keys.push(key);
@@ -537,6 +538,7 @@ impl Emitter {
     fn emit(&mut self, rule: &Rule, key: &SensorKey, out: &mut Vec<Alert>) -> u64 {
         let (set, rules_version) = (&self.rules, self.version);
         let mut suppressed = 0;
+        let (threshold, clear_threshold) = rule.alert_thresholds();
         for t in self.transitions.drain(..) {
             if !t.emitted {
                 suppressed += u64::from(t.state == AlertState::Firing);
@@ -546,7 +548,7 @@ impl Emitter {
                 rule: rule.name.clone(),
                 device: key.device.clone(),
                 sensor: key.sensor.clone(),
-                severity: match (&rule.escalation, t.escalated) {
+                severity: match (&rule.modifiers.escalation, t.escalated) {
                     (Some((_, severity)), true) => severity.clone(),
                     _ => rule.severity.clone(),
                 },
@@ -554,8 +556,8 @@ impl Emitter {
                 event_time: t.time,
                 value: t.value,
                 values: t.values,
-                threshold: rule.threshold,
-                clear_threshold: rule.clear,
+                threshold,
+                clear_threshold,
                 window_start: t.window.map(|w| w.0),
                 window_end: t.window.map(|w| w.1),
                 last_seen: t.last_seen,
@@ -581,10 +583,7 @@ mod tests {
     fn arrivals_out_of_order_across_advances_apply_in_order() {
         for seed in 1..=40u64 {
             let mut next = crate::seeded(seed);
-            let rule = Rule {
-                consecutive: 2,
-                ..Rule::new("hot", "t", Direction::Above, 50.0)
-            };
+            let rule = Rule::new("hot", "t", Direction::Above, 50.0).consecutive(2);
             let rules = Arc::new(RuleSet::new(vec![rule]));
             let mut readings: Vec<Reading> = (0..300)
                 .map(|i| {

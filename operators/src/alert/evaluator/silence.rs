@@ -4,8 +4,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::AlertEvaluator;
-use crate::alert::rule::PROGRESS_BUCKET_MS;
 use crate::alert::{Alert, Observation};
+use crate::reading::PROGRESS_BUCKET_MS;
 
 impl<O: Observation> AlertEvaluator<O> {
     /// Notes that source partition `partition` delivered a reading in the

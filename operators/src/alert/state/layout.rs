@@ -545,7 +545,7 @@ impl RuleState {
 mod tests {
     use super::*;
     use crate::alert::combination::{Combination, Condition, Mode};
-    use crate::alert::{Chattering, Direction, Rule, RuleKind};
+    use crate::alert::{Chattering, Direction, Rule};
 
     /// The flat record a rule state was before its layout was made compact,
     /// written out again here: checkpoints hold it.
@@ -630,29 +630,21 @@ mod tests {
     #[test]
     fn states_of_every_kind_encode_as_the_flat_record() {
         let rules = [
-            Rule {
-                consecutive: 3,
-                for_ms: 2_000,
-                ..hot()
-            },
-            Rule {
-                kind: RuleKind::RateOfChange { span_ms: 3_000 },
-                ..Rule::new("rate", "t", Direction::Above, 5.0)
-            },
-            Rule {
-                kind: RuleKind::Deviation { baseline: 3 },
-                ..Rule::new("deviation", "t", Direction::Above, 1.5)
-            },
-            Rule {
-                keep_firing_for_ms: 1_500,
-                escalation: Some((2_000, "critical".to_owned())),
-                chattering: Some(Chattering {
+            hot().with(|m| {
+                m.consecutive = 3;
+                m.for_ms = 2_000;
+            }),
+            Rule::new("rate", "t", Direction::Above, 5.0).rate_of_change(3_000),
+            Rule::new("deviation", "t", Direction::Above, 1.5).deviation(3),
+            hot().with(|m| {
+                m.keep_firing_for_ms = 1_500;
+                m.escalation = Some((2_000, "critical".to_owned()));
+                m.chattering = Some(Chattering {
                     changes: 3,
                     within_ms: 10_000,
                     calm_ms: 4_000,
-                }),
-                ..hot()
-            },
+                });
+            }),
         ];
         for rule in &rules {
             let mut state = RuleState::default();
@@ -681,18 +673,9 @@ mod tests {
         assert!(std::mem::size_of::<Extra>() <= 32);
         let rules = [
             hot(),
-            Rule {
-                clear: 45.0,
-                ..hot()
-            },
-            Rule {
-                consecutive: 3,
-                ..hot()
-            },
-            Rule {
-                for_ms: 5_000,
-                ..hot()
-            },
+            hot().clear_at(45.0),
+            hot().consecutive(3),
+            hot().with(|m| m.for_ms = 5_000),
         ];
         for rule in &rules {
             let mut state = RuleState::default();
@@ -720,10 +703,7 @@ mod tests {
         assert_eq!(state.heap_bytes(), 0);
         assert_ne!(state, RuleState::default(), "it remembers its last firing");
 
-        let rate = Rule {
-            kind: RuleKind::RateOfChange { span_ms: 10_000 },
-            ..hot()
-        };
+        let rate = hot().rate_of_change(10_000);
         let mut state = RuleState::default();
         for time in 0..5 {
             state.observe(&rate, time * 1_000, 1.0, None, &mut out);
@@ -735,18 +715,17 @@ mod tests {
             std::mem::size_of::<Extra>() + std::mem::size_of::<(u64, f64)>() * 6
         );
 
-        let combination = Rule {
-            kind: RuleKind::Combination,
-            combination: Some(Combination {
+        let combination = Rule::new_combination(
+            "hot",
+            Combination {
                 mode: Mode::All,
                 conditions: vec![
                     Condition::new("a", Direction::Above, 1.0),
                     Condition::new("b", Direction::Above, 1.0),
                 ],
                 within_ms: 1_000,
-            }),
-            ..hot()
-        };
+            },
+        );
         let mut state = RuleState::default();
         state.observe_combination(&combination, "a", 0, 2.0, &mut out);
         state.observe_combination(&combination, "b", 0, 2.0, &mut out);

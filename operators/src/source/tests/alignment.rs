@@ -257,11 +257,14 @@ fn run(workers: usize, alignment: Option<u64>, sources: usize) -> (Vec<String>, 
             }
             let readings = scope.concatenate(all_readings);
             let dead = scope.concatenate(all_dead);
-            let rules = Arc::new(RuleSet::new(vec![Rule {
-                clear: 40.0,
-                for_ms: 3_000,
-                ..Rule::new("high", "s", Direction::Above, 60.0)
-            }]));
+            let rules = Arc::new(RuleSet::new(vec![Rule::new(
+                "high",
+                "s",
+                Direction::Above,
+                60.0,
+            )
+            .clear_at(40.0)
+            .with(|m| m.for_ms = 3_000)]));
             let o = out.clone();
             readings
                 .clone()
