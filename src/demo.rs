@@ -9,9 +9,10 @@ use std::time::Duration;
 use anyhow::Context as _;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::mocking::MockCluster;
+use rdkafka::producer::DefaultProducerContext;
 use rdkafka::Message;
 
-use crate::config;
+use crate::config::{self, PipelineSpec};
 use crate::pipeline;
 use crate::runtime::RunOptions;
 use crate::simulate::{self, SimulatorConfig};
@@ -60,6 +61,31 @@ pub fn demo(options: &DemoOptions) -> anyhow::Result<()> {
         options.workers > 0,
         "the number of workers must be at least 1"
     );
+    // The cluster lives until the demo ends.
+    let (_cluster, brokers) = start_cluster()?;
+    simulate_plant(&brokers, options)?;
+    let windows_dir = options.out.join("windows");
+    let spec = demo_spec(&brokers, options, &windows_dir)?;
+
+    let recording = options.out.join("recording");
+    let replay_out = options.out.join("replay");
+    for dir in [&recording, &replay_out] {
+        clear_dir(dir)?;
+    }
+    let (shown, server) = serve_status(options.addr)?;
+    let run = run_live(&spec, options, &recording, &shown)?;
+    let replay = replay_recording(&spec, run, &recording, &replay_out)?;
+    compare_with_live(&brokers, &windows_dir, &replay_out)?;
+    show_results(&brokers, &windows_dir)?;
+    if options.serve {
+        serve_paced(&spec, replay, options, server.addr, &shown)?;
+    }
+    Ok(())
+}
+
+/// Starts the in-process Kafka cluster with the demo's topics; returns it
+/// and its bootstrap servers.
+fn start_cluster() -> anyhow::Result<(MockCluster<'static, DefaultProducerContext>, String)> {
     let cluster = MockCluster::new(1).context("cannot start the in-process Kafka cluster")?;
     let brokers = cluster.bootstrap_servers();
     for (topic, partitions) in [("readings", 6), ("alerts", 3), ("readings.dead", 1)] {
@@ -68,35 +94,44 @@ pub fn demo(options: &DemoOptions) -> anyhow::Result<()> {
             .with_context(|| format!("cannot create topic {topic}"))?;
     }
     println!("Started an in-process Kafka cluster at {brokers}.");
+    Ok((cluster, brokers))
+}
 
+/// Simulates the plant into topic `readings` and prints what it produced.
+fn simulate_plant(brokers: &str, options: &DemoOptions) -> anyhow::Result<()> {
     let sim = SimulatorConfig {
         devices: options.devices,
         duration_ms: options.minutes * 60_000,
         seed: options.seed,
         ..SimulatorConfig::default()
     };
-    let produced = simulate::produce(&brokers, "readings", &sim, None, true)?;
+    let produced = simulate::produce(brokers, "readings", &sim, None, true)?;
     println!(
         "Simulated {} devices for {} min: {} records ({} readings, {} bad, {} very late, {} anomaly episodes).",
         options.devices, options.minutes, produced.records, produced.readings, produced.bad, produced.late, produced.anomalies
     );
+    Ok(())
+}
 
+/// The embedded pipeline pointed at `brokers`, writing Parquet into a
+/// cleared `windows_dir`; prints what it will run.
+fn demo_spec(
+    brokers: &str,
+    options: &DemoOptions,
+    windows_dir: &Path,
+) -> anyhow::Result<PipelineSpec> {
     let mut spec = config::parse_pipeline(DEMO_PIPELINE, Path::new("demo.toml"))
         .map_err(|e| anyhow::anyhow!("the embedded demo pipeline is invalid:\n{e}"))?;
-    spec.source.brokers = brokers.clone();
+    spec.source.brokers = brokers.to_owned();
     for sink in [spec.alerts.as_mut(), spec.dead_letters.as_mut()]
         .into_iter()
         .flatten()
     {
-        sink.brokers = brokers.clone();
+        sink.brokers = brokers.to_owned();
     }
-    let windows_dir = options.out.join("windows");
-    if windows_dir.exists() {
-        std::fs::remove_dir_all(&windows_dir)
-            .with_context(|| format!("cannot clear {}", windows_dir.display()))?;
-    }
+    clear_dir(windows_dir)?;
     if let Some(parquet) = spec.parquet.as_mut() {
-        parquet.dir = windows_dir.clone();
+        parquet.dir = windows_dir.to_owned();
     }
     spec.workers = options.workers;
     println!(
@@ -105,30 +140,49 @@ pub fn demo(options: &DemoOptions) -> anyhow::Result<()> {
         options.workers,
         spec.summary()
     );
+    Ok(spec)
+}
 
-    let recording = options.out.join("recording");
-    let replay_out = options.out.join("replay");
-    for dir in [&recording, &replay_out] {
-        if dir.exists() {
-            std::fs::remove_dir_all(dir)
-                .with_context(|| format!("cannot clear {}", dir.display()))?;
-        }
+/// Removes `dir` and everything in it, if it exists.
+fn clear_dir(dir: &Path) -> anyhow::Result<()> {
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).with_context(|| format!("cannot clear {}", dir.display()))?;
     }
+    Ok(())
+}
+
+/// Serves the status page at `addr` (or any free port if it is taken),
+/// showing whichever run is put in the returned slot; prints where.
+fn serve_status(
+    addr: std::net::SocketAddr,
+) -> anyhow::Result<(Arc<Mutex<Run>>, crate::http::Server)> {
     let shown = Arc::new(Mutex::new(Run::default()));
     let server = {
         let shown = shown.clone();
         let source: crate::http::MetricsSource =
             Arc::new(move || shown.lock().unwrap_or_else(|e| e.into_inner()).clone());
         // A busy port (another demo) must not stop the demo: any free one.
-        crate::http::serve_from(options.addr, source.clone()).or_else(|e| {
+        crate::http::serve_from(addr, source.clone()).or_else(|e| {
             tracing::warn!(error = %e, "Serving the status page on another port");
-            crate::http::serve_from(std::net::SocketAddr::new(options.addr.ip(), 0), source)
+            crate::http::serve_from(std::net::SocketAddr::new(addr.ip(), 0), source)
         })?
     };
     println!(
         "Status page: http://{}/ (also /metrics, /health, /ready)",
         server.addr
     );
+    Ok((shown, server))
+}
+
+/// Runs the pipeline bounded on the live topics, recording into
+/// `recording` and showing it on the status page; prints its report.
+/// Returns the options it ran with.
+fn run_live(
+    spec: &PipelineSpec,
+    options: &DemoOptions,
+    recording: &Path,
+    shown: &Mutex<Run>,
+) -> anyhow::Result<RunOptions> {
     let live = Run::default();
     *shown.lock().unwrap_or_else(|e| e.into_inner()) = live.clone();
     let run = RunOptions {
@@ -137,14 +191,24 @@ pub fn demo(options: &DemoOptions) -> anyhow::Result<()> {
         progress: true,
         stop_on_signal: true,
         name: spec.name.clone(),
-        record: Some(recording.clone()),
+        record: Some(recording.to_owned()),
         run: Some(live),
         operator_figures: true,
         ..RunOptions::default()
     };
-    let report = pipeline::run_spec(&spec, &run)?;
+    let report = pipeline::run_spec(spec, &run)?;
     println!("{report}");
+    Ok(run)
+}
 
+/// Replays `recording` with the live run's options to local files in
+/// `replay_out`. Returns the options it ran with.
+fn replay_recording(
+    spec: &PipelineSpec,
+    run: RunOptions,
+    recording: &Path,
+    replay_out: &Path,
+) -> anyhow::Result<RunOptions> {
     println!(
         "Replaying the recording of that run ({}) to local files ({})...",
         recording.display(),
@@ -153,12 +217,18 @@ pub fn demo(options: &DemoOptions) -> anyhow::Result<()> {
     let replay = RunOptions {
         bounded: true,
         record: None,
-        replay: Some(recording.clone()),
-        out: Some(replay_out.clone()),
+        replay: Some(recording.to_owned()),
+        out: Some(replay_out.to_owned()),
         run: None,
         ..run
     };
-    pipeline::run_spec(&spec, &replay)?;
+    pipeline::run_spec(spec, &replay)?;
+    Ok(replay)
+}
+
+/// Compares the replay's Parquet files, alerts and dead letters with the
+/// live run's, printing each; an error unless all are identical.
+fn compare_with_live(brokers: &str, windows_dir: &Path, replay_out: &Path) -> anyhow::Result<()> {
     let same = |what: &str, live: usize, identical: bool| {
         if identical {
             println!("  {what}: identical ({live})");
@@ -167,9 +237,9 @@ pub fn demo(options: &DemoOptions) -> anyhow::Result<()> {
         }
         identical
     };
-    let live_files = parquet_files(&windows_dir)?;
-    let live_alerts = read_all(&brokers, "alerts")?;
-    let live_dead = read_all(&brokers, "readings.dead")?;
+    let live_files = parquet_files(windows_dir)?;
+    let live_alerts = read_all(brokers, "alerts")?;
+    let live_dead = read_all(brokers, "readings.dead")?;
     let identical = [
         same(
             "Parquet files (bytes)",
@@ -192,8 +262,12 @@ pub fn demo(options: &DemoOptions) -> anyhow::Result<()> {
         "the replay did not give the live run's results"
     );
     println!("The replay gave exactly the live run's results.");
+    Ok(())
+}
 
-    let samples = read_topic(&brokers, "alerts", 3)?;
+/// Prints the first alerts and how to read the Parquet files.
+fn show_results(brokers: &str, windows_dir: &Path) -> anyhow::Result<()> {
+    let samples = read_topic(brokers, "alerts", 3)?;
     if !samples.is_empty() {
         println!("First alerts on topic `alerts`:");
         for alert in samples {
@@ -205,26 +279,30 @@ pub fn demo(options: &DemoOptions) -> anyhow::Result<()> {
         windows_dir.display(),
         windows_dir.display()
     );
-    if options.serve {
-        println!(
-            "Replaying the recording at 20x event time for the status page at http://{}/ ...",
-            server.addr
-        );
-        let paced_run = Run::default();
-        *shown.lock().unwrap_or_else(|e| e.into_inner()) = paced_run.clone();
-        let paced = RunOptions {
-            speed: Some(20.0),
-            out: Some(options.out.join("replay-paced")),
-            run: Some(paced_run),
-            ..replay
-        };
-        pipeline::run_spec(&spec, &paced)?;
-        println!(
-            "Done. Still serving http://{}/; Ctrl-C to quit.",
-            server.addr
-        );
-        crate::runtime::wait_for_signal()?;
-    }
+    Ok(())
+}
+
+/// Replays the recording again at 20x event time for the status page at
+/// `addr`, then keeps serving until Ctrl-C.
+fn serve_paced(
+    spec: &PipelineSpec,
+    replay: RunOptions,
+    options: &DemoOptions,
+    addr: std::net::SocketAddr,
+    shown: &Mutex<Run>,
+) -> anyhow::Result<()> {
+    println!("Replaying the recording at 20x event time for the status page at http://{addr}/ ...");
+    let paced_run = Run::default();
+    *shown.lock().unwrap_or_else(|e| e.into_inner()) = paced_run.clone();
+    let paced = RunOptions {
+        speed: Some(20.0),
+        out: Some(options.out.join("replay-paced")),
+        run: Some(paced_run),
+        ..replay
+    };
+    pipeline::run_spec(spec, &paced)?;
+    println!("Done. Still serving http://{addr}/; Ctrl-C to quit.");
+    crate::runtime::wait_for_signal()?;
     Ok(())
 }
 

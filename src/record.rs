@@ -75,6 +75,9 @@ pub struct RecordReport {
 /// How often a long recording makes what it has durable.
 const SEAL_EVERY: Duration = Duration::from_secs(10);
 
+/// How long to wait for Kafka's metadata and offsets.
+const KAFKA_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Records `source`'s topic into `dir`: each chosen partition from
 /// `options.from` (or after what `dir` already holds) to `options.to`.
 /// Ctrl-C stops it cleanly; recording again continues.
@@ -86,16 +89,56 @@ pub fn record(
     let started = Instant::now();
     let topic = &source.topic;
     let mut recorder = Recorder::open(dir, topic)?;
-    let consumer: BaseConsumer = client_config(&source.brokers, &source.properties)
+    let consumer = record_consumer(source)?;
+    let partitions = chosen_partitions(&consumer, source, &options.partitions)?;
+    let mut ranges = partition_ranges(&consumer, topic, &partitions, options, &recorder)?;
+    let total: i64 = ranges.values().map(|(s, e)| e - s).sum();
+    let bar = progress_bar(options.progress, total as u64);
+    let mut report = RecordReport {
+        partitions: ranges.len(),
+        ..RecordReport::default()
+    };
+    if ranges.is_empty() {
+        bar.finish_and_clear();
+        report.elapsed = started.elapsed();
+        return Ok(report);
+    }
+    assign_starts(&consumer, topic, &ranges)?;
+    consume(
+        &consumer,
+        topic,
+        &mut recorder,
+        &mut ranges,
+        &bar,
+        &mut report,
+    )?;
+    recorder.seal()?;
+    bar.finish_and_clear();
+    report.elapsed = started.elapsed();
+    Ok(report)
+}
+
+/// A consumer of `source`'s brokers that commits nothing, for recording.
+fn record_consumer(source: &KafkaSourceConfig) -> anyhow::Result<BaseConsumer> {
+    client_config(&source.brokers, &source.properties)
         .set("group.id", "weir-record")
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "false")
         .set("fetch.queue.backoff.ms", "20")
         .create()
-        .with_context(|| format!("cannot create a Kafka consumer for {}", source.brokers))?;
-    let timeout = Duration::from_secs(30);
+        .with_context(|| format!("cannot create a Kafka consumer for {}", source.brokers))
+}
+
+/// The partitions of `source`'s topic to record: those `wanted` (all when
+/// empty); an error if the topic or a wanted partition does not exist.
+fn chosen_partitions(
+    consumer: &BaseConsumer,
+    source: &KafkaSourceConfig,
+    wanted: &[i32],
+) -> anyhow::Result<Vec<i32>> {
+    let topic = &source.topic;
     let metadata = consumer
-        .fetch_metadata(Some(topic), timeout)
+        .fetch_metadata(Some(topic), KAFKA_TIMEOUT)
         .with_context(|| {
             format!(
                 "cannot read the metadata of `{topic}` from {}",
@@ -110,44 +153,63 @@ pub fn record(
     if partitions.is_empty() {
         bail!("topic `{topic}` does not exist on {}", source.brokers);
     }
-    if !options.partitions.is_empty() {
-        if let Some(p) = options.partitions.iter().find(|p| !partitions.contains(p)) {
+    if !wanted.is_empty() {
+        if let Some(p) = wanted.iter().find(|p| !partitions.contains(p)) {
             bail!(
                 "topic `{topic}` has no partition {p} (it has {})",
                 partitions.len()
             );
         }
-        partitions.retain(|p| options.partitions.contains(p));
+        partitions.retain(|p| wanted.contains(p));
     }
+    Ok(partitions)
+}
 
-    // Where each partition starts and ends.
-    let by_time = |ms: i64| -> anyhow::Result<BTreeMap<i32, Option<i64>>> {
-        let mut tpl = TopicPartitionList::new();
-        for &p in &partitions {
-            tpl.add_partition_offset(topic, p, Offset::Offset(ms))?;
-        }
-        let found = consumer.offsets_for_times(tpl, timeout)?;
-        Ok(found
-            .elements()
-            .iter()
-            .map(|e| match e.offset() {
-                Offset::Offset(o) => (e.partition(), Some(o)),
-                _ => (e.partition(), None),
-            })
-            .collect())
-    };
+/// The first offset at or after Kafka timestamp `ms` in each partition
+/// (`None` where there is none).
+fn offsets_at_time(
+    consumer: &BaseConsumer,
+    topic: &str,
+    partitions: &[i32],
+    ms: i64,
+) -> anyhow::Result<BTreeMap<i32, Option<i64>>> {
+    let mut tpl = TopicPartitionList::new();
+    for &p in partitions {
+        tpl.add_partition_offset(topic, p, Offset::Offset(ms))?;
+    }
+    let found = consumer.offsets_for_times(tpl, KAFKA_TIMEOUT)?;
+    Ok(found
+        .elements()
+        .iter()
+        .map(|e| match e.offset() {
+            Offset::Offset(o) => (e.partition(), Some(o)),
+            _ => (e.partition(), None),
+        })
+        .collect())
+}
+
+/// Where each partition starts and ends, as (start, exclusive end): from
+/// `options`, the partition's watermarks and what `recorder` already
+/// holds. Partitions with nothing to record are left out.
+fn partition_ranges(
+    consumer: &BaseConsumer,
+    topic: &str,
+    partitions: &[i32],
+    options: &RecordOptions,
+    recorder: &Recorder,
+) -> anyhow::Result<BTreeMap<i32, (i64, i64)>> {
     let from_time = match options.from {
-        Position::Time(ms) => Some(by_time(ms)?),
+        Position::Time(ms) => Some(offsets_at_time(consumer, topic, partitions, ms)?),
         _ => None,
     };
     let to_time = match options.to {
-        Position::Time(ms) => Some(by_time(ms)?),
+        Position::Time(ms) => Some(offsets_at_time(consumer, topic, partitions, ms)?),
         _ => None,
     };
     let mut ranges: BTreeMap<i32, (i64, i64)> = BTreeMap::new();
-    for &p in &partitions {
+    for &p in partitions {
         let (low, high) = consumer
-            .fetch_watermarks(topic, p, timeout)
+            .fetch_watermarks(topic, p, KAFKA_TIMEOUT)
             .with_context(|| format!("cannot read the offsets of `{topic}` partition {p}"))?;
         let start = match (&options.from, &from_time) {
             (Position::Offset(o), _) => (*o).max(low),
@@ -164,23 +226,34 @@ pub fn record(
             ranges.insert(p, (start, end));
         }
     }
-    let total: i64 = ranges.values().map(|(s, e)| e - s).sum();
-    let bar = progress_bar(options.progress, total as u64);
-    let mut report = RecordReport {
-        partitions: ranges.len(),
-        ..RecordReport::default()
-    };
-    if ranges.is_empty() {
-        bar.finish_and_clear();
-        report.elapsed = started.elapsed();
-        return Ok(report);
-    }
+    Ok(ranges)
+}
+
+/// Assigns the consumer each partition of `ranges` from its start.
+fn assign_starts(
+    consumer: &BaseConsumer,
+    topic: &str,
+    ranges: &BTreeMap<i32, (i64, i64)>,
+) -> anyhow::Result<()> {
     let mut tpl = TopicPartitionList::new();
-    for (&p, &(start, _)) in &ranges {
+    for (&p, &(start, _)) in ranges {
         tpl.add_partition_offset(topic, p, Offset::Offset(start))?;
     }
     consumer.assign(&tpl)?;
+    Ok(())
+}
 
+/// The consume loop: pushes each record into `recorder` until every
+/// partition of `ranges` reaches its end or Ctrl-C stops it, sealing every
+/// [`SEAL_EVERY`] and counting into `report` and `bar`.
+fn consume(
+    consumer: &BaseConsumer,
+    topic: &str,
+    recorder: &mut Recorder,
+    ranges: &mut BTreeMap<i32, (i64, i64)>,
+    bar: &indicatif::ProgressBar,
+    report: &mut RecordReport,
+) -> anyhow::Result<()> {
     let stop = crate::runtime::stop_signal()?;
     let mut last_seal = Instant::now();
     let mut headers: Vec<(String, Option<Vec<u8>>)> = Vec::new();
@@ -191,18 +264,7 @@ pub fn record(
             break;
         }
         let Some(message) = consumer.poll(Duration::from_millis(100)) else {
-            // Nothing to read: a partition whose position passed its end
-            // (the last offsets held no record) is done.
-            let positions = consumer.position()?;
-            ranges.retain(|&p, (_, end)| {
-                positions
-                    .find_partition(topic, p)
-                    .and_then(|e| match e.offset() {
-                        Offset::Offset(o) => Some(o),
-                        _ => None,
-                    })
-                    .is_none_or(|pos| pos < *end)
-            });
+            drop_passed_ends(consumer, topic, ranges)?;
             continue;
         };
         let message = message.with_context(|| format!("cannot read `{topic}`"))?;
@@ -214,13 +276,7 @@ pub fn record(
             ranges.remove(&p);
             continue;
         }
-        headers.clear();
-        if let Some(h) = message.headers() {
-            headers.extend(
-                h.iter()
-                    .map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec))),
-            );
-        }
+        copy_headers(&message, &mut headers);
         let recorded = recorder.push(&RecordRef {
             partition: p,
             offset: message.offset(),
@@ -239,10 +295,38 @@ pub fn record(
             last_seal = Instant::now();
         }
     }
-    recorder.seal()?;
-    bar.finish_and_clear();
-    report.elapsed = started.elapsed();
-    Ok(report)
+    Ok(())
+}
+
+/// With nothing to read: a partition whose position passed its end (the
+/// last offsets held no record) is done, so drops it from `ranges`.
+fn drop_passed_ends(
+    consumer: &BaseConsumer,
+    topic: &str,
+    ranges: &mut BTreeMap<i32, (i64, i64)>,
+) -> anyhow::Result<()> {
+    let positions = consumer.position()?;
+    ranges.retain(|&p, (_, end)| {
+        positions
+            .find_partition(topic, p)
+            .and_then(|e| match e.offset() {
+                Offset::Offset(o) => Some(o),
+                _ => None,
+            })
+            .is_none_or(|pos| pos < *end)
+    });
+    Ok(())
+}
+
+/// Replaces `headers` with the message's headers.
+fn copy_headers(message: &impl Message, headers: &mut Vec<(String, Option<Vec<u8>>)>) {
+    headers.clear();
+    if let Some(h) = message.headers() {
+        headers.extend(
+            h.iter()
+                .map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec))),
+        );
+    }
 }
 
 fn progress_bar(show: bool, total: u64) -> indicatif::ProgressBar {
