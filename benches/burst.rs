@@ -42,7 +42,7 @@ use rdkafka::mocking::MockCluster;
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::operator::Operator;
 use weir::operators::kafka::KafkaSourceConfig;
-use weir::operators::{Metrics, Reading, Run};
+use weir::operators::{Reading, Run};
 use weir::RunOptions;
 
 mod support;
@@ -97,11 +97,11 @@ fn child(brokers: &str, topic: &str, expected: u64, workers: usize, spin_ns: u64
             let mut before_window = 0;
             while !done.load(Ordering::Relaxed) {
                 let m = &run.metrics;
-                let read = Metrics::get(&m.records_read);
+                let read = m.records_read.get();
                 let ahead = read.saturating_sub(processed.load(Ordering::Relaxed));
                 ahead_max = ahead_max.max(ahead);
                 rss_max = rss_max.max(status_kb("VmRSS"));
-                if Metrics::get(&m.windows) == 0 {
+                if m.windows.get() == 0 {
                     before_window = read;
                 }
                 // How far apart in event time the partitions are.
@@ -176,7 +176,7 @@ fn child(brokers: &str, topic: &str, expected: u64, workers: usize, spin_ns: u64
         ahead_max,
         spread_max,
         before_window,
-        Metrics::get(&run.metrics.partitions_held)
+        run.metrics.partitions_held.get()
     );
 }
 

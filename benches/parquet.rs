@@ -29,7 +29,7 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 use timely::dataflow::InputHandleVec;
 use weir::operators::parquet::{window_aggregate_schema, ParquetSink, ParquetSinkConfig};
-use weir::operators::{Env, Metrics, Run, WindowAggregate};
+use weir::operators::{Env, Run, WindowAggregate};
 
 const DEVICES: usize = 1_000;
 /// In name order: `window_aggregate` emits a window's rows by device and sensor.
@@ -128,7 +128,7 @@ fn weir_sink(rows: Vec<WindowAggregate>, dir: &Path) -> Duration {
         "{:?}",
         run.control.errors()
     );
-    assert_eq!(Metrics::get(&run.metrics.parquet_rows), n);
+    assert_eq!(run.metrics.parquet_rows.get(), n);
     took
 }
 

@@ -31,7 +31,7 @@ use timely::dataflow::operators::Probe;
 use timely::dataflow::ProbeHandle;
 use weir::operators::alert::{Direction, Rule, RuleSet};
 use weir::operators::memory::{MemorySource, MemoryTopic};
-use weir::operators::{Decoder, Env, EvaluateAlerts, Metrics, Run, SensorKey, WindowAggregateOp};
+use weir::operators::{Decoder, Env, EvaluateAlerts, Run, SensorKey, WindowAggregateOp};
 
 const DEVICES: usize = 1_000;
 const SENSORS: [&str; 3] = ["temperature", "pressure", "vibration"];
@@ -183,7 +183,7 @@ fn weir(topic: &Arc<MemoryTopic>, workers: usize, with_rule: bool) -> WeirResult
         .map(|c| c.firing + c.resolved)
         .sum();
     WeirResult {
-        windows: Metrics::get(&metrics.windows),
+        windows: metrics.windows.get(),
         alerts,
     }
 }

@@ -17,8 +17,9 @@ use axum::Router;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::registry::Registry;
-use weir_operators::{Metrics, Run, RunControl};
+use weir_operators::{Run, RunControl};
 
 /// Where the server finds the run to show, at each request: a run, or
 /// whichever run a caller shows now.
@@ -145,7 +146,7 @@ async fn events(
 /// What the status page shows, as JSON.
 pub fn snapshot(run: &Run) -> serde_json::Value {
     let m = &run.metrics;
-    let get = Metrics::get;
+    let get = Counter::get;
     let alert = |a: &weir_operators::metrics::AlertEvent| {
         serde_json::json!({
             "rule": a.rule, "severity": a.severity, "device": a.device, "sensor": a.sensor,
@@ -190,10 +191,7 @@ async fn ready(State(state): State<Arc<ServerState>>) -> impl IntoResponse {
     let run = state();
     let m = &run.metrics;
     let errors = run.control.errors();
-    let (open, wired) = (
-        Metrics::get(&m.sources_open),
-        Metrics::get(&m.sources_wired),
-    );
+    let (open, wired) = (m.sources_open.get(), m.sources_wired.get());
     if let Some(error) = errors.first() {
         (
             StatusCode::SERVICE_UNAVAILABLE,

@@ -8,7 +8,7 @@ use timely::dataflow::channels::pact::{Exchange, ParallelizationContract, Pipeli
 use timely::dataflow::Stream;
 
 use crate::checkpoint::Marker;
-use crate::metrics::{GaugeShare, Metrics};
+use crate::metrics::GaugeShare;
 use crate::reading::{KeyRef, Reading, SensorKey, WindowAggregate as Aggregate};
 use crate::run::{stateful, Env, Run, Side, StatefulLogic};
 
@@ -274,13 +274,13 @@ impl StatefulLogic<Reading, Aggregate> for WindowLogic {
     fn advance(&mut self, until: Option<u64>, out: &mut Vec<Aggregate>) {
         let before = out.len();
         self.state.flush_until(until, out);
-        Metrics::add(&self.run.metrics.windows, (out.len() - before) as u64);
+        self.run.metrics.windows.inc_by((out.len() - before) as u64);
     }
 
     fn discard(&mut self) {
         let dropped = self.state.discard();
         if dropped > 0 {
-            Metrics::add(&self.run.metrics.windows_left_open, dropped as u64);
+            self.run.metrics.windows_left_open.inc_by(dropped as u64);
             tracing::info!(
                 dropped,
                 "Stopped: open windows are not complete and are not written"

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::bail;
 use timely::dataflow::Scope;
-use weir_operators::checkpoint::{CheckpointConfig, Marker, Session};
+use weir_operators::checkpoint::{CheckpointConfig, Marker, Restored, Session};
 use weir_operators::metrics::AlertCounts;
 use weir_operators::{DeadLetterReason, Env, Metrics, RunIo};
 
@@ -87,19 +87,19 @@ impl RunReport {
         RunReport {
             elapsed,
             workers,
-            records_read: Metrics::get(&m.records_read),
-            readings: Metrics::get(&m.readings),
+            records_read: m.records_read.get(),
+            readings: m.readings.get(),
             dead_letters: m.dead_letters_by_reason(),
-            dead_letters_delivered: Metrics::get(&m.dead_letters_delivered),
-            windows: Metrics::get(&m.windows),
-            windows_left_open: Metrics::get(&m.windows_left_open),
-            parquet_rows: Metrics::get(&m.parquet_rows),
+            dead_letters_delivered: m.dead_letters_delivered.get(),
+            windows: m.windows.get(),
+            windows_left_open: m.windows_left_open.get(),
+            parquet_rows: m.parquet_rows.get(),
             files,
             alerts: m.alerts_by_rule().into_iter().collect(),
-            alerts_delivered: Metrics::get(&m.alerts_delivered),
-            alerts_suppressed: Metrics::get(&m.alerts_suppressed),
+            alerts_delivered: m.alerts_delivered.get(),
+            alerts_suppressed: m.alerts_suppressed.get(),
             resumed_from: None,
-            checkpoints: Metrics::get(&m.checkpoints),
+            checkpoints: m.checkpoints.get(),
         }
     }
 
@@ -215,29 +215,8 @@ where
         .and_then(|s| s.restored())
         .map(|r| (r.manifest.id, r.manifest.frontier));
     let run = options.run.clone().unwrap_or_default();
-    // A resumed run goes on with the version of the rules its checkpoint
-    // was taken under.
     let restored = session.as_ref().and_then(|s| s.restored());
-    let mut version = restored.map_or(1, |r| r.manifest.rules_version.max(1));
-    if let (Some(restored), Some(source)) = (restored, &options.rules) {
-        // Rules edited while the run was stopped: a new version, and the
-        // changed rules start afresh.
-        let manifest = &restored.manifest;
-        let changed = manifest.changed_rules(&source.rules.fingerprints());
-        let removed = manifest
-            .rules
-            .iter()
-            .filter(|(name, _)| !source.rules.rules.iter().any(|r| r.name == *name))
-            .count();
-        if !changed.is_empty() || removed > 0 {
-            version += 1;
-            tracing::info!(
-                "The rules changed since checkpoint {}: version {version}; new or changed rules start afresh: {}",
-                manifest.id,
-                if changed.is_empty() { "none".to_owned() } else { changed.join(", ") }
-            );
-        }
-    }
+    let version = rules_version_at_start(restored, options);
     run.control.set_rules_version(version);
     run.metrics.rules_version.set(version as i64);
     let watch = match (&options.rules, options.bounded) {
@@ -249,10 +228,7 @@ where
         None => None,
     };
     let figures = options.operator_figures || options.metrics_addr.is_some();
-    let run_id = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| format!("{:x}{:04x}", d.as_millis(), std::process::id() & 0xffff))
-        .unwrap_or_default();
+    let run_id = new_run_id();
     let started = Instant::now();
     let done = Arc::new(AtomicBool::new(false));
     let signal = match options.stop_on_signal {
@@ -300,6 +276,40 @@ where
         resumed_from,
         ..RunReport::from_metrics(&run.metrics, started.elapsed(), options.workers)
     })
+}
+
+/// The version of the rules a run starts with: a resumed run goes on with
+/// the version its checkpoint was taken under, one more if the rules were
+/// edited while it was stopped (the changed rules then start afresh).
+fn rules_version_at_start(restored: Option<&Restored>, options: &RunOptions) -> u64 {
+    let mut version = restored.map_or(1, |r| r.manifest.rules_version.max(1));
+    if let (Some(restored), Some(source)) = (restored, &options.rules) {
+        let manifest = &restored.manifest;
+        let changed = manifest.changed_rules(&source.rules.fingerprints());
+        let removed = manifest
+            .rules
+            .iter()
+            .filter(|(name, _)| !source.rules.rules.iter().any(|r| r.name == *name))
+            .count();
+        if !changed.is_empty() || removed > 0 {
+            version += 1;
+            tracing::info!(
+                "The rules changed since checkpoint {}: version {version}; new or changed rules start afresh: {}",
+                manifest.id,
+                if changed.is_empty() { "none".to_owned() } else { changed.join(", ") }
+            );
+        }
+    }
+    version
+}
+
+/// A name for this run, unique per process and start time: it makes
+/// output file names unique per run.
+fn new_run_id() -> String {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| format!("{:x}{:04x}", d.as_millis(), std::process::id() & 0xffff))
+        .unwrap_or_default()
 }
 
 /// In a cluster, a process whose connection to a peer breaks (the peer

@@ -1,6 +1,7 @@
 //! Watching a run from beside its workers: signals, the progress line, rule
 //! reloads and dead-letter bursts.
 
+use prometheus_client::metrics::counter::Counter;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -42,7 +43,7 @@ pub(super) fn spawn_monitor(
                 rules.poll(&run);
             }
             bursts.watch(metrics);
-            let expected = Metrics::get(&metrics.records_expected);
+            let expected = metrics.records_expected.get();
             if expected > 0 && !known_end {
                 // The end is known (a replay): a bar with rate and ETA.
                 known_end = true;
@@ -54,11 +55,11 @@ pub(super) fn spawn_monitor(
                     .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
                 );
             }
-            bar.set_position(Metrics::get(&metrics.records_read));
+            bar.set_position(metrics.records_read.get());
             bar.set_message(format!(
                 "{} records read, {} windows, {} alert events, {} dead letters",
-                Metrics::get(&metrics.records_read),
-                Metrics::get(&metrics.windows),
+                metrics.records_read.get(),
+                metrics.windows.get(),
                 metrics
                     .alerts_by_rule()
                     .values()
@@ -95,7 +96,7 @@ const BURST_MAX: Duration = Duration::from_secs(60);
 
 impl DeadLetterBursts {
     fn counts(metrics: &Metrics) -> Vec<u64> {
-        metrics.dead_letters.iter().map(Metrics::get).collect()
+        metrics.dead_letters.iter().map(Counter::get).collect()
     }
 
     fn watch(&mut self, metrics: &Metrics) {

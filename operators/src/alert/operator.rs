@@ -278,7 +278,7 @@ impl<O: Observation + 'static> StatefulLogic<O, Alert> for AlertLogic<O> {
     fn advance(&mut self, until: Option<u64>, out: &mut Vec<Alert>) {
         let before = out.len();
         let suppressed = self.evaluator.advance_to(until, out);
-        Metrics::add(&self.run.metrics.alerts_suppressed, suppressed);
+        self.run.metrics.alerts_suppressed.inc_by(suppressed);
         count_alerts(&out[before..], &self.run.metrics);
     }
 

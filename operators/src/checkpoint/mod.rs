@@ -104,6 +104,28 @@ impl Marker {
     }
 }
 
+/// The parts `manifest` names, by operator, each checked against its size
+/// and checksum.
+fn read_parts(
+    store: &dyn CheckpointStore,
+    manifest: &Manifest,
+) -> Result<BTreeMap<String, Vec<Vec<u8>>>, String> {
+    let mut parts: BTreeMap<String, Vec<Vec<u8>>> = BTreeMap::new();
+    for part in &manifest.parts {
+        let bytes = store
+            .get(&part.name)
+            .map_err(|e| format!("part {} cannot be read: {e}", part.name))?;
+        if bytes.len() as u64 != part.bytes || crc32fast::hash(&bytes) != part.crc32 {
+            return Err(format!(
+                "part {} does not match its manifest (size or checksum)",
+                part.name
+            ));
+        }
+        parts.entry(part.op.clone()).or_default().push(bytes);
+    }
+    Ok(parts)
+}
+
 /// One operator's state in one checkpoint, as written.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartInfo {
@@ -332,19 +354,7 @@ impl Session {
                 expected: pipeline.to_owned(),
             });
         }
-        let mut parts: BTreeMap<String, Vec<Vec<u8>>> = BTreeMap::new();
-        for part in &manifest.parts {
-            let bytes = store
-                .get(&part.name)
-                .map_err(|e| corrupt(format!("part {} cannot be read: {e}", part.name)))?;
-            if bytes.len() as u64 != part.bytes || crc32fast::hash(&bytes) != part.crc32 {
-                return Err(corrupt(format!(
-                    "part {} does not match its manifest (size or checksum)",
-                    part.name
-                )));
-            }
-            parts.entry(part.op.clone()).or_default().push(bytes);
-        }
+        let parts = read_parts(store.as_ref(), &manifest).map_err(corrupt)?;
         finish_renames(&manifest.files, || {}).map_err(io("make committed files visible"))?;
         tracing::info!(
             checkpoint = id,

@@ -23,6 +23,7 @@ use std::sync::{Mutex, MutexGuard};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Unit;
 
 use crate::dead_letter::DeadLetterReason;
 
@@ -33,6 +34,7 @@ pub use partitions::PartitionStatus;
 
 use alerts::AlertFeed;
 use arrivals::Arrivals;
+use register::Maker;
 
 /// A gauge of whole numbers.
 pub type IntGauge = Gauge<i64, AtomicI64>;
@@ -118,51 +120,57 @@ pub struct Metrics {
     alert_feed: Mutex<AlertFeed>,
     arrivals: Mutex<Arrivals>,
     operators: Mutex<BTreeMap<(String, String), OperatorFigures>>,
+    /// How each metric is registered for the exposition (see [`Maker`]).
+    registrations: register::Registrations,
 }
 
 impl Default for Metrics {
     fn default() -> Self {
         // 1 ms to about 4.6 hours: Parquet rows wait for their hour to end.
-        let latency = || Histogram::new(exponential_buckets(0.001, 2.0, 25));
+        let latency = || exponential_buckets(0.001, 2.0, 25);
+        // Each metric is registered where it is made: its name and help
+        // text are the exposition's.
+        let mut m = Maker::default();
         Metrics {
-            records_read: Counter::default(),
+            records_read: m.counter("records_read", "Records read by the sources"),
             records_expected: Counter::default(),
-            readings: Counter::default(),
-            late_records: Counter::default(),
+            readings: m.counter("readings", "Readings decoded and accepted"),
+            late_records: m.counter("late_records", "Readings behind their partition's watermark (sent to the dead letters)"),
             dead_letters: Default::default(),
-            windows: Counter::default(),
-            windows_open: IntGauge::default(),
-            window_state_bytes: IntGauge::default(),
-            rule_states: IntGauge::default(),
-            rule_state_bytes: IntGauge::default(),
-            windows_left_open: Counter::default(),
-            parquet_rows: Counter::default(),
-            parquet_bytes: Counter::default(),
-            parquet_files: Counter::default(),
-            alerts_delivered: Counter::default(),
-            dead_letters_delivered: Counter::default(),
-            delivery_errors: Counter::default(),
-            producer_queue: IntGauge::default(),
-            alerts_suppressed: Counter::default(),
-            checkpoints: Counter::default(),
-            last_checkpoint_frontier: IntGauge::default(),
-            last_checkpoint_bytes: IntGauge::default(),
-            checkpoint_duration: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
-            alert_latency: latency(),
-            window_latency: latency(),
-            rule_reloads: Counter::default(),
-            rule_reloads_refused: Counter::default(),
-            rules_version: IntGauge::default(),
-            rules_from: IntGauge::default(),
-            sources_wired: Counter::default(),
-            sources_open: Counter::default(),
-            partitions_held: Counter::default(),
+            windows: m.counter("windows_emitted", "Window aggregates emitted"),
+            windows_open: m.gauge("windows_open", "Windows open now", None),
+            window_state_bytes: m.gauge("window_state", "Estimated memory held by open windows", Some(Unit::Bytes)),
+            rule_states: m.gauge("rule_states", "(device, sensor, rule) states held by the alert evaluators", None),
+            rule_state_bytes: m.gauge("rule_state", "Estimated memory held by the alert evaluators", Some(Unit::Bytes)),
+            windows_left_open: m.counter("windows_left_open", "Windows still open at a stop (not written)"),
+            parquet_rows: m.counter("parquet_rows", "Rows written to committed Parquet files"),
+            parquet_bytes: m.counter("parquet_written_bytes", "Bytes of Parquet files written"),
+            parquet_files: m.counter("parquet_files", "Parquet files written"),
+            alerts_delivered: m.counter("alerts_delivered", "Alert events delivered to the alert sink"),
+            dead_letters_delivered: m.counter("dead_letters_delivered", "Dead letters delivered to the dead-letter sink"),
+            delivery_errors: m.counter("sink_delivery_errors", "Records a sink could not deliver"),
+            producer_queue: m.gauge("producer_queue_records", "Records handed to Kafka producers and not yet acknowledged", None),
+            alerts_suppressed: m.counter("alerts_suppressed", "Firing events suppressed by a cooldown"),
+            checkpoints: m.counter("checkpoints", "Checkpoints completed"),
+            last_checkpoint_frontier: m.gauge("checkpoint_frontier", "Event-time frontier of the last completed checkpoint (ms since the epoch)", None),
+            last_checkpoint_bytes: m.gauge("checkpoint_size", "Size of the last completed checkpoint", Some(Unit::Bytes)),
+            checkpoint_duration: m.histogram("checkpoint_duration", "Time from a checkpoint's start to its manifest", exponential_buckets(0.001, 2.0, 16)),
+            alert_latency: m.histogram("alert_latency", "Time from a record's arrival at the source to its alert being acknowledged", latency()),
+            window_latency: m.histogram("window_latency", "Time from a record's arrival at the source to the window row it ends being written", latency()),
+            rule_reloads: m.counter("rule_reloads", "Rule reloads applied"),
+            rule_reloads_refused: m.counter("rule_reloads_refused", "Rule reloads refused; the rules in force stay"),
+            rules_version: m.gauge("rules_version", "Version of the rule set in force", None),
+            rules_from: m.gauge("rules_from", "Event time from which the rule set in force applies (ms since the epoch)", None),
+            sources_wired: m.counter("sources_wired", "Sources wired (one per worker and source)"),
+            sources_open: m.counter("sources_open", "Sources that opened their partitions"),
+            partitions_held: m.counter("partitions_held", "Times a source partition was held back by watermark alignment"),
             alerts: Mutex::default(),
             files: Mutex::default(),
             partitions: Mutex::default(),
             alert_feed: Mutex::default(),
             arrivals: Mutex::default(),
             operators: Mutex::default(),
+            registrations: m.registrations,
         }
     }
 }
@@ -172,26 +180,14 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Metrics {
-    /// Adds `n` to a counter.
-    pub fn add(counter: &Counter, n: u64) {
-        if n > 0 {
-            counter.inc_by(n);
-        }
-    }
-
-    /// Reads a counter.
-    pub fn get(counter: &Counter) -> u64 {
-        counter.get()
-    }
-
     /// Counts dead letters of one reason.
     pub fn add_dead_letters(&self, reason: &DeadLetterReason, n: u64) {
-        Self::add(&self.dead_letters[reason.index()], n);
+        self.dead_letters[reason.index()].inc_by(n);
         if matches!(
             reason,
             DeadLetterReason::Late | DeadLetterReason::LateAfterIdle
         ) {
-            Self::add(&self.late_records, n);
+            self.late_records.inc_by(n);
         }
     }
 
@@ -211,7 +207,7 @@ impl Metrics {
 
     /// Records a completed checkpoint, and how long it took.
     pub fn add_checkpoint(&self, frontier: u64, bytes: u64, took: std::time::Duration) {
-        Self::add(&self.checkpoints, 1);
+        self.checkpoints.inc_by(1);
         self.last_checkpoint_frontier
             .set(i64::try_from(frontier).unwrap_or(i64::MAX));
         self.last_checkpoint_bytes
@@ -224,18 +220,20 @@ impl Metrics {
     pub fn note_reload(&self, applied: Option<(u64, u64)>) {
         match applied {
             Some((version, from)) => {
-                Self::add(&self.rule_reloads, 1);
+                self.rule_reloads.inc();
                 self.rules_version
                     .set(i64::try_from(version).unwrap_or(i64::MAX));
                 self.rules_from.set(i64::try_from(from).unwrap_or(i64::MAX));
             }
-            None => Self::add(&self.rule_reloads_refused, 1),
+            None => {
+                self.rule_reloads_refused.inc();
+            }
         }
     }
 
     /// Records a completed output file.
     pub fn add_file(&self, path: PathBuf) {
-        Self::add(&self.parquet_files, 1);
+        self.parquet_files.inc_by(1);
         lock(&self.files).push(path);
     }
 

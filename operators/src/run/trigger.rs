@@ -13,7 +13,7 @@ use timely::dataflow::operators::probe::Handle as ProbeHandle;
 use timely::dataflow::{Scope, Stream};
 use timely::progress::Antichain;
 
-use super::{Run, Shared};
+use super::{Reload, Run, Shared};
 use crate::checkpoint::{Marker, Session};
 
 /// Stop requests, one per worker asked to stop (a signal, a pipeline
@@ -69,16 +69,7 @@ pub(super) fn trigger<'scope>(
     let leader = scope.index() == 0;
     builder.build(move |mut caps| {
         let mut cap = caps.pop().filter(|_| leader);
-        let (mut next_id, floor, interval) = session.as_ref().map_or((0, 0, Duration::MAX), |s| {
-            (
-                s.next_id(),
-                s.restored_frontier().unwrap_or(0),
-                s.config().interval,
-            )
-        });
-        let mut last_frontier: Option<u64> = None;
-        let mut last_sent = Instant::now();
-        let mut version = run.control.rules_version();
+        let mut schedule = Schedule::new(session.as_deref(), run.control.rules_version());
         move |_frontiers| {
             stops.for_each(|_, workers| {
                 if let Some(worker) = workers.drain(..).next() {
@@ -100,12 +91,7 @@ pub(super) fn trigger<'scope>(
                 activator.activate_after(Duration::from_millis(1));
                 return;
             }
-            let frontier = shared
-                .probes
-                .borrow()
-                .iter()
-                .map(|p| p.with_frontier(|f| f.first().copied()))
-                .try_fold(u64::MAX, |min, f| f.map(|f| min.min(f)));
+            let frontier = sources_frontier(&shared);
             if let Some(f) = frontier.filter(|f| *f > *c.time()) {
                 c.downgrade(&f);
             }
@@ -118,70 +104,20 @@ pub(super) fn trigger<'scope>(
                 None if !stopping => Marker::END,
                 _ => at,
             };
-            // A reload applies from the frontier on; refused if the running
-            // pipeline cannot take it.
-            let reload = match run.control.take_reload() {
-                Some(reload) if frontier.is_some() && !stopping => {
-                    let checked = match shared.reload_check.borrow().as_ref() {
-                        Some(check) => check(&reload),
-                        None => Err(
-                            "the running pipeline evaluates no rules: restart it to add them"
-                                .to_owned(),
-                        ),
-                    };
-                    match checked {
-                        Ok(definitions) => Some((reload, definitions)),
-                        Err(problem) => {
-                            tracing::error!("The rules are not reloaded: {problem}");
-                            run.metrics.note_reload(None);
-                            None
-                        }
-                    }
-                }
-                _ => None,
+            let reload = match frontier.is_some() && !stopping {
+                true => checked_reload(&shared, &run),
+                false => None,
             };
             let due = stopping
                 || reload.is_some()
-                || session.is_some() && (last_sent.elapsed() >= interval || frontier.is_none());
-            // Never before the restored frontier, and never twice at one
-            // frontier (but for a reload).
-            if due
-                && (at >= floor || target == Marker::END)
-                && last_frontier.is_none_or(|l| target > l || reload.is_some() && target >= l)
-            {
-                if let Some((_, definitions)) = &reload {
-                    *shared.definitions.borrow_mut() = definitions.clone();
-                    version += 1;
-                    run.control.set_rules_version(version);
-                    run.metrics.note_reload(Some((version, at)));
-                    tracing::info!(
-                        version,
-                        from = at,
-                        "Rules reloaded: version {version} applies from event time {at}"
-                    );
+                || session.is_some() && (schedule.interval_passed() || frontier.is_none());
+            match schedule.marker(due, at, target, stopping, reload, &shared, &run) {
+                Ok(marker) => {
+                    output.activate().session(&*c).give(marker);
                 }
-                output.activate().session(&*c).give(Marker {
-                    id: next_id,
-                    frontier: target,
-                    last: stopping,
-                    rules_version: version,
-                    reload: reload.map(|(reload, _)| reload),
-                });
-                if session.is_some() {
-                    shared.started.borrow_mut().insert(next_id, Instant::now());
-                }
-                tracing::debug!(
-                    checkpoint = next_id,
-                    frontier = target,
-                    last = stopping,
-                    "Marker sent"
-                );
-                next_id += 1;
-                last_frontier = Some(target);
-                last_sent = Instant::now();
-            } else if let Some((reload, _)) = reload {
                 // Not now (before the restored frontier): at a later turn.
-                run.control.request_reload(reload);
+                Err(Some(reload)) => run.control.request_reload(reload),
+                Err(None) => {}
             }
             if frontier.is_none() || stopping {
                 // The sources are done, or wait for this to stop.
@@ -194,4 +130,132 @@ pub(super) fn trigger<'scope>(
         }
     });
     markers
+}
+
+/// The least frontier of the sources' outputs (`None`: every source is done).
+fn sources_frontier(shared: &Shared) -> Option<u64> {
+    shared
+        .probes
+        .borrow()
+        .iter()
+        .map(|p| p.with_frontier(|f| f.first().copied()))
+        .try_fold(u64::MAX, |min, f| f.map(|f| min.min(f)))
+}
+
+/// A requested reload, if the running pipeline can take it (a reload
+/// applies from the frontier on): with the fingerprints of what it puts in
+/// force.
+fn checked_reload(shared: &Shared, run: &Run) -> Option<(Reload, Vec<(String, u64)>)> {
+    let reload = run.control.take_reload()?;
+    let checked = match shared.reload_check.borrow().as_ref() {
+        Some(check) => check(&reload),
+        None => Err("the running pipeline evaluates no rules: restart it to add them".to_owned()),
+    };
+    match checked {
+        Ok(definitions) => Some((reload, definitions)),
+        Err(problem) => {
+            tracing::error!("The rules are not reloaded: {problem}");
+            run.metrics.note_reload(None);
+            None
+        }
+    }
+}
+
+/// When the trigger sends markers, and their numbers.
+struct Schedule {
+    /// Whether checkpoints are taken (markers then start them).
+    checkpointing: bool,
+    next_id: u64,
+    /// The restored frontier: no marker before it.
+    floor: u64,
+    interval: Duration,
+    last_frontier: Option<u64>,
+    last_sent: Instant,
+    /// The version of the rules in force.
+    version: u64,
+}
+
+impl Schedule {
+    fn new(session: Option<&Session>, version: u64) -> Self {
+        let (next_id, floor, interval) = session.map_or((0, 0, Duration::MAX), |s| {
+            (
+                s.next_id(),
+                s.restored_frontier().unwrap_or(0),
+                s.config().interval,
+            )
+        });
+        Schedule {
+            checkpointing: session.is_some(),
+            next_id,
+            floor,
+            interval,
+            last_frontier: None,
+            last_sent: Instant::now(),
+            version,
+        }
+    }
+
+    /// Whether a checkpoint interval passed since the last marker.
+    fn interval_passed(&self) -> bool {
+        self.last_sent.elapsed() >= self.interval
+    }
+
+    /// The marker to send at `at` for a checkpoint at `target`, if one is
+    /// `due`: never before the restored frontier, and never twice at one
+    /// frontier (but for a reload). Otherwise the reload, for a later turn.
+    #[allow(clippy::too_many_arguments)]
+    fn marker(
+        &mut self,
+        due: bool,
+        at: u64,
+        target: u64,
+        stopping: bool,
+        reload: Option<(Reload, Vec<(String, u64)>)>,
+        shared: &Shared,
+        run: &Run,
+    ) -> Result<Marker, Option<Reload>> {
+        let sends = due
+            && (at >= self.floor || target == Marker::END)
+            && self
+                .last_frontier
+                .is_none_or(|l| target > l || reload.is_some() && target >= l);
+        if !sends {
+            return Err(reload.map(|(reload, _)| reload));
+        }
+        if let Some((_, definitions)) = &reload {
+            *shared.definitions.borrow_mut() = definitions.clone();
+            self.version += 1;
+            let version = self.version;
+            run.control.set_rules_version(version);
+            run.metrics.note_reload(Some((version, at)));
+            tracing::info!(
+                version,
+                from = at,
+                "Rules reloaded: version {version} applies from event time {at}"
+            );
+        }
+        let marker = Marker {
+            id: self.next_id,
+            frontier: target,
+            last: stopping,
+            rules_version: self.version,
+            reload: reload.map(|(reload, _)| reload),
+        };
+        if self.checkpointing {
+            shared
+                .started
+                .borrow_mut()
+                .insert(self.next_id, Instant::now());
+        }
+        tracing::debug!(
+            checkpoint = self.next_id,
+            frontier = target,
+            last = stopping,
+            "Marker sent"
+        );
+        self.next_id += 1;
+        self.last_frontier = Some(target);
+        self.last_sent = Instant::now();
+        Ok(marker)
+    }
 }

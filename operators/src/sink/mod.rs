@@ -44,7 +44,7 @@ pub trait SinkRecord: Record + timely::ExchangeData {
 impl SinkRecord for Alert {
     const FILE_NAME: &'static str = "alerts.jsonl";
     fn count_delivered(metrics: &Metrics, n: u64) {
-        Metrics::add(&metrics.alerts_delivered, n);
+        metrics.alerts_delivered.inc_by(n);
     }
     fn latency(metrics: &Metrics) -> Option<&Histogram> {
         Some(&metrics.alert_latency)
@@ -54,7 +54,7 @@ impl SinkRecord for Alert {
 impl SinkRecord for DeadLetter {
     const FILE_NAME: &'static str = "dead_letters.jsonl";
     fn count_delivered(metrics: &Metrics, n: u64) {
-        Metrics::add(&metrics.dead_letters_delivered, n);
+        metrics.dead_letters_delivered.inc_by(n);
     }
 }
 
@@ -323,7 +323,7 @@ impl<R: SinkRecord, D: Destination> Writer<R, D> {
         let now = self.dest.progress();
         let m = &run.metrics;
         R::count_delivered(m, now.delivered - self.counted.delivered);
-        Metrics::add(&m.delivery_errors, now.failed - self.counted.failed);
+        m.delivery_errors.inc_by(now.failed - self.counted.failed);
         m.producer_queue
             .inc_by(now.in_flight as i64 - self.counted.in_flight as i64);
         self.counted = Progress { error: None, ..now };

@@ -3,7 +3,6 @@
 //! that a backlog waits in its broker, not in memory.
 
 use super::ingest::{Ingest, PartitionState};
-use crate::metrics::Metrics;
 
 /// Which partitions to stop and to start reading again, from
 /// [`Ingest::align`].
@@ -92,10 +91,10 @@ impl Ingest {
             }
         }
         if !alignment.hold.is_empty() {
-            Metrics::add(
-                &self.run.metrics.partitions_held,
-                alignment.hold.len() as u64,
-            );
+            self.run
+                .metrics
+                .partitions_held
+                .inc_by(alignment.hold.len() as u64);
         }
         alignment
     }
@@ -116,7 +115,7 @@ impl Ingest {
             return false;
         }
         self.partitions[i].held = true;
-        Metrics::add(&self.run.metrics.partitions_held, 1);
+        self.run.metrics.partitions_held.inc_by(1);
         true
     }
 }

@@ -24,7 +24,6 @@ use super::ingest::{Ingest, Watermark};
 use super::resume::IngestBook;
 use super::SourceStreams;
 use crate::dead_letter::DeadLetter;
-use crate::metrics::Metrics;
 use crate::reading::{Reading, PROGRESS_BUCKET_MS};
 use crate::run::{stop_on_last_marker, Env, Run};
 
@@ -179,7 +178,7 @@ where
     let sinks_reached = env.sinks_reached();
     let sources_frontier = env.sources_frontier();
     let checkpointing = env.checkpointing();
-    Metrics::add(&run.metrics.sources_wired, 1);
+    run.metrics.sources_wired.inc_by(1);
 
     builder.build(move |caps| {
         let caps = Caps::new(caps);
@@ -332,7 +331,7 @@ fn ready<P: Poller>(
     if let Some(dir) = record_dir {
         ingest.record_into(dir, run);
     }
-    Metrics::add(&run.metrics.sources_open, 1);
+    run.metrics.sources_open.inc_by(1);
     ingest.align_at_least(step);
     if !checkpointing {
         ingest.without_checkpoints();
@@ -366,8 +365,8 @@ fn poll<P: Poller>(
 /// dead letters and progress.
 fn send_batch(outputs: &mut Outputs, caps: &Caps, run: &Run, read: usize) {
     let m = &run.metrics;
-    Metrics::add(&m.records_read, read as u64);
-    Metrics::add(&m.readings, outputs.readings_buf.len() as u64);
+    m.records_read.inc_by(read as u64);
+    m.readings.inc_by(outputs.readings_buf.len() as u64);
     if let Some(latest) = outputs.readings_buf.iter().map(|r| r.time).max() {
         m.note_arrival(latest);
     }

@@ -9,7 +9,6 @@ use timely::dataflow::Scope;
 use super::{ingest_source, restored_positions, Ingest, PartitionStart, Poller, SourceStreams};
 use crate::dead_letter::DeadLetter;
 use crate::decode::Decoder;
-use crate::metrics::Metrics;
 use crate::reading::Reading;
 use crate::recording::{PartitionReader, Recording};
 use crate::run::Env;
@@ -62,7 +61,7 @@ impl<'scope> RecordingSource<'scope> for Scope<'scope, u64> {
                 readers.push(recording.reader(p, start.offset));
                 starts.push((start, marks));
             }
-            Metrics::add(&run.metrics.records_expected, expected);
+            run.metrics.records_expected.inc_by(expected);
             let mut ingest = Ingest::new(decoder, &topic, out_of_orderness_ms, starts, run.clone());
             ingest.done_at = range.map(|(_, to)| to).filter(|to| *to < u64::MAX);
             let pace = speed.map(|speed| Pace {

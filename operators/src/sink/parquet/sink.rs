@@ -11,7 +11,6 @@ use super::resume::{self, Published};
 pub use super::writer::{window_aggregate_schema, ParquetPart, ParquetSinkError, ParquetWriter};
 use super::ParquetSinkConfig;
 use crate::checkpoint::Marker;
-use crate::metrics::Metrics;
 use crate::reading::WindowAggregate;
 use crate::run::{checkpointed_sink, Env, Participant, Run, SinkEvent};
 
@@ -77,7 +76,7 @@ pub trait ParquetSink<'scope> {
     /// });
     ///
     /// assert!(run.control.errors().is_empty());
-    /// assert_eq!(Metrics::get(&run.metrics.parquet_rows), 3);
+    /// assert_eq!(run.metrics.parquet_rows.get(), 3);
     /// let files = run.metrics.files();
     /// assert_eq!(files[0], dir.path().join("date=2026-11-22/hour=10/part-run1-w0-000000.parquet"));
     /// assert_eq!(files[1], dir.path().join("date=2026-11-22/hour=11/part-run1-w0-000001.parquet"));
@@ -237,8 +236,8 @@ impl Operator {
     fn account(&mut self, before: (u64, u64), result: Result<Vec<PathBuf>, ParquetSinkError>) {
         let (writer, run) = (&mut self.writer, &self.run);
         let m = &run.metrics;
-        Metrics::add(&m.parquet_rows, writer.rows_written() - before.0);
-        Metrics::add(&m.parquet_bytes, writer.bytes_written() - before.1);
+        m.parquet_rows.inc_by(writer.rows_written() - before.0);
+        m.parquet_bytes.inc_by(writer.bytes_written() - before.1);
         let ends = writer.take_written_ends();
         m.observe_since_arrival(
             &m.window_latency,

@@ -15,7 +15,6 @@ use timely::dataflow::operators::Input;
 
 use super::writer::HOUR_MS;
 use super::*;
-use crate::metrics::Metrics;
 use crate::reading::WindowAggregate;
 use crate::run::Env;
 use crate::Run;
@@ -510,13 +509,13 @@ fn the_operator_writes_an_hour_once_its_last_window_has_arrived() {
             m.files(),
             vec![root.join("date=2026-11-22/hour=10/part-r1-w0-000000.parquet")]
         );
-        assert_eq!(Metrics::get(&m.parquet_rows), 2);
+        assert_eq!(m.parquet_rows.get(), 2);
     });
     // The input has ended: the rest is written.
     assert!(run.control.errors().is_empty());
     assert_eq!(run.metrics.files().len(), 2);
     assert!(run.metrics.files()[1].ends_with("date=2026-11-22/hour=11/part-r1-w0-000001.parquet"));
-    assert_eq!(Metrics::get(&run.metrics.parquet_rows), 3);
+    assert_eq!(run.metrics.parquet_rows.get(), 3);
 }
 
 #[test]

@@ -228,10 +228,10 @@ impl Start<'_> {
         };
         if let Some(end) = end {
             // The end is known: progress can show a rate and an ETA.
-            crate::metrics::Metrics::add(
-                &self.run.metrics.records_expected,
-                (end - offset).max(0) as u64,
-            );
+            self.run
+                .metrics
+                .records_expected
+                .inc_by((end - offset).max(0) as u64);
         }
         Ok(PartitionStart::new(p, offset, end, restored))
     }

@@ -92,7 +92,7 @@ fn a_partition_running_ahead_is_held_until_the_frontier_catches_up() {
     take(&mut ing, 1, 40_000);
     assert!(ing.runs_ahead(1));
     assert_eq!(held(&ing), vec![0, 1]);
-    assert_eq!(Metrics::get(&ing.run.metrics.partitions_held), 3);
+    assert_eq!(ing.run.metrics.partitions_held.get(), 3);
     // A held partition is quiet, not idle.
     ing.check_idle(Duration::ZERO);
     ing.check_idle(Duration::ZERO);
@@ -288,7 +288,7 @@ fn run(workers: usize, alignment: Option<u64>, sources: usize) -> (Vec<String>, 
     .join();
     let mut out = out.lock().unwrap().clone();
     out.sort();
-    (out, Metrics::get(&run.metrics.partitions_held))
+    (out, run.metrics.partitions_held.get())
 }
 
 /// The same windows, alerts and dead letters with and without
