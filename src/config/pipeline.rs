@@ -306,12 +306,10 @@ fn validate_decode(raw: Option<&RawDecode>, d: &mut Diag<'_>) -> DecodeConfig {
             d,
             f,
             "decode.time_format",
-            &[
-                ("auto", TimeFormat::Auto),
-                ("epoch_ms", TimeFormat::EpochMillis),
-                ("epoch_s", TimeFormat::EpochSeconds),
-                ("rfc3339", TimeFormat::Rfc3339),
-            ],
+            &<TimeFormat as strum::VariantArray>::VARIANTS
+                .iter()
+                .map(|f| (f.as_str(), *f))
+                .collect::<Vec<_>>(),
         )
         .unwrap_or_default();
     }

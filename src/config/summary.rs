@@ -55,12 +55,7 @@ impl PipelineSpec {
     /// The `decode:` line.
     fn summarize_decode(&self, s: &mut String) {
         let d = &self.decode;
-        let format = match d.time_format {
-            TimeFormat::Auto => "auto",
-            TimeFormat::EpochMillis => "epoch_ms",
-            TimeFormat::EpochSeconds => "epoch_s",
-            TimeFormat::Rfc3339 => "rfc3339",
-        };
+        let format = d.time_format.as_str();
         let _ = writeln!(
             s,
             "decode: JSON fields device {}, sensor {}, value {}, time {} ({format}); at most {} ahead of the record time",

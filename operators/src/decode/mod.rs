@@ -26,17 +26,30 @@ use json::serde_fields;
 use time::time_of;
 
 /// How the timestamp field is written.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+///
+/// Its name ([`TimeFormat::as_str`]) is the one pipeline files use.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, strum::IntoStaticStr, strum::VariantArray)]
+#[strum(serialize_all = "snake_case")]
 pub enum TimeFormat {
     /// Numbers are epoch milliseconds; strings are RFC 3339 (or digits, as ms).
     #[default]
     Auto,
     /// Epoch milliseconds.
+    #[strum(serialize = "epoch_ms")]
     EpochMillis,
     /// Epoch seconds (fractions allowed).
+    #[strum(serialize = "epoch_s")]
     EpochSeconds,
     /// RFC 3339 text, e.g. `2026-11-22T10:00:00.250Z`.
     Rfc3339,
+}
+
+impl TimeFormat {
+    /// The name pipeline files give the format: `auto`, `epoch_ms`,
+    /// `epoch_s` or `rfc3339`.
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
 }
 
 /// Where a reading's fields are in the payload.

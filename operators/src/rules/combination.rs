@@ -7,8 +7,9 @@ use serde::{Deserialize, Serialize};
 use super::Direction;
 
 /// Whether a combination needs all of its conditions or any one.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, strum::IntoStaticStr)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum Mode {
     /// Every condition must hold within the span.
     All,

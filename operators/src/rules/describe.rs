@@ -8,7 +8,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use super::combination::{Combination, Mode};
+use super::combination::Combination;
 use super::kind::{Direction, RuleInput, RuleKind, Threshold};
 use super::rule::Rule;
 
@@ -19,10 +19,7 @@ pub fn human_ms(ms: u64) -> String {
 
 /// The side of a threshold that breaches, in words: `above` or `below`.
 pub fn side(direction: Direction) -> &'static str {
-    match direction {
-        Direction::Above => "above",
-        Direction::Below => "below",
-    }
+    direction.into()
 }
 
 /// The rule's sensors, joined by `, `, or `every` (`any`) sensor.
@@ -61,10 +58,7 @@ pub fn combination_phrase(c: &Combination) -> String {
             s
         })
         .collect();
-    let mode = match c.mode {
-        Mode::All => "all",
-        Mode::Any => "any",
-    };
+    let mode: &str = c.mode.into();
     format!(
         "{mode} of {}, within {}",
         conditions.join(", "),

@@ -8,8 +8,9 @@ use super::combination::Combination;
 use crate::reading::WindowAggregate;
 
 /// Which side of the threshold breaches.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, strum::IntoStaticStr)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum Direction {
     /// Breaches when the value is strictly above the threshold.
     Above,
@@ -57,8 +58,9 @@ impl Direction {
 }
 
 /// The statistic of a window aggregate a window rule looks at.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, strum::IntoStaticStr)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum Stat {
     /// Arithmetic mean.
     Mean,
@@ -119,13 +121,7 @@ impl std::fmt::Display for RuleInput {
 impl Stat {
     /// The name a rules file gives the statistic (`stat = "max"`).
     pub fn name(self) -> &'static str {
-        match self {
-            Stat::Mean => "mean",
-            Stat::Min => "min",
-            Stat::Max => "max",
-            Stat::Sum => "sum",
-            Stat::Count => "count",
-        }
+        self.into()
     }
 }
 
