@@ -187,6 +187,29 @@ pub fn parse_pipeline(text: &str, path: &Path) -> Result<PipelineSpec, ConfigErr
 }
 
 /// Validates the text of an alert rules file. `path` names the file in messages.
+///
+/// # Examples
+/// ```
+/// use std::path::Path;
+///
+/// let rules = weir::config::parse_rules(
+///     "[[rule]]\nname = \"hot\"\nsensor = \"temperature\"\nabove = 90.0\nclear = 85.0\n",
+///     Path::new("plant.toml"),
+/// )
+/// .unwrap();
+/// assert_eq!(rules.rules[0].name, "hot");
+/// assert_eq!(rules.rules[0].alert_thresholds(), (90.0, 85.0));
+///
+/// // A mistake is reported with its file, line and field.
+/// let error = weir::config::parse_rules(
+///     "[[rule]]\nname = \"hot\"\nsensor = \"temperature\"\nabove = \"ninety\"\n",
+///     Path::new("plant.toml"),
+/// )
+/// .unwrap_err()
+/// .to_string();
+/// assert!(error.contains("plant.toml:4"), "{error}");
+/// assert!(error.contains("above"), "{error}");
+/// ```
 pub fn parse_rules(text: &str, path: &Path) -> Result<RuleSet, ConfigError> {
     let mut d = Diag::new(path, text);
     let base = path.parent().unwrap_or(Path::new(""));

@@ -21,6 +21,28 @@ use crate::preflight::{check_topics, check_writable_dir};
 use crate::runtime::{Context, RunOptions};
 
 /// The connectors of a run, as its options choose them.
+///
+/// # Examples
+/// ```
+/// use weir::operators::kafka::{KafkaSourceConfig, StartOffset};
+/// use weir::operators::parquet::ParquetSinkConfig;
+/// use weir::plan::Connect;
+/// use weir::RunOptions;
+///
+/// // `--bounded --start-at 2026-11-23T08:00:00Z --out replay-out`
+/// let options = RunOptions {
+///     bounded: true,
+///     start_at: Some(StartOffset::Timestamp(1_795_420_800_000)),
+///     out: Some("replay-out".into()),
+///     ..RunOptions::default()
+/// };
+/// let connect = Connect::new(&options).unwrap();
+/// let source = connect.source_config(KafkaSourceConfig::new("kafka:9092", "readings"));
+/// assert!(source.bounded);
+/// assert_eq!(source.start, StartOffset::Timestamp(1_795_420_800_000));
+/// let parquet = connect.parquet_config(ParquetSinkConfig::new("/data/windows"));
+/// assert_eq!(parquet.dir, std::path::Path::new("replay-out/windows"));
+/// ```
 #[derive(Clone, Debug, Default)]
 pub struct Connect {
     /// Sources read this recording instead of their Kafka topic.

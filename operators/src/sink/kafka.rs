@@ -107,15 +107,17 @@ impl ProducerContext for DeliveryContext {
     }
 }
 
-/// The header that carries a record's [`SinkRecord::id`].
+/// The header that carries a record's [`Record::id`](crate::record::Record::id).
 pub const ID_HEADER: &str = "weir-id";
 
 /// Writes records to a Kafka topic.
 pub trait KafkaSink<'scope> {
-    /// Writes every record to `config.topic`, keyed by [`SinkRecord::key`],
-    /// with its id in the [`ID_HEADER`] header.
+    /// Writes every record to `config.topic`, keyed by
+    /// [`Record::key`](crate::record::Record::key), with its id in the
+    /// [`ID_HEADER`] header.
     ///
-    /// Records are routed to workers by [`SinkRecord::route`] and written
+    /// Records are routed to workers by
+    /// [`Record::route`](crate::record::Record::route) and written
     /// once the input frontier passes their time, sorted by event time and
     /// then by identity, so the records of one key reach their partition in
     /// the same order on every run. Delivery failures, and records still
@@ -127,6 +129,56 @@ pub trait KafkaSink<'scope> {
     /// the topic's end offsets; after a restart the sink reads back the ids
     /// written after them and delivers none of those again, so every record
     /// reaches the topic once, without broker transactions.
+    ///
+    /// # Examples
+    /// A dead letter to a topic of librdkafka's in-process mock cluster,
+    /// read back with its id.
+    /// ```
+    /// use rdkafka::consumer::{BaseConsumer, Consumer};
+    /// use rdkafka::message::{Headers, Message};
+    /// use rdkafka::mocking::MockCluster;
+    /// use rdkafka::ClientConfig;
+    /// use timely::dataflow::operators::ToStream;
+    /// use weir_operators::kafka::sink::ID_HEADER;
+    /// use weir_operators::kafka::{KafkaSink, KafkaSinkConfig};
+    /// use weir_operators::{DeadLetter, DeadLetterReason, Env};
+    ///
+    /// let cluster = MockCluster::new(1).unwrap();
+    /// cluster.create_topic("dead", 1, 1).unwrap();
+    /// let letter = DeadLetter {
+    ///     reason: DeadLetterReason::MalformedJson,
+    ///     detail: "not JSON".into(),
+    ///     topic: "readings".into(),
+    ///     partition: 0,
+    ///     offset: 7,
+    ///     key: Some(b"d1".to_vec()),
+    ///     payload: b"{oops".to_vec(),
+    /// };
+    /// let config = KafkaSinkConfig::new(&cluster.bootstrap_servers(), "dead");
+    /// timely::example(move |scope| {
+    ///     let env = Env::standalone(scope);
+    ///     vec![letter].to_stream(scope).kafka_sink(config, &env);
+    /// });
+    ///
+    /// let consumer: BaseConsumer = ClientConfig::new()
+    ///     .set("bootstrap.servers", cluster.bootstrap_servers())
+    ///     .set("group.id", "check")
+    ///     .set("auto.offset.reset", "earliest")
+    ///     .create()
+    ///     .unwrap();
+    /// let mut partitions = rdkafka::TopicPartitionList::new();
+    /// partitions.add_partition_offset("dead", 0, rdkafka::Offset::Beginning).unwrap();
+    /// consumer.assign(&partitions).unwrap();
+    /// let message = (0..300)
+    ///     .find_map(|_| consumer.poll(std::time::Duration::from_millis(100)))
+    ///     .unwrap()
+    ///     .unwrap();
+    /// assert_eq!(message.key(), Some(&b"d1"[..]));
+    /// let header = message.headers().unwrap().get(0);
+    /// assert_eq!((header.key, header.value), (ID_HEADER, Some(&b"readings/0/7"[..])));
+    /// let doc: serde_json::Value = serde_json::from_slice(message.payload().unwrap()).unwrap();
+    /// assert_eq!(doc["reason"], "malformed_json");
+    /// ```
     fn kafka_sink(self, config: KafkaSinkConfig, env: &Env<'scope>);
 }
 

@@ -347,6 +347,38 @@ pub trait JsonLinesSink<'scope> {
     /// time order, from worker 0 (the others send it their records). A run
     /// without a restored checkpoint starts the file anew; with checkpoints,
     /// each record is written once across restarts.
+    ///
+    /// # Examples
+    /// ```
+    /// use timely::dataflow::operators::ToStream;
+    /// use weir_operators::output::JsonLinesSink;
+    /// use weir_operators::{DeadLetter, DeadLetterReason, Env};
+    ///
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let path = dir.path().join("dead_letters.jsonl");
+    /// let letter = |offset| DeadLetter {
+    ///     reason: DeadLetterReason::MalformedJson,
+    ///     detail: "not JSON".into(),
+    ///     topic: "readings".into(),
+    ///     partition: 0,
+    ///     offset,
+    ///     key: None,
+    ///     payload: b"{oops".to_vec(),
+    /// };
+    /// let file = path.clone();
+    /// timely::example(move |scope| {
+    ///     let env = Env::standalone(scope);
+    ///     vec![letter(9), letter(3)].to_stream(scope).jsonl_sink(file, &env);
+    /// });
+    /// let lines: Vec<serde_json::Value> = std::fs::read_to_string(&path)
+    ///     .unwrap()
+    ///     .lines()
+    ///     .map(|l| serde_json::from_str(l).unwrap())
+    ///     .collect();
+    /// // In order of origin, whatever the order of arrival.
+    /// let ids: Vec<_> = lines.iter().map(|l| l["id"].as_str().unwrap()).collect();
+    /// assert_eq!(ids, ["readings/0/3", "readings/0/9"]);
+    /// ```
     fn jsonl_sink(self, path: std::path::PathBuf, env: &Env<'scope>);
 }
 

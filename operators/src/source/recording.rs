@@ -22,6 +22,47 @@ pub trait RecordingSource<'scope> {
     /// readings and dead letters are exactly those of the run that made the
     /// recording, at any worker count. With checkpoints, a resumed replay
     /// starts each partition at the checkpoint's resume offset.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::sync::Arc;
+    /// use timely::dataflow::operators::capture::{Capture, Event};
+    /// use weir_operators::recording::{RecordRef, Recorder, Recording};
+    /// use weir_operators::source::RecordingSource;
+    /// use weir_operators::{Decoder, Env};
+    ///
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let mut recorder = Recorder::open(dir.path(), "readings").unwrap();
+    /// let payloads = [
+    ///     r#"{"device_id":"d1","sensor":"temp","value":20.5,"ts":10000}"#,
+    ///     r#"{"device_id":"d1","sensor":"temp","value":19.0,"ts":1000}"#, // 9 s behind: late
+    /// ];
+    /// for (offset, payload) in payloads.iter().enumerate() {
+    ///     let record = RecordRef {
+    ///         partition: 0,
+    ///         offset: offset as i64,
+    ///         timestamp: None,
+    ///         key: None,
+    ///         value: payload.as_bytes(),
+    ///         headers: &[],
+    ///     };
+    ///     recorder.push(&record).unwrap();
+    /// }
+    /// recorder.seal().unwrap();
+    ///
+    /// let recording = Arc::new(Recording::open(dir.path()).unwrap());
+    /// let (readings, dead) = timely::example(move |scope| {
+    ///     let env = Env::standalone(scope);
+    ///     let (readings, dead) = scope.recording_source(recording, Decoder::default(), 5_000, &env);
+    ///     (readings.capture(), dead.capture())
+    /// });
+    /// let data = |e: Event<u64, Vec<_>>| match e { Event::Messages(_, d) => d, Event::Progress(_) => vec![] };
+    /// let values: Vec<_> = readings.iter().flat_map(data).map(|r| r.value).collect();
+    /// assert_eq!(values, vec![20.5]);
+    /// let data = |e: Event<u64, Vec<_>>| match e { Event::Messages(_, d) => d, Event::Progress(_) => vec![] };
+    /// let late: Vec<_> = dead.iter().flat_map(data).map(|d: weir_operators::DeadLetter| (d.offset, d.reason.as_str())).collect();
+    /// assert_eq!(late, vec![(1, "late")]);
+    /// ```
     fn recording_source(
         self,
         recording: Arc<Recording>,

@@ -76,6 +76,47 @@ pub trait KafkaSource<'scope> {
     ///
     /// Failing to create the consumer or to find the topic is recorded in
     /// the metrics as a pipeline error and ends the source.
+    ///
+    /// # Examples
+    /// On librdkafka's in-process mock cluster, bounded: two readings and a
+    /// record that is not JSON.
+    /// ```
+    /// use rdkafka::mocking::MockCluster;
+    /// use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    /// use rdkafka::ClientConfig;
+    /// use timely::dataflow::operators::capture::{Capture, Event};
+    /// use weir_operators::kafka::{KafkaSource, KafkaSourceConfig};
+    /// use weir_operators::{Decoder, Env};
+    ///
+    /// let cluster = MockCluster::new(1).unwrap();
+    /// cluster.create_topic("readings", 1, 1).unwrap();
+    /// let producer: BaseProducer = ClientConfig::new()
+    ///     .set("bootstrap.servers", cluster.bootstrap_servers())
+    ///     .create()
+    ///     .unwrap();
+    /// for payload in [
+    ///     r#"{"device_id":"d1","sensor":"temp","value":20.5,"ts":1000}"#,
+    ///     "not json",
+    ///     r#"{"device_id":"d1","sensor":"temp","value":21.0,"ts":2000}"#,
+    /// ] {
+    ///     producer.send(BaseRecord::<(), _>::to("readings").payload(payload)).unwrap();
+    /// }
+    /// producer.flush(std::time::Duration::from_secs(5)).unwrap();
+    ///
+    /// let mut config = KafkaSourceConfig::new(&cluster.bootstrap_servers(), "readings");
+    /// config.bounded = true;
+    /// let (readings, dead) = timely::example(move |scope| {
+    ///     let env = Env::standalone(scope);
+    ///     let (readings, dead) = scope.kafka_source(config, Decoder::default(), &env);
+    ///     (readings.capture(), dead.capture())
+    /// });
+    /// let data = |e: Event<u64, Vec<_>>| match e { Event::Messages(_, d) => d, Event::Progress(_) => vec![] };
+    /// let values: Vec<_> = readings.iter().flat_map(data).map(|r| (r.time, r.value)).collect();
+    /// assert_eq!(values, vec![(1000, 20.5), (2000, 21.0)]);
+    /// let data = |e: Event<u64, Vec<_>>| match e { Event::Messages(_, d) => d, Event::Progress(_) => vec![] };
+    /// let dead: Vec<_> = dead.iter().flat_map(data).map(|d: weir_operators::DeadLetter| d.offset).collect();
+    /// assert_eq!(dead, vec![1]);
+    /// ```
     fn kafka_source(
         self,
         config: KafkaSourceConfig,
