@@ -129,7 +129,7 @@ fn child(brokers: &str, topic: &str, expected: u64, workers: usize, spin_ns: u64
     let (brokers, topic, property) = (brokers.to_owned(), topic.to_owned(), property.to_owned());
     let slow = processed.clone();
     let start = Instant::now();
-    let report = weir::run(&options, move |scope, ctx| {
+    let report = weir::run(&options, move |_scope, ctx| {
         let mut source = KafkaSourceConfig::new(&brokers, &topic);
         source.bounded = true;
         for option in property.split(',').filter(|o| *o != "-") {
@@ -142,7 +142,7 @@ fn child(brokers: &str, topic: &str, expected: u64, workers: usize, spin_ns: u64
                 None => panic!("bad source option {option}"),
             }
         }
-        let readings = support::kafka_pipeline(scope, ctx, source, dir.clone());
+        let readings = support::kafka_pipeline(ctx, source, dir.clone());
         // The slow sink: a busy wait per reading, after an exchange by key.
         let slow = slow.clone();
         readings.sink(

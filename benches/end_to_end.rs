@@ -54,10 +54,10 @@ fn weir(brokers: &str, topic: &str, workers: usize, replay: Option<&Path>) -> (D
         ..RunOptions::default()
     };
     let start = Instant::now();
-    let report = weir::run(&options, move |scope, ctx| {
+    let report = weir::run(&options, move |_scope, ctx| {
         let mut source = KafkaSourceConfig::new(&brokers, &topic);
         source.bounded = true;
-        support::kafka_pipeline(scope, ctx, source, dir.clone());
+        support::kafka_pipeline(ctx, source, dir.clone());
     })
     .expect("pipeline runs");
     (start.elapsed(), report.records_read)

@@ -94,7 +94,10 @@ pub fn alert_events(
         Arc::new(Mutex::new(vec![Vec::new(); rule_sets.len()]));
     let sets: Vec<Arc<RuleSet>> = rule_sets.iter().cloned().map(Arc::new).collect();
     let decode = spec.decode.clone();
-    let bound = spec.source.out_of_orderness_ms;
+    let (bound, step) = (
+        spec.source.out_of_orderness_ms,
+        spec.source.watermark_step_ms,
+    );
     let sink = events.clone();
     let options = RunOptions {
         workers,
@@ -103,8 +106,13 @@ pub fn alert_events(
         ..RunOptions::default()
     };
     run(&options, move |scope, ctx| {
-        let (readings, _dead) =
-            scope.recording_source(recording.clone(), Decoder::new(decode.clone()), bound, ctx);
+        let (readings, _dead) = scope.recording_source(
+            recording.clone(),
+            Decoder::new(decode.clone()),
+            bound,
+            step,
+            ctx,
+        );
         for (i, rules) in sets.iter().enumerate() {
             let sink = sink.clone();
             weir_operators::alert::alerts(&readings, &[], rules.clone(), ctx).inspect(

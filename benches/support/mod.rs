@@ -171,7 +171,6 @@ pub fn bare_consume(brokers: &str, topic: &str, partitions: i32, expected: usize
 /// window means) to the `alerts` topic. Returns the readings, for a bench
 /// that also consumes them.
 pub fn kafka_pipeline<'s>(
-    scope: timely::dataflow::Scope<'s, u64>,
     ctx: &weir::Context<'s>,
     source: weir::operators::kafka::KafkaSourceConfig,
     dir: std::path::PathBuf,
@@ -179,8 +178,8 @@ pub fn kafka_pipeline<'s>(
     use std::sync::Arc;
     use timely::dataflow::operators::Concat;
     use weir::operators::alert::{Direction, Rule, RuleSet, Stat};
-    use weir::operators::kafka::{KafkaSink, KafkaSinkConfig, KafkaSource};
-    use weir::operators::parquet::{ParquetSink, ParquetSinkConfig};
+    use weir::operators::kafka::KafkaSinkConfig;
+    use weir::operators::parquet::ParquetSinkConfig;
     use weir::operators::{Decoder, EvaluateAlerts, WindowAggregateOp};
     let rules = Arc::new(RuleSet::new(vec![
         Rule::new("overheat", "temperature", Direction::Above, 90.0)
@@ -189,15 +188,13 @@ pub fn kafka_pipeline<'s>(
         Rule::new("pressure-mean", "pressure", Direction::Above, 7.0).window(60_000, Stat::Mean),
     ]));
     let brokers = source.brokers.clone();
-    let (readings, _dead) = scope.kafka_source(source, Decoder::default(), ctx);
+    let (readings, _dead) = ctx.source(source, Decoder::default());
     let windows = readings.clone().window_aggregate(60_000, ctx);
-    windows
-        .clone()
-        .parquet_sink(ParquetSinkConfig::new(dir), ctx);
+    ctx.parquet(windows.clone(), ParquetSinkConfig::new(dir));
     let alerts = readings
         .clone()
         .evaluate_alerts(rules.clone(), ctx)
         .concat(windows.evaluate_alerts(rules, ctx));
-    alerts.kafka_sink(KafkaSinkConfig::new(&brokers, "alerts"), ctx);
+    ctx.sink(alerts, KafkaSinkConfig::new(&brokers, "alerts"));
     readings
 }

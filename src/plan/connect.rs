@@ -125,7 +125,7 @@ impl<'scope> Context<'scope> {
     /// The readings and dead letters of a pipeline's source: its Kafka
     /// topic as `config` says, bounded when the run is, starting and ending
     /// at the run's `--start-at` and `--end-at`; or, in a replay, the
-    /// recording, with the same lateness bound.
+    /// recording, with the same lateness bound and watermark step.
     pub fn source(&self, config: KafkaSourceConfig, decoder: Decoder) -> SourceStreams<'scope> {
         let scope = self.env.scope();
         match &self.connect.replay {
@@ -133,6 +133,7 @@ impl<'scope> Context<'scope> {
                 recording.clone(),
                 decoder,
                 config.out_of_orderness_ms,
+                config.watermark_step_ms,
                 &self.env,
             ),
             None => scope.kafka_source(self.connect.source_config(config), decoder, &self.env),

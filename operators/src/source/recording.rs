@@ -21,7 +21,9 @@ pub trait RecordingSource<'scope> {
     /// as the Kafka source in bounded mode, with the recorded idle marks:
     /// readings and dead letters are exactly those of the run that made the
     /// recording, at any worker count. With checkpoints, a resumed replay
-    /// starts each partition at the checkpoint's resume offset.
+    /// starts each partition at the checkpoint's resume offset. The
+    /// watermark moves in steps of `watermark_step_ms`, as the pipeline's
+    /// source does live.
     ///
     /// # Examples
     /// ```
@@ -53,7 +55,7 @@ pub trait RecordingSource<'scope> {
     /// let recording = Arc::new(Recording::open(dir.path()).unwrap());
     /// let (readings, dead) = timely::example(move |scope| {
     ///     let env = Env::standalone(scope);
-    ///     let (readings, dead) = scope.recording_source(recording, Decoder::default(), 5_000, &env);
+    ///     let (readings, dead) = scope.recording_source(recording, Decoder::default(), 5_000, 100, &env);
     ///     (readings.capture(), dead.capture())
     /// });
     /// let data = |e: Event<u64, Vec<_>>| match e { Event::Messages(_, d) => d, Event::Progress(_) => vec![] };
@@ -68,6 +70,7 @@ pub trait RecordingSource<'scope> {
         recording: Arc<Recording>,
         decoder: Decoder,
         out_of_orderness_ms: u64,
+        watermark_step_ms: u64,
         env: &Env<'scope>,
     ) -> SourceStreams<'scope>;
 }
@@ -78,6 +81,7 @@ impl<'scope> RecordingSource<'scope> for Scope<'scope, u64> {
         recording: Arc<Recording>,
         decoder: Decoder,
         out_of_orderness_ms: u64,
+        watermark_step_ms: u64,
         env: &Env<'scope>,
     ) -> SourceStreams<'scope> {
         let topic = recording.info.topic.clone();
@@ -87,30 +91,38 @@ impl<'scope> RecordingSource<'scope> for Scope<'scope, u64> {
         let io = crate::connect::RunIo::of(env);
         let speed = io.speed;
         let range = io.range;
-        ingest_source(env, &topic.clone(), name, 100, move |worker, peers| {
-            let mut starts = Vec::new();
-            let mut readers = Vec::new();
-            let ends = recording.ends();
-            let mut expected = 0;
-            for (&p, &end) in ends.iter().filter(|(p, _)| **p as usize % peers == worker) {
-                let first = recording.segments[&p][0].first;
-                let (start, mut marks) = PartitionStart::new(p, first, Some(end), resume.get(&p));
-                marks.extend(recording.marks.get(&p).into_iter().flatten().copied());
-                marks.sort_unstable();
-                marks.dedup();
-                expected += recording.records_from(p, start.offset);
-                readers.push(recording.reader(p, start.offset));
-                starts.push((start, marks));
-            }
-            run.metrics.records_expected.inc_by(expected);
-            let mut ingest = Ingest::new(decoder, &topic, out_of_orderness_ms, starts, run.clone());
-            ingest.done_at = range.map(|(_, to)| to).filter(|to| *to < u64::MAX);
-            let pace = speed.map(|speed| Pace {
-                speed,
-                origin: None,
-            });
-            Ok((RecordingPoller { readers, run, pace }, ingest))
-        })
+        ingest_source(
+            env,
+            &topic.clone(),
+            name,
+            watermark_step_ms,
+            move |worker, peers| {
+                let mut starts = Vec::new();
+                let mut readers = Vec::new();
+                let ends = recording.ends();
+                let mut expected = 0;
+                for (&p, &end) in ends.iter().filter(|(p, _)| **p as usize % peers == worker) {
+                    let first = recording.segments[&p][0].first;
+                    let (start, mut marks) =
+                        PartitionStart::new(p, first, Some(end), resume.get(&p));
+                    marks.extend(recording.marks.get(&p).into_iter().flatten().copied());
+                    marks.sort_unstable();
+                    marks.dedup();
+                    expected += recording.records_from(p, start.offset);
+                    readers.push(recording.reader(p, start.offset));
+                    starts.push((start, marks));
+                }
+                run.metrics.records_expected.inc_by(expected);
+                let mut ingest =
+                    Ingest::new(decoder, &topic, out_of_orderness_ms, starts, run.clone());
+                ingest.done_at = range.map(|(_, to)| to).filter(|to| *to < u64::MAX);
+                let pace = speed.map(|speed| Pace {
+                    speed,
+                    origin: None,
+                });
+                Ok((RecordingPoller { readers, run, pace }, ingest))
+            },
+        )
     }
 }
 
