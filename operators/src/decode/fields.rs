@@ -70,6 +70,7 @@ impl Text<'_> {
     }
 }
 
+#[inline]
 pub(super) fn name_of(v: Scalar<'_>, field: &str) -> Result<Name, DecodeError> {
     let invalid = |what: String| {
         DecodeError::new(
@@ -91,6 +92,7 @@ pub(super) fn name_of(v: Scalar<'_>, field: &str) -> Result<Name, DecodeError> {
     }
 }
 
+#[inline]
 pub(super) fn value_of(v: Scalar<'_>, field: &str) -> FieldValue {
     match v {
         Scalar::Number(n) => FieldValue::Number(n),

@@ -13,6 +13,7 @@ use super::DecodeConfig;
 /// path taken. Every string is checked to be UTF-8, as serde_json checks
 /// it, except keys equal to a configured field name (valid already); outside
 /// strings only JSON's ASCII punctuation, digits and whitespace are taken.
+#[inline]
 pub(super) fn flat_fields<'de>(payload: &'de [u8], c: &DecodeConfig) -> Option<Fields<'de>> {
     let b = payload;
     let mut i = skip_ws(b, 0);

@@ -20,6 +20,7 @@ const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
 /// // Hashing in two steps is hashing the concatenation.
 /// assert_eq!(fnv1a(fnv1a(FNV_OFFSET, b"ab"), b"c"), fnv1a(FNV_OFFSET, b"abc"));
 /// ```
+#[inline]
 pub fn fnv1a(hash: u64, bytes: &[u8]) -> u64 {
     bytes.iter().fold(hash, |hash, b| {
         (hash ^ u64::from(*b)).wrapping_mul(FNV_PRIME)
@@ -39,6 +40,7 @@ pub fn fnv1a(hash: u64, bytes: &[u8]) -> u64 {
 /// assert_ne!(route_hash(&["ab", "c"]), route_hash(&["a", "bc"]));
 /// assert_eq!(route_hash(&["press-1", "temperature"]), 0xf4ce_5340_ae1b_abe4);
 /// ```
+#[inline]
 pub fn route_hash(names: &[&str]) -> u64 {
     let h = names.iter().fold(FNV_OFFSET, |h, name| {
         fnv1a(fnv1a(h, name.as_bytes()), &[0xff])
