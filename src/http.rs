@@ -3,7 +3,7 @@
 //! figures come over server-sent events from `/events`; the page is embedded
 //! in the binary and loads nothing from elsewhere). It runs on its own thread with a small
 //! tokio runtime, outside the dataflow's worker threads, and reads the run's
-//! [`Metrics`] when asked.
+//! [`Metrics`](weir_operators::Metrics) when asked.
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -115,7 +115,7 @@ impl<'a> V1<'a> {
 impl Rule {
     /// A digest of the rule's definition, the same in every run and
     /// process (FNV-1a over the bincode encoding of its v1 record, see
-    /// the [module docs](self) and [`crate::hash`]): checkpoints keep it,
+    /// the `rules::fingerprint` module and [`crate::hash`]): checkpoints keep it,
     /// so that a resumed run keeps the state of a rule only if it is
     /// unchanged.
     pub fn fingerprint(&self) -> u64 {

@@ -374,7 +374,7 @@ impl<'scope> Env<'scope> {
 
     /// Completes the wiring: every worker acknowledges its parts of each
     /// checkpoint to worker 0, which writes the manifest. A problem found by
-    /// a check of [`Env::check_at_finish`] (a rule no alert evaluator is fed
+    /// a check a layer added (a rule no alert evaluator is fed
     /// for, say) is a pipeline error, so the run stops before it reads
     /// anything.
     pub fn finish(self) {

@@ -39,7 +39,7 @@ pub trait ParquetSink<'scope> {
     /// of the hour plus the longest window seen (see
     /// [`ParquetWriter::flush_at_frontier`]); whatever is left is written when
     /// the input ends. Each
-    /// committed file is recorded with [`Metrics::add_file`] and its rows in
+    /// committed file is recorded with [`Metrics::add_file`](crate::metrics::Metrics::add_file) and its rows in
     /// `metrics.parquet_rows`. On the first failure the error is recorded with
     /// [`RunControl::add_error`](crate::RunControl::add_error) (which logs it) and the sink writes nothing more;
     /// it never panics.

@@ -80,7 +80,7 @@ pub struct KafkaSourceConfig {
     /// `watermark_step_ms`. Off by default: librdkafka drops what it
     /// prefetched for a paused partition, so each pause costs a fetch round
     /// trip, which slows reads of partitions sparse in event time. See
-    /// [`KafkaSource::kafka_source`].
+    /// [`KafkaSource::kafka_source`](crate::kafka::KafkaSource::kafka_source).
     pub watermark_alignment_ms: Option<u64>,
 }
 
