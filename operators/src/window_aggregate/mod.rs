@@ -12,10 +12,14 @@ use crate::metrics::GaugeShare;
 use crate::reading::{KeyRef, Reading, SensorKey, WindowAggregate as Aggregate};
 use crate::run::{stateful, Env, Run, Side, StatefulLogic};
 
+mod hopping;
+
+pub use hopping::Panes;
+
 /// Running aggregate of one open window. The sum is compensated (Neumaier),
 /// so it barely depends on the order values arrive in.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-struct Acc {
+pub(crate) struct Acc {
     count: u64,
     min: f64,
     max: f64,
@@ -24,7 +28,7 @@ struct Acc {
 }
 
 impl Acc {
-    fn new(value: f64) -> Self {
+    pub(crate) fn new(value: f64) -> Self {
         Acc {
             count: 1,
             min: value,
@@ -34,7 +38,7 @@ impl Acc {
         }
     }
 
-    fn add(&mut self, value: f64) {
+    pub(crate) fn add(&mut self, value: f64) {
         self.count += 1;
         // Ties between 0.0 and -0.0 are broken by sign, not by arrival order.
         if value < self.min || (value == self.min && value.is_sign_negative()) {
@@ -49,6 +53,26 @@ impl Acc {
         } else {
             (value - t) + self.sum
         };
+        self.sum = t;
+    }
+
+    /// Adds the readings `other` aggregates (a pane of a hopping window).
+    pub(crate) fn merge(&mut self, other: &Acc) {
+        self.count += other.count;
+        if other.min < self.min || (other.min == self.min && other.min.is_sign_negative()) {
+            self.min = other.min;
+        }
+        if other.max > self.max || (other.max == self.max && other.max.is_sign_positive()) {
+            self.max = other.max;
+        }
+        let value = other.sum;
+        let t = self.sum + value;
+        self.compensation += if self.sum.abs() >= value.abs() {
+            (self.sum - t) + value
+        } else {
+            (value - t) + self.sum
+        };
+        self.compensation += other.compensation;
         self.sum = t;
     }
 }
