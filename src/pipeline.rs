@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use weir_operators::alert::alerts;
-use weir_operators::{Decoder, WindowAggregateOp};
+use weir_operators::{Decoder, WindowAggregateOp, WindowKind};
 
 use crate::config::PipelineSpec;
 use crate::runtime::{run, Context, RunOptions, RunReport};
@@ -29,9 +29,19 @@ pub fn build(ctx: &Context<'_>, spec: &PipelineSpec) {
         ctx.sink(dead, sink.clone());
     }
 
+    let kind = match spec.window_slide_ms == spec.window_ms {
+        true => WindowKind::Tumbling {
+            size_ms: spec.window_ms,
+        },
+        false => WindowKind::Hopping {
+            size_ms: spec.window_ms,
+            slide_ms: spec.window_slide_ms,
+        },
+    };
+    let tumbling = matches!(kind, WindowKind::Tumbling { .. });
     let needs_windows =
-        spec.parquet.is_some() || spec.rules.window_sizes().contains(&spec.window_ms);
-    let windows = needs_windows.then(|| readings.clone().window_aggregate(spec.window_ms, ctx));
+        spec.parquet.is_some() || tumbling && spec.rules.window_sizes().contains(&spec.window_ms);
+    let windows = needs_windows.then(|| readings.clone().windows(kind, ctx));
     if let (Some(parquet), Some(windows)) = (&spec.parquet, &windows) {
         ctx.parquet(windows.clone(), parquet.clone());
     }

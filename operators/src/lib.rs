@@ -50,7 +50,9 @@ pub use parquet::{ParquetSink, ParquetSinkConfig};
 pub use reading::{Name, Reading, SensorKey, WindowAggregate};
 pub use run::{Env, Reload, Run, RunControl};
 pub use source::SourceStreams;
-pub use window_aggregate::{WindowAggregate as WindowAggregateOp, WindowState, Windows};
+pub use window_aggregate::{
+    WindowAggregate as WindowAggregateOp, WindowKind, WindowState, Windows,
+};
 
 /// A seeded xorshift64* generator for tests: each call gives a number below
 /// its argument.

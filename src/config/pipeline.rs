@@ -14,6 +14,7 @@ pub(super) fn validate_pipeline(raw: RawPipeline, path: &Path, d: &mut Diag<'_>)
     let source = validate_source(raw.source.as_ref(), &name, d);
     let decode = validate_decode(raw.decode.as_ref(), d);
     let window_ms = validate_window(raw.window.as_ref(), d);
+    let window_slide_ms = validate_slide(raw.window.as_ref(), window_ms, d);
 
     let (rules, rules_file) = pipeline_rules(
         raw.rules.as_ref(),
@@ -45,6 +46,7 @@ pub(super) fn validate_pipeline(raw: RawPipeline, path: &Path, d: &mut Diag<'_>)
         source,
         decode,
         window_ms,
+        window_slide_ms,
         rules,
         rules_file,
         parquet: sinks.parquet,
@@ -80,6 +82,34 @@ fn validate_window(raw: Option<&RawWindow>, d: &mut Diag<'_>) -> u64 {
             None => DEFAULT_WINDOW_MS,
         },
         None => DEFAULT_WINDOW_MS,
+    }
+}
+
+/// `[window] slide`: the time between two window ends, which must divide
+/// the size (`window_ms`, when the size is valid); the size when absent.
+fn validate_slide(raw: Option<&RawWindow>, window_ms: u64, d: &mut Diag<'_>) -> u64 {
+    let Some(slide) = raw.and_then(|w| w.slide.as_ref()) else {
+        return window_ms;
+    };
+    match duration_ms(d, slide, "window.slide") {
+        Some(0) => {
+            d.err(slide.span(), "window.slide", "must be longer than 0");
+            window_ms
+        }
+        Some(ms) if window_ms % ms != 0 => {
+            d.err(
+                slide.span(),
+                "window.slide",
+                format!(
+                    "{:?} ({ms} ms) does not divide the window size ({window_ms} ms): every \
+                     window must be made of whole slides",
+                    slide.get_ref()
+                ),
+            );
+            window_ms
+        }
+        Some(ms) => ms,
+        None => window_ms,
     }
 }
 

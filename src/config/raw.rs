@@ -109,6 +109,9 @@ pub(super) struct RawDecode {
 pub(super) struct RawWindow {
     /// Window size; default `1m`; must divide a day evenly.
     pub(super) size: Option<Spanned<String>>,
+    /// Hopping windows: the time between two window ends; must divide the
+    /// size. Tumbling windows (the size) when absent.
+    pub(super) slide: Option<Spanned<String>>,
 }
 
 /// `[rules]`: where the rules are.

@@ -16,6 +16,9 @@ pub struct PipelineSpec {
     pub decode: DecodeConfig,
     /// Size of the aggregation windows written to Parquet, in ms.
     pub window_ms: u64,
+    /// The time between two window ends, in ms: `window_ms` for tumbling
+    /// windows, less for hopping ones (`[window] slide`).
+    pub window_slide_ms: u64,
     /// The alert rules, inline or from [`PipelineSpec::rules_file`].
     pub rules: RuleSet,
     /// The rules file, resolved against the pipeline file's directory.

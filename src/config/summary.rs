@@ -14,7 +14,19 @@ impl PipelineSpec {
         let _ = writeln!(s, "pipeline {} ({})", self.name, self.path.display());
         self.summarize_source(&mut s);
         self.summarize_decode(&mut s);
-        let _ = writeln!(s, "windows: {} tumbling", human_ms(self.window_ms));
+        match self.window_slide_ms == self.window_ms {
+            true => {
+                let _ = writeln!(s, "windows: {} tumbling", human_ms(self.window_ms));
+            }
+            false => {
+                let _ = writeln!(
+                    s,
+                    "windows: {} hopping every {}",
+                    human_ms(self.window_ms),
+                    human_ms(self.window_slide_ms)
+                );
+            }
+        }
         self.summarize_sinks(&mut s);
         self.summarize_runtime(&mut s);
         self.summarize_rules(&mut s);

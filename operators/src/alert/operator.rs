@@ -118,10 +118,11 @@ where
 }
 
 /// The alert events of every rule of `rules`: rules on readings evaluated
-/// on `readings`, window rules on windows of their size. Windows of a size
-/// are taken from `windows` (streams built by
+/// on `readings`, window rules on tumbling windows of their size. Windows
+/// of a size are taken from `windows` (streams built by
 /// [`window_aggregate`](crate::WindowAggregateOp::window_aggregate)) where
-/// one has that size, and aggregated from `readings` otherwise. Pipeline
+/// one holds tumbling windows of that size, and aggregated from `readings`
+/// otherwise (hopping windows feed no rule). Pipeline
 /// files and Rust pipelines both wire their rules with it, so no rule goes
 /// without what it looks at.
 ///
@@ -166,7 +167,7 @@ pub fn alerts<'scope>(
     for size in rules.window_sizes() {
         let sized = windows
             .iter()
-            .find(|w| w.size_ms == size)
+            .find(|w| w.tumbling() && w.size_ms == size)
             .cloned()
             .unwrap_or_else(|| readings.clone().window_aggregate(size, env));
         alerts.push(sized.evaluate_alerts(rules.clone(), env));

@@ -222,6 +222,13 @@ pub trait WindowAggregate<'scope> {
     /// assert_eq!(summary, vec![(0, 2, 10.0, 20.0, 15.0), (60_000, 1, 30.0, 30.0, 30.0)]);
     /// ```
     fn window_aggregate(self, size_ms: u64, env: &Env<'scope>) -> Windows<'scope>;
+
+    /// Windows of `kind`, per (device, sensor), emitted as
+    /// [`window_aggregate`](WindowAggregate::window_aggregate) emits
+    /// tumbling ones: each once the input frontier reaches its end, at
+    /// timely time `window_end`. Hopping windows are kept as slide-sized
+    /// panes (see [`Panes`]): a reading updates one pane.
+    fn windows(self, kind: WindowKind, env: &Env<'scope>) -> Windows<'scope>;
 }
 
 /// A stream of window rows, with the size of its windows: what window rules
@@ -232,37 +239,135 @@ pub struct Windows<'scope> {
     pub stream: Stream<'scope, u64, Vec<Aggregate>>,
     /// The size of the windows, in ms.
     pub size_ms: u64,
+    /// How far apart window ends are, in ms: `size_ms` for tumbling
+    /// windows, less for hopping ones.
+    pub slide_ms: u64,
+}
+
+impl Windows<'_> {
+    /// Whether these are tumbling windows (each reading in one window).
+    pub fn tumbling(&self) -> bool {
+        self.slide_ms == self.size_ms
+    }
+}
+
+/// Which windows a window operator computes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WindowKind {
+    /// `[k * size, (k + 1) * size)`: each reading in one window.
+    Tumbling {
+        /// Window size, ms.
+        size_ms: u64,
+    },
+    /// `[k * slide - size, k * slide)` for every `k` whose window holds a
+    /// reading: each reading in `size / slide` windows.
+    Hopping {
+        /// Window size, ms (a multiple of `slide_ms`).
+        size_ms: u64,
+        /// Time between two window ends, ms.
+        slide_ms: u64,
+    },
 }
 
 impl<'scope> WindowAggregate<'scope> for Stream<'scope, u64, Vec<Reading>> {
     fn window_aggregate(self, size_ms: u64, env: &Env<'scope>) -> Windows<'scope> {
-        env.keep_history(size_ms);
-        let mut state = WindowState::new(size_ms);
-        if let Some(frontier) = env.restored_frontier() {
-            state.resume_at(frontier);
+        self.windows(WindowKind::Tumbling { size_ms }, env)
+    }
+
+    fn windows(self, kind: WindowKind, env: &Env<'scope>) -> Windows<'scope> {
+        match kind {
+            WindowKind::Tumbling { size_ms } => {
+                let stream = window_stream(self, WindowState::new(size_ms), size_ms, env);
+                Windows {
+                    stream,
+                    size_ms,
+                    slide_ms: size_ms,
+                }
+            }
+            WindowKind::Hopping { size_ms, slide_ms } => {
+                let panes = Panes::new(size_ms, slide_ms);
+                let stream = window_stream(self, panes, size_ms, env);
+                Windows {
+                    stream,
+                    size_ms,
+                    slide_ms,
+                }
+            }
         }
-        let run = env.run().clone();
-        let markers = env.markers();
-        // With one worker, routing by key is a no-op: skip the exchange.
-        let stream = if self.scope().peers() == 1 {
-            window_operator(self, markers, Pipeline, state, run)
-        } else {
-            let pact = Exchange::new(|r: &Reading| r.route);
-            window_operator(self, markers, pact, state, run)
-        };
-        Windows { stream, size_ms }
     }
 }
 
-fn window_operator<'scope, P>(
+/// The state of open windows: tumbling windows, or the panes of hopping
+/// ones.
+trait WindowStore: 'static {
+    fn resume_at(&mut self, frontier: u64);
+    fn insert(&mut self, reading: &Reading);
+    fn flush_until(&mut self, frontier: Option<u64>, out: &mut Vec<Aggregate>);
+    fn discard(&mut self) -> usize;
+    fn earliest_end(&self) -> Option<u64>;
+    fn footprint(&self) -> (usize, usize);
+}
+
+macro_rules! window_store {
+    ($t:ty) => {
+        impl WindowStore for $t {
+            fn resume_at(&mut self, frontier: u64) {
+                <$t>::resume_at(self, frontier)
+            }
+            fn insert(&mut self, reading: &Reading) {
+                <$t>::insert(self, reading)
+            }
+            fn flush_until(&mut self, frontier: Option<u64>, out: &mut Vec<Aggregate>) {
+                <$t>::flush_until(self, frontier, out)
+            }
+            fn discard(&mut self) -> usize {
+                <$t>::discard(self)
+            }
+            fn earliest_end(&self) -> Option<u64> {
+                <$t>::earliest_end(self)
+            }
+            fn footprint(&self) -> (usize, usize) {
+                <$t>::footprint(self)
+            }
+        }
+    };
+}
+window_store!(WindowState);
+window_store!(Panes);
+
+/// The window operator over `state`, whose windows span `size_ms`:
+/// readings exchanged by key, state resumed at the restored frontier.
+fn window_stream<'scope, S: WindowStore>(
+    readings: Stream<'scope, u64, Vec<Reading>>,
+    mut state: S,
+    size_ms: u64,
+    env: &Env<'scope>,
+) -> Stream<'scope, u64, Vec<Aggregate>> {
+    env.keep_history(size_ms);
+    if let Some(frontier) = env.restored_frontier() {
+        state.resume_at(frontier);
+    }
+    let run = env.run().clone();
+    let markers = env.markers();
+    // With one worker, routing by key is a no-op: skip the exchange.
+    if readings.scope().peers() == 1 {
+        window_operator(readings, markers, Pipeline, state, run)
+    } else {
+        let pact = Exchange::new(|r: &Reading| r.route);
+        window_operator(readings, markers, pact, state, run)
+    }
+}
+
+fn window_operator<'scope, P, S>(
     stream: Stream<'scope, u64, Vec<Reading>>,
     markers: Stream<'scope, u64, Vec<Marker>>,
     pact: P,
-    state: WindowState,
+    state: S,
     run: Run,
 ) -> Stream<'scope, u64, Vec<Aggregate>>
 where
     P: ParallelizationContract<u64, Vec<Reading>>,
+    S: WindowStore,
 {
     use timely::dataflow::operators::vec::Map;
     let logic = WindowLogic {
@@ -277,14 +382,14 @@ where
 
 /// The window operator's logic: windows close as the frontier passes their
 /// end, each sent at its end time.
-struct WindowLogic {
-    state: WindowState,
+struct WindowLogic<S> {
+    state: S,
     run: Run,
     open: GaugeShare,
     bytes: GaugeShare,
 }
 
-impl StatefulLogic<Reading, Aggregate> for WindowLogic {
+impl<S: WindowStore> StatefulLogic<Reading, Aggregate> for WindowLogic<S> {
     type Side = ();
 
     fn take(&mut self, batch: &mut Vec<Reading>) -> bool {

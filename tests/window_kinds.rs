@@ -1,0 +1,142 @@
+//! Window kinds through the whole operator, in memory, at 1 and 3 workers:
+//! hopping windows equal the definition (the window ending at `E`, a
+//! multiple of the slide, holds the readings with `E - size <= t < E`;
+//! every window with a reading is emitted), computed here by a loop.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use weir::operators::WindowKind;
+use weir::prelude::*;
+
+type Rows = BTreeMap<(String, String, u64, u64), (u64, f64, f64, f64)>;
+
+/// Readings on 4 partitions, out of order within 4 s (the bound is 5 s),
+/// from a fixed seed.
+fn readings(seed: u64) -> Vec<(usize, u64, String, String, f64)> {
+    let mut state = seed;
+    let mut next = move |below: u64| {
+        state ^= state >> 12;
+        state ^= state << 25;
+        state ^= state >> 27;
+        state.wrapping_mul(0x2545_f491_4f6c_dd1d) % below
+    };
+    let base = 1_700_000_000_000;
+    (0..3_000u64)
+        .map(|i| {
+            let device = format!("d{}", next(5));
+            let sensor = ["temp", "vib"][next(2) as usize].to_owned();
+            let time = base + i * 100 + next(4_000);
+            (
+                next(4) as usize,
+                time,
+                device,
+                sensor,
+                next(1_000) as f64 / 8.0,
+            )
+        })
+        .collect()
+}
+
+fn reference(input: &[(usize, u64, String, String, f64)], size: u64, slide: u64) -> Rows {
+    let mut rows = Rows::new();
+    for (_, t, device, sensor, value) in input {
+        let first_end = t - t % slide + slide;
+        for end in (first_end..first_end + size).step_by(slide as usize) {
+            let w = rows
+                .entry((device.clone(), sensor.clone(), end - size, end))
+                .or_insert((0, f64::INFINITY, f64::NEG_INFINITY, 0.0));
+            w.0 += 1;
+            w.1 = w.1.min(*value);
+            w.2 = w.2.max(*value);
+            w.3 += value;
+        }
+    }
+    rows
+}
+
+fn run(input: &[(usize, u64, String, String, f64)], kind: WindowKind, workers: usize) -> Rows {
+    let payloads: Vec<(usize, String)> = input
+        .iter()
+        .map(|(p, t, d, s, v)| {
+            (
+                *p,
+                format!(r#"{{"device_id":"{d}","sensor":"{s}","value":{v},"ts":{t}}}"#),
+            )
+        })
+        .collect();
+    let topic = Arc::new(MemoryTopic::from_records(
+        "readings",
+        4,
+        payloads
+            .iter()
+            .map(|(p, json)| (*p, None, json.as_bytes(), None)),
+    ));
+    let rows = Arc::new(Mutex::new(Vec::new()));
+    let out = rows.clone();
+    let options = RunOptions {
+        workers,
+        bounded: true,
+        progress: false,
+        ..RunOptions::default()
+    };
+    weir::run(&options, move |scope, ctx| {
+        let (readings, _dead) = scope.memory_source(topic.clone(), Decoder::default(), 5_000, ctx);
+        let out = out.clone();
+        readings
+            .windows(kind, ctx)
+            .stream
+            .inspect(move |w: &WindowAggregate| out.lock().unwrap().push(w.clone()));
+    })
+    .unwrap();
+    let rows = rows.lock().unwrap();
+    let mut got = Rows::new();
+    for w in rows.iter() {
+        let key = (
+            w.device.to_string(),
+            w.sensor.to_string(),
+            w.window_start,
+            w.window_end,
+        );
+        assert!(
+            got.insert(key, (w.count, w.min, w.max, w.sum)).is_none(),
+            "a window emitted twice"
+        );
+    }
+    got
+}
+
+fn assert_rows(got: &Rows, want: &Rows, label: &str) {
+    assert_eq!(
+        got.keys().collect::<Vec<_>>(),
+        want.keys().collect::<Vec<_>>(),
+        "{label}"
+    );
+    for (key, w) in want {
+        let g = got[key];
+        assert_eq!((g.0, g.1, g.2), (w.0, w.1, w.2), "{label} {key:?}");
+        assert!(
+            (g.3 - w.3).abs() <= 1e-9 * w.3.abs().max(1.0),
+            "{label}: sum of {key:?}"
+        );
+    }
+}
+
+#[test]
+fn hopping_windows_equal_the_definition_at_one_and_three_workers() {
+    for (seed, size, slide) in [(1, 60_000, 10_000), (2, 30_000, 5_000), (3, 20_000, 20_000)] {
+        let input = readings(seed);
+        let want = reference(&input, size, slide);
+        let kind = match size == slide {
+            true => WindowKind::Tumbling { size_ms: size },
+            false => WindowKind::Hopping {
+                size_ms: size,
+                slide_ms: slide,
+            },
+        };
+        for workers in [1, 3] {
+            let got = run(&input, kind, workers);
+            assert_rows(&got, &want, &format!("{kind:?}, {workers} worker(s)"));
+        }
+    }
+}
