@@ -130,8 +130,14 @@ fn demo_spec(
         sink.brokers = brokers.to_owned();
     }
     clear_dir(windows_dir)?;
-    if let Some(parquet) = spec.parquet.as_mut() {
-        parquet.dir = windows_dir.to_owned();
+    let several = spec.windows.len() > 1;
+    for w in &mut spec.windows {
+        if let Some(parquet) = w.parquet.as_mut() {
+            parquet.dir = match several {
+                true => windows_dir.join(&w.name),
+                false => windows_dir.to_owned(),
+            };
+        }
     }
     spec.workers = options.workers;
     println!(

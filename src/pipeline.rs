@@ -29,27 +29,28 @@ pub fn build(ctx: &Context<'_>, spec: &PipelineSpec) {
         ctx.sink(dead, sink.clone());
     }
 
-    let kind = match spec.window_slide_ms == spec.window_ms {
-        true => WindowKind::Tumbling {
-            size_ms: spec.window_ms,
-        },
-        false => WindowKind::Hopping {
-            size_ms: spec.window_ms,
-            slide_ms: spec.window_slide_ms,
-        },
-    };
-    let tumbling = matches!(kind, WindowKind::Tumbling { .. });
-    let needs_windows =
-        spec.parquet.is_some() || tumbling && spec.rules.window_sizes().contains(&spec.window_ms);
-    let windows = needs_windows.then(|| readings.clone().windows(kind, ctx));
-    if let (Some(parquet), Some(windows)) = (&spec.parquet, &windows) {
-        ctx.parquet(windows.clone(), parquet.clone());
-    }
+    // Every output that writes Parquet, and the tumbling ones of a size
+    // some rule judges (the others are made by `alerts`, for the rules).
+    let sizes = spec.rules.window_sizes();
+    let windows: Vec<_> = spec
+        .windows
+        .iter()
+        .filter(|w| {
+            w.parquet.is_some()
+                || matches!(w.kind, WindowKind::Tumbling { size_ms } if sizes.contains(&size_ms))
+        })
+        .map(|w| {
+            let windows = readings.clone().windows(w.kind, ctx);
+            if let Some(parquet) = &w.parquet {
+                ctx.parquet_of(&w.name, windows.clone(), parquet.clone());
+            }
+            windows
+        })
+        .collect();
 
     let Some(alerts_sink) = &spec.alerts else {
         return;
     };
-    let windows: Vec<_> = windows.into_iter().collect();
     let alerts = alerts(&readings, &windows, Arc::new(spec.rules.clone()), ctx);
     ctx.sink(alerts, alerts_sink.clone());
 }

@@ -77,8 +77,10 @@ pub fn check_pipeline(spec: &PipelineSpec, options: &RunOptions) -> anyhow::Resu
     for sink in [&spec.alerts, &spec.dead_letters].into_iter().flatten() {
         connect.check_sink(sink)?;
     }
-    if let Some(parquet) = &spec.parquet {
-        connect.check_parquet(parquet)?;
+    for w in &spec.windows {
+        if let Some(parquet) = &w.parquet {
+            connect.check_parquet_of(&w.name, parquet)?;
+        }
     }
     Ok(())
 }

@@ -25,6 +25,14 @@ pub enum RulesFile {
     Rules(PathBuf),
     /// The `[[rule]]` tables of a pipeline file.
     Pipeline(PathBuf),
+    /// The rules file a pipeline file names: read through the pipeline
+    /// file, whose window outputs its rules may name.
+    Named {
+        /// The pipeline file.
+        pipeline: PathBuf,
+        /// The rules file, which is watched.
+        rules: PathBuf,
+    },
 }
 
 impl RulesFile {
@@ -32,7 +40,10 @@ impl RulesFile {
     /// names one, else its own `[[rule]]` tables.
     pub fn of_pipeline(pipeline: &Path, rules_file: Option<&Path>) -> Self {
         match rules_file {
-            Some(file) => RulesFile::Rules(file.to_owned()),
+            Some(file) => RulesFile::Named {
+                pipeline: pipeline.to_owned(),
+                rules: file.to_owned(),
+            },
             None => RulesFile::Pipeline(pipeline.to_owned()),
         }
     }
@@ -41,13 +52,16 @@ impl RulesFile {
     pub fn path(&self) -> &Path {
         match self {
             RulesFile::Rules(p) | RulesFile::Pipeline(p) => p,
+            RulesFile::Named { rules, .. } => rules,
         }
     }
 
     fn load(&self) -> Result<RuleSet, ConfigError> {
         match self {
             RulesFile::Rules(p) => load_rules(p),
-            RulesFile::Pipeline(p) => load_pipeline(p).map(|spec| spec.rules),
+            RulesFile::Pipeline(p) | RulesFile::Named { pipeline: p, .. } => {
+                load_pipeline(p).map(|spec| spec.rules)
+            }
         }
     }
 }

@@ -200,9 +200,12 @@ fn the_inline_case_has_the_values_written_in_it() {
     assert_eq!(spec.decode.time_field, "t");
     assert_eq!(spec.decode.time_format, TimeFormat::EpochSeconds);
     assert_eq!(spec.decode.max_future_ms, 600_000);
-    assert_eq!(spec.window_ms, 300_000);
+    assert_eq!(
+        spec.windows[0].kind,
+        weir_operators::WindowKind::Tumbling { size_ms: 300_000 }
+    );
 
-    let parquet = spec.parquet.as_ref().expect("parquet sink");
+    let parquet = spec.parquet().expect("parquet sink");
     assert_eq!(parquet.dir, cases_dir().join("out/press-line"));
     assert_eq!(parquet.compression, ParquetCompression::Snappy);
     assert_eq!(parquet.row_group_rows, 1_000);
@@ -296,9 +299,12 @@ fn the_rules_file_case_uses_defaults_and_the_file_next_to_it() {
     assert_eq!(spec.source.start, StartOffset::Earliest);
     assert_eq!(spec.source.out_of_orderness_ms, 5_000);
     assert_eq!(spec.source.idle_timeout, Some(Duration::from_secs(30)));
-    assert_eq!(spec.window_ms, 60_000);
+    assert_eq!(
+        spec.windows[0].kind,
+        weir_operators::WindowKind::Tumbling { size_ms: 60_000 }
+    );
     assert_eq!(spec.workers, 1);
-    assert!(spec.parquet.is_none() && spec.dead_letters.is_none());
+    assert!(spec.parquet().is_none() && spec.dead_letters.is_none());
     let alerts = spec.alerts.expect("alert sink");
     assert_eq!(alerts.brokers, "broker-1:9092,broker-2:9092");
     assert_eq!(alerts.topic, "plant.alerts");

@@ -1,7 +1,9 @@
-//! Window kinds through the whole operator, in memory, at 1 and 3 workers:
-//! hopping windows equal the definition (the window ending at `E`, a
-//! multiple of the slide, holds the readings with `E - size <= t < E`;
-//! every window with a reading is emitted), computed here by a loop.
+//! Window kinds through the whole operator, in memory, at 1 and 3 workers,
+//! equal their definitions, computed here by loops: hopping windows (the
+//! window ending at `E`, a multiple of the slide, holds the readings with
+//! `E - size <= t < E`; every window with a reading is emitted), and
+//! sessions (a key's readings in event-time order, cut where two are a gap
+//! or more apart; a session is `[first, last + gap)`).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -137,6 +139,64 @@ fn hopping_windows_equal_the_definition_at_one_and_three_workers() {
         for workers in [1, 3] {
             let got = run(&input, kind, workers);
             assert_rows(&got, &want, &format!("{kind:?}, {workers} worker(s)"));
+        }
+    }
+}
+
+/// The session definition, looped: per key, readings sorted by event time
+/// and cut where two neighbours are `gap` or more apart.
+fn session_reference(input: &[(usize, u64, String, String, f64)], gap: u64) -> Rows {
+    let mut by_key: BTreeMap<(String, String), Vec<(u64, f64)>> = BTreeMap::new();
+    for (_, t, device, sensor, value) in input {
+        by_key
+            .entry((device.clone(), sensor.clone()))
+            .or_default()
+            .push((*t, *value));
+    }
+    let mut rows = Rows::new();
+    for ((device, sensor), mut readings) in by_key {
+        readings.sort_by_key(|r| r.0);
+        let mut runs: Vec<Vec<(u64, f64)>> = Vec::new();
+        for r in readings {
+            match runs.last_mut() {
+                Some(run) if r.0 - run[run.len() - 1].0 < gap => run.push(r),
+                _ => runs.push(vec![r]),
+            }
+        }
+        for run in runs {
+            let values = run.iter().map(|r| r.1);
+            rows.insert(
+                (
+                    device.clone(),
+                    sensor.clone(),
+                    run[0].0,
+                    run[run.len() - 1].0 + gap,
+                ),
+                (
+                    run.len() as u64,
+                    values.clone().fold(f64::INFINITY, f64::min),
+                    values.clone().fold(f64::NEG_INFINITY, f64::max),
+                    values.sum(),
+                ),
+            );
+        }
+    }
+    rows
+}
+
+#[test]
+fn session_windows_equal_the_definition_at_one_and_three_workers() {
+    for (seed, gap) in [(4, 2_500), (5, 6_000)] {
+        // Pauses: every third stretch of 20 s has no reading.
+        let input: Vec<_> = readings(seed)
+            .into_iter()
+            .filter(|r| (r.1 / 20_000) % 3 != 2)
+            .collect();
+        let want = session_reference(&input, gap);
+        assert!(want.len() > 50, "sessions form: {}", want.len());
+        for workers in [1, 3] {
+            let got = run(&input, WindowKind::Session { gap_ms: gap }, workers);
+            assert_rows(&got, &want, &format!("gap {gap}, {workers} worker(s)"));
         }
     }
 }

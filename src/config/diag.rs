@@ -39,6 +39,9 @@ pub(crate) struct Diag<'t> {
     found: Vec<(usize, String)>,
     /// Problems of another file (a rules file), reported after this file's.
     pub(crate) other: Vec<String>,
+    /// The window outputs of the pipeline the file belongs to, which window
+    /// rules may name; `None` for a rules file read on its own.
+    pub(crate) outputs: Option<OutputNames>,
 }
 
 impl<'t> Diag<'t> {
@@ -48,6 +51,7 @@ impl<'t> Diag<'t> {
             text,
             found: Vec::new(),
             other: Vec::new(),
+            outputs: None,
         }
     }
 

@@ -10,7 +10,17 @@ pub(crate) fn deserialize<T: DeserializeOwned>(
     d: &mut Diag<'_>,
     parts: fn(&Spanned<DeTable<'_>>, &mut Vec<toml::de::Error>),
 ) -> Option<T> {
-    let (doc, syntax) = DeTable::parse_recoverable(d.text);
+    deserialize_with(d, parts, |_| {})
+}
+
+/// [`deserialize`], with `prepare` applied to the parsed document first.
+pub(crate) fn deserialize_with<T: DeserializeOwned>(
+    d: &mut Diag<'_>,
+    parts: fn(&Spanned<DeTable<'_>>, &mut Vec<toml::de::Error>),
+    prepare: fn(&mut DeTable<'_>),
+) -> Option<T> {
+    let (mut doc, syntax) = DeTable::parse_recoverable(d.text);
+    prepare(doc.get_mut());
     if !syntax.is_empty() {
         let mut seen = Vec::new();
         for e in syntax {
@@ -46,13 +56,13 @@ pub(super) fn pipeline_sections(doc: &Spanned<DeTable<'_>>, out: &mut Vec<toml::
         let checked = match key.get_ref().as_ref() {
             "source" => check_fields::<RawSource>(value, out),
             "decode" => check_fields::<RawDecode>(value, out),
-            "window" => check_fields::<RawWindow>(value, out),
+            "window" => check_tables::<RawWindow>(value, out),
             "rules" => check_fields::<RawRulesRef>(value, out),
             "devices" => check_fields::<RawDevices>(value, out),
             "runtime" => check_fields::<RawRuntime>(value, out),
             "checkpoint" => check_fields::<RawCheckpoint>(value, out),
             "http" => check_fields::<RawHttp>(value, out),
-            "rule" => check_rules(value, out),
+            "rule" => check_tables::<RawRule>(value, out),
             "sinks" => match value.get_ref() {
                 DeValue::Table(sinks) => {
                     for (name, sink) in sinks.iter() {
@@ -81,7 +91,7 @@ pub(super) fn pipeline_sections(doc: &Spanned<DeTable<'_>>, out: &mut Vec<toml::
 pub(super) fn rules_sections(doc: &Spanned<DeTable<'_>>, out: &mut Vec<toml::de::Error>) {
     for (key, value) in doc.get_ref().iter() {
         let checked = match key.get_ref().as_ref() {
-            "rule" => check_rules(value, out),
+            "rule" => check_tables::<RawRule>(value, out),
             "devices" => check_fields::<RawDevices>(value, out),
             _ => false,
         };
@@ -91,23 +101,41 @@ pub(super) fn rules_sections(doc: &Spanned<DeTable<'_>>, out: &mut Vec<toml::de:
     }
 }
 
-/// Checks each field of each rule of an array of tables; false if `value` is
-/// not one.
-pub(super) fn check_rules(value: &Spanned<DeValue<'_>>, out: &mut Vec<toml::de::Error>) -> bool {
-    let DeValue::Array(rules) = value.get_ref() else {
+/// `[window]`, one output, reads as `[[window]]` with one table: every
+/// window output is then an entry of the same array.
+pub(super) fn windows_as_array(doc: &mut DeTable<'_>) {
+    for (key, value) in doc.iter_mut() {
+        if key.get_ref().as_ref() == "window" && value.get_ref().is_table() {
+            let span = value.span();
+            let table =
+                std::mem::replace(value, Spanned::new(span.clone(), DeValue::Boolean(false)));
+            let mut array = toml::de::DeArray::new();
+            array.push(table);
+            *value = Spanned::new(span, DeValue::Array(array));
+        }
+    }
+}
+
+/// Checks each field of each table of an array of tables, as fields of
+/// `T`; false if `value` is not one.
+pub(super) fn check_tables<T: DeserializeOwned>(
+    value: &Spanned<DeValue<'_>>,
+    out: &mut Vec<toml::de::Error>,
+) -> bool {
+    let DeValue::Array(tables) = value.get_ref() else {
         return false;
     };
-    if !rules.iter().all(|r| r.get_ref().is_table()) {
+    if !tables.iter().all(|t| t.get_ref().is_table()) {
         return false;
     }
-    for rule in rules.iter() {
-        check_fields::<RawRule>(rule, out);
+    for table in tables.iter() {
+        check_fields::<T>(table, out);
     }
     true
 }
 
 /// Fields whose values are durations, written as strings.
-pub(super) const DURATION_FIELDS: [&str; 15] = [
+pub(super) const DURATION_FIELDS: [&str; 17] = [
     "out_of_orderness",
     "idle_timeout",
     "watermark_step",
@@ -123,6 +151,8 @@ pub(super) const DURATION_FIELDS: [&str; 15] = [
     "chatter_within",
     "chatter_calm",
     "window",
+    "slide",
+    "gap",
 ];
 
 /// Adds a hint to a type error on a duration field given as a number.

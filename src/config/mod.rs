@@ -54,8 +54,11 @@
 //! time_format = "auto"              # auto | epoch_ms | epoch_s | rfc3339
 //! max_future = "1h"
 //!
-//! [window]
+//! [window]                          # or several [[window]] tables, each with a `name`
 //! size = "1m"                       # default 1m; must divide a day evenly
+//! slide = "10s"                     # hopping windows: must divide the size
+//! # gap = "30s"                     # session windows, instead of size and slide
+//! # path = "out/windows"            # this output's Parquet directory
 //!
 //! [rules]
 //! file = "rules.toml"               # or inline [[rule]] tables, not both
@@ -105,7 +108,7 @@
 //! chatter_within = "1m"             # then no events until calm (no change) for chatter_calm,
 //! chatter_calm = "5m"               # then one event with the state then (defaults 1m, chatter_within)
 //! severity = "critical"             # info | warning (default) | critical
-//! window = "1m"                     # look at tumbling window aggregates instead of readings
+//! window = "1m"                     # look at tumbling windows of this size (or a [[window]] name)
 //! stat = "mean"                     # with window only: mean (default) | min | max | sum | count
 //! ```
 
@@ -131,6 +134,7 @@ use crate::registry::load_registry;
 use weir_operators::decode::{DecodeConfig, TimeFormat};
 use weir_operators::kafka::{KafkaSinkConfig, KafkaSourceConfig, StartOffset};
 use weir_operators::parquet::{ParquetCompression, ParquetSinkConfig};
+use weir_operators::WindowKind;
 
 mod diag;
 mod locate;
@@ -140,6 +144,7 @@ mod rules;
 mod spec;
 mod summary;
 mod values;
+mod windows;
 
 pub use diag::ConfigError;
 pub(crate) use diag::Diag;
@@ -148,10 +153,11 @@ pub(crate) use locate::{check_entry, check_fields, deserialize, element_path};
 use pipeline::validate_pipeline;
 use raw::*;
 use rules::*;
-pub use spec::PipelineSpec;
+pub use spec::{PipelineSpec, WindowOutput};
 pub(crate) use values::parse_duration_ms;
 use values::*;
 pub(crate) use weir_operators::rules::describe::human_ms;
+use windows::*;
 
 /// Window size when `[window] size` is not given: one minute.
 const DEFAULT_WINDOW_MS: u64 = 60_000;
@@ -181,7 +187,7 @@ pub fn load_rules(path: &Path) -> Result<RuleSet, ConfigError> {
 /// against its directory; a rules file it names is read from disk.
 pub fn parse_pipeline(text: &str, path: &Path) -> Result<PipelineSpec, ConfigError> {
     let mut d = Diag::new(path, text);
-    let spec = deserialize::<RawPipeline>(&mut d, pipeline_sections)
+    let spec = deserialize_with::<RawPipeline>(&mut d, pipeline_sections, windows_as_array)
         .map(|raw| validate_pipeline(raw, path, &mut d));
     d.finish(spec)
 }
@@ -211,7 +217,18 @@ pub fn parse_pipeline(text: &str, path: &Path) -> Result<PipelineSpec, ConfigErr
 /// assert!(error.contains("above"), "{error}");
 /// ```
 pub fn parse_rules(text: &str, path: &Path) -> Result<RuleSet, ConfigError> {
+    parse_rules_for(text, path, None)
+}
+
+/// [`parse_rules`] for the rules of a pipeline whose window `outputs` the
+/// window rules may name.
+pub(crate) fn parse_rules_for(
+    text: &str,
+    path: &Path,
+    outputs: Option<OutputNames>,
+) -> Result<RuleSet, ConfigError> {
     let mut d = Diag::new(path, text);
+    d.outputs = outputs;
     let base = path.parent().unwrap_or(Path::new(""));
     let rules = deserialize::<RawRulesFile>(&mut d, rules_sections).map(|raw| {
         let rules = raw.rule.as_deref().unwrap_or_default();

@@ -13,8 +13,10 @@ pub(super) fn validate_pipeline(raw: RawPipeline, path: &Path, d: &mut Diag<'_>)
 
     let source = validate_source(raw.source.as_ref(), &name, d);
     let decode = validate_decode(raw.decode.as_ref(), d);
-    let window_ms = validate_window(raw.window.as_ref(), d);
-    let window_slide_ms = validate_slide(raw.window.as_ref(), window_ms, d);
+    let sinks = validate_sinks(raw.sinks.as_ref(), base, &source.brokers, d);
+    let windows = validate_windows(raw.window.as_deref(), sinks.parquet.as_ref(), base, d);
+    // Window rules may name an output instead of a size.
+    d.outputs = Some(output_names(&windows));
 
     let (rules, rules_file) = pipeline_rules(
         raw.rules.as_ref(),
@@ -24,8 +26,7 @@ pub(super) fn validate_pipeline(raw: RawPipeline, path: &Path, d: &mut Diag<'_>)
         d,
     );
 
-    let sinks = validate_sinks(raw.sinks.as_ref(), base, &source.brokers, d);
-    check_sinks(&sinks, raw.sinks.as_ref(), &rules, d);
+    check_sinks(&sinks, &windows, raw.sinks.as_ref(), &rules, d);
 
     let workers = raw
         .runtime
@@ -45,71 +46,14 @@ pub(super) fn validate_pipeline(raw: RawPipeline, path: &Path, d: &mut Diag<'_>)
         path: path.to_path_buf(),
         source,
         decode,
-        window_ms,
-        window_slide_ms,
+        windows,
         rules,
         rules_file,
-        parquet: sinks.parquet,
         alerts: sinks.alerts,
         dead_letters: sinks.dead_letters,
         workers,
         checkpoint,
         http,
-    }
-}
-
-/// `[window] size`: it must divide a day evenly; default one minute.
-fn validate_window(raw: Option<&RawWindow>, d: &mut Diag<'_>) -> u64 {
-    match raw.and_then(|w| w.size.as_ref()) {
-        Some(size) => match duration_ms(d, size, "window.size") {
-            Some(0) => {
-                d.err(size.span(), "window.size", "must be longer than 0");
-                DEFAULT_WINDOW_MS
-            }
-            Some(ms) if DAY_MS % ms != 0 => {
-                d.err(
-                    size.span(),
-                    "window.size",
-                    format!(
-                        "{:?} ({ms} ms) does not divide a day evenly, so windows would not line up \
-                         with the Parquet hour and day partitions; use a size such as 1m, 5m, 15m or 1h",
-                        size.get_ref()
-                    ),
-                );
-                DEFAULT_WINDOW_MS
-            }
-            Some(ms) => ms,
-            None => DEFAULT_WINDOW_MS,
-        },
-        None => DEFAULT_WINDOW_MS,
-    }
-}
-
-/// `[window] slide`: the time between two window ends, which must divide
-/// the size (`window_ms`, when the size is valid); the size when absent.
-fn validate_slide(raw: Option<&RawWindow>, window_ms: u64, d: &mut Diag<'_>) -> u64 {
-    let Some(slide) = raw.and_then(|w| w.slide.as_ref()) else {
-        return window_ms;
-    };
-    match duration_ms(d, slide, "window.slide") {
-        Some(0) => {
-            d.err(slide.span(), "window.slide", "must be longer than 0");
-            window_ms
-        }
-        Some(ms) if window_ms % ms != 0 => {
-            d.err(
-                slide.span(),
-                "window.slide",
-                format!(
-                    "{:?} ({ms} ms) does not divide the window size ({window_ms} ms): every \
-                     window must be made of whole slides",
-                    slide.get_ref()
-                ),
-            );
-            window_ms
-        }
-        Some(ms) => ms,
-        None => window_ms,
     }
 }
 
@@ -148,9 +92,16 @@ fn validate_sinks(
 }
 
 /// Across sections: at least one sink, and an alerts sink when there are rules.
-fn check_sinks(sinks: &Sinks, raw: Option<&Spanned<RawSinks>>, rules: &RuleSet, d: &mut Diag<'_>) {
+fn check_sinks(
+    sinks: &Sinks,
+    windows: &[WindowOutput],
+    raw: Option<&Spanned<RawSinks>>,
+    rules: &RuleSet,
+    d: &mut Diag<'_>,
+) {
     let sinks_at = raw.map_or(0, |s| s.span().start);
-    if sinks.parquet.is_none() && sinks.alerts.is_none() && sinks.dead_letters.is_none() {
+    let parquet = windows.iter().any(|w| w.parquet.is_some());
+    if !parquet && sinks.alerts.is_none() && sinks.dead_letters.is_none() {
         d.at(
             sinks_at,
             "sinks",
@@ -396,7 +347,7 @@ fn pipeline_rules(
                 "rules.file",
                 format!("cannot read {}: {e}", path.display()),
             ),
-            Ok(text) => match parse_rules(&text, &path) {
+            Ok(text) => match parse_rules_for(&text, &path, d.outputs.clone()) {
                 Ok(set) => (rules, registry) = (set.rules, set.devices),
                 Err(e) => d.other.extend(e.problems),
             },
@@ -484,19 +435,19 @@ path = "out/windows"
     fn relative_paths_resolve_against_the_pipeline_file() {
         let spec = pipeline(MINIMAL).unwrap();
         assert_eq!(
-            spec.parquet.unwrap().dir,
+            spec.parquet().unwrap().dir.clone(),
             PathBuf::from("/etc/weir/out/windows")
         );
         assert_eq!(spec.path, PathBuf::from("/etc/weir/plant.toml"));
 
         let absolute = MINIMAL.replace("out/windows", "/data/windows");
         assert_eq!(
-            pipeline(&absolute).unwrap().parquet.unwrap().dir,
+            pipeline(&absolute).unwrap().parquet().unwrap().dir.clone(),
             PathBuf::from("/data/windows")
         );
 
         let bare = parse_pipeline(MINIMAL, Path::new("plant.toml")).unwrap();
-        assert_eq!(bare.parquet.unwrap().dir, PathBuf::from("out/windows"));
+        assert_eq!(bare.parquet().unwrap().dir, PathBuf::from("out/windows"));
 
         // A rules file that does not exist: the error names the resolved path.
         let with_rules = format!(
@@ -522,7 +473,10 @@ path = "out/windows"
         assert_eq!(spec.source.watermark_step_ms, 100);
         assert!(!spec.source.bounded);
         assert_eq!(spec.decode, DecodeConfig::default());
-        assert_eq!(spec.window_ms, 60_000);
+        assert_eq!(
+            spec.windows[0].kind,
+            weir_operators::WindowKind::Tumbling { size_ms: 60_000 }
+        );
         assert!(spec.rules.rules.is_empty());
         assert_eq!(spec.rules_file, None);
         assert!(spec.alerts.is_none() && spec.dead_letters.is_none());

@@ -14,8 +14,9 @@ pub(super) struct RawPipeline {
     pub(super) source: Option<Spanned<RawSource>>,
     /// `[decode]`: where a reading's fields are in the JSON payload.
     pub(super) decode: Option<RawDecode>,
-    /// `[window]`: the aggregation windows written to Parquet.
-    pub(super) window: Option<RawWindow>,
+    /// `[window]` (one output) or `[[window]]` (several): the window
+    /// outputs; `[window]` is read as an array of one.
+    pub(super) window: Option<Vec<Spanned<RawWindow>>>,
     /// `[rules]`: a separate rules file.
     pub(super) rules: Option<Spanned<RawRulesRef>>,
     /// `[[rule]]`: inline alert rules (instead of a rules file).
@@ -103,15 +104,21 @@ pub(super) struct RawDecode {
     pub(super) max_future: Option<Spanned<String>>,
 }
 
-/// `[window]`: the aggregation windows.
+/// `[window]` or one `[[window]]` table: a window output.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawWindow {
+    /// The output's name (required with several outputs); default `windows`.
+    pub(super) name: Option<Spanned<String>>,
     /// Window size; default `1m`; must divide a day evenly.
     pub(super) size: Option<Spanned<String>>,
     /// Hopping windows: the time between two window ends; must divide the
     /// size. Tumbling windows (the size) when absent.
     pub(super) slide: Option<Spanned<String>>,
+    /// Session windows: the gap that ends a session (no size then).
+    pub(super) gap: Option<Spanned<String>>,
+    /// The output's Parquet directory, relative to the pipeline file.
+    pub(super) path: Option<Spanned<String>>,
 }
 
 /// `[rules]`: where the rules are.

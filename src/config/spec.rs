@@ -14,17 +14,12 @@ pub struct PipelineSpec {
     pub source: KafkaSourceConfig,
     /// How payloads are decoded.
     pub decode: DecodeConfig,
-    /// Size of the aggregation windows written to Parquet, in ms.
-    pub window_ms: u64,
-    /// The time between two window ends, in ms: `window_ms` for tumbling
-    /// windows, less for hopping ones (`[window] slide`).
-    pub window_slide_ms: u64,
+    /// The window outputs (`[window]` or `[[window]]`); at least one.
+    pub windows: Vec<WindowOutput>,
     /// The alert rules, inline or from [`PipelineSpec::rules_file`].
     pub rules: RuleSet,
     /// The rules file, resolved against the pipeline file's directory.
     pub rules_file: Option<PathBuf>,
-    /// The Parquet sink of window aggregates, if any.
-    pub parquet: Option<ParquetSinkConfig>,
     /// The Kafka sink of alerts, if any.
     pub alerts: Option<KafkaSinkConfig>,
     /// The Kafka sink of dead letters, if any.
@@ -35,4 +30,22 @@ pub struct PipelineSpec {
     pub checkpoint: Option<CheckpointConfig>,
     /// Where to serve `/metrics`, `/health` and `/ready` (`[http] addr`).
     pub http: Option<std::net::SocketAddr>,
+}
+
+/// A window output: windows of one kind, and where their rows go.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WindowOutput {
+    /// Its name (`name`; `windows` by default).
+    pub name: String,
+    /// Which windows.
+    pub kind: WindowKind,
+    /// Where its rows are written as Parquet, if anywhere.
+    pub parquet: Option<ParquetSinkConfig>,
+}
+
+impl PipelineSpec {
+    /// The first window output that writes Parquet, if any.
+    pub fn parquet(&self) -> Option<&ParquetSinkConfig> {
+        self.windows.iter().find_map(|w| w.parquet.as_ref())
+    }
 }

@@ -14,17 +14,15 @@ impl PipelineSpec {
         let _ = writeln!(s, "pipeline {} ({})", self.name, self.path.display());
         self.summarize_source(&mut s);
         self.summarize_decode(&mut s);
-        match self.window_slide_ms == self.window_ms {
-            true => {
-                let _ = writeln!(s, "windows: {} tumbling", human_ms(self.window_ms));
+        match self.windows.as_slice() {
+            [one] => {
+                let _ = writeln!(s, "windows: {}", describe_kind(one.kind));
             }
-            false => {
-                let _ = writeln!(
-                    s,
-                    "windows: {} hopping every {}",
-                    human_ms(self.window_ms),
-                    human_ms(self.window_slide_ms)
-                );
+            several => {
+                let _ = writeln!(s, "windows:");
+                for w in several {
+                    let _ = writeln!(s, "  {}: {}", w.name, describe_kind(w.kind));
+                }
             }
         }
         self.summarize_sinks(&mut s);
@@ -82,18 +80,25 @@ impl PipelineSpec {
     /// The `sinks:` lines: Parquet, alerts and dead letters.
     fn summarize_sinks(&self, s: &mut String) {
         let _ = writeln!(s, "sinks:");
-        match &self.parquet {
-            Some(p) => {
-                let _ = writeln!(
-                    s,
-                    "  parquet: {} ({}, row groups of {} rows, at most {} rows per file)",
-                    p.dir.display(),
-                    p.compression,
-                    p.row_group_rows,
-                    p.max_rows_per_file
-                );
-            }
-            None => s.push_str("  parquet: none\n"),
+        let several = self.windows.len() > 1;
+        for w in &self.windows {
+            let Some(p) = &w.parquet else { continue };
+            let _ = writeln!(
+                s,
+                "  parquet{}: {} ({}, row groups of {} rows, at most {} rows per file)",
+                if several {
+                    format!(" ({})", w.name)
+                } else {
+                    String::new()
+                },
+                p.dir.display(),
+                p.compression,
+                p.row_group_rows,
+                p.max_rows_per_file
+            );
+        }
+        if self.parquet().is_none() {
+            s.push_str("  parquet: none\n");
         }
         for (label, sink) in [
             ("alerts", &self.alerts),
@@ -152,6 +157,18 @@ impl PipelineSpec {
         for rule in &self.rules.rules {
             let _ = write!(s, "\n  {}", describe::summary(rule));
         }
+    }
+}
+
+/// A window kind in words: `1m tumbling`, `1h hopping every 10m`,
+/// `sessions with a gap of 30s`.
+fn describe_kind(kind: WindowKind) -> String {
+    match kind {
+        WindowKind::Tumbling { size_ms } => format!("{} tumbling", human_ms(size_ms)),
+        WindowKind::Hopping { size_ms, slide_ms } => {
+            format!("{} hopping every {}", human_ms(size_ms), human_ms(slide_ms))
+        }
+        WindowKind::Session { gap_ms } => format!("sessions with a gap of {}", human_ms(gap_ms)),
     }
 }
 

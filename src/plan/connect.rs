@@ -20,6 +20,10 @@ use weir_operators::{Decoder, SourceStreams, Windows};
 use crate::preflight::{check_topics, check_writable_dir};
 use crate::runtime::{Context, RunOptions};
 
+/// The name of a pipeline's window output when it has one and names it
+/// not: where its files go below a run's output directory.
+pub const WINDOWS: &str = "windows";
+
 /// The connectors of a run, as its options choose them.
 ///
 /// # Examples
@@ -109,13 +113,30 @@ impl Connect {
     /// Checks, before the run starts, that the directory a Parquet sink of
     /// `config` writes to in this run is writable.
     pub fn check_parquet(&self, config: &ParquetSinkConfig) -> anyhow::Result<()> {
-        check_writable_dir(&self.parquet_config(config.clone()).dir)
+        self.check_parquet_of(WINDOWS, config)
     }
 
-    /// Where a Parquet sink of `config` writes in this run.
-    pub fn parquet_config(&self, mut config: ParquetSinkConfig) -> ParquetSinkConfig {
+    /// [`Connect::check_parquet`] for the window output named `output`.
+    pub fn check_parquet_of(&self, output: &str, config: &ParquetSinkConfig) -> anyhow::Result<()> {
+        check_writable_dir(&self.parquet_config_of(output, config.clone()).dir)
+    }
+
+    /// Where a Parquet sink of `config` writes in this run: its directory,
+    /// or `windows` below the run's output directory.
+    pub fn parquet_config(&self, config: ParquetSinkConfig) -> ParquetSinkConfig {
+        self.parquet_config_of(WINDOWS, config)
+    }
+
+    /// Where the Parquet sink of the window output named `output` writes in
+    /// this run: its directory, or a directory named after the output below
+    /// the run's output directory.
+    pub fn parquet_config_of(
+        &self,
+        output: &str,
+        mut config: ParquetSinkConfig,
+    ) -> ParquetSinkConfig {
         if let Some(out) = &self.out {
-            config.dir = out.join("windows");
+            config.dir = out.join(output);
         }
         config
     }
@@ -157,6 +178,13 @@ impl<'scope> Context<'scope> {
     /// Writes `windows` to Parquet files under `config.dir`, or under
     /// `OUT/windows` when the run writes local files.
     pub fn parquet(&self, windows: Windows<'scope>, config: ParquetSinkConfig) {
-        windows.parquet_sink(self.connect.parquet_config(config), &self.env);
+        self.parquet_of(WINDOWS, windows, config);
+    }
+
+    /// [`Context::parquet`] for the window output named `output`: in a run
+    /// with an output directory, its files go to a directory of that name
+    /// below it.
+    pub fn parquet_of(&self, output: &str, windows: Windows<'scope>, config: ParquetSinkConfig) {
+        windows.parquet_sink(self.connect.parquet_config_of(output, config), &self.env);
     }
 }

@@ -14,6 +14,7 @@ mod ops;
 
 mod failures;
 mod fixture;
+mod kinds;
 mod reference;
 mod reload;
 mod replay;

@@ -206,10 +206,7 @@ name = "e2e"
 brokers = "{brokers}"
 topic = "{topic}"
 out_of_orderness = "5s"
-[window]
-size = "1m"
-[sinks.parquet]
-path = "{out}"
+{windows}
 [sinks.alerts]
 topic = "{alerts}"
 [sinks.dead_letters]
@@ -234,7 +231,7 @@ sensor = "pressure"
 window = "1m"
 above = 7.0
 "#,
-        out = out.display()
+        windows = crate::kinds::window_outputs(out)
     )
 }
 
@@ -362,6 +359,8 @@ pub struct Input {
     pub bad: usize,
     pub late: usize,
     pub windows: Windows,
+    pub hopping: Windows,
+    pub sessions: Windows,
     pub alerts: BTreeSet<AlertKey>,
 }
 
@@ -443,6 +442,8 @@ impl Input {
         Input {
             topic: topic.to_owned(),
             stored,
+            hopping: crate::kinds::reference_hopping(&accepted),
+            sessions: crate::kinds::reference_sessions(&accepted),
             accepted,
             bad,
             late,
@@ -492,6 +493,8 @@ pub struct Outputs {
 #[derive(Debug, PartialEq)]
 pub struct Written {
     pub rows: Windows,
+    pub hopping: Windows,
+    pub sessions: Windows,
     pub alerts: Vec<Vec<u8>>,
     pub dead: Vec<Vec<u8>>,
 }
@@ -538,8 +541,12 @@ impl Outputs {
             .count();
         assert_eq!(late_letters, input.late, "{label}: late records");
 
-        let rows = parquet_rows(self.dir.path());
+        let rows = parquet_rows(&self.dir.path().join("windows"));
         assert_windows(&rows, &input.windows, label);
+        let hopping = parquet_rows(&self.dir.path().join("hopping"));
+        assert_windows(&hopping, &input.hopping, &format!("{label}, hopping"));
+        let sessions = parquet_rows(&self.dir.path().join("sessions"));
+        assert_windows(&sessions, &input.sessions, &format!("{label}, sessions"));
 
         let alert_records = broker.consume_all(&self.alerts);
         assert_eq!(alerts_of(&alert_records), input.alerts, "{label}: alerts");
@@ -551,6 +558,8 @@ impl Outputs {
         };
         Written {
             rows,
+            hopping,
+            sessions,
             alerts: sorted(alert_records),
             dead: sorted(dead_records),
         }

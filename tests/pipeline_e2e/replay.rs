@@ -172,9 +172,7 @@ fn a_replay_of_a_recorded_live_run_gives_exactly_its_results() {
     let live = Outputs::new(&broker);
     let dir = tempfile::tempdir().unwrap();
     let pipeline = dir.path().join("pipeline.toml");
-    let toml =
-        live.toml_for(&broker, &topic)
-            .replacen("[window]", "idle_timeout = \"1s\"\n[window]", 1);
+    let toml = crate::restart::with_idle_timeout(&live.toml_for(&broker, &topic), "1s");
     std::fs::write(&pipeline, toml).unwrap();
 
     // The input, in three phases: every partition, then partitions 0 and 1
@@ -231,8 +229,12 @@ fn a_replay_of_a_recorded_live_run_gives_exactly_its_results() {
         "partition 2 must go idle in the live run:\n{live_log}"
     );
 
-    let live_files = parquet_files(live.dir.path());
-    let live_rows = parquet_rows(live.dir.path());
+    let outputs = ["windows", "hopping", "sessions"];
+    let live_files: Vec<_> = outputs
+        .iter()
+        .map(|o| parquet_files(&live.dir.path().join(o)))
+        .collect();
+    let live_rows = parquet_rows(&live.dir.path().join("windows"));
     let live_alerts = payloads(&broker, &live.alerts);
     let live_dead = payloads(&broker, &live.dead);
     let live_reasons = reasons(&live_dead);
@@ -258,10 +260,13 @@ fn a_replay_of_a_recorded_live_run_gives_exactly_its_results() {
 
     // The same worker count: the same Parquet bytes, alerts and dead letters.
     let same = replay(&recording, &pipeline, 2, &[]);
-    assert!(
-        parquet_files(&same.path().join("out/windows")) == live_files,
-        "Parquet files differ from the live run's"
-    );
+    for (output, live_files) in outputs.iter().zip(&live_files) {
+        assert!(!live_files.is_empty(), "the live run wrote {output}");
+        assert!(
+            parquet_files(&same.path().join("out").join(output)) == *live_files,
+            "Parquet files of {output} differ from the live run's"
+        );
+    }
     let r = replayed(same.path());
     assert_eq!(r.alerts, live_alerts, "alert events");
     assert_eq!(r.dead, live_dead, "dead letters");

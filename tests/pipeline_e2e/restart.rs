@@ -380,11 +380,18 @@ fn interrupt(scenario: &Scenario, rounds: &[Stop], input_complete: &dyn Fn() -> 
 /// idle timeout, whose wall-clock decisions would make a live run's results
 /// depend on timing.
 pub(crate) fn live_toml(toml: &str, checkpoints: &Path) -> String {
-    let with_source = toml.replacen("[window]", "idle_timeout = \"off\"\n[window]", 1);
+    let with_source = with_idle_timeout(toml, "off");
     format!(
         "{with_source}\n[checkpoint]\ndir = \"{}\"\ninterval = \"1s\"\n",
         checkpoints.display()
     )
+}
+
+/// The end-to-end pipeline `toml` with `[source] idle_timeout` set.
+pub(crate) fn with_idle_timeout(toml: &str, timeout: &str) -> String {
+    let bound = "out_of_orderness = \"5s\"\n";
+    assert!(toml.contains(bound), "the pipeline has a bound");
+    toml.replacen(bound, &format!("{bound}idle_timeout = \"{timeout}\"\n"), 1)
 }
 
 /// Starts `weir run` on `pipeline`, its standard error in `log`, aborting at

@@ -78,7 +78,8 @@ impl<'scope> EvaluateAlerts<'scope> for Windows<'scope> {
         rules: Arc<RuleSet>,
         env: &Env<'scope>,
     ) -> Stream<'scope, u64, Vec<Alert>> {
-        evaluate(self.stream, Some(self.size_ms), rules, env)
+        let size_ms = self.tumbling();
+        evaluate(self.stream, size_ms, rules, env)
     }
 }
 
@@ -167,7 +168,7 @@ pub fn alerts<'scope>(
     for size in rules.window_sizes() {
         let sized = windows
             .iter()
-            .find(|w| w.tumbling() && w.size_ms == size)
+            .find(|w| w.tumbling() == Some(size))
             .cloned()
             .unwrap_or_else(|| readings.clone().window_aggregate(size, env));
         alerts.push(sized.evaluate_alerts(rules.clone(), env));

@@ -10,11 +10,13 @@ use timely::dataflow::Stream;
 use crate::checkpoint::Marker;
 use crate::metrics::GaugeShare;
 use crate::reading::{KeyRef, Reading, SensorKey, WindowAggregate as Aggregate};
-use crate::run::{stateful, Env, Run, Side, StatefulLogic};
+use crate::run::{stateful, Env, Participant, Run, Side, StatefulLogic};
 
 mod hopping;
+mod session;
 
 pub use hopping::Panes;
+pub use session::{SessionPart, Sessions};
 
 /// Running aggregate of one open window. The sum is compensated (Neumaier),
 /// so it barely depends on the order values arrive in.
@@ -231,23 +233,23 @@ pub trait WindowAggregate<'scope> {
     fn windows(self, kind: WindowKind, env: &Env<'scope>) -> Windows<'scope>;
 }
 
-/// A stream of window rows, with the size of its windows: what window rules
+/// A stream of window rows, with the kind of its windows: what window rules
 /// and sinks of windows take.
 #[derive(Clone)]
 pub struct Windows<'scope> {
     /// The window rows, each at timely time `window_end`.
     pub stream: Stream<'scope, u64, Vec<Aggregate>>,
-    /// The size of the windows, in ms.
-    pub size_ms: u64,
-    /// How far apart window ends are, in ms: `size_ms` for tumbling
-    /// windows, less for hopping ones.
-    pub slide_ms: u64,
+    /// Which windows the rows are of.
+    pub kind: WindowKind,
 }
 
 impl Windows<'_> {
-    /// Whether these are tumbling windows (each reading in one window).
-    pub fn tumbling(&self) -> bool {
-        self.slide_ms == self.size_ms
+    /// The size of tumbling windows; `None` for other kinds.
+    pub fn tumbling(&self) -> Option<u64> {
+        match self.kind {
+            WindowKind::Tumbling { size_ms } => Some(size_ms),
+            _ => None,
+        }
     }
 }
 
@@ -267,6 +269,24 @@ pub enum WindowKind {
         /// Time between two window ends, ms.
         slide_ms: u64,
     },
+    /// Per key, a run of readings each less than `gap_ms` after the one
+    /// before, as the window `[first, last + gap)` (see [`Sessions`]).
+    Session {
+        /// The gap that ends a session, ms.
+        gap_ms: u64,
+    },
+}
+
+impl WindowKind {
+    /// How much event time before a checkpoint's frontier the sources
+    /// re-read after a restart, to rebuild the open windows: a window's
+    /// size; nothing for sessions, which checkpoints hold.
+    fn history_ms(&self) -> u64 {
+        match *self {
+            WindowKind::Tumbling { size_ms } | WindowKind::Hopping { size_ms, .. } => size_ms,
+            WindowKind::Session { .. } => 0,
+        }
+    }
 }
 
 impl<'scope> WindowAggregate<'scope> for Stream<'scope, u64, Vec<Reading>> {
@@ -275,31 +295,37 @@ impl<'scope> WindowAggregate<'scope> for Stream<'scope, u64, Vec<Reading>> {
     }
 
     fn windows(self, kind: WindowKind, env: &Env<'scope>) -> Windows<'scope> {
-        match kind {
+        let stream = match kind {
             WindowKind::Tumbling { size_ms } => {
-                let stream = window_stream(self, WindowState::new(size_ms), size_ms, env);
-                Windows {
-                    stream,
-                    size_ms,
-                    slide_ms: size_ms,
-                }
+                window_stream(self, WindowState::new(size_ms), kind, env)
             }
             WindowKind::Hopping { size_ms, slide_ms } => {
-                let panes = Panes::new(size_ms, slide_ms);
-                let stream = window_stream(self, panes, size_ms, env);
-                Windows {
-                    stream,
-                    size_ms,
-                    slide_ms,
-                }
+                window_stream(self, Panes::new(size_ms, slide_ms), kind, env)
             }
-        }
+            WindowKind::Session { gap_ms } => window_stream(self, Sessions::new(gap_ms), kind, env),
+        };
+        Windows { stream, kind }
     }
 }
 
-/// The state of open windows: tumbling windows, or the panes of hopping
-/// ones.
+/// The state of open windows: tumbling windows, the panes of hopping ones,
+/// or sessions.
 trait WindowStore: 'static {
+    /// The part of checkpoints this state writes, if checkpoints hold it
+    /// (else a restart rebuilds it from re-read history).
+    type Part: Serialize + serde::de::DeserializeOwned;
+    /// Whether checkpoints hold this state.
+    const CHECKPOINTED: bool = false;
+    fn snapshot(&self) -> Option<Self::Part> {
+        None
+    }
+    fn restore(
+        &mut self,
+        _parts: Vec<Self::Part>,
+        _owns: &dyn Fn(&SensorKey) -> bool,
+    ) -> Result<(), String> {
+        Ok(())
+    }
     fn resume_at(&mut self, frontier: u64);
     fn insert(&mut self, reading: &Reading);
     fn flush_until(&mut self, frontier: Option<u64>, out: &mut Vec<Aggregate>);
@@ -309,8 +335,9 @@ trait WindowStore: 'static {
 }
 
 macro_rules! window_store {
-    ($t:ty) => {
+    ($t:ty $(, $part:ty, $snapshot:ident, $restore:ident)?) => {
         impl WindowStore for $t {
+            window_store!(@part $($part, $snapshot, $restore)?);
             fn resume_at(&mut self, frontier: u64) {
                 <$t>::resume_at(self, frontier)
             }
@@ -331,30 +358,58 @@ macro_rules! window_store {
             }
         }
     };
+    (@part) => {
+        type Part = ();
+    };
+    (@part $part:ty, $snapshot:ident, $restore:ident) => {
+        type Part = $part;
+        const CHECKPOINTED: bool = true;
+        fn snapshot(&self) -> Option<$part> {
+            Some(self.$snapshot())
+        }
+        fn restore(&mut self, parts: Vec<$part>, owns: &dyn Fn(&SensorKey) -> bool) -> Result<(), String> {
+            self.$restore(parts, owns)
+        }
+    };
 }
 window_store!(WindowState);
 window_store!(Panes);
+window_store!(Sessions, SessionPart, snapshot, restore);
 
-/// The window operator over `state`, whose windows span `size_ms`:
-/// readings exchanged by key, state resumed at the restored frontier.
+/// The window operator over `state`, of windows of `kind`: readings
+/// exchanged by key, state resumed at the restored frontier (and restored
+/// from the checkpoint, if checkpoints hold it).
 fn window_stream<'scope, S: WindowStore>(
     readings: Stream<'scope, u64, Vec<Reading>>,
     mut state: S,
-    size_ms: u64,
+    kind: WindowKind,
     env: &Env<'scope>,
 ) -> Stream<'scope, u64, Vec<Aggregate>> {
-    env.keep_history(size_ms);
+    env.keep_history(kind.history_ms());
+    let run = env.run().clone();
+    let participant = S::CHECKPOINTED.then(|| env.participant("windows").0);
     if let Some(frontier) = env.restored_frontier() {
         state.resume_at(frontier);
+        if let Some(participant) = &participant {
+            let parts = env.restored::<S::Part>(participant.op());
+            let (worker, peers) = (
+                readings.scope().index() as u64,
+                readings.scope().peers() as u64,
+            );
+            let owns =
+                |k: &SensorKey| SensorKey::route_hash(&k.device, &k.sensor) % peers == worker;
+            if let Err(e) = state.restore(parts, &owns) {
+                run.control.add_error(e);
+            }
+        }
     }
-    let run = env.run().clone();
     let markers = env.markers();
     // With one worker, routing by key is a no-op: skip the exchange.
     if readings.scope().peers() == 1 {
-        window_operator(readings, markers, Pipeline, state, run)
+        window_operator(readings, markers, Pipeline, state, participant, run)
     } else {
         let pact = Exchange::new(|r: &Reading| r.route);
-        window_operator(readings, markers, pact, state, run)
+        window_operator(readings, markers, pact, state, participant, run)
     }
 }
 
@@ -363,6 +418,7 @@ fn window_operator<'scope, P, S>(
     markers: Stream<'scope, u64, Vec<Marker>>,
     pact: P,
     state: S,
+    participant: Option<Participant>,
     run: Run,
 ) -> Stream<'scope, u64, Vec<Aggregate>>
 where
@@ -374,6 +430,7 @@ where
         open: GaugeShare::new(&run.metrics.windows_open),
         bytes: GaugeShare::new(&run.metrics.window_state_bytes),
         state,
+        participant,
         run: run.clone(),
     };
     let side = markers.map(Side::Marker);
@@ -384,6 +441,8 @@ where
 /// end, each sent at its end time.
 struct WindowLogic<S> {
     state: S,
+    /// Where the state goes at checkpoints, if checkpoints hold it.
+    participant: Option<Participant>,
     run: Run,
     open: GaugeShare,
     bytes: GaugeShare,
@@ -404,6 +463,12 @@ impl<S: WindowStore> StatefulLogic<Reading, Aggregate> for WindowLogic<S> {
         let before = out.len();
         self.state.flush_until(until, out);
         self.run.metrics.windows.inc_by((out.len() - before) as u64);
+    }
+
+    fn checkpoint(&mut self, marker: Marker) {
+        if let (Some(participant), Some(part)) = (&self.participant, self.state.snapshot()) {
+            participant.write(&marker, &part, Vec::new());
+        }
     }
 
     fn discard(&mut self) {

@@ -23,13 +23,7 @@ pub(super) fn rule_input(
             RuleInput::Readings
         }
         (Some(window), stat) => {
-            let size_ms = match duration_ms(d, window, &field("window")) {
-                Some(0) => {
-                    d.err(window.span(), &field("window"), "must be longer than 0");
-                    None
-                }
-                size => size,
-            };
+            let size_ms = window_size(d, window, &field("window"));
             let stat = stat.as_ref().map_or(Some(Stat::Mean), |s| {
                 choice(
                     d,
@@ -50,4 +44,63 @@ pub(super) fn rule_input(
             }
         }
     }
+}
+
+/// `window`: the size of the windows a rule judges, or the name of a
+/// window output of the pipeline (of tumbling windows).
+fn window_size(d: &mut Diag<'_>, window: &Spanned<String>, path: &str) -> Option<u64> {
+    let name = window.get_ref();
+    let output = d
+        .outputs
+        .as_ref()
+        .and_then(|outputs| outputs.iter().find(|(n, _)| n == name).cloned());
+    match output {
+        Some((_, Some(size_ms))) => return Some(size_ms),
+        Some((_, None)) => {
+            d.err(
+                window.span(),
+                path,
+                format!(
+                    "output {name:?} is not of tumbling windows: window rules judge tumbling windows only"
+                ),
+            );
+            return None;
+        }
+        None => {}
+    }
+    match parse_duration_ms(name) {
+        Ok(0) => d.err(window.span(), path, "must be longer than 0"),
+        Ok(ms) => return Some(ms),
+        Err(e) => match &d.outputs {
+            Some(outputs) => {
+                let mut names: Vec<&str> = outputs
+                    .iter()
+                    .map(|(n, _)| n.as_str())
+                    .filter(|n| !n.is_empty())
+                    .collect();
+                names.dedup();
+                d.err(
+                    window.span(),
+                    path,
+                    format!(
+                        "{name:?} is neither a window size (like \"10s\") nor a window output \
+                         of the pipeline ({})",
+                        names.join(", ")
+                    ),
+                );
+            }
+            None if name.chars().next().is_some_and(|c| c.is_ascii_digit()) => {
+                d.err(window.span(), path, e)
+            }
+            None => d.err(
+                window.span(),
+                path,
+                format!(
+                    "{name:?} is not a window size (like \"10s\"); a rule names a window output \
+                     only within its pipeline: check it with the pipeline file"
+                ),
+            ),
+        },
+    }
+    None
 }

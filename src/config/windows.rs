@@ -1,0 +1,204 @@
+//! `[window]` and `[[window]]`: the window outputs, each of one kind, with
+//! where its rows go.
+
+use super::*;
+
+/// The window outputs of `[window]` or `[[window]]` (`raw`; one tumbling
+/// output of a minute when absent). With one output, its rows go to
+/// `[sinks.parquet] path` (`parquet`); with several, each goes to its own
+/// `path`, by default a directory named after the output below
+/// `[sinks.parquet] path`.
+pub(super) fn validate_windows(
+    raw: Option<&[Spanned<RawWindow>]>,
+    parquet: Option<&ParquetSinkConfig>,
+    base: &Path,
+    d: &mut Diag<'_>,
+) -> Vec<WindowOutput> {
+    let Some(raw) = raw.filter(|r| !r.is_empty()) else {
+        return vec![WindowOutput {
+            name: DEFAULT_OUTPUT.to_owned(),
+            kind: WindowKind::Tumbling {
+                size_ms: DEFAULT_WINDOW_MS,
+            },
+            parquet: parquet.cloned(),
+        }];
+    };
+    let several = raw.len() > 1;
+    let mut outputs: Vec<WindowOutput> = Vec::new();
+    let mut paths: Vec<(PathBuf, String)> = Vec::new();
+    for (i, w) in raw.iter().enumerate() {
+        let field = |name: &str| match several {
+            true => format!("window[{i}].{name}"),
+            false => format!("window.{name}"),
+        };
+        let r = w.get_ref();
+        let name = match (&r.name, several) {
+            (Some(n), _) => text(d, n, &field("name")),
+            (None, false) => DEFAULT_OUTPUT.to_owned(),
+            (None, true) => {
+                d.at(
+                    w.span().start,
+                    &field("name"),
+                    "required field is missing: with several [[window]] outputs, each has a name",
+                );
+                String::new()
+            }
+        };
+        if let (Some(n), Some(first)) = (&r.name, outputs.iter().find(|o| o.name == name)) {
+            if !name.is_empty() {
+                d.err(
+                    n.span(),
+                    &field("name"),
+                    format!(
+                        "{:?} names another output too: names must be unique",
+                        first.name
+                    ),
+                );
+            }
+        }
+        let kind = window_kind(r, &field, d);
+        let dir = match (&r.path, parquet) {
+            (Some(p), _) => Some((base.join(text(d, p, &field("path"))), p.span())),
+            (None, Some(root)) if several => Some((root.dir.join(&name), w.span())),
+            (None, Some(root)) => Some((root.dir.clone(), w.span())),
+            (None, None) => None,
+        };
+        let parquet = dir.map(|(dir, span)| {
+            if let Some((_, other)) = paths.iter().find(|(p, _)| *p == dir) {
+                d.err(
+                    span,
+                    &field("path"),
+                    format!(
+                        "{} is where output {other:?} writes too: give each output its own path",
+                        dir.display()
+                    ),
+                );
+            }
+            paths.push((dir.clone(), name.clone()));
+            let mut config = parquet
+                .cloned()
+                .unwrap_or_else(|| ParquetSinkConfig::new(&dir));
+            config.dir = dir;
+            config
+        });
+        outputs.push(WindowOutput {
+            name,
+            kind,
+            parquet,
+        });
+    }
+    outputs
+}
+
+/// The name of the output of `[window]` without a name.
+const DEFAULT_OUTPUT: &str = crate::plan::connect::WINDOWS;
+
+/// The kind of a window output: session with `gap`, hopping with `slide`,
+/// else tumbling.
+fn window_kind(r: &RawWindow, field: &dyn Fn(&str) -> String, d: &mut Diag<'_>) -> WindowKind {
+    if let Some(gap) = &r.gap {
+        if let Some(other) = r.size.as_ref().or(r.slide.as_ref()) {
+            d.err(
+                other.span(),
+                &field(if r.size.is_some() { "size" } else { "slide" }),
+                "a session window has a `gap` and no size or slide: remove one of them",
+            );
+        }
+        let gap_ms = match duration_ms(d, gap, &field("gap")) {
+            Some(0) => {
+                d.err(gap.span(), &field("gap"), "must be longer than 0");
+                1
+            }
+            Some(ms) => ms,
+            None => 1,
+        };
+        return WindowKind::Session { gap_ms };
+    }
+    let size_ms = window_size(r.size.as_ref(), field, d);
+    match window_slide(r.slide.as_ref(), size_ms, field, d) {
+        slide_ms if slide_ms == size_ms => WindowKind::Tumbling { size_ms },
+        slide_ms => WindowKind::Hopping { size_ms, slide_ms },
+    }
+}
+
+/// `size`: it must divide a day evenly; default one minute.
+fn window_size(
+    size: Option<&Spanned<String>>,
+    field: &dyn Fn(&str) -> String,
+    d: &mut Diag<'_>,
+) -> u64 {
+    let Some(size) = size else {
+        return DEFAULT_WINDOW_MS;
+    };
+    match duration_ms(d, size, &field("size")) {
+        Some(0) => {
+            d.err(size.span(), &field("size"), "must be longer than 0");
+            DEFAULT_WINDOW_MS
+        }
+        Some(ms) if DAY_MS % ms != 0 => {
+            d.err(
+                size.span(),
+                &field("size"),
+                format!(
+                    "{:?} ({ms} ms) does not divide a day evenly, so windows would not line up \
+                     with the Parquet hour and day partitions; use a size such as 1m, 5m, 15m or 1h",
+                    size.get_ref()
+                ),
+            );
+            DEFAULT_WINDOW_MS
+        }
+        Some(ms) => ms,
+        None => DEFAULT_WINDOW_MS,
+    }
+}
+
+/// `slide`: the time between two window ends, which must divide the size
+/// (`size_ms`); the size when absent.
+fn window_slide(
+    slide: Option<&Spanned<String>>,
+    size_ms: u64,
+    field: &dyn Fn(&str) -> String,
+    d: &mut Diag<'_>,
+) -> u64 {
+    let Some(slide) = slide else {
+        return size_ms;
+    };
+    match duration_ms(d, slide, &field("slide")) {
+        Some(0) => {
+            d.err(slide.span(), &field("slide"), "must be longer than 0");
+            size_ms
+        }
+        Some(ms) if size_ms % ms != 0 => {
+            d.err(
+                slide.span(),
+                &field("slide"),
+                format!(
+                    "{:?} ({ms} ms) does not divide the window size ({size_ms} ms): every \
+                     window must be made of whole slides",
+                    slide.get_ref()
+                ),
+            );
+            size_ms
+        }
+        Some(ms) => ms,
+        None => size_ms,
+    }
+}
+
+/// The window outputs rules can name: each name with the size of its
+/// windows if they are tumbling (rules judge only tumbling windows).
+pub(crate) type OutputNames = Vec<(String, Option<u64>)>;
+
+/// The names rules can give in `window`, of `outputs`.
+pub(super) fn output_names(outputs: &[WindowOutput]) -> OutputNames {
+    outputs
+        .iter()
+        .map(|o| {
+            let size = match o.kind {
+                WindowKind::Tumbling { size_ms } => Some(size_ms),
+                _ => None,
+            };
+            (o.name.clone(), size)
+        })
+        .collect()
+}
