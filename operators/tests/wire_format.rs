@@ -52,6 +52,7 @@ fn window_aggregates_round_trip() {
         min: -1.5,
         max: 9.25,
         sum: 42.0,
+        revision: 0,
     };
     round_trip(vec![agg("press-001", 1), agg("press-002", u64::MAX)]);
 }

@@ -135,7 +135,7 @@ pub(super) fn check_tables<T: DeserializeOwned>(
 }
 
 /// Fields whose values are durations, written as strings.
-pub(super) const DURATION_FIELDS: [&str; 17] = [
+pub(super) const DURATION_FIELDS: [&str; 18] = [
     "out_of_orderness",
     "idle_timeout",
     "watermark_step",
@@ -153,6 +153,7 @@ pub(super) const DURATION_FIELDS: [&str; 17] = [
     "window",
     "slide",
     "gap",
+    "allowed_lateness",
 ];
 
 /// Adds a hint to a type error on a duration field given as a number.

@@ -59,6 +59,7 @@
 //! slide = "10s"                     # hopping windows: must divide the size
 //! # gap = "30s"                     # session windows, instead of size and slide
 //! # path = "out/windows"            # this output's Parquet directory
+//! # allowed_lateness = "5m"         # late readings correct windows for this long (not sessions)
 //!
 //! [rules]
 //! file = "rules.toml"               # or inline [[rule]] tables, not both

@@ -119,6 +119,8 @@ pub(super) struct RawWindow {
     pub(super) gap: Option<Spanned<String>>,
     /// The output's Parquet directory, relative to the pipeline file.
     pub(super) path: Option<Spanned<String>>,
+    /// How long after its end late readings correct a window; default none.
+    pub(super) allowed_lateness: Option<Spanned<String>>,
 }
 
 /// `[rules]`: where the rules are.

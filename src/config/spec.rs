@@ -39,6 +39,9 @@ pub struct WindowOutput {
     pub name: String,
     /// Which windows.
     pub kind: WindowKind,
+    /// How long after its end late readings correct a window, ms (0: never;
+    /// `allowed_lateness`).
+    pub allowed_lateness_ms: u64,
     /// Where its rows are written as Parquet, if anywhere.
     pub parquet: Option<ParquetSinkConfig>,
 }

@@ -16,12 +16,12 @@ impl PipelineSpec {
         self.summarize_decode(&mut s);
         match self.windows.as_slice() {
             [one] => {
-                let _ = writeln!(s, "windows: {}", describe_kind(one.kind));
+                let _ = writeln!(s, "windows: {}", describe_output(one));
             }
             several => {
                 let _ = writeln!(s, "windows:");
                 for w in several {
-                    let _ = writeln!(s, "  {}: {}", w.name, describe_kind(w.kind));
+                    let _ = writeln!(s, "  {}: {}", w.name, describe_output(w));
                 }
             }
         }
@@ -160,8 +160,18 @@ impl PipelineSpec {
     }
 }
 
-/// A window kind in words: `1m tumbling`, `1h hopping every 10m`,
-/// `sessions with a gap of 30s`.
+/// A window output in words: `1m tumbling`, `1h hopping every 10m`,
+/// `sessions with a gap of 30s`, `1m tumbling, corrected by late readings
+/// for 5m`.
+fn describe_output(output: &WindowOutput) -> String {
+    let kind = describe_kind(output.kind);
+    match output.allowed_lateness_ms {
+        0 => kind,
+        late => format!("{kind}, corrected by late readings for {}", human_ms(late)),
+    }
+}
+
+/// A window kind in words.
 fn describe_kind(kind: WindowKind) -> String {
     match kind {
         WindowKind::Tumbling { size_ms } => format!("{} tumbling", human_ms(size_ms)),

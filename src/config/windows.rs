@@ -21,6 +21,7 @@ pub(super) fn validate_windows(
                 size_ms: DEFAULT_WINDOW_MS,
             },
             parquet: parquet.cloned(),
+            allowed_lateness_ms: 0,
         }];
     };
     let several = raw.len() > 1;
@@ -57,6 +58,7 @@ pub(super) fn validate_windows(
             }
         }
         let kind = window_kind(r, &field, d);
+        let allowed_lateness_ms = lateness(r, kind, &field, d);
         let dir = match (&r.path, parquet) {
             (Some(p), _) => Some((base.join(text(d, p, &field("path"))), p.span())),
             (None, Some(root)) if several => Some((root.dir.join(&name), w.span())),
@@ -85,6 +87,7 @@ pub(super) fn validate_windows(
             name,
             kind,
             parquet,
+            allowed_lateness_ms,
         });
     }
     outputs
@@ -119,6 +122,30 @@ fn window_kind(r: &RawWindow, field: &dyn Fn(&str) -> String, d: &mut Diag<'_>) 
         slide_ms if slide_ms == size_ms => WindowKind::Tumbling { size_ms },
         slide_ms => WindowKind::Hopping { size_ms, slide_ms },
     }
+}
+
+/// `allowed_lateness`: how long after its end late readings correct a
+/// window (not for sessions); 0 when absent.
+fn lateness(
+    r: &RawWindow,
+    kind: WindowKind,
+    field: &dyn Fn(&str) -> String,
+    d: &mut Diag<'_>,
+) -> u64 {
+    let Some(late) = &r.allowed_lateness else {
+        return 0;
+    };
+    let ms = duration_ms(d, late, &field("allowed_lateness")).unwrap_or(0);
+    if matches!(kind, WindowKind::Session { .. }) && r.gap.is_some() {
+        d.err(
+            late.span(),
+            &field("allowed_lateness"),
+            "session windows take no late readings: a late reading could join or split \
+             sessions already written; use tumbling or hopping windows for corrections",
+        );
+        return 0;
+    }
+    ms
 }
 
 /// `size`: it must divide a day evenly; default one minute.

@@ -186,9 +186,21 @@ fn a_full_parquet_disk_stops_every_kind_of_run_with_exit_2() {
                 let log = logs.path().join("resume.log");
                 let mut cmd = weir_command(&file, workers, true, &log);
                 let status = wait(&mut cmd.spawn().unwrap(), Duration::from_secs(120));
+                let resumed = std::fs::read_to_string(&log).unwrap();
+                // When the disk filled while the first checkpoint was under
+                // way (a bounded run reads its input in well under a second),
+                // no checkpoint completed; Kafka sinks had delivered what no
+                // checkpoint records, so the resume refuses, saying so.
+                if status.is_some_and(|s| s.code() == Some(2))
+                    && resumed.contains("but no complete checkpoint")
+                {
+                    assert!(resumed.contains("--from-scratch"), "{label}: {resumed}");
+                    eprintln!("{label}: no checkpoint completed before the disk filled; the resume refused");
+                    continue;
+                }
                 assert!(
                     status.is_some_and(|s| s.success()),
-                    "{label}: the resume after freeing space failed ({status:?}):\n{}",
+                    "{label}: the resume after freeing space failed ({status:?}):\n{}\nthe run that failed:\n{stderr}",
                     std::fs::read_to_string(&log).unwrap()
                 );
                 out.check(&broker, &input, &format!("{label}, resumed"));

@@ -65,7 +65,12 @@ fn a_recording_made_by_an_earlier_version_replays_to_the_reference() {
     let records = recorded(Path::new(FIXTURE));
     assert_eq!(records.len(), 1_808, "the fixture's records");
     let (accepted, bad, late) = reference_readings(&records);
-    assert!(bad > 0 && late > 0, "the fixture has bad and late records");
+    assert!(
+        bad > 0 && !late.is_empty(),
+        "the fixture has bad and late records"
+    );
+    // Late readings the corrected output does not take are dead letters.
+    let (_, late) = crate::kinds::reference_corrected(&accepted, &late);
     let windows = reference_windows(&accepted);
     let alerts = reference_alerts(&accepted, &windows);
     assert!(!alerts.is_empty(), "the fixture fires alerts");

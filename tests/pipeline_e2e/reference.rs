@@ -33,14 +33,15 @@ pub struct Ref {
     pub offset: i64,
 }
 
-/// Classifies the records the broker holds: accepted readings, and the
-/// number of dead letters (bad and late).
-pub fn reference_readings(records: &[ConsumedRecord]) -> (Vec<Ref>, usize, usize) {
+/// Classifies the records the broker holds: accepted readings, the number
+/// of bad records, and the late readings, each with the partition
+/// watermark it is behind.
+pub fn reference_readings(records: &[ConsumedRecord]) -> (Vec<Ref>, usize, Vec<(Ref, u64)>) {
     let mut by_partition: BTreeMap<i32, Vec<&ConsumedRecord>> = BTreeMap::new();
     for r in records {
         by_partition.entry(r.partition).or_default().push(r);
     }
-    let (mut accepted, mut bad, mut late) = (Vec::new(), 0, 0);
+    let (mut accepted, mut bad, mut late) = (Vec::new(), 0, Vec::new());
     for (partition, mut recs) in by_partition {
         recs.sort_by_key(|r| r.offset);
         let mut max_time: Option<u64> = None;
@@ -49,8 +50,11 @@ pub fn reference_readings(records: &[ConsumedRecord]) -> (Vec<Ref>, usize, usize
                 bad += 1;
                 continue;
             };
-            if max_time.is_some_and(|m| reading.time < m.saturating_sub(BOUND_MS)) {
-                late += 1;
+            if let Some(wm) = max_time
+                .map(|m| m.saturating_sub(BOUND_MS))
+                .filter(|wm| reading.time < *wm)
+            {
+                late.push((reading, wm));
                 continue;
             }
             max_time = max_time.max(Some(reading.time));
@@ -361,6 +365,7 @@ pub struct Input {
     pub windows: Windows,
     pub hopping: Windows,
     pub sessions: Windows,
+    pub corrected: crate::kinds::Revised,
     pub alerts: BTreeSet<AlertKey>,
 }
 
@@ -421,9 +426,14 @@ impl Input {
     pub fn of(broker: &Broker, topic: &str) -> Input {
         let stored = broker.consume_all(topic);
         let (accepted, bad, late) = reference_readings(&stored);
+        let (corrected, late) = crate::kinds::reference_corrected(&accepted, &late);
         assert!(
             bad > 0 && late > 0,
             "the input must exercise bad and late records"
+        );
+        assert!(
+            corrected.keys().any(|k| k.4 > 0),
+            "the input must correct windows"
         );
         let windows = reference_windows(&accepted);
         let alerts = reference_alerts(&accepted, &windows);
@@ -443,6 +453,7 @@ impl Input {
             topic: topic.to_owned(),
             stored,
             hopping: crate::kinds::reference_hopping(&accepted),
+            corrected,
             sessions: crate::kinds::reference_sessions(&accepted),
             accepted,
             bad,
@@ -495,6 +506,7 @@ pub struct Written {
     pub rows: Windows,
     pub hopping: Windows,
     pub sessions: Windows,
+    pub corrected: crate::kinds::Revised,
     pub alerts: Vec<Vec<u8>>,
     pub dead: Vec<Vec<u8>>,
 }
@@ -547,6 +559,8 @@ impl Outputs {
         assert_windows(&hopping, &input.hopping, &format!("{label}, hopping"));
         let sessions = parquet_rows(&self.dir.path().join("sessions"));
         assert_windows(&sessions, &input.sessions, &format!("{label}, sessions"));
+        let corrected = crate::kinds::parquet_revised(&self.dir.path().join("corrected"));
+        crate::kinds::assert_revised(&corrected, &input.corrected, label);
 
         let alert_records = broker.consume_all(&self.alerts);
         assert_eq!(alerts_of(&alert_records), input.alerts, "{label}: alerts");
@@ -560,6 +574,7 @@ impl Outputs {
             rows,
             hopping,
             sessions,
+            corrected,
             alerts: sorted(alert_records),
             dead: sorted(dead_records),
         }

@@ -79,7 +79,16 @@ impl<'scope> EvaluateAlerts<'scope> for Windows<'scope> {
         env: &Env<'scope>,
     ) -> Stream<'scope, u64, Vec<Alert>> {
         let size_ms = self.tumbling();
-        evaluate(self.stream, size_ms, rules, env)
+        // Rules judge a window once, at its first emission: corrections by
+        // late readings neither fire nor resolve an alert.
+        let stream = match self.allowed_lateness_ms {
+            0 => self.stream,
+            _ => {
+                use timely::dataflow::operators::vec::Filter;
+                self.stream.filter(|w| w.revision == 0)
+            }
+        };
+        evaluate(stream, size_ms, rules, env)
     }
 }
 
@@ -273,8 +282,9 @@ impl<O: Observation + 'static> StatefulLogic<O, Alert> for AlertLogic<O> {
         any
     }
 
-    fn side(&mut self, (partition, bucket): (i32, u64)) {
+    fn side(&mut self, (partition, bucket): (i32, u64)) -> bool {
         self.evaluator.note_progress(partition, bucket);
+        false
     }
 
     fn advance(&mut self, until: Option<u64>, out: &mut Vec<Alert>) {

@@ -160,6 +160,7 @@ fn window_rules_carry_the_bounds_of_the_window_that_fired() {
         min: 0.0,
         max: 0.0,
         sum,
+        revision: 0,
     };
     // Means 95, 96, 80: fires on the second window, resolves on the third.
     for w in [

@@ -68,6 +68,11 @@ pub struct Metrics {
     /// Windows still open when a stop was requested: not written, since they
     /// are not complete (with checkpoints, they are rebuilt after a restart).
     pub windows_left_open: Counter,
+    /// Late readings a window output took to correct its windows (within
+    /// its allowed lateness) instead of a dead letter.
+    pub late_readings_taken: Counter,
+    /// Correction rows of windows emitted (revision 1 and up).
+    pub window_corrections: Counter,
     /// Parquet rows written and committed.
     pub parquet_rows: Counter,
     /// Bytes of Parquet files written.
@@ -143,6 +148,8 @@ impl Default for Metrics {
             rule_states: m.gauge("rule_states", "(device, sensor, rule) states held by the alert evaluators", None),
             rule_state_bytes: m.gauge("rule_state", "Estimated memory held by the alert evaluators", Some(Unit::Bytes)),
             windows_left_open: m.counter("windows_left_open", "Windows still open at a stop (not written)"),
+            late_readings_taken: m.counter("late_readings_taken", "Late readings taken to correct windows within their allowed lateness"),
+            window_corrections: m.counter("window_corrections", "Correction rows of windows emitted (revision 1 and up)"),
             parquet_rows: m.counter("parquet_rows", "Rows written to committed Parquet files"),
             parquet_bytes: m.counter("parquet_written_bytes", "Bytes of Parquet files written"),
             parquet_files: m.counter("parquet_files", "Parquet files written"),

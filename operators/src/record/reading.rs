@@ -127,6 +127,10 @@ pub struct WindowAggregate {
     pub max: f64,
     /// Sum of the values.
     pub sum: f64,
+    /// 0 for a window's first emission; one higher for each correction by
+    /// late readings (outputs with an allowed lateness).
+    #[serde(default)]
+    pub revision: u32,
 }
 
 impl WindowAggregate {

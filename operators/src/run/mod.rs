@@ -28,6 +28,7 @@ use timely::dataflow::{Scope, Stream};
 use timely::scheduling::Activator;
 
 use crate::checkpoint::{Marker, PartInfo, PendingFile, Session};
+use crate::reading::Reading;
 pub use control::{Reload, Run, RunControl};
 pub(crate) use participant::{stop_on_last_marker, Barrier, Participant};
 pub(crate) use stateful::{checkpointed_sink, stateful, Side, SinkEvent, StatefulLogic};
@@ -86,7 +87,18 @@ struct Shared {
     definitions: RefCell<Vec<(String, u64)>>,
     /// Checks made once every operator is wired ([`Env::check_at_finish`]).
     finish_checks: RefCell<Vec<FinishCheck>>,
+    /// Whether some operator takes a reading of event time `t` behind its
+    /// partition's watermark `wm` ([`Env::take_late`]), one per operator.
+    late_takers: RefCell<Vec<LateTaker>>,
 }
+
+/// Whether an operator takes a late reading: `(event time, watermark it is
+/// behind)` (see [`Env::take_late`]).
+pub(crate) type LateTaker = Box<dyn Fn(u64, u64) -> bool>;
+
+/// A source's late readings, each with the partition watermark it was
+/// judged behind (see [`Env::register_late`]).
+pub(crate) type LateStream<'scope> = Stream<'scope, u64, Vec<(u64, Reading)>>;
 
 /// Decodes a requested [`Reload`] and says whether the running pipeline can
 /// take it: the fingerprints of the definitions it puts in force, or why not.
@@ -122,6 +134,8 @@ pub struct Env<'scope> {
     shared: Rc<Shared>,
     /// The sources' progress streams (see [`Env::register_progress`]).
     progress: RefCell<Vec<ProgressStream<'scope>>>,
+    /// The sources' late readings (see [`Env::register_late`]).
+    late: RefCell<Vec<LateStream<'scope>>>,
 }
 
 impl<'scope> Env<'scope> {
@@ -147,6 +161,7 @@ impl<'scope> Env<'scope> {
             markers,
             shared,
             progress: RefCell::default(),
+            late: RefCell::default(),
         }
     }
 
@@ -309,6 +324,39 @@ impl<'scope> Env<'scope> {
             _ => self.scope.concatenate(streams),
         }
         .broadcast()
+    }
+
+    /// Has the sources send an operator the readings behind their
+    /// partition's watermark (late) that `takes` says it takes, given their
+    /// event time and that watermark, instead of sending them to the dead
+    /// letters (see [`Env::late_readings`]). A late reading no operator
+    /// takes is a dead letter.
+    pub(crate) fn take_late(&self, takes: impl Fn(u64, u64) -> bool + 'static) {
+        self.shared.late_takers.borrow_mut().push(Box::new(takes));
+    }
+
+    /// Whether some operator takes a late reading of event time `t` behind
+    /// watermark `wm` (asked by the sources while they run).
+    pub(crate) fn late_taken(&self) -> impl Fn(u64, u64) -> bool + 'static {
+        let shared = self.shared.clone();
+        move |t, wm| shared.late_takers.borrow().iter().any(|takes| takes(t, wm))
+    }
+
+    /// Registers a source's late readings that some operator takes, each
+    /// with the watermark it was judged behind, sent at or before it.
+    pub(crate) fn register_late(&self, stream: LateStream<'scope>) {
+        self.late.borrow_mut().push(stream);
+    }
+
+    /// Every source's late readings (see [`Env::take_late`]), on the worker
+    /// that read them.
+    pub(crate) fn late_readings(&self) -> LateStream<'scope> {
+        use timely::dataflow::operators::{Concatenate, ToStream};
+        let streams = self.late.borrow().clone();
+        match streams.len() {
+            0 => Vec::<(u64, Reading)>::new().to_stream(self.scope),
+            _ => self.scope.concatenate(streams),
+        }
     }
 
     /// The checkpoint markers, for an operator that needs to know where

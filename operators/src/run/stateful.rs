@@ -33,8 +33,11 @@ pub(crate) trait StatefulLogic<D, O>: 'static {
     /// Takes a batch of data: whether it left anything waiting for the
     /// frontier (the frame then holds a capability at the batch's time).
     fn take(&mut self, batch: &mut Vec<D>) -> bool;
-    /// Takes a record of the side input.
-    fn side(&mut self, _side: Self::Side) {}
+    /// Takes a record of the side input: whether it left anything waiting
+    /// for the frontier (the frame then holds a capability at its time).
+    fn side(&mut self, _side: Self::Side) -> bool {
+        false
+    }
     /// Brings the state to `until` (every input before it applied; `None`:
     /// the input ended), pushing the output this completes.
     fn advance(&mut self, until: Option<u64>, out: &mut Vec<O>);
@@ -92,15 +95,23 @@ where
                     held = cap.retain_least(output.output_index());
                 }
             });
-            side_input.for_each(|_, side| {
+            side_input.for_each_stamp(|cap, side| {
                 let mut markers = Vec::new();
-                for s in side.drain(..) {
+                let mut any = false;
+                for s in side.flat_map(|batch| batch.drain(..)) {
                     match s {
                         Side::Marker(m) => markers.push(m),
-                        Side::Other(x) => logic.side(x),
+                        Side::Other(x) => any |= logic.side(x),
                     }
                 }
                 barrier.receive(&mut markers, &run);
+                if any
+                    && held
+                        .as_ref()
+                        .is_none_or(|h| cap.least().is_some_and(|t| t < h.time()))
+                {
+                    held = cap.retain_least(output.output_index());
+                }
             });
             let frontier = least_frontier(
                 frontier.frontier().first().copied(),

@@ -104,6 +104,12 @@ pub(crate) struct Ingest {
     /// checkpoints nothing ever reads or trims it, and it would grow by an
     /// entry per partition and second of event time read.
     pub(super) keep_marks: bool,
+    /// Whether a window output takes a late reading (event time, the
+    /// watermark it is behind) to correct its windows; `None`: none does.
+    pub(super) late_taken: Option<Box<dyn Fn(u64, u64) -> bool>>,
+    /// The late readings taken, each with the watermark it is behind, not
+    /// sent yet.
+    pub(super) late: Vec<(u64, Reading)>,
 }
 
 /// Bad records of one reason logged as warnings by a worker before the rest
@@ -153,6 +159,8 @@ impl Ingest {
             max_drift: None,
             frontier: Some(0),
             keep_marks: true,
+            late_taken: None,
+            late: Vec::new(),
         }
     }
 
@@ -220,45 +228,61 @@ impl Ingest {
         self.record(&record);
         self.partitions[i].take(&self.topic, offset, record.value.len());
         let part = &self.partitions[i];
-        let verdict = self
+        let reading = match self
             .decoder
             .decode(record.value, record.timestamp, part.id, offset)
-            .map_err(|e| (e.reason, e.detail))
-            .and_then(|reading| self.judge(part, reading, cap_time));
-        match verdict {
-            Ok(reading) => {
+        {
+            Ok(reading) => reading,
+            Err(e) => {
+                dead.push(self.reject(i, &record, e.reason, e.detail));
+                return true;
+            }
+        };
+        match Self::behind(part, self.bound, reading.time, cap_time) {
+            None => {
                 self.accepted(i, offset, reading.time);
                 readings.push(reading);
             }
-            Err((reason, detail)) => dead.push(self.reject(i, &record, reason, detail)),
+            Some((wm, _, _))
+                if self
+                    .late_taken
+                    .as_ref()
+                    .is_some_and(|f| f(reading.time, wm)) =>
+            {
+                self.late.push((wm, reading));
+            }
+            Some((_, reason, detail)) => dead.push(self.reject(i, &record, reason, detail)),
         }
         true
     }
 
-    /// Judges a decoded reading of `part`: late if behind the partition's
-    /// own watermark, late after idle if behind `cap_time`.
-    fn judge(
-        &self,
+    /// Whether a reading of `part` at event time `t` is late: behind the
+    /// partition's own watermark, or (late after idle) behind `cap_time`;
+    /// then the watermark it is applied behind (see
+    /// [`Env::take_late`](crate::run::Env)), the reason and its detail.
+    fn behind(
         part: &PartitionState,
-        reading: Reading,
+        bound: u64,
+        t: u64,
         cap_time: u64,
-    ) -> Result<Reading, (DeadLetterReason, String)> {
-        match part.max_time.map(|t| t.saturating_sub(self.bound)) {
-            Some(wm) if reading.time < wm => Err((
+    ) -> Option<(u64, DeadLetterReason, String)> {
+        match part.max_time.map(|max| max.saturating_sub(bound)) {
+            // The windows have come as far as the source watermark too (it
+            // passes an idle partition's own): a late reading is applied
+            // behind the later of the two.
+            Some(wm) if t < wm => Some((
+                wm.max(cap_time),
                 DeadLetterReason::Late,
-                format!(
-                    "event time {} is behind partition watermark {wm}",
-                    reading.time
-                ),
+                format!("event time {t} is behind partition watermark {wm}"),
             )),
-            _ if reading.time < cap_time => Err((
+            _ if t < cap_time => Some((
+                cap_time,
                 DeadLetterReason::LateAfterIdle,
                 format!(
-                    "event time {} is behind the source watermark {cap_time} (partition was idle)",
-                    reading.time
+                    "event time {t} is behind the source watermark {cap_time} (partition was idle)"
                 ),
             )),
-            _ => Ok(reading),
+            _ => None,
         }
     }
 

@@ -25,7 +25,7 @@ use super::resume::IngestBook;
 use super::SourceStreams;
 use crate::dead_letter::DeadLetter;
 use crate::reading::{Reading, PROGRESS_BUCKET_MS};
-use crate::run::{stop_on_last_marker, Env, Run};
+use crate::run::{stop_on_last_marker, Env, LateStream, Run};
 
 /// What a source operator polls: it reads records and hands them to its
 /// [`Ingest`].
@@ -85,27 +85,39 @@ struct Outputs {
     /// partition delivered readings: how far each partition has come, for
     /// silence rules.
     progress: Out<(i32, u64)>,
+    /// Late readings a window output takes, with the watermark each is
+    /// behind (see [`Env::take_late`]).
+    late: Out<(u64, Reading)>,
     readings_buf: Vec<Reading>,
     dead_buf: Vec<DeadLetter>,
+    late_buf: Vec<(u64, Reading)>,
 }
 
 impl Outputs {
     /// The outputs of the operator `builder` builds, with their streams:
-    /// the readings and dead letters, and the progress.
+    /// the readings and dead letters, the progress, and the late readings.
     fn new<'scope>(
         builder: &mut OperatorBuilder<'scope, u64>,
-    ) -> (Self, SourceStreams<'scope>, Progress<'scope>) {
+    ) -> (
+        Self,
+        SourceStreams<'scope>,
+        Progress<'scope>,
+        LateStream<'scope>,
+    ) {
         let (readings_out, readings) = builder.new_output::<Vec<Reading>>();
         let (dead_out, dead) = builder.new_output::<Vec<DeadLetter>>();
         let (progress_out, progress) = builder.new_output::<Vec<(i32, u64)>>();
+        let (late_out, late) = builder.new_output::<Vec<(u64, Reading)>>();
         let outputs = Outputs {
             readings: OutputBuilder::from(readings_out),
             dead: OutputBuilder::from(dead_out),
             progress: OutputBuilder::from(progress_out),
+            late: OutputBuilder::from(late_out),
             readings_buf: Vec::new(),
             dead_buf: Vec::new(),
+            late_buf: Vec::new(),
         };
-        (outputs, (readings, dead), progress)
+        (outputs, (readings, dead), progress, late)
     }
 }
 
@@ -114,17 +126,19 @@ struct Caps {
     readings: Capability<u64>,
     dead: Capability<u64>,
     progress: Capability<u64>,
+    late: Capability<u64>,
 }
 
 impl Caps {
     /// The capabilities timely hands the operator: one per output, in the
     /// order of [`Outputs`].
     fn new(mut caps: Vec<Capability<u64>>) -> Option<Self> {
-        match (caps.pop(), caps.pop(), caps.pop()) {
-            (Some(progress), Some(dead), Some(readings)) => Some(Caps {
+        match (caps.pop(), caps.pop(), caps.pop(), caps.pop()) {
+            (Some(late), Some(progress), Some(dead), Some(readings)) => Some(Caps {
                 readings,
                 dead,
                 progress,
+                late,
             }),
             _ => None,
         }
@@ -138,6 +152,7 @@ impl Caps {
         self.readings.downgrade(&time);
         self.dead.downgrade(&time);
         self.progress.downgrade(&time);
+        self.late.downgrade(&time);
     }
 }
 
@@ -164,7 +179,8 @@ where
     let sync_activator = scope
         .worker()
         .sync_activator_for(builder.operator_info().address.to_vec());
-    let (outputs, (readings, dead), progress) = Outputs::new(&mut builder);
+    let (outputs, (readings, dead), progress, late) = Outputs::new(&mut builder);
+    let late_taken = env.late_taken();
     // The checkpoint markers, connected to no output: on a stop the source
     // keeps its capabilities until the trigger has taken its last
     // checkpoint. Dropping them at once would let the frontier jump to
@@ -184,6 +200,7 @@ where
         let caps = Caps::new(caps);
         let (poller, woken) = match open(worker, peers) {
             Ok((mut poller, mut ingest)) => {
+                ingest.late_taken = Some(Box::new(late_taken));
                 let dir = record_dir.as_deref();
                 let woken = ready(
                     &mut poller,
@@ -228,6 +245,7 @@ where
         Rc::new(IngestBook::new(topic, shared_ingest)),
     );
     env.register_progress(progress);
+    env.register_late(late);
     (readings, dead)
 }
 
@@ -353,12 +371,14 @@ fn poll<P: Poller>(
     if alignment != Alignment::default() {
         poller.align(&alignment);
     }
-    poller.poll(
+    let read = poller.poll(
         ingest,
         cap_time,
         &mut outputs.readings_buf,
         &mut outputs.dead_buf,
-    )
+    );
+    outputs.late_buf.append(&mut ingest.late);
+    read
 }
 
 /// Counts a batch of `read` records in the metrics and sends its readings,
@@ -378,6 +398,8 @@ fn send_batch(outputs: &mut Outputs, caps: &Caps, run: &Run, read: usize) {
         &mut outputs.readings_buf,
     );
     send(&mut outputs.dead, &caps.dead, &mut outputs.dead_buf);
+    m.late_readings_taken.inc_by(outputs.late_buf.len() as u64);
+    send(&mut outputs.late, &caps.late, &mut outputs.late_buf);
 }
 
 /// What a source does after an activation's batch.

@@ -2,10 +2,11 @@
 //! as slide-sized panes: a reading updates one pane, and a window is its
 //! panes combined when it is emitted.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use hashbrown::HashMap;
 
+use super::late::{Lateness, Next};
 use super::Acc;
 use crate::reading::{KeyRef, Reading, SensorKey, WindowAggregate as Aggregate};
 
@@ -22,9 +23,12 @@ pub struct Panes {
     slide_ms: u64,
     /// Panes by end time, each with its per-key aggregates.
     panes: BTreeMap<u64, HashMap<SensorKey, Acc>>,
-    /// Every window ending at or before this was emitted (before a restart,
-    /// or here).
+    /// Every window ending at or before this was emitted.
     emitted_through: u64,
+    /// After a restart from a checkpoint at this frontier, readings only in
+    /// windows that ended (and whose lateness passed) before it are ignored.
+    floor: u64,
+    late: Lateness,
 }
 
 impl Panes {
@@ -63,68 +67,141 @@ impl Panes {
         Panes {
             size_ms,
             slide_ms,
-            panes: BTreeMap::new(),
-            emitted_through: 0,
+            ..Panes::default()
         }
     }
 
-    /// Ignores what windows ending before `frontier` hold: after a restart
-    /// from a checkpoint at `frontier`, they were emitted already.
+    /// Windows that take late readings for `allowed_ms` after their end
+    /// (see [`Panes::insert_late`]).
+    pub fn with_lateness(mut self, allowed_ms: u64) -> Self {
+        self.late = Lateness::new(allowed_ms);
+        self
+    }
+
+    /// After a restart from a checkpoint at `frontier`: what was emitted
+    /// before it is rebuilt from the re-read input, not emitted again.
     pub fn resume_at(&mut self, frontier: u64) {
-        self.emitted_through = frontier.saturating_sub(1) / self.slide_ms * self.slide_ms;
+        self.floor = frontier;
+        self.late.suppress_before = frontier;
+    }
+
+    /// The end of the pane of event time `t`.
+    fn pane_of(&self, t: u64) -> u64 {
+        t - t % self.slide_ms + self.slide_ms
     }
 
     /// Adds a reading to its pane.
     pub fn insert(&mut self, reading: &Reading) {
-        let pane = reading.time - reading.time % self.slide_ms + self.slide_ms;
+        let pane = self.pane_of(reading.time);
         // The last window that covers the pane ends here.
-        if pane + self.size_ms - self.slide_ms <= self.emitted_through {
+        if pane + self.size_ms - self.slide_ms + self.late.allowed_ms < self.floor {
             return;
         }
-        let keys = self.panes.entry(pane).or_default();
-        match keys.get_mut(&KeyRef::new(&reading.device, &reading.sensor)) {
-            Some(acc) => acc.add(reading.value),
-            None => {
-                keys.insert(reading.key(), Acc::new(reading.value));
-            }
-        }
+        add(self.panes.entry(pane).or_default(), reading);
     }
 
-    /// The end of the next window to emit, if any holds readings.
+    /// Takes a late reading, judged behind watermark `wm`: it is applied
+    /// when the frontier reaches `wm`, and corrects each of its windows
+    /// that was emitted and whose end plus the allowed lateness is ahead
+    /// of `wm`.
+    pub fn insert_late(&mut self, wm: u64, reading: Reading) {
+        self.late.push(wm, reading);
+    }
+
+    /// The end of the next window to emit, if any holds readings: the
+    /// first pane a window after the last one emitted covers (panes kept
+    /// for corrections only are covered by none).
+    fn next_end(&self) -> Option<u64> {
+        let next = self.emitted_through + self.slide_ms;
+        let covered = next.saturating_sub(self.size_ms) + 1;
+        let first = *self.panes.range(covered..).next()?.0;
+        Some(first.max(next))
+    }
+
+    /// The end of the next window to emit, or the watermark of the earliest
+    /// late reading waiting.
     pub fn earliest_end(&self) -> Option<u64> {
-        let first = *self.panes.keys().next()?;
-        Some(first.max(self.emitted_through + self.slide_ms))
+        self.next_end()
+            .into_iter()
+            .chain(self.late.earliest())
+            .min()
     }
 
     /// Emits every window that ends at or before `frontier` (every one when
     /// `None`: the input has ended), by window end, then device, then
-    /// sensor, and drops the panes no later window covers.
+    /// sensor; applies the late readings judged behind a watermark up to
+    /// `frontier`, appending the corrections they make; and drops the panes
+    /// no later window or correction needs.
     pub fn flush_until(&mut self, frontier: Option<u64>, out: &mut Vec<Aggregate>) {
-        while let Some(end) = self.earliest_end() {
-            if frontier.is_some_and(|f| end > f) {
-                break;
+        let mut timed = Vec::new();
+        self.flush_timed(frontier, &mut timed);
+        out.extend(timed.into_iter().map(|(_, row)| row));
+    }
+
+    /// [`Panes::flush_until`], each row with the time it was made at: its
+    /// window's end, or the watermark of the late readings that made it.
+    pub(crate) fn flush_timed(&mut self, frontier: Option<u64>, out: &mut Vec<(u64, Aggregate)>) {
+        while let Some(next) = self.late.next(self.next_end(), frontier) {
+            match next {
+                Next::End(end) => {
+                    for (key, row) in self.window(end, None) {
+                        self.late.send(end, row, out);
+                        self.late.emitted(end, &key);
+                    }
+                    self.emitted_through = end;
+                }
+                Next::Late(wm) => self.apply_late(wm, out),
             }
-            self.emit(end, out);
-            self.emitted_through = end;
-            // A pane ending at or before `end - size + slide` is covered by
-            // no window after `end`.
-            let keep_from = (end + self.slide_ms).saturating_sub(self.size_ms);
-            while self
-                .panes
-                .first_key_value()
-                .is_some_and(|(p, _)| *p <= keep_from)
-            {
-                self.panes.pop_first();
+        }
+        // A pane's last window ends `size - slide` after it.
+        let keep = self.size_ms - self.slide_ms + self.late.allowed_ms;
+        match frontier {
+            Some(f) => {
+                while self
+                    .panes
+                    .first_key_value()
+                    .is_some_and(|(p, _)| p + keep <= f)
+                {
+                    self.panes.pop_first();
+                }
+            }
+            None => self.panes.clear(),
+        }
+        self.late.prune(frontier);
+    }
+
+    /// Applies the late readings judged behind `wm` to their panes, and
+    /// emits a correction of each emitted window they changed.
+    fn apply_late(&mut self, wm: u64, out: &mut Vec<(u64, Aggregate)>) {
+        let mut changed = BTreeSet::new();
+        for reading in self.late.take(wm) {
+            let pane = self.pane_of(reading.time);
+            add(self.panes.entry(pane).or_default(), &reading);
+            let last = pane + self.size_ms - self.slide_ms;
+            for end in (pane..=last.min(self.emitted_through)).step_by(self.slide_ms as usize) {
+                if self.late.open_at(end, wm) {
+                    changed.insert((end, reading.key()));
+                }
+            }
+        }
+        for (end, key) in changed {
+            for (key, mut row) in self.window(end, Some(&key)) {
+                row.revision = self.late.revision(end, &key);
+                self.late.send(wm, row, out);
             }
         }
     }
 
-    /// Appends the window ending at `end`: its panes combined, per key.
-    fn emit(&self, end: u64, out: &mut Vec<Aggregate>) {
+    /// The rows of the window ending at `end` (of `only` that key if
+    /// given), by device and sensor: its panes combined, per key.
+    fn window(&self, end: u64, only: Option<&SensorKey>) -> Vec<(SensorKey, Aggregate)> {
         let from = end.saturating_sub(self.size_ms);
         let mut keys: HashMap<&SensorKey, Acc> = HashMap::new();
         for (_, pane) in self.panes.range(from + 1..=end) {
             for (key, acc) in pane {
+                if only.is_some_and(|k| k != key) {
+                    continue;
+                }
                 keys.entry(key)
                     .and_modify(|sum| sum.merge(acc))
                     .or_insert(*acc);
@@ -132,21 +209,15 @@ impl Panes {
         }
         let mut keys: Vec<_> = keys.into_iter().collect();
         keys.sort_unstable_by(|a, b| a.0.cmp(b.0));
-        out.extend(keys.into_iter().map(|(key, acc)| Aggregate {
-            device: key.device.clone(),
-            sensor: key.sensor.clone(),
-            window_start: from,
-            window_end: end,
-            count: acc.count,
-            min: acc.min,
-            max: acc.max,
-            sum: acc.sum + acc.compensation,
-        }));
+        keys.into_iter()
+            .map(|(key, acc)| (key.clone(), acc.row(key, from, end, 0)))
+            .collect()
     }
 
     /// Discards every pane (a stop) and returns how many (pane, key)
     /// aggregates were dropped.
     pub fn discard(&mut self) -> usize {
+        self.late.discard();
         std::mem::take(&mut self.panes)
             .values()
             .map(HashMap::len)
@@ -160,6 +231,17 @@ impl Panes {
         let per_entry = std::mem::size_of::<(SensorKey, Acc)>() + 1;
         let per_pane = std::mem::size_of::<(u64, HashMap<SensorKey, Acc>)>();
         (entries, capacity * per_entry + self.panes.len() * per_pane)
+    }
+}
+
+/// Adds `reading` to its key's aggregate in `pane`, cloning the key only
+/// for a new sensor.
+fn add(pane: &mut HashMap<SensorKey, Acc>, reading: &Reading) {
+    match pane.get_mut(&KeyRef::new(&reading.device, &reading.sensor)) {
+        Some(acc) => acc.add(reading.value),
+        None => {
+            pane.insert(reading.key(), Acc::new(reading.value));
+        }
     }
 }
 

@@ -1,22 +1,20 @@
 //! Tumbling event-time windows per (device, sensor): count, min, max, sum, mean.
 
-use std::collections::BTreeMap;
-
-use hashbrown::HashMap;
 use serde::{Deserialize, Serialize};
-use timely::dataflow::channels::pact::{Exchange, ParallelizationContract, Pipeline};
 use timely::dataflow::Stream;
 
-use crate::checkpoint::Marker;
-use crate::metrics::GaugeShare;
-use crate::reading::{KeyRef, Reading, SensorKey, WindowAggregate as Aggregate};
-use crate::run::{stateful, Env, Participant, Run, Side, StatefulLogic};
+use crate::reading::{Reading, SensorKey, WindowAggregate as Aggregate};
+use crate::run::Env;
 
 mod hopping;
+mod late;
+mod operator;
 mod session;
+mod tumbling;
 
 pub use hopping::Panes;
 pub use session::{SessionPart, Sessions};
+pub use tumbling::WindowState;
 
 /// Running aggregate of one open window. The sum is compensated (Neumaier),
 /// so it barely depends on the order values arrive in.
@@ -77,114 +75,20 @@ impl Acc {
         self.compensation += other.compensation;
         self.sum = t;
     }
-}
 
-/// The open windows of one worker: plain data, so a checkpoint can snapshot it.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub struct WindowState {
-    size_ms: u64,
-    /// Open windows by end time, each with its per-key aggregates.
-    open: BTreeMap<u64, HashMap<SensorKey, Acc>>,
-    /// Windows ending before this time were emitted before a restart:
-    /// their readings are ignored.
-    floor: u64,
-    /// Keys of the latest window closed: a new window's map starts with
-    /// room for as many, instead of growing (and rehashing) key by key.
-    #[serde(skip)]
-    keys_hint: usize,
-}
-
-impl WindowState {
-    /// Empty state for windows of `size_ms` milliseconds.
-    ///
-    /// # Panics
-    /// If `size_ms` is 0 (config validation rejects it first).
-    pub fn new(size_ms: u64) -> Self {
-        assert!(size_ms > 0, "window size must be positive");
-        WindowState {
-            size_ms,
-            open: BTreeMap::new(),
-            floor: 0,
-            keys_hint: 0,
-        }
-    }
-
-    /// Ignores readings of windows that end before `frontier`: after a
-    /// restart from a checkpoint at `frontier`, they were already emitted.
-    pub fn resume_at(&mut self, frontier: u64) {
-        self.floor = frontier;
-    }
-
-    /// Discards every open window (a stop: they are not complete) and
-    /// returns how many (window, key) aggregates were dropped.
-    pub fn discard(&mut self) -> usize {
-        std::mem::take(&mut self.open)
-            .values()
-            .map(HashMap::len)
-            .sum()
-    }
-
-    /// The (window, key) aggregates held, and an estimate of their bytes.
-    pub fn footprint(&self) -> (usize, usize) {
-        let entries: usize = self.open.values().map(HashMap::len).sum();
-        let capacity: usize = self.open.values().map(HashMap::capacity).sum();
-        let per_entry = std::mem::size_of::<(SensorKey, Acc)>() + 1;
-        let per_window = std::mem::size_of::<(u64, HashMap<SensorKey, Acc>)>();
-        (entries, capacity * per_entry + self.open.len() * per_window)
-    }
-
-    /// Window size in milliseconds.
-    pub fn size_ms(&self) -> u64 {
-        self.size_ms
-    }
-
-    /// Adds a reading to its window.
-    pub fn insert(&mut self, reading: &Reading) {
-        let end = reading.time - reading.time % self.size_ms + self.size_ms;
-        if end < self.floor {
-            return;
-        }
-        let hint = self.keys_hint;
-        let window = self
-            .open
-            .entry(end)
-            .or_insert_with(|| HashMap::with_capacity(hint));
-        // Look up by reference first: the key is cloned only for a new sensor.
-        match window.get_mut(&KeyRef::new(&reading.device, &reading.sensor)) {
-            Some(acc) => acc.add(reading.value),
-            None => {
-                window.insert(reading.key(), Acc::new(reading.value));
-            }
-        }
-    }
-
-    /// The end of the earliest open window.
-    pub fn earliest_end(&self) -> Option<u64> {
-        self.open.keys().next().copied()
-    }
-
-    /// Closes every window that ends at or before `frontier` (every window
-    /// when `None`: the input has ended) and appends their aggregates to
-    /// `out`, by window end, then device, then sensor.
-    pub fn flush_until(&mut self, frontier: Option<u64>, out: &mut Vec<Aggregate>) {
-        while let Some(entry) = self.open.first_entry() {
-            let end = *entry.key();
-            if frontier.is_some_and(|f| end > f) {
-                break;
-            }
-            let mut keys: Vec<_> = entry.remove().into_iter().collect();
-            self.keys_hint = keys.len();
-            keys.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-            out.extend(keys.into_iter().map(|(key, acc)| Aggregate {
-                device: key.device,
-                sensor: key.sensor,
-                window_start: end - self.size_ms,
-                window_end: end,
-                count: acc.count,
-                min: acc.min,
-                max: acc.max,
-                sum: acc.sum + acc.compensation,
-            }));
+    /// The window row of `key` over `[start, end)` with this aggregate, at
+    /// `revision`.
+    pub(crate) fn row(&self, key: &SensorKey, start: u64, end: u64, revision: u32) -> Aggregate {
+        Aggregate {
+            device: key.device.clone(),
+            sensor: key.sensor.clone(),
+            window_start: start,
+            window_end: end,
+            count: self.count,
+            min: self.min,
+            max: self.max,
+            sum: self.sum + self.compensation,
+            revision,
         }
     }
 }
@@ -231,6 +135,29 @@ pub trait WindowAggregate<'scope> {
     /// timely time `window_end`. Hopping windows are kept as slide-sized
     /// panes (see [`Panes`]): a reading updates one pane.
     fn windows(self, kind: WindowKind, env: &Env<'scope>) -> Windows<'scope>;
+
+    /// Windows of `kind` (tumbling or hopping) that late readings correct
+    /// for `allowed_lateness_ms` after their end.
+    ///
+    /// A reading behind its partition's watermark `wm` is late. If one of
+    /// its windows ended (and was emitted) no more than the allowed
+    /// lateness before `wm`, the sources send it here instead of to the
+    /// dead letters: it is applied when the frontier reaches `wm`, and each
+    /// window it changed is emitted again with its `revision` one higher (a
+    /// correction; all late readings judged behind the same `wm` make one).
+    /// Windows not emitted yet just include it. A window's state is kept
+    /// until the frontier passes its end plus the allowed lateness. A late
+    /// reading no output takes is a dead letter, as without lateness.
+    ///
+    /// # Panics
+    /// For session windows with a lateness (config validation rejects it
+    /// first).
+    fn windows_with_lateness(
+        self,
+        kind: WindowKind,
+        allowed_lateness_ms: u64,
+        env: &Env<'scope>,
+    ) -> Windows<'scope>;
 }
 
 /// A stream of window rows, with the kind of its windows: what window rules
@@ -241,6 +168,9 @@ pub struct Windows<'scope> {
     pub stream: Stream<'scope, u64, Vec<Aggregate>>,
     /// Which windows the rows are of.
     pub kind: WindowKind,
+    /// How long after its end a window is corrected by late readings, ms
+    /// (0: never; rows then all have revision 0).
+    pub allowed_lateness_ms: u64,
 }
 
 impl Windows<'_> {
@@ -281,7 +211,7 @@ impl WindowKind {
     /// How much event time before a checkpoint's frontier the sources
     /// re-read after a restart, to rebuild the open windows: a window's
     /// size; nothing for sessions, which checkpoints hold.
-    fn history_ms(&self) -> u64 {
+    pub(crate) fn history_ms(&self) -> u64 {
         match *self {
             WindowKind::Tumbling { size_ms } | WindowKind::Hopping { size_ms, .. } => size_ms,
             WindowKind::Session { .. } => 0,
@@ -295,206 +225,35 @@ impl<'scope> WindowAggregate<'scope> for Stream<'scope, u64, Vec<Reading>> {
     }
 
     fn windows(self, kind: WindowKind, env: &Env<'scope>) -> Windows<'scope> {
+        self.windows_with_lateness(kind, 0, env)
+    }
+
+    fn windows_with_lateness(
+        self,
+        kind: WindowKind,
+        allowed_lateness_ms: u64,
+        env: &Env<'scope>,
+    ) -> Windows<'scope> {
+        let late = allowed_lateness_ms;
         let stream = match kind {
             WindowKind::Tumbling { size_ms } => {
-                window_stream(self, WindowState::new(size_ms), kind, env)
+                let state = WindowState::new(size_ms).with_lateness(late);
+                operator::window_stream(self, state, kind, late, env)
             }
             WindowKind::Hopping { size_ms, slide_ms } => {
-                window_stream(self, Panes::new(size_ms, slide_ms), kind, env)
+                let state = Panes::new(size_ms, slide_ms).with_lateness(late);
+                operator::window_stream(self, state, kind, late, env)
             }
-            WindowKind::Session { gap_ms } => window_stream(self, Sessions::new(gap_ms), kind, env),
+            WindowKind::Session { gap_ms } => {
+                assert_eq!(late, 0, "session windows take no late readings");
+                operator::window_stream(self, Sessions::new(gap_ms), kind, 0, env)
+            }
         };
-        Windows { stream, kind }
-    }
-}
-
-/// The state of open windows: tumbling windows, the panes of hopping ones,
-/// or sessions.
-trait WindowStore: 'static {
-    /// The part of checkpoints this state writes, if checkpoints hold it
-    /// (else a restart rebuilds it from re-read history).
-    type Part: Serialize + serde::de::DeserializeOwned;
-    /// Whether checkpoints hold this state.
-    const CHECKPOINTED: bool = false;
-    fn snapshot(&self) -> Option<Self::Part> {
-        None
-    }
-    fn restore(
-        &mut self,
-        _parts: Vec<Self::Part>,
-        _owns: &dyn Fn(&SensorKey) -> bool,
-    ) -> Result<(), String> {
-        Ok(())
-    }
-    fn resume_at(&mut self, frontier: u64);
-    fn insert(&mut self, reading: &Reading);
-    fn flush_until(&mut self, frontier: Option<u64>, out: &mut Vec<Aggregate>);
-    fn discard(&mut self) -> usize;
-    fn earliest_end(&self) -> Option<u64>;
-    fn footprint(&self) -> (usize, usize);
-}
-
-macro_rules! window_store {
-    ($t:ty $(, $part:ty, $snapshot:ident, $restore:ident)?) => {
-        impl WindowStore for $t {
-            window_store!(@part $($part, $snapshot, $restore)?);
-            fn resume_at(&mut self, frontier: u64) {
-                <$t>::resume_at(self, frontier)
-            }
-            fn insert(&mut self, reading: &Reading) {
-                <$t>::insert(self, reading)
-            }
-            fn flush_until(&mut self, frontier: Option<u64>, out: &mut Vec<Aggregate>) {
-                <$t>::flush_until(self, frontier, out)
-            }
-            fn discard(&mut self) -> usize {
-                <$t>::discard(self)
-            }
-            fn earliest_end(&self) -> Option<u64> {
-                <$t>::earliest_end(self)
-            }
-            fn footprint(&self) -> (usize, usize) {
-                <$t>::footprint(self)
-            }
+        Windows {
+            stream,
+            kind,
+            allowed_lateness_ms,
         }
-    };
-    (@part) => {
-        type Part = ();
-    };
-    (@part $part:ty, $snapshot:ident, $restore:ident) => {
-        type Part = $part;
-        const CHECKPOINTED: bool = true;
-        fn snapshot(&self) -> Option<$part> {
-            Some(self.$snapshot())
-        }
-        fn restore(&mut self, parts: Vec<$part>, owns: &dyn Fn(&SensorKey) -> bool) -> Result<(), String> {
-            self.$restore(parts, owns)
-        }
-    };
-}
-window_store!(WindowState);
-window_store!(Panes);
-window_store!(Sessions, SessionPart, snapshot, restore);
-
-/// The window operator over `state`, of windows of `kind`: readings
-/// exchanged by key, state resumed at the restored frontier (and restored
-/// from the checkpoint, if checkpoints hold it).
-fn window_stream<'scope, S: WindowStore>(
-    readings: Stream<'scope, u64, Vec<Reading>>,
-    mut state: S,
-    kind: WindowKind,
-    env: &Env<'scope>,
-) -> Stream<'scope, u64, Vec<Aggregate>> {
-    env.keep_history(kind.history_ms());
-    let run = env.run().clone();
-    let participant = S::CHECKPOINTED.then(|| env.participant("windows").0);
-    if let Some(frontier) = env.restored_frontier() {
-        state.resume_at(frontier);
-        if let Some(participant) = &participant {
-            let parts = env.restored::<S::Part>(participant.op());
-            let (worker, peers) = (
-                readings.scope().index() as u64,
-                readings.scope().peers() as u64,
-            );
-            let owns =
-                |k: &SensorKey| SensorKey::route_hash(&k.device, &k.sensor) % peers == worker;
-            if let Err(e) = state.restore(parts, &owns) {
-                run.control.add_error(e);
-            }
-        }
-    }
-    let markers = env.markers();
-    // With one worker, routing by key is a no-op: skip the exchange.
-    if readings.scope().peers() == 1 {
-        window_operator(readings, markers, Pipeline, state, participant, run)
-    } else {
-        let pact = Exchange::new(|r: &Reading| r.route);
-        window_operator(readings, markers, pact, state, participant, run)
-    }
-}
-
-fn window_operator<'scope, P, S>(
-    stream: Stream<'scope, u64, Vec<Reading>>,
-    markers: Stream<'scope, u64, Vec<Marker>>,
-    pact: P,
-    state: S,
-    participant: Option<Participant>,
-    run: Run,
-) -> Stream<'scope, u64, Vec<Aggregate>>
-where
-    P: ParallelizationContract<u64, Vec<Reading>>,
-    S: WindowStore,
-{
-    use timely::dataflow::operators::vec::Map;
-    let logic = WindowLogic {
-        open: GaugeShare::new(&run.metrics.windows_open),
-        bytes: GaugeShare::new(&run.metrics.window_state_bytes),
-        state,
-        participant,
-        run: run.clone(),
-    };
-    let side = markers.map(Side::Marker);
-    stateful("WindowAggregate", stream, pact, side, run, logic)
-}
-
-/// The window operator's logic: windows close as the frontier passes their
-/// end, each sent at its end time.
-struct WindowLogic<S> {
-    state: S,
-    /// Where the state goes at checkpoints, if checkpoints hold it.
-    participant: Option<Participant>,
-    run: Run,
-    open: GaugeShare,
-    bytes: GaugeShare,
-}
-
-impl<S: WindowStore> StatefulLogic<Reading, Aggregate> for WindowLogic<S> {
-    type Side = ();
-
-    fn take(&mut self, batch: &mut Vec<Reading>) -> bool {
-        for reading in batch.iter() {
-            self.state.insert(reading);
-        }
-        batch.clear();
-        true
-    }
-
-    fn advance(&mut self, until: Option<u64>, out: &mut Vec<Aggregate>) {
-        let before = out.len();
-        self.state.flush_until(until, out);
-        self.run.metrics.windows.inc_by((out.len() - before) as u64);
-    }
-
-    fn checkpoint(&mut self, marker: Marker) {
-        if let (Some(participant), Some(part)) = (&self.participant, self.state.snapshot()) {
-            participant.write(&marker, &part, Vec::new());
-        }
-    }
-
-    fn discard(&mut self) {
-        let dropped = self.state.discard();
-        if dropped > 0 {
-            self.run.metrics.windows_left_open.inc_by(dropped as u64);
-            tracing::info!(
-                dropped,
-                "Stopped: open windows are not complete and are not written"
-            );
-        }
-    }
-
-    fn earliest(&self, _frontier: Option<u64>) -> Option<u64> {
-        self.state.earliest_end()
-    }
-
-    fn time_of(window: &Aggregate) -> u64 {
-        window.window_end
-    }
-
-    fn report(&mut self, _frontier: Option<u64>) {
-        // A walk over the open windows, not their keys.
-        let (n, b) = self.state.footprint();
-        self.open.set(n);
-        self.bytes.set(b);
     }
 }
 

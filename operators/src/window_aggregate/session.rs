@@ -39,7 +39,7 @@ pub struct SessionPart {
 ///
 /// A session of a key is a maximal run of its readings, in event-time
 /// order, each less than `gap` after the one before. It is emitted as the
-/// window `[first reading, last reading + gap)`, once the frontier reaches
+/// window `[first reading, last reading + gap)`, once the frontier passes
 /// that end (no later reading can join it then), in order of end, then
 /// device, then sensor.
 #[derive(Clone, Debug, Default)]
@@ -152,6 +152,14 @@ impl Sessions {
     /// input has ended), then emits every session that ends at or before
     /// it, by end, then device, then sensor.
     pub fn flush_until(&mut self, frontier: Option<u64>, out: &mut Vec<Aggregate>) {
+        let mut timed = Vec::new();
+        self.flush_timed(frontier, &mut timed);
+        out.extend(timed.into_iter().map(|(_, row)| row));
+    }
+
+    /// [`Sessions::flush_until`], each row with its end, the time it is
+    /// made at.
+    pub(crate) fn flush_timed(&mut self, frontier: Option<u64>, out: &mut Vec<(u64, Aggregate)>) {
         let ready = match frontier {
             Some(f) => {
                 let later = self.pending.split_off(&f);
@@ -164,7 +172,9 @@ impl Sessions {
             self.apply(&reading);
         }
         while let Some((end, _)) = self.ends.first() {
-            if frontier.is_some_and(|f| *end > f) {
+            // Emitted once the frontier is past its end: a checkpoint at
+            // the end itself still holds it, and a restart emits it.
+            if frontier.is_some_and(|f| *end >= f) {
                 break;
             }
             let (end, key) = self.ends.pop_first().expect("an end was there");
@@ -174,16 +184,7 @@ impl Sessions {
                 .position(|s| s.last + self.gap_ms == end)
                 .expect("an end has its session");
             let s = sessions.remove(i);
-            out.push(Aggregate {
-                device: key.device.clone(),
-                sensor: key.sensor.clone(),
-                window_start: s.start,
-                window_end: end,
-                count: s.acc.count,
-                min: s.acc.min,
-                max: s.acc.max,
-                sum: s.acc.sum + s.acc.compensation,
-            });
+            out.push((end, s.acc.row(&key, s.start, end, 0)));
             if sessions.is_empty() {
                 self.keys.remove(&key);
             }

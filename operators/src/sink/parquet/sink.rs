@@ -68,6 +68,7 @@ pub trait ParquetSink<'scope> {
     ///         min: 20.0,
     ///         max: 22.0,
     ///         sum: 42.0,
+    ///         revision: 0,
     ///     };
     ///     vec![agg("press-2", 1_795_345_140_000), agg("press-1", 1_795_345_140_000), agg("press-1", 1_795_345_200_000)]
     ///         .to_stream(scope)
@@ -91,39 +92,53 @@ pub trait ParquetSink<'scope> {
     fn parquet_sink(self, config: ParquetSinkConfig, env: &Env<'scope>);
 }
 
+/// Rows of windows that late readings correct get a `revision` column, and
+/// an hour is written once the frontier passed its corrections too.
 impl<'scope> ParquetSink<'scope> for crate::Windows<'scope> {
     fn parquet_sink(self, config: ParquetSinkConfig, env: &Env<'scope>) {
-        self.stream.parquet_sink(config, env)
+        sink(self.stream, config, self.allowed_lateness_ms, env)
     }
 }
 
 impl<'scope> ParquetSink<'scope> for Stream<'scope, u64, Vec<WindowAggregate>> {
     fn parquet_sink(self, config: ParquetSinkConfig, env: &Env<'scope>) {
-        let run = env.run().clone();
-        let (participant, markers) = env.participant("parquet");
-        let peers = (self.scope().index(), self.scope().peers());
-        let (writer, failure) = open_writer(config, env, participant.op(), peers);
-        if let Some(error) = &failure {
-            run.control.add_error(error.clone());
-        }
-        let mut operator = Operator {
-            writer,
-            failure,
-            participant,
-            run: run.clone(),
-            checkpointing: env.checkpointing(),
-            range: crate::connect::RunIo::of(env).range,
-        };
-        let stream = env.register_sink(self);
-        checkpointed_sink(
-            stream,
-            Pipeline,
-            "ParquetSink",
-            markers,
-            run,
-            move |event| operator.on_event(event),
-        );
+        sink(self, config, 0, env)
     }
+}
+
+/// The Parquet sink of `rows`, of windows corrected for `lateness_ms`.
+fn sink<'scope>(
+    rows: Stream<'scope, u64, Vec<WindowAggregate>>,
+    config: ParquetSinkConfig,
+    lateness_ms: u64,
+    env: &Env<'scope>,
+) {
+    let run = env.run().clone();
+    let (participant, markers) = env.participant("parquet");
+    let peers = (rows.scope().index(), rows.scope().peers());
+    let (writer, failure) = open_writer(config, env, participant.op(), peers);
+    let writer = writer.with_lateness(lateness_ms);
+    if let Some(error) = &failure {
+        run.control.add_error(error.clone());
+    }
+    let mut operator = Operator {
+        writer,
+        failure,
+        participant,
+        run: run.clone(),
+        checkpointing: env.checkpointing(),
+        range: crate::connect::RunIo::of(env).range,
+        held: Vec::new(),
+    };
+    let stream = env.register_sink(rows);
+    checkpointed_sink(
+        stream,
+        Pipeline,
+        "ParquetSink",
+        markers,
+        run,
+        move |event| operator.on_event(event),
+    );
 }
 
 /// The writer of this worker (of `worker` among `peers`), and the first
@@ -171,6 +186,10 @@ struct Operator {
     checkpointing: bool,
     /// The run's event time range: rows outside it are dropped.
     range: Option<(u64, u64)>,
+    /// Rows sent after their window's end (made by late readings), with
+    /// that time: they go to the writer once the frontier passes it, so a
+    /// checkpoint holds exactly the rows sent before its frontier.
+    held: Vec<(u64, WindowAggregate)>,
 }
 
 impl Operator {
@@ -187,26 +206,52 @@ impl Operator {
         let writer = &mut self.writer;
         let before = (writer.rows_written(), writer.bytes_written());
         let result = match event {
-            SinkEvent::Data(_, data) => {
+            SinkEvent::Data(time, data) => {
                 let range = self.range;
-                data.drain(..)
-                    .filter(|a| {
-                        range.is_none_or(|(from, to)| a.window_start >= from && a.window_end <= to)
-                    })
-                    .for_each(|agg| writer.push(agg));
+                for agg in data.drain(..).filter(|a| {
+                    range.is_none_or(|(from, to)| a.window_start >= from && a.window_end <= to)
+                }) {
+                    match time > agg.window_end {
+                        true => self.held.push((time, agg)),
+                        false => writer.push(agg),
+                    }
+                }
                 return;
             }
-            SinkEvent::Marker(marker) => self.checkpoint(marker),
+            SinkEvent::Marker(marker) => {
+                self.release(marker.until());
+                self.checkpoint(marker)
+            }
             // A stop with checkpoints: the rows stay in the checkpoint.
             SinkEvent::Frontier(None)
                 if self.checkpointing && self.run.control.stop_requested() =>
             {
                 return;
             }
-            SinkEvent::Frontier(None) => writer.finish(),
-            SinkEvent::Frontier(Some(time)) => writer.flush_at_frontier(time),
+            SinkEvent::Frontier(None) => {
+                self.release(None);
+                self.writer.finish()
+            }
+            SinkEvent::Frontier(Some(time)) => {
+                self.release(Some(time));
+                self.writer.flush_at_frontier(time)
+            }
         };
         self.account(before, result);
+    }
+
+    /// Hands the writer the held rows sent before `frontier` (all of them
+    /// for `None`).
+    fn release(&mut self, frontier: Option<u64>) {
+        let writer = &mut self.writer;
+        self.held
+            .retain(|(time, agg)| match frontier.is_none_or(|f| *time < f) {
+                true => {
+                    writer.push(agg.clone());
+                    false
+                }
+                false => true,
+            });
     }
 
     /// Writes what is complete at the marker's frontier and answers the

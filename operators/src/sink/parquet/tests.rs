@@ -109,6 +109,7 @@ fn agg(
         min,
         max,
         sum,
+        revision: 0,
     }
 }
 

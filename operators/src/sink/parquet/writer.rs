@@ -13,7 +13,8 @@ use ::parquet::basic::{Compression, ZstdLevel};
 use ::parquet::errors::ParquetError;
 use ::parquet::file::properties::WriterProperties;
 use arrow_array::{
-    ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray,
+    ArrayRef, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray,
+    TimestampMillisecondArray,
 };
 use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef, TimeUnit};
 use chrono::DateTime;
@@ -77,8 +78,14 @@ pub enum ParquetSinkError {
 /// nullable column. Timestamps are milliseconds in UTC and `count` is an
 /// `Int64`, so that DuckDB, pyarrow and Spark read the files without help.
 pub fn window_aggregate_schema() -> SchemaRef {
+    schema(false)
+}
+
+/// The schema of the files, with a `revision` column (`Int32`) for
+/// outputs whose windows late readings correct.
+fn schema(revision: bool) -> SchemaRef {
     let timestamp = DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into()));
-    Arc::new(Schema::new(vec![
+    let mut fields = vec![
         Field::new("device_id", DataType::Utf8, false),
         Field::new("sensor", DataType::Utf8, false),
         Field::new("window_start", timestamp.clone(), false),
@@ -88,7 +95,11 @@ pub fn window_aggregate_schema() -> SchemaRef {
         Field::new("max", DataType::Float64, false),
         Field::new("mean", DataType::Float64, false),
         Field::new("sum", DataType::Float64, false),
-    ]))
+    ];
+    if revision {
+        fields.push(Field::new("revision", DataType::Int32, false));
+    }
+    Arc::new(Schema::new(fields))
 }
 
 /// Buffers window aggregates by Hive partition and writes each partition as
@@ -123,6 +134,9 @@ pub struct ParquetWriter {
     closed_before: u64,
     /// The longest `window_end - window_start` pushed so far.
     max_span: u64,
+    /// How long after their end windows are corrected (their rows then
+    /// arrive until the frontier passes it), ms.
+    lateness_ms: u64,
     schema: SchemaRef,
     /// With checkpoints: files are left under their temporary name, for the
     /// checkpoint that covers them to rename.
@@ -161,11 +175,21 @@ impl ParquetWriter {
             written_ends: Vec::new(),
             closed_before: 0,
             max_span: 0,
+            lateness_ms: 0,
             schema: window_aggregate_schema(),
             deferred: false,
             unrenamed: Vec::new(),
             published: Published::new(),
         }
+    }
+
+    /// Rows of windows that late readings correct for `lateness_ms` after
+    /// their end: an hour is written only once its corrections are in, and
+    /// files get a `revision` column.
+    pub fn with_lateness(mut self, lateness_ms: u64) -> Self {
+        self.lateness_ms = lateness_ms;
+        self.schema = schema(lateness_ms > 0);
+        self
     }
 
     /// Leaves files under their temporary (hidden) name: a checkpoint makes
@@ -263,7 +287,7 @@ impl ParquetWriter {
     /// and right for windows of any length or alignment. Errors are as for
     /// [`ParquetWriter::flush_before`].
     pub fn flush_at_frontier(&mut self, frontier: u64) -> Result<Vec<PathBuf>, ParquetSinkError> {
-        self.flush_before(frontier.saturating_sub(self.max_span))
+        self.flush_before(frontier.saturating_sub(self.max_span + self.lateness_ms))
     }
 
     /// Writes every partition left, in hour order, and returns the files
@@ -434,6 +458,12 @@ impl ParquetWriter {
             floats(WindowAggregate::mean),
             floats(|r| r.sum),
         ];
+        let mut columns = columns;
+        if self.lateness_ms > 0 {
+            columns.push(Arc::new(Int32Array::from_iter_values(
+                rows.iter().map(|r| r.revision as i32),
+            )));
+        }
         RecordBatch::try_new(Arc::clone(&self.schema), columns).map_err(|source| {
             ParquetSinkError::Arrow {
                 path: path.to_owned(),
@@ -460,11 +490,22 @@ fn hour_end(hour: u64) -> u64 {
     (hour + 1).saturating_mul(HOUR_MS)
 }
 
-/// The order of rows in a file: (window_start, device, sensor), then every
-/// other field, so that it is total and the bytes never depend on arrival order.
+/// The order of rows in a file: (window_start, device, sensor, window_end,
+/// revision), then every other field, so that it is total and the bytes
+/// never depend on arrival order.
 fn row_order(a: &WindowAggregate, b: &WindowAggregate) -> Ordering {
-    (a.window_start, &a.device, &a.sensor, a.window_end, a.count)
-        .cmp(&(b.window_start, &b.device, &b.sensor, b.window_end, b.count))
+    fn key(r: &WindowAggregate) -> (u64, &str, &str, u64, u32, u64) {
+        (
+            r.window_start,
+            &r.device,
+            &r.sensor,
+            r.window_end,
+            r.revision,
+            r.count,
+        )
+    }
+    key(a)
+        .cmp(&key(b))
         .then(a.min.total_cmp(&b.min))
         .then(a.max.total_cmp(&b.max))
         .then(a.sum.total_cmp(&b.sum))
