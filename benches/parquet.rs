@@ -69,6 +69,7 @@ fn rows(n: usize) -> Vec<WindowAggregate> {
                     min,
                     max,
                     sum: mean * count as f64,
+                    extra: Vec::new(),
                 });
             }
         }

@@ -29,19 +29,11 @@ pub fn build(ctx: &Context<'_>, spec: &PipelineSpec) {
         ctx.sink(dead, sink.clone());
     }
 
-    let kind = match spec.window_slide_ms == spec.window_ms {
-        true => WindowKind::Tumbling {
-            size_ms: spec.window_ms,
-        },
-        false => WindowKind::Hopping {
-            size_ms: spec.window_ms,
-            slide_ms: spec.window_slide_ms,
-        },
-    };
-    let tumbling = matches!(kind, WindowKind::Tumbling { .. });
+    let window = spec.window_spec();
+    let tumbling = matches!(window.kind, WindowKind::Tumbling { .. });
     let needs_windows =
         spec.parquet.is_some() || tumbling && spec.rules.window_sizes().contains(&spec.window_ms);
-    let windows = needs_windows.then(|| readings.clone().windows(kind, ctx));
+    let windows = needs_windows.then(|| readings.clone().windows(window, ctx));
     if let (Some(parquet), Some(windows)) = (&spec.parquet, &windows) {
         ctx.parquet(windows.clone(), parquet.clone());
     }

@@ -56,6 +56,9 @@
 //!
 //! [window]
 //! size = "1m"                       # default 1m; must divide a day evenly
+//! slide = "10s"                     # hopping windows every 10s (must divide the size); default: tumbling
+//! stats = ["count", "mean", "stddev", "p95"]  # per row: count, min, max, sum, mean (always), stddev,
+//!                                   # stddev_pop, first, last, pNN / pNN.N percentiles; default the basic five
 //!
 //! [rules]
 //! file = "rules.toml"               # or inline [[rule]] tables, not both
@@ -106,7 +109,9 @@
 //! chatter_calm = "5m"               # then one event with the state then (defaults 1m, chatter_within)
 //! severity = "critical"             # info | warning (default) | critical
 //! window = "1m"                     # look at tumbling window aggregates instead of readings
-//! stat = "mean"                     # with window only: mean (default) | min | max | sum | count
+//! stat = "mean"                     # with window only: mean (default) | min | max | sum | count |
+//!                                   # stddev | stddev_pop | first | last | p95 (any pNN / pNN.N); on windows
+//!                                   # of the [window] size, one of its stats
 //! ```
 
 use std::collections::{BTreeMap, HashMap};
@@ -131,6 +136,8 @@ use crate::registry::load_registry;
 use weir_operators::decode::{DecodeConfig, TimeFormat};
 use weir_operators::kafka::{KafkaSinkConfig, KafkaSourceConfig, StartOffset};
 use weir_operators::parquet::{ParquetCompression, ParquetSinkConfig};
+use weir_operators::record::Stats;
+use weir_operators::{WindowKind, WindowSpec};
 
 mod diag;
 mod locate;
@@ -140,6 +147,7 @@ mod rules;
 mod spec;
 mod summary;
 mod values;
+mod window;
 
 pub use diag::ConfigError;
 pub(crate) use diag::Diag;
@@ -152,6 +160,7 @@ pub use spec::PipelineSpec;
 pub(crate) use values::parse_duration_ms;
 use values::*;
 pub(crate) use weir_operators::rules::describe::human_ms;
+use window::*;
 
 /// Window size when `[window] size` is not given: one minute.
 const DEFAULT_WINDOW_MS: u64 = 60_000;
@@ -211,11 +220,23 @@ pub fn parse_pipeline(text: &str, path: &Path) -> Result<PipelineSpec, ConfigErr
 /// assert!(error.contains("above"), "{error}");
 /// ```
 pub fn parse_rules(text: &str, path: &Path) -> Result<RuleSet, ConfigError> {
+    parse_rules_for(text, path, &[])
+}
+
+/// [`parse_rules`] for a pipeline whose window `outputs` feed its window
+/// rules: a rule on one of them must look at a statistic it computes.
+fn parse_rules_for(
+    text: &str,
+    path: &Path,
+    outputs: &[WindowOutput],
+) -> Result<RuleSet, ConfigError> {
     let mut d = Diag::new(path, text);
     let base = path.parent().unwrap_or(Path::new(""));
     let rules = deserialize::<RawRulesFile>(&mut d, rules_sections).map(|raw| {
-        let rules = raw.rule.as_deref().unwrap_or_default();
-        rules_with_devices(rules, raw.devices.as_ref(), base, &mut d)
+        let raw_rules = raw.rule.as_deref().unwrap_or_default();
+        let rules = rules_with_devices(raw_rules, raw.devices.as_ref(), base, &mut d);
+        check_rule_stats(raw_rules, &rules.rules, outputs, &mut d);
+        rules
     });
     d.finish(rules)
 }

@@ -15,11 +15,22 @@ pub(super) fn validate_pipeline(raw: RawPipeline, path: &Path, d: &mut Diag<'_>)
     let decode = validate_decode(raw.decode.as_ref(), d);
     let window_ms = validate_window(raw.window.as_ref(), d);
     let window_slide_ms = validate_slide(raw.window.as_ref(), window_ms, d);
+    let window_stats = validate_stats(raw.window.as_ref(), d);
+    // The window output that feeds window rules of its size: tumbling
+    // windows only (hopping windows feed no rule).
+    let outputs: Vec<WindowOutput> = (window_slide_ms == window_ms)
+        .then(|| WindowOutput {
+            size_ms: window_ms,
+            stats: window_stats.clone(),
+        })
+        .into_iter()
+        .collect();
 
     let (rules, rules_file) = pipeline_rules(
         raw.rules.as_ref(),
         raw.rule.as_deref(),
         raw.devices.as_ref(),
+        &outputs,
         base,
         d,
     );
@@ -47,6 +58,7 @@ pub(super) fn validate_pipeline(raw: RawPipeline, path: &Path, d: &mut Diag<'_>)
         decode,
         window_ms,
         window_slide_ms,
+        window_stats,
         rules,
         rules_file,
         parquet: sinks.parquet,
@@ -55,61 +67,6 @@ pub(super) fn validate_pipeline(raw: RawPipeline, path: &Path, d: &mut Diag<'_>)
         workers,
         checkpoint,
         http,
-    }
-}
-
-/// `[window] size`: it must divide a day evenly; default one minute.
-fn validate_window(raw: Option<&RawWindow>, d: &mut Diag<'_>) -> u64 {
-    match raw.and_then(|w| w.size.as_ref()) {
-        Some(size) => match duration_ms(d, size, "window.size") {
-            Some(0) => {
-                d.err(size.span(), "window.size", "must be longer than 0");
-                DEFAULT_WINDOW_MS
-            }
-            Some(ms) if DAY_MS % ms != 0 => {
-                d.err(
-                    size.span(),
-                    "window.size",
-                    format!(
-                        "{:?} ({ms} ms) does not divide a day evenly, so windows would not line up \
-                         with the Parquet hour and day partitions; use a size such as 1m, 5m, 15m or 1h",
-                        size.get_ref()
-                    ),
-                );
-                DEFAULT_WINDOW_MS
-            }
-            Some(ms) => ms,
-            None => DEFAULT_WINDOW_MS,
-        },
-        None => DEFAULT_WINDOW_MS,
-    }
-}
-
-/// `[window] slide`: the time between two window ends, which must divide
-/// the size (`window_ms`, when the size is valid); the size when absent.
-fn validate_slide(raw: Option<&RawWindow>, window_ms: u64, d: &mut Diag<'_>) -> u64 {
-    let Some(slide) = raw.and_then(|w| w.slide.as_ref()) else {
-        return window_ms;
-    };
-    match duration_ms(d, slide, "window.slide") {
-        Some(0) => {
-            d.err(slide.span(), "window.slide", "must be longer than 0");
-            window_ms
-        }
-        Some(ms) if window_ms % ms != 0 => {
-            d.err(
-                slide.span(),
-                "window.slide",
-                format!(
-                    "{:?} ({ms} ms) does not divide the window size ({window_ms} ms): every \
-                     window must be made of whole slides",
-                    slide.get_ref()
-                ),
-            );
-            window_ms
-        }
-        Some(ms) => ms,
-        None => window_ms,
     }
 }
 
@@ -354,12 +311,15 @@ fn pipeline_rules(
     reference: Option<&Spanned<RawRulesRef>>,
     inline: Option<&[Spanned<RawRule>]>,
     devices: Option<&Spanned<RawDevices>>,
+    outputs: &[WindowOutput],
     base: &Path,
     d: &mut Diag<'_>,
 ) -> (RuleSet, Option<PathBuf>) {
     let inline = inline.unwrap_or_default();
     let Some(reference) = reference else {
-        return (rules_with_devices(inline, devices, base, d), None);
+        let rules = rules_with_devices(inline, devices, base, d);
+        check_rule_stats(inline, &rules.rules, outputs, d);
+        return (rules, None);
     };
     if let Some(devices) = devices {
         d.err(
@@ -396,7 +356,7 @@ fn pipeline_rules(
                 "rules.file",
                 format!("cannot read {}: {e}", path.display()),
             ),
-            Ok(text) => match parse_rules(&text, &path) {
+            Ok(text) => match parse_rules_for(&text, &path, outputs) {
                 Ok(set) => (rules, registry) = (set.rules, set.devices),
                 Err(e) => d.other.extend(e.problems),
             },

@@ -19,6 +19,8 @@ pub struct PipelineSpec {
     /// The time between two window ends, in ms: `window_ms` for tumbling
     /// windows, less for hopping ones (`[window] slide`).
     pub window_slide_ms: u64,
+    /// The statistics of every window row (`[window] stats`).
+    pub window_stats: Stats,
     /// The alert rules, inline or from [`PipelineSpec::rules_file`].
     pub rules: RuleSet,
     /// The rules file, resolved against the pipeline file's directory.
@@ -35,4 +37,21 @@ pub struct PipelineSpec {
     pub checkpoint: Option<CheckpointConfig>,
     /// Where to serve `/metrics`, `/health` and `/ready` (`[http] addr`).
     pub http: Option<std::net::SocketAddr>,
+}
+
+impl PipelineSpec {
+    /// The window output `[window]` describes: tumbling or hopping windows
+    /// of its size, with its statistics.
+    pub fn window_spec(&self) -> WindowSpec {
+        let kind = match self.window_slide_ms == self.window_ms {
+            true => WindowKind::Tumbling {
+                size_ms: self.window_ms,
+            },
+            false => WindowKind::Hopping {
+                size_ms: self.window_ms,
+                slide_ms: self.window_slide_ms,
+            },
+        };
+        kind.with_stats(self.window_stats.clone())
+    }
 }

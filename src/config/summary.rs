@@ -16,10 +16,10 @@ impl PipelineSpec {
         self.summarize_decode(&mut s);
         match self.window_slide_ms == self.window_ms {
             true => {
-                let _ = writeln!(s, "windows: {} tumbling", human_ms(self.window_ms));
+                let _ = write!(s, "windows: {} tumbling", human_ms(self.window_ms));
             }
             false => {
-                let _ = writeln!(
+                let _ = write!(
                     s,
                     "windows: {} hopping every {}",
                     human_ms(self.window_ms),
@@ -27,6 +27,7 @@ impl PipelineSpec {
                 );
             }
         }
+        let _ = writeln!(s, "; {}", self.window_stats);
         self.summarize_sinks(&mut s);
         self.summarize_runtime(&mut s);
         self.summarize_rules(&mut s);

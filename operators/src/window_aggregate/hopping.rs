@@ -6,8 +6,10 @@ use std::collections::BTreeMap;
 
 use hashbrown::HashMap;
 
-use super::Acc;
+use super::acc::{Acc, Extra, Extras};
+use super::tumbling::{each, Kept};
 use crate::reading::{KeyRef, Reading, SensorKey, WindowAggregate as Aggregate};
+use crate::record::Stats;
 
 /// The open panes of one worker's hopping windows.
 ///
@@ -16,19 +18,30 @@ use crate::reading::{KeyRef, Reading, SensorKey, WindowAggregate as Aggregate};
 /// emitted, once the frontier reaches its end, in order of end, then
 /// device, then sensor. A pane is dropped once the last window that covers
 /// it is emitted.
-#[derive(Clone, Debug, Default)]
-pub struct Panes {
+#[derive(Clone, Debug)]
+pub struct Panes(Kept<PaneSet<()>, PaneSet<Box<Extras>>>);
+
+/// The panes, with `X` kept per key for extra statistics.
+#[derive(Clone, Debug)]
+struct PaneSet<X> {
     size_ms: u64,
     slide_ms: u64,
+    /// The statistics of the rows.
+    stats: Stats,
+    /// Whether a sketch is kept (some percentile is computed).
+    sketch: bool,
     /// Panes by end time, each with its per-key aggregates.
-    panes: BTreeMap<u64, HashMap<SensorKey, Acc>>,
+    panes: BTreeMap<u64, HashMap<SensorKey, Acc<X>>>,
     /// Every window ending at or before this was emitted (before a restart,
     /// or here).
     emitted_through: u64,
+    /// Bytes the panes' aggregates hold on the heap.
+    heap: usize,
 }
 
 impl Panes {
-    /// Empty panes for windows of `size_ms` every `slide_ms`.
+    /// Empty panes for windows of `size_ms` every `slide_ms`, with the basic
+    /// statistics.
     ///
     /// # Panics
     /// If `slide_ms` is 0 or does not divide `size_ms` (config validation
@@ -56,26 +69,79 @@ impl Panes {
     /// ]);
     /// ```
     pub fn new(size_ms: u64, slide_ms: u64) -> Self {
+        Panes::with_stats(size_ms, slide_ms, Stats::basic())
+    }
+
+    /// Empty panes for windows of `size_ms` every `slide_ms` whose rows
+    /// carry `stats`. A window's extra statistics come from its panes'
+    /// states merged, and equal those of its readings aggregated at once
+    /// (percentiles and first and last values exactly).
+    ///
+    /// # Panics
+    /// As [`Panes::new`].
+    pub fn with_stats(size_ms: u64, slide_ms: u64, stats: Stats) -> Self {
         assert!(
             slide_ms > 0 && size_ms % slide_ms == 0,
             "the slide must divide the window size"
         );
-        Panes {
-            size_ms,
-            slide_ms,
-            panes: BTreeMap::new(),
-            emitted_through: 0,
-        }
+        Panes(match stats.is_basic() {
+            true => Kept::Basic(PaneSet::new(size_ms, slide_ms, stats)),
+            false => Kept::Extended(PaneSet::new(size_ms, slide_ms, stats)),
+        })
     }
 
     /// Ignores what windows ending before `frontier` hold: after a restart
     /// from a checkpoint at `frontier`, they were emitted already.
     pub fn resume_at(&mut self, frontier: u64) {
-        self.emitted_through = frontier.saturating_sub(1) / self.slide_ms * self.slide_ms;
+        each!(&mut self.0, s => s.emitted_through = frontier.saturating_sub(1) / s.slide_ms * s.slide_ms)
     }
 
     /// Adds a reading to its pane.
     pub fn insert(&mut self, reading: &Reading) {
+        each!(&mut self.0, s => s.insert(reading))
+    }
+
+    /// The end of the next window to emit, if any holds readings.
+    pub fn earliest_end(&self) -> Option<u64> {
+        each!(&self.0, s => s.earliest_end())
+    }
+
+    /// Emits every window that ends at or before `frontier` (every one when
+    /// `None`: the input has ended), by window end, then device, then
+    /// sensor, and drops the panes no later window covers.
+    pub fn flush_until(&mut self, frontier: Option<u64>, out: &mut Vec<Aggregate>) {
+        each!(&mut self.0, s => s.flush_until(frontier, out))
+    }
+
+    /// Discards every pane (a stop) and returns how many (pane, key)
+    /// aggregates were dropped.
+    pub fn discard(&mut self) -> usize {
+        each!(&mut self.0, s => {
+            s.heap = 0;
+            std::mem::take(&mut s.panes).values().map(HashMap::len).sum()
+        })
+    }
+
+    /// The (pane, key) aggregates held, and an estimate of their bytes.
+    pub fn footprint(&self) -> (usize, usize) {
+        each!(&self.0, s => s.footprint())
+    }
+}
+
+impl<X: Extra> PaneSet<X> {
+    fn new(size_ms: u64, slide_ms: u64, stats: Stats) -> Self {
+        PaneSet {
+            size_ms,
+            slide_ms,
+            sketch: stats.has_percentiles(),
+            stats,
+            panes: BTreeMap::new(),
+            emitted_through: 0,
+            heap: 0,
+        }
+    }
+
+    fn insert(&mut self, reading: &Reading) {
         let pane = reading.time - reading.time % self.slide_ms + self.slide_ms;
         // The last window that covers the pane ends here.
         if pane + self.size_ms - self.slide_ms <= self.emitted_through {
@@ -83,23 +149,25 @@ impl Panes {
         }
         let keys = self.panes.entry(pane).or_default();
         match keys.get_mut(&KeyRef::new(&reading.device, &reading.sensor)) {
-            Some(acc) => acc.add(reading.value),
+            Some(acc) => {
+                let before = acc.heap_bytes();
+                acc.add(reading, self.sketch);
+                self.heap += acc.heap_bytes() - before;
+            }
             None => {
-                keys.insert(reading.key(), Acc::new(reading.value));
+                let acc = Acc::new(reading, self.sketch);
+                self.heap += acc.heap_bytes();
+                keys.insert(reading.key(), acc);
             }
         }
     }
 
-    /// The end of the next window to emit, if any holds readings.
-    pub fn earliest_end(&self) -> Option<u64> {
+    fn earliest_end(&self) -> Option<u64> {
         let first = *self.panes.keys().next()?;
         Some(first.max(self.emitted_through + self.slide_ms))
     }
 
-    /// Emits every window that ends at or before `frontier` (every one when
-    /// `None`: the input has ended), by window end, then device, then
-    /// sensor, and drops the panes no later window covers.
-    pub fn flush_until(&mut self, frontier: Option<u64>, out: &mut Vec<Aggregate>) {
+    fn flush_until(&mut self, frontier: Option<u64>, out: &mut Vec<Aggregate>) {
         while let Some(end) = self.earliest_end() {
             if frontier.is_some_and(|f| end > f) {
                 break;
@@ -114,7 +182,9 @@ impl Panes {
                 .first_key_value()
                 .is_some_and(|(p, _)| *p <= keep_from)
             {
-                self.panes.pop_first();
+                if let Some((_, pane)) = self.panes.pop_first() {
+                    self.heap -= pane.values().map(Acc::heap_bytes).sum::<usize>();
+                }
             }
         }
     }
@@ -122,44 +192,34 @@ impl Panes {
     /// Appends the window ending at `end`: its panes combined, per key.
     fn emit(&self, end: u64, out: &mut Vec<Aggregate>) {
         let from = end.saturating_sub(self.size_ms);
-        let mut keys: HashMap<&SensorKey, Acc> = HashMap::new();
+        let mut keys: HashMap<&SensorKey, Acc<X>> = HashMap::new();
         for (_, pane) in self.panes.range(from + 1..=end) {
             for (key, acc) in pane {
-                keys.entry(key)
-                    .and_modify(|sum| sum.merge(acc))
-                    .or_insert(*acc);
+                match keys.get_mut(key) {
+                    Some(sum) => sum.merge(acc),
+                    None => {
+                        keys.insert(key, acc.clone());
+                    }
+                }
             }
         }
         let mut keys: Vec<_> = keys.into_iter().collect();
         keys.sort_unstable_by(|a, b| a.0.cmp(b.0));
-        out.extend(keys.into_iter().map(|(key, acc)| Aggregate {
-            device: key.device.clone(),
-            sensor: key.sensor.clone(),
-            window_start: from,
-            window_end: end,
-            count: acc.count,
-            min: acc.min,
-            max: acc.max,
-            sum: acc.sum + acc.compensation,
-        }));
+        out.extend(
+            keys.into_iter()
+                .map(|(key, acc)| acc.row(key.clone(), from, end, &self.stats)),
+        );
     }
 
-    /// Discards every pane (a stop) and returns how many (pane, key)
-    /// aggregates were dropped.
-    pub fn discard(&mut self) -> usize {
-        std::mem::take(&mut self.panes)
-            .values()
-            .map(HashMap::len)
-            .sum()
-    }
-
-    /// The (pane, key) aggregates held, and an estimate of their bytes.
-    pub fn footprint(&self) -> (usize, usize) {
+    fn footprint(&self) -> (usize, usize) {
         let entries: usize = self.panes.values().map(HashMap::len).sum();
         let capacity: usize = self.panes.values().map(HashMap::capacity).sum();
-        let per_entry = std::mem::size_of::<(SensorKey, Acc)>() + 1;
-        let per_pane = std::mem::size_of::<(u64, HashMap<SensorKey, Acc>)>();
-        (entries, capacity * per_entry + self.panes.len() * per_pane)
+        let per_entry = std::mem::size_of::<(SensorKey, Acc<X>)>() + 1;
+        let per_pane = std::mem::size_of::<(u64, HashMap<SensorKey, Acc<X>>)>();
+        (
+            entries,
+            capacity * per_entry + self.panes.len() * per_pane + self.heap,
+        )
     }
 }
 

@@ -1,5 +1,5 @@
-//! A rule's input: readings, or the aggregates of tumbling windows
-//! (`window` and `stat`).
+//! A rule's input: readings, or a statistic of tumbling windows (`window`
+//! and `stat`: any statistic a window output can compute).
 
 use super::*;
 
@@ -31,18 +31,10 @@ pub(super) fn rule_input(
                 size => size,
             };
             let stat = stat.as_ref().map_or(Some(Stat::Mean), |s| {
-                choice(
-                    d,
-                    s,
-                    &field("stat"),
-                    &[
-                        ("mean", Stat::Mean),
-                        ("min", Stat::Min),
-                        ("max", Stat::Max),
-                        ("sum", Stat::Sum),
-                        ("count", Stat::Count),
-                    ],
-                )
+                s.get_ref()
+                    .parse::<Stat>()
+                    .map_err(|e| d.err(s.span(), &field("stat"), e))
+                    .ok()
             });
             RuleInput::Window {
                 size_ms: size_ms.unwrap_or(DEFAULT_WINDOW_MS),
