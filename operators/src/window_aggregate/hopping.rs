@@ -19,7 +19,7 @@ use crate::record::Stats;
 /// device, then sensor. A pane is dropped once the last window that covers
 /// it is emitted.
 #[derive(Clone, Debug)]
-pub struct Panes(Kept<PaneSet<()>, PaneSet<Box<Extras>>>);
+pub struct Panes(Kept<PaneSet<()>, PaneSet<Extras>>);
 
 /// The panes, with `X` kept per key for extra statistics.
 #[derive(Clone, Debug)]

@@ -8,8 +8,8 @@
 //! `⌊q·(n − 1)⌋`, and allocate at least 128 bins (1 KiB) per sign for a
 //! sketch of one value. Windows keep one sketch per key (per pane for
 //! hopping windows), mostly of a few dozen values, so a sorted vector of
-//! the buckets in use, with no limit and no collapsing, is both smaller and
-//! exactly order-independent.
+//! the buckets in use (8 bytes each), with no limit and no collapsing, is
+//! both smaller and exactly order-independent.
 
 use serde::{Deserialize, Serialize};
 
@@ -26,6 +26,15 @@ pub const RELATIVE_ACCURACY: f64 = 0.01;
 /// bucket index of a positive value is above 0.
 const BIAS: i32 = 40_000;
 
+/// Bits of a bucket's count in its packed form; the index is above them.
+const COUNT_BITS: u32 = 44;
+/// The largest count of one bucket: counts saturate there (1.7·10^13
+/// values of one key in one bucket of one window).
+const MAX_COUNT: u64 = (1 << COUNT_BITS) - 1;
+/// Added to a bucket index (at most 75 488 in magnitude) before packing, so
+/// packed buckets sort as their indices do.
+const INDEX_OFFSET: i64 = 1 << 19;
+
 /// The buckets of a window's values: bucket `BIAS + k` holds the positive
 /// values in `(γ^(k−1), γ^k]`, bucket `−(BIAS + k)` the negative values
 /// whose magnitude is there, and bucket 0 the zeros (of either sign).
@@ -37,8 +46,24 @@ const BIAS: i32 = 40_000;
 /// order of the values or the grouping of merges.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Sketch {
-    /// (bucket index, count), sorted by index; every count above 0.
-    buckets: Vec<(i32, u64)>,
+    /// The buckets in use, sorted, each packed in 8 bytes: its index plus
+    /// `INDEX_OFFSET` above `COUNT_BITS`, its count (at least 1) below.
+    buckets: Vec<u64>,
+}
+
+/// A bucket's packed form.
+fn pack(index: i32, count: u64) -> u64 {
+    ((i64::from(index) + INDEX_OFFSET) as u64) << COUNT_BITS | count.min(MAX_COUNT)
+}
+
+/// The index of a packed bucket.
+fn index_of(bucket: u64) -> i32 {
+    ((bucket >> COUNT_BITS) as i64 - INDEX_OFFSET) as i32
+}
+
+/// The count of a packed bucket.
+fn count_of(bucket: u64) -> u64 {
+    bucket & MAX_COUNT
 }
 
 impl Sketch {
@@ -77,9 +102,19 @@ impl Sketch {
     /// Adds one value (finite, as readings are).
     pub(crate) fn add(&mut self, value: f64) {
         let index = Self::index(value);
-        match self.buckets.binary_search_by_key(&index, |b| b.0) {
-            Ok(at) => self.buckets[at].1 += 1,
-            Err(at) => self.buckets.insert(at, (index, 1)),
+        match self.buckets.binary_search_by_key(&index, |b| index_of(*b)) {
+            Ok(at) => {
+                if count_of(self.buckets[at]) < MAX_COUNT {
+                    self.buckets[at] += 1;
+                }
+            }
+            Err(at) => {
+                if self.buckets.is_empty() {
+                    // Most windows use a few buckets: no growing one by one.
+                    self.buckets.reserve_exact(8);
+                }
+                self.buckets.insert(at, pack(index, 1));
+            }
         }
     }
 
@@ -99,13 +134,12 @@ impl Sketch {
         );
         loop {
             let next = match (a.peek(), b.peek()) {
-                (Some(x), Some(y)) if x.0 == y.0 => {
-                    let sum = (x.0, x.1 + y.1);
+                (Some(&&x), Some(&&y)) if index_of(x) == index_of(y) => {
                     a.next();
                     b.next();
-                    sum
+                    pack(index_of(x), count_of(x) + count_of(y))
                 }
-                (Some(x), Some(y)) if x.0 < y.0 => *a.next().expect("peeked"),
+                (Some(&&x), Some(&&y)) if x < y => *a.next().expect("peeked"),
                 (_, Some(_)) => *b.next().expect("peeked"),
                 (Some(_), None) => *a.next().expect("peeked"),
                 (None, None) => break,
@@ -119,10 +153,10 @@ impl Sketch {
     /// `rank` (from 1, the smallest); `None` if fewer values were added.
     pub(crate) fn value_at_rank(&self, rank: u64) -> Option<f64> {
         let mut seen = 0;
-        for &(index, count) in &self.buckets {
-            seen += count;
+        for &bucket in &self.buckets {
+            seen += count_of(bucket);
             if seen >= rank {
-                return Some(Self::representative(index));
+                return Some(Self::representative(index_of(bucket)));
             }
         }
         None
@@ -130,7 +164,7 @@ impl Sketch {
 
     /// Bytes held on the heap.
     pub(crate) fn heap_bytes(&self) -> usize {
-        self.buckets.capacity() * std::mem::size_of::<(i32, u64)>()
+        self.buckets.capacity() * std::mem::size_of::<u64>()
     }
 }
 
@@ -198,5 +232,24 @@ mod tests {
         assert!((at(3) - 5.0).abs() <= 0.05 && at(3) == at(4));
         assert!((at(5) - 100.0).abs() <= 1.0);
         assert_eq!(s.value_at_rank(6), None);
+    }
+
+    #[test]
+    fn packed_buckets_keep_index_and_count() {
+        for index in [0, 1, -1, BIAS + 35_488, -(BIAS + 35_488), BIAS - 37_221] {
+            for count in [1, 7, MAX_COUNT] {
+                let bucket = pack(index, count);
+                assert_eq!((index_of(bucket), count_of(bucket)), (index, count));
+            }
+        }
+        assert!(pack(-5, MAX_COUNT) < pack(-4, 1) && pack(0, 9) < pack(1, 1));
+        // Counts saturate instead of spilling into the index.
+        let mut s = Sketch {
+            buckets: vec![pack(3, MAX_COUNT)],
+        };
+        s.merge(&Sketch {
+            buckets: vec![pack(3, 5)],
+        });
+        assert_eq!(s.buckets, [pack(3, MAX_COUNT)]);
     }
 }

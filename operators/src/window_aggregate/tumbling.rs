@@ -13,10 +13,10 @@ use crate::record::Stats;
 /// The open windows of one worker: plain data, so a checkpoint can snapshot it.
 ///
 /// With the basic statistics alone a key's state in a window is 40 bytes;
-/// extra statistics add a box of their state (and, for percentiles, a
+/// extra statistics add 104 bytes of their state (and, for percentiles, a
 /// sketch) per key.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct WindowState(Kept<Tumbling<()>, Tumbling<Box<Extras>>>);
+pub struct WindowState(Kept<Tumbling<()>, Tumbling<Extras>>);
 
 impl Default for WindowState {
     fn default() -> Self {
