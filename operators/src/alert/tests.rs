@@ -147,6 +147,28 @@ fn end_of_input_drops_breaches_short_of_their_duration() {
     assert_eq!(run(&rule, &[(10_000, 95.0), (20_000, 96.0)], None), vec![]);
 }
 
+/// Windows feed a rule only if they are of its size and compute its
+/// statistic: an evaluator of windows without it cannot judge the rule, so
+/// a reload adding such a rule is refused.
+#[test]
+fn windows_feed_rules_on_the_statistics_they_compute() {
+    use crate::record::Stats;
+    let p95: Stat = "p95".parse().unwrap();
+    let on = |stat| RuleInput::Window {
+        size_ms: 60_000,
+        stat,
+    };
+    let with_p95: Stats = [p95].into_iter().collect();
+    let fed = |input, size, stats: &Stats| {
+        <WindowAggregate as Observation>::fed(&input, Some((size, stats)))
+    };
+    assert!(fed(on(Stat::Max), 60_000, &Stats::basic()));
+    assert!(!fed(on(p95), 60_000, &Stats::basic()));
+    assert!(fed(on(p95), 60_000, &with_p95));
+    assert!(!fed(on(p95), 10_000, &with_p95));
+    assert!(!<WindowAggregate as Observation>::fed(&on(Stat::Max), None));
+}
+
 /// A rule on a statistic that a window has no value for (the sample
 /// standard deviation of one reading) skips that window: it neither
 /// breaches nor clears.
