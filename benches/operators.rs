@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use weir::operators::alert::{AlertEvaluator, Direction, Rule, RuleSet};
-use weir::operators::{Decoder, Reading, WindowState};
+use weir::operators::{Decoder, Reading, Stat, Stats, WindowState};
 use weir::simulate::{generate, SimRecord, SimulatorConfig};
 
 const N: usize = 60_000;
@@ -90,6 +90,25 @@ fn window(c: &mut Criterion) {
     group.bench_function("insert_and_flush", |b| {
         b.iter_batched(
             || WindowState::new(60_000),
+            |mut state| {
+                for r in &readings {
+                    state.insert(r);
+                }
+                let mut out = Vec::new();
+                state.flush_until(None, &mut out);
+                out.len()
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    // The same with p50, p95 and p99 of every window (a sketch per key).
+    let percentiles: Stats = ["p50", "p95", "p99"]
+        .iter()
+        .map(|p| p.parse::<Stat>().expect("percentile names"))
+        .collect();
+    group.bench_function("insert_and_flush_p50_p95_p99", |b| {
+        b.iter_batched(
+            || WindowState::with_stats(60_000, percentiles.clone()),
             |mut state| {
                 for r in &readings {
                     state.insert(r);

@@ -70,6 +70,7 @@ fn rows(n: usize) -> Vec<WindowAggregate> {
                     max,
                     sum: mean * count as f64,
                     revision: 0,
+                    extra: Vec::new(),
                 });
             }
         }

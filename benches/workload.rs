@@ -14,10 +14,13 @@
 //! `cargo bench --bench workload` (set `WEIR_BENCH_READINGS` to change the
 //! input size, `WEIR_BENCH_RUNS` the number of runs of which the best is
 //! kept; to profile one case, `WEIR_BENCH_WORKERS=1` or `2` and
-//! `WEIR_BENCH_ONLY=windows`, `rule` or `hopping`). The hopping variant
-//! (one-minute windows every 10 s) reports its rate against tumbling 10 s
-//! windows measured beside it, and checks its window count against the
-//! definition.
+//! `WEIR_BENCH_ONLY=windows`, `rule`, `hopping` or `percentiles`). The
+//! hopping variant (one-minute windows every 10 s) reports its rate against
+//! tumbling 10 s windows measured beside it, and checks its window count
+//! against the definition. The percentiles variant computes p50, p95 and
+//! p99 of every 10 s window, reports its rate against the same windows
+//! without them, measured beside it, and the bytes of window state per key
+//! of one window of the input, without and with the percentiles.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -35,7 +38,8 @@ use timely::dataflow::ProbeHandle;
 use weir::operators::alert::{Direction, Rule, RuleSet};
 use weir::operators::memory::{MemorySource, MemoryTopic};
 use weir::operators::{
-    Decoder, Env, EvaluateAlerts, Run, SensorKey, WindowAggregateOp, WindowKind,
+    Decoder, Env, EvaluateAlerts, Reading, Run, SensorKey, Stat, Stats, WindowAggregateOp,
+    WindowKind, WindowSpec, WindowState,
 };
 
 const DEVICES: usize = 1_000;
@@ -190,13 +194,36 @@ fn weir(topic: &Arc<MemoryTopic>, workers: usize, with_rule: bool) -> WeirResult
     )
 }
 
-/// Weir on `workers` threads, with windows of `kind`, with or without the rule.
+/// The statistics of the percentiles variant: p50, p95 and p99.
+fn percentiles() -> Stats {
+    ["p50", "p95", "p99"]
+        .iter()
+        .map(|p| p.parse::<Stat>().expect("percentile names"))
+        .collect()
+}
+
+/// Bytes of window state per key for the readings of the first window of
+/// the input, with `stats`, as the window operator counts them.
+fn state_bytes_per_key(topic: &MemoryTopic, stats: Stats) -> usize {
+    let mut state = WindowState::with_stats(WINDOW_MS, stats);
+    for record in topic.partitions.iter().flatten() {
+        let r: Plain = serde_json::from_slice(&record.payload).expect("bench input is valid");
+        if r.ts < START_MS + WINDOW_MS {
+            state.insert(&Reading::new(r.device_id, r.sensor, r.ts, r.value, 0, 0));
+        }
+    }
+    let (keys, bytes) = state.footprint();
+    bytes / keys.max(1)
+}
+
+/// Weir on `workers` threads, with windows of `spec`, with or without the rule.
 fn weir_windows(
     topic: &Arc<MemoryTopic>,
     workers: usize,
     with_rule: bool,
-    kind: WindowKind,
+    spec: impl Into<WindowSpec>,
 ) -> WeirResult {
+    let spec = spec.into();
     let run = Run::default();
     let metrics = run.metrics.clone();
     let topic = topic.clone();
@@ -213,7 +240,10 @@ fn weir_windows(
                     .evaluate_alerts(rules.clone(), &env)
                     .probe_with(&probe);
             }
-            readings.windows(kind, &env).stream.probe_with(&probe);
+            readings
+                .windows(spec.clone(), &env)
+                .stream
+                .probe_with(&probe);
         });
     })
     .expect("timely starts")
@@ -337,6 +367,41 @@ fn main() {
                 0.8,
             ));
         }
+    }
+    if only.as_ref().is_none_or(|o| o == "percentiles") {
+        let tumbling = WindowKind::Tumbling { size_ms: WINDOW_MS };
+        for workers in [1, 2] {
+            if only_workers.is_some_and(|w| w != workers) {
+                continue;
+            }
+            let spec = tumbling.with_stats(percentiles());
+            let (took, out) = best_of(runs, || weir_windows(&topic, workers, false, spec.clone()));
+            assert_eq!(
+                out.windows as usize, plain.windows,
+                "percentiles, {workers} worker(s): windows"
+            );
+            let (basic, _) = best_of(runs, || weir(&topic, workers, false));
+            let r = rate(took);
+            println!(
+                "  weir p50,p95,p99 10s  {workers}w {r:>12.0} readings/s  {:.2}x tumbling 10 s  ({} windows)",
+                r / rate(basic),
+                out.windows
+            );
+            aims.push((
+                if workers == 1 {
+                    "1 worker, percentiles vs tumbling"
+                } else {
+                    "2 workers, percentiles vs tumbling"
+                },
+                r / rate(basic),
+                0.7,
+            ));
+        }
+        println!(
+            "  window state per key (first 10 s window): {} bytes, {} bytes with p50,p95,p99",
+            state_bytes_per_key(&topic, Stats::basic()),
+            state_bytes_per_key(&topic, percentiles())
+        );
     }
     if !aims.is_empty() {
         println!("aims of the workload:");

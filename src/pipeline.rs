@@ -40,10 +40,7 @@ pub fn build(ctx: &Context<'_>, spec: &PipelineSpec) {
                 || matches!(w.kind, WindowKind::Tumbling { size_ms } if sizes.contains(&size_ms))
         })
         .map(|w| {
-            let windows =
-                readings
-                    .clone()
-                    .windows_with_lateness(w.kind, w.allowed_lateness_ms, ctx);
+            let windows = readings.clone().windows(w.spec(), ctx);
             if let Some(parquet) = &w.parquet {
                 ctx.parquet_of(&w.name, windows.clone(), parquet.clone());
             }

@@ -47,8 +47,8 @@ pub use weir_operators::kafka::{
 pub use weir_operators::memory::{MemorySource, MemoryTopic};
 pub use weir_operators::parquet::{ParquetSink, ParquetSinkConfig};
 pub use weir_operators::{
-    DeadLetter, DecodeConfig, Decoder, Env, Reading, TimeFormat, WindowAggregate,
-    WindowAggregateOp, Windows,
+    DeadLetter, DecodeConfig, Decoder, Env, Reading, Stats, TimeFormat, WindowAggregate,
+    WindowAggregateOp, WindowKind, WindowSpec, Windows,
 };
 
 pub use crate::runtime::{run, Context, RunArgs, RunOptions, RunReport};

@@ -1,14 +1,14 @@
 //! Window kinds through the whole operator, in memory, at 1 and 3 workers,
 //! equal their definitions, computed here by loops: hopping windows (the
 //! window ending at `E`, a multiple of the slide, holds the readings with
-//! `E - size <= t < E`; every window with a reading is emitted), and
-//! sessions (a key's readings in event-time order, cut where two are a gap
-//! or more apart; a session is `[first, last + gap)`).
+//! `E - size <= t < E`; every window with a reading is emitted), with their
+//! percentiles to the sketch's 1% accuracy, bit for bit the same at any
+//! worker count; and sessions (a key's readings in event-time order, cut
+//! where two are a gap or more apart; a session is `[first, last + gap)`).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use weir::operators::WindowKind;
 use weir::prelude::*;
 
 type Rows = BTreeMap<(String, String, u64, u64), (u64, f64, f64, f64)>;
@@ -58,6 +58,28 @@ fn reference(input: &[(usize, u64, String, String, f64)], size: u64, slide: u64)
 }
 
 fn run(input: &[(usize, u64, String, String, f64)], kind: WindowKind, workers: usize) -> Rows {
+    let mut got = Rows::new();
+    for w in rows_of(input, kind.into(), workers) {
+        let key = (
+            w.device.to_string(),
+            w.sensor.to_string(),
+            w.window_start,
+            w.window_end,
+        );
+        assert!(
+            got.insert(key, (w.count, w.min, w.max, w.sum)).is_none(),
+            "a window emitted twice"
+        );
+    }
+    got
+}
+
+/// The rows of windows of `spec` over `input`, on `workers` workers.
+fn rows_of(
+    input: &[(usize, u64, String, String, f64)],
+    spec: WindowSpec,
+    workers: usize,
+) -> Vec<WindowAggregate> {
     let payloads: Vec<(usize, String)> = input
         .iter()
         .map(|(p, t, d, s, v)| {
@@ -86,26 +108,13 @@ fn run(input: &[(usize, u64, String, String, f64)], kind: WindowKind, workers: u
         let (readings, _dead) = scope.memory_source(topic.clone(), Decoder::default(), 5_000, ctx);
         let out = out.clone();
         readings
-            .windows(kind, ctx)
+            .windows(spec.clone(), ctx)
             .stream
             .inspect(move |w: &WindowAggregate| out.lock().unwrap().push(w.clone()));
     })
     .unwrap();
-    let rows = rows.lock().unwrap();
-    let mut got = Rows::new();
-    for w in rows.iter() {
-        let key = (
-            w.device.to_string(),
-            w.sensor.to_string(),
-            w.window_start,
-            w.window_end,
-        );
-        assert!(
-            got.insert(key, (w.count, w.min, w.max, w.sum)).is_none(),
-            "a window emitted twice"
-        );
-    }
-    got
+    let rows = rows.lock().unwrap().clone();
+    rows
 }
 
 fn assert_rows(got: &Rows, want: &Rows, label: &str) {
@@ -199,4 +208,57 @@ fn session_windows_equal_the_definition_at_one_and_three_workers() {
             assert_rows(&got, &want, &format!("gap {gap}, {workers} worker(s)"));
         }
     }
+}
+
+/// Hopping windows with percentiles: each within 1% of the value of rank
+/// ⌈q·n⌉ among the window's values (by the definition above), and the
+/// same bits at 1 and 3 workers, whose panes are merged in other groupings.
+#[test]
+fn hopping_percentiles_equal_the_definition_at_one_and_three_workers() {
+    let input = readings(4);
+    let (size, slide) = (60_000, 10_000);
+    let mut values: BTreeMap<(String, String, u64), Vec<f64>> = BTreeMap::new();
+    for (_, t, device, sensor, value) in &input {
+        let first_end = t - t % slide + slide;
+        for end in (first_end..first_end + size).step_by(slide as usize) {
+            let key = (device.clone(), sensor.clone(), end);
+            values.entry(key).or_default().push(*value);
+        }
+    }
+    let percentiles = [(500, "p50"), (900, "p90"), (990, "p99"), (999, "p99.9")];
+    let stats: Stats = percentiles
+        .iter()
+        .map(|(_, name)| name.parse::<Stat>().unwrap())
+        .collect();
+    let kind = WindowKind::Hopping {
+        size_ms: size,
+        slide_ms: slide,
+    };
+    let mut by_workers = Vec::new();
+    for workers in [1, 3] {
+        let rows = rows_of(&input, kind.with_stats(stats.clone()), workers);
+        assert_eq!(rows.len(), values.len(), "{workers} worker(s)");
+        let mut got = BTreeMap::new();
+        for row in rows {
+            let key = (
+                row.device.to_string(),
+                row.sensor.to_string(),
+                row.window_end,
+            );
+            let mut sorted = values[&key].clone();
+            sorted.sort_by(f64::total_cmp);
+            for ((tenths, name), (stat, value)) in percentiles.iter().zip(&row.extra) {
+                assert_eq!(stat.name(), *name);
+                let rank = (tenths * sorted.len()).div_ceil(1_000).max(1);
+                let (value, exact) = (value.unwrap(), sorted[rank - 1]);
+                assert!(
+                    (value - exact).abs() <= 0.01 * exact.abs(),
+                    "{workers} worker(s), {key:?} {name}: {value} vs {exact}"
+                );
+            }
+            got.insert(key, row.extra);
+        }
+        by_workers.push(got);
+    }
+    assert_eq!(by_workers[0], by_workers[1], "1 and 3 workers, bit for bit");
 }

@@ -177,7 +177,7 @@ fn run(input: &[Record], kind: WindowKind, workers: usize) -> (Rows, usize) {
             *dead_out.lock().unwrap() += 1;
         });
         readings
-            .windows_with_lateness(kind, LATENESS_MS, ctx)
+            .windows(kind.with_lateness(LATENESS_MS), ctx)
             .stream
             .inspect(move |w: &WindowAggregate| out.lock().unwrap().push(w.clone()));
     })
@@ -301,7 +301,10 @@ fn the_readme_example_of_a_correction() {
             let (out, dead_out) = (out.clone(), dead_out.clone());
             letters.inspect(move |d: &DeadLetter| dead_out.lock().unwrap().push(d.offset));
             readings
-                .windows_with_lateness(WindowKind::Tumbling { size_ms: 60_000 }, 120_000, ctx)
+                .windows(
+                    WindowKind::Tumbling { size_ms: 60_000 }.with_lateness(120_000),
+                    ctx,
+                )
                 .stream
                 .inspect(move |w: &WindowAggregate| out.lock().unwrap().push(w.clone()));
         })

@@ -48,10 +48,11 @@ pub use memory::{MemorySource, MemoryTopic};
 pub use metrics::Metrics;
 pub use parquet::{ParquetSink, ParquetSinkConfig};
 pub use reading::{Name, Reading, SensorKey, WindowAggregate};
+pub use record::{Percentile, Stat, Stats};
 pub use run::{Env, Reload, Run, RunControl};
 pub use source::SourceStreams;
 pub use window_aggregate::{
-    WindowAggregate as WindowAggregateOp, WindowKind, WindowState, Windows,
+    WindowAggregate as WindowAggregateOp, WindowKind, WindowSpec, WindowState, Windows,
 };
 
 /// A seeded xorshift64* generator for tests: each call gives a number below

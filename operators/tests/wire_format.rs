@@ -10,7 +10,9 @@
 use timely::bytes::arc::BytesMut;
 use timely::dataflow::channels::ContainerBytes;
 use weir_operators::alert::AlertState;
-use weir_operators::{Alert, DeadLetter, DeadLetterReason, Reading, WindowAggregate};
+use weir_operators::{
+    Alert, DeadLetter, DeadLetterReason, Percentile, Reading, Stat, WindowAggregate,
+};
 
 /// Encodes `records` as timely does for a remote worker, decodes them, and
 /// requires the same records back.
@@ -53,8 +55,28 @@ fn window_aggregates_round_trip() {
         max: 9.25,
         sum: 42.0,
         revision: 0,
+        extra: Vec::new(),
     };
-    round_trip(vec![agg("press-001", 1), agg("press-002", u64::MAX)]);
+    // Rows with extra statistics, present and absent, between rows without.
+    let p99 = Stat::Percentile(Percentile::new(990).unwrap());
+    let with = |extra: Vec<(Stat, Option<f64>)>| WindowAggregate {
+        extra,
+        ..agg("press-003", 2)
+    };
+    round_trip(vec![
+        agg("press-001", 1),
+        with(vec![
+            (Stat::Stddev, None),
+            (Stat::First, Some(1.5)),
+            (p99, Some(-0.0)),
+        ]),
+        agg("press-002", u64::MAX),
+        with(vec![
+            (Stat::Stddev, Some(0.5)),
+            (Stat::Last, None),
+            (p99, None),
+        ]),
+    ]);
 }
 
 #[test]
@@ -183,6 +205,8 @@ fn checkpoint_markers_and_acknowledgements_round_trip() {
                 });
             }),
         Rule::new_silence("quiet", "speed", 60_000),
+        Rule::new("tail", "vibration", Direction::Above, 3.0)
+            .window(60_000, Stat::Percentile(Percentile::new(999).unwrap())),
     ]);
     let reload = Marker {
         id: 8,

@@ -60,6 +60,8 @@
 //! # gap = "30s"                     # session windows, instead of size and slide
 //! # path = "out/windows"            # this output's Parquet directory
 //! # allowed_lateness = "5m"         # late readings correct windows for this long (not sessions)
+//! stats = ["count", "mean", "stddev", "p95"]  # per row: count, min, max, sum, mean (always), stddev,
+//!                                   # stddev_pop, first, last, pNN / pNN.N percentiles; default the basic five
 //!
 //! [rules]
 //! file = "rules.toml"               # or inline [[rule]] tables, not both
@@ -110,7 +112,9 @@
 //! chatter_calm = "5m"               # then one event with the state then (defaults 1m, chatter_within)
 //! severity = "critical"             # info | warning (default) | critical
 //! window = "1m"                     # look at tumbling windows of this size (or a [[window]] name)
-//! stat = "mean"                     # with window only: mean (default) | min | max | sum | count
+//! stat = "mean"                     # with window only: mean (default) | min | max | sum | count |
+//!                                   # stddev | stddev_pop | first | last | p95 (any pNN / pNN.N),
+//!                                   # one its windows compute
 //! ```
 
 use std::collections::{BTreeMap, HashMap};
@@ -135,7 +139,8 @@ use crate::registry::load_registry;
 use weir_operators::decode::{DecodeConfig, TimeFormat};
 use weir_operators::kafka::{KafkaSinkConfig, KafkaSourceConfig, StartOffset};
 use weir_operators::parquet::{ParquetCompression, ParquetSinkConfig};
-use weir_operators::WindowKind;
+use weir_operators::record::Stats;
+use weir_operators::{WindowKind, WindowSpec};
 
 mod diag;
 mod locate;
@@ -232,8 +237,10 @@ pub(crate) fn parse_rules_for(
     d.outputs = outputs;
     let base = path.parent().unwrap_or(Path::new(""));
     let rules = deserialize::<RawRulesFile>(&mut d, rules_sections).map(|raw| {
-        let rules = raw.rule.as_deref().unwrap_or_default();
-        rules_with_devices(rules, raw.devices.as_ref(), base, &mut d)
+        let raw_rules = raw.rule.as_deref().unwrap_or_default();
+        let rules = rules_with_devices(raw_rules, raw.devices.as_ref(), base, &mut d);
+        check_rule_stats(raw_rules, &rules.rules, &mut d);
+        rules
     });
     d.finish(rules)
 }

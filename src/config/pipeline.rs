@@ -310,7 +310,9 @@ fn pipeline_rules(
 ) -> (RuleSet, Option<PathBuf>) {
     let inline = inline.unwrap_or_default();
     let Some(reference) = reference else {
-        return (rules_with_devices(inline, devices, base, d), None);
+        let rules = rules_with_devices(inline, devices, base, d);
+        check_rule_stats(inline, &rules.rules, d);
+        return (rules, None);
     };
     if let Some(devices) = devices {
         d.err(

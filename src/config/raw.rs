@@ -121,6 +121,10 @@ pub(super) struct RawWindow {
     pub(super) path: Option<Spanned<String>>,
     /// How long after its end late readings correct a window; default none.
     pub(super) allowed_lateness: Option<Spanned<String>>,
+    /// The statistics of every window row: `count`, `min`, `max`, `sum`,
+    /// `mean` (always computed), `stddev`, `stddev_pop`, `first`, `last`,
+    /// and percentiles `pNN` or `pNN.N`. The basic five when absent.
+    pub(super) stats: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 /// `[rules]`: where the rules are.
@@ -256,7 +260,8 @@ pub(super) struct RawRule {
     pub(super) severity: Option<Spanned<String>>,
     /// Watch tumbling window aggregates of this size instead of readings.
     pub(super) window: Option<Spanned<String>>,
-    /// With `window`: `mean` (default), `min`, `max`, `sum` or `count`.
+    /// With `window`: `mean` (default), `min`, `max`, `sum`, `count`,
+    /// `stddev`, `stddev_pop`, `first`, `last` or a percentile (`p95`).
     pub(super) stat: Option<Spanned<String>>,
     /// With `kind = "combination"`: conditions that must all hold...
     pub(super) all: Option<Spanned<Vec<Spanned<RawCondition>>>>,

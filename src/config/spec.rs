@@ -39,11 +39,22 @@ pub struct WindowOutput {
     pub name: String,
     /// Which windows.
     pub kind: WindowKind,
+    /// The statistics of every row (`stats`).
+    pub stats: Stats,
     /// How long after its end late readings correct a window, ms (0: never;
     /// `allowed_lateness`).
     pub allowed_lateness_ms: u64,
     /// Where its rows are written as Parquet, if anywhere.
     pub parquet: Option<ParquetSinkConfig>,
+}
+
+impl WindowOutput {
+    /// The windows the operators compute for this output.
+    pub fn spec(&self) -> WindowSpec {
+        self.kind
+            .with_stats(self.stats.clone())
+            .with_lateness(self.allowed_lateness_ms)
+    }
 }
 
 impl PipelineSpec {

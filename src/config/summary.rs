@@ -160,15 +160,16 @@ impl PipelineSpec {
     }
 }
 
-/// A window output in words: `1m tumbling`, `1h hopping every 10m`,
-/// `sessions with a gap of 30s`, `1m tumbling, corrected by late readings
-/// for 5m`.
+/// A window output in words, with its statistics: `1m tumbling; count,
+/// min, max, sum, mean`, `1h hopping every 10m; ...`, `sessions with a gap
+/// of 30s; ...`, `1m tumbling, corrected by late readings for 5m; ...`.
 fn describe_output(output: &WindowOutput) -> String {
     let kind = describe_kind(output.kind);
-    match output.allowed_lateness_ms {
+    let kind = match output.allowed_lateness_ms {
         0 => kind,
         late => format!("{kind}, corrected by late readings for {}", human_ms(late)),
-    }
+    };
+    format!("{kind}; {}", output.stats)
 }
 
 /// A window kind in words.

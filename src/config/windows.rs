@@ -20,6 +20,7 @@ pub(super) fn validate_windows(
             kind: WindowKind::Tumbling {
                 size_ms: DEFAULT_WINDOW_MS,
             },
+            stats: Stats::basic(),
             parquet: parquet.cloned(),
             allowed_lateness_ms: 0,
         }];
@@ -59,6 +60,7 @@ pub(super) fn validate_windows(
         }
         let kind = window_kind(r, &field, d);
         let allowed_lateness_ms = lateness(r, kind, &field, d);
+        let stats = validate_stats(r, &field, d);
         let dir = match (&r.path, parquet) {
             (Some(p), _) => Some((base.join(text(d, p, &field("path"))), p.span())),
             (None, Some(root)) if several => Some((root.dir.join(&name), w.span())),
@@ -86,6 +88,7 @@ pub(super) fn validate_windows(
         outputs.push(WindowOutput {
             name,
             kind,
+            stats,
             parquet,
             allowed_lateness_ms,
         });
@@ -212,9 +215,29 @@ fn window_slide(
     }
 }
 
+/// `stats`: the statistics of every row of an output; each must name a
+/// statistic (`p0`, `p100`, `p1000` and `px` do not). The basic five when
+/// absent.
+fn validate_stats(r: &RawWindow, field: &dyn Fn(&str) -> String, d: &mut Diag<'_>) -> Stats {
+    let mut stats = Stats::basic();
+    for name in r
+        .stats
+        .as_ref()
+        .map(|s| s.get_ref().as_slice())
+        .unwrap_or_default()
+    {
+        match name.get_ref().parse::<Stat>() {
+            Ok(stat) => stats.insert(stat),
+            Err(e) => d.err(name.span(), &field("stats"), e),
+        }
+    }
+    stats
+}
+
 /// The window outputs rules can name: each name with the size of its
-/// windows if they are tumbling (rules judge only tumbling windows).
-pub(crate) type OutputNames = Vec<(String, Option<u64>)>;
+/// windows if they are tumbling (rules judge only tumbling windows), and
+/// the statistics of its rows.
+pub(crate) type OutputNames = Vec<(String, Option<u64>, Stats)>;
 
 /// The names rules can give in `window`, of `outputs`.
 pub(super) fn output_names(outputs: &[WindowOutput]) -> OutputNames {
@@ -225,7 +248,46 @@ pub(super) fn output_names(outputs: &[WindowOutput]) -> OutputNames {
                 WindowKind::Tumbling { size_ms } => Some(size_ms),
                 _ => None,
             };
-            (o.name.clone(), size)
+            (o.name.clone(), size, o.stats.clone())
         })
         .collect()
+}
+
+/// Every window rule of `rules` (validated from `raw`, in its order) that
+/// names a statistic must find it computed by a tumbling output of its
+/// size, when the pipeline has one (rules on other sizes get windows of
+/// their own, with what they need).
+pub(super) fn check_rule_stats(raw: &[Spanned<RawRule>], rules: &[Rule], d: &mut Diag<'_>) {
+    let Some(outputs) = d.outputs.clone() else {
+        return;
+    };
+    for (i, (r, rule)) in raw.iter().zip(rules).enumerate() {
+        let RuleInput::Window { size_ms, stat } = rule.input() else {
+            continue;
+        };
+        let sized: Vec<_> = outputs.iter().filter(|o| o.1 == Some(size_ms)).collect();
+        let (Some(at), false) = (
+            &r.get_ref().stat,
+            sized.is_empty() || sized.iter().any(|o| o.2.contains(stat)),
+        ) else {
+            continue;
+        };
+        let label = element_path(
+            "rule",
+            i,
+            r.get_ref().name.as_ref().map(|n| n.get_ref().as_str()),
+        );
+        d.err(
+            at.span(),
+            &format!("{label}.stat"),
+            format!(
+                "the {} windows of output {:?} do not compute {:?} (they compute {}): add it \
+                 to its stats",
+                human_ms(size_ms),
+                sized[0].0,
+                stat.name(),
+                sized[0].2
+            ),
+        );
+    }
 }

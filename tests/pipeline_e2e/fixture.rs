@@ -22,10 +22,11 @@ use crate::reference::{
 use crate::replay::{reasons, replay, replayed};
 use crate::support::ConsumedRecord;
 
-const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/recording-v1");
+pub(crate) const FIXTURE: &str =
+    concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/recording-v1");
 
 /// The records of every segment of the recording at `dir`.
-fn recorded(dir: &Path) -> Vec<ConsumedRecord> {
+pub(crate) fn recorded(dir: &Path) -> Vec<ConsumedRecord> {
     let mut records = Vec::new();
     let mut segments: Vec<_> = std::fs::read_dir(dir.join("segments"))
         .unwrap()

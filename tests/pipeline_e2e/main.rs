@@ -19,6 +19,7 @@ mod reference;
 mod reload;
 mod replay;
 mod restart;
+mod stats;
 
 use reference::{Input, Outputs};
 use support::Broker;

@@ -24,6 +24,8 @@ pub mod operator;
 mod reload;
 pub mod state;
 #[cfg(test)]
+mod stats_tests;
+#[cfg(test)]
 mod tests;
 mod wiring;
 pub use crate::record::{Alert, AlertState};

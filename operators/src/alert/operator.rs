@@ -14,8 +14,9 @@ use crate::checkpoint::Marker;
 use crate::metrics::{AlertCounts, GaugeShare, Metrics};
 use crate::reading::PROGRESS_BUCKET_MS;
 use crate::reading::{Reading, SensorKey};
+use crate::record::Stats;
 use crate::run::{stateful, Env, Participant, Run, Side, StatefulLogic};
-use crate::window_aggregate::Windows;
+use crate::window_aggregate::{WindowKind, Windows};
 use crate::WindowAggregateOp;
 
 /// Evaluates alert rules on a stream of readings or window aggregates.
@@ -88,14 +89,15 @@ impl<'scope> EvaluateAlerts<'scope> for Windows<'scope> {
                 self.stream.filter(|w| w.revision == 0)
             }
         };
-        evaluate(stream, size_ms, rules, env)
+        evaluate(stream, size_ms.map(|size| (size, self.stats)), rules, env)
     }
 }
 
-/// Evaluates `rules` on `stream`, of windows of `window_ms` if given.
+/// Evaluates `rules` on `stream`, of windows of a size and with statistics
+/// if given.
 fn evaluate<'scope, O>(
     stream: Stream<'scope, u64, Vec<O>>,
-    window_ms: Option<u64>,
+    windows: Option<(u64, Stats)>,
     rules: Arc<RuleSet>,
     env: &Env<'scope>,
 ) -> Stream<'scope, u64, Vec<Alert>>
@@ -105,23 +107,23 @@ where
     Wiring::note_rules(
         env,
         rules.rules.iter().map(|r| {
-            let fed = O::fed(&r.input(), window_ms);
+            let fed = O::fed(&r.input(), fed_by(&windows));
             (r.name.clone(), r.input().to_string(), fed)
         }),
     );
     // With one worker, routing by key is a no-op: skip the exchange.
     if stream.scope().peers() == 1 {
-        alert_operator(stream, Pipeline, rules, window_ms, env)
+        alert_operator(stream, Pipeline, rules, windows, env)
     } else if rules.has_combination_rules() {
         // A combination rule looks at several sensors of a device.
         let pact = Exchange::new(|o: &O| SensorKey::route_hash(o.device(), ""));
-        alert_operator(stream, pact, rules, window_ms, env)
+        alert_operator(stream, pact, rules, windows, env)
     } else {
         alert_operator(
             stream,
             Exchange::new(|o: &O| o.route()),
             rules,
-            window_ms,
+            windows,
             env,
         )
     }
@@ -131,7 +133,8 @@ where
 /// on `readings`, window rules on tumbling windows of their size. Windows
 /// of a size are taken from `windows` (streams built by
 /// [`window_aggregate`](crate::WindowAggregateOp::window_aggregate)) where
-/// one holds tumbling windows of that size, and aggregated from `readings`
+/// one holds tumbling windows of that size with every statistic the rules
+/// on them look at, and aggregated from `readings` with those statistics
 /// otherwise (hopping windows feed no rule). Pipeline
 /// files and Rust pipelines both wire their rules with it, so no rule goes
 /// without what it looks at.
@@ -175,21 +178,30 @@ pub fn alerts<'scope>(
         alerts.push(readings.clone().evaluate_alerts(rules.clone(), env));
     }
     for size in rules.window_sizes() {
+        let needed = rules.window_stats(size);
         let sized = windows
             .iter()
-            .find(|w| w.tumbling() == Some(size))
+            .find(|w| w.tumbling() == Some(size) && w.stats.covers(&needed))
             .cloned()
-            .unwrap_or_else(|| readings.clone().window_aggregate(size, env));
+            .unwrap_or_else(|| {
+                let kind = WindowKind::Tumbling { size_ms: size };
+                readings.clone().windows(kind.with_stats(needed), env)
+            });
         alerts.push(sized.evaluate_alerts(rules.clone(), env));
     }
     readings.scope().concatenate(alerts)
+}
+
+/// The size and statistics of observed windows, borrowed.
+fn fed_by(windows: &Option<(u64, Stats)>) -> Option<(u64, &Stats)> {
+    windows.as_ref().map(|(size, stats)| (*size, stats))
 }
 
 fn alert_operator<'scope, O, P>(
     stream: Stream<'scope, u64, Vec<O>>,
     pact: P,
     rules: Arc<RuleSet>,
-    window_ms: Option<u64>,
+    windows: Option<(u64, Stats)>,
     env: &Env<'scope>,
 ) -> Stream<'scope, u64, Vec<Alert>>
 where
@@ -215,10 +227,11 @@ where
         }
     };
     let by_device = rules.has_combination_rules();
+    let judged = windows.clone();
     Wiring::note_evaluator(
         env,
         Box::new(move |rule| {
-            O::fed(&rule.input(), window_ms)
+            O::fed(&rule.input(), fed_by(&judged))
                 && (silences || !matches!(rule.kind, RuleKind::Silence { .. }))
                 && (by_device || rule.combination().is_none())
         }),
@@ -245,7 +258,7 @@ where
         evaluator,
         participant,
         silences,
-        window_ms,
+        windows,
         run: run.clone(),
     };
     stateful("EvaluateAlerts", stream, pact, side, run, logic)
@@ -259,8 +272,8 @@ struct AlertLogic<O> {
     run: Run,
     /// Whether some rule is a silence rule (it fires with no observation).
     silences: bool,
-    /// The size of the windows observed, if they are windows.
-    window_ms: Option<u64>,
+    /// The size and statistics of the windows observed, if they are windows.
+    windows: Option<(u64, Stats)>,
     states: GaugeShare,
     bytes: GaugeShare,
     keys_seen: usize,
@@ -300,9 +313,9 @@ impl<O: Observation + 'static> StatefulLogic<O, Alert> for AlertLogic<O> {
         match marker.reload.take().map(|r| RuleSet::from_reload(&r)) {
             Some(Ok(rules)) => {
                 let version = marker.rules_version;
-                let window_ms = self.window_ms;
+                let windows = fed_by(&self.windows);
                 self.evaluator
-                    .replace_rules(Arc::new(rules), version, |r| O::fed(&r.input(), window_ms));
+                    .replace_rules(Arc::new(rules), version, |r| O::fed(&r.input(), windows));
                 self.run.control.set_rules_version(version);
             }
             Some(Err(e)) => self.run.control.add_error(e),

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{AlertState, Rule, RuleInput, RuleKind};
 use crate::reading::{Reading, SensorKey, WindowAggregate};
+use crate::record::Stats;
 
 mod layout;
 
@@ -22,15 +23,18 @@ pub trait Observation: Clone + 'static {
     fn order(&self) -> (u64, i32, i64);
     /// Whether `rule` looks at this kind of observation.
     fn feeds(&self, rule: &Rule) -> bool;
-    /// The value `rule` compares with its threshold.
-    fn value(&self, rule: &Rule) -> f64;
+    /// The value `rule` compares with its threshold; `None` when the
+    /// observation has none (the sample standard deviation of a window of
+    /// one reading): the rule then skips it.
+    fn value(&self, rule: &Rule) -> Option<f64>;
     /// Window bounds, for window aggregates.
     fn window(&self) -> Option<(u64, u64)>;
     /// Routing hash of the key.
     fn route(&self) -> u64;
-    /// Whether a stream of these observations (of windows of `window_ms`,
-    /// when known) gives a rule with `input` what it looks at.
-    fn fed(input: &RuleInput, window_ms: Option<u64>) -> bool;
+    /// Whether a stream of these observations (of windows of a size and
+    /// with statistics, when known) gives a rule with `input` what it looks
+    /// at.
+    fn fed(input: &RuleInput, windows: Option<(u64, &Stats)>) -> bool;
 }
 
 impl Observation for Reading {
@@ -49,11 +53,11 @@ impl Observation for Reading {
     fn feeds(&self, rule: &Rule) -> bool {
         rule.input() == RuleInput::Readings
     }
-    fn fed(input: &RuleInput, _window_ms: Option<u64>) -> bool {
+    fn fed(input: &RuleInput, _windows: Option<(u64, &Stats)>) -> bool {
         *input == RuleInput::Readings
     }
-    fn value(&self, _rule: &Rule) -> f64 {
-        self.value
+    fn value(&self, _rule: &Rule) -> Option<f64> {
+        Some(self.value)
     }
     fn window(&self) -> Option<(u64, u64)> {
         None
@@ -79,13 +83,14 @@ impl Observation for WindowAggregate {
     fn feeds(&self, rule: &Rule) -> bool {
         matches!(rule.input(), RuleInput::Window { size_ms, .. } if size_ms == self.window_end - self.window_start)
     }
-    fn fed(input: &RuleInput, window_ms: Option<u64>) -> bool {
-        matches!(input, RuleInput::Window { size_ms, .. } if Some(*size_ms) == window_ms)
+    fn fed(input: &RuleInput, windows: Option<(u64, &Stats)>) -> bool {
+        matches!((input, windows), (RuleInput::Window { size_ms, stat }, Some((size, stats)))
+            if *size_ms == size && stats.contains(*stat))
     }
-    fn value(&self, rule: &Rule) -> f64 {
+    fn value(&self, rule: &Rule) -> Option<f64> {
         match rule.input() {
-            RuleInput::Window { stat, .. } => stat.of(self),
-            RuleInput::Readings => self.mean(),
+            RuleInput::Window { stat, .. } => WindowAggregate::value(self, stat),
+            RuleInput::Readings => Some(self.mean()),
         }
     }
     fn window(&self) -> Option<(u64, u64)> {

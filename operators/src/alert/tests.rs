@@ -161,6 +161,7 @@ fn window_rules_carry_the_bounds_of_the_window_that_fired() {
         max: 0.0,
         sum,
         revision: 0,
+        extra: Vec::new(),
     };
     // Means 95, 96, 80: fires on the second window, resolves on the third.
     for w in [

@@ -167,8 +167,9 @@ pub struct Ack {
 /// The current format of checkpoints. 2: rule states carry the off-delay's
 /// clear spell. 3: and chattering. 4: and combination rules' conditions.
 /// 5: manifests carry their own checksum, and Parquet parts the files
-/// their checkpoints made visible.
-pub const FORMAT: u32 = 5;
+/// their checkpoints made visible. 6: window rows in Parquet parts carry
+/// their extra statistics.
+pub const FORMAT: u32 = 6;
 
 /// A checkpoint that cannot be used.
 #[derive(Debug, thiserror::Error)]

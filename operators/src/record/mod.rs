@@ -1,15 +1,18 @@
 //! What flows through a pipeline, knowing nothing else: readings, window
-//! rows, alert events and dead letters, their one identity trait
+//! rows and the statistics they carry, alert events and dead letters,
+//! their one identity trait
 //! ([`Record`]), and the one stable hash ([`hash`]) that routes them.
 
 pub mod alert;
 pub mod dead_letter;
 pub mod hash;
 pub mod reading;
+pub mod stats;
 
 pub use alert::{Alert, AlertState};
 pub use dead_letter::{DeadLetter, DeadLetterReason};
 pub use reading::{Name, Reading, SensorKey, WindowAggregate};
+pub use stats::{ParseStatError, Percentile, Stat, Stats};
 
 use std::cmp::Ordering;
 

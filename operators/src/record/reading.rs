@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::stats::Stat;
+
 /// A device or sensor name. Names of up to 24 bytes are stored inline, so a
 /// reading costs no heap allocation for ordinary names.
 pub type Name = compact_str::CompactString;
@@ -107,8 +109,10 @@ impl Reading {
     }
 }
 
-/// The aggregate of one sensor's readings over one tumbling window
-/// `[window_start, window_end)`.
+/// The aggregate of one sensor's readings over one window
+/// `[window_start, window_end)`: the basic statistics (count, min, max, sum,
+/// and the mean derived from them), and the extra ones its window output
+/// computes (see [`Stats`](super::stats::Stats)).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct WindowAggregate {
     /// Device id.
@@ -131,11 +135,97 @@ pub struct WindowAggregate {
     /// late readings (outputs with an allowed lateness).
     #[serde(default)]
     pub revision: u32,
+    /// The extra statistics of the window's output, in the order of
+    /// [`Stats::extra`](super::stats::Stats::extra), each with its value (`None` where it has none: a
+    /// sample standard deviation of one reading). Empty for the basic
+    /// statistics alone.
+    pub extra: Vec<(Stat, Option<f64>)>,
 }
 
 impl WindowAggregate {
     /// Arithmetic mean of the values.
     pub fn mean(&self) -> f64 {
         self.sum / self.count as f64
+    }
+
+    /// The value of `stat`: `None` if the row does not carry it, or it has
+    /// no value for this window.
+    ///
+    /// # Examples
+    /// ```
+    /// use weir_operators::record::{Stat, WindowAggregate};
+    ///
+    /// let row = WindowAggregate {
+    ///     device: "d1".into(),
+    ///     sensor: "temp".into(),
+    ///     window_start: 0,
+    ///     window_end: 60_000,
+    ///     count: 1,
+    ///     min: 20.0,
+    ///     max: 20.0,
+    ///     sum: 20.0,
+    ///     extra: vec![(Stat::Stddev, None), (Stat::First, Some(20.0))],
+    /// };
+    /// assert_eq!(row.value(Stat::Mean), Some(20.0));
+    /// assert_eq!(row.value(Stat::First), Some(20.0));
+    /// assert_eq!(row.value(Stat::Stddev), None); // one reading: no sample deviation
+    /// assert_eq!(row.value(Stat::Last), None); // not computed
+    /// ```
+    pub fn value(&self, stat: Stat) -> Option<f64> {
+        match stat {
+            Stat::Mean => Some(self.mean()),
+            Stat::Min => Some(self.min),
+            Stat::Max => Some(self.max),
+            Stat::Sum => Some(self.sum),
+            Stat::Count => Some(self.count as f64),
+            _ => self
+                .extra
+                .iter()
+                .find(|(s, _)| *s == stat)
+                .and_then(|(_, v)| *v),
+        }
+    }
+
+    /// The row as one JSON object: device, sensor, window bounds, the basic
+    /// statistics, and one field per extra statistic of its output (`null`
+    /// where it has no value), named as in [`Stat::name`].
+    ///
+    /// # Examples
+    /// ```
+    /// use weir_operators::record::{Stat, WindowAggregate};
+    ///
+    /// let row = WindowAggregate {
+    ///     device: "d1".into(),
+    ///     sensor: "temp".into(),
+    ///     window_start: 0,
+    ///     window_end: 60_000,
+    ///     count: 1,
+    ///     min: 20.0,
+    ///     max: 20.0,
+    ///     sum: 20.0,
+    ///     extra: vec![(Stat::Stddev, None), (Stat::StddevPop, Some(0.0))],
+    /// };
+    /// let json = row.to_json();
+    /// assert_eq!(json["mean"], 20.0);
+    /// assert!(json["stddev"].is_null());
+    /// assert_eq!(json["stddev_pop"], 0.0);
+    /// assert!(json.get("p95").is_none());
+    /// ```
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut json = serde_json::json!({
+            "device": self.device.as_str(),
+            "sensor": self.sensor.as_str(),
+            "window_start": self.window_start,
+            "window_end": self.window_end,
+            "count": self.count,
+            "min": self.min,
+            "max": self.max,
+            "sum": self.sum,
+            "mean": self.mean(),
+        });
+        for (stat, value) in &self.extra {
+            json[stat.name().as_ref()] = value.map_or(serde_json::Value::Null, Into::into);
+        }
+        json
     }
 }

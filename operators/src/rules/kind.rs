@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::combination::Combination;
-use crate::reading::WindowAggregate;
+pub use crate::record::Stat;
 
 /// Which side of the threshold breaches.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, strum::IntoStaticStr)]
@@ -57,36 +57,6 @@ impl Direction {
     }
 }
 
-/// The statistic of a window aggregate a window rule looks at.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, strum::IntoStaticStr)]
-#[serde(rename_all = "snake_case")]
-#[strum(serialize_all = "snake_case")]
-pub enum Stat {
-    /// Arithmetic mean.
-    Mean,
-    /// Minimum.
-    Min,
-    /// Maximum.
-    Max,
-    /// Sum.
-    Sum,
-    /// Number of readings.
-    Count,
-}
-
-impl Stat {
-    /// The statistic's value for one aggregate.
-    pub fn of(&self, agg: &WindowAggregate) -> f64 {
-        match self {
-            Stat::Mean => agg.mean(),
-            Stat::Min => agg.min,
-            Stat::Max => agg.max,
-            Stat::Sum => agg.sum,
-            Stat::Count => agg.count as f64,
-        }
-    }
-}
-
 /// What a rule observes.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub enum RuleInput {
@@ -115,13 +85,6 @@ impl std::fmt::Display for RuleInput {
                 write!(f, "windows of {n}{unit}")
             }
         }
-    }
-}
-
-impl Stat {
-    /// The name a rules file gives the statistic (`stat = "max"`).
-    pub fn name(self) -> &'static str {
-        self.into()
     }
 }
 

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::registry::{registry_limits, Registry};
 use super::{Rule, RuleInput};
 use crate::hash::fnv1a;
+use crate::record::Stats;
 
 /// What a reload changes: see [`RuleSet::diff`].
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -153,6 +154,17 @@ impl RuleSet {
             })
             .collect();
         sizes.into_iter().collect()
+    }
+
+    /// The statistics the window rules on windows of `size_ms` look at.
+    pub fn window_stats(&self, size_ms: u64) -> Stats {
+        self.rules
+            .iter()
+            .filter_map(|r| match r.input() {
+                RuleInput::Window { size_ms: s, stat } if s == size_ms => Some(stat),
+                _ => None,
+            })
+            .collect()
     }
 
     /// Whether any rule is a combination rule: its readings must then be

@@ -6,9 +6,11 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use hashbrown::HashMap;
 
+use super::acc::{add_to, Acc, Extra, Extras};
 use super::late::{Lateness, Next};
-use super::Acc;
-use crate::reading::{KeyRef, Reading, SensorKey, WindowAggregate as Aggregate};
+use super::tumbling::{each, Kept};
+use crate::reading::{Reading, SensorKey, WindowAggregate as Aggregate};
+use crate::record::Stats;
 
 /// The open panes of one worker's hopping windows.
 ///
@@ -17,22 +19,33 @@ use crate::reading::{KeyRef, Reading, SensorKey, WindowAggregate as Aggregate};
 /// emitted, once the frontier reaches its end, in order of end, then
 /// device, then sensor. A pane is dropped once the last window that covers
 /// it is emitted.
-#[derive(Clone, Debug, Default)]
-pub struct Panes {
+#[derive(Clone, Debug)]
+pub struct Panes(Kept<PaneSet<()>, PaneSet<Extras>>);
+
+/// The panes, with `X` kept per key for extra statistics.
+#[derive(Clone, Debug)]
+struct PaneSet<X> {
     size_ms: u64,
     slide_ms: u64,
+    /// The statistics of the rows.
+    stats: Stats,
+    /// Whether a sketch is kept (some percentile is computed).
+    sketch: bool,
     /// Panes by end time, each with its per-key aggregates.
-    panes: BTreeMap<u64, HashMap<SensorKey, Acc>>,
+    panes: BTreeMap<u64, HashMap<SensorKey, Acc<X>>>,
     /// Every window ending at or before this was emitted.
     emitted_through: u64,
     /// After a restart from a checkpoint at this frontier, readings only in
     /// windows that ended (and whose lateness passed) before it are ignored.
     floor: u64,
     late: Lateness,
+    /// Bytes the panes' aggregates hold on the heap.
+    heap: usize,
 }
 
 impl Panes {
-    /// Empty panes for windows of `size_ms` every `slide_ms`.
+    /// Empty panes for windows of `size_ms` every `slide_ms`, with the basic
+    /// statistics.
     ///
     /// # Panics
     /// If `slide_ms` is 0 or does not divide `size_ms` (config validation
@@ -60,44 +73,41 @@ impl Panes {
     /// ]);
     /// ```
     pub fn new(size_ms: u64, slide_ms: u64) -> Self {
+        Panes::with_stats(size_ms, slide_ms, Stats::basic())
+    }
+
+    /// Empty panes for windows of `size_ms` every `slide_ms` whose rows
+    /// carry `stats`. A window's extra statistics come from its panes'
+    /// states merged, and equal those of its readings aggregated at once
+    /// (percentiles and first and last values exactly).
+    ///
+    /// # Panics
+    /// As [`Panes::new`].
+    pub fn with_stats(size_ms: u64, slide_ms: u64, stats: Stats) -> Self {
         assert!(
             slide_ms > 0 && size_ms % slide_ms == 0,
             "the slide must divide the window size"
         );
-        Panes {
-            size_ms,
-            slide_ms,
-            ..Panes::default()
-        }
+        Panes(match stats.is_basic() {
+            true => Kept::Basic(PaneSet::new(size_ms, slide_ms, stats)),
+            false => Kept::Extended(PaneSet::new(size_ms, slide_ms, stats)),
+        })
     }
 
     /// Windows that take late readings for `allowed_ms` after their end
     /// (see [`Panes::insert_late`]).
     pub fn with_lateness(mut self, allowed_ms: u64) -> Self {
-        self.late = Lateness::new(allowed_ms);
+        each!(&mut self.0, s => s.late = Lateness::new(allowed_ms));
         self
     }
 
     /// After a restart from a checkpoint at `frontier`: what was emitted
     /// before it is rebuilt from the re-read input, not emitted again.
     pub fn resume_at(&mut self, frontier: u64) {
-        self.floor = frontier;
-        self.late.suppress_before = frontier;
-    }
-
-    /// The end of the pane of event time `t`.
-    fn pane_of(&self, t: u64) -> u64 {
-        t - t % self.slide_ms + self.slide_ms
-    }
-
-    /// Adds a reading to its pane.
-    pub fn insert(&mut self, reading: &Reading) {
-        let pane = self.pane_of(reading.time);
-        // The last window that covers the pane ends here.
-        if pane + self.size_ms - self.slide_ms + self.late.allowed_ms < self.floor {
-            return;
-        }
-        add(self.panes.entry(pane).or_default(), reading);
+        each!(&mut self.0, s => {
+            s.floor = frontier;
+            s.late.suppress_before = frontier;
+        })
     }
 
     /// Takes a late reading, judged behind watermark `wm`: it is applied
@@ -105,26 +115,18 @@ impl Panes {
     /// that was emitted and whose end plus the allowed lateness is ahead
     /// of `wm`.
     pub fn insert_late(&mut self, wm: u64, reading: Reading) {
-        self.late.push(wm, reading);
+        each!(&mut self.0, s => s.late.push(wm, reading))
     }
 
-    /// The end of the next window to emit, if any holds readings: the
-    /// first pane a window after the last one emitted covers (panes kept
-    /// for corrections only are covered by none).
-    fn next_end(&self) -> Option<u64> {
-        let next = self.emitted_through + self.slide_ms;
-        let covered = next.saturating_sub(self.size_ms) + 1;
-        let first = *self.panes.range(covered..).next()?.0;
-        Some(first.max(next))
+    /// Adds a reading to its pane.
+    pub fn insert(&mut self, reading: &Reading) {
+        each!(&mut self.0, s => s.insert(reading))
     }
 
     /// The end of the next window to emit, or the watermark of the earliest
     /// late reading waiting.
     pub fn earliest_end(&self) -> Option<u64> {
-        self.next_end()
-            .into_iter()
-            .chain(self.late.earliest())
-            .min()
+        each!(&self.0, s => s.next_end().into_iter().chain(s.late.earliest()).min())
     }
 
     /// Emits every window that ends at or before `frontier` (every one when
@@ -141,6 +143,65 @@ impl Panes {
     /// [`Panes::flush_until`], each row with the time it was made at: its
     /// window's end, or the watermark of the late readings that made it.
     pub(crate) fn flush_timed(&mut self, frontier: Option<u64>, out: &mut Vec<(u64, Aggregate)>) {
+        each!(&mut self.0, s => s.flush_timed(frontier, out))
+    }
+
+    /// Discards every pane (a stop) and returns how many (pane, key)
+    /// aggregates were dropped.
+    pub fn discard(&mut self) -> usize {
+        each!(&mut self.0, s => {
+            s.heap = 0;
+            s.late.discard();
+            std::mem::take(&mut s.panes).values().map(HashMap::len).sum()
+        })
+    }
+
+    /// The (pane, key) aggregates held, and an estimate of their bytes.
+    pub fn footprint(&self) -> (usize, usize) {
+        each!(&self.0, s => s.footprint())
+    }
+}
+
+impl<X: Extra> PaneSet<X> {
+    fn new(size_ms: u64, slide_ms: u64, stats: Stats) -> Self {
+        PaneSet {
+            size_ms,
+            slide_ms,
+            sketch: stats.has_percentiles(),
+            stats,
+            panes: BTreeMap::new(),
+            emitted_through: 0,
+            floor: 0,
+            late: Lateness::default(),
+            heap: 0,
+        }
+    }
+
+    /// The end of the pane of event time `t`.
+    fn pane_of(&self, t: u64) -> u64 {
+        t - t % self.slide_ms + self.slide_ms
+    }
+
+    fn insert(&mut self, reading: &Reading) {
+        let pane = self.pane_of(reading.time);
+        // The last window that covers the pane ends here.
+        if pane + self.size_ms - self.slide_ms + self.late.allowed_ms < self.floor {
+            return;
+        }
+        self.heap += add_to(self.panes.entry(pane).or_default(), reading, self.sketch);
+    }
+
+    /// The end of the next window to emit, if any holds readings: the
+    /// first pane a window after the last one emitted covers (panes kept
+    /// for corrections only are covered by none).
+    fn next_end(&self) -> Option<u64> {
+        let next = self.emitted_through + self.slide_ms;
+        let covered = next.saturating_sub(self.size_ms) + 1;
+        let first = *self.panes.range(covered..).next()?.0;
+        Some(first.max(next))
+    }
+
+    fn flush_timed(&mut self, frontier: Option<u64>, out: &mut Vec<(u64, Aggregate)>) {
         while let Some(next) = self.late.next(self.next_end(), frontier) {
             match next {
                 Next::End(end) => {
@@ -155,17 +216,9 @@ impl Panes {
         }
         // A pane's last window ends `size - slide` after it.
         let keep = self.size_ms - self.slide_ms + self.late.allowed_ms;
-        match frontier {
-            Some(f) => {
-                while self
-                    .panes
-                    .first_key_value()
-                    .is_some_and(|(p, _)| p + keep <= f)
-                {
-                    self.panes.pop_first();
-                }
-            }
-            None => self.panes.clear(),
+        let done = |p: &u64| frontier.is_none_or(|f| p + keep <= f);
+        while let Some(entry) = self.panes.first_entry().filter(|e| done(e.key())) {
+            self.heap -= entry.remove().values().map(Acc::heap_bytes).sum::<usize>();
         }
         self.late.prune(frontier);
     }
@@ -176,7 +229,7 @@ impl Panes {
         let mut changed = BTreeSet::new();
         for reading in self.late.take(wm) {
             let pane = self.pane_of(reading.time);
-            add(self.panes.entry(pane).or_default(), &reading);
+            self.heap += add_to(self.panes.entry(pane).or_default(), &reading, self.sketch);
             let last = pane + self.size_ms - self.slide_ms;
             for end in (pane..=last.min(self.emitted_through)).step_by(self.slide_ms as usize) {
                 if self.late.open_at(end, wm) {
@@ -196,52 +249,36 @@ impl Panes {
     /// given), by device and sensor: its panes combined, per key.
     fn window(&self, end: u64, only: Option<&SensorKey>) -> Vec<(SensorKey, Aggregate)> {
         let from = end.saturating_sub(self.size_ms);
-        let mut keys: HashMap<&SensorKey, Acc> = HashMap::new();
+        let mut keys: HashMap<&SensorKey, Acc<X>> = HashMap::new();
         for (_, pane) in self.panes.range(from + 1..=end) {
             for (key, acc) in pane {
                 if only.is_some_and(|k| k != key) {
                     continue;
                 }
-                keys.entry(key)
-                    .and_modify(|sum| sum.merge(acc))
-                    .or_insert(*acc);
+                match keys.get_mut(key) {
+                    Some(sum) => sum.merge(acc),
+                    None => {
+                        keys.insert(key, acc.clone());
+                    }
+                }
             }
         }
         let mut keys: Vec<_> = keys.into_iter().collect();
         keys.sort_unstable_by(|a, b| a.0.cmp(b.0));
         keys.into_iter()
-            .map(|(key, acc)| (key.clone(), acc.row(key, from, end, 0)))
+            .map(|(key, acc)| (key.clone(), acc.row(key.clone(), from, end, &self.stats)))
             .collect()
     }
 
-    /// Discards every pane (a stop) and returns how many (pane, key)
-    /// aggregates were dropped.
-    pub fn discard(&mut self) -> usize {
-        self.late.discard();
-        std::mem::take(&mut self.panes)
-            .values()
-            .map(HashMap::len)
-            .sum()
-    }
-
-    /// The (pane, key) aggregates held, and an estimate of their bytes.
-    pub fn footprint(&self) -> (usize, usize) {
+    fn footprint(&self) -> (usize, usize) {
         let entries: usize = self.panes.values().map(HashMap::len).sum();
         let capacity: usize = self.panes.values().map(HashMap::capacity).sum();
-        let per_entry = std::mem::size_of::<(SensorKey, Acc)>() + 1;
-        let per_pane = std::mem::size_of::<(u64, HashMap<SensorKey, Acc>)>();
-        (entries, capacity * per_entry + self.panes.len() * per_pane)
-    }
-}
-
-/// Adds `reading` to its key's aggregate in `pane`, cloning the key only
-/// for a new sensor.
-fn add(pane: &mut HashMap<SensorKey, Acc>, reading: &Reading) {
-    match pane.get_mut(&KeyRef::new(&reading.device, &reading.sensor)) {
-        Some(acc) => acc.add(reading.value),
-        None => {
-            pane.insert(reading.key(), Acc::new(reading.value));
-        }
+        let per_entry = std::mem::size_of::<(SensorKey, Acc<X>)>() + 1;
+        let per_pane = std::mem::size_of::<(u64, HashMap<SensorKey, Acc<X>>)>();
+        (
+            entries,
+            capacity * per_entry + self.panes.len() * per_pane + self.heap,
+        )
     }
 }
 

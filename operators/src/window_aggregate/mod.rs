@@ -1,99 +1,28 @@
-//! Tumbling event-time windows per (device, sensor): count, min, max, sum, mean.
+//! Event-time windows per (device, sensor), tumbling, hopping or session:
+//! count, min, max, sum and mean, and the extra statistics an output
+//! chooses ([`Stats`]: standard deviations, first and last values,
+//! percentiles); with an allowed lateness, corrected by late readings.
 
-use serde::{Deserialize, Serialize};
 use timely::dataflow::Stream;
 
-use crate::reading::{Reading, SensorKey, WindowAggregate as Aggregate};
+use crate::reading::{Reading, WindowAggregate as Aggregate};
+use crate::record::Stats;
 use crate::run::Env;
 
+mod acc;
 mod hopping;
 mod late;
 mod operator;
 mod session;
+mod sketch;
 mod tumbling;
 
 pub use hopping::Panes;
 pub use session::{SessionPart, Sessions};
+pub use sketch::RELATIVE_ACCURACY as PERCENTILE_ACCURACY;
 pub use tumbling::WindowState;
 
-/// Running aggregate of one open window. The sum is compensated (Neumaier),
-/// so it barely depends on the order values arrive in.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-pub(crate) struct Acc {
-    count: u64,
-    min: f64,
-    max: f64,
-    sum: f64,
-    compensation: f64,
-}
-
-impl Acc {
-    pub(crate) fn new(value: f64) -> Self {
-        Acc {
-            count: 1,
-            min: value,
-            max: value,
-            sum: value,
-            compensation: 0.0,
-        }
-    }
-
-    pub(crate) fn add(&mut self, value: f64) {
-        self.count += 1;
-        // Ties between 0.0 and -0.0 are broken by sign, not by arrival order.
-        if value < self.min || (value == self.min && value.is_sign_negative()) {
-            self.min = value;
-        }
-        if value > self.max || (value == self.max && value.is_sign_positive()) {
-            self.max = value;
-        }
-        let t = self.sum + value;
-        self.compensation += if self.sum.abs() >= value.abs() {
-            (self.sum - t) + value
-        } else {
-            (value - t) + self.sum
-        };
-        self.sum = t;
-    }
-
-    /// Adds the readings `other` aggregates (a pane of a hopping window).
-    pub(crate) fn merge(&mut self, other: &Acc) {
-        self.count += other.count;
-        if other.min < self.min || (other.min == self.min && other.min.is_sign_negative()) {
-            self.min = other.min;
-        }
-        if other.max > self.max || (other.max == self.max && other.max.is_sign_positive()) {
-            self.max = other.max;
-        }
-        let value = other.sum;
-        let t = self.sum + value;
-        self.compensation += if self.sum.abs() >= value.abs() {
-            (self.sum - t) + value
-        } else {
-            (value - t) + self.sum
-        };
-        self.compensation += other.compensation;
-        self.sum = t;
-    }
-
-    /// The window row of `key` over `[start, end)` with this aggregate, at
-    /// `revision`.
-    pub(crate) fn row(&self, key: &SensorKey, start: u64, end: u64, revision: u32) -> Aggregate {
-        Aggregate {
-            device: key.device.clone(),
-            sensor: key.sensor.clone(),
-            window_start: start,
-            window_end: end,
-            count: self.count,
-            min: self.min,
-            max: self.max,
-            sum: self.sum + self.compensation,
-            revision,
-        }
-    }
-}
-
-/// Aggregates readings into tumbling event-time windows.
+/// Aggregates readings into event-time windows.
 pub trait WindowAggregate<'scope> {
     /// Groups readings by (device, sensor) into tumbling windows
     /// `[k * size_ms, (k + 1) * size_ms)` of event time and emits one
@@ -129,45 +58,71 @@ pub trait WindowAggregate<'scope> {
     /// ```
     fn window_aggregate(self, size_ms: u64, env: &Env<'scope>) -> Windows<'scope>;
 
-    /// Windows of `kind`, per (device, sensor), emitted as
+    /// Windows of a kind, with statistics, per (device, sensor), emitted as
     /// [`window_aggregate`](WindowAggregate::window_aggregate) emits
     /// tumbling ones: each once the input frontier reaches its end, at
     /// timely time `window_end`. Hopping windows are kept as slide-sized
-    /// panes (see [`Panes`]): a reading updates one pane.
-    fn windows(self, kind: WindowKind, env: &Env<'scope>) -> Windows<'scope>;
-
-    /// Windows of `kind` (tumbling or hopping) that late readings correct
-    /// for `allowed_lateness_ms` after their end.
+    /// panes (see [`Panes`]): a reading updates one pane. Session windows
+    /// (see [`Sessions`]) are held by checkpoints.
     ///
-    /// A reading behind its partition's watermark `wm` is late. If one of
-    /// its windows ended (and was emitted) no more than the allowed
-    /// lateness before `wm`, the sources send it here instead of to the
-    /// dead letters: it is applied when the frontier reaches `wm`, and each
-    /// window it changed is emitted again with its `revision` one higher (a
-    /// correction; all late readings judged behind the same `wm` make one).
-    /// Windows not emitted yet just include it. A window's state is kept
-    /// until the frontier passes its end plus the allowed lateness. A late
-    /// reading no output takes is a dead letter, as without lateness.
+    /// `spec` is a [`WindowKind`] (the basic statistics), or a
+    /// [`WindowSpec`] made by [`WindowKind::with_stats`] or
+    /// [`WindowKind::with_lateness`]. Extra statistics add state per key
+    /// only when chosen, a sketch only for percentiles.
     ///
-    /// # Panics
-    /// For session windows with a lateness (config validation rejects it
-    /// first).
-    fn windows_with_lateness(
-        self,
-        kind: WindowKind,
-        allowed_lateness_ms: u64,
-        env: &Env<'scope>,
-    ) -> Windows<'scope>;
+    /// With an allowed lateness (tumbling and hopping windows), a reading
+    /// behind its partition's watermark `wm` whose window ended (and was
+    /// emitted) no more than the allowed lateness before `wm` is sent here
+    /// by the sources instead of to the dead letters: it is applied when
+    /// the frontier reaches `wm`, and each window it changed is emitted
+    /// again with its `revision` one higher (a correction; the late
+    /// readings judged behind the same `wm` make one). Windows not emitted
+    /// yet just include it. A window's state is kept until the frontier
+    /// passes its end plus the allowed lateness; a late reading no output
+    /// takes is a dead letter.
+    ///
+    /// # Examples
+    /// Ten-second windows with the sample standard deviation, the first
+    /// value and the median.
+    /// ```
+    /// use timely::dataflow::operators::{Capture, ToStream};
+    /// use timely::dataflow::operators::capture::Event;
+    /// use weir_operators::record::{Stat, Stats};
+    /// use weir_operators::{Env, Reading, WindowAggregateOp, WindowKind};
+    ///
+    /// let readings = vec![
+    ///     Reading::new("d1", "temp", 2_000, 4.0, 0, 0),
+    ///     Reading::new("d1", "temp", 1_000, 2.0, 0, 1), // earliest: the first value
+    ///     Reading::new("d1", "temp", 3_000, 9.0, 0, 2),
+    /// ];
+    /// let stats: Stats = ["stddev", "first", "p50"].iter().map(|s| s.parse::<Stat>().unwrap()).collect();
+    /// let spec = WindowKind::Tumbling { size_ms: 10_000 }.with_stats(stats);
+    /// let captured = timely::example(move |scope| {
+    ///     let env = Env::standalone(scope);
+    ///     readings.to_stream(scope).windows(spec, &env).stream.capture()
+    /// });
+    /// let rows: Vec<_> = captured.iter().flat_map(|e| match e { Event::Messages(_, d) => d.clone(), Event::Progress(_) => vec![] }).collect();
+    /// let row = &rows[0];
+    /// assert_eq!(row.value(Stat::Mean), Some(5.0));
+    /// assert!((row.value(Stat::Stddev).unwrap() - 13f64.sqrt()).abs() < 1e-12); // (1 + 9 + 16) / 2
+    /// assert_eq!(row.value(Stat::First), Some(2.0));
+    /// let median = row.value("p50".parse().unwrap()).unwrap();
+    /// assert!((median - 4.0).abs() <= 0.01 * 4.0); // the 2nd of 3 values, within 1%
+    /// ```
+    fn windows(self, spec: impl Into<WindowSpec>, env: &Env<'scope>) -> Windows<'scope>;
 }
 
-/// A stream of window rows, with the kind of its windows: what window rules
-/// and sinks of windows take.
+/// A stream of window rows, with the kind of its windows and the
+/// statistics of its rows: what window rules and sinks of windows take.
 #[derive(Clone)]
 pub struct Windows<'scope> {
-    /// The window rows, each at timely time `window_end`.
+    /// The window rows, each at timely time `window_end` (a correction at
+    /// the watermark of the late readings that made it).
     pub stream: Stream<'scope, u64, Vec<Aggregate>>,
     /// Which windows the rows are of.
     pub kind: WindowKind,
+    /// The statistics every row carries.
+    pub stats: Stats,
     /// How long after its end a window is corrected by late readings, ms
     /// (0: never; rows then all have revision 0).
     pub allowed_lateness_ms: u64,
@@ -208,6 +163,17 @@ pub enum WindowKind {
 }
 
 impl WindowKind {
+    /// These windows, with `stats` in every row.
+    pub fn with_stats(self, stats: Stats) -> WindowSpec {
+        WindowSpec::from(self).with_stats(stats)
+    }
+
+    /// These windows, corrected by late readings for `allowed_ms` after
+    /// their end (tumbling and hopping windows).
+    pub fn with_lateness(self, allowed_ms: u64) -> WindowSpec {
+        WindowSpec::from(self).with_lateness(allowed_ms)
+    }
+
     /// How much event time before a checkpoint's frontier the sources
     /// re-read after a restart, to rebuild the open windows: a window's
     /// size; nothing for sessions, which checkpoints hold.
@@ -219,229 +185,79 @@ impl WindowKind {
     }
 }
 
+/// One window output: which windows, which statistics their rows carry,
+/// and how long late readings correct them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WindowSpec {
+    /// Tumbling, hopping or session, and the sizes.
+    pub kind: WindowKind,
+    /// The statistics of every row.
+    pub stats: Stats,
+    /// How long after its end late readings correct a window, ms (0: never).
+    pub allowed_lateness_ms: u64,
+}
+
+impl WindowSpec {
+    /// With `stats` in every row.
+    pub fn with_stats(mut self, stats: Stats) -> Self {
+        self.stats = stats;
+        self
+    }
+
+    /// Corrected by late readings for `allowed_ms` after a window's end.
+    pub fn with_lateness(mut self, allowed_ms: u64) -> Self {
+        self.allowed_lateness_ms = allowed_ms;
+        self
+    }
+}
+
+impl From<WindowKind> for WindowSpec {
+    /// The windows of `kind` with the basic statistics and no lateness.
+    fn from(kind: WindowKind) -> Self {
+        WindowSpec {
+            kind,
+            stats: Stats::basic(),
+            allowed_lateness_ms: 0,
+        }
+    }
+}
+
 impl<'scope> WindowAggregate<'scope> for Stream<'scope, u64, Vec<Reading>> {
     fn window_aggregate(self, size_ms: u64, env: &Env<'scope>) -> Windows<'scope> {
         self.windows(WindowKind::Tumbling { size_ms }, env)
     }
 
-    fn windows(self, kind: WindowKind, env: &Env<'scope>) -> Windows<'scope> {
-        self.windows_with_lateness(kind, 0, env)
-    }
-
-    fn windows_with_lateness(
-        self,
-        kind: WindowKind,
-        allowed_lateness_ms: u64,
-        env: &Env<'scope>,
-    ) -> Windows<'scope> {
-        let late = allowed_lateness_ms;
+    fn windows(self, spec: impl Into<WindowSpec>, env: &Env<'scope>) -> Windows<'scope> {
+        let WindowSpec {
+            kind,
+            stats,
+            allowed_lateness_ms: late,
+        } = spec.into();
         let stream = match kind {
             WindowKind::Tumbling { size_ms } => {
-                let state = WindowState::new(size_ms).with_lateness(late);
+                let state = WindowState::with_stats(size_ms, stats.clone()).with_lateness(late);
                 operator::window_stream(self, state, kind, late, env)
             }
             WindowKind::Hopping { size_ms, slide_ms } => {
-                let state = Panes::new(size_ms, slide_ms).with_lateness(late);
-                operator::window_stream(self, state, kind, late, env)
+                let panes = Panes::with_stats(size_ms, slide_ms, stats.clone()).with_lateness(late);
+                operator::window_stream(self, panes, kind, late, env)
             }
             WindowKind::Session { gap_ms } => {
                 assert_eq!(late, 0, "session windows take no late readings");
-                operator::window_stream(self, Sessions::new(gap_ms), kind, 0, env)
+                let sessions = Sessions::with_stats(gap_ms, stats.clone());
+                operator::window_stream(self, sessions, kind, 0, env)
             }
         };
         Windows {
             stream,
             kind,
-            allowed_lateness_ms,
+            stats,
+            allowed_lateness_ms: late,
         }
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn flush(
-        state: &mut WindowState,
-        frontier: Option<u64>,
-    ) -> Vec<(String, u64, u64, f64, f64, f64)> {
-        let mut out = Vec::new();
-        state.flush_until(frontier, &mut out);
-        out.into_iter()
-            .map(|w| {
-                (
-                    w.sensor.to_string(),
-                    w.window_start,
-                    w.count,
-                    w.min,
-                    w.max,
-                    w.sum,
-                )
-            })
-            .collect()
-    }
-
-    #[test]
-    fn window_boundaries_are_half_open() {
-        let mut s = WindowState::new(1_000);
-        for (t, v) in [
-            (0, 1.0),
-            (999, 2.0),
-            (1_000, 3.0),
-            (1_999, 4.0),
-            (2_000, 5.0),
-        ] {
-            s.insert(&Reading::new("d", "t", t, v, 0, 0));
-        }
-        // Frontier 1999: only [0, 1000) has ended.
-        assert_eq!(
-            flush(&mut s, Some(1_999)),
-            vec![("t".into(), 0, 2, 1.0, 2.0, 3.0)]
-        );
-        // Frontier 2000: [1000, 2000) has ended.
-        assert_eq!(
-            flush(&mut s, Some(2_000)),
-            vec![("t".into(), 1_000, 2, 3.0, 4.0, 7.0)]
-        );
-        assert_eq!(
-            flush(&mut s, None),
-            vec![("t".into(), 2_000, 1, 5.0, 5.0, 5.0)]
-        );
-        assert_eq!(s.earliest_end(), None);
-    }
-
-    #[test]
-    fn keys_are_separate_and_sorted() {
-        let mut s = WindowState::new(1_000);
-        s.insert(&Reading::new("d", "z", 5, 1.0, 0, 0));
-        s.insert(&Reading::new("d", "a", 6, 2.0, 0, 1));
-        s.insert(&Reading::new("d", "z", 7, 3.0, 0, 2));
-        assert_eq!(
-            flush(&mut s, None),
-            vec![
-                ("a".into(), 0, 1, 2.0, 2.0, 2.0),
-                ("z".into(), 0, 2, 1.0, 3.0, 4.0)
-            ]
-        );
-    }
-
-    #[test]
-    fn compensated_sum_does_not_lose_small_values() {
-        let mut s = WindowState::new(1_000);
-        s.insert(&Reading::new("d", "t", 0, 1e16, 0, 0));
-        for i in 0..10 {
-            s.insert(&Reading::new("d", "t", 1, 1.0, 0, i + 1));
-        }
-        s.insert(&Reading::new("d", "t", 2, -1e16, 0, 20));
-        assert_eq!(flush(&mut s, None)[0].5, 10.0);
-    }
-
-    /// A restart from a checkpoint at a frontier `F`: windows that ended
-    /// before `F` came from the first run, the rest from a run that re-reads
-    /// the input from one window before `F` with `resume_at(F)`. Together
-    /// they equal an uninterrupted run, for seeded inputs and several cuts.
-    #[test]
-    fn resume_at_a_cut_equals_an_uninterrupted_run() {
-        const SIZE: u64 = 1_000;
-        for seed in 1..10u64 {
-            let mut x = seed;
-            let mut next = || {
-                x = x
-                    .wrapping_mul(6_364_136_223_846_793_005)
-                    .wrapping_add(1_442_695_040_888_963_407);
-                x >> 33
-            };
-            // Readings of 3 devices, up to 300 ms out of order.
-            let readings: Vec<Reading> = (0..400u64)
-                .map(|i| {
-                    let device = format!("d{}", next() % 3);
-                    let time = (i * 25 + 300).saturating_sub(next() % 300);
-                    Reading::new(&device, "t", time, (next() % 100) as f64, 0, i as i64)
-                })
-                .collect();
-            let all = |state: &mut WindowState, readings: &[Reading]| {
-                readings.iter().for_each(|r| state.insert(r));
-                flush(state, None)
-            };
-            let expected = all(&mut WindowState::new(SIZE), &readings);
-            for cut in [2_000, 4_000, 7_500] {
-                // The first run: readings that arrived before the frontier
-                // reached the cut (all earlier than it), windows before it.
-                let mut first = WindowState::new(SIZE);
-                let before: Vec<Reading> =
-                    readings.iter().filter(|r| r.time < cut).cloned().collect();
-                before.iter().for_each(|r| first.insert(r));
-                let mut got: Vec<_> = flush(&mut first, Some(cut))
-                    .into_iter()
-                    .filter(|w| w.1 + SIZE < cut)
-                    .collect();
-                // The resumed run re-reads from one window before the cut.
-                let mut resumed = WindowState::new(SIZE);
-                resumed.resume_at(cut);
-                let reread: Vec<Reading> = readings
-                    .iter()
-                    .filter(|r| r.time + SIZE >= cut)
-                    .cloned()
-                    .collect();
-                got.extend(all(&mut resumed, &reread));
-                got.sort_by(|a, b| (a.1, &a.0).cmp(&(b.1, &b.0)));
-                let mut want = expected.clone();
-                want.sort_by(|a, b| (a.1, &a.0).cmp(&(b.1, &b.0)));
-                assert_eq!(got, want, "seed {seed}, cut {cut}");
-            }
-        }
-    }
-
-    /// A marker still on its way may be the last one of a stop (in a
-    /// cluster, markers and the frontiers of other processes' sources travel
-    /// on different connections): windows close no further than the markers
-    /// have come, and after a last marker only as far as it.
-    #[test]
-    fn windows_close_no_further_than_the_markers() {
-        use crate::checkpoint::Marker;
-        use crate::run::Env;
-        use crate::WindowAggregateOp;
-        use std::cell::RefCell;
-        use std::rc::Rc;
-        use timely::dataflow::operators::{Input, Inspect};
-        use timely::dataflow::InputHandle;
-
-        let ends = timely::execute_directly(|worker| {
-            let mut readings = InputHandle::new();
-            let mut markers = InputHandle::new();
-            let ends = Rc::new(RefCell::new(Vec::new()));
-            let out = ends.clone();
-            worker.dataflow(|scope| {
-                let env = Env::standalone(scope).with_markers(scope.input_from(&mut markers));
-                scope
-                    .input_from(&mut readings)
-                    .window_aggregate(10_000, &env)
-                    .stream
-                    .inspect(move |w| out.borrow_mut().push(w.window_end));
-                env.finish();
-            });
-            readings.send(Reading::new("d", "s", 1_000, 1.0, 0, 0));
-            readings.send(Reading::new("d", "s", 12_000, 2.0, 0, 0));
-            markers.advance_to(5_000);
-            // The readings' frontier passes both windows; the markers' does not.
-            readings.advance_to(30_000);
-            for _ in 0..50 {
-                worker.step();
-            }
-            // The last marker of a stop, at 15 s: only [0, 10 s) is complete.
-            markers.send(Marker {
-                id: 0,
-                frontier: 15_000,
-                last: true,
-                rules_version: 1,
-                reload: None,
-            });
-            drop(markers);
-            drop(readings);
-            while worker.step() {}
-            let ends = ends.borrow().clone();
-            ends
-        });
-        assert_eq!(ends, vec![10_000]);
-    }
-}
+mod stats_tests;
+#[cfg(test)]
+mod tests;

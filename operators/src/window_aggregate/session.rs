@@ -13,8 +13,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use hashbrown::HashMap;
 use serde::{Deserialize, Serialize};
 
-use super::Acc;
+use super::acc::{Acc, Extras};
 use crate::reading::{KeyRef, Reading, SensorKey, WindowAggregate as Aggregate};
+use crate::record::Stats;
 
 /// One open session of a key.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -23,7 +24,9 @@ pub(crate) struct Session {
     start: u64,
     /// Event time of its last reading.
     last: u64,
-    acc: Acc,
+    /// Sessions are few (one or two open per key): each keeps the state of
+    /// every statistic, and its rows carry those of the output.
+    acc: Acc<Extras>,
 }
 
 /// The open sessions of one worker, as a checkpoint holds them.
@@ -45,6 +48,10 @@ pub struct SessionPart {
 #[derive(Clone, Debug, Default)]
 pub struct Sessions {
     gap_ms: u64,
+    /// The statistics of the rows.
+    stats: Stats,
+    /// Whether a sketch is kept (some percentile is computed).
+    sketch: bool,
     /// Each key's open sessions, by start, each starting a gap or more
     /// after the one before ends.
     keys: HashMap<SensorKey, Vec<Session>>,
@@ -78,9 +85,19 @@ impl Sessions {
     /// assert_eq!(rows, vec![(0, 50_000, 2, 3.0), (90_000, 120_000, 1, 5.0)]);
     /// ```
     pub fn new(gap_ms: u64) -> Self {
+        Sessions::with_stats(gap_ms, Stats::basic())
+    }
+
+    /// No open session, for sessions of `gap_ms` whose rows carry `stats`.
+    ///
+    /// # Panics
+    /// If `gap_ms` is 0 (config validation rejects it first).
+    pub fn with_stats(gap_ms: u64, stats: Stats) -> Self {
         assert!(gap_ms > 0, "the session gap must be positive");
         Sessions {
             gap_ms,
+            sketch: stats.has_percentiles(),
+            stats,
             ..Sessions::default()
         }
     }
@@ -184,7 +201,7 @@ impl Sessions {
                 .position(|s| s.last + self.gap_ms == end)
                 .expect("an end has its session");
             let s = sessions.remove(i);
-            out.push((end, s.acc.row(&key, s.start, end, 0)));
+            out.push((end, s.acc.row(key.clone(), s.start, end, &self.stats)));
             if sessions.is_empty() {
                 self.keys.remove(&key);
             }
@@ -210,12 +227,12 @@ impl Sessions {
                 debug_assert!(r.time >= s.last, "readings are applied in event-time order");
                 self.ends.remove(&(s.last + gap, r.key()));
                 s.last = r.time;
-                s.acc.add(r.value);
+                s.acc.add(r, self.sketch);
             }
             _ => sessions.push(Session {
                 start: r.time,
                 last: r.time,
-                acc: Acc::new(r.value),
+                acc: Acc::new(r, self.sketch),
             }),
         }
         self.ends.insert((r.time + gap, r.key()));

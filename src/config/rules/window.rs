@@ -1,5 +1,5 @@
-//! A rule's input: readings, or the aggregates of tumbling windows
-//! (`window` and `stat`).
+//! A rule's input: readings, or a statistic of tumbling windows (`window`
+//! and `stat`: any statistic a window output can compute).
 
 use super::*;
 
@@ -25,18 +25,10 @@ pub(super) fn rule_input(
         (Some(window), stat) => {
             let size_ms = window_size(d, window, &field("window"));
             let stat = stat.as_ref().map_or(Some(Stat::Mean), |s| {
-                choice(
-                    d,
-                    s,
-                    &field("stat"),
-                    &[
-                        ("mean", Stat::Mean),
-                        ("min", Stat::Min),
-                        ("max", Stat::Max),
-                        ("sum", Stat::Sum),
-                        ("count", Stat::Count),
-                    ],
-                )
+                s.get_ref()
+                    .parse::<Stat>()
+                    .map_err(|e| d.err(s.span(), &field("stat"), e))
+                    .ok()
             });
             RuleInput::Window {
                 size_ms: size_ms.unwrap_or(DEFAULT_WINDOW_MS),
@@ -53,10 +45,10 @@ fn window_size(d: &mut Diag<'_>, window: &Spanned<String>, path: &str) -> Option
     let output = d
         .outputs
         .as_ref()
-        .and_then(|outputs| outputs.iter().find(|(n, _)| n == name).cloned());
+        .and_then(|outputs| outputs.iter().find(|(n, _, _)| n == name).cloned());
     match output {
-        Some((_, Some(size_ms))) => return Some(size_ms),
-        Some((_, None)) => {
+        Some((_, Some(size_ms), _)) => return Some(size_ms),
+        Some((_, None, _)) => {
             d.err(
                 window.span(),
                 path,
@@ -75,7 +67,7 @@ fn window_size(d: &mut Diag<'_>, window: &Spanned<String>, path: &str) -> Option
             Some(outputs) => {
                 let mut names: Vec<&str> = outputs
                     .iter()
-                    .map(|(n, _)| n.as_str())
+                    .map(|(n, _, _)| n.as_str())
                     .filter(|n| !n.is_empty())
                     .collect();
                 names.dedup();

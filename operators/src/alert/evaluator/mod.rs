@@ -405,8 +405,13 @@ impl<O: Observation> AlertEvaluator<O> {
             if !obs.feeds(rule) {
                 continue;
             }
+            // A window without the rule's statistic (the sample standard
+            // deviation of one reading) is skipped.
+            let Some(value) = obs.value(rule) else {
+                continue;
+            };
             if let RuleKind::Combination(_) = rule.kind {
-                let (time, value) = (obs.time(), obs.value(rule));
+                let time = obs.time();
                 state.observe_combination(
                     rule,
                     obs.sensor(),
@@ -423,7 +428,7 @@ impl<O: Observation> AlertEvaluator<O> {
                 state.observe_silence(
                     rule,
                     time,
-                    obs.value(rule),
+                    value,
                     partition,
                     noticed,
                     &mut self.emitter.transitions,
@@ -443,7 +448,6 @@ impl<O: Observation> AlertEvaluator<O> {
                 if let Some(d) = state.deadline(rule) {
                     self.deadlines.remove(&(d, slot, i));
                 }
-                let value = obs.value(rule);
                 state.observe(
                     rule,
                     obs.time(),

@@ -4,6 +4,8 @@ use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
 
+use crate::record::Stats;
+
 pub mod resume;
 pub mod sink;
 mod writer;
@@ -22,6 +24,10 @@ pub struct ParquetSinkConfig {
     /// Largest number of rows in one file; a bigger partition is split over
     /// several files (at least 1; 0 counts as 1).
     pub max_rows_per_file: usize,
+    /// The statistics of the rows: each extra one is a nullable `Float64`
+    /// column after the basic ones. The sink of a
+    /// [`Windows`](crate::Windows) stream takes its windows' statistics.
+    pub stats: Stats,
 }
 
 impl ParquetSinkConfig {
@@ -31,13 +37,14 @@ impl ParquetSinkConfig {
     pub const DEFAULT_MAX_ROWS_PER_FILE: usize = 1_000_000;
 
     /// A config writing below `dir`, with zstd level 3, row groups of 65 536
-    /// rows and at most 1 000 000 rows per file.
+    /// rows, at most 1 000 000 rows per file, and the basic statistics.
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         ParquetSinkConfig {
             dir: dir.into(),
             compression: ParquetCompression::default(),
             row_group_rows: Self::DEFAULT_ROW_GROUP_ROWS,
             max_rows_per_file: Self::DEFAULT_MAX_ROWS_PER_FILE,
+            stats: Stats::basic(),
         }
     }
 }

@@ -8,7 +8,10 @@ use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::Stream;
 
 use super::resume::{self, Published};
-pub use super::writer::{window_aggregate_schema, ParquetPart, ParquetSinkError, ParquetWriter};
+pub use super::writer::{
+    window_aggregate_schema, window_aggregate_schema_with, ParquetPart, ParquetSinkError,
+    ParquetWriter,
+};
 use super::ParquetSinkConfig;
 use crate::checkpoint::Marker;
 use crate::reading::WindowAggregate;
@@ -44,6 +47,10 @@ pub trait ParquetSink<'scope> {
     /// [`RunControl::add_error`](crate::RunControl::add_error) (which logs it) and the sink writes nothing more;
     /// it never panics.
     ///
+    /// The files' columns are those of `config.stats`
+    /// ([`window_aggregate_schema_with`]); for a [`Windows`](crate::Windows)
+    /// stream, those of its windows' statistics.
+    ///
     /// # Examples
     ///
     /// ```
@@ -69,6 +76,7 @@ pub trait ParquetSink<'scope> {
     ///         max: 22.0,
     ///         sum: 42.0,
     ///         revision: 0,
+    ///         extra: Vec::new(),
     ///     };
     ///     vec![agg("press-2", 1_795_345_140_000), agg("press-1", 1_795_345_140_000), agg("press-1", 1_795_345_200_000)]
     ///         .to_stream(scope)
@@ -95,7 +103,8 @@ pub trait ParquetSink<'scope> {
 /// Rows of windows that late readings correct get a `revision` column, and
 /// an hour is written once the frontier passed its corrections too.
 impl<'scope> ParquetSink<'scope> for crate::Windows<'scope> {
-    fn parquet_sink(self, config: ParquetSinkConfig, env: &Env<'scope>) {
+    fn parquet_sink(self, mut config: ParquetSinkConfig, env: &Env<'scope>) {
+        config.stats = self.stats;
         sink(self.stream, config, self.allowed_lateness_ms, env)
     }
 }

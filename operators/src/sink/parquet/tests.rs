@@ -110,6 +110,7 @@ fn agg(
         max,
         sum,
         revision: 0,
+        extra: Vec::new(),
     }
 }
 
@@ -328,6 +329,38 @@ fn reads_back_with_the_documented_schema_and_values() {
     assert_eq!(floats(&batch, "mean"), [200.0, 0.75]);
     assert_eq!(floats(&batch, "sum"), [400.0, 3.0]);
     assert_eq!(batch.column_by_name("min").unwrap().null_count(), 0);
+}
+
+/// Extra statistics are nullable `Float64` columns after the basic ones,
+/// only those chosen, in their order, null where a window has no value.
+#[test]
+fn extra_statistics_are_nullable_columns_of_the_chosen_stats_only() {
+    use crate::record::{Stat, Stats};
+    let dir = tempfile::tempdir().unwrap();
+    let p95: Stat = "p95".parse().unwrap();
+    let stats: Stats = [p95, Stat::Stddev].into_iter().collect();
+    let mut config = ParquetSinkConfig::new(dir.path());
+    config.stats = stats;
+    let mut w = ParquetWriter::new(config, "part-r1-w0".to_owned());
+    let mut one = agg("press-7", "temp", H10, 1, 2.0, 2.0, 2.0);
+    one.extra = vec![(Stat::Stddev, None), (p95, Some(2.0))];
+    let mut two = agg("press-7", "temp", H10 + MINUTE, 2, 1.0, 3.0, 4.0);
+    two.extra = vec![(Stat::Stddev, Some(2f64.sqrt())), (p95, Some(3.0))];
+    w.push(two);
+    w.push(one);
+    let batch = read(&w.finish().unwrap()[0]);
+    let schema = batch.schema();
+    let names: Vec<(&str, bool)> = schema
+        .fields()
+        .iter()
+        .map(|f| (f.name().as_str(), f.is_nullable()))
+        .skip(9)
+        .collect();
+    assert_eq!(names, [("stddev", true), ("p95", true)]);
+    let stddev = batch.column_by_name("stddev").unwrap();
+    assert_eq!((stddev.is_null(0), stddev.is_null(1)), (true, false));
+    assert_eq!(floats(&batch, "stddev")[1], 2f64.sqrt());
+    assert_eq!(floats(&batch, "p95"), [2.0, 3.0]);
 }
 
 #[test]

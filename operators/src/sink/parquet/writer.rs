@@ -25,6 +25,7 @@ use super::resume::{self, Published};
 use super::{ParquetCompression, ParquetSinkConfig};
 use crate::checkpoint::PendingFile;
 use crate::reading::WindowAggregate;
+use crate::record::Stats;
 
 /// One hour in milliseconds: the span of a partition.
 pub(super) const HOUR_MS: u64 = 3_600_000;
@@ -74,32 +75,48 @@ pub enum ParquetSinkError {
     },
 }
 
-/// The Arrow schema of the files: one row per (device, sensor, window), no
-/// nullable column. Timestamps are milliseconds in UTC and `count` is an
-/// `Int64`, so that DuckDB, pyarrow and Spark read the files without help.
+/// The Arrow schema of the files of the basic statistics: one row per
+/// (device, sensor, window), no nullable column. Timestamps are
+/// milliseconds in UTC and `count` is an `Int64`, so that DuckDB, pyarrow
+/// and Spark read the files without help.
 pub fn window_aggregate_schema() -> SchemaRef {
-    schema(false)
+    window_aggregate_schema_with(&Stats::basic())
 }
 
-/// The schema of the files, with a `revision` column (`Int32`) for
-/// outputs whose windows late readings correct.
-fn schema(revision: bool) -> SchemaRef {
+/// The Arrow schema of the files of rows with `stats`: the columns of
+/// [`window_aggregate_schema`], then one nullable `Float64` column per
+/// extra statistic, named as the statistic (`stddev`, `first`, `p95`,
+/// `p99.9`), in the order of [`Stats::extra`]. A value is null where the
+/// window has none (the sample standard deviation of one reading).
+pub fn window_aggregate_schema_with(stats: &Stats) -> SchemaRef {
+    schema(stats, false)
+}
+
+/// The schema of the files of rows with `stats`, and a `revision` column
+/// (`Int32`) last for outputs whose windows late readings correct.
+fn schema(stats: &Stats, revision: bool) -> SchemaRef {
     let timestamp = DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into()));
-    let mut fields = vec![
-        Field::new("device_id", DataType::Utf8, false),
-        Field::new("sensor", DataType::Utf8, false),
-        Field::new("window_start", timestamp.clone(), false),
-        Field::new("window_end", timestamp, false),
-        Field::new("count", DataType::Int64, false),
-        Field::new("min", DataType::Float64, false),
-        Field::new("max", DataType::Float64, false),
-        Field::new("mean", DataType::Float64, false),
-        Field::new("sum", DataType::Float64, false),
-    ];
-    if revision {
-        fields.push(Field::new("revision", DataType::Int32, false));
-    }
-    Arc::new(Schema::new(fields))
+    let extra = stats
+        .extra()
+        .iter()
+        .map(|s| Field::new(s.name(), DataType::Float64, true));
+    Arc::new(Schema::new(
+        [
+            Field::new("device_id", DataType::Utf8, false),
+            Field::new("sensor", DataType::Utf8, false),
+            Field::new("window_start", timestamp.clone(), false),
+            Field::new("window_end", timestamp, false),
+            Field::new("count", DataType::Int64, false),
+            Field::new("min", DataType::Float64, false),
+            Field::new("max", DataType::Float64, false),
+            Field::new("mean", DataType::Float64, false),
+            Field::new("sum", DataType::Float64, false),
+        ]
+        .into_iter()
+        .chain(extra)
+        .chain(revision.then(|| Field::new("revision", DataType::Int32, false)))
+        .collect::<Vec<_>>(),
+    ))
 }
 
 /// Buffers window aggregates by Hive partition and writes each partition as
@@ -165,6 +182,7 @@ impl ParquetWriter {
     /// must be unique per worker and run (for example `part-<run_id>-w<worker>`)
     /// so that writers never overwrite each other's files.
     pub fn new(config: ParquetSinkConfig, file_prefix: String) -> Self {
+        let schema = window_aggregate_schema_with(&config.stats);
         ParquetWriter {
             config,
             prefix: file_prefix,
@@ -176,7 +194,7 @@ impl ParquetWriter {
             closed_before: 0,
             max_span: 0,
             lateness_ms: 0,
-            schema: window_aggregate_schema(),
+            schema,
             deferred: false,
             unrenamed: Vec::new(),
             published: Published::new(),
@@ -188,7 +206,7 @@ impl ParquetWriter {
     /// files get a `revision` column.
     pub fn with_lateness(mut self, lateness_ms: u64) -> Self {
         self.lateness_ms = lateness_ms;
-        self.schema = schema(lateness_ms > 0);
+        self.schema = schema(&self.config.stats, lateness_ms > 0);
         self
     }
 
@@ -437,7 +455,7 @@ impl ParquetWriter {
         let floats = |get: fn(&WindowAggregate) -> f64| {
             Arc::new(rows.iter().map(get).collect::<Float64Array>()) as ArrayRef
         };
-        let columns: Vec<ArrayRef> = vec![
+        let mut columns: Vec<ArrayRef> = vec![
             Arc::new(StringArray::from_iter_values(
                 rows.iter().map(|r| r.device.as_str()),
             )),
@@ -458,7 +476,10 @@ impl ParquetWriter {
             floats(WindowAggregate::mean),
             floats(|r| r.sum),
         ];
-        let mut columns = columns;
+        for &stat in self.config.stats.extra() {
+            let values: Float64Array = rows.iter().map(|r| r.value(stat)).collect();
+            columns.push(Arc::new(values));
+        }
         if self.lateness_ms > 0 {
             columns.push(Arc::new(Int32Array::from_iter_values(
                 rows.iter().map(|r| r.revision as i32),
