@@ -165,6 +165,7 @@ impl WindowAggregate {
     ///     max: 20.0,
     ///     sum: 20.0,
     ///     extra: vec![(Stat::Stddev, None), (Stat::First, Some(20.0))],
+    ///     revision: 0,
     /// };
     /// assert_eq!(row.value(Stat::Mean), Some(20.0));
     /// assert_eq!(row.value(Stat::First), Some(20.0));
@@ -204,6 +205,7 @@ impl WindowAggregate {
     ///     max: 20.0,
     ///     sum: 20.0,
     ///     extra: vec![(Stat::Stddev, None), (Stat::StddevPop, Some(0.0))],
+    ///     revision: 0,
     /// };
     /// let json = row.to_json();
     /// assert_eq!(json["mean"], 20.0);
@@ -225,6 +227,10 @@ impl WindowAggregate {
         });
         for (stat, value) in &self.extra {
             json[stat.name().as_ref()] = value.map_or(serde_json::Value::Null, Into::into);
+        }
+        if self.revision > 0 {
+            // A correction (see `revision`); first emissions leave it out.
+            json["revision"] = self.revision.into();
         }
         json
     }
