@@ -23,7 +23,7 @@ rules=(
   "decode|$ops/decode|source|ingest|kafka|memory|recording|decoding knows no broker"
   "connectors|$ops/source $ops/kafka $ops/recording $ops/sink|alert|rules|a source knows no rule; a sink knows records, not rules"
   "recording|$ops/recording|source|ingest|memory|the recording format knows no source: the source that reads a recording is in source/"
-  "config|src/config|runtime|pipeline|http|demo|backtest|record|reload|preflight|simulate|rule_tests|figures|config is data: it imports nothing from the runtime"
+  "config|src/config|runtime|plan|pipeline|http|demo|backtest|record|reload|preflight|simulate|rule_tests|figures|config is data: it imports nothing from the runtime"
 )
 
 allow_file=scripts/layers-allow.txt

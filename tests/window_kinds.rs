@@ -15,18 +15,15 @@ use std::sync::{Arc, Mutex};
 
 use weir::prelude::*;
 
+mod common;
+use common::{assert_rows, seeded, topic, Record};
+
 type Rows = BTreeMap<(String, String, u64, u64), (u64, f64, f64, f64)>;
 
 /// Readings on 4 partitions, out of order within 4 s (the bound is 5 s),
 /// with one straggler in 25 from 6 to 60 s behind, from a fixed seed.
-fn readings(seed: u64) -> Vec<(usize, u64, String, String, f64)> {
-    let mut state = seed;
-    let mut next = move |below: u64| {
-        state ^= state >> 12;
-        state ^= state << 25;
-        state ^= state >> 27;
-        state.wrapping_mul(0x2545_f491_4f6c_dd1d) % below
-    };
+fn readings(seed: u64) -> Vec<Record> {
+    let mut next = seeded(seed);
     let base = 1_700_000_000_000;
     (0..3_000u64)
         .map(|i| {
@@ -50,7 +47,7 @@ fn readings(seed: u64) -> Vec<(usize, u64, String, String, f64)> {
 /// The readings that are not late: each partition in the order produced,
 /// late when behind the largest event time before it on that partition
 /// minus the 5 s bound.
-fn on_time(input: &[(usize, u64, String, String, f64)]) -> Vec<(usize, u64, String, String, f64)> {
+fn on_time(input: &[Record]) -> Vec<Record> {
     let mut max_time: BTreeMap<usize, u64> = BTreeMap::new();
     let on_time: Vec<_> = input
         .iter()
@@ -70,7 +67,7 @@ fn on_time(input: &[(usize, u64, String, String, f64)]) -> Vec<(usize, u64, Stri
     on_time
 }
 
-fn reference(input: &[(usize, u64, String, String, f64)], size: u64, slide: u64) -> Rows {
+fn reference(input: &[Record], size: u64, slide: u64) -> Rows {
     let mut rows = Rows::new();
     for (_, t, device, sensor, value) in &on_time(input) {
         let first_end = t - t % slide + slide;
@@ -87,7 +84,7 @@ fn reference(input: &[(usize, u64, String, String, f64)], size: u64, slide: u64)
     rows
 }
 
-fn run(input: &[(usize, u64, String, String, f64)], kind: WindowKind, workers: usize) -> Rows {
+fn run(input: &[Record], kind: WindowKind, workers: usize) -> Rows {
     let mut got = Rows::new();
     for w in rows_of(input, kind.into(), workers) {
         let key = (
@@ -105,27 +102,8 @@ fn run(input: &[(usize, u64, String, String, f64)], kind: WindowKind, workers: u
 }
 
 /// The rows of windows of `spec` over `input`, on `workers` workers.
-fn rows_of(
-    input: &[(usize, u64, String, String, f64)],
-    spec: WindowSpec,
-    workers: usize,
-) -> Vec<WindowAggregate> {
-    let payloads: Vec<(usize, String)> = input
-        .iter()
-        .map(|(p, t, d, s, v)| {
-            (
-                *p,
-                format!(r#"{{"device_id":"{d}","sensor":"{s}","value":{v},"ts":{t}}}"#),
-            )
-        })
-        .collect();
-    let topic = Arc::new(MemoryTopic::from_records(
-        "readings",
-        4,
-        payloads
-            .iter()
-            .map(|(p, json)| (*p, None, json.as_bytes(), None)),
-    ));
+fn rows_of(input: &[Record], spec: WindowSpec, workers: usize) -> Vec<WindowAggregate> {
+    let topic = topic(input);
     let rows = Arc::new(Mutex::new(Vec::new()));
     let out = rows.clone();
     let options = RunOptions {
@@ -145,22 +123,6 @@ fn rows_of(
     .unwrap();
     let rows = rows.lock().unwrap().clone();
     rows
-}
-
-fn assert_rows(got: &Rows, want: &Rows, label: &str) {
-    assert_eq!(
-        got.keys().collect::<Vec<_>>(),
-        want.keys().collect::<Vec<_>>(),
-        "{label}"
-    );
-    for (key, w) in want {
-        let g = got[key];
-        assert_eq!((g.0, g.1, g.2), (w.0, w.1, w.2), "{label} {key:?}");
-        assert!(
-            (g.3 - w.3).abs() <= 1e-9 * w.3.abs().max(1.0),
-            "{label}: sum of {key:?}"
-        );
-    }
 }
 
 #[test]
@@ -184,7 +146,7 @@ fn hopping_windows_equal_the_definition_at_one_and_three_workers() {
 
 /// The session definition, looped: per key, readings sorted by event time
 /// and cut where two neighbours are `gap` or more apart.
-fn session_reference(input: &[(usize, u64, String, String, f64)], gap: u64) -> Rows {
+fn session_reference(input: &[Record], gap: u64) -> Rows {
     let mut by_key: BTreeMap<(String, String), Vec<(u64, f64)>> = BTreeMap::new();
     for (_, t, device, sensor, value) in &on_time(input) {
         by_key

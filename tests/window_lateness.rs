@@ -21,25 +21,19 @@ use weir::operators::dead_letter::DeadLetterReason;
 use weir::operators::WindowKind;
 use weir::prelude::*;
 
+mod common;
+use common::{assert_rows, seeded, topic, Record};
+
 const BOUND_MS: u64 = 5_000;
 const LATENESS_MS: u64 = 30_000;
 
 /// (device, sensor, window end, revision) → (count, min, max, sum).
 type Rows = BTreeMap<(String, String, u64, u32), (u64, f64, f64, f64)>;
 
-/// A record: partition, event time, device, sensor, value.
-type Record = (usize, u64, String, String, f64);
-
 /// Readings on 4 partitions, out of order within 4 s, with stragglers
 /// 6 to 80 s behind (late, some within the lateness, some beyond it).
 fn records(seed: u64) -> Vec<Record> {
-    let mut state = seed;
-    let mut next = move |below: u64| {
-        state ^= state >> 12;
-        state ^= state << 25;
-        state ^= state >> 27;
-        state.wrapping_mul(0x2545_f491_4f6c_dd1d) % below
-    };
+    let mut next = seeded(seed);
     let base = 1_700_000_000_000;
     (0..3_000u64)
         .map(|i| {
@@ -143,22 +137,7 @@ fn reference(input: &[Record], kind: WindowKind) -> (Rows, usize) {
 }
 
 fn run(input: &[Record], kind: WindowKind, workers: usize) -> (Rows, usize) {
-    let payloads: Vec<(usize, String)> = input
-        .iter()
-        .map(|(p, t, d, s, v)| {
-            (
-                *p,
-                format!(r#"{{"device_id":"{d}","sensor":"{s}","value":{v},"ts":{t}}}"#),
-            )
-        })
-        .collect();
-    let topic = Arc::new(MemoryTopic::from_records(
-        "readings",
-        4,
-        payloads
-            .iter()
-            .map(|(p, json)| (*p, None, json.as_bytes(), None)),
-    ));
+    let topic = topic(input);
     let rows = Arc::new(Mutex::new(Vec::new()));
     let dead = Arc::new(Mutex::new(0));
     let (out, dead_out) = (rows.clone(), dead.clone());
@@ -208,31 +187,6 @@ fn kind_size(kind: WindowKind) -> u64 {
     }
 }
 
-fn assert_rows(got: &Rows, want: &Rows, label: &str) {
-    let missing: Vec<_> = want
-        .keys()
-        .filter(|k| !got.contains_key(*k))
-        .take(5)
-        .collect();
-    let extra: Vec<_> = got
-        .keys()
-        .filter(|k| !want.contains_key(*k))
-        .take(5)
-        .collect();
-    assert!(
-        missing.is_empty() && extra.is_empty(),
-        "{label}: missing {missing:?}, unexpected {extra:?}"
-    );
-    for (key, w) in want {
-        let g = got[key];
-        assert_eq!((g.0, g.1, g.2), (w.0, w.1, w.2), "{label} {key:?}");
-        assert!(
-            (g.3 - w.3).abs() <= 1e-9 * w.3.abs().max(1.0),
-            "{label}: sum of {key:?}"
-        );
-    }
-}
-
 #[test]
 fn corrections_equal_the_definition_at_one_and_three_workers() {
     let kinds = [
@@ -276,17 +230,8 @@ fn the_readme_example_of_a_correction() {
     .map(|(s, v)| (0, s * 1_000, "d".to_owned(), "t".to_owned(), v))
     .collect();
     let rows = {
-        let payloads: Vec<String> = input
-            .iter()
-            .map(|(_, t, d, s, v)| {
-                format!(r#"{{"device_id":"{d}","sensor":"{s}","value":{v},"ts":{t}}}"#)
-            })
-            .collect();
-        let topic = Arc::new(MemoryTopic::from_records(
-            "readings",
-            1,
-            payloads.iter().map(|json| (0, None, json.as_bytes(), None)),
-        ));
+        // Every reading on partition 0; the others stay empty.
+        let topic = topic(&input);
         let rows = Arc::new(Mutex::new(Vec::new()));
         let dead = Arc::new(Mutex::new(Vec::new()));
         let (out, dead_out) = (rows.clone(), dead.clone());

@@ -163,6 +163,7 @@ pub use spec::{PipelineSpec, WindowOutput};
 pub(crate) use values::parse_duration_ms;
 use values::*;
 pub(crate) use weir_operators::rules::describe::human_ms;
+pub use windows::DEFAULT_OUTPUT;
 use windows::*;
 
 /// Window size when `[window] size` is not given: one minute.

@@ -96,8 +96,10 @@ pub(super) fn validate_windows(
     outputs
 }
 
-/// The name of the output of `[window]` without a name.
-const DEFAULT_OUTPUT: &str = crate::plan::connect::WINDOWS;
+/// The name of the output of `[window]` without a name, and where a run
+/// with an output directory writes the rows of a Rust pipeline's
+/// unnamed window output.
+pub const DEFAULT_OUTPUT: &str = "windows";
 
 /// The kind of a window output: session with `gap`, hopping with `slide`,
 /// else tumbling.

@@ -17,12 +17,9 @@ use weir_operators::recording::Recording;
 use weir_operators::source::{KafkaSource, RecordingSource};
 use weir_operators::{Decoder, SourceStreams, Windows};
 
+use crate::config::DEFAULT_OUTPUT;
 use crate::preflight::{check_topics, check_writable_dir};
 use crate::runtime::{Context, RunOptions};
-
-/// The name of a pipeline's window output when it has one and names it
-/// not: where its files go below a run's output directory.
-pub const WINDOWS: &str = "windows";
 
 /// The connectors of a run, as its options choose them.
 ///
@@ -113,7 +110,7 @@ impl Connect {
     /// Checks, before the run starts, that the directory a Parquet sink of
     /// `config` writes to in this run is writable.
     pub fn check_parquet(&self, config: &ParquetSinkConfig) -> anyhow::Result<()> {
-        self.check_parquet_of(WINDOWS, config)
+        self.check_parquet_of(DEFAULT_OUTPUT, config)
     }
 
     /// [`Connect::check_parquet`] for the window output named `output`.
@@ -124,7 +121,7 @@ impl Connect {
     /// Where a Parquet sink of `config` writes in this run: its directory,
     /// or `windows` below the run's output directory.
     pub fn parquet_config(&self, config: ParquetSinkConfig) -> ParquetSinkConfig {
-        self.parquet_config_of(WINDOWS, config)
+        self.parquet_config_of(DEFAULT_OUTPUT, config)
     }
 
     /// Where the Parquet sink of the window output named `output` writes in
@@ -178,7 +175,7 @@ impl<'scope> Context<'scope> {
     /// Writes `windows` to Parquet files under `config.dir`, or under
     /// `OUT/windows` when the run writes local files.
     pub fn parquet(&self, windows: Windows<'scope>, config: ParquetSinkConfig) {
-        self.parquet_of(WINDOWS, windows, config);
+        self.parquet_of(DEFAULT_OUTPUT, windows, config);
     }
 
     /// [`Context::parquet`] for the window output named `output`: in a run
