@@ -125,7 +125,11 @@ fn parse_segment_name(name: &str) -> Option<(i32, i64, i64)> {
 
 /// Writes `bytes` to `path` atomically: a temporary file, then a rename.
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), RecordingError> {
-    let tmp = path.with_extension("json.tmp");
+    // A temporary name of this writer's own: the workers of a run open the
+    // recording together, and each may write the same file.
+    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = path.with_extension(format!("json.{}-{n}.tmp", std::process::id()));
     std::fs::write(&tmp, bytes).map_err(RecordingError::io("write", &tmp))?;
     std::fs::rename(&tmp, path).map_err(RecordingError::io("rename into place", path))
 }
