@@ -911,10 +911,10 @@ fn the_registry_selects_devices_gives_their_limits_and_labels_their_alerts() {
     assert_eq!(
         got,
         vec![
-            ("p1".into(), 2, Firing, 95.0, 93.0),
-            ("p1".into(), 4, Resolved, 95.0, 93.0),
-            ("p2".into(), 1, Firing, 90.0, 88.0),
-            ("p2".into(), 3, Resolved, 90.0, 88.0),
+            ("p1".into(), 2, Firing, Some(95.0), Some(93.0)),
+            ("p1".into(), 4, Resolved, Some(95.0), Some(93.0)),
+            ("p2".into(), 1, Firing, Some(90.0), Some(88.0)),
+            ("p2".into(), 3, Resolved, Some(90.0), Some(88.0)),
         ]
     );
     let labels: Vec<(String, String)> = vec![
@@ -960,10 +960,10 @@ fn a_registry_change_restarts_only_the_states_of_changed_limits() {
     assert_eq!(
         got,
         vec![
-            (5, "p2".into(), Firing, 90.0),
-            (11, "p1".into(), Firing, 85.0),
-            (12, "p1".into(), Resolved, 85.0),
-            (12, "p2".into(), Resolved, 90.0),
+            (5, "p2".into(), Firing, Some(90.0)),
+            (11, "p1".into(), Firing, Some(85.0)),
+            (12, "p1".into(), Resolved, Some(85.0)),
+            (12, "p2".into(), Resolved, Some(90.0)),
         ]
     );
 }

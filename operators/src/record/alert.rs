@@ -68,10 +68,11 @@ pub struct Alert {
     /// For a firing event, the breaching values that fired it (the last
     /// `consecutive` of them); for a resolved event, the clearing value.
     pub values: Vec<f64>,
-    /// The rule's threshold.
-    pub threshold: f64,
-    /// The rule's clear threshold.
-    pub clear_threshold: f64,
+    /// The rule's threshold; `None` for silence and combination rules,
+    /// which have none (a combination's conditions each have their own).
+    pub threshold: Option<f64>,
+    /// The rule's clear threshold; `None` where `threshold` is.
+    pub clear_threshold: Option<f64>,
     /// Start of the window, for window rules.
     pub window_start: Option<u64>,
     /// End of the window, for window rules.
@@ -102,8 +103,10 @@ impl Alert {
     }
 
     /// The JSON document written to the alert topic: its [`Alert::id`] and
-    /// every field, with `window_start` and `window_end` present only for
-    /// window rules, and `labels` (an object) only when there are some.
+    /// every field, with `threshold` and `clear_threshold` present only for
+    /// rules that have them (not silence and combination rules),
+    /// `window_start` and `window_end` only for window rules, and `labels`
+    /// (an object) only when there are some.
     pub fn to_json(&self) -> serde_json::Value {
         let mut doc = serde_json::json!({
             "id": self.id(),
@@ -115,10 +118,12 @@ impl Alert {
             "event_time": self.event_time,
             "value": self.value,
             "values": self.values,
-            "threshold": self.threshold,
-            "clear_threshold": self.clear_threshold,
             "rules_version": self.rules_version,
         });
+        if let (Some(threshold), Some(clear)) = (self.threshold, self.clear_threshold) {
+            doc["threshold"] = threshold.into();
+            doc["clear_threshold"] = clear.into();
+        }
         if let (Some(start), Some(end)) = (self.window_start, self.window_end) {
             doc["window_start"] = start.into();
             doc["window_end"] = end.into();

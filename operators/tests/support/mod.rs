@@ -34,7 +34,24 @@ pub fn alerts_of(
             let env = Env::standalone(scope);
             let (readings, _dead) =
                 scope.memory_source(topic, Decoder::default(), out_of_orderness_ms, &env);
+            let set = rules.clone();
             readings.evaluate_alerts(rules, &env).inspect(move |a| {
+                // A silence or combination rule has no threshold: its
+                // events carry none; the other kinds carry theirs.
+                let rule = set
+                    .rules
+                    .iter()
+                    .find(|r| r.name == a.rule)
+                    .expect("its rule");
+                let json = a.to_json();
+                assert_eq!(
+                    (
+                        json.get("threshold").is_some(),
+                        json.get("clear_threshold").is_some()
+                    ),
+                    (rule.threshold().is_some(), rule.threshold().is_some()),
+                    "{json}"
+                );
                 sink.lock().unwrap().push((
                     a.device.to_string(),
                     a.sensor.to_string(),

@@ -50,14 +50,6 @@ fn reject_single_sensor_fields(d: &mut Diag<'_>, r: &RawRule, field: &dyn Fn(&st
             "keep_firing_for",
             r.keep_firing_for.as_ref().map(Spanned::span),
         ),
-        (
-            "escalate_after",
-            r.escalate_after.as_ref().map(Spanned::span),
-        ),
-        (
-            "chatter_changes",
-            r.chatter_changes.as_ref().map(Spanned::span),
-        ),
         ("window", r.window.as_ref().map(Spanned::span)),
     ];
     for (name, span) in single {
@@ -66,6 +58,27 @@ fn reject_single_sensor_fields(d: &mut Diag<'_>, r: &RawRule, field: &dyn Fn(&st
                 span,
                 &field(name),
                 format!("a combination rule takes its sensors and thresholds from its conditions (`all` or `any`): remove `{name}`"),
+            );
+        }
+    }
+    // Escalation and chattering follow one key's state; a combination's
+    // state is its device's, and does not take them.
+    let modifiers = [
+        (
+            "escalate_after",
+            r.escalate_after.as_ref().map(Spanned::span),
+        ),
+        (
+            "chatter_changes",
+            r.chatter_changes.as_ref().map(Spanned::span),
+        ),
+    ];
+    for (name, span) in modifiers {
+        if let Some(span) = span {
+            d.err(
+                span,
+                &field(name),
+                format!("combination rules take no escalation or chattering detection (see README \"Alert rules\"): remove `{name}`"),
             );
         }
     }

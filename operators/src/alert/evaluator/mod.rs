@@ -542,7 +542,8 @@ impl Emitter {
     fn emit(&mut self, rule: &Rule, key: &SensorKey, out: &mut Vec<Alert>) -> u64 {
         let (set, rules_version) = (&self.rules, self.version);
         let mut suppressed = 0;
-        let (threshold, clear_threshold) = rule.alert_thresholds();
+        let thresholds = rule.threshold().map(|t| (t.threshold, t.clear));
+        let (threshold, clear_threshold) = (thresholds.map(|t| t.0), thresholds.map(|t| t.1));
         for t in self.transitions.drain(..) {
             if !t.emitted {
                 suppressed += u64::from(t.state == AlertState::Firing);
