@@ -79,7 +79,11 @@ pub struct RulesSource {
 /// Watches a run's rules file, and SIGHUP.
 pub(crate) struct RulesWatch {
     file: RulesFile,
+    /// The rules last read from the file (and asked for).
     current: RuleSet,
+    /// The rules in force, as far as this watch knows: those of the start,
+    /// or the last ones asked for that were not refused.
+    in_force: RuleSet,
     /// The modification times of the files watched (see
     /// [`RulesWatch::watched`]) at the last look.
     modified: Vec<Option<SystemTime>>,
@@ -95,7 +99,8 @@ impl RulesWatch {
         let mut watch = RulesWatch {
             modified: Vec::new(),
             file: source.file,
-            current: source.rules,
+            current: source.rules.clone(),
+            in_force: source.rules,
             hangup,
         };
         watch.modified = watch.modified();
@@ -117,6 +122,11 @@ impl RulesWatch {
     /// look: asks `run` to apply them if they are valid and differ from the
     /// rules in force, logs every error if not.
     pub(crate) fn poll(&mut self, run: &Run) {
+        if run.control.take_reload_refused() {
+            // The run kept the rules in force: the file differs from them
+            // again, and saving it retries.
+            self.current = self.in_force.clone();
+        }
         let modified = self.modified();
         let hangup = self.hangup.swap(false, Ordering::Relaxed);
         if !hangup && modified == self.modified {
@@ -138,8 +148,15 @@ impl RulesWatch {
                     tracing::info!("The rules in {path} are unchanged");
                     return;
                 }
+                if run.control.stop_requested() {
+                    tracing::warn!(
+                        "The rules in {path} changed while the run is stopping: not reloaded; \
+                         they apply at the next start ({diff})"
+                    );
+                    return;
+                }
                 tracing::info!("Reloading the rules of {path}: {diff}");
-                self.current = rules.clone();
+                self.in_force = std::mem::replace(&mut self.current, rules.clone());
                 // The registry file may be another one now.
                 self.modified = self.modified();
                 run.control.request_reload(rules.to_reload());
@@ -150,4 +167,77 @@ impl RulesWatch {
 
 fn modified(path: &Path) -> Option<SystemTime> {
     std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HOT: &str = "[[rule]]\nname = \"hot\"\nsensor = \"temperature\"\nabove = 90.0\n";
+    const HOTTER: &str = "[[rule]]\nname = \"hot\"\nsensor = \"temperature\"\nabove = 95.0\n";
+
+    /// Writes `text` to `path` with a modification time later than before.
+    fn save(path: &Path, text: &str, at: u64) {
+        std::fs::write(path, text).unwrap();
+        let time = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000 + at);
+        std::fs::File::options()
+            .write(true)
+            .open(path)
+            .unwrap()
+            .set_modified(time)
+            .unwrap();
+    }
+
+    #[test]
+    fn a_refused_reload_is_asked_for_again_when_the_file_is_saved_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rules.toml");
+        save(&path, HOT, 0);
+        let rules = load_rules(&path).unwrap();
+        let mut watch = RulesWatch::new(RulesSource {
+            file: RulesFile::Rules(path.clone()),
+            rules,
+        })
+        .unwrap();
+        let run = Run::default();
+        watch.poll(&run);
+        assert!(run.control.take_reload().is_none(), "nothing changed");
+
+        save(&path, HOTTER, 1);
+        watch.poll(&run);
+        assert!(run.control.take_reload().is_some(), "a change is asked for");
+        // The running pipeline refuses it; saving the same file retries.
+        run.control.note_reload_refused();
+        save(&path, HOTTER, 2);
+        watch.poll(&run);
+        assert!(
+            run.control.take_reload().is_some(),
+            "the refused rules are asked for again"
+        );
+        // Accepted this time: saving the same rules again asks for nothing.
+        save(&path, HOTTER, 3);
+        watch.poll(&run);
+        assert!(
+            run.control.take_reload().is_none(),
+            "the rules are in force"
+        );
+    }
+
+    #[test]
+    fn no_reload_is_asked_for_while_the_run_stops() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rules.toml");
+        save(&path, HOT, 0);
+        let rules = load_rules(&path).unwrap();
+        let mut watch = RulesWatch::new(RulesSource {
+            file: RulesFile::Rules(path.clone()),
+            rules,
+        })
+        .unwrap();
+        let run = Run::default();
+        run.control.request_stop();
+        save(&path, HOTTER, 1);
+        watch.poll(&run);
+        assert!(run.control.take_reload().is_none());
+    }
 }

@@ -219,8 +219,20 @@ where
     let version = rules_version_at_start(restored, options);
     run.control.set_rules_version(version);
     run.metrics.rules_version.set(version as i64);
+    // Process 0 decides on reloads and sends them with its checkpoint
+    // markers to every worker of the cluster: it alone watches the file.
+    let process = options.cluster.as_ref().map_or(0, |(p, _)| *p);
     let watch = match (&options.rules, options.bounded) {
-        (Some(source), false) => Some(crate::reload::RulesWatch::new(source.clone())?),
+        (Some(source), false) if process == 0 => {
+            Some(crate::reload::RulesWatch::new(source.clone())?)
+        }
+        (Some(source), false) => {
+            tracing::info!(
+                file = %source.file.path().display(),
+                "Process 0 of the cluster watches the rules file and reloads it for every process"
+            );
+            None
+        }
         _ => None,
     };
     let _server = match options.metrics_addr {

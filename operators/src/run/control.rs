@@ -27,6 +27,8 @@ pub struct RunControl {
     reload: Mutex<Option<Reload>>,
     /// The version of the rule set in force (0: the first, version 1).
     rules_version: AtomicU64,
+    /// A requested reload was refused (see [`RunControl::take_reload_refused`]).
+    reload_refused: AtomicBool,
 }
 
 impl RunControl {
@@ -62,8 +64,20 @@ impl RunControl {
     }
 
     /// The reload asked for by [`RunControl::request_reload`], once.
-    pub(crate) fn take_reload(&self) -> Option<Reload> {
+    pub fn take_reload(&self) -> Option<Reload> {
         self.reload.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+
+    /// Notes that the reload taken last was refused (the running pipeline
+    /// cannot take it): the rules in force stay.
+    pub fn note_reload_refused(&self) {
+        self.reload_refused.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether a reload was refused since the last call: whoever asked for
+    /// it then knows the rules in force did not change.
+    pub fn take_reload_refused(&self) -> bool {
+        self.reload_refused.swap(false, Ordering::SeqCst)
     }
 
     /// The version of the rule set in force: 1 at the start of a run (or the

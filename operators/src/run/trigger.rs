@@ -154,8 +154,11 @@ fn checked_reload(shared: &Shared, run: &Run) -> Option<(Reload, Vec<(String, u6
     match checked {
         Ok(definitions) => Some((reload, definitions)),
         Err(problem) => {
-            tracing::error!("The rules are not reloaded: {problem}");
+            tracing::error!(
+                "The rules are not reloaded: {problem}; the rules in force stay (save the file again to retry)"
+            );
             run.metrics.note_reload(None);
+            run.control.note_reload_refused();
             None
         }
     }
