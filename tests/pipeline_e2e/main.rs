@@ -17,6 +17,7 @@ mod fixture;
 mod kinds;
 mod reference;
 mod reload;
+mod reload_cluster;
 mod replay;
 mod restart;
 mod stats;

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use crate::ops::{free_port, get, Killed};
 use crate::support::{unique_topic, Broker};
 
-const T0: u64 = 1_764_000_000_000;
+pub(crate) const T0: u64 = 1_764_000_000_000;
 
 /// Temperature of device `d` at second `t`: swings between about 70 and 96.
 fn temperature(d: usize, t: u64) -> f64 {
@@ -24,11 +24,11 @@ fn temperature(d: usize, t: u64) -> f64 {
 }
 
 /// A reading: (partition, device, event time, value).
-type Reading = (i32, String, u64, f64);
+pub(crate) type Reading = (i32, String, u64, f64);
 
 /// One reading a second of devices 0..6 (device `d` on partition `d % 2`)
 /// for seconds `from..to`.
-fn readings(from: u64, to: u64) -> Vec<Reading> {
+pub(crate) fn readings(from: u64, to: u64) -> Vec<Reading> {
     let mut out = Vec::new();
     for t in from..to {
         for d in 0..6 {
@@ -43,7 +43,7 @@ fn readings(from: u64, to: u64) -> Vec<Reading> {
     out
 }
 
-fn produce(broker: &Broker, topic: &str, readings: &[Reading]) {
+pub(crate) fn produce(broker: &Broker, topic: &str, readings: &[Reading]) {
     let payloads: Vec<(i32, String)> = readings
         .iter()
         .map(|(p, d, t, v)| {
@@ -60,20 +60,20 @@ fn produce(broker: &Broker, topic: &str, readings: &[Reading]) {
 }
 
 /// A threshold rule: (name, breaches above (or below), threshold).
-type RuleDef = (&'static str, bool, f64);
+pub(crate) type RuleDef = (&'static str, bool, f64);
 
-const OLD: [RuleDef; 3] = [
+pub(crate) const OLD: [RuleDef; 3] = [
     ("hot", true, 90.0),
     ("warm", true, 86.0),
     ("cool", false, 74.0),
 ];
-const NEW: [RuleDef; 3] = [
+pub(crate) const NEW: [RuleDef; 3] = [
     ("hot", true, 90.0),
     ("warm", true, 80.0),
     ("cold", false, 77.0),
 ];
 
-fn rules_toml(rules: &[RuleDef]) -> String {
+pub(crate) fn rules_toml(rules: &[RuleDef]) -> String {
     rules
         .iter()
         .map(|(name, above, threshold)| {
@@ -132,7 +132,10 @@ fn reference_changes<R: Copy + PartialEq>(
 /// threshold state machine per device; at `t_from` the new rules take
 /// over, a rule whose definition changed (or is new) starting from "not
 /// firing".
-fn reference(readings: &[Reading], t_from: u64) -> BTreeSet<(String, String, String, u64, u64)> {
+pub(crate) fn reference(
+    readings: &[Reading],
+    t_from: u64,
+) -> BTreeSet<(String, String, String, u64, u64)> {
     let devices: BTreeSet<&str> = readings.iter().map(|r| r.1.as_str()).collect();
     let names: BTreeSet<&str> = OLD.iter().chain(&NEW).map(|r| r.0).collect();
     let mut out = BTreeSet::new();
@@ -159,10 +162,10 @@ fn reference(readings: &[Reading], t_from: u64) -> BTreeSet<(String, String, Str
 
 /// Alerts before this event time (120 s into the readings) are complete
 /// whatever the stop's frontier.
-const CUTOFF: u64 = T0 + 120_000;
+pub(crate) const CUTOFF: u64 = T0 + 120_000;
 
 /// Asserts that the alerts written are exactly those of the reference.
-fn assert_exactly<A: Ord + Debug>(
+pub(crate) fn assert_exactly<A: Ord + Debug>(
     expected: &BTreeSet<A>,
     written: &BTreeSet<A>,
     what: &str,
@@ -177,14 +180,14 @@ fn assert_exactly<A: Ord + Debug>(
 }
 
 /// A counter or gauge of the run's `/metrics`.
-fn metric(port: u16, name: &str) -> Option<f64> {
+pub(crate) fn metric(port: u16, name: &str) -> Option<f64> {
     let (_, body) = get(port, "/metrics")?;
     body.lines()
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
 }
 
 /// Waits until `done` holds, at most 60 s.
-fn wait_for(what: &str, child: &mut Child, log: &Path, mut done: impl FnMut() -> bool) {
+pub(crate) fn wait_for(what: &str, child: &mut Child, log: &Path, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while !done() {
         assert!(
