@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The project's test command: makes sure the tansu broker used by the
-# integration tests and the Chromium that tests/browser.rs drives are
-# installed, then runs every test of the workspace
+# integration tests, the Chromium that tests/browser.rs drives and the
+# promtool that tests/monitoring.rs runs are installed, then runs every test of the workspace
 # (unit, integration and doc tests), with the fail points the crash tests
 # use (feature `failpoints`). Extra arguments go to `cargo test`,
 # e.g. `bash scripts/test.sh --test broker_smoke`.
@@ -14,5 +14,8 @@ echo "test.sh: using tansu at $WEIR_TANSU" >&2
 WEIR_CHROMIUM="$(bash scripts/ensure-chromium.sh)"
 export WEIR_CHROMIUM
 echo "test.sh: using chromium at $WEIR_CHROMIUM" >&2
+WEIR_PROMTOOL="$(bash scripts/ensure-promtool.sh)"
+export WEIR_PROMTOOL
+echo "test.sh: using promtool at $WEIR_PROMTOOL" >&2
 
 cargo test --workspace --features weir/failpoints "$@"

@@ -137,6 +137,7 @@ clear = 85.0
         "weir_windows_emitted_total",
         "weir_parquet_rows_total",
         "weir_checkpoints_total",
+        "weir_checkpoints_enabled",
     ] {
         assert!(value(&s, family, None).is_some(), "{family} is exposed");
     }
@@ -245,6 +246,11 @@ above = 500.0
     );
     let s = scrape(port);
     let v = |name: &str| value(&s, name, None).unwrap_or_else(|| panic!("{name} is missing"));
+    assert_eq!(
+        v("weir_checkpoints_enabled"),
+        1.0,
+        "this run takes checkpoints"
+    );
     let with = |name: &str, label: (&str, &str)| {
         value(&s, name, Some(label)).unwrap_or_else(|| panic!("{name} {label:?} is missing"))
     };

@@ -219,6 +219,9 @@ where
     let version = rules_version_at_start(restored, options);
     run.control.set_rules_version(version);
     run.metrics.rules_version.set(version as i64);
+    run.metrics
+        .checkpoints_enabled
+        .set(i64::from(session.is_some()));
     // Process 0 decides on reloads and sends them with its checkpoint
     // markers to every worker of the cluster: it alone watches the file.
     let process = options.cluster.as_ref().map_or(0, |(p, _)| *p);

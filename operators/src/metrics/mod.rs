@@ -91,6 +91,9 @@ pub struct Metrics {
     pub alerts_suppressed: Counter,
     /// Checkpoints completed.
     pub checkpoints: Counter,
+    /// 1 when the run takes checkpoints, 0 when not: what alerting on
+    /// checkpoints that stop completing needs to know.
+    pub checkpoints_enabled: IntGauge,
     /// Frontier of the last completed checkpoint (0: none yet).
     pub last_checkpoint_frontier: IntGauge,
     /// Bytes of the last completed checkpoint.
@@ -159,6 +162,7 @@ impl Default for Metrics {
             producer_queue: m.gauge("producer_queue_records", "Records handed to Kafka producers and not yet acknowledged", None),
             alerts_suppressed: m.counter("alerts_suppressed", "Firing events suppressed by a cooldown"),
             checkpoints: m.counter("checkpoints", "Checkpoints completed"),
+            checkpoints_enabled: m.gauge("checkpoints_enabled", "1 when the run takes checkpoints ([checkpoint]), 0 when not", None),
             last_checkpoint_frontier: m.gauge("checkpoint_frontier", "Event-time frontier of the last completed checkpoint (ms since the epoch)", None),
             last_checkpoint_bytes: m.gauge("checkpoint_size", "Size of the last completed checkpoint", Some(Unit::Bytes)),
             checkpoint_duration: m.histogram("checkpoint_duration", "Time from a checkpoint's start to its manifest", exponential_buckets(0.001, 2.0, 16)),
