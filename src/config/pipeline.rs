@@ -150,7 +150,8 @@ fn validate_checkpoint(
 ) -> CheckpointConfig {
     let r = raw.get_ref();
     let dir = required_text(d, r.dir.as_ref(), raw.span().start, "checkpoint.dir");
-    let mut config = CheckpointConfig::new(base.join(dir));
+    let dir = local_dir(d, r.dir.as_ref(), &dir, base, "checkpoint.dir");
+    let mut config = CheckpointConfig::new(dir);
     if let Some(interval) = &r.interval {
         match duration_ms(d, interval, "checkpoint.interval") {
             Some(0) => d.err(
@@ -362,7 +363,8 @@ fn pipeline_rules(
 fn validate_parquet(raw: &Spanned<RawParquet>, base: &Path, d: &mut Diag<'_>) -> ParquetSinkConfig {
     let r = raw.get_ref();
     let path = required_text(d, r.path.as_ref(), raw.span().start, "sinks.parquet.path");
-    let mut parquet = ParquetSinkConfig::new(base.join(path));
+    let dir = local_dir(d, r.path.as_ref(), &path, base, "sinks.parquet.path");
+    let mut parquet = ParquetSinkConfig::new(dir);
     if let Some(c) = &r.compression {
         match c.get_ref().parse::<ParquetCompression>() {
             Ok(c) => parquet.compression = c,

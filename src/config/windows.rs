@@ -62,7 +62,10 @@ pub(super) fn validate_windows(
         let allowed_lateness_ms = lateness(r, kind, &field, d);
         let stats = validate_stats(r, &field, d);
         let dir = match (&r.path, parquet) {
-            (Some(p), _) => Some((base.join(text(d, p, &field("path"))), p.span())),
+            (Some(p), _) => {
+                let text = text(d, p, &field("path"));
+                Some((local_dir(d, Some(p), &text, base, &field("path")), p.span()))
+            }
             (None, Some(root)) if several => Some((root.dir.join(&name), w.span())),
             (None, Some(root)) => Some((root.dir.clone(), w.span())),
             (None, None) => None,
