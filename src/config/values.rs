@@ -196,6 +196,35 @@ pub(super) fn properties(
     out
 }
 
+/// A directory written to, from the text of a location field, resolved
+/// against `base`: a plain path, or a `file://` URL. A URL of another
+/// scheme (`s3://bucket/prefix`) is an error with its position, never a
+/// local directory named after it: object storage is not supported yet.
+pub(super) fn local_dir(
+    d: &mut Diag<'_>,
+    value: Option<&Spanned<String>>,
+    text: &str,
+    base: &Path,
+    path: &str,
+) -> PathBuf {
+    if let Some(local) = text.strip_prefix("file://") {
+        return base.join(local);
+    }
+    if let Some((scheme, _)) = text.split_once("://") {
+        if let Some(value) = value {
+            d.err(
+                value.span(),
+                path,
+                format!(
+                    "{text:?} is a `{scheme}://` location: Weir writes to local directories (or \
+                     `file://` URLs) only; object storage is not supported yet"
+                ),
+            );
+        }
+    }
+    base.join(text)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -249,33 +278,4 @@ mod tests {
             .unwrap_err()
             .contains("before 1970"));
     }
-}
-
-/// A directory written to, from the text of a location field, resolved
-/// against `base`: a plain path, or a `file://` URL. A URL of another
-/// scheme (`s3://bucket/prefix`) is an error with its position, never a
-/// local directory named after it: object storage is not supported yet.
-pub(super) fn local_dir(
-    d: &mut Diag<'_>,
-    value: Option<&Spanned<String>>,
-    text: &str,
-    base: &Path,
-    path: &str,
-) -> PathBuf {
-    if let Some(local) = text.strip_prefix("file://") {
-        return base.join(local);
-    }
-    if let Some((scheme, _)) = text.split_once("://") {
-        if let Some(value) = value {
-            d.err(
-                value.span(),
-                path,
-                format!(
-                    "{text:?} is a `{scheme}://` location: Weir writes to local directories (or \
-                     `file://` URLs) only; object storage is not supported yet"
-                ),
-            );
-        }
-    }
-    base.join(text)
 }
