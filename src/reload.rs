@@ -188,17 +188,22 @@ mod tests {
             .unwrap();
     }
 
+    /// A watch of the rules file `path`, written with `HOT`.
+    fn watching(path: &Path) -> RulesWatch {
+        save(path, HOT, 0);
+        let rules = load_rules(path).unwrap();
+        RulesWatch::new(RulesSource {
+            file: RulesFile::Rules(path.to_owned()),
+            rules,
+        })
+        .unwrap()
+    }
+
     #[test]
     fn a_refused_reload_is_asked_for_again_when_the_file_is_saved_again() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("rules.toml");
-        save(&path, HOT, 0);
-        let rules = load_rules(&path).unwrap();
-        let mut watch = RulesWatch::new(RulesSource {
-            file: RulesFile::Rules(path.clone()),
-            rules,
-        })
-        .unwrap();
+        let mut watch = watching(&path);
         let run = Run::default();
         watch.poll(&run);
         assert!(run.control.take_reload().is_none(), "nothing changed");
@@ -227,13 +232,7 @@ mod tests {
     fn no_reload_is_asked_for_while_the_run_stops() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("rules.toml");
-        save(&path, HOT, 0);
-        let rules = load_rules(&path).unwrap();
-        let mut watch = RulesWatch::new(RulesSource {
-            file: RulesFile::Rules(path.clone()),
-            rules,
-        })
-        .unwrap();
+        let mut watch = watching(&path);
         let run = Run::default();
         run.control.request_stop();
         save(&path, HOTTER, 1);

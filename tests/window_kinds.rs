@@ -16,32 +16,14 @@ use std::sync::{Arc, Mutex};
 use weir::prelude::*;
 
 mod common;
-use common::{assert_rows, seeded, topic, Record};
+use common::{assert_rows, topic, Record};
 
 type Rows = BTreeMap<(String, String, u64, u64), (u64, f64, f64, f64)>;
 
 /// Readings on 4 partitions, out of order within 4 s (the bound is 5 s),
 /// with one straggler in 25 from 6 to 60 s behind, from a fixed seed.
 fn readings(seed: u64) -> Vec<Record> {
-    let mut next = seeded(seed);
-    let base = 1_700_000_000_000;
-    (0..3_000u64)
-        .map(|i| {
-            let device = format!("d{}", next(5));
-            let sensor = ["temp", "vib"][next(2) as usize].to_owned();
-            let mut time = base + 60_000 + i * 100 + next(4_000);
-            if next(25) == 0 {
-                time -= 6_000 + next(54_000);
-            }
-            (
-                next(4) as usize,
-                time,
-                device,
-                sensor,
-                next(1_000) as f64 / 8.0,
-            )
-        })
-        .collect()
+    common::readings_with_stragglers(seed, 5, 60_000, 25, 54_000)
 }
 
 /// The readings that are not late: each partition in the order produced,

@@ -22,7 +22,7 @@ use weir::operators::WindowKind;
 use weir::prelude::*;
 
 mod common;
-use common::{assert_rows, seeded, topic, Record};
+use common::{assert_rows, topic, Record};
 
 const BOUND_MS: u64 = 5_000;
 const LATENESS_MS: u64 = 30_000;
@@ -33,25 +33,7 @@ type Rows = BTreeMap<(String, String, u64, u32), (u64, f64, f64, f64)>;
 /// Readings on 4 partitions, out of order within 4 s, with stragglers
 /// 6 to 80 s behind (late, some within the lateness, some beyond it).
 fn records(seed: u64) -> Vec<Record> {
-    let mut next = seeded(seed);
-    let base = 1_700_000_000_000;
-    (0..3_000u64)
-        .map(|i| {
-            let device = format!("d{}", next(4));
-            let sensor = ["temp", "vib"][next(2) as usize].to_owned();
-            let mut time = base + 10_000 + i * 100 + next(4_000);
-            if next(20) == 0 {
-                time -= 6_000 + next(74_000);
-            }
-            (
-                next(4) as usize,
-                time,
-                device,
-                sensor,
-                next(1_000) as f64 / 8.0,
-            )
-        })
-        .collect()
+    common::readings_with_stragglers(seed, 4, 10_000, 20, 74_000)
 }
 
 /// The ends of the windows of `kind` that hold event time `t`.

@@ -22,6 +22,38 @@ pub fn seeded(seed: u64) -> impl FnMut(u64) -> u64 {
     }
 }
 
+/// 3,000 seeded readings of `devices` devices with sensors `temp` and
+/// `vib` on 4 partitions: one every 100 ms from `start` after a fixed base,
+/// out of order within 4 s, and one in `one_in` a straggler 6 s to
+/// `6 s + spread` behind.
+pub fn readings_with_stragglers(
+    seed: u64,
+    devices: u64,
+    start: u64,
+    one_in: u64,
+    spread: u64,
+) -> Vec<Record> {
+    let mut next = seeded(seed);
+    let base = 1_700_000_000_000;
+    (0..3_000u64)
+        .map(|i| {
+            let device = format!("d{}", next(devices));
+            let sensor = ["temp", "vib"][next(2) as usize].to_owned();
+            let mut time = base + start + i * 100 + next(4_000);
+            if next(one_in) == 0 {
+                time -= 6_000 + next(spread);
+            }
+            (
+                next(4) as usize,
+                time,
+                device,
+                sensor,
+                next(1_000) as f64 / 8.0,
+            )
+        })
+        .collect()
+}
+
 /// A topic of 4 partitions holding `input` as JSON readings, in order.
 pub fn topic(input: &[Record]) -> Arc<MemoryTopic> {
     let payloads: Vec<(usize, String)> = input

@@ -10,8 +10,8 @@ use std::process::{Command, Stdio};
 
 use crate::ops::{free_port, Killed};
 use crate::reload::{
-    assert_exactly, metric, produce, readings, reference, rules_toml, wait_for, CUTOFF, NEW, OLD,
-    T0,
+    assert_exactly, metric, produce, readings, reference, rules_toml, versioned_alerts, wait_for,
+    CUTOFF, NEW, OLD, T0,
 };
 use crate::support::{unique_topic, Broker};
 
@@ -116,22 +116,12 @@ fn every_process_of_a_cluster_applies_a_reload_from_the_same_frontier() {
         .into_iter()
         .filter(|a| a.3 < CUTOFF)
         .collect();
-    let written: BTreeSet<_> = broker
+    let docs: Vec<serde_json::Value> = broker
         .consume_all(&alerts)
         .iter()
-        .map(|r| {
-            let v: serde_json::Value = serde_json::from_slice(&r.payload).unwrap();
-            let s = |f: &str| v[f].as_str().unwrap().to_owned();
-            (
-                s("rule"),
-                s("device"),
-                s("state"),
-                v["event_time"].as_u64().unwrap(),
-                v["rules_version"].as_u64().unwrap(),
-            )
-        })
-        .filter(|a| a.3 < CUTOFF)
+        .map(|r| serde_json::from_slice(&r.payload).unwrap())
         .collect();
+    let written = versioned_alerts(&docs);
     // The test means something: alerts on both sides of the frontier.
     assert!(expected.iter().any(|a| a.3 < t_from) && expected.iter().any(|a| a.3 >= t_from));
     assert_exactly(&expected, &written, "cluster reload", t_from);
