@@ -134,8 +134,8 @@ fn demo_spec(
     for w in &mut spec.windows {
         if let Some(parquet) = w.parquet.as_mut() {
             parquet.dir = match several {
-                true => windows_dir.join(&w.name),
-                false => windows_dir.to_owned(),
+                true => windows_dir.join(&w.name).into(),
+                false => windows_dir.into(),
             };
         }
     }

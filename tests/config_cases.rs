@@ -206,7 +206,7 @@ fn the_inline_case_has_the_values_written_in_it() {
     );
 
     let parquet = spec.parquet().expect("parquet sink");
-    assert_eq!(parquet.dir, cases_dir().join("out/press-line"));
+    assert_eq!(parquet.dir, cases_dir().join("out/press-line").into());
     assert_eq!(parquet.compression, ParquetCompression::Snappy);
     assert_eq!(parquet.row_group_rows, 1_000);
     assert_eq!(parquet.max_rows_per_file, 50_000);

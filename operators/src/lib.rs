@@ -29,6 +29,7 @@ pub mod rules;
 pub mod run;
 pub mod sink;
 pub mod source;
+pub mod storage;
 pub mod window_aggregate;
 
 // The paths of modules before they moved into their floors.

@@ -172,7 +172,8 @@ fn alert_json_omits_absent_windows_only() {
 #[test]
 fn checkpoint_markers_and_acknowledgements_round_trip() {
     use weir_operators::alert::{Chattering, Direction, Rule, RuleSet, Stat};
-    use weir_operators::checkpoint::{Ack, Marker, PartInfo, PendingFile};
+    use weir_operators::checkpoint::{Ack, Marker, PartInfo, PendingFile, PendingUpload};
+    use weir_operators::storage::Upload;
     let marker = Marker {
         id: 7,
         frontier: 1_700_000_000_000,
@@ -233,10 +234,26 @@ fn checkpoint_markers_and_acknowledgements_round_trip() {
             marker: marker.clone(),
             worker: 1,
             parts: vec![part.clone(), part],
-            files: vec![PendingFile {
-                temp: "out/date=2026-11-23/hour=10/.part-x-w1-000000.parquet.inprogress".into(),
-                path: "out/date=2026-11-23/hour=10/part-x-w1-000000.parquet".into(),
-            }],
+            files: vec![
+                PendingFile {
+                    temp: "out/date=2026-11-23/hour=10/.part-x-w1-000000.parquet.inprogress".into(),
+                    path: "out/date=2026-11-23/hour=10/part-x-w1-000000.parquet".into(),
+                    upload: None,
+                },
+                PendingFile {
+                    temp: "s3://b/out/date=2026-11-23/hour=10/part-x-w1-000001.parquet".into(),
+                    path: "s3://b/out/date=2026-11-23/hour=10/part-x-w1-000001.parquet".into(),
+                    upload: Some(PendingUpload {
+                        root: "s3://b/out".into(),
+                        name: "date=2026-11-23/hour=10/part-x-w1-000001.parquet".into(),
+                        marker: "_weir_uploads/part-x-w1-000001.parquet.json".into(),
+                        upload: Upload {
+                            id: "upload-7".into(),
+                            parts: vec!["etag-1".into(), "etag-2".into()],
+                        },
+                    }),
+                },
+            ],
         },
         Ack {
             marker,

@@ -121,7 +121,7 @@ fn rust_pipeline_and_config_file_write_the_same_output() {
         sink.brokers = broker.bootstrap();
         sink.topic = name.clone();
     }
-    spec.windows[0].parquet.as_mut().unwrap().dir = from_file.dir.path().to_path_buf();
+    spec.windows[0].parquet.as_mut().unwrap().dir = from_file.dir.path().into();
     let file_report = weir::pipeline::run_spec(&spec, &options).unwrap();
 
     let from_rust = Outputs::new(&broker);

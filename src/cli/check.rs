@@ -27,12 +27,14 @@ pub(crate) fn check(args: Args) -> anyhow::Result<()> {
 /// when it was taken, workers and size.
 #[derive(clap::Args)]
 pub(crate) struct CheckpointsArgs {
-    /// The checkpoint directory.
-    pub(crate) dir: PathBuf,
+    /// The checkpoint directory, or object-store URL (`s3://bucket/prefix`;
+    /// credentials and endpoint from the environment).
+    pub(crate) dir: String,
 }
 
 /// Lists the checkpoints of a directory.
 pub(crate) fn checkpoints(args: CheckpointsArgs) -> anyhow::Result<()> {
-    print!("{}", weir::runtime::checkpoint_table(&args.dir)?);
+    let dir = weir::runtime::flag_location(&args.dir)?;
+    print!("{}", weir::runtime::checkpoint_table(&dir)?);
     Ok(())
 }

@@ -42,6 +42,9 @@ pub(crate) struct Diag<'t> {
     /// The window outputs of the pipeline the file belongs to, which window
     /// rules may name; `None` for a rules file read on its own.
     pub(crate) outputs: Option<OutputNames>,
+    /// The options of `[storage]`, for the object-store locations of the
+    /// file.
+    pub(crate) storage: Vec<(String, String)>,
 }
 
 impl<'t> Diag<'t> {
@@ -52,6 +55,7 @@ impl<'t> Diag<'t> {
             found: Vec::new(),
             other: Vec::new(),
             outputs: None,
+            storage: Vec::new(),
         }
     }
 

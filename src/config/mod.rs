@@ -140,6 +140,7 @@ use weir_operators::decode::{DecodeConfig, TimeFormat};
 use weir_operators::kafka::{KafkaSinkConfig, KafkaSourceConfig, StartOffset};
 use weir_operators::parquet::{ParquetCompression, ParquetSinkConfig};
 use weir_operators::record::Stats;
+use weir_operators::storage::{Location, ObjectLocation};
 use weir_operators::{WindowKind, WindowSpec};
 
 mod diag;

@@ -10,6 +10,16 @@ use super::*;
 pub(super) fn validate_pipeline(raw: RawPipeline, path: &Path, d: &mut Diag<'_>) -> PipelineSpec {
     let base = path.parent().unwrap_or(Path::new(""));
     let name = required_text(d, raw.name.as_ref(), 0, "name");
+    let storage = raw
+        .storage
+        .as_ref()
+        .and_then(|s| s.get_ref().properties.as_ref());
+    d.storage = properties(d, storage, "storage.properties");
+    for (key, value) in storage.into_iter().flatten() {
+        if let Err(problem) = ObjectLocation::check_option(key) {
+            d.err(value.span(), &format!("storage.properties.{key}"), problem);
+        }
+    }
 
     let source = validate_source(raw.source.as_ref(), &name, d);
     let decode = validate_decode(raw.decode.as_ref(), d);
@@ -150,7 +160,7 @@ fn validate_checkpoint(
 ) -> CheckpointConfig {
     let r = raw.get_ref();
     let dir = required_text(d, r.dir.as_ref(), raw.span().start, "checkpoint.dir");
-    let dir = local_dir(d, r.dir.as_ref(), &dir, base, "checkpoint.dir");
+    let dir = location(d, r.dir.as_ref(), &dir, base, "checkpoint.dir");
     let mut config = CheckpointConfig::new(dir);
     if let Some(interval) = &r.interval {
         match duration_ms(d, interval, "checkpoint.interval") {
@@ -363,7 +373,7 @@ fn pipeline_rules(
 fn validate_parquet(raw: &Spanned<RawParquet>, base: &Path, d: &mut Diag<'_>) -> ParquetSinkConfig {
     let r = raw.get_ref();
     let path = required_text(d, r.path.as_ref(), raw.span().start, "sinks.parquet.path");
-    let dir = local_dir(d, r.path.as_ref(), &path, base, "sinks.parquet.path");
+    let dir = location(d, r.path.as_ref(), &path, base, "sinks.parquet.path");
     let mut parquet = ParquetSinkConfig::new(dir);
     if let Some(c) = &r.compression {
         match c.get_ref().parse::<ParquetCompression>() {
@@ -440,18 +450,18 @@ path = "out/windows"
         let spec = pipeline(MINIMAL).unwrap();
         assert_eq!(
             spec.parquet().unwrap().dir.clone(),
-            PathBuf::from("/etc/weir/out/windows")
+            PathBuf::from("/etc/weir/out/windows").into()
         );
         assert_eq!(spec.path, PathBuf::from("/etc/weir/plant.toml"));
 
         let absolute = MINIMAL.replace("out/windows", "/data/windows");
         assert_eq!(
             pipeline(&absolute).unwrap().parquet().unwrap().dir.clone(),
-            PathBuf::from("/data/windows")
+            PathBuf::from("/data/windows").into()
         );
 
         let bare = parse_pipeline(MINIMAL, Path::new("plant.toml")).unwrap();
-        assert_eq!(bare.parquet().unwrap().dir, PathBuf::from("out/windows"));
+        assert_eq!(bare.parquet().unwrap().dir, "out/windows".into());
 
         // A rules file that does not exist: the error names the resolved path.
         let with_rules = format!(

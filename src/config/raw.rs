@@ -32,6 +32,18 @@ pub(super) struct RawPipeline {
     pub(super) checkpoint: Option<Spanned<RawCheckpoint>>,
     /// `[http]`: the operations server.
     pub(super) http: Option<Spanned<RawHttp>>,
+    /// `[storage]`: how object-store locations are reached.
+    pub(super) storage: Option<Spanned<RawStorage>>,
+}
+
+/// `[storage]`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawStorage {
+    /// Options of the object-store client (`aws_endpoint`, `aws_region`,
+    /// `aws_access_key_id`, ...), given to every `s3://`, `gs://` or `az://`
+    /// location of the file; `"${NAME}"` values are secrets.
+    pub(super) properties: Option<BTreeMap<String, Spanned<toml::Value>>>,
 }
 
 /// `[http]`.

@@ -91,7 +91,7 @@ impl PipelineSpec {
                 } else {
                     String::new()
                 },
-                p.dir.display(),
+                p.dir,
                 p.compression,
                 p.row_group_rows,
                 p.max_rows_per_file
@@ -130,7 +130,7 @@ impl PipelineSpec {
                     s,
                     "checkpoints: every {} in {}, keeping {}",
                     humantime::format_duration(c.interval),
-                    c.dir.display(),
+                    c.dir,
                     c.keep
                 );
             }

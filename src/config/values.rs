@@ -196,33 +196,26 @@ pub(super) fn properties(
     out
 }
 
-/// A directory written to, from the text of a location field, resolved
-/// against `base`: a plain path, or a `file://` URL. A URL of another
-/// scheme (`s3://bucket/prefix`) is an error with its position, never a
-/// local directory named after it: object storage is not supported yet.
-pub(super) fn local_dir(
+/// Where files are kept, from the text of a location field: a plain path or
+/// a `file://` URL, resolved against `base`, or an object-store URL, built
+/// with the options of `[storage]`. Another `scheme://` is an error at the
+/// field, with a local stand-in so that validation goes on.
+pub(super) fn location(
     d: &mut Diag<'_>,
     value: Option<&Spanned<String>>,
     text: &str,
     base: &Path,
     path: &str,
-) -> PathBuf {
-    if let Some(local) = text.strip_prefix("file://") {
-        return base.join(local);
-    }
-    if let Some((scheme, _)) = text.split_once("://") {
-        if let Some(value) = value {
-            d.err(
-                value.span(),
-                path,
-                format!(
-                    "{text:?} is a `{scheme}://` location: Weir writes to local directories (or \
-                     `file://` URLs) only; object storage is not supported yet"
-                ),
-            );
+) -> Location {
+    match Location::parse(text, base, &d.storage) {
+        Ok(location) => location,
+        Err(problem) => {
+            if let Some(value) = value {
+                d.err(value.span(), path, problem);
+            }
+            Location::Local(base.join(text))
         }
     }
-    base.join(text)
 }
 
 #[cfg(test)]

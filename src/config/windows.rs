@@ -27,7 +27,7 @@ pub(super) fn validate_windows(
     };
     let several = raw.len() > 1;
     let mut outputs: Vec<WindowOutput> = Vec::new();
-    let mut paths: Vec<(PathBuf, String)> = Vec::new();
+    let mut paths: Vec<(Location, String)> = Vec::new();
     for (i, w) in raw.iter().enumerate() {
         let field = |name: &str| match several {
             true => format!("window[{i}].{name}"),
@@ -64,7 +64,7 @@ pub(super) fn validate_windows(
         let dir = match (&r.path, parquet) {
             (Some(p), _) => {
                 let text = text(d, p, &field("path"));
-                Some((local_dir(d, Some(p), &text, base, &field("path")), p.span()))
+                Some((location(d, Some(p), &text, base, &field("path")), p.span()))
             }
             (None, Some(root)) if several => Some((root.dir.join(&name), w.span())),
             (None, Some(root)) => Some((root.dir.clone(), w.span())),
@@ -76,15 +76,14 @@ pub(super) fn validate_windows(
                     span,
                     &field("path"),
                     format!(
-                        "{} is where output {other:?} writes too: give each output its own path",
-                        dir.display()
+                        "{dir} is where output {other:?} writes too: give each output its own path"
                     ),
                 );
             }
             paths.push((dir.clone(), name.clone()));
             let mut config = parquet
                 .cloned()
-                .unwrap_or_else(|| ParquetSinkConfig::new(&dir));
+                .unwrap_or_else(|| ParquetSinkConfig::new(dir.clone()));
             config.dir = dir;
             config
         });

@@ -115,7 +115,10 @@ impl Connect {
 
     /// [`Connect::check_parquet`] for the window output named `output`.
     pub fn check_parquet_of(&self, output: &str, config: &ParquetSinkConfig) -> anyhow::Result<()> {
-        check_writable_dir(&self.parquet_config_of(output, config.clone()).dir)
+        self.parquet_config_of(output, config.clone())
+            .dir
+            .check_writable()
+            .map_err(anyhow::Error::msg)
     }
 
     /// Where a Parquet sink of `config` writes in this run: its directory,
@@ -133,7 +136,7 @@ impl Connect {
         mut config: ParquetSinkConfig,
     ) -> ParquetSinkConfig {
         if let Some(out) = &self.out {
-            config.dir = out.join(output);
+            config.dir = out.join(output).into();
         }
         config
     }

@@ -10,6 +10,7 @@ use anyhow::bail;
 use timely::dataflow::Scope;
 use weir_operators::checkpoint::{CheckpointConfig, Marker, Restored, Session};
 use weir_operators::metrics::AlertCounts;
+use weir_operators::storage::Location;
 use weir_operators::{DeadLetterReason, Env, Metrics, RunIo};
 
 mod monitor;
@@ -18,7 +19,8 @@ mod signals;
 
 use monitor::spawn_monitor;
 pub use options::{
-    read_hosts, CheckpointArgs, ReplayRangeArgs, RunArgs, RunOptions, ServeArgs, WorkerArgs,
+    flag_location, read_hosts, CheckpointArgs, ReplayRangeArgs, RunArgs, RunOptions, ServeArgs,
+    WorkerArgs,
 };
 pub(crate) use signals::stop_signal;
 pub use signals::wait_for_signal;
@@ -370,7 +372,7 @@ fn open_checkpoints(config: &CheckpointConfig, options: &RunOptions) -> anyhow::
                 "checkpoint {} in {} was taken at the end of a completed bounded run: everything it read is written. \
                  Run with --from-scratch to process the input again (outputs are written again), or use another checkpoint directory",
                 restored.manifest.id,
-                config.dir.display()
+                config.dir
             );
         }
     }
@@ -388,13 +390,13 @@ fn format_time(ms: u64) -> String {
         )
 }
 
-/// The checkpoints in `dir` as a table, oldest first, for `weir checkpoints`.
-pub fn checkpoint_table(dir: &std::path::Path) -> anyhow::Result<String> {
+/// The checkpoints at `dir` as a table, oldest first, for `weir checkpoints`.
+pub fn checkpoint_table(dir: &Location) -> anyhow::Result<String> {
     use std::fmt::Write as _;
     let checkpoints = weir_operators::checkpoint::list(dir)?;
     let mut out = String::new();
     if checkpoints.is_empty() {
-        writeln!(out, "No checkpoints in {}.", dir.display())?;
+        writeln!(out, "No checkpoints in {dir}.")?;
         return Ok(out);
     }
     writeln!(

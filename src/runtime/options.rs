@@ -9,6 +9,7 @@ use timely::CommunicationConfig;
 use timely::WorkerConfig;
 use weir_operators::checkpoint::CheckpointConfig;
 use weir_operators::kafka::{EndOffset, StartOffset};
+use weir_operators::storage::Location;
 use weir_operators::Run;
 
 /// How to run a pipeline.
@@ -154,10 +155,11 @@ pub struct WorkerArgs {
 /// Where checkpoints are taken, how often, and whether to start over.
 #[derive(Clone, Debug, Default, clap::Args)]
 pub struct CheckpointArgs {
-    /// Take checkpoints in this directory and resume from the latest
-    /// (overrides `[checkpoint] dir`).
-    #[arg(long, value_name = "DIR")]
-    pub checkpoint_dir: Option<std::path::PathBuf>,
+    /// Take checkpoints in this directory (or object-store URL, such as
+    /// `s3://bucket/prefix`) and resume from the latest (overrides
+    /// `[checkpoint] dir`).
+    #[arg(long, value_name = "DIR|URL")]
+    pub checkpoint_dir: Option<String>,
     /// Time between checkpoints, e.g. "10s" (overrides `[checkpoint] interval`).
     #[arg(long, value_name = "DURATION")]
     pub checkpoint_interval: Option<humantime::Duration>,
@@ -293,10 +295,10 @@ impl CheckpointArgs {
     ) -> anyhow::Result<Option<CheckpointConfig>> {
         let mut checkpoint = match (&self.checkpoint_dir, checkpoint) {
             (Some(dir), Some(mut c)) => {
-                c.dir = dir.clone();
+                c.dir = flag_location(dir)?;
                 Some(c)
             }
-            (Some(dir), None) => Some(CheckpointConfig::new(dir)),
+            (Some(dir), None) => Some(CheckpointConfig::new(flag_location(dir)?)),
             (None, c) => c,
         };
         match (&mut checkpoint, self.checkpoint_interval) {
@@ -356,4 +358,11 @@ pub fn read_hosts(path: &std::path::Path) -> anyhow::Result<Vec<String>> {
         bail!("host file {} lists no hosts", path.display());
     }
     Ok(hosts)
+}
+
+/// The location a command-line flag names: a local path (relative to the
+/// working directory), a `file://` URL, or an object-store URL whose
+/// credentials and endpoint come from the environment.
+pub fn flag_location(text: &str) -> anyhow::Result<Location> {
+    Location::parse(text, std::path::Path::new(""), &[]).map_err(anyhow::Error::msg)
 }

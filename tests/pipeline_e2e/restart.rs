@@ -85,7 +85,7 @@ impl Drop for Scenario {
         }
         eprintln!(
             "--- checkpoints:\n{}",
-            weir::runtime::checkpoint_table(self.checkpoints.path()).unwrap_or_default()
+            weir::runtime::checkpoint_table(&self.checkpoints.path().into()).unwrap_or_default()
         );
     }
 }

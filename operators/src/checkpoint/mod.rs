@@ -41,6 +41,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::run::Reload;
+use crate::storage::{self, Location, Upload};
 
 pub use manifest::Manifest;
 pub use store::{CheckpointStore, LocalDir};
@@ -48,9 +49,10 @@ pub use store::{CheckpointStore, LocalDir};
 /// How often and where checkpoints are taken.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CheckpointConfig {
-    /// Directory of the checkpoints. In a cluster every process must see the
-    /// same directory (a shared file system), as for the Parquet output.
-    pub dir: PathBuf,
+    /// Where the checkpoints are: a local directory, or a prefix of an object
+    /// store. In a cluster every process must reach the same location: a
+    /// bucket, or a shared file system.
+    pub dir: Location,
     /// Wall-clock time between two checkpoints.
     pub interval: Duration,
     /// Complete checkpoints kept (at least 1); older ones are deleted.
@@ -59,7 +61,7 @@ pub struct CheckpointConfig {
 
 impl CheckpointConfig {
     /// Checkpoints in `dir` every 10 s, keeping the last 3.
-    pub fn new(dir: impl Into<PathBuf>) -> Self {
+    pub fn new(dir: impl Into<Location>) -> Self {
         CheckpointConfig {
             dir: dir.into(),
             interval: Duration::from_secs(10),
@@ -142,13 +144,31 @@ pub struct PartInfo {
 }
 
 /// A file that becomes visible when its checkpoint completes: renamed from
-/// `temp` to `path`.
+/// `temp` to `path`, or, on an object store, its upload completed.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct PendingFile {
-    /// The hidden name it was written under.
+    /// The hidden name it was written under (for an upload: its final URL).
     pub temp: PathBuf,
-    /// Its final name.
+    /// Its final name (for an upload: its URL).
     pub path: PathBuf,
+    /// The multipart upload to complete, on an object store. (Always
+    /// written: acknowledgements travel in bincode, which skips nothing.)
+    #[serde(default)]
+    pub upload: Option<PendingUpload>,
+}
+
+/// A multipart upload a checkpoint completes.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct PendingUpload {
+    /// The URL of the location the file is below.
+    pub root: String,
+    /// The file's name below `root`.
+    pub name: String,
+    /// The object below `root` that records the upload until it completes
+    /// (so that a run that resumes without it can abort it).
+    pub marker: String,
+    /// The upload.
+    pub upload: Upload,
 }
 
 /// A worker's parts of one checkpoint, sent to worker 0.
@@ -286,7 +306,7 @@ impl Session {
         pipeline: &str,
         fresh: bool,
     ) -> Result<Session, CheckpointError> {
-        let location = config.dir.display().to_string();
+        let location = config.dir.to_string();
         let io = |action: &str| {
             let location = location.clone();
             let action = action.to_owned();
@@ -296,9 +316,13 @@ impl Session {
                 source,
             }
         };
-        let store: Arc<dyn CheckpointStore> =
-            Arc::new(LocalDir::open(&config.dir).map_err(io("create the directory"))?);
-        let names = store.list().map_err(io("list"))?;
+        let store = open_store(&config.dir).map_err(io("create the directory"))?;
+        let names: Vec<String> = store
+            .list()
+            .map_err(io("list"))?
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect();
         if fresh {
             for name in &names {
                 store.delete(name).map_err(io("delete"))?;
@@ -453,16 +477,29 @@ impl Session {
     pub(crate) fn commit(&self, manifest: &Manifest) -> Result<(), String> {
         let bytes = manifest.seal();
         let name = manifest_name(manifest.id);
-        self.store
-            .put(&name, &bytes)
+        let written = self
+            .store
+            .put_new(&name, &bytes)
             .map_err(|e| format!("cannot write checkpoint manifest {name}: {e}"))?;
+        if !written {
+            return Err(format!(
+                "checkpoint {} in {} was completed by another run: two runs of pipeline `{}` \
+                 share this location; this run's checkpoint is not used",
+                manifest.id,
+                self.store.location(),
+                self.pipeline
+            ));
+        }
         crash_point("manifest");
         finish_renames(&manifest.files, || crash_point("rename"))
             .map_err(|e| format!("cannot make committed files visible: {e}"))?;
         if !manifest.files.is_empty() {
             crash_point("published");
         }
-        let names = self.store.list().map_err(|e| e.to_string())?;
+        let names: Vec<String> = (self.store.list().map_err(|e| e.to_string())?)
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect();
         let complete: Vec<u64> = names
             .iter()
             .filter(|n| n.ends_with(".manifest.json"))
@@ -488,6 +525,20 @@ impl Session {
 /// a crash in the middle is finished by the next start.
 fn finish_renames(files: &[PendingFile], mut renamed: impl FnMut()) -> std::io::Result<()> {
     for file in files {
+        if let Some(pending) = &file.upload {
+            let Some(root) = storage::find(&pending.root) else {
+                return Err(std::io::Error::other(format!(
+                    "the checkpoint completes an upload to {}, a location this pipeline no \
+                     longer writes to",
+                    pending.root
+                )));
+            };
+            root.complete(&pending.name, &pending.upload)?;
+            renamed();
+            // The upload is done; its record is not needed any more.
+            root.delete(&pending.marker)?;
+            continue;
+        }
         match std::fs::rename(&file.temp, &file.path) {
             Ok(()) => renamed(),
             // Renamed before (or by another process of the cluster just now).
@@ -516,23 +567,31 @@ pub struct CheckpointInfo {
     pub bytes: u64,
 }
 
-/// Lists the checkpoints in a directory, oldest first, complete or not.
-pub fn list(dir: &std::path::Path) -> Result<Vec<CheckpointInfo>, CheckpointError> {
-    let location = dir.display().to_string();
+/// The store of the checkpoints at `location`.
+fn open_store(location: &Location) -> std::io::Result<Arc<dyn CheckpointStore>> {
+    Ok(match location {
+        Location::Local(dir) => Arc::new(LocalDir::open(dir)?),
+        Location::Object(object) => Arc::new(object.clone()),
+    })
+}
+
+/// Lists the checkpoints at a location, oldest first, complete or not.
+pub fn list(dir: &Location) -> Result<Vec<CheckpointInfo>, CheckpointError> {
+    let location = dir.to_string();
     let io = |source| CheckpointError::Io {
         location: location.clone(),
         action: "list".to_owned(),
         source,
     };
-    if !dir.is_dir() {
+    if dir.local().is_some_and(|d| !d.is_dir()) {
         return Err(io(std::io::Error::new(
             std::io::ErrorKind::NotFound,
             "no such directory",
         )));
     }
-    let store = LocalDir::open(dir).map_err(io)?;
+    let store = open_store(dir).map_err(io)?;
     let mut by_id: BTreeMap<u64, CheckpointInfo> = BTreeMap::new();
-    for name in store.list().map_err(io)? {
+    for (name, size) in store.list().map_err(io)? {
         let Some(id) = id_of(&name) else { continue };
         let info = by_id.entry(id).or_insert(CheckpointInfo {
             id,
@@ -541,7 +600,7 @@ pub fn list(dir: &std::path::Path) -> Result<Vec<CheckpointInfo>, CheckpointErro
             bytes: 0,
         });
         info.objects += 1;
-        info.bytes += std::fs::metadata(dir.join(&name)).map_or(0, |m| m.len());
+        info.bytes += size;
         if name.ends_with(".manifest.json") {
             info.manifest = store
                 .get(&name)
@@ -551,6 +610,9 @@ pub fn list(dir: &std::path::Path) -> Result<Vec<CheckpointInfo>, CheckpointErro
     }
     Ok(by_id.into_values().collect())
 }
+
+#[cfg(test)]
+mod object_tests;
 
 #[cfg(test)]
 mod tests {
@@ -582,6 +644,7 @@ mod tests {
                 files: vec![PendingFile {
                     temp,
                     path: path.clone(),
+                    upload: None,
                 }],
                 rules_version: 1,
                 rules: Vec::new(),
@@ -606,7 +669,13 @@ mod tests {
         let resumed = Session::open(config(dir.path()), "p", false).unwrap();
         assert_eq!(resumed.restored_frontier(), Some(3_000));
         assert_eq!(resumed.parts::<u64>("op.1").unwrap(), vec![30]);
-        let ids = || -> Vec<u64> { list(dir.path()).unwrap().iter().map(|c| c.id).collect() };
+        let ids = || -> Vec<u64> {
+            list(&dir.path().into())
+                .unwrap()
+                .iter()
+                .map(|c| c.id)
+                .collect()
+        };
         assert_eq!(
             ids(),
             vec![2, 3, 4],
@@ -661,7 +730,7 @@ mod tests {
         // Starting from scratch deletes them all.
         let fresh = Session::open(config(dir.path()), "p", true).unwrap();
         assert!(fresh.restored().is_none());
-        assert!(list(dir.path()).unwrap().is_empty());
+        assert!(list(&dir.path().into()).unwrap().is_empty());
     }
 
     #[test]

@@ -1,10 +1,10 @@
 //! The Parquet sink: window aggregates as Hive-partitioned Parquet files, and its config.
 
 use std::fmt;
-use std::path::PathBuf;
 use std::str::FromStr;
 
 use crate::record::Stats;
+use crate::storage::Location;
 
 pub mod resume;
 pub mod sink;
@@ -15,8 +15,9 @@ pub use sink::*;
 /// Where and how the Parquet sink writes its files.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ParquetSinkConfig {
-    /// Root directory. Partitions `date=YYYY-MM-DD/hour=HH/` are created below it.
-    pub dir: PathBuf,
+    /// Root directory, or prefix of an object store. Partitions
+    /// `date=YYYY-MM-DD/hour=HH/` are created below it.
+    pub dir: Location,
     /// Compression codec of every column.
     pub compression: ParquetCompression,
     /// Largest number of rows in one row group (at least 1; 0 counts as 1).
@@ -38,7 +39,7 @@ impl ParquetSinkConfig {
 
     /// A config writing below `dir`, with zstd level 3, row groups of 65 536
     /// rows, at most 1 000 000 rows per file, and the basic statistics.
-    pub fn new(dir: impl Into<PathBuf>) -> Self {
+    pub fn new(dir: impl Into<Location>) -> Self {
         ParquetSinkConfig {
             dir: dir.into(),
             compression: ParquetCompression::default(),

@@ -2,7 +2,7 @@
 //! window start, closing an hour once the frontier shows all its windows arrived.
 
 use std::error::Error;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::Stream;
@@ -16,6 +16,7 @@ use super::ParquetSinkConfig;
 use crate::checkpoint::Marker;
 use crate::reading::WindowAggregate;
 use crate::run::{checkpointed_sink, Env, Participant, Run, SinkEvent};
+use crate::storage::Location;
 
 /// An error with its chain of causes, on one line.
 fn error_chain(error: &dyn Error) -> String {
@@ -322,14 +323,13 @@ fn failed(error: &ParquetSinkError) -> String {
 /// start, the files already there are adopted, so that later resumes
 /// account for them.
 fn check_published(
-    dir: &Path,
+    dir: &Location,
     parts: &[ParquetPart],
     env: &Env<'_>,
     writer: &mut ParquetWriter,
 ) -> Result<(), String> {
     let Some(id) = env.restored_checkpoint() else {
-        let found =
-            resume::adopt(dir).map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
+        let found = resume::adopt(dir).map_err(|e| format!("cannot list {dir}: {e}"))?;
         writer.add_published(&found);
         return Ok(());
     };
@@ -337,8 +337,7 @@ fn check_published(
     parts
         .iter()
         .for_each(|p| resume::merge(&mut known, &p.published));
-    let extra = resume::unaccounted(dir, &known)
-        .map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
+    let extra = resume::unaccounted(dir, &known).map_err(|e| format!("cannot list {dir}: {e}"))?;
     if extra.is_empty() {
         return Ok(());
     }
@@ -353,7 +352,7 @@ fn check_published(
          missing from the checkpoint directory. Resuming would write their rows a second time. \
          Restore the missing manifest, or move the Parquet files aside and start over with \
          --from-scratch",
-        dir.display(),
+        dir,
         extra.len(),
         shown.join(", "),
         if extra.len() > shown.len() {

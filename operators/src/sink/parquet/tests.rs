@@ -1,7 +1,7 @@
 //! Tests of the Parquet sink: its config, its writer and its operator.
 
 use std::fs::{self, File};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use ::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -77,7 +77,7 @@ fn display_parses_back() {
 #[test]
 fn new_has_the_documented_defaults() {
     let config = ParquetSinkConfig::new("/data/out");
-    assert_eq!(config.dir, PathBuf::from("/data/out"));
+    assert_eq!(config.dir, PathBuf::from("/data/out").into());
     assert_eq!(config.compression, ParquetCompression::Zstd(3));
     assert_eq!(config.row_group_rows, 65_536);
     assert_eq!(config.max_rows_per_file, 1_000_000);
@@ -557,7 +557,7 @@ fn the_operator_records_a_failure_and_does_not_panic() {
     let dir = tempfile::tempdir().unwrap();
     let blocker = dir.path().join("not-a-dir");
     fs::write(&blocker, b"").unwrap();
-    let config = ParquetSinkConfig::new(&blocker);
+    let config = ParquetSinkConfig::new(blocker.clone());
     let run = Run::default();
     let r = run.clone();
     timely::execute_directly(move |worker| {

@@ -23,9 +23,10 @@ use serde::{Deserialize, Serialize};
 
 use super::resume::{self, Published};
 use super::{ParquetCompression, ParquetSinkConfig};
-use crate::checkpoint::PendingFile;
+use crate::checkpoint::{PendingFile, PendingUpload};
 use crate::reading::WindowAggregate;
 use crate::record::Stats;
+use crate::storage::{Location, ObjectLocation};
 
 /// One hour in milliseconds: the span of a partition.
 pub(super) const HOUR_MS: u64 = 3_600_000;
@@ -346,45 +347,29 @@ impl ParquetWriter {
             .ok_or_else(|| ParquetSinkError::OutOfRange {
                 field: "window_start",
                 value: start,
-                path: self.config.dir.clone(),
+                path: PathBuf::from(self.config.dir.to_string()),
             })?;
-        let dir = self
-            .config
-            .dir
-            .join(time.format("date=%Y-%m-%d/hour=%H").to_string());
-        fs::create_dir_all(&dir).map_err(|source| ParquetSinkError::Io {
-            action: "create directory",
-            path: dir.clone(),
-            source,
-        })?;
+        let partition = time.format("date=%Y-%m-%d/hour=%H").to_string();
+        if let Location::Local(root) = &self.config.dir {
+            let dir = root.join(&partition);
+            fs::create_dir_all(&dir).map_err(|source| ParquetSinkError::Io {
+                action: "create directory",
+                path: dir.clone(),
+                source,
+            })?;
+        }
         rows.sort_unstable_by(row_order);
         let mut files = Vec::new();
         for chunk in rows.chunks(self.config.max_rows_per_file.max(1)) {
             let name = format!("{}-{:06}.parquet", self.prefix, self.seq);
-            let path = dir.join(&name);
-            let temp = dir.join(format!(".{name}.inprogress"));
-            let written = self.write_file(&temp, chunk).and_then(|()| {
-                if self.deferred {
-                    return Ok(());
-                }
-                fs::rename(&temp, &path).map_err(|source| ParquetSinkError::Io {
-                    action: "rename into place",
-                    path: temp.clone(),
-                    source,
-                })
-            });
-            if let Err(error) = written {
-                let _ = fs::remove_file(&temp);
-                return Err(error);
-            }
-            let written = if self.deferred { &temp } else { &path };
-            self.bytes_written += fs::metadata(written).map_or(0, |m| m.len());
-            if self.deferred {
-                self.unrenamed.push(PendingFile {
-                    temp,
-                    path: path.clone(),
-                });
-            }
+            let relative = format!("{partition}/{name}");
+            let path = resume::path_of(&self.config.dir, &relative);
+            let (bytes, pending) = match &self.config.dir {
+                Location::Local(root) => self.write_local(root, &partition, &name, chunk)?,
+                Location::Object(object) => self.upload(object, &relative, &name, chunk)?,
+            };
+            self.bytes_written += bytes;
+            self.unrenamed.extend(pending);
             tracing::info!(
                 file = %path.display(),
                 rows = chunk.len(),
@@ -400,7 +385,107 @@ impl ParquetWriter {
         Ok(files)
     }
 
-    fn write_file(&self, path: &Path, rows: &[WindowAggregate]) -> Result<(), ParquetSinkError> {
+    /// Writes `rows` as file `name` of the directory `partition` below
+    /// `root`, under a hidden temporary name, and renames it into place
+    /// unless a checkpoint is to. Returns its size, and the file for the
+    /// checkpoint to rename.
+    fn write_local(
+        &self,
+        root: &Path,
+        partition: &str,
+        name: &str,
+        rows: &[WindowAggregate],
+    ) -> Result<(u64, Option<PendingFile>), ParquetSinkError> {
+        let dir = root.join(partition);
+        let path = dir.join(name);
+        let temp = dir.join(format!(".{name}.inprogress"));
+        let io = |action, source| ParquetSinkError::Io {
+            action,
+            path: temp.clone(),
+            source,
+        };
+        let written = File::create(&temp)
+            .and_then(|file| full_disk_point().map(|()| file))
+            .map_err(|source| io("write", source))
+            .and_then(|file| self.encode(&temp, rows, file))
+            .and_then(|file| file.sync_all().map_err(|source| io("sync", source)))
+            .and_then(|()| {
+                if self.deferred {
+                    return Ok(());
+                }
+                fs::rename(&temp, &path).map_err(|source| io("rename into place", source))
+            });
+        if let Err(error) = written {
+            let _ = fs::remove_file(&temp);
+            return Err(error);
+        }
+        let written = if self.deferred { &temp } else { &path };
+        let bytes = fs::metadata(written).map_or(0, |m| m.len());
+        let pending = self.deferred.then(|| PendingFile {
+            temp: temp.clone(),
+            path: path.clone(),
+            upload: None,
+        });
+        Ok((bytes, pending))
+    }
+
+    /// Writes `rows` as a multipart upload to `relative` below `object`, and
+    /// completes it unless a checkpoint is to. An upload left open is
+    /// recorded below `object` (see [`resume::remove_orphans`]), and
+    /// returned for the checkpoint to complete.
+    fn upload(
+        &self,
+        object: &ObjectLocation,
+        relative: &str,
+        name: &str,
+        rows: &[WindowAggregate],
+    ) -> Result<(u64, Option<PendingFile>), ParquetSinkError> {
+        let url = PathBuf::from(object.url_of(relative));
+        let io = |action, source| ParquetSinkError::Io {
+            action,
+            path: url.clone(),
+            source,
+        };
+        let bytes = self.encode(&url, rows, Vec::new())?;
+        let size = bytes.len() as u64;
+        let upload = object
+            .upload(relative, bytes)
+            .map_err(|source| io("upload", source))?;
+        if !self.deferred {
+            object
+                .complete(relative, &upload)
+                .map_err(|source| io("complete the upload of", source))?;
+            return Ok((size, None));
+        }
+        let marker = resume::upload_marker(name);
+        let record = resume::UploadRecord {
+            name: relative.to_owned(),
+            id: upload.id.clone(),
+        };
+        let record = serde_json::to_vec(&record).expect("an upload record encodes");
+        object
+            .put(&marker, record)
+            .map_err(|source| io("record the upload of", source))?;
+        let pending = PendingFile {
+            temp: url.clone(),
+            path: url.clone(),
+            upload: Some(PendingUpload {
+                root: object.url().to_owned(),
+                name: relative.to_owned(),
+                marker,
+                upload,
+            }),
+        };
+        Ok((size, Some(pending)))
+    }
+
+    /// Encodes `rows` as a Parquet file into `out` (named `path` in errors).
+    fn encode<W: std::io::Write + Send>(
+        &self,
+        path: &Path,
+        rows: &[WindowAggregate],
+        out: W,
+    ) -> Result<W, ParquetSinkError> {
         let parquet_error = |source| ParquetSinkError::Parquet {
             path: path.to_owned(),
             source,
@@ -417,22 +502,10 @@ impl ParquetWriter {
             .set_compression(compression)
             .set_max_row_group_row_count(Some(self.config.row_group_rows.max(1)))
             .build();
-        let file = File::create(path)
-            .and_then(|file| full_disk_point().map(|()| file))
-            .map_err(|source| ParquetSinkError::Io {
-                action: "write",
-                path: path.to_owned(),
-                source,
-            })?;
-        let mut writer = ArrowWriter::try_new(file, Arc::clone(&self.schema), Some(properties))
+        let mut writer = ArrowWriter::try_new(out, Arc::clone(&self.schema), Some(properties))
             .map_err(parquet_error)?;
         writer.write(&batch).map_err(parquet_error)?;
-        let file = writer.into_inner().map_err(parquet_error)?;
-        file.sync_all().map_err(|source| ParquetSinkError::Io {
-            action: "sync",
-            path: path.to_owned(),
-            source,
-        })
+        writer.into_inner().map_err(parquet_error)
     }
 
     fn record_batch(

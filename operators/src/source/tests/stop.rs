@@ -86,7 +86,7 @@ impl Poller for Scripted {
 fn stop_one_worker(checkpoints: bool, then: Duration) -> (Vec<u64>, Vec<u64>, bool) {
     let dir = tempfile::tempdir().unwrap();
     let config = CheckpointConfig {
-        dir: dir.path().to_owned(),
+        dir: dir.path().into(),
         interval: Duration::ZERO,
         keep: 10_000,
     };
@@ -130,7 +130,7 @@ fn stop_one_worker(checkpoints: bool, then: Duration) -> (Vec<u64>, Vec<u64>, bo
     })
     .unwrap()
     .join();
-    let frontiers = crate::checkpoint::list(dir.path())
+    let frontiers = crate::checkpoint::list(&dir.path().into())
         .unwrap()
         .into_iter()
         .filter_map(|c| c.manifest.map(|m| m.frontier))
