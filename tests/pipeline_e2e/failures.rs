@@ -94,7 +94,7 @@ impl Drop for FullDisk {
 /// readings), and with checkpoints every second in `checkpoints` if given.
 fn pipeline(toml: &str, checkpoints: Option<&Path>) -> String {
     match checkpoints {
-        Some(dir) => live_toml(toml, dir),
+        Some(dir) => live_toml(toml, &dir.display().to_string()),
         None => crate::restart::with_idle_timeout(toml, "off"),
     }
 }

@@ -12,9 +12,13 @@ mod support;
 #[allow(dead_code)]
 mod ops;
 
+#[path = "../support/s3.rs"]
+mod s3;
+
 mod failures;
 mod fixture;
 mod kinds;
+mod object_storage;
 mod reference;
 mod reload;
 mod reload_cluster;

@@ -14,6 +14,7 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::{Float64Type, Int64Type, TimestampMillisecondType};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use weir::simulate::SimulatorConfig;
+use weir_operators::storage::ObjectLocation;
 use weir_operators::SensorKey;
 
 use crate::support::{unique_topic, Broker, ConsumedRecord};
@@ -497,6 +498,9 @@ pub struct Outputs {
     pub alerts: String,
     pub dead: String,
     pub dir: tempfile::TempDir,
+    /// Where the Parquet files go instead of `dir`, on an object store, and
+    /// the pipeline file's `[storage]` section that reaches it.
+    pub remote: Option<(ObjectLocation, String)>,
 }
 
 /// Everything one run wrote: window rows, alert payloads and dead-letter
@@ -517,6 +521,7 @@ impl Outputs {
             alerts: unique_topic("alerts"),
             dead: unique_topic("dead"),
             dir: tempfile::tempdir().unwrap(),
+            remote: None,
         };
         broker.create_topic(&outputs.alerts, 2);
         broker.create_topic(&outputs.dead, 1);
@@ -534,11 +539,35 @@ impl Outputs {
 
     /// The pipeline file reading `topic` and writing these outputs.
     pub fn toml_for(&self, broker: &Broker, topic: &str) -> String {
-        pipeline_toml(broker, topic, &self.alerts, &self.dead, self.dir.path())
+        match &self.remote {
+            None => pipeline_toml(broker, topic, &self.alerts, &self.dead, self.dir.path()),
+            Some((root, storage)) => {
+                let out = Path::new(root.url());
+                let toml = pipeline_toml(broker, topic, &self.alerts, &self.dead, out);
+                format!("{toml}{storage}")
+            }
+        }
+    }
+
+    /// Outputs whose Parquet files go below `url` on the S3 server `s3`.
+    pub fn on_s3(broker: &Broker, s3: &crate::s3::S3, url: &str) -> Outputs {
+        Outputs {
+            remote: Some((s3.location(url), s3.storage_toml())),
+            ..Outputs::new(broker)
+        }
     }
 
     /// Reads what the run wrote and checks it against the reference.
     pub fn check(&self, broker: &Broker, input: &Input, label: &str) -> Written {
+        if let Some((root, _)) = &self.remote {
+            // Every object below the root: a file of a partial upload, or a
+            // record of an open one, fails `files` below.
+            for (name, _) in root.list().unwrap() {
+                let path = self.dir.path().join(&name);
+                std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+                std::fs::write(path, root.get(&name).unwrap()).unwrap();
+            }
+        }
         let dead_records = broker.consume_all(&self.dead);
         assert_eq!(
             dead_records.len(),

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use crate::reference::{Input, Outputs};
 use crate::support::proxy::Proxy;
 use crate::support::{unique_topic, Broker};
+use weir_operators::storage::Location;
 
 /// How a round of the live run ends.
 #[derive(Clone, Copy, Debug)]
@@ -40,13 +41,16 @@ impl Rng {
 }
 
 /// A live pipeline with checkpoints, its input topic, and its outputs.
-struct Scenario {
+pub(crate) struct Scenario {
     broker: Broker,
     topic: String,
     out: Outputs,
-    checkpoints: tempfile::TempDir,
-    logs: tempfile::TempDir,
-    pipeline: PathBuf,
+    /// Where the checkpoints are: a local directory or an object-store URL.
+    checkpoints: Location,
+    /// Keeps a local checkpoint directory alive.
+    _checkpoint_dir: tempfile::TempDir,
+    pub(crate) logs: tempfile::TempDir,
+    pub(crate) pipeline: PathBuf,
 }
 
 /// When a test fails, what each run did (where it resumed from, the
@@ -85,7 +89,7 @@ impl Drop for Scenario {
         }
         eprintln!(
             "--- checkpoints:\n{}",
-            weir::runtime::checkpoint_table(&self.checkpoints.path().into()).unwrap_or_default()
+            weir::runtime::checkpoint_table(&self.checkpoints).unwrap_or_default()
         );
     }
 }
@@ -96,31 +100,51 @@ impl Scenario {
     }
 
     fn on(broker: Broker) -> Scenario {
+        let out = Outputs::new(&broker);
+        let dir = tempfile::tempdir().unwrap();
+        Scenario::with(broker, out, dir.path().into(), dir)
+    }
+
+    /// A scenario whose Parquet files and checkpoints are on the S3 server
+    /// `s3`, below a prefix of its own in bucket `bucket`.
+    pub(crate) fn on_s3(s3: &crate::s3::S3, bucket: &str) -> Scenario {
+        let broker = Broker::start();
+        let root = format!("s3://{bucket}/{}", unique_topic("run"));
+        let out = Outputs::on_s3(&broker, s3, &format!("{root}/out"));
+        let checkpoints = Location::Object(s3.location(&format!("{root}/checkpoints")));
+        Scenario::with(broker, out, checkpoints, tempfile::tempdir().unwrap())
+    }
+
+    fn with(
+        broker: Broker,
+        out: Outputs,
+        checkpoints: Location,
+        checkpoint_dir: tempfile::TempDir,
+    ) -> Scenario {
         let topic = unique_topic("readings");
         broker.create_topic(&topic, 4);
-        let out = Outputs::new(&broker);
-        let checkpoints = tempfile::tempdir().unwrap();
         let logs = tempfile::tempdir().unwrap();
         let pipeline = logs.path().join("pipeline.toml");
-        let toml = live_toml(&out.toml_for(&broker, &topic), checkpoints.path());
+        let toml = live_toml(&out.toml_for(&broker, &topic), &checkpoints.to_string());
         std::fs::write(&pipeline, toml).unwrap();
         Scenario {
             broker,
             topic,
             out,
             checkpoints,
+            _checkpoint_dir: checkpoint_dir,
             logs,
             pipeline,
         }
     }
 
-    fn log(&self, name: &str) -> PathBuf {
+    pub(crate) fn log(&self, name: &str) -> PathBuf {
         self.logs.path().join(format!("{name}.log"))
     }
 
     /// Produces 20 minutes of simulated input in 40 batches over ~6 s while
     /// `interrupt` runs, which is told whether the input is complete.
-    fn while_producing(&self, interrupt: impl FnOnce(&dyn Fn() -> bool)) {
+    pub(crate) fn while_producing(&self, interrupt: impl FnOnce(&dyn Fn() -> bool)) {
         std::thread::scope(|scope| {
             let producer = scope.spawn(|| self.produce(40, Duration::from_millis(150)));
             interrupt(&|| producer.is_finished());
@@ -142,7 +166,7 @@ impl Scenario {
 
     /// Checks what the interrupted runs wrote against the reference and
     /// against one uninterrupted bounded run, to the byte of each payload.
-    fn check(&self, interruptions: usize) {
+    pub(crate) fn check(&self, interruptions: usize) -> crate::reference::Written {
         let input = Input::of(&self.broker, &self.topic);
         let label = format!("after {interruptions} interruptions");
         let written = self.out.check(&self.broker, &input, &label);
@@ -175,6 +199,7 @@ impl Scenario {
             }
             panic!("the interrupted runs wrote other payloads than one uninterrupted run");
         }
+        written
     }
 }
 
@@ -184,7 +209,14 @@ impl Scenario {
     ignore = "aborts at fail points: run with --features failpoints (scripts/test.sh does)"
 )]
 fn killed_and_resumed_live_runs_write_everything_exactly_once() {
-    let scenario = Scenario::new();
+    killed_and_resumed(&Scenario::new());
+}
+
+/// The restart test's rounds on `scenario`: aborts right after a manifest
+/// and between the renames (or upload completions) of a checkpoint, SIGKILLs
+/// at random moments, SIGTERM and SIGINT, at 2, 1 and 3 workers, then a
+/// bounded resume; every output exactly once.
+pub(crate) fn killed_and_resumed(scenario: &Scenario) -> crate::reference::Written {
     let mut rng = Rng(0x5eed_cafe);
     let mut rounds = vec![
         Stop::Abort("rename:1"),
@@ -200,7 +232,7 @@ fn killed_and_resumed_live_runs_write_everything_exactly_once() {
         .unwrap_or(2);
     rounds.extend((0..extra).map(|_| Stop::Kill(rng.below_ms(300, 3_000))));
 
-    scenario.while_producing(|complete| interrupt(&scenario, &rounds, complete));
+    scenario.while_producing(|complete| interrupt(scenario, &rounds, complete));
 
     // Finish: a bounded resume reads to the end and flushes everything.
     let log = scenario.log("final");
@@ -211,7 +243,14 @@ fn killed_and_resumed_live_runs_write_everything_exactly_once() {
         "the final bounded resume failed ({status:?}):\n{}",
         std::fs::read_to_string(&log).unwrap()
     );
-    scenario.check(rounds.len());
+    scenario.check(rounds.len())
+}
+
+/// The outputs' location on an object store, if they are on one.
+impl Scenario {
+    pub(crate) fn remote_out(&self) -> Option<&weir_operators::storage::ObjectLocation> {
+        self.out.remote.as_ref().map(|(root, _)| root)
+    }
 }
 
 /// A timely cluster of two OS processes loses one of them (SIGKILL at a
@@ -221,13 +260,30 @@ fn killed_and_resumed_live_runs_write_everything_exactly_once() {
 #[test]
 fn a_cluster_that_loses_a_process_resumes_exactly() {
     let scenario = Scenario::new();
-    let mut rng = Rng(0xc1a5_7e12);
     let rounds = 3;
+    lose_processes(&scenario, rounds);
+    let mut members = weir_cluster(&scenario, 2, true, "cluster-final");
+    for (i, member) in members.iter_mut().enumerate() {
+        let status = wait(member, Duration::from_secs(120));
+        assert!(
+            status.is_some_and(|s| s.success()),
+            "final bounded resume, process {i}: {status:?}\n{}",
+            std::fs::read_to_string(scenario.log(&format!("cluster-final-{i}"))).unwrap()
+        );
+    }
+    scenario.check(rounds);
+}
+
+/// While the input is produced, `rounds` times: a cluster of two processes
+/// (1 or 2 workers each) starts from the latest checkpoint, one of them is
+/// killed at a random moment, and the other must stop naming it.
+pub(crate) fn lose_processes(scenario: &Scenario, rounds: usize) {
+    let mut rng = Rng(0xc1a5_7e12);
     scenario.while_producing(|_| {
         for round in 0..rounds {
             let threads = [1, 2][round % 2];
             let name = format!("cluster-{round}");
-            let mut members = weir_cluster(&scenario, threads, false, &name);
+            let mut members = weir_cluster(scenario, threads, false, &name);
             // Kill once the cluster has formed: before, a process only waits
             // for its peers to start.
             for (i, member) in members.iter_mut().enumerate() {
@@ -248,16 +304,6 @@ fn a_cluster_that_loses_a_process_resumes_exactly() {
             );
         }
     });
-    let mut members = weir_cluster(&scenario, 2, true, "cluster-final");
-    for (i, member) in members.iter_mut().enumerate() {
-        let status = wait(member, Duration::from_secs(120));
-        assert!(
-            status.is_some_and(|s| s.success()),
-            "final bounded resume, process {i}: {status:?}\n{}",
-            std::fs::read_to_string(scenario.log(&format!("cluster-final-{i}"))).unwrap()
-        );
-    }
-    scenario.check(rounds);
 }
 
 /// The broker is unreachable for 30 s in the middle of a live run (a proxy
@@ -309,15 +355,25 @@ fn a_broker_outage_loses_and_repeats_nothing() {
 
 /// Starts the live pipeline as a cluster of two `weir` processes with
 /// `threads` workers each, logging to `<name>-<process>.log`.
-fn weir_cluster(scenario: &Scenario, threads: usize, bounded: bool, name: &str) -> Vec<Child> {
+/// Each process runs in a working directory of its own: they share only
+/// what the pipeline file names.
+pub(crate) fn weir_cluster(
+    scenario: &Scenario,
+    threads: usize,
+    bounded: bool,
+    name: &str,
+) -> Vec<Child> {
     let hosts = scenario.logs.path().join(format!("{name}.hosts"));
     std::fs::write(&hosts, crate::free_addresses(2).join("\n")).unwrap();
     (0..2)
         .map(|i| {
             let log = scenario.log(&format!("{name}-{i}"));
             let mut cmd = weir_command(&scenario.pipeline, threads, bounded, &log);
+            let cwd = scenario.logs.path().join(format!("{name}-{i}.cwd"));
+            std::fs::create_dir_all(&cwd).unwrap();
             cmd.args(["--process", &i.to_string(), "--hosts"])
-                .arg(&hosts);
+                .arg(&hosts)
+                .current_dir(cwd);
             cmd.spawn().expect("start weir")
         })
         .collect()
@@ -379,12 +435,9 @@ fn interrupt(scenario: &Scenario, rounds: &[Stop], input_complete: &dyn Fn() -> 
 /// The end-to-end pipeline as a live run: checkpoints every second, and no
 /// idle timeout, whose wall-clock decisions would make a live run's results
 /// depend on timing.
-pub(crate) fn live_toml(toml: &str, checkpoints: &Path) -> String {
+pub(crate) fn live_toml(toml: &str, checkpoints: &str) -> String {
     let with_source = with_idle_timeout(toml, "off");
-    format!(
-        "{with_source}\n[checkpoint]\ndir = \"{}\"\ninterval = \"1s\"\n",
-        checkpoints.display()
-    )
+    format!("{with_source}\n[checkpoint]\ndir = \"{checkpoints}\"\ninterval = \"1s\"\n")
 }
 
 /// The end-to-end pipeline `toml` with `[source] idle_timeout` set.
