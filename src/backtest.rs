@@ -10,6 +10,7 @@ use serde::Serialize;
 use timely::dataflow::operators::Inspect;
 use weir_operators::recording::Recording;
 use weir_operators::source::RecordingSource;
+use weir_operators::storage::Location;
 use weir_operators::{Decoder, RuleSet};
 
 use crate::config::PipelineSpec;
@@ -89,7 +90,8 @@ pub fn alert_events(
     rule_sets: &[RuleSet],
     workers: usize,
 ) -> anyhow::Result<Vec<Vec<Event>>> {
-    let recording = Arc::new(Recording::open(recording)?);
+    let recording = Location::from_flag(recording).map_err(anyhow::Error::msg)?;
+    let recording = Arc::new(Recording::open_at(&recording)?);
     let events: Arc<Mutex<Vec<Vec<Event>>>> =
         Arc::new(Mutex::new(vec![Vec::new(); rule_sets.len()]));
     let sets: Vec<Arc<RuleSet>> = rule_sets.iter().cloned().map(Arc::new).collect();

@@ -13,6 +13,7 @@ use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use weir_operators::kafka::{client_config, KafkaSourceConfig};
 use weir_operators::recording::{RecordRef, Recorder};
+use weir_operators::storage::Location;
 
 /// Where a recording of a partition starts or ends.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -88,7 +89,8 @@ pub fn record(
 ) -> anyhow::Result<RecordReport> {
     let started = Instant::now();
     let topic = &source.topic;
-    let mut recorder = Recorder::open(dir, topic)?;
+    let location = Location::from_flag(dir).map_err(anyhow::Error::msg)?;
+    let mut recorder = Recorder::open_at(&location, topic)?;
     let consumer = record_consumer(source)?;
     let partitions = chosen_partitions(&consumer, source, &options.partitions)?;
     let mut ranges = partition_ranges(&consumer, topic, &partitions, options, &recorder)?;
@@ -365,7 +367,8 @@ pub fn import(
     topic: &str,
     format: ImportFormat,
 ) -> anyhow::Result<u64> {
-    let mut recorder = Recorder::open(dir, topic)?;
+    let location = Location::from_flag(dir).map_err(anyhow::Error::msg)?;
+    let mut recorder = Recorder::open_at(&location, topic)?;
     let mut format = format;
     let mut last: BTreeMap<i32, i64> = BTreeMap::new();
     let mut imported = 0;

@@ -15,6 +15,7 @@ use weir_operators::output::{JsonLinesSink, SinkRecord};
 use weir_operators::parquet::{ParquetSink, ParquetSinkConfig};
 use weir_operators::recording::Recording;
 use weir_operators::source::{KafkaSource, RecordingSource};
+use weir_operators::storage::Location;
 use weir_operators::{Decoder, SourceStreams, Windows};
 
 use crate::config::DEFAULT_OUTPUT;
@@ -65,7 +66,9 @@ impl Connect {
     pub fn new(options: &RunOptions) -> anyhow::Result<Connect> {
         Ok(Connect {
             replay: match &options.replay {
-                Some(dir) => Some(Arc::new(Recording::open(dir)?)),
+                Some(dir) => Some(Arc::new(Recording::open_at(
+                    &Location::from_flag(dir).map_err(anyhow::Error::msg)?,
+                )?)),
                 None => None,
             },
             start: options.start_at.clone(),

@@ -364,5 +364,5 @@ pub fn read_hosts(path: &std::path::Path) -> anyhow::Result<Vec<String>> {
 /// working directory), a `file://` URL, or an object-store URL whose
 /// credentials and endpoint come from the environment.
 pub fn flag_location(text: &str) -> anyhow::Result<Location> {
-    Location::parse(text, std::path::Path::new(""), &[]).map_err(anyhow::Error::msg)
+    Location::from_flag(std::path::Path::new(text)).map_err(anyhow::Error::msg)
 }

@@ -4,8 +4,19 @@
 
 use std::time::Duration;
 
+use crate::reference::{Input, Outputs};
+use crate::replay::{replayed, run_ok, weir, Replayed};
 use crate::restart::{killed_and_resumed, lose_processes, wait, weir_run, Scenario};
 use crate::s3::S3;
+use crate::support::{unique_topic, Broker};
+
+/// What a replay with `--out DIR` wrote.
+fn replayed_in(out: &std::path::Path) -> Replayed {
+    // `replayed` takes the directory above `out`.
+    let parent = tempfile::tempdir().unwrap();
+    std::fs::rename(out, parent.path().join("out")).unwrap();
+    replayed(parent.path())
+}
 
 /// The window rows below `url` as pyarrow reads them over S3: the number
 /// of rows, and the sum of their counts.
@@ -65,4 +76,62 @@ fn a_cluster_sharing_only_a_bucket_loses_a_process_and_resumes_on_one() {
         std::fs::read_to_string(&log).unwrap()
     );
     scenario.check(rounds);
+}
+
+/// `weir record` (interrupted and continued) and `weir run --record` into
+/// a bucket, and `weir replay` from it, with credentials and endpoint from
+/// the environment: the replays write what the replay of the same
+/// recording on disk writes.
+#[test]
+fn a_recording_on_s3_replays_like_the_same_recording_on_disk() {
+    let s3 = S3::start();
+    s3.create_bucket("recordings");
+    let broker = Broker::start();
+    let topic = unique_topic("readings");
+    broker.create_topic(&topic, 4);
+    let records: Vec<_> = weir::simulate::generate(&Input::simulation(5)).collect();
+    broker.produce(&topic, &crate::reference::spread(&records));
+    let outputs = Outputs::new(&broker);
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = dir.path().join("pipeline.toml");
+    std::fs::write(&pipeline, outputs.toml_for(&broker, &topic)).unwrap();
+    let pipeline = pipeline.to_str().unwrap();
+    let bucket = format!("s3://recordings/{}", unique_topic("rec"));
+    let on_disk = dir.path().join("recording");
+    let on_disk = on_disk.to_str().unwrap();
+
+    let weir = |args: &[&str], name: &str| {
+        let log = dir.path().join(format!("{name}.log"));
+        let mut cmd = weir(args, &log);
+        for (key, value) in s3.options() {
+            cmd.env(key.to_uppercase(), value);
+        }
+        run_ok(cmd, &log, name);
+    };
+    weir(&["record", pipeline, on_disk, "--quiet"], "record-disk");
+    let recorded = format!("{bucket}/recorded");
+    weir(&["record", pipeline, &recorded, "--quiet", "--to", "40"], "record-s3-part");
+    weir(&["record", pipeline, &recorded, "--quiet"], "record-s3");
+    let live = format!("{bucket}/live");
+    let live_args = ["run", pipeline, "--bounded", "--quiet", "--record", &live];
+    weir(&live_args, "run-record-s3");
+
+    let replay = |recording: &str, name: &str| {
+        let out = dir.path().join(name);
+        let out_str = out.to_str().unwrap();
+        let args = [
+            "replay", recording, "--pipeline", pipeline, "--out", out_str, "--quiet",
+            "--workers", "2",
+        ];
+        weir(&args, name);
+        replayed_in(&out)
+    };
+    let disk = replay(on_disk, "replay-disk");
+    assert!(!disk.rows.is_empty() && !disk.alerts.is_empty());
+    for (recording, name) in [(&recorded, "replay-recorded"), (&live, "replay-live")] {
+        let from_s3 = replay(recording, name);
+        assert_eq!(from_s3.rows, disk.rows, "{name}: window rows");
+        assert_eq!(from_s3.alerts, disk.alerts, "{name}: alert events");
+        assert_eq!(from_s3.dead, disk.dead, "{name}: dead letters");
+    }
 }

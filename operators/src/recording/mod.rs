@@ -27,6 +27,7 @@
 //! partition.
 
 mod reader;
+mod remote;
 mod writer;
 
 use std::path::{Path, PathBuf};

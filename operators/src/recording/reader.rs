@@ -11,10 +11,12 @@ use arrow_array::{Array, BinaryArray, Int64Array, PrimitiveArray};
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
 use parquet::arrow::ProjectionMask;
 
+use super::remote::{self, Staging};
 use super::{
     info_path, marks_path, parse_segment_name, segments_dir, RecordRef, RecordingError,
     RecordingInfo, FORMAT,
 };
+use crate::storage::Location;
 
 /// One complete segment file.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -38,9 +40,33 @@ pub struct Recording {
     pub segments: BTreeMap<i32, Vec<Segment>>,
     /// Idle marks of each partition (see the [module docs](super)).
     pub marks: BTreeMap<i32, Vec<(i64, u64)>>,
+    /// For a recording on an object store: the local copy `dir` is.
+    staging: Option<std::sync::Arc<Staging>>,
 }
 
 impl Recording {
+    /// Opens the recording at `location`: a directory as
+    /// [`Recording::open`], or a prefix of an object store, copied into a
+    /// local staging directory first (removed when the recording is
+    /// dropped). The errors name the location.
+    pub fn open_at(location: &Location) -> Result<Self, RecordingError> {
+        let object = match location {
+            Location::Local(dir) => return Recording::open(dir),
+            Location::Object(object) => object,
+        };
+        let staging = Staging::new()?;
+        let names = remote::download(object, staging.dir(), |_| true)?;
+        if !names.iter().any(|n| n == "recording.json") {
+            return Err(RecordingError::Invalid {
+                path: PathBuf::from(object.url()),
+                detail: "it holds no recording.json: no recording is there".to_owned(),
+            });
+        }
+        let mut recording = Recording::open(staging.dir())?;
+        recording.staging = Some(std::sync::Arc::new(staging));
+        Ok(recording)
+    }
+
     /// Opens the recording in `dir`: a missing directory, a missing or
     /// unreadable `recording.json`, a format this version does not read, or
     /// overlapping segments are errors.
@@ -101,6 +127,7 @@ impl Recording {
             info,
             segments,
             marks,
+            staging: None,
         })
     }
 

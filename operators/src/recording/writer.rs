@@ -16,10 +16,12 @@ use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
+use super::remote::{self, Staging};
 use super::{
     info_path, marks_path, parse_segment_name, segment_name, segments_dir, write_atomically,
     RecordingError, RecordingInfo, FORMAT,
 };
+use crate::storage::{Location, ObjectLocation};
 
 /// One record as read from a source, borrowed.
 #[derive(Clone, Copy, Debug)]
@@ -83,6 +85,9 @@ fn header_fields() -> Fields {
 #[derive(Debug)]
 pub struct Recorder {
     dir: PathBuf,
+    /// For a recording on an object store: the store, and the staging
+    /// directory `dir` is.
+    remote: Option<(ObjectLocation, Staging)>,
     /// The next offset to record, by partition, from the segments found.
     recorded: BTreeMap<i32, i64>,
     partitions: BTreeMap<i32, PartitionRecorder>,
@@ -290,9 +295,40 @@ impl Recorder {
         }
         Ok(Recorder {
             dir: dir.to_owned(),
+            remote: None,
             recorded,
             partitions: BTreeMap::new(),
         })
+    }
+
+    /// Opens (or creates) the recording of `topic` at `location`: a
+    /// directory as [`Recorder::open`], or a prefix of an object store,
+    /// written through a local staging directory (see `remote.rs`).
+    pub fn open_at(location: &Location, topic: &str) -> Result<Self, RecordingError> {
+        let object = match location {
+            Location::Local(dir) => return Recorder::open(dir, topic),
+            Location::Object(object) => object,
+        };
+        let staging = Staging::new()?;
+        let names = remote::download(object, staging.dir(), |n| !n.starts_with("segments/"))?;
+        let mut recorder = Recorder::open(staging.dir(), topic)?;
+        for name in names.iter().filter_map(|n| n.strip_prefix("segments/")) {
+            if let Some((p, _, last)) = parse_segment_name(name) {
+                let next = recorder.recorded.entry(p).or_insert(last + 1);
+                *next = (*next).max(last + 1);
+            }
+        }
+        remote::upload(object, staging.dir())?;
+        recorder.remote = Some((object.clone(), staging));
+        Ok(recorder)
+    }
+
+    /// Uploads what is complete, for a recording on an object store.
+    fn publish(&self) -> Result<(), RecordingError> {
+        match &self.remote {
+            Some((object, _)) => remote::upload(object, &self.dir),
+            None => Ok(()),
+        }
     }
 
     /// The offset after the last one recorded in `partition`, if any was.
@@ -357,8 +393,10 @@ impl Recorder {
         if p.open.as_ref().is_some_and(|s| s.rows >= SEGMENT_ROWS) {
             if let Some(full) = p.open.take() {
                 full.seal(&dir)?;
+                self.publish()?;
             }
         }
+        let p = self.partition(record.partition)?;
         let segment = match &mut p.open {
             Some(segment) => segment,
             None => p
@@ -407,6 +445,6 @@ impl Recorder {
                 write_atomically(&marks_path(&self.dir, partition), &json)?;
             }
         }
-        Ok(())
+        self.publish()
     }
 }

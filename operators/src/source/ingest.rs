@@ -13,6 +13,7 @@ use crate::decode::Decoder;
 use crate::reading::Reading;
 use crate::recording::{RecordRef, Recorder};
 use crate::run::Run;
+use crate::storage::Location;
 
 use super::resume::{PartitionStart, SourcePart};
 
@@ -182,7 +183,12 @@ impl Ingest {
     /// Records what is read into the recording in `dir` (`--record`), with
     /// the idle marks; failing to open it is a pipeline error.
     pub(super) fn record_into(&mut self, dir: &Path, run: &Run) {
-        match Recorder::open(dir, &self.topic) {
+        let opened = Location::from_flag(dir)
+            .map_err(|e| e.to_string())
+            .and_then(|location| {
+                Recorder::open_at(&location, &self.topic).map_err(|e| e.to_string())
+            });
+        match opened {
             Ok(recorder) => self.recorder = Some(recorder),
             Err(e) => run.control.add_error(format!("cannot record: {e}")),
         }

@@ -92,6 +92,13 @@ impl Location {
         ObjectLocation::open(text, options).map(Location::Object)
     }
 
+    /// The location a command-line argument names: a local path (relative
+    /// to the working directory), a `file://` URL, or an object-store URL
+    /// whose credentials and endpoint come from the environment.
+    pub fn from_flag(path: &Path) -> Result<Location, String> {
+        Location::parse(&path.to_string_lossy(), Path::new(""), &[])
+    }
+
     /// The object-store location, if this is one.
     pub fn object(&self) -> Option<&ObjectLocation> {
         match self {
