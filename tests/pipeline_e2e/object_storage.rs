@@ -2,12 +2,14 @@
 //! in a process of its own): the restart test's kills and aborts, a cluster
 //! of processes that share no disk, and the files read back with pyarrow.
 
-use std::time::Duration;
+use std::process::Command;
+use std::time::{Duration, Instant};
 
 use crate::reference::{Input, Outputs};
 use crate::replay::{replayed, run_ok, weir, Replayed};
 use crate::restart::{killed_and_resumed, lose_processes, wait, weir_run, Scenario};
 use crate::s3::S3;
+use crate::support::proxy::Proxy;
 use crate::support::{unique_topic, Broker};
 
 /// What a replay with `--out DIR` wrote.
@@ -110,7 +112,10 @@ fn a_recording_on_s3_replays_like_the_same_recording_on_disk() {
     };
     weir(&["record", pipeline, on_disk, "--quiet"], "record-disk");
     let recorded = format!("{bucket}/recorded");
-    weir(&["record", pipeline, &recorded, "--quiet", "--to", "40"], "record-s3-part");
+    weir(
+        &["record", pipeline, &recorded, "--quiet", "--to", "40"],
+        "record-s3-part",
+    );
     weir(&["record", pipeline, &recorded, "--quiet"], "record-s3");
     let live = format!("{bucket}/live");
     let live_args = ["run", pipeline, "--bounded", "--quiet", "--record", &live];
@@ -120,8 +125,15 @@ fn a_recording_on_s3_replays_like_the_same_recording_on_disk() {
         let out = dir.path().join(name);
         let out_str = out.to_str().unwrap();
         let args = [
-            "replay", recording, "--pipeline", pipeline, "--out", out_str, "--quiet",
-            "--workers", "2",
+            "replay",
+            recording,
+            "--pipeline",
+            pipeline,
+            "--out",
+            out_str,
+            "--quiet",
+            "--workers",
+            "2",
         ];
         weir(&args, name);
         replayed_in(&out)
@@ -134,4 +146,101 @@ fn a_recording_on_s3_replays_like_the_same_recording_on_disk() {
         assert_eq!(from_s3.alerts, disk.alerts, "{name}: alert events");
         assert_eq!(from_s3.dead, disk.dead, "{name}: dead letters");
     }
+}
+
+/// The S3 server is unreachable for 30 s in the middle of a live run (a
+/// proxy in front of it drops every connection and refuses new ones): Weir
+/// retries and carries on, or stops with an error naming the location, and
+/// a resume writes everything exactly once. Meanwhile, every file listed
+/// under a final name is a complete Parquet file.
+#[test]
+fn an_s3_outage_loses_and_repeats_nothing_and_never_shows_a_partial_file() {
+    let mut s3 = S3::start();
+    s3.create_bucket("weir");
+    let proxy = Proxy::start();
+    proxy.set_upstream(s3.port);
+    let direct = s3.endpoint.clone();
+    s3.endpoint = format!("http://127.0.0.1:{}", proxy.port());
+    let scenario = Scenario::on_s3(&s3, "weir");
+    scenario.produce(1, Duration::ZERO);
+    let log = scenario.log("outage");
+    let mut child = weir_run(&scenario.pipeline, 2, false, &log, None);
+    crate::restart::started(&log, &mut child);
+    // After a first checkpoint: a run that never completed one cannot be
+    // resumed (see the checkpoint module), whatever the store.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !std::fs::read_to_string(&log).unwrap().contains("Checkpoint complete") {
+        assert!(Instant::now() < deadline, "no checkpoint within 60 s");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    proxy.outage(Duration::from_secs(30));
+    // Look at the bucket directly (not through the proxy) all along.
+    let root = scenario.remote_out().unwrap().url().to_owned();
+    s3.endpoint = direct;
+    let deadline = Instant::now() + Duration::from_secs(35);
+    let mut looked = 0;
+    while Instant::now() < deadline {
+        looked += assert_complete_files(&s3, &root);
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    if child.try_wait().unwrap().is_none() {
+        let sent = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+    }
+    let status = wait(&mut child, Duration::from_secs(120));
+    let stderr = std::fs::read_to_string(&log).unwrap();
+    let carried_on = status.is_some_and(|s| s.success());
+    assert!(
+        carried_on || (stderr.contains("error") && stderr.contains("s3://weir/")),
+        "the run neither carried on nor stopped with an error naming the location \
+         ({status:?}):\n{stderr}"
+    );
+    eprintln!(
+        "S3 outage test: the live run {}; {looked} file listings checked",
+        if carried_on {
+            "retried and carried on"
+        } else {
+            "stopped with an error"
+        }
+    );
+    let log = scenario.log("outage-final");
+    let mut child = weir_run(&scenario.pipeline, 1, true, &log, None);
+    // The resume completes the files: look at them while it does.
+    while child.try_wait().unwrap().is_none() {
+        looked += assert_complete_files(&s3, &root);
+    }
+    looked += assert_complete_files(&s3, &root);
+    assert!(looked > 0, "no file was ever listed");
+    let status = wait(&mut child, Duration::from_secs(120));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "the bounded resume after the outage failed ({status:?}):\n{}",
+        std::fs::read_to_string(&log).unwrap()
+    );
+    scenario.check(1);
+}
+
+/// Checks that every Parquet file below `root` is complete (its footer
+/// parses and its rows read); returns how many there were.
+fn assert_complete_files(s3: &S3, root: &str) -> usize {
+    let root = s3.location(root);
+    let mut checked = 0;
+    for (name, _) in root.list().unwrap() {
+        if !name.ends_with(".parquet") {
+            continue;
+        }
+        let bytes = bytes::Bytes::from(root.get(&name).unwrap());
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
+            .unwrap_or_else(|e| panic!("{name} is listed and not a complete Parquet file: {e}"))
+            .build()
+            .unwrap();
+        for batch in reader {
+            batch.unwrap_or_else(|e| panic!("{name} does not read: {e}"));
+        }
+        checked += 1;
+    }
+    checked
 }

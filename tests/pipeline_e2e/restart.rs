@@ -155,7 +155,7 @@ impl Scenario {
     /// Produces 20 minutes of simulated input in `batches`, `pause` apart.
     /// Every partition gets devices (device `n` goes to partition `n % 4`):
     /// with no idle timeout, an empty one would hold every window open.
-    fn produce(&self, batches: usize, pause: Duration) {
+    pub(crate) fn produce(&self, batches: usize, pause: Duration) {
         let records: Vec<_> = weir::simulate::generate(&Input::simulation(20)).collect();
         for chunk in records.chunks(records.len().div_ceil(batches)) {
             self.broker

@@ -14,8 +14,11 @@ use weir_operators::storage::{Location, ObjectLocation};
 /// A running moto S3 server; killed on drop.
 pub struct S3 {
     child: Child,
-    /// `http://127.0.0.1:PORT`.
+    /// `http://127.0.0.1:PORT`: where clients are told the server is (a
+    /// proxy in front of it, if the test puts one there).
     pub endpoint: String,
+    /// The server's own port.
+    pub port: u16,
     venv: PathBuf,
 }
 
@@ -54,6 +57,7 @@ impl S3 {
         let s3 = S3 {
             child,
             endpoint: format!("http://127.0.0.1:{port}"),
+            port,
             venv,
         };
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -66,8 +70,8 @@ impl S3 {
 
     /// One plain HTTP request; the status code, if the server answered.
     fn request(&self, method: &str, path: &str) -> Option<u16> {
-        let addr = self.endpoint.trim_start_matches("http://");
-        let mut stream = TcpStream::connect(addr).ok()?;
+        let addr = format!("127.0.0.1:{}", self.port);
+        let mut stream = TcpStream::connect(&addr).ok()?;
         write!(
             stream,
             "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"

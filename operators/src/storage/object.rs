@@ -4,6 +4,7 @@ use std::fmt;
 use std::io;
 use std::str::FromStr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures_util::TryStreamExt;
 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
@@ -11,13 +12,33 @@ use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
 use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
 use object_store::multipart::PartId;
 use object_store::path::Path as Key;
-use object_store::{ObjectStoreExt, PutMode, PutPayload};
+use object_store::{BackoffConfig, ObjectStoreExt, PutMode, PutPayload, RetryConfig};
 
 use super::{block_on, io_error, remember, Bucket};
 
 /// The size of the parts of a multipart upload but the last: 8 MiB, above
 /// the 5 MiB stores require.
 pub const PART_BYTES: usize = 8 << 20;
+
+/// How long a call is retried before it fails: a store unreachable for
+/// this long stops the pipeline with an error naming the location.
+pub const RETRY_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Retries of failed calls (connection errors, throttling, server errors):
+/// back-off from 100 ms up to 10 s, with jitter, for up to
+/// [`RETRY_TIMEOUT`]. The calls Weir makes are all safe to repeat.
+fn retry() -> RetryConfig {
+    RetryConfig {
+        backoff: BackoffConfig {
+            init_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(10),
+            base: 3.0,
+        },
+        // The timeout is the bound, not the count.
+        max_retries: usize::MAX,
+        retry_timeout: RETRY_TIMEOUT,
+    }
+}
 
 /// A prefix of a bucket (`s3://bucket/prefix`) and a client for it.
 #[derive(Clone)]
@@ -53,7 +74,7 @@ impl ObjectLocation {
         }
         let store: Arc<dyn Bucket> = match parsed.scheme() {
             "s3" | "s3a" => {
-                let mut builder = AmazonS3Builder::from_env().with_url(url);
+                let mut builder = AmazonS3Builder::from_env().with_url(url).with_retry(retry());
                 // Options of other stores are for other locations.
                 for (key, value) in options {
                     if let Ok(key) = AmazonS3ConfigKey::from_str(key) {
@@ -63,7 +84,7 @@ impl ObjectLocation {
                 Arc::new(builder.build().map_err(|e| format!("{url}: {e}"))?)
             }
             "gs" => {
-                let mut builder = GoogleCloudStorageBuilder::from_env().with_url(url);
+                let mut builder = GoogleCloudStorageBuilder::from_env().with_url(url).with_retry(retry());
                 // Options of other stores are for other locations.
                 for (key, value) in options {
                     if let Ok(key) = GoogleConfigKey::from_str(key) {
@@ -73,7 +94,7 @@ impl ObjectLocation {
                 Arc::new(builder.build().map_err(|e| format!("{url}: {e}"))?)
             }
             _ => {
-                let mut builder = MicrosoftAzureBuilder::from_env().with_url(url);
+                let mut builder = MicrosoftAzureBuilder::from_env().with_url(url).with_retry(retry());
                 // Options of other stores are for other locations.
                 for (key, value) in options {
                     if let Ok(key) = AzureConfigKey::from_str(key) {
