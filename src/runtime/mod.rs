@@ -365,6 +365,10 @@ fn report_lost_peers(me: usize, hosts: Vec<String>) {
 /// Opens the run's checkpoints; resuming from the end of a completed
 /// bounded run is refused (there is nothing left to do).
 fn open_checkpoints(config: &CheckpointConfig, options: &RunOptions) -> anyhow::Result<Session> {
+    config
+        .dir
+        .check_writable()
+        .map_err(|e| anyhow::anyhow!("checkpoints: {e}"))?;
     let session = Session::open(config.clone(), &options.name, options.from_scratch)?;
     if let Some(restored) = session.restored() {
         if restored.manifest.frontier == Marker::END {

@@ -169,7 +169,10 @@ fn an_s3_outage_loses_and_repeats_nothing_and_never_shows_a_partial_file() {
     // After a first checkpoint: a run that never completed one cannot be
     // resumed (see the checkpoint module), whatever the store.
     let deadline = Instant::now() + Duration::from_secs(60);
-    while !std::fs::read_to_string(&log).unwrap().contains("Checkpoint complete") {
+    while !std::fs::read_to_string(&log)
+        .unwrap()
+        .contains("Checkpoint complete")
+    {
         assert!(Instant::now() < deadline, "no checkpoint within 60 s");
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -243,4 +246,69 @@ fn assert_complete_files(s3: &S3, root: &str) -> usize {
         checked += 1;
     }
     checked
+}
+
+/// A bucket that does not exist, and a store nobody answers at, are errors
+/// at the start of a run that name the location, before anything is read.
+#[test]
+fn a_missing_bucket_or_an_unreachable_store_is_an_error_at_start() {
+    let s3 = S3::start();
+    s3.create_bucket("weir");
+    let broker = Broker::start();
+    let topic = unique_topic("readings");
+    broker.create_topic(&topic, 1);
+    let outputs = Outputs::new(&broker);
+    let dir = tempfile::tempdir().unwrap();
+    let unreachable = format!("http://{}", crate::free_addresses(1)[0]);
+    let cases = [
+        (
+            "parquet",
+            "s3://no-such-bucket/windows",
+            "s3://weir/ck",
+            &s3.endpoint,
+        ),
+        (
+            "checkpoint",
+            "s3://weir/windows",
+            "s3://no-such-bucket/ck",
+            &s3.endpoint,
+        ),
+        (
+            "unreachable",
+            "s3://weir/windows",
+            "s3://weir/ck",
+            &unreachable,
+        ),
+    ];
+    for (name, parquet, checkpoints, endpoint) in cases {
+        let toml = outputs
+            .toml_for(&broker, &topic)
+            .replace(&outputs.dir.path().display().to_string(), "s3://weir/out");
+        let toml = toml.replacen("s3://weir/out/windows", parquet, 1);
+        let storage = s3.storage_toml().replace(&s3.endpoint, endpoint);
+        let pipeline = dir.path().join(format!("{name}.toml"));
+        let toml = format!("{toml}{storage}\n[checkpoint]\ndir = \"{checkpoints}\"\n");
+        std::fs::write(&pipeline, toml).unwrap();
+        let log = dir.path().join(format!("{name}.log"));
+        let started = Instant::now();
+        let status = weir(&["run", pipeline.to_str().unwrap(), "--bounded"], &log)
+            .status()
+            .unwrap();
+        let stderr = std::fs::read_to_string(&log).unwrap();
+        let named = if name == "checkpoint" {
+            checkpoints
+        } else {
+            parquet
+        };
+        assert!(
+            !status.success() && stderr.contains(named) && stderr.contains("not writable"),
+            "{name}: the run must stop at once naming {named}:\n{stderr}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{name}: took {:?}",
+            started.elapsed()
+        );
+        eprintln!("{name}: {}", stderr.lines().last().unwrap_or_default());
+    }
 }

@@ -24,10 +24,14 @@ pub const PART_BYTES: usize = 8 << 20;
 /// this long stops the pipeline with an error naming the location.
 pub const RETRY_TIMEOUT: Duration = Duration::from_secs(300);
 
+/// How long the check at the start of a run retries before it reports the
+/// location unreachable.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Retries of failed calls (connection errors, throttling, server errors):
-/// back-off from 100 ms up to 10 s, with jitter, for up to
-/// [`RETRY_TIMEOUT`]. The calls Weir makes are all safe to repeat.
-fn retry() -> RetryConfig {
+/// back-off from 100 ms up to 10 s, with jitter, for up to `timeout`. The
+/// calls Weir makes are all safe to repeat.
+fn retry(timeout: Duration) -> RetryConfig {
     RetryConfig {
         backoff: BackoffConfig {
             init_backoff: Duration::from_millis(100),
@@ -36,7 +40,7 @@ fn retry() -> RetryConfig {
         },
         // The timeout is the bound, not the count.
         max_retries: usize::MAX,
-        retry_timeout: RETRY_TIMEOUT,
+        retry_timeout: timeout,
     }
 }
 
@@ -46,6 +50,8 @@ pub struct ObjectLocation {
     /// The URL, without a trailing `/`.
     url: String,
     store: Arc<dyn Bucket>,
+    /// The same client with a short retry timeout, for the check at start.
+    quick: Arc<dyn Bucket>,
     prefix: Key,
     /// The options the client was built with, to tell two clients apart.
     options: Vec<(String, String)>,
@@ -72,42 +78,13 @@ impl ObjectLocation {
         if parsed.host_str().is_none_or(str::is_empty) {
             return Err(format!("{url:?} names no bucket"));
         }
-        let store: Arc<dyn Bucket> = match parsed.scheme() {
-            "s3" | "s3a" => {
-                let mut builder = AmazonS3Builder::from_env().with_url(url).with_retry(retry());
-                // Options of other stores are for other locations.
-                for (key, value) in options {
-                    if let Ok(key) = AmazonS3ConfigKey::from_str(key) {
-                        builder = builder.with_config(key, value);
-                    }
-                }
-                Arc::new(builder.build().map_err(|e| format!("{url}: {e}"))?)
-            }
-            "gs" => {
-                let mut builder = GoogleCloudStorageBuilder::from_env().with_url(url).with_retry(retry());
-                // Options of other stores are for other locations.
-                for (key, value) in options {
-                    if let Ok(key) = GoogleConfigKey::from_str(key) {
-                        builder = builder.with_config(key, value);
-                    }
-                }
-                Arc::new(builder.build().map_err(|e| format!("{url}: {e}"))?)
-            }
-            _ => {
-                let mut builder = MicrosoftAzureBuilder::from_env().with_url(url).with_retry(retry());
-                // Options of other stores are for other locations.
-                for (key, value) in options {
-                    if let Ok(key) = AzureConfigKey::from_str(key) {
-                        builder = builder.with_config(key, value);
-                    }
-                }
-                Arc::new(builder.build().map_err(|e| format!("{url}: {e}"))?)
-            }
-        };
+        let store = build(&parsed, url, options, retry(RETRY_TIMEOUT))?;
+        let quick = build(&parsed, url, options, retry(CHECK_TIMEOUT))?;
         let prefix = Key::from_url_path(parsed.path()).map_err(|e| format!("{url}: {e}"))?;
         let location = ObjectLocation {
             url: url.trim_end_matches('/').to_owned(),
             store,
+            quick,
             prefix,
             options: options.to_vec(),
         };
@@ -138,6 +115,7 @@ impl ObjectLocation {
             .map_or(Key::default(), |(_, path)| Key::from(path));
         let location = ObjectLocation {
             url: url.trim_end_matches('/').to_owned(),
+            quick: Arc::clone(&store),
             store,
             prefix,
             options: Vec::new(),
@@ -156,6 +134,7 @@ impl ObjectLocation {
         let joined = ObjectLocation {
             url: format!("{}/{}", self.url, relative.trim_matches('/')),
             store: Arc::clone(&self.store),
+            quick: Arc::clone(&self.quick),
             prefix: self.key(relative),
             options: self.options.clone(),
         };
@@ -307,19 +286,67 @@ impl ObjectLocation {
         }
     }
 
-    /// Writes and deletes a probe object; the error names the location.
+    /// Writes and deletes a probe object, retrying for 10 s at most; the
+    /// error names the location.
     pub fn check_writable(&self) -> Result<(), String> {
-        let probe = format!(
+        let probe = self.key(&format!(
             "_weir_probe-{}-{}",
             std::process::id(),
             std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_nanos())
-        );
-        self.put(&probe, b"weir".to_vec())
-            .and_then(|()| self.delete(&probe))
-            .map_err(|e| format!("{} is not writable: {e}", self.url))
+        ));
+        let store = Arc::clone(&self.quick);
+        block_on(async move {
+            store.put(&probe, PutPayload::from_static(b"weir")).await?;
+            store.delete(&probe).await
+        })
+        .map_err(|e| format!("{} is not writable: {e}", self.url))
     }
+}
+
+/// A client for `url` (parsed: `parsed`) with `options` and `retry`.
+fn build(
+    parsed: &url::Url,
+    url: &str,
+    options: &[(String, String)],
+    retry: RetryConfig,
+) -> Result<Arc<dyn Bucket>, String> {
+    let store: Arc<dyn Bucket> = match parsed.scheme() {
+        "s3" | "s3a" => {
+            let mut builder = AmazonS3Builder::from_env().with_url(url).with_retry(retry);
+            // Options of other stores are for other locations.
+            for (key, value) in options {
+                if let Ok(key) = AmazonS3ConfigKey::from_str(key) {
+                    builder = builder.with_config(key, value);
+                }
+            }
+            Arc::new(builder.build().map_err(|e| format!("{url}: {e}"))?)
+        }
+        "gs" => {
+            let mut builder = GoogleCloudStorageBuilder::from_env()
+                .with_url(url)
+                .with_retry(retry);
+            for (key, value) in options {
+                if let Ok(key) = GoogleConfigKey::from_str(key) {
+                    builder = builder.with_config(key, value);
+                }
+            }
+            Arc::new(builder.build().map_err(|e| format!("{url}: {e}"))?)
+        }
+        _ => {
+            let mut builder = MicrosoftAzureBuilder::from_env()
+                .with_url(url)
+                .with_retry(retry);
+            for (key, value) in options {
+                if let Ok(key) = AzureConfigKey::from_str(key) {
+                    builder = builder.with_config(key, value);
+                }
+            }
+            Arc::new(builder.build().map_err(|e| format!("{url}: {e}"))?)
+        }
+    };
+    Ok(store)
 }
 
 impl PartialEq for ObjectLocation {
