@@ -257,8 +257,21 @@ fn manifest_name(id: u64) -> String {
     format!("ckpt-{id:012}.manifest.json")
 }
 
-fn part_name(id: u64, op: &str, worker: usize) -> String {
-    format!("ckpt-{id:012}-{op}-w{worker}.part")
+/// The object name of a part. `run` tells apart the parts of two runs
+/// that share a location by mistake: the loser of the race for a manifest
+/// (see [`Session::commit`]) never overwrites the winner's parts.
+fn part_name(id: u64, op: &str, worker: usize, run: &str) -> String {
+    format!("ckpt-{id:012}-{op}-w{worker}-{run}.part")
+}
+
+/// A name for this process's run, unique enough to tell two runs apart.
+fn run_tag() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    static OPENED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = OPENED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{:x}{:x}{n:x}", std::process::id(), nanos & 0xffff_ffff)
 }
 
 /// The checkpoint number an object name belongs to.
@@ -285,6 +298,8 @@ pub struct Session {
     /// The number of this run's first checkpoint: after every checkpoint
     /// found in the store, complete or not.
     next_id: u64,
+    /// Part names of this run carry it (see [`part_name`]).
+    run: String,
 }
 
 impl Session {
@@ -333,6 +348,7 @@ impl Session {
                 pipeline: pipeline.to_owned(),
                 restored: None,
                 next_id: 1,
+                run: run_tag(),
             });
         }
         let latest = names
@@ -354,6 +370,7 @@ impl Session {
                 pipeline: pipeline.to_owned(),
                 restored: None,
                 next_id: 1,
+                run: run_tag(),
             });
         };
         let corrupt = |problem: String| CheckpointError::Corrupt {
@@ -392,6 +409,7 @@ impl Session {
             pipeline: pipeline.to_owned(),
             restored: Some(Restored { manifest, parts }),
             next_id: names.iter().filter_map(|n| id_of(n)).max().unwrap_or(id) + 1,
+            run: run_tag(),
         })
     }
 
@@ -457,7 +475,7 @@ impl Session {
         worker: usize,
         bytes: &[u8],
     ) -> Result<PartInfo, String> {
-        let name = part_name(id, op, worker);
+        let name = part_name(id, op, worker, &self.run);
         self.store
             .put(&name, bytes)
             .map_err(|e| format!("cannot write checkpoint part {name}: {e}"))?;
@@ -707,7 +725,7 @@ mod tests {
         let files = tempfile::tempdir().unwrap();
         let session = Session::open(config(dir.path()), "p", false).unwrap();
         take(&session, 1, 10, files.path());
-        let part = dir.path().join(part_name(1, "op.1", 0));
+        let part = dir.path().join(part_name(1, "op.1", 0, &session.run));
 
         std::fs::write(&part, b"garbage!").unwrap();
         let error = Session::open(config(dir.path()), "p", false).unwrap_err();
