@@ -114,7 +114,7 @@ async fn scrape(State(state): State<Arc<ServerState>>) -> impl IntoResponse {
                 header::CONTENT_TYPE,
                 "application/openmetrics-text; version=1.0.0; charset=utf-8",
             )],
-            body,
+            crate::secrets::redact(&body),
         ),
         Err(e) => (
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -137,7 +137,8 @@ async fn events(
         if !first {
             tokio::time::sleep(std::time::Duration::from_secs(1)).await;
         }
-        let event = axum::response::sse::Event::default().data(snapshot(&state()).to_string());
+        let snapshot = crate::secrets::redact(&snapshot(&state()).to_string());
+        let event = axum::response::sse::Event::default().data(snapshot);
         Some((Ok(event), (state, false)))
     });
     axum::response::sse::Sse::new(stream)
@@ -195,7 +196,7 @@ async fn ready(State(state): State<Arc<ServerState>>) -> impl IntoResponse {
     if let Some(error) = errors.first() {
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            format!("not ready: {error}\n"),
+            crate::secrets::redact(&format!("not ready: {error}\n")),
         )
     } else if wired == 0 || open < wired {
         (

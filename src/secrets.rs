@@ -1,8 +1,11 @@
 //! Secrets in pipeline files: a Kafka client property written as
 //! `"${NAME}"` takes the value of the environment variable `NAME`. Every
 //! such value is remembered here, and the `weir` binary's log and error
-//! output replace it with `***`, so a secret never appears in a log line, an
-//! error message or `weir check` output, even where librdkafka quotes it.
+//! output, `weir check`, `/metrics` and the status page replace it with
+//! `***`, so a secret never appears in any of them, even where librdkafka
+//! quotes it. A value is also remembered in the forms it takes once escaped
+//! for JSON (once or twice: a JSON log line of a message that quotes JSON)
+//! or by Rust's `{:?}`, since that is how log lines and messages quote it.
 
 use std::io::Write;
 use std::sync::{Mutex, OnceLock};
@@ -23,13 +26,38 @@ pub fn reference(text: &str) -> Option<&str> {
 /// that output hides it.
 pub fn from_env(name: &str) -> Option<String> {
     let value = std::env::var(name).ok()?;
-    if !value.is_empty() {
-        let mut secrets = registry().lock().unwrap_or_else(|e| e.into_inner());
-        if !secrets.contains(&value) {
-            secrets.push(value.clone());
+    remember(&value);
+    Some(value)
+}
+
+/// Remembers `value` as a secret, with its escaped forms.
+pub fn remember(value: &str) {
+    if value.is_empty() {
+        return;
+    }
+    let json = |s: &str| {
+        let quoted = serde_json::to_string(s).expect("a string serializes");
+        quoted[1..quoted.len() - 1].to_owned()
+    };
+    let debug = |s: &str| {
+        let quoted = format!("{s:?}");
+        quoted[1..quoted.len() - 1].to_owned()
+    };
+    let forms = [
+        value.to_owned(),
+        json(value),
+        json(&json(value)),
+        debug(value),
+        json(&debug(value)),
+    ];
+    let mut secrets = registry().lock().unwrap_or_else(|e| e.into_inner());
+    for form in forms {
+        if !secrets.contains(&form) {
+            secrets.push(form);
         }
     }
-    Some(value)
+    // The longest first: a form may contain a shorter one.
+    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
 }
 
 /// `text` with every remembered secret replaced by `***`.
@@ -83,5 +111,20 @@ mod tests {
             redact("Invalid value \"hunter2-xyz\" for sasl.password"),
             "Invalid value \"***\" for sasl.password"
         );
+    }
+
+    #[test]
+    fn escaped_forms_of_a_secret_are_hidden_too() {
+        let secret = r#"pa"ss\w0rd-9e1"#;
+        remember(secret);
+        let message = format!("Invalid value \"{secret}\"");
+        let once = serde_json::to_string(&message).unwrap();
+        let twice = serde_json::to_string(&once).unwrap();
+        let debug = format!("{message:?}");
+        for text in [&message, &once, &twice, &debug] {
+            let hidden = redact(text);
+            assert!(hidden.contains("***"), "{text} -> {hidden}");
+            assert!(!hidden.contains("pa"), "{text} -> {hidden}");
+        }
     }
 }

@@ -343,3 +343,56 @@ fn metric_names(text: &str) -> Vec<String> {
     assert!(!names.is_empty());
     names
 }
+
+/// The first event of `/events` (the status page's feed), read until its
+/// data line is complete.
+fn first_event(port: u16) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    write!(stream, "GET /events HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+    let mut text = String::new();
+    let mut buf = [0u8; 4096];
+    while !text.contains("data:") || !text.split("data:").nth(1).unwrap().contains('\n') {
+        let n = stream.read(&mut buf).expect("the event arrives");
+        assert!(n > 0, "the stream ended: {text}");
+        text.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    text
+}
+
+/// A secret (with a quote and a backslash, which JSON and `{:?}` escape)
+/// in a pipeline error: `/ready` and the status page show `***` for every
+/// form the secret takes, and `/metrics` (which counts errors) none of them.
+#[test]
+fn metrics_and_the_status_page_never_show_a_secret() {
+    let secret = r#"tok"en\x-5c2"#;
+    weir::secrets::remember(secret);
+    let run = weir_operators::Run::default();
+    run.control.add_error(format!(
+        "the client said: Invalid value {secret:?} for sasl.password"
+    ));
+    run.control.add_error(format!("plain: {secret}"));
+    let server = weir::http::serve("127.0.0.1:0".parse().unwrap(), run).unwrap();
+    let (status, metrics) = get(server.addr.port(), "/metrics").unwrap();
+    assert_eq!(status, 200);
+    assert!(metrics.contains("weir_errors_total 2"), "{metrics}");
+    let (_, ready) = get(server.addr.port(), "/ready").unwrap();
+    let page = first_event(server.addr.port());
+    for (what, text) in [
+        ("/metrics", &metrics),
+        ("/ready", &ready),
+        ("/events", &page),
+    ] {
+        assert!(
+            what == "/metrics" || text.contains("***"),
+            "{what} shows the errors, hidden:\n{text}"
+        );
+        assert!(
+            !text.contains("tok") && !text.contains("5c2"),
+            "{what} shows the secret:\n{text}"
+        );
+    }
+}

@@ -1,10 +1,24 @@
 //! A secret referenced as `"${NAME}"` in a pipeline file reaches the Kafka
 //! client, and appears in no output: not in `weir check`, not in the logs
-//! (at debug level), not in error messages, even where librdkafka quotes it.
+//! (at debug level, human or JSON), not in error messages, even where
+//! librdkafka quotes it, and even when JSON or `{:?}` escape it.
 
 use std::process::Command;
 
-const SECRET: &str = "s3cr3t-4f9a-b7";
+/// A plain secret, and one with characters JSON and `{:?}` escape.
+const SECRETS: [&str; 2] = ["s3cr3t-4f9a-b7", r#"s3"cr\3t-4f9a-b7"#];
+
+/// Every form `secret` may be printed in: as is, escaped once or twice.
+fn forms(secret: &str) -> Vec<String> {
+    let once = serde_json::to_string(secret).unwrap();
+    let twice = serde_json::to_string(&once).unwrap();
+    vec![
+        secret.to_owned(),
+        once.trim_matches('"').to_owned(),
+        twice.trim_matches('"').to_owned(),
+        "4f9a-b7".to_owned(),
+    ]
+}
 
 fn weir(args: &[&str], secret: Option<&str>) -> (bool, String) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_weir"));
@@ -37,6 +51,8 @@ name = "secured"
 brokers = "127.0.0.1:1"
 topic = "readings"
 properties = { "security.protocol" = "sasl_plaintext", "sasl.mechanism" = "${WEIR_TEST_SECRET}", "sasl.username" = "weir", "sasl.password" = "${WEIR_TEST_SECRET}" }
+[storage.properties]
+aws_secret_access_key = "${WEIR_TEST_SECRET}"
 [sinks.parquet]
 path = "out"
 "#,
@@ -44,17 +60,27 @@ path = "out"
     .unwrap();
     let p = pipeline.to_str().unwrap();
 
-    let (ok, out) = weir(&["check", p], Some(SECRET));
-    assert!(ok, "weir check passes:\n{out}");
-    assert!(!out.contains(SECRET), "weir check shows the secret:\n{out}");
+    for secret in SECRETS {
+        for format in ["human", "json"] {
+            let shown = |out: &str| forms(secret).into_iter().find(|f| out.contains(f.as_str()));
+            let (ok, out) = weir(&["check", p, "--log-format", format], Some(secret));
+            assert!(ok, "weir check passes:\n{out}");
+            assert_eq!(shown(&out), None, "weir check shows the secret:\n{out}");
 
-    let (ok, out) = weir(&["run", p, "--bounded", "--quiet"], Some(SECRET));
-    assert!(!ok, "the client refuses the mechanism:\n{out}");
-    assert!(
-        out.contains("***"),
-        "the client quoted the (hidden) secret:\n{out}"
-    );
-    assert!(!out.contains(SECRET), "the run shows the secret:\n{out}");
+            let args = ["run", p, "--bounded", "--quiet", "--log-format", format];
+            let (ok, out) = weir(&args, Some(secret));
+            assert!(!ok, "the client refuses the mechanism:\n{out}");
+            assert!(
+                out.contains("***"),
+                "the client quoted the (hidden) secret:\n{out}"
+            );
+            assert_eq!(
+                shown(&out),
+                None,
+                "the run ({format} logs) shows the secret:\n{out}"
+            );
+        }
+    }
 
     let (ok, out) = weir(&["check", p], None);
     assert!(!ok);

@@ -16,9 +16,13 @@ pub(crate) struct Args {
 /// Validates the pipeline file and prints its summary.
 pub(crate) fn check(args: Args) -> anyhow::Result<()> {
     let spec = weir::config::load_pipeline(&args.pipeline)?;
-    println!("{} is valid.\n{}", args.pipeline.display(), spec.summary());
+    let summary = format!("{} is valid.\n{}", args.pipeline.display(), spec.summary());
+    println!("{}", weir::secrets::redact(&summary));
     if args.explain {
-        println!("\n{}", weir::explain::explain(&spec));
+        println!(
+            "\n{}",
+            weir::secrets::redact(&weir::explain::explain(&spec))
+        );
     }
     Ok(())
 }
