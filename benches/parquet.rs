@@ -21,62 +21,17 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod support;
+
 use arrow_array::{
     ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray,
 };
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
-use timely::dataflow::InputHandleVec;
-use weir::operators::parquet::{window_aggregate_schema, ParquetSink, ParquetSinkConfig};
-use weir::operators::{Env, Run, WindowAggregate};
-
-const DEVICES: usize = 1_000;
-/// In name order: `window_aggregate` emits a window's rows by device and sensor.
-const SENSORS: [&str; 3] = ["pressure", "temperature", "vibration"];
-const WINDOW_MS: u64 = 60_000;
-/// 2025-11-23T12:00:00Z: windows start on the hour.
-const START_MS: u64 = 1_763_899_200_000;
-
-/// `n` rows (rounded up to whole windows of every key), in the order of
-/// (window_start, device, sensor).
-fn rows(n: usize) -> Vec<WindowAggregate> {
-    let keys = DEVICES * SENSORS.len();
-    let windows = n.div_ceil(keys);
-    let devices: Vec<String> = (0..DEVICES).map(|d| format!("dev-{d:05}")).collect();
-    let mut state = 0x9E37_79B9_7F4A_7C15_u64;
-    let mut random = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        (state >> 11) as f64 / (1u64 << 53) as f64
-    };
-    let mut rows = Vec::with_capacity(windows * keys);
-    for w in 0..windows as u64 {
-        let window_start = START_MS + w * WINDOW_MS;
-        for device in &devices {
-            for sensor in SENSORS {
-                let count = 50 + (random() * 20.0) as u64;
-                let min = 20.0 + random() * 40.0;
-                let max = min + random() * 10.0;
-                let mean = (min + max) / 2.0;
-                rows.push(WindowAggregate {
-                    device: device.as_str().into(),
-                    sensor: sensor.into(),
-                    window_start,
-                    window_end: window_start + WINDOW_MS,
-                    count,
-                    min,
-                    max,
-                    sum: mean * count as f64,
-                    revision: 0,
-                    extra: Vec::new(),
-                });
-            }
-        }
-    }
-    rows
-}
+use support::parquet::{rows, weir_sink, DEVICES, SENSORS};
+use weir::operators::parquet::{window_aggregate_schema, ParquetSinkConfig};
+use weir::operators::WindowAggregate;
 
 /// Files and their bytes below `dir`.
 fn files(dir: &Path) -> (usize, u64) {
@@ -94,44 +49,6 @@ fn files(dir: &Path) -> (usize, u64) {
         }
     }
     found
-}
-
-/// Weir's sink, on one timely worker, writing below `dir`.
-fn weir_sink(rows: Vec<WindowAggregate>, dir: &Path) -> Duration {
-    let n = rows.len() as u64;
-    let config = ParquetSinkConfig::new(dir);
-    let run = Run::default();
-    let sink_run = run.clone();
-    let start = Instant::now();
-    timely::execute_directly(move |worker| {
-        let mut input = InputHandleVec::<u64, WindowAggregate>::new();
-        worker.dataflow(|scope| {
-            let env = Env::new(scope, sink_run, "bench", None);
-            input.to_stream(scope).parquet_sink(config, &env);
-            env.finish();
-        });
-        let mut batch = Vec::new();
-        let mut rows = rows.into_iter().peekable();
-        while let Some(first) = rows.next() {
-            let end = first.window_end;
-            batch.push(first);
-            while let Some(row) = rows.next_if(|r| r.window_end == end) {
-                batch.push(row);
-            }
-            input.advance_to(end);
-            input.send_batch(&mut batch);
-            batch.clear();
-            worker.step();
-        }
-    });
-    let took = start.elapsed();
-    assert!(
-        run.control.errors().is_empty(),
-        "{:?}",
-        run.control.errors()
-    );
-    assert_eq!(run.metrics.parquet_rows.get(), n);
-    took
 }
 
 /// A bare `ArrowWriter`: the same rows as Arrow arrays, the same schema and
@@ -182,6 +99,11 @@ fn bare_writer(rows: Vec<WindowAggregate>, dir: &Path) -> Duration {
     start.elapsed()
 }
 
+/// Weir's sink writing below `dir`.
+fn weir_sink_to_dir(rows: Vec<WindowAggregate>, dir: &Path) -> Duration {
+    weir_sink(rows, dir.into())
+}
+
 type Writer = fn(Vec<WindowAggregate>, &Path) -> Duration;
 
 fn main() {
@@ -205,7 +127,7 @@ fn main() {
     );
     let sides: Vec<(&str, Writer)> = [
         ("bare ArrowWriter", bare_writer as Writer),
-        ("weir parquet sink", weir_sink as Writer),
+        ("weir parquet sink", weir_sink_to_dir as Writer),
     ]
     .into_iter()
     .filter(|(name, _)| only.is_empty() || name.contains(only.as_str()))

@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 use weir::operators::memory::MemoryTopic;
 use weir::simulate::{generate, SimulatorConfig};
 
+pub mod parquet;
+
 /// About `readings` simulated readings of 200 devices with three sensors,
 /// without bad or late records, on 8 partitions keyed by device.
 pub fn input(readings: usize) -> MemoryTopic {
