@@ -15,7 +15,8 @@ connectors='connect|source|ingest|kafka|memory|recording|sink|output|parquet'
 
 # layer name | files and directories | forbidden modules (regex) | the rule
 rules=(
-  "record|$ops/record|alert|rules|checkpoint|run|control|metrics|decode|window_aggregate|$connectors|what flows knows nothing else"
+  "record|$ops/record|alert|rules|checkpoint|run|control|metrics|decode|window_aggregate|storage|$connectors|what flows knows nothing else"
+  "storage|$ops/storage|record|reading|alert|rules|checkpoint|run|control|metrics|decode|window_aggregate|$connectors|storage is where bytes are kept: it knows nothing of what they are"
   "rules|$ops/rules|alert|checkpoint|run|control|metrics|decode|window_aggregate|seeded|[A-Z][A-Za-z0-9_]*|$connectors|rules are data: they import only what flows (crate::reading, crate::hash, crate::record)"
   "run|$ops/run $ops/checkpoint $ops/metrics|alert|rules|decode|window_aggregate|$connectors|the run layer knows no connector, no rule evaluation, no recording format"
   "alert|$ops/alert|decode|$connectors|alert evaluation knows no input or output system"

@@ -331,3 +331,39 @@ fn the_rules_file_case_uses_defaults_and_the_file_next_to_it() {
     assert_eq!(freezing.direction, Direction::Below);
     assert_eq!(freezing.threshold, 2.0);
 }
+
+/// The pipeline of the Kubernetes example loads: its outputs and
+/// checkpoints are on S3, so its pods need no shared volume.
+#[test]
+fn the_kubernetes_example_pipeline_loads_with_its_state_on_s3() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let yaml = std::fs::read_to_string(root.join("examples/deploy/weir-statefulset.yaml")).unwrap();
+    let block = yaml
+        .split("pipeline.toml: |\n")
+        .nth(1)
+        .and_then(|rest| rest.split("\n---").next())
+        .expect("the ConfigMap holds pipeline.toml");
+    let toml: String = block
+        .lines()
+        .map(|l| l.strip_prefix("    ").unwrap_or(l))
+        .collect::<Vec<_>>()
+        .join("\n")
+        // The secret is the pod's; any value does here.
+        .replace("${KAFKA_PASSWORD}", "password");
+    let spec = weir::config::parse_pipeline(&toml, Path::new("/etc/weir/pipeline.toml"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let parquet = spec.parquet().unwrap();
+    assert_eq!(
+        parquet.dir.to_string(),
+        "s3://plant-data/press-line/windows"
+    );
+    let checkpoint = spec.checkpoint.as_ref().unwrap();
+    assert_eq!(
+        checkpoint.dir.to_string(),
+        "s3://plant-data/press-line/checkpoints"
+    );
+    assert!(
+        !yaml.contains("kind: PersistentVolumeClaim") && !yaml.contains("mountPath: /data"),
+        "no shared volume"
+    );
+}

@@ -93,4 +93,3 @@ pub fn weir_sink(rows: Vec<WindowAggregate>, dir: Location) -> Duration {
     assert_eq!(run.metrics.parquet_rows.get(), n);
     took
 }
-

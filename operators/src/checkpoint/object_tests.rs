@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use object_store::memory::InMemory;
 
+use super::session::{manifest_name, part_name};
 use super::*;
 use crate::storage::ObjectLocation;
 

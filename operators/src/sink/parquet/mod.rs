@@ -6,6 +6,7 @@ use std::str::FromStr;
 use crate::record::Stats;
 use crate::storage::Location;
 
+mod error;
 pub mod resume;
 pub mod sink;
 mod writer;

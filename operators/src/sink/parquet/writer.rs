@@ -10,17 +10,18 @@ use std::sync::Arc;
 
 use ::parquet::arrow::ArrowWriter;
 use ::parquet::basic::{Compression, ZstdLevel};
-use ::parquet::errors::ParquetError;
 use ::parquet::file::properties::WriterProperties;
 use arrow_array::{
     ArrayRef, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray,
     TimestampMillisecondArray,
 };
-use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use chrono::DateTime;
 
 use serde::{Deserialize, Serialize};
 
+use super::error::full_disk_point;
+pub use super::error::ParquetSinkError;
 use super::resume::{self, Published};
 use super::{ParquetCompression, ParquetSinkConfig};
 use crate::checkpoint::{PendingFile, PendingUpload};
@@ -30,51 +31,6 @@ use crate::storage::{Location, ObjectLocation};
 
 /// One hour in milliseconds: the span of a partition.
 pub(super) const HOUR_MS: u64 = 3_600_000;
-
-/// A failure to write a Parquet file. Each variant names the file or directory.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ParquetSinkError {
-    /// A file system operation failed.
-    #[error("cannot {action} {}", path.display())]
-    Io {
-        /// What was being done: "create directory", "write", "sync", "rename into place".
-        action: &'static str,
-        /// The file or directory concerned.
-        path: PathBuf,
-        /// The cause.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The Parquet writer failed (this includes a zstd level it does not accept).
-    #[error("cannot write Parquet file {}", path.display())]
-    Parquet {
-        /// The file being written (its temporary name).
-        path: PathBuf,
-        /// The cause.
-        #[source]
-        source: ParquetError,
-    },
-    /// The rows could not be turned into an Arrow record batch.
-    #[error("cannot build the rows of {}", path.display())]
-    Arrow {
-        /// The file being written (its temporary name).
-        path: PathBuf,
-        /// The cause.
-        #[source]
-        source: ArrowError,
-    },
-    /// A timestamp or count does not fit its column or a calendar date.
-    #[error("{field} = {value} is out of range, in rows for {}", path.display())]
-    OutOfRange {
-        /// The column (or `window_start` for the partition directory).
-        field: &'static str,
-        /// The value.
-        value: u64,
-        /// The root directory or file the rows were meant for.
-        path: PathBuf,
-    },
-}
 
 /// The Arrow schema of the files of the basic statistics: one row per
 /// (device, sensor, window), no nullable column. Timestamps are
@@ -565,18 +521,6 @@ impl ParquetWriter {
             }
         })
     }
-}
-
-/// For tests of a full disk where none can be mounted, built with the
-/// `failpoints` feature only: with the fail point `parquet-full-disk` set to
-/// `return`, every Parquet file fails to be written as on a full file system
-/// (`ENOSPC`). Does nothing otherwise.
-fn full_disk_point() -> std::io::Result<()> {
-    #[cfg(feature = "failpoints")]
-    if fail::eval("parquet-full-disk", |_| ()).is_some() {
-        return Err(std::io::Error::from_raw_os_error(28));
-    }
-    Ok(())
 }
 
 /// End of hour `hour` in ms, saturating.
