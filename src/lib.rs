@@ -27,6 +27,7 @@
 
 pub mod backtest;
 pub mod config;
+pub mod delivery;
 pub mod demo;
 pub mod explain;
 pub mod figures;

@@ -60,6 +60,10 @@ pub fn build(ctx: &Context<'_>, spec: &PipelineSpec) {
 /// answer, its topics exist and its output directory is writable.
 pub fn run_spec(spec: &PipelineSpec, options: &RunOptions) -> anyhow::Result<RunReport> {
     crate::preflight::check_pipeline(spec, options)?;
+    let mut options = options.clone();
+    if options.deliveries.is_empty() {
+        options.deliveries = spec.deliveries.clone();
+    }
     let spec = Arc::new(spec.clone());
-    run(options, move |_scope, ctx| build(ctx, &spec))
+    run(&options, move |_scope, ctx| build(ctx, &spec))
 }

@@ -37,6 +37,13 @@ pub(super) fn validate_pipeline(raw: RawPipeline, path: &Path, d: &mut Diag<'_>)
     );
 
     check_sinks(&sinks, &windows, raw.sinks.as_ref(), &rules, d);
+    let deliveries = delivery::validate_deliveries(
+        raw.sinks.as_ref(),
+        &name,
+        sinks.alerts.as_ref(),
+        sinks.dead_letters.as_ref(),
+        d,
+    );
 
     let workers = raw
         .runtime
@@ -61,6 +68,7 @@ pub(super) fn validate_pipeline(raw: RawPipeline, path: &Path, d: &mut Diag<'_>)
         rules_file,
         alerts: sinks.alerts,
         dead_letters: sinks.dead_letters,
+        deliveries,
         workers,
         checkpoint,
         http,

@@ -165,6 +165,40 @@ pub(super) struct RawSinks {
     pub(super) alerts: Option<Spanned<RawKafkaSink>>,
     /// `[sinks.dead_letters]`: undecodable and late records to a Kafka topic.
     pub(super) dead_letters: Option<Spanned<RawKafkaSink>>,
+    /// `[sinks.alertmanager]`: alert events to Prometheus Alertmanager.
+    pub(super) alertmanager: Option<Spanned<RawAlertmanager>>,
+    /// `[sinks.webhook]`: alert events to a webhook.
+    pub(super) webhook: Option<Spanned<RawWebhook>>,
+}
+
+/// `[sinks.alertmanager]`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAlertmanager {
+    /// Alertmanager's base URL (required).
+    pub(super) url: Option<Spanned<String>>,
+    /// How often firing alerts are sent again; default `1m`.
+    pub(super) resend_interval: Option<Spanned<String>>,
+    /// How long one request may take; default `10s`.
+    pub(super) timeout: Option<Spanned<String>>,
+}
+
+/// `[sinks.webhook]`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawWebhook {
+    /// The URL events are POSTed to (required).
+    pub(super) url: Option<Spanned<String>>,
+    /// Attempts before an event goes to the dead letters; default 10.
+    pub(super) max_attempts: Option<Spanned<i64>>,
+    /// The wait after the first failure, doubling; default `1s`.
+    pub(super) backoff: Option<Spanned<String>>,
+    /// The longest wait between attempts; default `1m`.
+    pub(super) max_backoff: Option<Spanned<String>>,
+    /// How long one request may take; default `10s`.
+    pub(super) timeout: Option<Spanned<String>>,
+    /// Extra headers; `"${NAME}"` values are secrets.
+    pub(super) headers: Option<BTreeMap<String, Spanned<toml::Value>>>,
 }
 
 /// `[sinks.parquet]`.

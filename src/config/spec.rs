@@ -24,6 +24,9 @@ pub struct PipelineSpec {
     pub alerts: Option<KafkaSinkConfig>,
     /// The Kafka sink of dead letters, if any.
     pub dead_letters: Option<KafkaSinkConfig>,
+    /// Where alert events are delivered besides the alert topic
+    /// (`[sinks.alertmanager]`, `[sinks.webhook]`).
+    pub deliveries: Vec<crate::delivery::DeliveryConfig>,
     /// Worker threads (at least 1).
     pub workers: usize,
     /// Checkpoints, if configured (`[checkpoint]`).

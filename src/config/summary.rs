@@ -119,6 +119,28 @@ impl PipelineSpec {
                 }
             }
         }
+        for d in &self.deliveries {
+            let retry = &d.retry;
+            let detail = match &d.receiver {
+                crate::delivery::Receiver::Alertmanager(am) => format!(
+                    "firing alerts sent again every {}",
+                    humantime::format_duration(am.resend_interval)
+                ),
+                crate::delivery::Receiver::Webhook(_) => format!(
+                    "{} attempts, back-off {} to {}, then a dead letter",
+                    retry.max_attempts,
+                    humantime::format_duration(retry.backoff),
+                    humantime::format_duration(retry.max_backoff)
+                ),
+            };
+            let _ = writeln!(
+                s,
+                "  {}: {} from the alert topic, group {} ({detail})",
+                d.receiver.kind(),
+                d.receiver.url(),
+                d.group
+            );
+        }
     }
 
     /// The workers, checkpoints and operations server lines.

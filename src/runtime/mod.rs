@@ -11,7 +11,9 @@ use timely::dataflow::Scope;
 use weir_operators::checkpoint::{CheckpointConfig, Marker, Restored, Session};
 use weir_operators::metrics::AlertCounts;
 use weir_operators::storage::Location;
-use weir_operators::{DeadLetterReason, Env, Metrics, RunIo};
+use weir_operators::{DeadLetterReason, Env, Metrics, Run, RunIo};
+
+use crate::delivery::Delivery;
 
 mod monitor;
 mod options;
@@ -253,6 +255,7 @@ where
         false => None,
     };
     let monitor = spawn_monitor(run.clone(), done.clone(), options.progress, signal, watch);
+    let deliveries = start_deliveries(options, process, &run);
 
     if let Some((process, hosts)) = &options.cluster {
         report_lost_peers(*process, hosts.clone());
@@ -279,6 +282,15 @@ where
     })
     .map_err(|e| anyhow::anyhow!("cannot start timely workers: {e}"))?;
     let results = guards.join();
+    // A bounded run delivers what it wrote before it returns; a live run
+    // that stops leaves what is left on the alert topic for the next start.
+    let drain = match bounded {
+        true => Duration::from_secs(60),
+        false => Duration::from_secs(5),
+    };
+    for delivery in deliveries {
+        delivery.finish(drain);
+    }
     done.store(true, Ordering::Relaxed);
     monitor.thread().unpark();
     let _ = monitor.join();
@@ -293,6 +305,27 @@ where
         resumed_from,
         ..RunReport::from_metrics(&run.metrics, started.elapsed(), options.workers)
     })
+}
+
+/// Starts the deliveries `options` ask for, in process 0 only, and not in
+/// a replay or a run writing to local files.
+fn start_deliveries(options: &RunOptions, process: usize, run: &Run) -> Vec<Delivery> {
+    if options.deliveries.is_empty() {
+        return Vec::new();
+    }
+    if options.replay.is_some() || options.out.is_some() {
+        tracing::info!("Alert events are not delivered to receivers in a replay or a run with --out");
+        return Vec::new();
+    }
+    if process != 0 {
+        tracing::info!("Process 0 of the cluster delivers the alert events to receivers");
+        return Vec::new();
+    }
+    options
+        .deliveries
+        .iter()
+        .map(|config| Delivery::start(config.clone(), run.clone()))
+        .collect()
 }
 
 /// The version of the rules a run starts with: a resumed run goes on with

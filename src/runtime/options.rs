@@ -66,6 +66,10 @@ pub struct RunOptions {
     /// Where the rules come from: an unbounded run reloads them on SIGHUP
     /// or when the file changes (see [`crate::reload`]).
     pub rules: Option<crate::reload::RulesSource>,
+    /// Deliver the alert events to these receivers too, read back from the
+    /// alert topic (see [`crate::delivery`]); off in replays and runs with
+    /// `out`, and run by process 0 of a cluster only.
+    pub deliveries: Vec<crate::delivery::DeliveryConfig>,
 }
 
 impl Default for RunOptions {
@@ -90,6 +94,7 @@ impl Default for RunOptions {
             run: None,
             operator_figures: false,
             rules: None,
+            deliveries: Vec::new(),
         }
     }
 }
@@ -283,6 +288,7 @@ impl RunArgs {
             run: None,
             operator_figures: false,
             rules: None,
+            deliveries: Vec::new(),
         })
     }
 }

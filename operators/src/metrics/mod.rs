@@ -10,6 +10,7 @@
 mod alerts;
 mod arrivals;
 mod collector;
+mod delivery;
 mod gauge_share;
 mod operators;
 mod partitions;
@@ -28,6 +29,7 @@ use prometheus_client::registry::Unit;
 use crate::dead_letter::DeadLetterReason;
 
 pub use alerts::{AlertCounts, AlertEvent};
+pub use delivery::ReceiverMetrics;
 pub use gauge_share::GaugeShare;
 pub use operators::OperatorFigures;
 pub use partitions::PartitionStatus;
@@ -54,6 +56,10 @@ pub struct Metrics {
     pub late_records: Counter,
     /// Dead letters, by [`DeadLetterReason::index`].
     pub dead_letters: [Counter; DeadLetterReason::ALL.len()],
+    /// Delivery of alert events to Alertmanager.
+    pub alertmanager: ReceiverMetrics,
+    /// Delivery of alert events to a webhook.
+    pub webhook: ReceiverMetrics,
     /// Window aggregates emitted.
     pub windows: Counter,
     /// Windows open now (every worker's).
@@ -145,6 +151,8 @@ impl Default for Metrics {
             readings: m.counter("readings", "Readings decoded and accepted"),
             late_records: m.counter("late_records", "Readings behind their partition's watermark (sent to the dead letters)"),
             dead_letters: Default::default(),
+            alertmanager: ReceiverMetrics::alertmanager(&mut m),
+            webhook: ReceiverMetrics::webhook(&mut m),
             windows: m.counter("windows_emitted", "Window aggregates emitted"),
             windows_open: m.gauge("windows_open", "Windows open now", None),
             window_state_bytes: m.gauge("window_state", "Estimated memory held by open windows", Some(Unit::Bytes)),

@@ -18,7 +18,7 @@ use super::{write_records, Destination, Progress, SinkRecord};
 use crate::run::Env;
 
 /// Configuration of a Kafka sink.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct KafkaSinkConfig {
     /// Bootstrap servers.
     pub brokers: String,

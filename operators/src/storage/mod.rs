@@ -124,14 +124,15 @@ impl Location {
     }
 
     /// Checks that files can be written here: creates a local directory and
-    /// a file in it, or writes and deletes a probe object. The error names
-    /// the location.
+    /// an empty file in it (a full disk is found by the writers, which name
+    /// what they were writing), or writes and deletes a probe object. The
+    /// error names the location.
     pub fn check_writable(&self) -> Result<(), String> {
         match self {
             Location::Local(dir) => {
-                let probe = dir.join(".weir-write-check");
+                let probe = dir.join(format!(".weir-write-check-{}", std::process::id()));
                 std::fs::create_dir_all(dir)
-                    .and_then(|()| std::fs::write(&probe, b"weir"))
+                    .and_then(|()| std::fs::write(&probe, b""))
                     .and_then(|()| std::fs::remove_file(&probe))
                     .map_err(|e| format!("{} is not writable: {e}", dir.display()))
             }
