@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Print the path of Prometheus Alertmanager (the real receiver of the
 # delivery tests, tests/pipeline_e2e/delivery.rs), extracted from Debian's
-# `prometheus-alertmanager` package into a cache; nothing is installed
-# system-wide and no service starts.
+# `prometheus-alertmanager` package into a cache; no service starts. The only
+# files placed outside the cache are the notification templates Debian's
+# build reads from a fixed path, /usr/share/prometheus/alertmanager/*.tmpl
+# (as root or through password-less sudo), without which it does not start.
 #
 #   1. $WEIR_ALERTMANAGER, if set and executable;
 #   2. the cached copy in ~/.cache/weir/alertmanager;
@@ -23,7 +25,25 @@ if [[ -n "${WEIR_ALERTMANAGER:-}" ]] && usable "$WEIR_ALERTMANAGER"; then
 fi
 cache="${XDG_CACHE_HOME:-$HOME/.cache}/weir/alertmanager"
 bin="$cache/usr/bin/prometheus-alertmanager"
-if usable "$bin"; then
+templates=/usr/share/prometheus/alertmanager
+as_root() {
+    if [[ $(id -u) -eq 0 ]]; then
+        "$@"
+    elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+        sudo -n "$@"
+    else
+        say "$* needs root (or password-less sudo); or set WEIR_ALERTMANAGER"
+        exit 1
+    fi
+}
+install_template() {
+    if [[ ! -f "$templates/default.tmpl" || ! -f "$templates/email.tmpl" ]]; then
+        as_root mkdir -p "$templates"
+        as_root cp "$cache"/templates/default.tmpl "$cache"/templates/email.tmpl "$templates/"
+    fi
+}
+if usable "$bin" && [[ -f "$cache/templates/email.tmpl" ]]; then
+    install_template
     printf '%s\n' "$bin"
     exit 0
 fi
@@ -35,14 +55,7 @@ fi
 candidate=$(apt-cache policy prometheus-alertmanager 2>/dev/null | awk '/Candidate:/ { print $2 }')
 if [[ -z "$candidate" || "$candidate" == "(none)" ]]; then
     say "package lists know no prometheus-alertmanager; running apt-get update"
-    if [[ $(id -u) -eq 0 ]]; then
-        apt-get update 1>&2
-    elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
-        sudo -n apt-get update 1>&2
-    else
-        say "apt-get update needs root (or password-less sudo); or set WEIR_ALERTMANAGER"
-        exit 1
-    fi
+    as_root apt-get update 1>&2
 fi
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
@@ -51,6 +64,9 @@ say "fetching Debian's prometheus-alertmanager package..."
 dpkg -x "$tmp"/prometheus-alertmanager_*.deb "$tmp/x"
 mkdir -p "$cache/usr/bin"
 cp "$tmp/x/usr/bin/prometheus-alertmanager" "$bin"
+mkdir -p "$cache/templates"
+cp "$tmp/x$templates"/*.tmpl "$cache/templates/"
+install_template
 if ! usable "$bin"; then
     say "Alertmanager was extracted but $bin --version does not run"
     exit 1

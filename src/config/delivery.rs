@@ -2,9 +2,7 @@
 //! delivered, read back from the alert topic (see [`crate::delivery`]).
 
 use super::*;
-use crate::delivery::{
-    AlertmanagerConfig, DeliveryConfig, Receiver, Retry, WebhookConfig,
-};
+use crate::delivery::{AlertmanagerConfig, DeliveryConfig, Receiver, Retry, WebhookConfig};
 
 /// The deliveries of a pipeline named `name`; each needs `[sinks.alerts]`,
 /// the topic its events are read back from.
@@ -23,7 +21,13 @@ pub(super) fn validate_deliveries(
         let r = am.get_ref();
         let path = "sinks.alertmanager";
         let url = http_url(d, r.url.as_ref(), am.span().start, path);
-        let resend_interval = duration(d, r.resend_interval.as_ref(), path, "resend_interval", 60_000);
+        let resend_interval = duration(
+            d,
+            r.resend_interval.as_ref(),
+            path,
+            "resend_interval",
+            60_000,
+        );
         let retry = Retry {
             backoff: Duration::from_secs(1),
             max_backoff: Duration::from_secs(30),
@@ -31,7 +35,10 @@ pub(super) fn validate_deliveries(
             max_attempts: 0,
             timeout: duration(d, r.timeout.as_ref(), path, "timeout", 10_000),
         };
-        let receiver = Receiver::Alertmanager(AlertmanagerConfig { url, resend_interval });
+        let receiver = Receiver::Alertmanager(AlertmanagerConfig {
+            url,
+            resend_interval,
+        });
         receivers.push((am.span().start, receiver, retry));
     }
     if let Some(hook) = &sinks.webhook {
@@ -80,7 +87,11 @@ fn http_url(d: &mut Diag<'_>, value: Option<&Spanned<String>>, at: usize, table:
     let url = required_text(d, value, at, &path);
     if let Some(value) = value {
         if !(url.starts_with("http://") || url.starts_with("https://")) {
-            d.err(value.span(), &path, format!("{url:?} is not an http:// or https:// URL"));
+            d.err(
+                value.span(),
+                &path,
+                format!("{url:?} is not an http:// or https:// URL"),
+            );
         }
     }
     url

@@ -148,10 +148,9 @@ impl Sender {
             .client
             .post(&url)
             .header("Content-Type", "application/json")
-            .body(body)
-            .send();
+            .body(body);
         self.runtime.block_on(async {
-            let response = request.await.map_err(|e| format!("{url}: {e}"))?;
+            let response = request.send().await.map_err(|e| format!("{url}: {e}"))?;
             let status = response.status();
             if status.is_success() {
                 return Ok(());

@@ -148,9 +148,11 @@ pub(super) fn deliver(
                         dead_letter(&dead, &config, &event, detail);
                         break;
                     }
-                    let gave_up = sleep_unless_drained(&stop, &drain_until, config.retry.wait(attempt));
+                    let gave_up =
+                        sleep_unless_drained(&stop, &drain_until, config.retry.wait(attempt));
                     if gave_up {
                         // Not committed: it goes out after the next start.
+                        queue.commit(CommitMode::Sync);
                         return;
                     }
                 }
@@ -159,7 +161,16 @@ pub(super) fn deliver(
         m.oldest.set(0);
         queue.delivered(&event);
     }
-    m.queue.set(queue.behind() as i64);
+    queue.commit(CommitMode::Sync);
+    let behind = queue.behind();
+    m.queue.set(behind as i64);
+    tracing::info!(
+        receiver = kind,
+        delivered_up_to = ?queue.committed,
+        ends = ?queue.ends,
+        left = behind,
+        "Delivery stopped; what is left goes out after the next start"
+    );
 }
 
 /// Sends `event` to the dead letters (or logs it, without a dead-letter
@@ -248,6 +259,9 @@ struct Queue {
     /// Per partition, the end offset when last asked.
     ends: BTreeMap<i32, i64>,
     ends_at: Instant,
+    /// Whether `committed` moved since the last commit, and when that was.
+    uncommitted: bool,
+    committed_at: Instant,
 }
 
 impl Queue {
@@ -304,6 +318,8 @@ impl Queue {
             committed,
             ends: BTreeMap::new(),
             ends_at: Instant::now() - Duration::from_secs(60),
+            uncommitted: false,
+            committed_at: Instant::now(),
         })
     }
 
@@ -311,6 +327,11 @@ impl Queue {
     fn next(&mut self) -> Option<Event> {
         match self.consumer.poll(Duration::from_millis(100))? {
             Ok(m) => {
+                tracing::trace!(
+                    partition = m.partition(),
+                    offset = m.offset(),
+                    "Alert event read back"
+                );
                 let payload = m.payload().unwrap_or_default().to_vec();
                 Some(Event {
                     partition: m.partition(),
@@ -333,19 +354,32 @@ impl Queue {
         event.offset >= self.committed.get(&event.partition).copied().unwrap_or(0)
     }
 
-    /// Commits `event` as delivered.
+    /// Notes `event` as delivered; the position is committed at most a
+    /// second later (a crash before sends it again: at least once).
     fn delivered(&mut self, event: &Event) {
         self.committed.insert(event.partition, event.offset + 1);
+        self.uncommitted = true;
+        if self.committed_at.elapsed() >= Duration::from_secs(1) {
+            self.commit(CommitMode::Async);
+        }
+    }
+
+    /// Commits the delivered positions.
+    fn commit(&mut self, mode: CommitMode) {
+        if !self.uncommitted {
+            return;
+        }
         let mut list = TopicPartitionList::new();
-        let next = Offset::Offset(event.offset + 1);
-        if list
-            .add_partition_offset(&self.topic, event.partition, next)
-            .is_ok()
-        {
-            if let Err(e) = self.consumer.commit(&list, CommitMode::Sync) {
-                tracing::warn!(error = %e, "Cannot commit the delivered position; it may be delivered again");
+        for (&p, &next) in &self.committed {
+            let _ = list.add_partition_offset(&self.topic, p, Offset::Offset(next));
+        }
+        match self.consumer.commit(&list, mode) {
+            Ok(()) => self.uncommitted = false,
+            Err(e) => {
+                tracing::warn!(error = %e, "Cannot commit the delivered position; it may be delivered again")
             }
         }
+        self.committed_at = Instant::now();
     }
 
     /// Events on the topic not delivered yet (end offsets asked at most

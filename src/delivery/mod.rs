@@ -133,10 +133,7 @@ impl Delivery {
     /// (a bounded run's last events), then returns. What is left stays on
     /// the topic and goes out after the next start.
     pub fn finish(self, drain: Duration) {
-        *self
-            .drain_until
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = Some(Instant::now() + drain);
+        *self.drain_until.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now() + drain);
         self.stop.store(true, Ordering::Relaxed);
         if self.thread.join().is_err() {
             tracing::error!(receiver = %self.what, "The delivery thread panicked");

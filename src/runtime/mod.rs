@@ -314,7 +314,9 @@ fn start_deliveries(options: &RunOptions, process: usize, run: &Run) -> Vec<Deli
         return Vec::new();
     }
     if options.replay.is_some() || options.out.is_some() {
-        tracing::info!("Alert events are not delivered to receivers in a replay or a run with --out");
+        tracing::info!(
+            "Alert events are not delivered to receivers in a replay or a run with --out"
+        );
         return Vec::new();
     }
     if process != 0 {

@@ -15,6 +15,10 @@ mod ops;
 #[path = "../support/s3.rs"]
 mod s3;
 
+#[path = "../support/receiver.rs"]
+mod receiver;
+
+mod delivery;
 mod failures;
 mod fixture;
 mod kinds;

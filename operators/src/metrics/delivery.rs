@@ -27,22 +27,53 @@ impl ReceiverMetrics {
     /// Alertmanager's.
     pub(super) fn alertmanager(m: &mut Maker) -> Self {
         ReceiverMetrics {
-            queue: m.gauge("alertmanager_queue_events", "Alert events on the alert topic not yet delivered to Alertmanager", None),
-            oldest: m.gauge("alertmanager_oldest_undelivered", "Age of the oldest alert event not yet delivered to Alertmanager", Some(Unit::Seconds)),
-            sent: m.counter("alertmanager_sent", "Alert events delivered to Alertmanager"),
-            failures: m.counter("alertmanager_failures", "Failed attempts to deliver to Alertmanager (each retried)"),
-            dead_letters: m.counter("alertmanager_dead_letters", "Alert events Alertmanager refused, sent to the dead letters"),
+            queue: m.gauge(
+                "alertmanager_queue_events",
+                "Alert events on the alert topic not yet delivered to Alertmanager",
+                None,
+            ),
+            oldest: m.gauge(
+                "alertmanager_oldest_undelivered",
+                "Age of the oldest alert event not yet delivered to Alertmanager",
+                Some(Unit::Seconds),
+            ),
+            sent: m.counter(
+                "alertmanager_sent",
+                "Alert events delivered to Alertmanager",
+            ),
+            failures: m.counter(
+                "alertmanager_failures",
+                "Failed attempts to deliver to Alertmanager (each retried)",
+            ),
+            dead_letters: m.counter(
+                "alertmanager_dead_letters",
+                "Alert events Alertmanager refused, sent to the dead letters",
+            ),
         }
     }
 
     /// The webhook's.
     pub(super) fn webhook(m: &mut Maker) -> Self {
         ReceiverMetrics {
-            queue: m.gauge("webhook_queue_events", "Alert events on the alert topic not yet delivered to the webhook", None),
-            oldest: m.gauge("webhook_oldest_undelivered", "Age of the oldest alert event not yet delivered to the webhook", Some(Unit::Seconds)),
+            queue: m.gauge(
+                "webhook_queue_events",
+                "Alert events on the alert topic not yet delivered to the webhook",
+                None,
+            ),
+            oldest: m.gauge(
+                "webhook_oldest_undelivered",
+                "Age of the oldest alert event not yet delivered to the webhook",
+                Some(Unit::Seconds),
+            ),
             sent: m.counter("webhook_sent", "Alert events delivered to the webhook"),
-            failures: m.counter("webhook_failures", "Failed attempts to deliver to the webhook (each retried)"),
-            dead_letters: m.counter("webhook_dead_letters", "Alert events the webhook failed too often, sent to the dead letters"),
+            failures: m.counter(
+                "webhook_failures",
+                "Failed attempts to deliver to the webhook (each retried)",
+            ),
+            dead_letters: m.counter(
+                "webhook_dead_letters",
+                "Alert events the webhook failed too often, sent to the dead letters",
+            ),
         }
     }
 }
