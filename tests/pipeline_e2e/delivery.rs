@@ -40,9 +40,8 @@ fn killed_and_resumed(
     started(&log, &mut live);
     // Killed after a first checkpoint (a run that never completed one
     // cannot be resumed) and once some events went out.
-    let checkpointed = || {
-        std::fs::read_to_string(&log).is_ok_and(|l| l.contains("Checkpoint complete"))
-    };
+    let checkpointed =
+        || std::fs::read_to_string(&log).is_ok_and(|l| l.contains("Checkpoint complete"));
     let deadline = Instant::now() + Duration::from_secs(60);
     while !(checkpointed() && delivered()) {
         assert!(
@@ -380,4 +379,110 @@ fn alertmanager_holds_exactly_the_firing_alarms_across_a_kill_with_a_silence() {
             "{alarm:?}"
         );
     }
+}
+
+/// A webhook receiver that is unreachable for a minute of a live run (a
+/// proxy in front of it refuses every connection): the alert topic still
+/// gets every alert while it is down (the bounded resume adds none), Weir
+/// is killed while it is down, and
+/// once it is back the resumed run delivers every event, each id once, in
+/// the alert topic's order per device.
+#[test]
+fn a_receiver_down_for_a_minute_holds_up_nothing_and_gets_everything_after() {
+    let broker = Broker::start();
+    let input = Input::produce_spread(&broker);
+    // One reading per partition well after the input, of a sensor no rule
+    // watches: every partition's watermark passes every window, so a live
+    // run writes every alert without waiting for more input.
+    let last = input
+        .stored
+        .iter()
+        .filter_map(|r| r.timestamp)
+        .max()
+        .unwrap();
+    let flush: Vec<String> = (0..4)
+        .map(|p| {
+            let t = last + 1_200_000;
+            format!(r#"{{"device_id":"flush-{p}","sensor":"flush","value":0,"ts":{t}}}"#)
+        })
+        .collect();
+    let records: Vec<crate::support::Record<'_>> = flush
+        .iter()
+        .enumerate()
+        .map(|(p, f)| (None, f.as_bytes(), Some(last + 1_200_000), Some(p as i32)))
+        .collect();
+    broker.produce(&input.topic, &records);
+    let out = Outputs::new(&broker);
+    let receiver = Receiver::start(|_, _| 200);
+    let proxy = crate::support::proxy::Proxy::start();
+    proxy.set_upstream(receiver.port);
+    proxy.outage(Duration::from_secs(60));
+    let down_until = Instant::now() + Duration::from_secs(60);
+    let extra = format!(
+        "[sinks.webhook]\nurl = \"http://127.0.0.1:{}/hook\"\nmax_attempts = 10000\nbackoff = \"100ms\"\nmax_backoff = \"1s\"\n",
+        proxy.port()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let checkpoints = dir.path().join("checkpoints");
+    let toml = live_toml(
+        &out.toml(&broker, &input),
+        &checkpoints.display().to_string(),
+    );
+    let pipeline = dir.path().join("pipeline.toml");
+    std::fs::write(&pipeline, format!("{toml}\n{extra}")).unwrap();
+    let log = dir.path().join("live.log");
+    let mut live = weir_run(&pipeline, 2, false, &log, None);
+    started(&log, &mut live);
+    // The alert topic keeps pace while the receiver is down: its count
+    // settles (and the resume below adds nothing to it).
+    let deadline = Instant::now() + Duration::from_secs(45);
+    let (mut written, mut steady) = (0, 0);
+    while steady < 6 {
+        let now = broker.consume_all(&out.alerts).len();
+        steady = if now == written && now > 0 {
+            steady + 1
+        } else {
+            0
+        };
+        written = now;
+        assert!(Instant::now() < deadline, "the alert topic did not settle");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert!(Instant::now() < down_until && receiver.requests().is_empty());
+    live.kill().unwrap();
+    live.wait().unwrap();
+    std::thread::sleep(down_until.saturating_duration_since(Instant::now()));
+    let log = dir.path().join("resume.log");
+    let mut resume = weir_run(&pipeline, 1, true, &log, None);
+    let status = wait(&mut resume, Duration::from_secs(180));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "the bounded resume failed ({status:?}):\n{}",
+        std::fs::read_to_string(&log).unwrap()
+    );
+    let mut delivered: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for r in receiver.requests() {
+        let key = r.headers["idempotency-key"].clone();
+        let device = key.split('|').nth(1).unwrap().to_owned();
+        let seen = delivered.entry(device).or_default();
+        if !seen.contains(&key) {
+            seen.push(key);
+        }
+    }
+    let mut topic_order: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for record in broker.consume_all(&out.alerts) {
+        let event: serde_json::Value = serde_json::from_slice(&record.payload).unwrap();
+        let device = event["device"].as_str().unwrap().to_owned();
+        let key = event["id"].as_str().unwrap().to_owned();
+        topic_order.entry(device).or_default().push(key);
+    }
+    assert_eq!(
+        delivered, topic_order,
+        "every event, per device in topic order"
+    );
+    let total: usize = topic_order.values().map(Vec::len).sum();
+    assert_eq!(
+        total, written,
+        "the live run wrote every alert while the receiver was down"
+    );
 }
