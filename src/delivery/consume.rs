@@ -131,6 +131,7 @@ pub(super) fn deliver(
         loop {
             attempt += 1;
             m.oldest.set(age_seconds(event.written_ms));
+            m.queue.set(queue.behind() as i64);
             match target.attempt(&event) {
                 Ok(()) => {
                     m.sent.inc();

@@ -429,7 +429,10 @@ fn a_receiver_down_for_a_minute_holds_up_nothing_and_gets_everything_after() {
         &checkpoints.display().to_string(),
     );
     let pipeline = dir.path().join("pipeline.toml");
-    std::fs::write(&pipeline, format!("{toml}\n{extra}")).unwrap();
+    let http = crate::free_addresses(1).remove(0);
+    let port: u16 = http.rsplit(':').next().unwrap().parse().unwrap();
+    let serve = format!("[http]\naddr = \"{http}\"\n");
+    std::fs::write(&pipeline, format!("{toml}\n{extra}\n{serve}")).unwrap();
     let log = dir.path().join("live.log");
     let mut live = weir_run(&pipeline, 2, false, &log, None);
     started(&log, &mut live);
@@ -449,6 +452,37 @@ fn a_receiver_down_for_a_minute_holds_up_nothing_and_gets_everything_after() {
         std::thread::sleep(Duration::from_millis(500));
     }
     assert!(Instant::now() < down_until && receiver.requests().is_empty());
+    // So do the windows: the hour the input ends in is complete (the
+    // flush readings are 20 minutes later), and its file is visible once a
+    // checkpoint covers it.
+    let parquet = || visible_parquet_files(&out.dir.path().join("windows"));
+    while parquet() == 0 {
+        assert!(
+            Instant::now() < down_until,
+            "no Parquet file while the receiver was down"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // The metrics say how far behind the receiver is.
+    let (_, metrics) = crate::ops::get(port, "/metrics").unwrap();
+    let value = |name: &str| {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("{name} missing:\n{metrics}"))
+    };
+    assert_eq!(
+        value("weir_webhook_queue_events ") as usize,
+        written,
+        "{metrics}"
+    );
+    assert!(
+        value("weir_webhook_oldest_undelivered_seconds ") >= 1.0,
+        "{metrics}"
+    );
+    assert_eq!(value("weir_webhook_sent_total "), 0.0);
     live.kill().unwrap();
     live.wait().unwrap();
     std::thread::sleep(down_until.saturating_duration_since(Instant::now()));
@@ -485,4 +519,23 @@ fn a_receiver_down_for_a_minute_holds_up_nothing_and_gets_everything_after() {
         total, written,
         "the live run wrote every alert while the receiver was down"
     );
+}
+
+/// The visible Parquet files below `dir`.
+fn visible_parquet_files(dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| {
+            let path = e.path();
+            let name = e.file_name().to_string_lossy().into_owned();
+            if path.is_dir() {
+                visible_parquet_files(&path)
+            } else {
+                usize::from(name.ends_with(".parquet") && !name.starts_with('.'))
+            }
+        })
+        .sum()
 }
