@@ -264,10 +264,21 @@ const READ_PAGE: &str = r##"(() => {
   const rows = (id) => [...document.querySelectorAll("#" + id + " tr")]
     .map((tr) => [...tr.cells].map((td) => td.textContent));
   const text = (id) => document.getElementById(id).textContent;
+  // Each chart: its lines (name and number of points) and its legend.
+  const chart = (id) => ({
+    lines: [...document.querySelectorAll("#" + id + " polyline")].map((p) => ({
+      name: p.dataset.name,
+      points: p.getAttribute("points").split(" ").filter((x) => x).length,
+    })),
+    legend: document.querySelector("#" + id + " .legend").textContent,
+    now: document.querySelector("#" + id + " .now").textContent,
+  });
   return {
     state: text("state"), rate: text("rate"), records_read: text("records_read"),
     readings: text("readings"), windows: text("windows"), partitions: rows("partitions"),
     firing: rows("firing"), recent: rows("recent"),
+    charts: { rate: chart("chart-rate"), lag: chart("chart-lag"), trail: chart("chart-trail"),
+              firing: chart("chart-firing") },
   };
 })()"##;
 
@@ -443,6 +454,48 @@ severity = "warning"
             .iter()
             .any(|e| e.len() == 6 && e[1] == "overheat" && e[4] == "firing"),
         "recent alert events show the overheat firing: {recent:?}"
+    );
+
+    // The charts of the last minutes fill in: records/s, a lag line per
+    // partition, the watermark's delay, and the alarms firing by severity.
+    let charted = |page: &Value| {
+        let lines = |c: &str| {
+            page["charts"][c]["lines"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        };
+        let points = |c: &str| {
+            lines(c)
+                .iter()
+                .map(|l| l["points"].as_u64().unwrap_or(0))
+                .max()
+                .unwrap_or(0)
+        };
+        points("rate") >= 3
+            && lines("lag").len() == 4
+            && points("trail") >= 3
+            && lines("firing")
+                .iter()
+                .any(|l| l["name"] == "critical" && l["points"].as_u64() >= Some(3))
+    };
+    let mut rated = number(page["rate"].as_str().unwrap_or("")).is_some_and(|r| r > 0.0);
+    while !charted(&page) || !rated {
+        assert!(
+            Instant::now() < deadline,
+            "the charts or the records/s card did not fill in: {page:#}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+        page = chromium.eval(READ_PAGE);
+        rated |= number(page["rate"].as_str().unwrap_or("")).is_some_and(|r| r > 0.0);
+    }
+    let legend = page["charts"]["lag"]["legend"].as_str().unwrap();
+    for p in 0..4 {
+        assert!(legend.contains(&format!("readings/{p}")), "{legend}");
+    }
+    assert!(
+        number(page["charts"]["firing"]["now"].as_str().unwrap()).is_some_and(|n| n >= 1.0),
+        "{page:#}"
     );
 
     if let Some(path) = std::env::var_os("WEIR_SCREENSHOT") {

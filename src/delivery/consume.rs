@@ -15,6 +15,10 @@ use weir_operators::{DeadLetter, DeadLetterReason, Run};
 
 use super::{metrics, DeliveryConfig, Receiver};
 
+/// How often the queue depth is asked of the broker (a round trip per
+/// partition) while events flow.
+const FIGURES_EVERY: Duration = Duration::from_secs(5);
+
 /// An alert event as read back from the alert topic.
 pub(super) struct Event {
     pub(super) partition: i32,
@@ -106,16 +110,23 @@ pub(super) fn deliver(
         let draining = stop.load(Ordering::Relaxed);
         if draining {
             let until = *drain_until.lock().unwrap_or_else(|e| e.into_inner());
-            if until.is_none_or(|t| Instant::now() >= t) || queue.caught_up() {
+            if until.is_none_or(|t| Instant::now() >= t) {
                 break;
             }
         }
-        if last_figures.elapsed() >= Duration::from_secs(1) {
+        if last_figures.elapsed() >= FIGURES_EVERY {
             m.queue.set(queue.behind() as i64);
             last_figures = Instant::now();
         }
         target.tick();
-        let Some(event) = queue.next() else { continue };
+        let Some(event) = queue.next() else {
+            // Nothing more to read just now: done, if draining and every
+            // event written so far is delivered.
+            if draining && queue.caught_up() {
+                break;
+            }
+            continue;
+        };
         if !queue.is_new(&event) {
             target.replayed(&event);
             continue;
@@ -130,8 +141,12 @@ pub(super) fn deliver(
         let mut attempt = 0;
         loop {
             attempt += 1;
-            m.oldest.set(age_seconds(event.written_ms));
-            m.queue.set(queue.behind() as i64);
+            if attempt > 1 {
+                // Retrying: the receiver is the bottleneck, say how far
+                // behind it is.
+                m.oldest.set(age_seconds(event.written_ms));
+                m.queue.set(queue.behind() as i64);
+            }
             match target.attempt(&event) {
                 Ok(()) => {
                     m.sent.inc();

@@ -510,6 +510,13 @@ fn a_receiver_down_for_a_minute_holds_up_nothing_and_gets_everything_after() {
         let key = event["id"].as_str().unwrap().to_owned();
         topic_order.entry(device).or_default().push(key);
     }
+    if delivered != topic_order {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        for line in text.lines().filter(|l| l.contains("elivery")) {
+            eprintln!("resume: {line}");
+        }
+        eprintln!("{} requests", receiver.requests().len());
+    }
     assert_eq!(
         delivered, topic_order,
         "every event, per device in topic order"

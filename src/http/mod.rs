@@ -5,8 +5,10 @@
 //! tokio runtime, outside the dataflow's worker threads, and reads the run's
 //! [`Metrics`](weir_operators::Metrics) when asked.
 
+mod history;
+
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use anyhow::Context as _;
 use axum::extract::State;
@@ -25,7 +27,18 @@ use weir_operators::{Run, RunControl};
 /// whichever run a caller shows now.
 pub type MetricsSource = Arc<dyn Fn() -> Run + Send + Sync>;
 
-type ServerState = MetricsSource;
+/// What the handlers share: the run, and its last 15 minutes.
+struct ServerState {
+    source: MetricsSource,
+    history: Mutex<history::History>,
+}
+
+impl ServerState {
+    /// The run to show now.
+    fn run(&self) -> Run {
+        (self.source)()
+    }
+}
 
 /// A running server; it stops when dropped.
 #[derive(Debug)]
@@ -65,17 +78,23 @@ pub fn serve_from(addr: SocketAddr, source: MetricsSource) -> anyhow::Result<Ser
         .enable_time()
         .build()
         .context("cannot start the metrics server's runtime")?;
+    let state = Arc::new(ServerState {
+        source,
+        history: Mutex::default(),
+    });
+    let sampled = Arc::clone(&state);
     let app = Router::new()
         .route("/metrics", get(scrape))
         .route("/health", get(|| async { "ok\n" }))
         .route("/ready", get(ready))
         .route("/", get(|| async { axum::response::Html(STATUS_PAGE) }))
         .route("/events", get(events))
-        .with_state(Arc::new(source));
+        .with_state(Arc::clone(&state));
     let thread = std::thread::Builder::new()
         .name("weir-http".into())
         .spawn(move || {
             runtime.block_on(async move {
+                tokio::spawn(sample_every_second(sampled));
                 let listener = match tokio::net::TcpListener::from_std(listener) {
                     Ok(l) => l,
                     Err(e) => {
@@ -102,7 +121,7 @@ pub fn serve_from(addr: SocketAddr, source: MetricsSource) -> anyhow::Result<Ser
 }
 
 async fn scrape(State(state): State<Arc<ServerState>>) -> impl IntoResponse {
-    let run = state();
+    let run = state.run();
     let mut registry = Registry::with_prefix("weir");
     run.metrics.register(&mut registry);
     registry.register_collector(Box::new(ErrorsCollector(run.control.clone())));
@@ -124,6 +143,20 @@ async fn scrape(State(state): State<Arc<ServerState>>) -> impl IntoResponse {
     }
 }
 
+/// Samples the run once a second for the status page's charts.
+async fn sample_every_second(state: Arc<ServerState>) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        let run = state.run();
+        state
+            .history
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .sample(&run);
+    }
+}
+
 /// The status page.
 const STATUS_PAGE: &str = include_str!("status.html");
 
@@ -137,7 +170,13 @@ async fn events(
         if !first {
             tokio::time::sleep(std::time::Duration::from_secs(1)).await;
         }
-        let snapshot = crate::secrets::redact(&snapshot(&state()).to_string());
+        let mut page = snapshot(&state.run());
+        {
+            let history = state.history.lock().unwrap_or_else(|e| e.into_inner());
+            page["rate"] = history.rate().into();
+            page["history"] = history.to_json();
+        }
+        let snapshot = crate::secrets::redact(&page.to_string());
         let event = axum::response::sse::Event::default().data(snapshot);
         Some((Ok(event), (state, false)))
     });
@@ -189,7 +228,7 @@ pub fn snapshot(run: &Run) -> serde_json::Value {
 }
 
 async fn ready(State(state): State<Arc<ServerState>>) -> impl IntoResponse {
-    let run = state();
+    let run = state.run();
     let m = &run.metrics;
     let errors = run.control.errors();
     let (open, wired) = (m.sources_open.get(), m.sources_wired.get());
