@@ -43,7 +43,7 @@ use crate::runtime::{Context, RunOptions};
 /// assert!(source.bounded);
 /// assert_eq!(source.start, StartOffset::Timestamp(1_795_420_800_000));
 /// let parquet = connect.parquet_config(ParquetSinkConfig::new("/data/windows"));
-/// assert_eq!(parquet.dir, std::path::Path::new("replay-out/windows"));
+/// assert_eq!(parquet.dir, std::path::Path::new("replay-out/windows").into());
 /// ```
 #[derive(Clone, Debug, Default)]
 pub struct Connect {

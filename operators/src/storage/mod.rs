@@ -131,10 +131,17 @@ impl Location {
         match self {
             Location::Local(dir) => {
                 let probe = dir.join(format!(".weir-write-check-{}", std::process::id()));
-                std::fs::create_dir_all(dir)
-                    .and_then(|()| std::fs::write(&probe, b""))
+                std::fs::create_dir_all(dir).map_err(|e| {
+                    format!("cannot create the output directory {}: {e}", dir.display())
+                })?;
+                std::fs::write(&probe, b"")
                     .and_then(|()| std::fs::remove_file(&probe))
-                    .map_err(|e| format!("{} is not writable: {e}", dir.display()))
+                    .map_err(|e| {
+                        format!(
+                            "cannot write to the output directory {}: {e}",
+                            dir.display()
+                        )
+                    })
             }
             Location::Object(object) => object.check_writable(),
         }
