@@ -258,7 +258,7 @@ fn a_lost_or_edited_manifest_is_refused_and_nothing_is_written_twice() {
         "the live run must abort once files are published ({status:?}):\n{stderr}"
     );
     let input = Input::of(&broker, &topic);
-    let mut visible = crate::reference::files(out.dir.path());
+    let mut visible = crate::reference::visible_files(out.dir.path());
     visible.sort();
     assert!(!visible.is_empty(), "the checkpoint made files visible");
     let all = manifests(&ckpt);
@@ -298,8 +298,8 @@ fn a_lost_or_edited_manifest_is_refused_and_nothing_is_written_twice() {
         "the error must name checkpoint {previous_id}, the file {shown} and --from-scratch:\n{stderr}"
     );
     // Nothing was written twice (the reader asserts it), nor anything new.
-    let rows = crate::reference::parquet_rows(&out.dir.path().join("windows"));
-    let mut now = crate::reference::files(out.dir.path());
+    let rows = crate::reference::visible_rows(&out.dir.path().join("windows"));
+    let mut now = crate::reference::visible_files(out.dir.path());
     now.sort();
     assert_eq!(now, visible, "the refused resume made no file visible");
     assert!(!rows.is_empty());

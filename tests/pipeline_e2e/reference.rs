@@ -264,8 +264,18 @@ pub fn assert_windows(rows: &Windows, want: &Windows, label: &str) {
 }
 
 pub fn parquet_rows(dir: &Path) -> Windows {
+    rows_of(files(dir))
+}
+
+/// The window rows of the files a reader sees below `dir`, after a run that
+/// was killed while it wrote (see [`visible_files`]).
+pub fn visible_rows(dir: &Path) -> Windows {
+    rows_of(visible_files(dir))
+}
+
+fn rows_of(paths: Vec<PathBuf>) -> Windows {
     let mut rows = Windows::new();
-    for path in files(dir) {
+    for path in paths {
         let file = std::fs::File::open(&path).unwrap();
         for batch in ParquetRecordBatchReaderBuilder::try_new(file)
             .unwrap()
@@ -299,6 +309,29 @@ pub fn parquet_rows(dir: &Path) -> Windows {
     rows
 }
 
+/// The Parquet files a reader sees below `dir`: hidden names (a leading `.`
+/// or `_`, as pyarrow, Spark and DuckDB skip them) are left out, so the files
+/// a killed run was still writing do not count.
+pub fn visible_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if name.starts_with('.') || name.starts_with('_') {
+            continue;
+        }
+        if path.is_dir() {
+            out.extend(visible_files(&path));
+        } else {
+            assert!(name.ends_with(".parquet"), "unexpected file {name}");
+            out.push(path);
+        }
+    }
+    out
+}
+
+/// Every file below `dir`, each of which must be a visible Parquet file: a
+/// run that finished leaves nothing half-written behind.
 pub fn files(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir).unwrap() {
