@@ -20,6 +20,7 @@ rules=(
   "rules|$ops/rules|alert|checkpoint|run|control|metrics|decode|window_aggregate|seeded|[A-Z][A-Za-z0-9_]*|$connectors|rules are data: they import only what flows (crate::reading, crate::hash, crate::record)"
   "run|$ops/run $ops/checkpoint $ops/metrics|alert|rules|decode|window_aggregate|$connectors|the run layer knows no connector, no rule evaluation, no recording format"
   "alert|$ops/alert|decode|$connectors|alert evaluation knows no input or output system"
+  "alarm|$ops/alarm|alert|decode|window_aggregate|$connectors|alarm management stands on alert events: it knows no evaluation, no input or output system"
   "window|$ops/window_aggregate|alert|rules|windows know no rule"
   "decode|$ops/decode|source|ingest|kafka|memory|recording|decoding knows no broker"
   "connectors|$ops/source $ops/kafka $ops/recording $ops/sink|alert|rules|a source knows no rule; a sink knows records, not rules"

@@ -17,6 +17,7 @@
 
 #![deny(missing_docs)]
 
+pub mod alarm;
 pub mod alert;
 pub mod checkpoint;
 pub mod connect;

@@ -64,8 +64,8 @@ impl History {
             .map(|w| at_ms.saturating_sub(w) as f64 / 1000.0)
             .reduce(f64::max);
         let mut firing = BTreeMap::new();
-        for alarm in run.metrics.alert_feed().1 {
-            *firing.entry(alarm.severity.to_string()).or_default() += 1;
+        for (alarm, _) in run.metrics.alarm_board().alarms {
+            *firing.entry(alarm.severity).or_default() += 1;
         }
         self.push(Sample {
             at_ms,

@@ -1,10 +1,12 @@
 //! The operations server: Prometheus metrics on `/metrics`, liveness on
-//! `/health`, readiness on `/ready`, and a live status page on `/` (its
+//! `/health`, readiness on `/ready`, the active alarms as JSON on
+//! `/api/alarms`, and a live status page on `/` (its
 //! figures come over server-sent events from `/events`; the page is embedded
 //! in the binary and loads nothing from elsewhere). It runs on its own thread with a small
 //! tokio runtime, outside the dataflow's worker threads, and reads the run's
 //! [`Metrics`](weir_operators::Metrics) when asked.
 
+mod alarms;
 mod history;
 
 use std::net::SocketAddr;
@@ -89,6 +91,7 @@ pub fn serve_from(addr: SocketAddr, source: MetricsSource) -> anyhow::Result<Ser
         .route("/ready", get(ready))
         .route("/", get(|| async { axum::response::Html(STATUS_PAGE) }))
         .route("/events", get(events))
+        .route("/api/alarms", get(alarms::get_alarms))
         .with_state(Arc::clone(&state));
     let thread = std::thread::Builder::new()
         .name("weir-http".into())
@@ -193,7 +196,8 @@ pub fn snapshot(run: &Run) -> serde_json::Value {
             "state": a.state, "event_time": a.event_time, "value": a.value,
         })
     };
-    let (recent, firing) = m.alert_feed();
+    let recent = m.recent_alerts();
+    let board = m.alarm_board();
     let partitions: Vec<serde_json::Value> = m
         .partitions()
         .into_iter()
@@ -221,7 +225,14 @@ pub fn snapshot(run: &Run) -> serde_json::Value {
         "checkpoints": get(&m.checkpoints),
         "checkpoint_frontier": m.last_checkpoint_frontier.get(),
         "partitions": partitions,
-        "firing": firing.iter().map(alert).collect::<Vec<_>>(),
+        "firing": board.alarms.iter().map(|(a, place)| serde_json::json!({
+            "rule": a.rule, "severity": a.severity, "device": a.device, "sensor": a.sensor,
+            "since": a.since, "escalated": a.escalated, "site": place.site, "line": place.line,
+        })).collect::<Vec<_>>(),
+        "alarms_as_of": board.as_of,
+        "alarm_counts": board.counts.iter().map(|(dim, value, n)| serde_json::json!({
+            "by": dim, "value": value, "active": n,
+        })).collect::<Vec<_>>(),
         "recent": recent.iter().map(alert).collect::<Vec<_>>(),
         "errors": run.control.errors(),
     })

@@ -18,6 +18,7 @@ mod s3;
 #[path = "../support/receiver.rs"]
 mod receiver;
 
+mod alarms;
 mod delivery;
 mod failures;
 mod fixture;

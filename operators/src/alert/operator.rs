@@ -137,7 +137,8 @@ where
 /// on them look at, and aggregated from `readings` with those statistics
 /// otherwise (hopping windows feed no rule). Pipeline
 /// files and Rust pipelines both wire their rules with it, so no rule goes
-/// without what it looks at.
+/// without what it looks at; it also keeps the run's alarm views
+/// ([`crate::alarm`]) and publishes them to its metrics.
 ///
 /// # Examples
 /// ```
@@ -189,7 +190,10 @@ pub fn alerts<'scope>(
             });
         alerts.push(sized.evaluate_alerts(rules.clone(), env));
     }
-    readings.scope().concatenate(alerts)
+    let alerts = readings.scope().concatenate(alerts);
+    // The alarms active now, for the status page and `GET /api/alarms`.
+    crate::alarm::alarm_views(&alerts, &rules, env).publish(env.run());
+    alerts
 }
 
 /// The size and statistics of observed windows, borrowed.

@@ -1,10 +1,11 @@
 //! Alert events: counts by rule and severity, the latest events, and the
-//! alerts firing now.
+//! alarm views (the alarms active now) as the dataflow last published them.
 
 use std::collections::{BTreeMap, VecDeque};
 
 use super::{lock, Metrics};
 use crate::reading::Name;
+use crate::record::AlarmBoard;
 
 /// One alert event, as operations show it.
 #[derive(Clone, Debug, PartialEq)]
@@ -38,13 +39,10 @@ pub struct AlertCounts {
     pub chattering: u64,
 }
 
-/// The latest alert events, and the alerts firing now.
+/// The latest alert events.
 #[derive(Debug, Default)]
 pub(super) struct AlertFeed {
     recent: VecDeque<AlertEvent>,
-    /// Firing since (event time), by (rule, device, sensor).
-    /// By (rule, device, sensor); hashed, as every alert event updates it.
-    pub(super) firing: hashbrown::HashMap<(Name, Name, Name), AlertEvent>,
 }
 
 /// Alert events kept for the status page.
@@ -76,26 +74,10 @@ impl Metrics {
         by_rule
     }
 
-    /// Records alert events for operations: the latest ones, and which
-    /// alerts are firing.
+    /// Records alert events for operations: the latest ones.
     pub fn note_alerts(&self, events: impl IntoIterator<Item = AlertEvent>) {
         let mut feed = lock(&self.alert_feed);
         for event in events {
-            let key = (
-                event.rule.clone(),
-                event.device.clone(),
-                event.sensor.clone(),
-            );
-            match (event.state, feed.firing.get_mut(&key)) {
-                ("resolved", _) => {
-                    feed.firing.remove(&key);
-                }
-                // Firing since its firing event, now at another severity.
-                ("escalated", Some(firing)) => firing.severity = event.severity.clone(),
-                _ => {
-                    feed.firing.insert(key, event.clone());
-                }
-            }
             if feed.recent.len() == RECENT_ALERTS {
                 feed.recent.pop_front();
             }
@@ -103,13 +85,19 @@ impl Metrics {
         }
     }
 
-    /// The latest alert events (oldest first), and the firing ones (each
-    /// with the event that made it fire), by rule, device and sensor.
-    pub fn alert_feed(&self) -> (Vec<AlertEvent>, Vec<AlertEvent>) {
-        let feed = lock(&self.alert_feed);
-        let mut firing: Vec<AlertEvent> = feed.firing.values().cloned().collect();
-        firing
-            .sort_by(|a, b| (&a.rule, &a.device, &a.sensor).cmp(&(&b.rule, &b.device, &b.sensor)));
-        (feed.recent.iter().cloned().collect(), firing)
+    /// The latest alert events, oldest first.
+    pub fn recent_alerts(&self) -> Vec<AlertEvent> {
+        lock(&self.alert_feed).recent.iter().cloned().collect()
+    }
+
+    /// Publishes the alarm views as of a new frontier (the dataflow's
+    /// alarm views do, on the first worker).
+    pub fn set_alarm_board(&self, board: AlarmBoard) {
+        *lock(&self.alarm_board) = board;
+    }
+
+    /// The alarm views as last published: empty until the first.
+    pub fn alarm_board(&self) -> AlarmBoard {
+        lock(&self.alarm_board).clone()
     }
 }

@@ -111,9 +111,9 @@ fn encode_alerts_firing(
         .keys()
         .map(|(rule, severity)| ((rule.clone(), severity.clone()), 0))
         .collect();
-    for event in lock(&m.alert_feed).firing.values() {
+    for (alarm, _) in lock(&m.alarm_board).alarms.iter() {
         *firing
-            .entry((event.rule.to_string(), event.severity.to_string()))
+            .entry((alarm.rule.clone(), alarm.severity.clone()))
             .or_default() += 1;
     }
     family(

@@ -132,6 +132,7 @@ pub struct Metrics {
     files: Mutex<Vec<PathBuf>>,
     partitions: Mutex<BTreeMap<(String, i32), PartitionStatus>>,
     alert_feed: Mutex<AlertFeed>,
+    alarm_board: Mutex<crate::record::AlarmBoard>,
     arrivals: Mutex<Arrivals>,
     operators: Mutex<BTreeMap<(String, String), OperatorFigures>>,
     /// How each metric is registered for the exposition (see [`Maker`]).
@@ -187,6 +188,7 @@ impl Default for Metrics {
             files: Mutex::default(),
             partitions: Mutex::default(),
             alert_feed: Mutex::default(),
+            alarm_board: Mutex::default(),
             arrivals: Mutex::default(),
             operators: Mutex::default(),
             registrations: m.registrations,

@@ -1,14 +1,17 @@
 //! What flows through a pipeline, knowing nothing else: readings, window
-//! rows and the statistics they carry, alert events and dead letters,
+//! rows and the statistics they carry, alert events, active alarms and
+//! dead letters,
 //! their one identity trait
 //! ([`Record`]), and the one stable hash ([`hash`]) that routes them.
 
+pub mod alarm;
 pub mod alert;
 pub mod dead_letter;
 pub mod hash;
 pub mod reading;
 pub mod stats;
 
+pub use alarm::{ActiveAlarm, AlarmBoard, Place};
 pub use alert::{Alert, AlertState};
 pub use dead_letter::{DeadLetter, DeadLetterReason};
 pub use reading::{Name, Reading, SensorKey, WindowAggregate};

@@ -1,0 +1,191 @@
+//! The ledger: turns alert events into changes of the active-alarm
+//! collection, in event-time order, and keeps the active alarms it has
+//! inserted so that a resolve retracts exactly what the firing inserted.
+//! Its state is part of checkpoints; a resumed run inserts the alarms
+//! active at the checkpoint again, at its frontier, so the collection a
+//! resumed run builds is the one an uninterrupted run holds.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::checkpoint::Marker;
+use crate::hash::route_hash;
+use crate::reading::Name;
+use crate::record::{ActiveAlarm, Alert, AlertState};
+use crate::run::{Participant, StatefulLogic};
+
+/// A change of the active-alarm collection: an alarm, the event time it
+/// changes at, and +1 (inserted) or -1 (retracted).
+pub type Change = (ActiveAlarm, u64, isize);
+
+/// One worker's active alarms: its part of a checkpoint.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct LedgerPart {
+    /// The alarms active at the checkpoint's frontier.
+    pub active: Vec<ActiveAlarm>,
+}
+
+/// The worker an alarm's events go to: by rule, device and sensor.
+pub fn route(rule: &str, device: &str, sensor: &str) -> u64 {
+    route_hash(&[rule, device, sensor])
+}
+
+/// Alert events waiting for the frontier, and the alarms active as of it.
+#[derive(Debug, Default)]
+pub struct Ledger {
+    active: BTreeMap<(String, Name, Name), ActiveAlarm>,
+    pending: Vec<Alert>,
+    /// Alarms restored from a checkpoint, to insert at its frontier.
+    restored: Option<(u64, Vec<ActiveAlarm>)>,
+}
+
+impl Ledger {
+    /// A ledger resumed at checkpoint frontier `frontier` with the active
+    /// alarms of `parts` that `owns` (this worker's, by [`route`]); alarms
+    /// of a rule `dropped` (changed since the checkpoint, so its states
+    /// start afresh) are left out.
+    pub fn restore(
+        parts: Vec<LedgerPart>,
+        frontier: u64,
+        owns: impl Fn(&ActiveAlarm) -> bool,
+        dropped: impl Fn(&str) -> bool,
+    ) -> Ledger {
+        let mut ledger = Ledger::default();
+        let mut inserts = Vec::new();
+        for alarm in parts.into_iter().flat_map(|p| p.active) {
+            if owns(&alarm) && !dropped(&alarm.rule) {
+                let key = (
+                    alarm.rule.clone(),
+                    alarm.device.clone(),
+                    alarm.sensor.clone(),
+                );
+                ledger.active.insert(key, alarm.clone());
+                inserts.push(alarm);
+            }
+        }
+        if !inserts.is_empty() {
+            ledger.restored = Some((frontier, inserts));
+        }
+        ledger
+    }
+
+    /// Takes alert events; they are applied once the frontier passes them.
+    pub fn push(&mut self, alerts: impl IntoIterator<Item = Alert>) {
+        self.pending.extend(alerts);
+    }
+
+    /// Applies the events before `until` (all of them at `None`) in
+    /// event-time order, those of one time in the order they came (the
+    /// order their evaluator emitted them), pushing the changes.
+    pub fn advance(&mut self, until: Option<u64>, out: &mut Vec<Change>) {
+        if let Some((at, alarms)) = self.restored.take() {
+            out.extend(alarms.into_iter().map(|a| (a, at, 1)));
+        }
+        self.pending.sort_by_key(|a| a.event_time);
+        let due = match until {
+            Some(u) => self.pending.partition_point(|a| a.event_time < u),
+            None => self.pending.len(),
+        };
+        let due: Vec<Alert> = self.pending.drain(..due).collect();
+        for alert in &due {
+            self.apply(alert, out);
+        }
+    }
+
+    fn apply(&mut self, alert: &Alert, out: &mut Vec<Change>) {
+        let key = (
+            alert.rule.clone(),
+            alert.device.clone(),
+            alert.sensor.clone(),
+        );
+        let at = alert.event_time;
+        match alert.state {
+            AlertState::Firing => {
+                let alarm = ActiveAlarm {
+                    rule: alert.rule.clone(),
+                    device: alert.device.clone(),
+                    sensor: alert.sensor.clone(),
+                    severity: alert.severity.clone(),
+                    since: at,
+                    escalated: false,
+                };
+                if let Some(old) = self.active.insert(key, alarm.clone()) {
+                    out.push((old, at, -1));
+                }
+                out.push((alarm, at, 1));
+            }
+            AlertState::Escalated => {
+                if let Some(alarm) = self.active.get_mut(&key) {
+                    out.push((alarm.clone(), at, -1));
+                    alarm.severity = alert.severity.clone();
+                    alarm.escalated = true;
+                    out.push((alarm.clone(), at, 1));
+                }
+            }
+            AlertState::Resolved => {
+                if let Some(old) = self.active.remove(&key) {
+                    out.push((old, at, -1));
+                }
+            }
+            AlertState::Chattering => {}
+        }
+    }
+
+    /// The earliest time a change is still to come at.
+    pub fn earliest(&self) -> Option<u64> {
+        let restored = self.restored.as_ref().map(|(at, _)| *at);
+        let pending = self.pending.iter().map(|a| a.event_time).min();
+        restored.into_iter().chain(pending).min()
+    }
+
+    /// The active alarms as of the last [`Ledger::advance`]: the part of a
+    /// checkpoint.
+    pub fn snapshot(&self) -> LedgerPart {
+        LedgerPart {
+            active: self.active.values().cloned().collect(),
+        }
+    }
+}
+
+/// The ledger operator's logic, for the stateful frame.
+pub(super) struct LedgerLogic {
+    pub(super) ledger: Ledger,
+    pub(super) participant: Participant,
+}
+
+impl StatefulLogic<Alert, Change> for LedgerLogic {
+    type Side = ();
+
+    fn hold_from_start(&self) -> bool {
+        // Restored alarms are inserted at the checkpoint's frontier.
+        self.ledger.restored.is_some()
+    }
+
+    fn take(&mut self, batch: &mut Vec<Alert>) -> bool {
+        let any = !batch.is_empty();
+        self.ledger.push(batch.drain(..));
+        any
+    }
+
+    fn advance(&mut self, until: Option<u64>, out: &mut Vec<Change>) {
+        self.ledger.advance(until, out);
+    }
+
+    fn checkpoint(&mut self, marker: Marker) {
+        self.participant
+            .write(&marker, &self.ledger.snapshot(), Vec::new());
+    }
+
+    fn discard(&mut self) {
+        self.ledger.pending.clear();
+    }
+
+    fn earliest(&self, _frontier: Option<u64>) -> Option<u64> {
+        self.ledger.earliest()
+    }
+
+    fn time_of(change: &Change) -> u64 {
+        change.1
+    }
+}

@@ -1,0 +1,90 @@
+//! Alarm management on event time: the set of active alarms as a
+//! differential-dataflow collection that alert events insert into and
+//! retract from, joined with the device registry and counted by site,
+//! line, severity and rule.
+//!
+//! A firing event inserts its alarm, keyed by (rule, device, sensor); an
+//! escalation retracts it and inserts it at its new severity; a resolve
+//! retracts it. The [`ledger`] does this in event-time order, once the
+//! frontier has passed the events, and keeps what it inserted, so the
+//! collection at any event time holds exactly the alarms fired and not
+//! resolved before it, whatever the worker count. Its state is part of
+//! checkpoints: a resumed run inserts the alarms active at the checkpoint
+//! again at its frontier, so the views stay exact across a restart, at any
+//! worker count.
+
+pub mod ledger;
+#[cfg(test)]
+mod tests;
+mod views;
+
+use std::sync::Arc;
+
+use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::Stream;
+
+use crate::record::Alert;
+use crate::rules::RuleSet;
+use crate::run::{stateful, Env, Side};
+pub use ledger::{Change, Ledger, LedgerPart};
+pub use views::AlarmViews;
+
+/// The alarm views of `alerts`: the active-alarm collection, joined with
+/// the device registry of `rules` and counted.
+///
+/// # Examples
+/// ```
+/// use std::sync::Arc;
+/// use timely::dataflow::operators::{Capture, ToStream};
+/// use timely::dataflow::operators::capture::Event;
+/// use weir_operators::alarm::alarm_views;
+/// use weir_operators::alert::{Direction, EvaluateAlerts, Rule, RuleSet};
+/// use weir_operators::{Env, Reading};
+///
+/// let rules = Arc::new(RuleSet::new(vec![Rule::new("hot", "temp", Direction::Above, 90.0)]));
+/// let readings = vec![
+///     Reading::new("d1", "temp", 1_000, 95.0, 0, 0), // fires
+///     Reading::new("d2", "temp", 1_000, 97.0, 0, 1), // fires
+///     Reading::new("d1", "temp", 2_000, 80.0, 0, 2), // resolves
+/// ];
+/// let captured = timely::example(move |scope| {
+///     let env = Env::standalone(scope);
+///     let alerts = readings.to_stream(scope).evaluate_alerts(rules.clone(), &env);
+///     alarm_views(&alerts, &rules, &env).active.inner.capture()
+/// });
+/// // The changes of the collection: (alarm, place), event time, diff.
+/// let changes: Vec<_> = captured.iter().flat_map(|e| match e { Event::Messages(_, d) => d.clone(), Event::Progress(_) => vec![] })
+///     .map(|((alarm, _), t, d)| (alarm.device.to_string(), t, d)).collect();
+/// let mut changes = changes;
+/// changes.sort();
+/// assert_eq!(changes, vec![("d1".into(), 1_000, 1), ("d1".into(), 2_000, -1), ("d2".into(), 1_000, 1)]);
+/// ```
+pub fn alarm_views<'scope>(
+    alerts: &Stream<'scope, u64, Vec<Alert>>,
+    rules: &Arc<RuleSet>,
+    env: &Env<'scope>,
+) -> AlarmViews<'scope> {
+    use timely::dataflow::operators::vec::Map;
+    let run = env.run().clone();
+    let (participant, markers) = env.participant("alarms");
+    let mut ledger = Ledger::default();
+    if let Some(frontier) = env.restored_frontier() {
+        let scope = alerts.scope();
+        let (worker, peers) = (scope.index() as u64, scope.peers() as u64);
+        let changed = env.changed_since_restore(&rules.fingerprints());
+        ledger = Ledger::restore(
+            env.restored::<LedgerPart>(participant.op()),
+            frontier,
+            |a| ledger::route(&a.rule, &a.device, &a.sensor) % peers == worker,
+            |rule| changed.iter().any(|c| c == rule),
+        );
+    }
+    let logic = ledger::LedgerLogic {
+        ledger,
+        participant,
+    };
+    let pact = Exchange::new(|a: &Alert| ledger::route(&a.rule, &a.device, &a.sensor));
+    let side = markers.map(Side::<()>::Marker);
+    let changes = stateful("AlarmLedger", alerts.clone(), pact, side, run, logic);
+    views::views(changes, &rules.devices)
+}

@@ -1,0 +1,202 @@
+//! The alarm views: the active-alarm collection joined with the device
+//! registry, the counts by site, line, severity and rule, and their
+//! publication for the status page and `GET /api/alarms`.
+
+use std::collections::BTreeMap;
+
+use differential_dataflow::collection::vec::Collection;
+use differential_dataflow::AsCollection;
+use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::operators::vec::Map as _;
+use timely::dataflow::operators::{Concat as _, ToStream};
+use timely::dataflow::Stream;
+
+use super::ledger::Change;
+use crate::reading::Name;
+use crate::record::{ActiveAlarm, AlarmBoard, Place};
+use crate::rules::Registry;
+use crate::run::Run;
+
+/// Active alarms by place, and their counts: differential collections
+/// over event time.
+pub struct AlarmViews<'scope> {
+    /// Every active alarm, with where its device sits.
+    pub active: Collection<'scope, u64, (ActiveAlarm, Place)>,
+    /// How many alarms are active, by (dimension, value): `site`, `line`
+    /// (as `site/line`), `severity` and `rule`.
+    pub counts: Collection<'scope, u64, ((String, String), isize)>,
+}
+
+/// Where each device of `registry` sits: its `site` and `line` fields.
+fn places(registry: &Registry) -> Vec<(Name, Place)> {
+    registry
+        .devices
+        .iter()
+        .map(|(id, device)| {
+            let field = |name: &str| {
+                device
+                    .fields
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .map(|(_, v)| v.clone())
+                    .unwrap_or_default()
+            };
+            let place = Place {
+                site: field("site"),
+                line: field("line"),
+            };
+            (Name::from(id.as_str()), place)
+        })
+        .collect()
+}
+
+/// The views of the active-alarm collection `changes`: joined with the
+/// devices of `registry` (a device the registry does not know sits
+/// nowhere), and counted.
+pub(super) fn views<'scope>(
+    changes: Stream<'scope, u64, Vec<Change>>,
+    registry: &Registry,
+) -> AlarmViews<'scope> {
+    let scope = changes.scope();
+    let active = changes.as_collection();
+    // The registry enters once, from the first worker, at the start.
+    let devices: Vec<((Name, Place), u64, isize)> = if scope.index() == 0 {
+        places(registry).into_iter().map(|p| (p, 0, 1)).collect()
+    } else {
+        Vec::new()
+    };
+    let devices = devices.to_stream(scope).as_collection();
+    let by_device = active.map(|a| (a.device.clone(), a));
+    let placed = by_device
+        .clone()
+        .join_map(devices.clone(), |_, alarm, place| {
+            (alarm.clone(), place.clone())
+        });
+    let nowhere = by_device
+        .antijoin(devices.map(|(device, _)| device))
+        .map(|(_, alarm)| (alarm, Place::default()));
+    let active = placed.concat(nowhere);
+    let counts = active
+        .clone()
+        .flat_map(|(alarm, place)| {
+            let mut dims = vec![
+                ("severity".to_owned(), alarm.severity),
+                ("rule".to_owned(), alarm.rule),
+            ];
+            if !place.site.is_empty() {
+                dims.push(("site".to_owned(), place.site.clone()));
+            }
+            if !place.line.is_empty() {
+                dims.push(("line".to_owned(), format!("{}/{}", place.site, place.line)));
+            }
+            dims
+        })
+        .count();
+    AlarmViews { active, counts }
+}
+
+/// A change of the published views.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+enum Row {
+    Alarm((ActiveAlarm, Place)),
+    Count((String, String), isize),
+}
+
+impl<'scope> AlarmViews<'scope> {
+    /// Publishes the views to `run`'s metrics (the status page and
+    /// `GET /api/alarms` read them there): gathered on the first worker,
+    /// as of each frontier they pass.
+    pub fn publish(self, run: &Run) {
+        let alarms = self
+            .active
+            .inner
+            .map(|(alarm, t, d)| (Row::Alarm(alarm), t, d));
+        let counts = self
+            .counts
+            .inner
+            .map(|((key, n), t, d)| (Row::Count(key, n), t, d));
+        // Every row goes to the first worker; only it publishes.
+        let run = (alarms.scope().index() == 0).then(|| run.clone());
+        alarms
+            .concat(counts)
+            .sink(Exchange::new(|_| 0), "PublishAlarms", {
+                let mut pending: Vec<(Row, u64, isize)> = Vec::new();
+                let mut board = Board::default();
+                move |(input, frontier)| {
+                    input.for_each(|_, data| pending.append(data));
+                    let Some(run) = &run else { return };
+                    let until = frontier.frontier().first().copied();
+                    let before = pending.len();
+                    pending.retain(|(row, t, d)| {
+                        let due = until.is_none_or(|u| *t < u);
+                        if due {
+                            board.apply(row.clone(), *d);
+                        }
+                        !due
+                    });
+                    let passed = until.is_some_and(|u| Some(u) != board.as_of);
+                    if pending.len() != before || passed {
+                        if let Some(u) = until {
+                            board.as_of = Some(u);
+                        }
+                        run.metrics.set_alarm_board(board.publish());
+                    }
+                }
+            });
+    }
+}
+
+/// The views accumulated on the first worker.
+#[derive(Default)]
+struct Board {
+    as_of: Option<u64>,
+    alarms: BTreeMap<(ActiveAlarm, Place), isize>,
+    counts: BTreeMap<((String, String), isize), isize>,
+}
+
+impl Board {
+    fn apply(&mut self, row: Row, diff: isize) {
+        fn add<K: Ord>(map: &mut BTreeMap<K, isize>, key: K, diff: isize) {
+            use std::collections::btree_map::Entry;
+            match map.entry(key) {
+                Entry::Occupied(mut e) => {
+                    *e.get_mut() += diff;
+                    if *e.get() == 0 {
+                        e.remove();
+                    }
+                }
+                Entry::Vacant(e) => {
+                    e.insert(diff);
+                }
+            }
+        }
+        match row {
+            Row::Alarm(alarm) => add(&mut self.alarms, alarm, diff),
+            Row::Count(key, n) => add(&mut self.counts, (key, n), diff),
+        }
+    }
+
+    fn publish(&self) -> AlarmBoard {
+        let mut alarms: Vec<(ActiveAlarm, Place)> = self
+            .alarms
+            .iter()
+            .filter(|(_, n)| **n > 0)
+            .map(|(a, _)| a.clone())
+            .collect();
+        alarms.sort_by(|(a, _), (b, _)| {
+            (&a.rule, &a.device, &a.sensor).cmp(&(&b.rule, &b.device, &b.sensor))
+        });
+        let counts = self
+            .counts
+            .iter()
+            .filter(|(_, n)| **n > 0)
+            .map(|(((dim, value), n), _)| (dim.clone(), value.clone(), *n as u64))
+            .collect();
+        AlarmBoard {
+            as_of: self.as_of,
+            alarms,
+            counts,
+        }
+    }
+}
