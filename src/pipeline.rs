@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use weir_operators::alarm::health::alarm_health;
 use weir_operators::alert::alerts;
 use weir_operators::{Decoder, WindowAggregateOp, WindowKind};
 
@@ -16,6 +17,7 @@ use crate::runtime::{run, Context, RunOptions, RunReport};
 ///         │            │                            └─ evaluate_alerts (window rules of that size)
 ///         │            ├─ window_aggregate(other rule window sizes) ─ evaluate_alerts
 ///         │            └─ evaluate_alerts (reading rules)            ─┴─ sink(alerts)
+///         │                                                              └─ alarm_health ─ sink(alarm health)
 ///         └─ dead letters ─ sink(dead letters)
 /// ```
 ///
@@ -52,6 +54,11 @@ pub fn build(ctx: &Context<'_>, spec: &PipelineSpec) {
         return;
     };
     let alerts = alerts(&readings, &windows, Arc::new(spec.rules.clone()), ctx);
+    // The alarm system's health: on the status page, and to its topic.
+    let health = alarm_health(&alerts, spec.alarm_health.clone(), ctx);
+    if let Some(sink) = &spec.alarm_health_sink {
+        ctx.sink(health, sink.clone());
+    }
     ctx.sink(alerts, alerts_sink.clone());
 }
 

@@ -145,6 +145,7 @@ use weir_operators::{WindowKind, WindowSpec};
 
 mod delivery;
 mod diag;
+mod health;
 mod locate;
 mod pipeline;
 mod raw;

@@ -45,6 +45,21 @@ pub(super) fn validate_pipeline(raw: RawPipeline, path: &Path, d: &mut Diag<'_>)
         d,
     );
 
+    let alarm_health = health::validate_alarm_health(raw.alarm_health.as_ref(), d);
+    let alarm_health_sink = validate_health_sink(raw.sinks.as_ref(), &source.brokers, d);
+    if let (Some(at), None) = (
+        raw.sinks
+            .as_ref()
+            .and_then(|s| s.get_ref().alarm_health.as_ref()),
+        &sinks.alerts,
+    ) {
+        d.at(
+            at.span().start,
+            "sinks.alarm_health",
+            "needs [sinks.alerts]: the alarm system's health is measured on the alert events",
+        );
+    }
+
     let workers = raw
         .runtime
         .as_ref()
@@ -69,6 +84,8 @@ pub(super) fn validate_pipeline(raw: RawPipeline, path: &Path, d: &mut Diag<'_>)
         alerts: sinks.alerts,
         dead_letters: sinks.dead_letters,
         deliveries,
+        alarm_health,
+        alarm_health_sink,
         workers,
         checkpoint,
         http,
@@ -401,6 +418,21 @@ fn validate_parquet(raw: &Spanned<RawParquet>, base: &Path, d: &mut Diag<'_>) ->
 }
 
 /// `[sinks.alerts]` or `[sinks.dead_letters]` (named by `path`).
+/// `[sinks.alarm_health]`, if given.
+fn validate_health_sink(
+    raw: Option<&Spanned<RawSinks>>,
+    source_brokers: &str,
+    d: &mut Diag<'_>,
+) -> Option<KafkaSinkConfig> {
+    let sink = raw?.get_ref().alarm_health.as_ref()?;
+    Some(validate_kafka_sink(
+        sink,
+        "sinks.alarm_health",
+        source_brokers,
+        d,
+    ))
+}
+
 fn validate_kafka_sink(
     raw: &Spanned<RawKafkaSink>,
     path: &str,

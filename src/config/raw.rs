@@ -34,6 +34,22 @@ pub(super) struct RawPipeline {
     pub(super) http: Option<Spanned<RawHttp>>,
     /// `[storage]`: how object-store locations are reached.
     pub(super) storage: Option<Spanned<RawStorage>>,
+    /// `[alarm_health]`: how the alarm system's health is measured.
+    pub(super) alarm_health: Option<Spanned<RawAlarmHealth>>,
+}
+
+/// `[alarm_health]`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAlarmHealth {
+    /// The flood window; default `10m`; it divides an hour.
+    pub(super) flood_window: Option<Spanned<String>>,
+    /// A flood is more activations than this in a flood window; default 10.
+    pub(super) flood_limit: Option<Spanned<i64>>,
+    /// An alarm active this long is stale; default `24h`.
+    pub(super) stale_after: Option<Spanned<String>>,
+    /// `line` (default), `site` or `all`.
+    pub(super) area: Option<Spanned<String>>,
 }
 
 /// `[storage]`.
@@ -169,6 +185,9 @@ pub(super) struct RawSinks {
     pub(super) alertmanager: Option<Spanned<RawAlertmanager>>,
     /// `[sinks.webhook]`: alert events to a webhook.
     pub(super) webhook: Option<Spanned<RawWebhook>>,
+    /// `[sinks.alarm_health]`: the alarm system's health events to a Kafka
+    /// topic.
+    pub(super) alarm_health: Option<Spanned<RawKafkaSink>>,
 }
 
 /// `[sinks.alertmanager]`.
@@ -215,7 +234,7 @@ pub(super) struct RawParquet {
     pub(super) max_rows_per_file: Option<Spanned<i64>>,
 }
 
-/// `[sinks.alerts]` or `[sinks.dead_letters]`.
+/// `[sinks.alerts]`, `[sinks.dead_letters]` or `[sinks.alarm_health]`.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawKafkaSink {

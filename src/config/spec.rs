@@ -27,6 +27,11 @@ pub struct PipelineSpec {
     /// Where alert events are delivered besides the alert topic
     /// (`[sinks.alertmanager]`, `[sinks.webhook]`).
     pub deliveries: Vec<crate::delivery::DeliveryConfig>,
+    /// How the alarm system's health is measured (`[alarm_health]`).
+    pub alarm_health: weir_operators::alarm::health::HealthConfig,
+    /// The Kafka sink of the alarm system's health events, if any
+    /// (`[sinks.alarm_health]`).
+    pub alarm_health_sink: Option<KafkaSinkConfig>,
     /// Worker threads (at least 1).
     pub workers: usize,
     /// Checkpoints, if configured (`[checkpoint]`).

@@ -5,6 +5,8 @@ use weir_operators::rules::describe;
 
 use super::*;
 
+use weir_operators::alarm::health::AreaBy;
+
 impl PipelineSpec {
     /// A human summary for `weir check`: source, decoding, windows, sinks,
     /// runtime, and each rule on one line in plain words, such as
@@ -139,6 +141,30 @@ impl PipelineSpec {
                 d.receiver.kind(),
                 d.receiver.url(),
                 d.group
+            );
+        }
+        if self.alerts.is_some() {
+            let h = &self.alarm_health;
+            let to = self.alarm_health_sink.as_ref().map_or_else(
+                || "the status page only".to_owned(),
+                |k| {
+                    format!(
+                        "the status page and Kafka topic {} on {}",
+                        k.topic, k.brokers
+                    )
+                },
+            );
+            let area = match h.area {
+                AreaBy::Line => "site/line",
+                AreaBy::Site => "site",
+                AreaBy::All => "all devices",
+            };
+            let _ = writeln!(
+                s,
+                "  alarm health: floods over {} activations per {}, stale after {}, by {area}, to {to}",
+                h.flood_limit,
+                human_ms(h.flood_window_ms),
+                human_ms(h.stale_after_ms),
             );
         }
     }

@@ -230,11 +230,35 @@ pub fn snapshot(run: &Run) -> serde_json::Value {
             "since": a.since, "escalated": a.escalated, "site": place.site, "line": place.line,
         })).collect::<Vec<_>>(),
         "alarms_as_of": board.as_of,
+        "health": m.recent_health().iter().map(health_row).collect::<Vec<_>>(),
         "alarm_counts": board.counts.iter().map(|(dim, value, n)| serde_json::json!({
             "by": dim, "value": value, "active": n,
         })).collect::<Vec<_>>(),
         "recent": recent.iter().map(alert).collect::<Vec<_>>(),
         "errors": run.control.errors(),
+    })
+}
+
+/// A health event of the alarm system, for the status page: its time,
+/// area, measure, and what it found in words.
+fn health_row(e: &weir_operators::record::HealthEvent) -> serde_json::Value {
+    use weir_operators::record::Health;
+    let what = match &e.health {
+        Health::FloodStarted { .. } => "flood under way".to_owned(),
+        Health::Flood { start, end, activations, peak } => format!(
+            "flood over: {activations} activations in {} min, peak {peak} per window",
+            (end - start) / 60_000
+        ),
+        Health::Stale { rule, device, sensor, since } => {
+            format!("{rule} on {device}/{sensor} active since {since}")
+        }
+        Health::Rate { activations, average, peak, chattering, top, .. } => format!(
+            "{activations} activations, average {average:.1} and peak {peak} per window,              {chattering} chattering; most: {}",
+            top.first().map_or("none".to_owned(), |t| format!("{} on {} ({})", t.rule, t.device, t.activations))
+        ),
+    };
+    serde_json::json!({
+        "event_time": e.event_time, "area": e.area, "measure": e.measure(), "what": what,
     })
 }
 

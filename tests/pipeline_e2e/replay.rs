@@ -3,7 +3,7 @@
 //! with records behind the watermark; replays of the recording must give
 //! exactly the live results, at any worker count, and after a crash.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -153,6 +153,7 @@ pub(crate) struct Replayed {
     pub(crate) rows: crate::reference::Windows,
     pub(crate) alerts: Vec<Vec<u8>>,
     pub(crate) dead: Vec<Vec<u8>>,
+    pub(crate) health: Vec<Vec<u8>>,
 }
 
 pub(crate) fn replayed(out: &Path) -> Replayed {
@@ -161,6 +162,11 @@ pub(crate) fn replayed(out: &Path) -> Replayed {
         rows: parquet_rows(&out.join("windows")),
         alerts: sorted_lines(&out.join("alerts.jsonl")),
         dead: sorted_lines(&out.join("dead_letters.jsonl")),
+        // Only where the pipeline writes them.
+        health: match out.join("alarm_health.jsonl") {
+            path if path.exists() => sorted_lines(&path),
+            _ => Vec::new(),
+        },
     }
 }
 
@@ -173,6 +179,13 @@ fn a_replay_of_a_recorded_live_run_gives_exactly_its_results() {
     let dir = tempfile::tempdir().unwrap();
     let pipeline = dir.path().join("pipeline.toml");
     let toml = crate::restart::with_idle_timeout(&live.toml_for(&broker, &topic), "1s");
+    // The alarm system's health too, with limits the input reaches.
+    let health = unique_topic("health");
+    broker.create_topic(&health, 1);
+    let toml = format!(
+        "{toml}\n[sinks.alarm_health]\ntopic = \"{health}\"\n\n[alarm_health]\n\
+         flood_window = \"1m\"\nflood_limit = 2\nstale_after = \"1m\"\n"
+    );
     std::fs::write(&pipeline, toml).unwrap();
 
     // The input, in three phases: every partition, then partitions 0 and 1
@@ -237,6 +250,19 @@ fn a_replay_of_a_recorded_live_run_gives_exactly_its_results() {
     let live_rows = parquet_rows(&live.dir.path().join("windows"));
     let live_alerts = payloads(&broker, &live.alerts);
     let live_dead = payloads(&broker, &live.dead);
+    let live_health = payloads(&broker, &health);
+    let measures = |events: &[Vec<u8>]| -> BTreeSet<String> {
+        events
+            .iter()
+            .map(|e| serde_json::from_slice::<serde_json::Value>(e).unwrap()["measure"].to_string())
+            .collect()
+    };
+    assert_eq!(
+        measures(&live_health).len(),
+        4,
+        "floods, their starts, stale alarms and hours: {:?}",
+        measures(&live_health)
+    );
     let live_reasons = reasons(&live_dead);
     assert!(
         !live_rows.is_empty() && !live_alerts.is_empty(),
@@ -277,6 +303,7 @@ fn a_replay_of_a_recorded_live_run_gives_exactly_its_results() {
     let r = replayed(same.path());
     assert_eq!(r.alerts, live_alerts, "alert events");
     assert_eq!(r.dead, live_dead, "dead letters");
+    assert_eq!(r.health, live_health, "alarm health events");
 
     // Other worker counts: the same rows and events.
     for workers in [1, 3] {
@@ -284,6 +311,7 @@ fn a_replay_of_a_recorded_live_run_gives_exactly_its_results() {
         assert_eq!(r.rows, live_rows, "{workers} worker(s): window rows");
         assert_eq!(r.alerts, live_alerts, "{workers} worker(s): alert events");
         assert_eq!(r.dead, live_dead, "{workers} worker(s): dead letters");
+        assert_eq!(r.health, live_health, "{workers} worker(s): alarm health");
     }
 
     // An event-time range: exactly the live windows and alerts inside it.

@@ -13,6 +13,7 @@
 //! again at its frontier, so the views stay exact across a restart, at any
 //! worker count.
 
+pub mod health;
 pub mod ledger;
 #[cfg(test)]
 mod tests;

@@ -15,23 +15,9 @@ use crate::rules::{Device, Registry, RuleSet};
 use crate::Env;
 
 fn event(rule: &str, device: &str, state: AlertState, at: u64, severity: &str) -> Alert {
-    Alert {
-        rule: rule.into(),
-        device: device.into(),
-        sensor: "temp".into(),
-        severity: severity.into(),
-        state,
-        event_time: at,
-        value: 0.0,
-        values: Vec::new(),
-        threshold: None,
-        clear_threshold: None,
-        window_start: None,
-        window_end: None,
-        last_seen: None,
-        rules_version: 1,
-        labels: Vec::new(),
-    }
+    let mut alert = Alert::event(rule, device, "temp", state, at);
+    alert.severity = severity.into();
+    alert
 }
 
 fn alarm(rule: &str, device: &str, severity: &str, since: u64, escalated: bool) -> ActiveAlarm {

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 use super::{lock, Metrics};
 use crate::reading::Name;
-use crate::record::AlarmBoard;
+use crate::record::{AlarmBoard, HealthEvent};
 
 /// One alert event, as operations show it.
 #[derive(Clone, Debug, PartialEq)]
@@ -94,6 +94,22 @@ impl Metrics {
     /// alarm views do, on the first worker).
     pub fn set_alarm_board(&self, board: AlarmBoard) {
         *lock(&self.alarm_board) = board;
+    }
+
+    /// Records health events of the alarm system, keeping the latest.
+    pub fn note_health(&self, events: &[HealthEvent]) {
+        let mut kept = lock(&self.health);
+        for event in events {
+            if kept.len() == RECENT_ALERTS {
+                kept.pop_front();
+            }
+            kept.push_back(event.clone());
+        }
+    }
+
+    /// The latest health events of the alarm system, oldest first.
+    pub fn recent_health(&self) -> Vec<HealthEvent> {
+        lock(&self.health).iter().cloned().collect()
     }
 
     /// The alarm views as last published: empty until the first.

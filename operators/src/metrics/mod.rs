@@ -87,6 +87,8 @@ pub struct Metrics {
     pub parquet_files: Counter,
     /// Alert events (firing and resolved) delivered to the sink.
     pub alerts_delivered: Counter,
+    /// Alarm health events delivered to their sink.
+    pub health_delivered: Counter,
     /// Dead letters delivered to the dead-letter sink.
     pub dead_letters_delivered: Counter,
     /// Records a sink could not deliver (alerts, dead letters).
@@ -133,6 +135,7 @@ pub struct Metrics {
     partitions: Mutex<BTreeMap<(String, i32), PartitionStatus>>,
     alert_feed: Mutex<AlertFeed>,
     alarm_board: Mutex<crate::record::AlarmBoard>,
+    health: Mutex<std::collections::VecDeque<crate::record::HealthEvent>>,
     arrivals: Mutex<Arrivals>,
     operators: Mutex<BTreeMap<(String, String), OperatorFigures>>,
     /// How each metric is registered for the exposition (see [`Maker`]).
@@ -166,6 +169,7 @@ impl Default for Metrics {
             parquet_bytes: m.counter("parquet_written_bytes", "Bytes of Parquet files written"),
             parquet_files: m.counter("parquet_files", "Parquet files written"),
             alerts_delivered: m.counter("alerts_delivered", "Alert events delivered to the alert sink"),
+            health_delivered: m.counter("alarm_health_delivered", "Alarm health events delivered to their sink"),
             dead_letters_delivered: m.counter("dead_letters_delivered", "Dead letters delivered to the dead-letter sink"),
             delivery_errors: m.counter("sink_delivery_errors", "Records a sink could not deliver"),
             producer_queue: m.gauge("producer_queue_records", "Records handed to Kafka producers and not yet acknowledged", None),
@@ -189,6 +193,7 @@ impl Default for Metrics {
             partitions: Mutex::default(),
             alert_feed: Mutex::default(),
             alarm_board: Mutex::default(),
+            health: Mutex::default(),
             arrivals: Mutex::default(),
             operators: Mutex::default(),
             registrations: m.registrations,

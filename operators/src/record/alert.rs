@@ -88,6 +88,35 @@ pub struct Alert {
 }
 
 impl Alert {
+    /// An event of `rule` on (`device`, `sensor`) at `event_time`, severity
+    /// `warning`, with no values, thresholds, window or labels: for tests
+    /// and examples.
+    pub fn event(
+        rule: &str,
+        device: &str,
+        sensor: &str,
+        state: AlertState,
+        event_time: u64,
+    ) -> Alert {
+        Alert {
+            rule: rule.into(),
+            device: device.into(),
+            sensor: sensor.into(),
+            severity: "warning".into(),
+            state,
+            event_time,
+            value: 0.0,
+            values: Vec::new(),
+            threshold: None,
+            clear_threshold: None,
+            window_start: None,
+            window_end: None,
+            last_seen: None,
+            rules_version: 1,
+            labels: Vec::new(),
+        }
+    }
+
     /// The alert's identity, the same in every run over the same input:
     /// `rule|device|sensor|state|event_time`. Sinks use it to deliver each
     /// alert once across restarts.

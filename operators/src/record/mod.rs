@@ -1,6 +1,6 @@
 //! What flows through a pipeline, knowing nothing else: readings, window
-//! rows and the statistics they carry, alert events, active alarms and
-//! dead letters,
+//! rows and the statistics they carry, alert events, active alarms, the
+//! alarm system's health and dead letters,
 //! their one identity trait
 //! ([`Record`]), and the one stable hash ([`hash`]) that routes them.
 
@@ -8,12 +8,14 @@ pub mod alarm;
 pub mod alert;
 pub mod dead_letter;
 pub mod hash;
+pub mod health;
 pub mod reading;
 pub mod stats;
 
 pub use alarm::{ActiveAlarm, AlarmBoard, Place};
 pub use alert::{Alert, AlertState};
 pub use dead_letter::{DeadLetter, DeadLetterReason};
+pub use health::{Health, HealthEvent, TopAlarm};
 pub use reading::{Name, Reading, SensorKey, WindowAggregate};
 pub use stats::{ParseStatError, Percentile, Stat, Stats};
 

@@ -51,6 +51,13 @@ impl SinkRecord for Alert {
     }
 }
 
+impl SinkRecord for crate::record::HealthEvent {
+    const FILE_NAME: &'static str = "alarm_health.jsonl";
+    fn count_delivered(metrics: &Metrics, n: u64) {
+        metrics.health_delivered.inc_by(n);
+    }
+}
+
 impl SinkRecord for DeadLetter {
     const FILE_NAME: &'static str = "dead_letters.jsonl";
     fn count_delivered(metrics: &Metrics, n: u64) {
