@@ -53,9 +53,10 @@ pub fn build(ctx: &Context<'_>, spec: &PipelineSpec) {
     let Some(alerts_sink) = &spec.alerts else {
         return;
     };
-    let alerts = alerts(&readings, &windows, Arc::new(spec.rules.clone()), ctx);
+    let rules = Arc::new(spec.rules.clone());
+    let alerts = alerts(&readings, &windows, rules.clone(), ctx);
     // The alarm system's health: on the status page, and to its topic.
-    let health = alarm_health(&alerts, spec.alarm_health.clone(), ctx);
+    let health = alarm_health(&alerts, &rules, spec.alarm_health.clone(), ctx);
     if let Some(sink) = &spec.alarm_health_sink {
         ctx.sink(health, sink.clone());
     }

@@ -48,7 +48,7 @@ fn active_before(readings: &[Reading], cut: u64) -> BTreeSet<Alarm> {
 
 /// `/api/alarms` once its frontier has reached `until`: its frontier, the
 /// alarms and the counts.
-fn alarms_after(
+fn views_after(
     weir: &mut Killed,
     log: &Path,
     port: u16,
@@ -88,6 +88,18 @@ fn alarms_after(
         alarms,
         json["counts"].clone(),
     )
+}
+
+/// `/api/alarms` once its frontier has reached `until`: its frontier, and
+/// the (rule, device) of each active alarm.
+pub(crate) fn alarms_after(
+    weir: &mut Killed,
+    log: &Path,
+    port: u16,
+    until: u64,
+) -> (u64, BTreeSet<(String, String)>) {
+    let (as_of, alarms, _) = views_after(weir, log, port, until);
+    (as_of, alarms.into_iter().map(|a| (a.0, a.1)).collect())
 }
 
 /// The counts the reference implies for `alarms`.
@@ -158,7 +170,7 @@ fn the_active_alarms_equal_a_reference_across_a_kill_and_a_resume_at_another_wor
     let mut weir = spawn(&pipeline, &log, port, 2);
     let mut input = readings(0, 60);
     produce(&broker, &topic, &input);
-    let (as_of, alarms, counts) = alarms_after(&mut weir, &log, port, T0 + 55_000);
+    let (as_of, alarms, counts) = views_after(&mut weir, &log, port, T0 + 55_000);
     let want = active_before(&input, as_of);
     assert!(want.len() >= 3, "the test means something: {want:?}");
     assert_eq!(alarms, want, "active alarms before {as_of}");
@@ -179,7 +191,7 @@ fn the_active_alarms_equal_a_reference_across_a_kill_and_a_resume_at_another_wor
     input.extend(more);
     let (port, log) = (free_port(), dir.path().join("resumed.log"));
     let mut weir = spawn(&pipeline, &log, port, 1);
-    let (as_of, alarms, counts) = alarms_after(&mut weir, &log, port, T0 + 60_000);
+    let (as_of, alarms, counts) = views_after(&mut weir, &log, port, T0 + 60_000);
     let want = active_before(&input, as_of);
     assert!(
         want.iter().any(|a| a.4 < T0 + 55_000),
@@ -203,7 +215,7 @@ fn the_active_alarms_equal_a_reference_across_a_kill_and_a_resume_at_another_wor
     let more = readings(62, 120);
     produce(&broker, &topic, &more);
     input.extend(more);
-    let (as_of, alarms, counts) = alarms_after(&mut weir, &log, port, T0 + 115_000);
+    let (as_of, alarms, counts) = views_after(&mut weir, &log, port, T0 + 115_000);
     let want = active_before(&input, as_of);
     assert_eq!(
         alarms, want,

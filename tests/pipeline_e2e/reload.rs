@@ -330,13 +330,26 @@ impl LiveRun {
 
     /// After the reload: produces the readings of 60 s to 130 s, stops the
     /// run once it has read them, and returns all the readings.
-    fn finish(&self, mut weir: Killed, first: Vec<Reading>) -> Vec<Reading> {
+    fn finish(&self, weir: Killed, first: Vec<Reading>) -> Vec<Reading> {
+        self.finish_checking(weir, first, |_, _| {})
+    }
+
+    /// [`LiveRun::finish`], calling `check` with the run and every reading
+    /// before it stops.
+    fn finish_checking(
+        &self,
+        mut weir: Killed,
+        first: Vec<Reading>,
+        check: impl FnOnce(&mut Killed, &[Reading]),
+    ) -> Vec<Reading> {
         let second = readings(60, 130);
         produce(&self.broker, &self.topic, &second);
         let total = first.len() + second.len();
         self.wait_read("every reading read", &mut weir, total);
+        let all: Vec<Reading> = first.into_iter().chain(second).collect();
+        check(&mut weir, &all);
         stop(weir, &self.log());
-        first.into_iter().chain(second).collect()
+        all
     }
 
     /// The alert documents written to the alert topic.
@@ -377,7 +390,41 @@ fn a_reload_applies_the_new_rules_from_the_frontier_it_logs() {
 
     std::fs::write(&rules, rules_toml(&NEW)).unwrap();
     let t_from = reload_frontier(&mut weir, &log);
-    let all = run.finish(weir, first);
+    // The active alarms after the reload: the alarms of "warm" (changed)
+    // and "cool" (removed) ended at T; those of "hot" (unchanged) went on.
+    let all = run.finish_checking(weir, first, |weir, all| {
+        let (as_of, alarms) = crate::alarms::alarms_after(weir, &log, run.port, T0 + 120_000);
+        let mut last = std::collections::BTreeMap::new();
+        let mut at_t = std::collections::BTreeMap::new();
+        let mut events: Vec<_> = reference(all, t_from).into_iter().collect();
+        events.sort_by_key(|e| e.3);
+        for (rule, device, state, t, version) in events {
+            if t < t_from {
+                at_t.insert((rule.clone(), device.clone()), state.clone());
+            }
+            if t < as_of {
+                last.insert((rule, device), (state, version));
+            }
+        }
+        // The test means something: alarms of "warm" or "cool" were active
+        // when the reload came, and no resolve will come for them.
+        assert!(
+            at_t.iter()
+                .any(|((rule, _), state)| rule != "hot" && state == "firing"),
+            "no alarm of a changed rule was active at {t_from}: {at_t:?}"
+        );
+        let want: BTreeSet<(String, String)> = last
+            .into_iter()
+            .filter(|((rule, _), (state, version))| {
+                state == "firing" && (*version == 2 || rule == "hot")
+            })
+            .map(|(key, _)| key)
+            .collect();
+        assert_eq!(
+            alarms, want,
+            "active alarms after the reload, before {as_of}"
+        );
+    });
 
     let expected: BTreeSet<_> = reference(&all, t_from)
         .into_iter()

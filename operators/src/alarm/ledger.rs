@@ -36,8 +36,9 @@ pub fn route(rule: &str, device: &str, sensor: &str) -> u64 {
 pub struct Ledger {
     active: BTreeMap<(String, Name, Name), ActiveAlarm>,
     pending: Vec<Alert>,
-    /// Alarms restored from a checkpoint, to insert at its frontier.
-    restored: Option<(u64, Vec<ActiveAlarm>)>,
+    /// Changes made outside the events (the alarms a restored checkpoint
+    /// inserts at its frontier, those a reload ends), to send.
+    queued: Vec<Change>,
 }
 
 impl Ledger {
@@ -52,7 +53,6 @@ impl Ledger {
         dropped: impl Fn(&str) -> bool,
     ) -> Ledger {
         let mut ledger = Ledger::default();
-        let mut inserts = Vec::new();
         for alarm in parts.into_iter().flat_map(|p| p.active) {
             if owns(&alarm) && !dropped(&alarm.rule) {
                 let key = (
@@ -61,13 +61,24 @@ impl Ledger {
                     alarm.sensor.clone(),
                 );
                 ledger.active.insert(key, alarm.clone());
-                inserts.push(alarm);
+                ledger.queued.push((alarm, frontier, 1));
             }
         }
-        if !inserts.is_empty() {
-            ledger.restored = Some((frontier, inserts));
-        }
         ledger
+    }
+
+    /// Ends, at `at`, the alarms of the rules `gone` names (a reload
+    /// changed or removed them: their evaluation starts afresh, and no
+    /// resolve will come for them).
+    pub fn end_rules(&mut self, gone: &[String], at: u64) {
+        let queued = &mut self.queued;
+        self.active.retain(|(rule, _, _), alarm| {
+            let ends = gone.contains(rule);
+            if ends {
+                queued.push((alarm.clone(), at, -1));
+            }
+            !ends
+        });
     }
 
     /// Takes alert events; they are applied once the frontier passes them.
@@ -79,9 +90,7 @@ impl Ledger {
     /// event-time order, those of one time in the order they came (the
     /// order their evaluator emitted them), pushing the changes.
     pub fn advance(&mut self, until: Option<u64>, out: &mut Vec<Change>) {
-        if let Some((at, alarms)) = self.restored.take() {
-            out.extend(alarms.into_iter().map(|a| (a, at, 1)));
-        }
+        out.append(&mut self.queued);
         self.pending.sort_by_key(|a| a.event_time);
         let due = match until {
             Some(u) => self.pending.partition_point(|a| a.event_time < u),
@@ -134,9 +143,9 @@ impl Ledger {
 
     /// The earliest time a change is still to come at.
     pub fn earliest(&self) -> Option<u64> {
-        let restored = self.restored.as_ref().map(|(at, _)| *at);
-        let pending = self.pending.iter().map(|a| a.event_time).min();
-        restored.into_iter().chain(pending).min()
+        let queued = self.queued.iter().map(|c| c.1);
+        let pending = self.pending.iter().map(|a| a.event_time);
+        queued.chain(pending).min()
     }
 
     /// The active alarms as of the last [`Ledger::advance`]: the part of a
@@ -152,14 +161,16 @@ impl Ledger {
 pub(super) struct LedgerLogic {
     pub(super) ledger: Ledger,
     pub(super) participant: Participant,
+    pub(super) rules: super::RulesInForce,
 }
 
 impl StatefulLogic<Alert, Change> for LedgerLogic {
     type Side = ();
 
     fn hold_from_start(&self) -> bool {
-        // Restored alarms are inserted at the checkpoint's frontier.
-        self.ledger.restored.is_some()
+        // Restored alarms are inserted at the checkpoint's frontier, and a
+        // reload may end alarms at any checkpoint's.
+        true
     }
 
     fn take(&mut self, batch: &mut Vec<Alert>) -> bool {
@@ -173,6 +184,12 @@ impl StatefulLogic<Alert, Change> for LedgerLogic {
     }
 
     fn checkpoint(&mut self, marker: Marker) {
+        // The alarms of rules a reload changes end at its frontier; they
+        // are sent with the next changes.
+        let gone = self.rules.reloaded(&marker);
+        if let (false, Some(at)) = (gone.is_empty(), marker.until()) {
+            self.ledger.end_rules(&gone, at);
+        }
         self.participant
             .write(&marker, &self.ledger.snapshot(), Vec::new());
     }
@@ -181,8 +198,10 @@ impl StatefulLogic<Alert, Change> for LedgerLogic {
         self.ledger.pending.clear();
     }
 
-    fn earliest(&self, _frontier: Option<u64>) -> Option<u64> {
-        self.ledger.earliest()
+    fn earliest(&self, frontier: Option<u64>) -> Option<u64> {
+        // Held at the frontier while the input runs: a reload may end
+        // alarms at the next checkpoint's.
+        self.ledger.earliest().or(frontier)
     }
 
     fn time_of(change: &Change) -> u64 {

@@ -30,6 +30,35 @@ use crate::run::{stateful, Env, Side};
 pub use ledger::{Change, Ledger, LedgerPart};
 pub use views::AlarmViews;
 
+/// The rules of a run as alarms see them: by name, their fingerprints
+/// (see [`RuleSet::fingerprints`]).
+pub(crate) struct RulesInForce(Vec<(String, u64)>);
+
+impl RulesInForce {
+    /// The rules of `rules`.
+    pub(crate) fn of(rules: &RuleSet) -> RulesInForce {
+        RulesInForce(rules.fingerprints())
+    }
+
+    /// The rules a reload carried by `marker` changes or removes (their
+    /// evaluation starts afresh, so their alarms end), taking the new rules
+    /// into force; none without a reload.
+    pub(crate) fn reloaded(&mut self, marker: &crate::checkpoint::Marker) -> Vec<String> {
+        let Some(Ok(rules)) = marker.reload.as_ref().map(RuleSet::from_reload) else {
+            return Vec::new();
+        };
+        let new = rules.fingerprints();
+        let gone = self
+            .0
+            .iter()
+            .filter(|old| !new.contains(old))
+            .map(|(name, _)| name.clone())
+            .collect();
+        self.0 = new;
+        gone
+    }
+}
+
 /// The alarm views of `alerts`: the active-alarm collection, joined with
 /// the device registry of `rules` and counted.
 ///
@@ -83,6 +112,7 @@ pub fn alarm_views<'scope>(
     let logic = ledger::LedgerLogic {
         ledger,
         participant,
+        rules: RulesInForce::of(rules),
     };
     let pact = Exchange::new(|a: &Alert| ledger::route(&a.rule, &a.device, &a.sensor));
     let side = markers.map(Side::<()>::Marker);

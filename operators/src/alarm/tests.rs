@@ -299,3 +299,27 @@ fn the_views_equal_a_reference_loop_at_one_and_three_workers() {
         }
     }
 }
+
+#[test]
+fn a_reload_ends_the_alarms_of_the_rules_it_changes_at_its_frontier() {
+    let mut ledger = Ledger::default();
+    ledger.push([
+        event("hot", "d1", AlertState::Firing, 1_000, "warning"),
+        event("warm", "d1", AlertState::Firing, 2_000, "warning"),
+    ]);
+    let mut out = Vec::new();
+    ledger.advance(Some(5_000), &mut out);
+    // "warm" changed at 5 s: its alarm ends there, "hot" stays.
+    ledger.end_rules(&["warm".to_owned()], 5_000);
+    assert_eq!(ledger.earliest(), Some(5_000));
+    assert_eq!(
+        ledger.snapshot().active,
+        vec![alarm("hot", "d1", "warning", 1_000, false)]
+    );
+    out.clear();
+    ledger.advance(Some(6_000), &mut out);
+    assert_eq!(
+        out,
+        vec![(alarm("warm", "d1", "warning", 2_000, false), 5_000, -1)]
+    );
+}

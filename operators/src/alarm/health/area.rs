@@ -169,6 +169,13 @@ impl AreaHealth {
         }
     }
 
+    /// Forgets the active alarms of the rules `gone` names (a reload
+    /// changed or removed them: no resolve will come for them), so that
+    /// they are never reported stale.
+    pub fn forget_rules(&mut self, gone: &[String]) {
+        self.active.retain(|(rule, _, _), _| !gone.contains(rule));
+    }
+
     /// Applies one alert event (every timer before it fired).
     pub fn apply(
         &mut self,

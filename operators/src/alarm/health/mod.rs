@@ -23,9 +23,11 @@ use timely::dataflow::Stream;
 
 pub use area::AreaHealth;
 
+use super::RulesInForce;
 use crate::checkpoint::Marker;
 use crate::hash::route_hash;
 use crate::record::{Alert, HealthEvent};
+use crate::rules::RuleSet;
 use crate::run::{stateful, Env, Participant, Run, Side, StatefulLogic};
 
 /// What an area is: the registry fields alerts carry as labels.
@@ -85,15 +87,15 @@ impl HealthConfig {
     }
 }
 
-/// The health events of the alarm system that `alerts` are the events of,
-/// measured as `config` says.
+/// The health events of the alarm system that `alerts` are the events of
+/// (judged by `rules`), measured as `config` says.
 ///
 /// # Examples
 /// ```
 /// use timely::dataflow::operators::{Capture, ToStream};
 /// use timely::dataflow::operators::capture::Event;
 /// use weir_operators::alarm::health::{alarm_health, HealthConfig};
-/// use weir_operators::alert::{Alert, AlertState};
+/// use weir_operators::alert::{Alert, AlertState, RuleSet};
 /// use weir_operators::record::Health;
 /// use weir_operators::Env;
 ///
@@ -103,7 +105,7 @@ impl HealthConfig {
 /// let alerts = vec![fire("d1", 1_000), fire("d2", 2_000), fire("d3", 3_000), fire("d4", 200_000)];
 /// let captured = timely::example(move |scope| {
 ///     let env = Env::standalone(scope);
-///     alarm_health(&alerts.to_stream(scope), config, &env).capture()
+///     alarm_health(&alerts.to_stream(scope), &RuleSet::new(vec![]), config, &env).capture()
 /// });
 /// let events: Vec<_> = captured.iter().flat_map(|e| match e { Event::Messages(_, d) => d.clone(), Event::Progress(_) => vec![] }).collect();
 /// assert_eq!(events[0].health, Health::FloodStarted { start: 0 });
@@ -114,6 +116,7 @@ impl HealthConfig {
 /// ```
 pub fn alarm_health<'scope>(
     alerts: &Stream<'scope, u64, Vec<Alert>>,
+    rules: &RuleSet,
     config: HealthConfig,
     env: &Env<'scope>,
 ) -> Stream<'scope, u64, Vec<HealthEvent>> {
@@ -130,6 +133,11 @@ pub fn alarm_health<'scope>(
                 }
             }
         }
+        // A rule changed since the checkpoint starts afresh.
+        let changed = env.changed_since_restore(&rules.fingerprints());
+        for health in areas.values_mut() {
+            health.forget_rules(&changed);
+        }
     }
     let logic = HealthLogic {
         config: config.clone(),
@@ -137,6 +145,7 @@ pub fn alarm_health<'scope>(
         pending: Vec::new(),
         participant,
         run: env.run().clone(),
+        rules: RulesInForce::of(rules),
     };
     let pact = Exchange::new(move |a: &Alert| route_hash(&[&config.area_of(a)]));
     let side = markers.map(Side::<()>::Marker);
@@ -162,6 +171,7 @@ struct HealthLogic {
     pending: Vec<Alert>,
     participant: Participant,
     run: Run,
+    rules: RulesInForce,
 }
 
 impl StatefulLogic<Alert, HealthEvent> for HealthLogic {
@@ -202,6 +212,10 @@ impl StatefulLogic<Alert, HealthEvent> for HealthLogic {
     }
 
     fn checkpoint(&mut self, marker: Marker) {
+        let gone = self.rules.reloaded(&marker);
+        for health in self.areas.values_mut() {
+            health.forget_rules(&gone);
+        }
         let part = HealthPart {
             areas: self
                 .areas

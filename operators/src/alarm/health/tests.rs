@@ -107,6 +107,17 @@ fn an_alarm_active_for_stale_after_is_stale_once_per_activation() {
         since,
     };
     assert_eq!(stale, vec![(110 * S, at(10 * S)), (310 * S, at(210 * S))]);
+    // An alarm of a rule a reload changed is forgotten, never stale.
+    let mut area = AreaHealth::default();
+    let mut out = Vec::new();
+    area.apply(&alerts[0], &config, "a", &mut out);
+    area.forget_rules(&["hot".to_owned()]);
+    area.fire_until(400 * S, &config, "a", &mut out);
+    assert!(
+        out.iter()
+            .all(|e| !matches!(e.health, Health::Stale { .. })),
+        "{out:?}"
+    );
     // A stale timer fires only once the frontier passes it.
     assert!(run(&config, &alerts[..1], 110 * S).is_empty());
     assert_eq!(run(&config, &alerts[..1], 110 * S + 1).len(), 1);
@@ -192,9 +203,14 @@ fn operator(alerts: &[Alert], config: &HealthConfig, workers: usize, end: u64) -
         let (mut input, probe) = worker.dataflow::<u64, _, _>(|scope| {
             let env = Env::standalone(scope);
             let (input, stream) = scope.new_input::<Vec<Alert>>();
-            let (probe, _) = alarm_health(&stream, config, &env)
-                .inspect(move |e| sink.lock().unwrap().push(e.clone()))
-                .probe();
+            let (probe, _) = alarm_health(
+                &stream,
+                &crate::rules::RuleSet::new(Vec::new()),
+                config,
+                &env,
+            )
+            .inspect(move |e| sink.lock().unwrap().push(e.clone()))
+            .probe();
             (input, probe)
         });
         for a in alerts.iter() {
@@ -267,6 +283,28 @@ fn the_operator_gives_the_hand_worked_events_at_one_and_three_workers() {
             },
         ),
     ];
+    // The input ends: all time passes, and the hour is summarized.
+    let top = |device: &str| TopAlarm {
+        rule: "hot".into(),
+        device: device.into(),
+        sensor: "temp".into(),
+        activations: 1,
+    };
+    let rate = |activations: u64, top| Health::Rate {
+        hour_start: 0,
+        activations,
+        average: activations as f64 / 60.0,
+        peak: activations,
+        chattering: 0,
+        top,
+    };
+    let mut want = want;
+    want.push((
+        3_600 * S,
+        "north/l".into(),
+        rate(3, vec![top("d0"), top("d1"), top("d2")]),
+    ));
+    want.push((3_600 * S, "south/l".into(), rate(1, vec![top("d3")])));
     for workers in [1, 3] {
         let got: Vec<_> = operator(&alerts, &config, workers, 200 * S)
             .into_iter()
