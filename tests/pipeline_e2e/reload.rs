@@ -328,14 +328,9 @@ impl LiveRun {
         (weir, first)
     }
 
-    /// After the reload: produces the readings of 60 s to 130 s, stops the
-    /// run once it has read them, and returns all the readings.
-    fn finish(&self, weir: Killed, first: Vec<Reading>) -> Vec<Reading> {
-        self.finish_checking(weir, first, |_, _| {})
-    }
-
-    /// [`LiveRun::finish`], calling `check` with the run and every reading
-    /// before it stops.
+    /// After the reload: produces the readings of 60 s to 130 s, calls
+    /// `check` with the run and every reading once it has read them, stops
+    /// it, and returns all the readings.
     fn finish_checking(
         &self,
         mut weir: Killed,
@@ -507,7 +502,19 @@ fn a_registry_edit_applies_the_new_sites_and_limits_from_the_frontier_it_logs() 
     let (mut weir, first) = run.start("rules.toml");
     std::fs::write(&devices, registry_csv(true)).unwrap();
     let t_from = reload_frontier(&mut weir, &run.log());
-    let all = run.finish(weir, first);
+    // The active alarms are placed by the edited registry.
+    let all = run.finish_checking(weir, first, |weir, _| {
+        let log = run.log();
+        let (_, alarms) = crate::alarms::alarms_after(weir, &log, run.port, T0 + 120_000);
+        assert!(!alarms.is_empty(), "the test means something");
+        let (_, body) = crate::ops::get(run.port, "/api/alarms").unwrap();
+        let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+        for alarm in json["alarms"].as_array().unwrap() {
+            let device = alarm["device"].as_str().unwrap();
+            let d: usize = device[4..].parse().unwrap();
+            assert_eq!(alarm["site"], registry(true)[d].0, "{alarm}");
+        }
+    });
 
     // The reference: per device, a threshold state machine on the limit of
     // the registry in force; at T a device whose selection or limit

@@ -30,31 +30,31 @@ use crate::run::{stateful, Env, Side};
 pub use ledger::{Change, Ledger, LedgerPart};
 pub use views::AlarmViews;
 
-/// The rules of a run as alarms see them: by name, their fingerprints
-/// (see [`RuleSet::fingerprints`]).
-pub(crate) struct RulesInForce(Vec<(String, u64)>);
+/// The rules in force, as alarms follow them across reloads.
+pub(crate) struct RulesInForce(Vec<crate::rules::Rule>);
 
 impl RulesInForce {
     /// The rules of `rules`.
     pub(crate) fn of(rules: &RuleSet) -> RulesInForce {
-        RulesInForce(rules.fingerprints())
+        RulesInForce(rules.rules.clone())
     }
 
-    /// The rules a reload carried by `marker` changes or removes (their
-    /// evaluation starts afresh, so their alarms end), taking the new rules
-    /// into force; none without a reload.
+    /// The rules a reload carried by `marker` changes or removes, taking
+    /// the new rules into force; none without a reload. The evaluator
+    /// starts such a rule afresh on every key, so no resolve comes for its
+    /// alarms. (A registry edit that only stops a rule selecting a device
+    /// drops that key's state too; its alarm is not ended here.)
     pub(crate) fn reloaded(&mut self, marker: &crate::checkpoint::Marker) -> Vec<String> {
         let Some(Ok(rules)) = marker.reload.as_ref().map(RuleSet::from_reload) else {
             return Vec::new();
         };
-        let new = rules.fingerprints();
         let gone = self
             .0
             .iter()
-            .filter(|old| !new.contains(old))
-            .map(|(name, _)| name.clone())
+            .filter(|old| !rules.rules.contains(old))
+            .map(|old| old.name.clone())
             .collect();
-        self.0 = new;
+        self.0 = rules.rules;
         gone
     }
 }
@@ -115,7 +115,7 @@ pub fn alarm_views<'scope>(
         rules: RulesInForce::of(rules),
     };
     let pact = Exchange::new(|a: &Alert| ledger::route(&a.rule, &a.device, &a.sensor));
-    let side = markers.map(Side::<()>::Marker);
+    let side = markers.clone().map(Side::<()>::Marker);
     let changes = stateful("AlarmLedger", alerts.clone(), pact, side, run, logic);
-    views::views(changes, &rules.devices)
+    views::views(changes, markers, &rules.devices)
 }

@@ -2,20 +2,22 @@
 //! registry, the counts by site, line, severity and rule, and their
 //! publication for the status page and `GET /api/alarms`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use differential_dataflow::collection::vec::Collection;
 use differential_dataflow::AsCollection;
 use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::vec::Map as _;
-use timely::dataflow::operators::{Concat as _, ToStream};
+use timely::dataflow::operators::Concat as _;
 use timely::dataflow::Stream;
 
 use super::ledger::Change;
+use crate::checkpoint::Marker;
 use crate::reading::Name;
 use crate::record::{ActiveAlarm, AlarmBoard, Place};
-use crate::rules::Registry;
+use crate::rules::{Registry, RuleSet};
 use crate::run::Run;
 
 /// Active alarms by place, and their counts: differential collections
@@ -51,22 +53,62 @@ fn places(registry: &Registry) -> Vec<(Name, Place)> {
         .collect()
 }
 
+/// Where the devices sit, as a collection: the places of `registry`
+/// from the start, changed at the frontier of each reload `markers` carry
+/// (a registry edit), from the first worker.
+fn registry_places<'scope>(
+    markers: Stream<'scope, u64, Vec<Marker>>,
+    registry: &Registry,
+) -> Collection<'scope, u64, (Name, Place)> {
+    let first = markers.scope().index() == 0;
+    let mut current: BTreeSet<(Name, Place)> = match first {
+        true => places(registry).into_iter().collect(),
+        false => BTreeSet::new(),
+    };
+    let mut start: Vec<((Name, Place), u64, isize)> =
+        current.iter().map(|p| (p.clone(), 0, 1)).collect();
+    markers
+        .unary(Pipeline, "RegistryPlaces", move |cap, _| {
+            let mut cap = Some(cap);
+            move |input, output| {
+                if let Some(cap) = cap.take() {
+                    output.session(&cap).give_container(&mut start);
+                }
+                input.for_each(|cap, data| {
+                    for marker in data.drain(..).filter(|_| first) {
+                        let Some(Ok(rules)) = marker.reload.as_ref().map(RuleSet::from_reload)
+                        else {
+                            continue;
+                        };
+                        let new: BTreeSet<(Name, Place)> =
+                            places(&rules.devices).into_iter().collect();
+                        // Markers travel at their frontier.
+                        let t = marker.frontier;
+                        let cap = cap.delayed(&t, output.output_index());
+                        let mut changes: Vec<_> = current
+                            .difference(&new)
+                            .map(|p| (p.clone(), t, -1))
+                            .chain(new.difference(&current).map(|p| (p.clone(), t, 1)))
+                            .collect();
+                        output.session(&cap).give_container(&mut changes);
+                        current = new;
+                    }
+                });
+            }
+        })
+        .as_collection()
+}
+
 /// The views of the active-alarm collection `changes`: joined with the
-/// devices of `registry` (a device the registry does not know sits
-/// nowhere), and counted.
+/// devices of `registry` as reloads carried by `markers` change it (a
+/// device the registry does not know sits nowhere), and counted.
 pub(super) fn views<'scope>(
     changes: Stream<'scope, u64, Vec<Change>>,
+    markers: Stream<'scope, u64, Vec<Marker>>,
     registry: &Registry,
 ) -> AlarmViews<'scope> {
-    let scope = changes.scope();
     let active = changes.as_collection();
-    // The registry enters once, from the first worker, at the start.
-    let devices: Vec<((Name, Place), u64, isize)> = if scope.index() == 0 {
-        places(registry).into_iter().map(|p| (p, 0, 1)).collect()
-    } else {
-        Vec::new()
-    };
-    let devices = devices.to_stream(scope).as_collection();
+    let devices = registry_places(markers, registry);
     let by_device = active.map(|a| (a.device.clone(), a));
     let placed = by_device
         .clone()
