@@ -18,6 +18,9 @@ pub struct LineMonitor {
     pub alerts_topic: String,
     /// Topic dead letters are written to.
     pub dead_letters_topic: String,
+    /// Topic the alarm system's health events are written to, if any
+    /// (they are on the status page either way).
+    pub health_topic: Option<String>,
     /// Directory of the Parquet output.
     pub parquet_dir: PathBuf,
     /// Alert rules (loaded from a rules file, so plant engineers can change
@@ -57,6 +60,12 @@ pub fn line_monitor(ctx: &Context<'_>, settings: &LineMonitor) {
     // Every rule gets what it looks at: readings, these one-minute windows,
     // or windows of another size aggregated for it.
     let alerts = alerts(&readings, &[windows], settings.rules.clone(), ctx);
+    // The alarm system's health (ISA-18.2 floods, stale alarms, hourly
+    // rates), as the config path measures it.
+    let health = alarm_health(&alerts, &settings.rules, HealthConfig::default(), ctx);
+    if let Some(topic) = &settings.health_topic {
+        ctx.sink(health, KafkaSinkConfig::new(&settings.brokers, topic));
+    }
     ctx.sink(
         alerts,
         KafkaSinkConfig::new(&settings.brokers, &settings.alerts_topic),

@@ -1,6 +1,7 @@
 //! The line monitor written in Rust and its config-file twin,
 //! `pipelines/line_monitor.toml`, read the same topic on a real broker and
-//! must write the same alerts, dead letters and Parquet bytes.
+//! must write the same alerts, dead letters, alarm health events and Parquet
+//! bytes.
 
 #[path = "../../tests/support/mod.rs"]
 mod support;
@@ -18,6 +19,7 @@ use weir_pipelines::{line_monitor, LineMonitor};
 struct Outputs {
     alerts: String,
     dead: String,
+    health: String,
     dir: tempfile::TempDir,
 }
 
@@ -26,10 +28,12 @@ impl Outputs {
         let outputs = Outputs {
             alerts: unique_topic("alerts"),
             dead: unique_topic("dead"),
+            health: unique_topic("health"),
             dir: tempfile::tempdir().unwrap(),
         };
         broker.create_topic(&outputs.alerts, 2);
         broker.create_topic(&outputs.dead, 1);
+        broker.create_topic(&outputs.health, 1);
         outputs
     }
 
@@ -45,12 +49,19 @@ impl Outputs {
             .map(|r| r.payload)
             .collect();
         dead.sort();
+        let mut health: Vec<Vec<u8>> = broker
+            .consume_all(&self.health)
+            .into_iter()
+            .map(|r| r.payload)
+            .collect();
+        health.sort();
         let mut files = BTreeMap::new();
         collect(self.dir.path(), self.dir.path(), &mut files);
         files.values_mut().for_each(|f| f.sort());
         Written {
             alerts,
             dead,
+            health,
             files,
         }
     }
@@ -63,6 +74,8 @@ struct Written {
     alerts: BTreeMap<Vec<u8>, Vec<Vec<u8>>>,
     /// Dead-letter payloads, sorted.
     dead: Vec<Vec<u8>>,
+    /// Alarm health payloads, sorted.
+    health: Vec<Vec<u8>>,
     /// Parquet file contents by partition directory, sorted.
     files: BTreeMap<PathBuf, Vec<Vec<u8>>>,
 }
@@ -116,6 +129,7 @@ fn rust_pipeline_and_config_file_write_the_same_output() {
     for (sink, name) in [
         (spec.alerts.as_mut(), &from_file.alerts),
         (spec.dead_letters.as_mut(), &from_file.dead),
+        (spec.alarm_health_sink.as_mut(), &from_file.health),
     ] {
         let sink = sink.unwrap();
         sink.brokers = broker.bootstrap();
@@ -130,6 +144,7 @@ fn rust_pipeline_and_config_file_write_the_same_output() {
         readings_topic: topic,
         alerts_topic: from_rust.alerts.clone(),
         dead_letters_topic: from_rust.dead.clone(),
+        health_topic: Some(from_rust.health.clone()),
         parquet_dir: from_rust.dir.path().to_path_buf(),
         rules: Arc::new(weir::config::load_rules(&here.join("rules/line_monitor.toml")).unwrap()),
     };
@@ -147,6 +162,11 @@ fn rust_pipeline_and_config_file_write_the_same_output() {
     let (file_out, rust_out) = (from_file.read(&broker), from_rust.read(&broker));
     assert_eq!(file_out.alerts, rust_out.alerts, "alerts differ");
     assert_eq!(file_out.dead, rust_out.dead, "dead letters differ");
+    assert!(
+        !file_out.health.is_empty(),
+        "the input must give health events"
+    );
+    assert_eq!(file_out.health, rust_out.health, "alarm health differs");
     assert!(!file_out.files.is_empty());
     assert_eq!(file_out.files, rust_out.files, "Parquet files differ");
     assert_eq!(file_report.windows, rust_report.windows);

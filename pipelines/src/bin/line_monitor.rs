@@ -24,6 +24,10 @@ struct Args {
     /// Topic for dead letters.
     #[arg(long, default_value = "readings.dead")]
     dead_letters: String,
+    /// Topic for the alarm system's health events (none by default: they
+    /// are on the status page).
+    #[arg(long)]
+    health: Option<String>,
     /// Directory for Parquet files (`--out` sends every output to local
     /// files instead, as for `weir run`).
     #[arg(long, default_value = "out/line-monitor")]
@@ -48,6 +52,7 @@ fn main() -> ExitCode {
                 readings_topic: args.readings,
                 alerts_topic: args.alerts,
                 dead_letters_topic: args.dead_letters,
+                health_topic: args.health,
                 parquet_dir: args.parquet_dir,
                 rules: Arc::new(rules.clone()),
             };
@@ -56,7 +61,8 @@ fn main() -> ExitCode {
             // output directory is missing (what this run uses of them).
             let connect = weir::plan::Connect::new(&options)?;
             connect.check_source(&settings.source())?;
-            for topic in [&settings.alerts_topic, &settings.dead_letters_topic] {
+            let topics = [&settings.alerts_topic, &settings.dead_letters_topic];
+            for topic in topics.into_iter().chain(&settings.health_topic) {
                 connect.check_sink(&KafkaSinkConfig::new(&settings.brokers, topic))?;
             }
             connect.check_parquet(&ParquetSinkConfig::new(settings.parquet_dir.clone()))?;
