@@ -276,7 +276,7 @@ const READ_PAGE: &str = r##"(() => {
   return {
     state: text("state"), rate: text("rate"), records_read: text("records_read"),
     readings: text("readings"), windows: text("windows"), partitions: rows("partitions"),
-    firing: rows("firing"), recent: rows("recent"),
+    firing: rows("firing"), recent: rows("recent"), alarm_counts: rows("alarm_counts"),
     charts: { rate: chart("chart-rate"), lag: chart("chart-lag"), trail: chart("chart-trail"),
               firing: chart("chart-firing") },
   };
@@ -436,6 +436,30 @@ severity = "warning"
     let overheat = firing.iter().find(|a| a[0] == "overheat").unwrap();
     // rule, severity, site, line, device, sensor, since
     assert_eq!(overheat.len(), 7, "{overheat:?}");
+    // The counts by rule and severity hold as many as the table lists.
+    let listed = |col: usize, value: &str| firing.iter().filter(|a| a[col] == value).count();
+    let counts: Vec<Vec<&str>> = page["alarm_counts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(cells)
+        .collect();
+    let count = |by: &str, value: &str| {
+        counts
+            .iter()
+            .find(|c| c[0] == by && c[1] == value)
+            .and_then(|c| number(c[2]))
+    };
+    assert_eq!(
+        count("rule", "overheat"),
+        Some(listed(0, "overheat") as f64),
+        "{counts:?}"
+    );
+    assert_eq!(
+        count("severity", "critical"),
+        Some(listed(1, "critical") as f64),
+        "{counts:?}"
+    );
     assert_eq!(overheat[1], "critical", "{overheat:?}");
     assert!(!overheat[4].is_empty(), "{overheat:?}");
     assert_eq!(overheat[5], "temperature", "{overheat:?}");
