@@ -89,38 +89,25 @@ impl History {
         self.samples.back().and_then(|s| s.rate)
     }
 
-    /// The samples as series for the page: `t` (ms), `rate`, `trail_s`,
-    /// `lag` by partition and `firing` by severity, each an array with one
-    /// value (or null) per sample.
-    pub(super) fn to_json(&self) -> Value {
-        let series =
-            |f: &dyn Fn(&Sample) -> Value| -> Vec<Value> { self.samples.iter().map(f).collect() };
-        let names = |f: &dyn Fn(&Sample) -> Vec<String>| -> Vec<String> {
-            let mut all: Vec<String> = self.samples.iter().flat_map(f).collect();
-            all.sort();
-            all.dedup();
-            all
-        };
-        let partitions = names(&|s| s.lag.keys().cloned().collect());
-        let severities = names(&|s| s.firing.keys().cloned().collect());
-        let lag: serde_json::Map<String, Value> = partitions
+    /// The samples taken after `after` (ms; all of them with `None`), for
+    /// the page, which keeps the series itself: a page gets the whole 15
+    /// minutes once, then each new second.
+    pub(super) fn samples_after(&self, after: Option<u64>) -> Vec<Value> {
+        self.samples
             .iter()
-            .map(|p| (p.clone(), Value::from(series(&|s| json!(s.lag.get(p))))))
-            .collect();
-        let firing: serde_json::Map<String, Value> = severities
-            .iter()
-            .map(|v| {
-                let counts = series(&|s| json!(s.firing.get(v).copied().unwrap_or(0)));
-                (v.clone(), Value::from(counts))
+            .filter(|s| after.is_none_or(|a| s.at_ms > a))
+            .map(|s| {
+                json!({
+                    "t": s.at_ms, "rate": s.rate, "trail_s": s.trail_s,
+                    "lag": s.lag, "firing": s.firing,
+                })
             })
-            .collect();
-        json!({
-            "t": series(&|s| json!(s.at_ms)),
-            "rate": series(&|s| json!(s.rate)),
-            "trail_s": series(&|s| json!(s.trail_s)),
-            "lag": lag,
-            "firing": firing,
-        })
+            .collect()
+    }
+
+    /// When the latest sample was taken (ms).
+    pub(super) fn latest(&self) -> Option<u64> {
+        self.samples.back().map(|s| s.at_ms)
     }
 }
 
@@ -139,18 +126,26 @@ mod tests {
     }
 
     #[test]
-    fn fifteen_minutes_are_kept_as_series() {
+    fn fifteen_minutes_are_kept_and_a_page_gets_only_what_is_new() {
         let mut history = History::default();
         for i in 0..(KEEP as u64 + 5) {
             history.push(sample(i, i as f64));
         }
-        let json = history.to_json();
-        assert_eq!(json["t"].as_array().unwrap().len(), KEEP);
-        assert_eq!(json["t"][0], 5, "the oldest five went");
-        assert_eq!(json["rate"][KEEP - 1], (KEEP + 4) as f64);
-        assert_eq!(json["lag"]["readings/0"][0], 5);
-        assert_eq!(json["firing"]["critical"][3], 2);
+        let all = history.samples_after(None);
+        assert_eq!(all.len(), KEEP);
+        assert_eq!(all[0]["t"], 5, "the oldest five went");
+        assert_eq!(all[KEEP - 1]["rate"], (KEEP + 4) as f64);
+        assert_eq!(all[0]["lag"]["readings/0"], 5);
+        assert_eq!(all[3]["firing"]["critical"], 2);
         assert_eq!(history.rate(), Some((KEEP + 4) as f64));
+        // A page that has everything up to the latest gets nothing; one
+        // more sample, and it gets that one.
+        let latest = history.latest();
+        assert!(history.samples_after(latest).is_empty());
+        history.push(sample(KEEP as u64 + 5, 1.0));
+        let new = history.samples_after(latest);
+        assert_eq!(new.len(), 1);
+        assert_eq!(new[0]["t"], KEEP as u64 + 5);
     }
 
     #[test]

@@ -169,20 +169,25 @@ async fn events(
 ) -> axum::response::sse::Sse<
     impl futures_util::Stream<Item = Result<axum::response::sse::Event, std::convert::Infallible>>,
 > {
-    let stream = futures_util::stream::unfold((state, true), |(state, first)| async move {
-        if !first {
-            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-        }
-        let mut page = snapshot(&state.run());
-        {
-            let history = state.history.lock().unwrap_or_else(|e| e.into_inner());
-            page["rate"] = history.rate().into();
-            page["history"] = history.to_json();
-        }
-        let snapshot = crate::secrets::redact(&page.to_string());
-        let event = axum::response::sse::Event::default().data(snapshot);
-        Some((Ok(event), (state, false)))
-    });
+    // Each page gets the samples of the last 15 minutes once, then the new
+    // ones: `sent` is the time of the last sample it has (`None`: none).
+    let stream =
+        futures_util::stream::unfold((state, true, None), |(state, first, sent)| async move {
+            if !first {
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+            let mut page = snapshot(&state.run());
+            let sent = {
+                let history = state.history.lock().unwrap_or_else(|e| e.into_inner());
+                page["rate"] = history.rate().into();
+                page["samples"] = history.samples_after(sent).into();
+                page["samples_from_start"] = first.into();
+                history.latest().or(sent)
+            };
+            let snapshot = crate::secrets::redact(&page.to_string());
+            let event = axum::response::sse::Event::default().data(snapshot);
+            Some((Ok(event), (state, false, sent)))
+        });
     axum::response::sse::Sse::new(stream)
 }
 
