@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 use super::{lock, Metrics};
 use crate::reading::Name;
-use crate::record::{AlarmBoard, HealthEvent};
+use crate::record::{AlarmBoard, Health, HealthEvent};
 
 /// One alert event, as operations show it.
 #[derive(Clone, Debug, PartialEq)]
@@ -43,6 +43,16 @@ pub struct AlertCounts {
 #[derive(Debug, Default)]
 pub(super) struct AlertFeed {
     recent: VecDeque<AlertEvent>,
+}
+
+/// The alarm system's health as its events told it.
+#[derive(Debug, Default)]
+pub(super) struct HealthStatus {
+    recent: VecDeque<HealthEvent>,
+    /// Health events by measure.
+    pub(super) by_measure: BTreeMap<&'static str, u64>,
+    /// Whether a flood is under way, by area (areas that had one).
+    pub(super) floods: BTreeMap<String, bool>,
 }
 
 /// Alert events kept for the status page.
@@ -96,24 +106,98 @@ impl Metrics {
         *lock(&self.alarm_board) = board;
     }
 
-    /// Records health events of the alarm system, keeping the latest.
+    /// Records health events of the alarm system: the latest ones, the
+    /// count by measure, and which areas are flooded.
     pub fn note_health(&self, events: &[HealthEvent]) {
-        let mut kept = lock(&self.health);
+        let mut health = lock(&self.health);
         for event in events {
-            if kept.len() == RECENT_ALERTS {
-                kept.pop_front();
+            *health.by_measure.entry(event.measure()).or_default() += 1;
+            match event.health {
+                Health::FloodStarted { .. } => {
+                    health.floods.insert(event.area.clone(), true);
+                }
+                Health::Flood { .. } => {
+                    health.floods.insert(event.area.clone(), false);
+                }
+                _ => {}
             }
-            kept.push_back(event.clone());
+            if health.recent.len() == RECENT_ALERTS {
+                health.recent.pop_front();
+            }
+            health.recent.push_back(event.clone());
         }
     }
 
     /// The latest health events of the alarm system, oldest first.
     pub fn recent_health(&self) -> Vec<HealthEvent> {
-        lock(&self.health).iter().cloned().collect()
+        lock(&self.health).recent.iter().cloned().collect()
     }
 
     /// The alarm views as last published: empty until the first.
     pub fn alarm_board(&self) -> AlarmBoard {
         lock(&self.alarm_board).clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use prometheus_client::registry::Registry;
+
+    use crate::record::{Health, HealthEvent};
+    use crate::Metrics;
+
+    fn scrape(metrics: &std::sync::Arc<Metrics>) -> String {
+        let mut registry = Registry::with_prefix("weir");
+        metrics.register(&mut registry);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        text
+    }
+
+    fn event(area: &str, health: Health) -> HealthEvent {
+        HealthEvent {
+            area: area.into(),
+            event_time: 0,
+            health,
+        }
+    }
+
+    #[test]
+    fn a_flood_is_a_gauge_of_its_area_until_it_ends_and_every_measure_is_counted() {
+        let metrics = std::sync::Arc::new(Metrics::default());
+        assert!(scrape(&metrics).contains("weir_alarm_health_events_total{measure=\"flood\"} 0"));
+        metrics.note_health(&[
+            event("north/press", Health::FloodStarted { start: 0 }),
+            event("south/paint", Health::FloodStarted { start: 0 }),
+        ]);
+        let text = scrape(&metrics);
+        assert!(
+            text.contains("weir_alarm_floods{area=\"north/press\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("weir_alarm_health_events_total{measure=\"flood_started\"} 2"),
+            "{text}"
+        );
+        let over = Health::Flood {
+            start: 0,
+            end: 600_000,
+            activations: 12,
+            peak: 12,
+        };
+        metrics.note_health(&[event("north/press", over)]);
+        let text = scrape(&metrics);
+        assert!(
+            text.contains("weir_alarm_floods{area=\"north/press\"} 0"),
+            "{text}"
+        );
+        assert!(
+            text.contains("weir_alarm_floods{area=\"south/paint\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("weir_alarm_health_events_total{measure=\"flood\"} 1"),
+            "{text}"
+        );
     }
 }

@@ -44,10 +44,44 @@ impl Collector for StatusCollector {
         let alerts = lock(&m.alerts).clone();
         encode_alerts(&alerts, &mut encoder)?;
         encode_alerts_firing(m, &alerts, &mut encoder)?;
+        encode_alarm_health(m, &mut encoder)?;
         encode_partitions(m, &mut encoder)?;
         encode_operators(m, &mut encoder)?;
         Ok(())
     }
+}
+
+/// The alarm system's health: events by measure (every measure, at 0 when
+/// none), and whether a flood is under way in each area that had one.
+fn encode_alarm_health(
+    m: &Metrics,
+    encoder: &mut DescriptorEncoder,
+) -> Result<(), std::fmt::Error> {
+    let health = lock(&m.health);
+    family(
+        encoder,
+        (
+            "alarm_health_events",
+            "Health events of the alarm system (ISA-18.2), by measure",
+            MetricType::Counter,
+        ),
+        ["flood_started", "flood", "stale", "rate"].map(|measure| {
+            let n = health.by_measure.get(measure).copied().unwrap_or(0);
+            (vec![("measure", measure.to_owned())], n as f64)
+        }),
+    )?;
+    family(
+        encoder,
+        (
+            "alarm_floods",
+            "1 while an alarm flood is under way in the area (more activations than the limit per flood window)",
+            MetricType::Gauge,
+        ),
+        health
+            .floods
+            .iter()
+            .map(|(area, on)| (vec![("area", area.clone())], u8::from(*on) as f64)),
+    )
 }
 
 /// Dead letters, by reason.

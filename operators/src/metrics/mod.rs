@@ -135,7 +135,7 @@ pub struct Metrics {
     partitions: Mutex<BTreeMap<(String, i32), PartitionStatus>>,
     alert_feed: Mutex<AlertFeed>,
     alarm_board: Mutex<crate::record::AlarmBoard>,
-    health: Mutex<std::collections::VecDeque<crate::record::HealthEvent>>,
+    health: Mutex<alerts::HealthStatus>,
     arrivals: Mutex<Arrivals>,
     operators: Mutex<BTreeMap<(String, String), OperatorFigures>>,
     /// How each metric is registered for the exposition (see [`Maker`]).
