@@ -43,8 +43,9 @@ fn state_of(alarm: &ActiveAlarm) -> &'static str {
 }
 
 /// The alarm views of `board` that `filter` admits, as JSON: the active
-/// alarms that match, and the counts of all active alarms by site, line,
-/// severity and rule.
+/// alarms that match, the counts of all active alarms by site, line,
+/// severity and rule, and the longest-standing alarm of each place (of the
+/// `site` and `line` asked for).
 pub(super) fn alarms_json(board: &AlarmBoard, filter: &Filter) -> serde_json::Value {
     let alarms: Vec<serde_json::Value> = board
         .alarms
@@ -62,7 +63,21 @@ pub(super) fn alarms_json(board: &AlarmBoard, filter: &Filter) -> serde_json::Va
     for (dim, value, n) in &board.counts {
         counts.entry(dim).or_default().insert(value, *n);
     }
-    serde_json::json!({ "as_of": board.as_of, "alarms": alarms, "counts": counts })
+    let oldest: Vec<serde_json::Value> = board
+        .oldest
+        .iter()
+        .filter(|(place, _)| {
+            let is = |want: &Option<String>, have: &str| want.as_deref().is_none_or(|w| w == have);
+            is(&filter.site, &place.site) && is(&filter.line, &place.line)
+        })
+        .map(|(place, a)| {
+            serde_json::json!({
+                "site": place.site, "line": place.line, "since": a.since,
+                "rule": a.rule, "device": a.device, "sensor": a.sensor,
+            })
+        })
+        .collect();
+    serde_json::json!({ "as_of": board.as_of, "alarms": alarms, "counts": counts, "oldest": oldest })
 }
 
 pub(super) async fn get_alarms(
@@ -148,6 +163,16 @@ mod tests {
                 ("rule".into(), "hot".into(), 2),
                 ("rule".into(), "cold".into(), 1),
             ],
+            oldest: vec![
+                (
+                    place("north", "paint"),
+                    alarm("cold", "d3", "warning", false),
+                ),
+                (
+                    place("south", "press"),
+                    alarm("hot", "d2", "critical", true),
+                ),
+            ],
         };
         assert_eq!(devices(&board, ""), ["hot:d1", "hot:d2", "cold:d3"]);
         assert_eq!(devices(&board, "site=north"), ["hot:d1", "cold:d3"]);
@@ -160,6 +185,12 @@ mod tests {
         assert_eq!(json["counts"]["rule"]["hot"], 2);
         assert_eq!(json["alarms"][1]["state"], "escalated");
         assert_eq!(json["alarms"][1]["site"], "south");
+        assert_eq!(json["oldest"].as_array().unwrap().len(), 2);
+        let Query(north) =
+            Query::<Filter>::try_from_uri(&"/api/alarms?site=north".parse().unwrap()).unwrap();
+        let oldest = &alarms_json(&board, &north)["oldest"];
+        assert_eq!(oldest.as_array().unwrap().len(), 1);
+        assert_eq!(oldest[0]["device"], "d3");
         // An unknown filter is refused.
         assert!(Query::<Filter>::try_from_uri(&"/api/alarms?zone=1".parse().unwrap()).is_err());
     }

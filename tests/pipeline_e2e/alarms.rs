@@ -66,6 +66,21 @@ fn views_after(
         || fetch().is_some_and(|v| v["as_of"].as_u64().is_some_and(|t| t >= until)),
     );
     let json = fetch().unwrap();
+    let oldest: BTreeSet<(String, String, u64, String, String)> = json["oldest"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| {
+            let s = |k: &str| o[k].as_str().unwrap().to_owned();
+            (
+                s("site"),
+                s("line"),
+                o["since"].as_u64().unwrap(),
+                s("rule"),
+                s("device"),
+            )
+        })
+        .collect();
     let alarms = json["alarms"]
         .as_array()
         .unwrap()
@@ -83,6 +98,8 @@ fn views_after(
             )
         })
         .collect();
+    let alarms: BTreeSet<Alarm> = alarms;
+    assert_eq!(oldest, oldest_of(&alarms), "the oldest alarm of each place");
     (
         json["as_of"].as_u64().unwrap(),
         alarms,
@@ -100,6 +117,25 @@ pub(crate) fn alarms_after(
 ) -> (u64, BTreeSet<(String, String)>) {
     let (as_of, alarms, _) = views_after(weir, log, port, until);
     (as_of, alarms.into_iter().map(|a| (a.0, a.1)).collect())
+}
+
+/// The longest-standing of `alarms` in each place, as `/api/alarms` lists
+/// them: (site, line, since, rule, device), by place.
+fn oldest_of(alarms: &BTreeSet<Alarm>) -> BTreeSet<(String, String, u64, String, String)> {
+    let mut oldest: BTreeMap<(String, String), (u64, String, String)> = BTreeMap::new();
+    for (rule, device, site, line, since) in alarms {
+        let candidate = (*since, rule.clone(), device.clone());
+        let entry = oldest
+            .entry((site.clone(), line.clone()))
+            .or_insert(candidate.clone());
+        if candidate < *entry {
+            *entry = candidate;
+        }
+    }
+    oldest
+        .into_iter()
+        .map(|((site, line), (since, rule, device))| (site, line, since, rule, device))
+        .collect()
 }
 
 /// The counts the reference implies for `alarms`.

@@ -195,10 +195,12 @@ fn registry() -> Registry {
 }
 
 type Captured<T> = Arc<Mutex<Vec<(T, u64, isize)>>>;
-/// The changes of the active alarms and of their counts.
+/// The changes of the active alarms, of their counts and of the oldest
+/// alarm of each place.
 type ViewChanges = (
     Captured<(ActiveAlarm, Place)>,
     Captured<((String, String), isize)>,
+    Captured<(Place, (u64, ActiveAlarm))>,
 );
 
 /// Runs the views on `events` at `workers` workers, each worker sending
@@ -206,10 +208,16 @@ type ViewChanges = (
 fn run_views(events: &[Alert], workers: usize) -> ViewChanges {
     let active: Captured<(ActiveAlarm, Place)> = Arc::default();
     let counts: Captured<((String, String), isize)> = Arc::default();
-    let (a, c, events) = (active.clone(), counts.clone(), events.to_vec());
+    let oldest: Captured<(Place, (u64, ActiveAlarm))> = Arc::default();
+    let (a, c, o, events) = (
+        active.clone(),
+        counts.clone(),
+        oldest.clone(),
+        events.to_vec(),
+    );
     timely::execute(timely::Config::process(workers), move |worker| {
         let (index, peers) = (worker.index(), worker.peers());
-        let (a, c) = (a.clone(), c.clone());
+        let (a, c, o) = (a.clone(), c.clone(), o.clone());
         let rules = Arc::new(RuleSet::new(Vec::new()).with_devices(registry()));
         let (mut input, probe) = worker.dataflow::<u64, _, _>(|scope| {
             let env = Env::standalone(scope);
@@ -224,6 +232,10 @@ fn run_views(events: &[Alert], workers: usize) -> ViewChanges {
                 .counts
                 .inner
                 .inspect(move |x| c.lock().unwrap().push(x.clone()));
+            views
+                .oldest
+                .inner
+                .inspect(move |x| o.lock().unwrap().push(x.clone()));
             (input, probe)
         });
         let mut mine: Vec<Alert> = events
@@ -246,7 +258,7 @@ fn run_views(events: &[Alert], workers: usize) -> ViewChanges {
         }
     })
     .unwrap();
-    (active, counts)
+    (active, counts, oldest)
 }
 
 /// The accumulated collection before `cut`.
@@ -267,7 +279,7 @@ fn the_views_equal_a_reference_loop_at_one_and_three_workers() {
         let events = seeded_events(seed);
         let end = events.iter().map(|e| e.event_time).max().unwrap() + 1;
         for workers in [1, 3] {
-            let (active, counts) = run_views(&events, workers);
+            let (active, counts, oldest) = run_views(&events, workers);
             for cut in [1_000, 4_000, 7_500, 12_000, end] {
                 let want = reference(&events, cut);
                 let got = at(&active, cut);
@@ -294,6 +306,24 @@ fn the_views_equal_a_reference_loop_at_one_and_three_workers() {
                 assert_eq!(
                     got_counts, want_counts,
                     "seed {seed}, {workers} workers, counts before {cut}"
+                );
+                // The oldest of each place: the earliest since, then the
+                // smallest alarm.
+                let mut want_oldest: BTreeMap<Place, (u64, ActiveAlarm)> = BTreeMap::new();
+                for (a, place) in &want {
+                    let candidate = (a.since, a.clone());
+                    let entry = want_oldest
+                        .entry(place.clone())
+                        .or_insert(candidate.clone());
+                    if candidate < *entry {
+                        *entry = candidate;
+                    }
+                }
+                let got_oldest: BTreeMap<Place, (u64, ActiveAlarm)> =
+                    at(&oldest, cut).into_keys().collect();
+                assert_eq!(
+                    got_oldest, want_oldest,
+                    "seed {seed}, {workers} workers, oldest before {cut}"
                 );
             }
         }

@@ -1,5 +1,6 @@
 //! The alarm views: the active-alarm collection joined with the device
-//! registry, the counts by site, line, severity and rule, and their
+//! registry, the counts by site, line, severity and rule, the
+//! longest-standing alarm of each place, and their
 //! publication for the status page and `GET /api/alarms`.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -28,6 +29,9 @@ pub struct AlarmViews<'scope> {
     /// How many alarms are active, by (dimension, value): `site`, `line`
     /// (as `site/line`), `severity` and `rule`.
     pub counts: Collection<'scope, u64, ((String, String), isize)>,
+    /// The longest-standing active alarm of each place: the one with the
+    /// earliest `since` (ties by rule, device and sensor).
+    pub oldest: Collection<'scope, u64, (Place, (u64, ActiveAlarm))>,
 }
 
 /// Where each device of `registry` sits: its `site` and `line` fields.
@@ -135,7 +139,15 @@ pub(super) fn views<'scope>(
             dims
         })
         .count();
-    AlarmViews { active, counts }
+    let oldest = active
+        .clone()
+        .map(|(alarm, place)| (place, (alarm.since, alarm)))
+        .reduce(|_place, alarms, out| out.push((alarms[0].0.clone(), 1)));
+    AlarmViews {
+        active,
+        counts,
+        oldest,
+    }
 }
 
 /// A change of the published views.
@@ -143,6 +155,7 @@ pub(super) fn views<'scope>(
 enum Row {
     Alarm((ActiveAlarm, Place)),
     Count((String, String), isize),
+    Oldest(Place, (u64, ActiveAlarm)),
 }
 
 impl<'scope> AlarmViews<'scope> {
@@ -158,10 +171,15 @@ impl<'scope> AlarmViews<'scope> {
             .counts
             .inner
             .map(|((key, n), t, d)| (Row::Count(key, n), t, d));
+        let oldest = self
+            .oldest
+            .inner
+            .map(|((place, alarm), t, d)| (Row::Oldest(place, alarm), t, d));
         // Every row goes to the first worker; only it publishes.
         let run = (alarms.scope().index() == 0).then(|| run.clone());
         alarms
             .concat(counts)
+            .concat(oldest)
             .sink(Exchange::new(|_| 0), "PublishAlarms", {
                 let mut pending: Vec<(Row, u64, isize)> = Vec::new();
                 let mut board = Board::default();
@@ -195,6 +213,7 @@ struct Board {
     as_of: Option<u64>,
     alarms: BTreeMap<(ActiveAlarm, Place), isize>,
     counts: BTreeMap<((String, String), isize), isize>,
+    oldest: BTreeMap<(Place, (u64, ActiveAlarm)), isize>,
 }
 
 impl Board {
@@ -216,6 +235,7 @@ impl Board {
         match row {
             Row::Alarm(alarm) => add(&mut self.alarms, alarm, diff),
             Row::Count(key, n) => add(&mut self.counts, (key, n), diff),
+            Row::Oldest(place, alarm) => add(&mut self.oldest, (place, alarm), diff),
         }
     }
 
@@ -235,10 +255,17 @@ impl Board {
             .filter(|(_, n)| **n > 0)
             .map(|(((dim, value), n), _)| (dim.clone(), value.clone(), *n as u64))
             .collect();
+        let oldest = self
+            .oldest
+            .iter()
+            .filter(|(_, n)| **n > 0)
+            .map(|((place, (_, alarm)), _)| (place.clone(), alarm.clone()))
+            .collect();
         AlarmBoard {
             as_of: self.as_of,
             alarms,
             counts,
+            oldest,
         }
     }
 }

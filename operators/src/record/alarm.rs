@@ -46,4 +46,7 @@ pub struct AlarmBoard {
     /// value (a line is `site/line`); dimensions with none active are left
     /// out.
     pub counts: Vec<(String, String, u64)>,
+    /// The longest-standing active alarm of each place (the earliest
+    /// `since`; ties by rule, device and sensor), by place.
+    pub oldest: Vec<(Place, ActiveAlarm)>,
 }
