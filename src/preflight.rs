@@ -57,13 +57,9 @@ pub fn check_topics(
 
 /// Checks that `dir` exists or can be created, and is writable.
 pub fn check_writable_dir(dir: &Path) -> anyhow::Result<()> {
-    std::fs::create_dir_all(dir)
-        .with_context(|| format!("cannot create the output directory {}", dir.display()))?;
-    let probe = dir.join(format!(".weir-write-check-{}", std::process::id()));
-    std::fs::write(&probe, b"")
-        .with_context(|| format!("cannot write to the output directory {}", dir.display()))?;
-    let _ = std::fs::remove_file(probe);
-    Ok(())
+    weir_operators::storage::Location::from(dir)
+        .check_writable()
+        .map_err(anyhow::Error::msg)
 }
 
 /// Checks everything a run of the pipeline needs from the outside world,

@@ -130,18 +130,22 @@ impl Location {
     pub fn check_writable(&self) -> Result<(), String> {
         match self {
             Location::Local(dir) => {
-                let probe = dir.join(format!(".weir-write-check-{}", std::process::id()));
+                // Unique to this check: the members of a cluster in one
+                // process check the same directory at once.
+                static CHECKS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+                let n = CHECKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let probe = dir.join(format!(".weir-write-check-{}-{n}", std::process::id()));
                 std::fs::create_dir_all(dir).map_err(|e| {
                     format!("cannot create the output directory {}: {e}", dir.display())
                 })?;
-                std::fs::write(&probe, b"")
-                    .and_then(|()| std::fs::remove_file(&probe))
-                    .map_err(|e| {
-                        format!(
-                            "cannot write to the output directory {}: {e}",
-                            dir.display()
-                        )
-                    })
+                std::fs::write(&probe, b"").map_err(|e| {
+                    format!(
+                        "cannot write to the output directory {}: {e}",
+                        dir.display()
+                    )
+                })?;
+                let _ = std::fs::remove_file(&probe);
+                Ok(())
             }
             Location::Object(object) => object.check_writable(),
         }
