@@ -24,10 +24,19 @@ pub(super) struct Filter {
 }
 
 impl Filter {
+    /// Whether `place` is of the site and line asked for. A line is named
+    /// alone or as the counts name it, `site/line`.
+    fn admits_place(&self, place: &Place) -> bool {
+        let site = self.site.as_deref().is_none_or(|w| w == place.site);
+        let line = self.line.as_deref().is_none_or(|w| {
+            w == place.line || w.split_once('/') == Some((&place.site, &place.line))
+        });
+        site && line
+    }
+
     fn admits(&self, alarm: &ActiveAlarm, place: &Place) -> bool {
         let is = |want: &Option<String>, have: &str| want.as_deref().is_none_or(|w| w == have);
-        is(&self.site, &place.site)
-            && is(&self.line, &place.line)
+        self.admits_place(place)
             && is(&self.severity, &alarm.severity)
             && is(&self.state, state_of(alarm))
             && is(&self.rule, &alarm.rule)
@@ -66,10 +75,7 @@ pub(super) fn alarms_json(board: &AlarmBoard, filter: &Filter) -> serde_json::Va
     let oldest: Vec<serde_json::Value> = board
         .oldest
         .iter()
-        .filter(|(place, _)| {
-            let is = |want: &Option<String>, have: &str| want.as_deref().is_none_or(|w| w == have);
-            is(&filter.site, &place.site) && is(&filter.line, &place.line)
-        })
+        .filter(|(place, _)| filter.admits_place(place))
         .map(|(place, a)| {
             serde_json::json!({
                 "site": place.site, "line": place.line, "since": a.since,
@@ -177,6 +183,7 @@ mod tests {
         assert_eq!(devices(&board, ""), ["hot:d1", "hot:d2", "cold:d3"]);
         assert_eq!(devices(&board, "site=north"), ["hot:d1", "cold:d3"]);
         assert_eq!(devices(&board, "site=north&line=press"), ["hot:d1"]);
+        assert_eq!(devices(&board, "line=north/press"), ["hot:d1"]);
         assert_eq!(devices(&board, "severity=critical"), ["hot:d2"]);
         assert_eq!(devices(&board, "state=escalated"), ["hot:d2"]);
         assert_eq!(devices(&board, "state=firing&rule=hot"), ["hot:d1"]);

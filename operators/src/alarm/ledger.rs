@@ -199,9 +199,13 @@ impl StatefulLogic<Alert, Change> for LedgerLogic {
     }
 
     fn earliest(&self, frontier: Option<u64>) -> Option<u64> {
-        // Held at the frontier while the input runs: a reload may end
-        // alarms at the next checkpoint's.
-        self.ledger.earliest().or(frontier)
+        // Held at the frontier while the input runs, never later: a reload
+        // ends alarms at the frontier of the next checkpoint, which may
+        // come before any pending event.
+        match frontier {
+            Some(f) => Some(self.ledger.earliest().map_or(f, |t| t.min(f))),
+            None => self.ledger.earliest(),
+        }
     }
 
     fn time_of(change: &Change) -> u64 {

@@ -30,6 +30,15 @@ use crate::run::{stateful, Env, Side};
 pub use ledger::{Change, Ledger, LedgerPart};
 pub use views::AlarmViews;
 
+/// Whether the alarms of a rule restored from a checkpoint ended with the
+/// restart: the rule changed since (the evaluator starts it afresh) or is
+/// gone from `rules`.
+pub(crate) fn ended_since_restore(env: &Env<'_>, rules: &RuleSet) -> impl Fn(&str) -> bool {
+    let changed = env.changed_since_restore(&rules.fingerprints());
+    let names: Vec<String> = rules.rules.iter().map(|r| r.name.clone()).collect();
+    move |rule| changed.iter().any(|c| c == rule) || !names.iter().any(|n| n == rule)
+}
+
 /// The rules in force, as alarms follow them across reloads.
 pub(crate) struct RulesInForce(Vec<crate::rules::Rule>);
 
@@ -101,12 +110,12 @@ pub fn alarm_views<'scope>(
     if let Some(frontier) = env.restored_frontier() {
         let scope = alerts.scope();
         let (worker, peers) = (scope.index() as u64, scope.peers() as u64);
-        let changed = env.changed_since_restore(&rules.fingerprints());
+        let ended = ended_since_restore(env, rules);
         ledger = Ledger::restore(
             env.restored::<LedgerPart>(participant.op()),
             frontier,
             |a| ledger::route(&a.rule, &a.device, &a.sensor) % peers == worker,
-            |rule| changed.iter().any(|c| c == rule),
+            |rule| ended(rule),
         );
     }
     let logic = ledger::LedgerLogic {

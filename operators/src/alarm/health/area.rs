@@ -169,11 +169,14 @@ impl AreaHealth {
         }
     }
 
-    /// Forgets the active alarms of the rules `gone` names (a reload
-    /// changed or removed them: no resolve will come for them), so that
-    /// they are never reported stale.
-    pub fn forget_rules(&mut self, gone: &[String]) {
-        self.active.retain(|(rule, _, _), _| !gone.contains(rule));
+    /// Forgets the active alarms `ends` picks by rule and device, so that
+    /// they are never reported stale: those of a rule a reload changed or
+    /// removed (no resolve will come for them), or of a device a registry
+    /// edit moved to another area (its resolve goes there). An alarm moved
+    /// so is not reported stale in either area.
+    pub fn forget(&mut self, ends: impl Fn(&str, &str) -> bool) {
+        self.active
+            .retain(|(rule, device, _), _| !ends(rule, device));
     }
 
     /// Applies one alert event (every timer before it fired).
@@ -200,7 +203,7 @@ impl AreaHealth {
                 let start = t / w * w;
                 let count = self.windows.entry(start).or_default();
                 *count += 1;
-                if *count == config.flood_limit + 1 && self.flood.is_none() {
+                if *count == config.flood_limit.saturating_add(1) && self.flood.is_none() {
                     self.flood = Some(Flood {
                         start,
                         activations: 0,

@@ -69,11 +69,24 @@ impl Default for HealthConfig {
 
 impl HealthConfig {
     /// The area of `alert`'s device: from its `site` and `line` labels (the
-    /// registry's fields); `-` stands for a field it lacks.
+    /// rule's labels, then the registry's fields, the later winning); `-`
+    /// stands for a field it lacks.
     pub fn area_of(&self, alert: &Alert) -> String {
+        self.area_from(&alert.labels)
+    }
+
+    /// The area alerts of rule `rule` on `device` have under `rules` (its
+    /// labels, then the device's registry fields, as alerts carry them).
+    pub fn area_in(&self, rules: &RuleSet, rule: &str, device: &str) -> String {
+        match rules.rules.iter().find(|r| r.name == rule) {
+            Some(rule) => self.area_from(&rules.labels(rule, device)),
+            None => self.area_from(&[]),
+        }
+    }
+
+    fn area_from(&self, labels: &[(String, String)]) -> String {
         let field = |name: &str| {
-            alert
-                .labels
+            labels
                 .iter()
                 .rev()
                 .find(|(k, _)| k == name)
@@ -133,10 +146,13 @@ pub fn alarm_health<'scope>(
                 }
             }
         }
-        // A rule changed since the checkpoint starts afresh.
-        let changed = env.changed_since_restore(&rules.fingerprints());
-        for health in areas.values_mut() {
-            health.forget_rules(&changed);
+        // A rule changed since the checkpoint, or gone, starts afresh; an
+        // alarm whose device moved to another area is forgotten (see
+        // `AreaHealth::forget_moved`).
+        let ended = super::ended_since_restore(env, rules);
+        for (area, health) in areas.iter_mut() {
+            health.forget(|rule, _| ended(rule));
+            health.forget(|rule, device| config.area_in(rules, rule, device) != *area);
         }
     }
     let logic = HealthLogic {
@@ -213,8 +229,14 @@ impl StatefulLogic<Alert, HealthEvent> for HealthLogic {
 
     fn checkpoint(&mut self, marker: Marker) {
         let gone = self.rules.reloaded(&marker);
-        for health in self.areas.values_mut() {
-            health.forget_rules(&gone);
+        let registry = marker.reload.as_ref().map(RuleSet::from_reload);
+        for (area, health) in self.areas.iter_mut() {
+            health.forget(|rule, _| gone.iter().any(|g| g == rule));
+            // A registry edit may move a device to another area, where its
+            // resolve will go: forget its alarm here.
+            if let Some(Ok(rules)) = &registry {
+                health.forget(|rule, device| self.config.area_in(rules, rule, device) != *area);
+            }
         }
         let part = HealthPart {
             areas: self

@@ -111,7 +111,7 @@ fn an_alarm_active_for_stale_after_is_stale_once_per_activation() {
     let mut area = AreaHealth::default();
     let mut out = Vec::new();
     area.apply(&alerts[0], &config, "a", &mut out);
-    area.forget_rules(&["hot".to_owned()]);
+    area.forget(|rule, _| rule == "hot");
     area.fire_until(400 * S, &config, "a", &mut out);
     assert!(
         out.iter()
@@ -312,4 +312,51 @@ fn the_operator_gives_the_hand_worked_events_at_one_and_three_workers() {
             .collect();
         assert_eq!(got, want, "{workers} workers");
     }
+}
+
+#[test]
+fn an_alarm_whose_device_moved_to_another_area_is_never_stale_in_the_old_one() {
+    use crate::rules::{Device, Direction, Registry, Rule, RuleSet};
+    let config = HealthConfig {
+        stale_after_ms: 100 * S,
+        ..HealthConfig::default()
+    };
+    let at = |site: &str| {
+        let mut registry = Registry::default();
+        registry.devices.insert(
+            "d1".into(),
+            Device {
+                fields: vec![("site".into(), site.into()), ("line".into(), "l".into())],
+                limits: Vec::new(),
+            },
+        );
+        RuleSet::new(vec![Rule::new("hot", "temp", Direction::Above, 90.0)]).with_devices(registry)
+    };
+    let mut alert = fire("hot", "d1", 10 * S);
+    alert.labels = vec![("site".into(), "north".into()), ("line".into(), "l".into())];
+    assert_eq!(
+        config.area_of(&alert),
+        config.area_in(&at("north"), "hot", "d1")
+    );
+    let mut area = AreaHealth::default();
+    let mut out = Vec::new();
+    area.apply(&alert, &config, "north/l", &mut out);
+    // Unmoved, it stays; moved south (where its resolve will go), it goes.
+    let moved = at("south");
+    area.forget(|rule, device| config.area_in(&at("north"), rule, device) != "north/l");
+    area.fire_until(50 * S, &config, "north/l", &mut out);
+    area.forget(|rule, device| config.area_in(&moved, rule, device) != "north/l");
+    area.fire_until(400 * S, &config, "north/l", &mut out);
+    assert!(
+        out.iter()
+            .all(|e| !matches!(e.health, Health::Stale { .. })),
+        "{out:?}"
+    );
+    // Without the move it would have been stale at 110 s.
+    let mut kept = AreaHealth::default();
+    let mut out = Vec::new();
+    kept.apply(&alert, &config, "north/l", &mut out);
+    kept.forget(|rule, device| config.area_in(&at("north"), rule, device) != "north/l");
+    kept.fire_until(400 * S, &config, "north/l", &mut out);
+    assert_eq!(out.len(), 1, "{out:?}");
 }
