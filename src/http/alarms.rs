@@ -83,7 +83,10 @@ pub(super) fn alarms_json(board: &AlarmBoard, filter: &Filter) -> serde_json::Va
             })
         })
         .collect();
-    serde_json::json!({ "as_of": board.as_of, "alarms": alarms, "counts": counts, "oldest": oldest })
+    serde_json::json!({
+        "as_of": board.as_of, "complete": board.complete,
+        "alarms": alarms, "counts": counts, "oldest": oldest,
+    })
 }
 
 pub(super) async fn get_alarms(
@@ -151,6 +154,7 @@ mod tests {
     fn each_filter_narrows_the_alarms_and_the_counts_stay_whole() {
         let board = AlarmBoard {
             as_of: Some(5_000),
+            complete: false,
             alarms: vec![
                 (
                     alarm("hot", "d1", "warning", false),

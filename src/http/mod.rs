@@ -235,6 +235,7 @@ pub fn snapshot(run: &Run) -> serde_json::Value {
             "since": a.since, "escalated": a.escalated, "site": place.site, "line": place.line,
         })).collect::<Vec<_>>(),
         "alarms_as_of": board.as_of,
+        "alarms_complete": board.complete,
         "health": m.recent_health().iter().map(health_row).collect::<Vec<_>>(),
         "alarm_counts": board.counts.iter().map(|(dim, value, n)| serde_json::json!({
             "by": dim, "value": value, "active": n,

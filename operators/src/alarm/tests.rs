@@ -353,3 +353,29 @@ fn a_reload_ends_the_alarms_of_the_rules_it_changes_at_its_frontier() {
         vec![(alarm("warm", "d1", "warning", 2_000, false), 5_000, -1)]
     );
 }
+
+#[test]
+fn the_published_board_holds_the_alarms_and_says_when_the_input_ended() {
+    use timely::dataflow::operators::ToStream;
+    let events = vec![
+        event("hot", "d1", AlertState::Firing, 1_000, "warning"),
+        event("hot", "d2", AlertState::Firing, 2_000, "critical"),
+        event("hot", "d1", AlertState::Resolved, 3_000, "warning"),
+    ];
+    let run = timely::example(move |scope| {
+        let env = Env::standalone(scope);
+        let rules = Arc::new(RuleSet::new(Vec::new()).with_devices(registry()));
+        alarm_views(&events.to_stream(scope), &rules, &env).publish(&env);
+        env.run().clone()
+    });
+    let board = run.metrics.alarm_board();
+    assert!(board.complete);
+    assert_eq!(
+        board.alarms,
+        vec![(alarm("hot", "d2", "critical", 2_000, false), place_of("d2"))]
+    );
+    assert!(board
+        .counts
+        .contains(&("severity".to_owned(), "critical".to_owned(), 1)));
+    assert_eq!(board.oldest.len(), 1);
+}

@@ -19,7 +19,7 @@ use crate::checkpoint::Marker;
 use crate::reading::Name;
 use crate::record::{ActiveAlarm, AlarmBoard, Place};
 use crate::rules::{Registry, RuleSet};
-use crate::run::Run;
+use crate::run::Env;
 
 /// Active alarms by place, and their counts: differential collections
 /// over event time.
@@ -159,10 +159,14 @@ enum Row {
 }
 
 impl<'scope> AlarmViews<'scope> {
-    /// Publishes the views to `run`'s metrics (the status page and
+    /// Publishes the views to the run's metrics (the status page and
     /// `GET /api/alarms` read them there): gathered on the first worker,
-    /// as of each frontier they pass.
-    pub fn publish(self, run: &Run) {
+    /// as of each frontier they pass, from the frontier a resumed run
+    /// restored on (before it, the alarms the checkpoint held are not in
+    /// yet).
+    pub fn publish(self, env: &Env<'scope>) {
+        let from = env.restored_frontier().unwrap_or(0);
+        let run = env.run();
         let alarms = self
             .active
             .inner
@@ -195,10 +199,17 @@ impl<'scope> AlarmViews<'scope> {
                         }
                         !due
                     });
+                    // The restored alarms come in at the restored frontier:
+                    // the views hold them once the frontier passed it.
+                    if until.is_some_and(|u| from > 0 && u <= from) {
+                        return;
+                    }
                     let passed = until.is_some_and(|u| Some(u) != board.as_of);
-                    if pending.len() != before || passed {
-                        if let Some(u) = until {
-                            board.as_of = Some(u);
+                    let ended = until.is_none() && !board.complete;
+                    if pending.len() != before || passed || ended {
+                        match until {
+                            Some(u) => board.as_of = Some(u),
+                            None => board.complete = true,
                         }
                         run.metrics.set_alarm_board(board.publish());
                     }
@@ -211,6 +222,7 @@ impl<'scope> AlarmViews<'scope> {
 #[derive(Default)]
 struct Board {
     as_of: Option<u64>,
+    complete: bool,
     alarms: BTreeMap<(ActiveAlarm, Place), isize>,
     counts: BTreeMap<((String, String), isize), isize>,
     oldest: BTreeMap<(Place, (u64, ActiveAlarm)), isize>,
@@ -263,6 +275,7 @@ impl Board {
             .collect();
         AlarmBoard {
             as_of: self.as_of,
+            complete: self.complete,
             alarms,
             counts,
             oldest,

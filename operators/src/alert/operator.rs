@@ -192,7 +192,7 @@ pub fn alerts<'scope>(
     }
     let alerts = readings.scope().concatenate(alerts);
     // The alarms active now, for the status page and `GET /api/alarms`.
-    crate::alarm::alarm_views(&alerts, &rules, env).publish(env.run());
+    crate::alarm::alarm_views(&alerts, &rules, env).publish(env);
     alerts
 }
 

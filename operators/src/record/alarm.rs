@@ -40,6 +40,9 @@ pub struct AlarmBoard {
     /// Every input before this event time (ms) is accounted for; `None`
     /// until the views have passed a first time.
     pub as_of: Option<u64>,
+    /// Whether the input ended (a bounded run, a replay): the views hold
+    /// every input, past `as_of` too.
+    pub complete: bool,
     /// Active alarms, ordered by rule, device and sensor.
     pub alarms: Vec<(ActiveAlarm, Place)>,
     /// Active alarms by dimension (`site`, `line`, `severity`, `rule`) and
