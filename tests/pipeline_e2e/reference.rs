@@ -602,10 +602,19 @@ impl Outputs {
             }
         }
         let dead_records = broker.consume_all(&self.dead);
+        // Dead letters written more than once, by origin, to name them if
+        // the count is off.
+        let mut origins = BTreeMap::new();
+        for r in &dead_records {
+            let v: serde_json::Value = serde_json::from_slice(&r.payload).unwrap();
+            let origin = format!("{}/{}/{}", v["topic"], v["partition"], v["offset"]);
+            *origins.entry(origin).or_insert(0) += 1;
+        }
+        let twice: Vec<_> = origins.iter().filter(|(_, n)| **n > 1).collect();
         assert_eq!(
             dead_records.len(),
             input.bad + input.late,
-            "{label}: dead letters"
+            "{label}: dead letters (written more than once: {twice:?})"
         );
         let late_letters = dead_records
             .iter()
