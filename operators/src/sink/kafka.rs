@@ -356,6 +356,45 @@ fn partitions(consumer: &BaseConsumer, topic: &str, timeout: Duration) -> Result
 
 /// Reads the ids of every record written to `topic` after the offsets
 /// `from`, up to the current end.
+/// How long the ends of a topic must stay put before it is read back.
+const SETTLE: Duration = Duration::from_millis(500);
+
+/// The low and high watermarks of every partition of `topic`, once they
+/// stayed put for [`SETTLE`] (at most `timeout`): a write the run before
+/// sent just before it died (a batch in flight at a SIGKILL, or from a
+/// cluster member still stopping) may be applied by the broker a moment
+/// later, and reading back before it would deliver its records again.
+fn settled_watermarks(
+    consumer: &BaseConsumer,
+    topic: &str,
+    timeout: Duration,
+) -> Result<BTreeMap<i32, (i64, i64)>, String> {
+    let error = |e: rdkafka::error::KafkaError| format!("cannot read back `{topic}`: {e}");
+    let read = || -> Result<BTreeMap<i32, (i64, i64)>, String> {
+        partitions(consumer, topic, timeout)?
+            .into_iter()
+            .map(|p| {
+                Ok((
+                    p,
+                    consumer
+                        .fetch_watermarks(topic, p, timeout)
+                        .map_err(error)?,
+                ))
+            })
+            .collect()
+    };
+    let deadline = Instant::now() + timeout;
+    let mut ends = read()?;
+    loop {
+        std::thread::sleep(SETTLE);
+        let now = read()?;
+        if now == ends || Instant::now() > deadline {
+            return Ok(now);
+        }
+        ends = now;
+    }
+}
+
 fn read_back(
     consumer: &BaseConsumer,
     topic: &str,
@@ -366,10 +405,7 @@ fn read_back(
     let error = |e: rdkafka::error::KafkaError| format!("cannot read back `{topic}`: {e}");
     let mut assignment = TopicPartitionList::new();
     let mut remaining: BTreeMap<i32, i64> = BTreeMap::new();
-    for p in partitions(consumer, topic, timeout)? {
-        let (low, high) = consumer
-            .fetch_watermarks(topic, p, timeout)
-            .map_err(error)?;
+    for (p, (low, high)) in settled_watermarks(consumer, topic, timeout)? {
         // A partition the checkpoint does not know was added since: all of it.
         let start = from.get(&p).copied().unwrap_or(low).max(low);
         if start < high {
