@@ -6,10 +6,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::process::{Command, Stdio};
 
 use crate::ops::{free_port, get, Killed};
-use crate::reload::{produce, readings, reference, rules_toml, wait_for, Reading, OLD, T0};
+use crate::reload::{
+    produce, readings, reference, rules_toml, spawn_weir, wait_for, Reading, OLD, T0,
+};
 use crate::support::{unique_topic, Broker};
 
 /// Where each device sits: dev-5 is not in the registry.
@@ -154,26 +155,6 @@ fn counts_of(alarms: &BTreeSet<Alarm>) -> serde_json::Value {
     serde_json::to_value(counts).unwrap()
 }
 
-fn spawn(pipeline: &Path, log: &Path, port: u16, workers: usize) -> Killed {
-    Killed(
-        Command::new(env!("CARGO_BIN_EXE_weir"))
-            .args([
-                "run",
-                "--quiet",
-                "--workers",
-                &workers.to_string(),
-                "--metrics-addr",
-            ])
-            .arg(format!("127.0.0.1:{port}"))
-            .arg(pipeline)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(log).unwrap())
-            .spawn()
-            .unwrap(),
-    )
-}
-
 #[test]
 fn the_active_alarms_equal_a_reference_across_a_kill_and_a_resume_at_another_worker_count() {
     let broker = Broker::start();
@@ -203,7 +184,7 @@ fn the_active_alarms_equal_a_reference_across_a_kill_and_a_resume_at_another_wor
 
     // A first run on 2 workers sees the first minute.
     let (port, log) = (free_port(), dir.path().join("first.log"));
-    let mut weir = spawn(&pipeline, &log, port, 2);
+    let mut weir = spawn_weir(&pipeline, &log, port, 2);
     let mut input = readings(0, 60);
     produce(&broker, &topic, &input);
     let (as_of, alarms, counts) = views_after(&mut weir, &log, port, T0 + 55_000);
@@ -226,7 +207,7 @@ fn the_active_alarms_equal_a_reference_across_a_kill_and_a_resume_at_another_wor
     produce(&broker, &topic, &more);
     input.extend(more);
     let (port, log) = (free_port(), dir.path().join("resumed.log"));
-    let mut weir = spawn(&pipeline, &log, port, 1);
+    let mut weir = spawn_weir(&pipeline, &log, port, 1);
     let (as_of, alarms, counts) = views_after(&mut weir, &log, port, T0 + 60_000);
     let want = active_before(&input, as_of);
     assert!(

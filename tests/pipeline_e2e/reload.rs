@@ -204,12 +204,18 @@ pub(crate) fn wait_for(what: &str, child: &mut Child, log: &Path, mut done: impl
     }
 }
 
-/// `weir run` of `pipeline` on 2 workers, logging at info level to `log`,
-/// with its metrics on `port`.
-fn spawn_weir(pipeline: &Path, log: &Path, port: u16) -> Killed {
+/// `weir run` of `pipeline` on `workers` workers, logging at info level to
+/// `log`, with its metrics on `port`.
+pub(crate) fn spawn_weir(pipeline: &Path, log: &Path, port: u16, workers: usize) -> Killed {
     Killed(
         Command::new(env!("CARGO_BIN_EXE_weir"))
-            .args(["run", "--quiet", "--workers", "2", "--metrics-addr"])
+            .args([
+                "run",
+                "--quiet",
+                "--workers",
+                &workers.to_string(),
+                "--metrics-addr",
+            ])
             .arg(format!("127.0.0.1:{port}"))
             .arg(pipeline)
             .env("RUST_LOG", "info")
@@ -321,7 +327,7 @@ impl LiveRun {
             ),
         )
         .unwrap();
-        let mut weir = spawn_weir(&pipeline, &self.log(), self.port);
+        let mut weir = spawn_weir(&pipeline, &self.log(), self.port, 2);
         let first = readings(0, 60);
         produce(&self.broker, &self.topic, &first);
         self.wait_read("the first readings read", &mut weir, first.len());
