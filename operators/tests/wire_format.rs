@@ -125,6 +125,9 @@ fn alerts_round_trip_with_and_without_a_window() {
             Some(_) => vec![("site".into(), "north".into())],
             None => vec![],
         },
+        shelved: window.is_some(),
+        acked_by: window.map(|_| "ana".into()),
+        acked_at: window.map(|w| w.1),
     };
     // A reading alert (no window) between window alerts: the case that broke
     // clusters when absent windows were skipped.
@@ -155,6 +158,9 @@ fn alert_json_omits_absent_windows_only() {
         last_seen: None,
         rules_version: 1,
         labels: vec![],
+        shelved: false,
+        acked_by: None,
+        acked_at: None,
     };
     let json = alert.to_json();
     assert_eq!(json["state"], "firing");

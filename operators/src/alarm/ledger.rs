@@ -11,19 +11,40 @@ use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::Marker;
 use crate::hash::route_hash;
-use crate::reading::Name;
-use crate::record::{ActiveAlarm, Alert, AlertState};
+use super::shelf::{notice, Key, OutOfService, Shelve};
+use crate::record::{ActiveAlarm, Alert, AlertState, ControlAction, ControlEvent};
 use crate::run::{Participant, StatefulLogic};
 
 /// A change of the active-alarm collection: an alarm, the event time it
 /// changes at, and +1 (inserted) or -1 (retracted).
 pub type Change = (ActiveAlarm, u64, isize);
 
-/// One worker's active alarms: its part of a checkpoint.
+/// What the ledger sends: changes of the active-alarm collection, and the
+/// alert events, annotated (`shelved`, `acked_by`, `acked_at`), with the
+/// notices of alarms shelved and unshelved while active.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Entry {
+    /// A change of the collection.
+    Change(Change),
+    /// An alert event, for the alert sinks.
+    Alert(Alert),
+}
+
+/// One worker's alarms and what control events left on them: its part of
+/// a checkpoint.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct LedgerPart {
     /// The alarms active at the checkpoint's frontier.
     pub active: Vec<ActiveAlarm>,
+    /// The last firing or escalated event of each active alarm.
+    #[serde(default)]
+    pub last: Vec<Alert>,
+    /// The shelves in force.
+    #[serde(default)]
+    pub shelves: Vec<Shelve>,
+    /// The devices out of service (every worker keeps them all).
+    #[serde(default)]
+    pub out_of_service: Vec<OutOfService>,
 }
 
 /// The worker an alarm's events go to: by rule, device and sensor.
@@ -31,39 +52,93 @@ pub fn route(rule: &str, device: &str, sensor: &str) -> u64 {
     route_hash(&[rule, device, sensor])
 }
 
-/// Alert events waiting for the frontier, and the alarms active as of it.
-#[derive(Debug, Default)]
+/// Alert and control events waiting for the frontier, the alarms active as
+/// of it, and the shelves and devices out of service.
+#[derive(Default)]
 pub struct Ledger {
-    active: BTreeMap<(String, Name, Name), ActiveAlarm>,
+    active: BTreeMap<Key, ActiveAlarm>,
+    last: BTreeMap<Key, Alert>,
+    shelves: BTreeMap<Key, Shelve>,
+    out_of_service: Vec<OutOfService>,
     pending: Vec<Alert>,
+    control: Vec<ControlEvent>,
+    /// Whether this worker keeps an alarm (control events reach every
+    /// worker; the alert events of an alarm reach one).
+    owns: Option<Box<dyn Fn(&Key) -> bool>>,
     /// Changes made outside the events (the alarms a restored checkpoint
     /// inserts at its frontier, those a reload ends), to send.
-    queued: Vec<Change>,
+    queued: Vec<Entry>,
+}
+
+impl std::fmt::Debug for Ledger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ledger")
+            .field("active", &self.active)
+            .field("shelves", &self.shelves)
+            .finish_non_exhaustive()
+    }
+}
+
+fn key_of(rule: &str, device: &str, sensor: &str) -> Key {
+    (rule.to_owned(), device.into(), sensor.into())
 }
 
 impl Ledger {
-    /// A ledger resumed at checkpoint frontier `frontier` with the active
-    /// alarms of `parts` that `owns` (this worker's, by [`route`]); alarms
+    /// A ledger of the worker that keeps the alarms `owns` says.
+    pub fn owning(owns: impl Fn(&Key) -> bool + 'static) -> Ledger {
+        Ledger {
+            owns: Some(Box::new(owns)),
+            ..Ledger::default()
+        }
+    }
+
+    /// A ledger resumed at checkpoint frontier `frontier` from `parts`,
+    /// keeping what `owns` says is this worker's (by [`route`]); alarms
     /// of a rule `dropped` (changed since the checkpoint, so its states
     /// start afresh) are left out.
     pub fn restore(
         parts: Vec<LedgerPart>,
         frontier: u64,
-        owns: impl Fn(&ActiveAlarm) -> bool,
+        owns: impl Fn(&Key) -> bool + 'static,
         dropped: impl Fn(&str) -> bool,
     ) -> Ledger {
-        let mut ledger = Ledger::default();
-        for alarm in parts.into_iter().flat_map(|p| p.active) {
-            if owns(&alarm) && !dropped(&alarm.rule) {
-                let key = (
-                    alarm.rule.clone(),
-                    alarm.device.clone(),
-                    alarm.sensor.clone(),
-                );
-                ledger.active.insert(key, alarm.clone());
-                ledger.queued.push((alarm, frontier, 1));
+        let mut ledger = Ledger::owning(owns);
+        let owns = |k: &Key| ledger.owns.as_ref().is_none_or(|o| o(k));
+        let mut active = BTreeMap::new();
+        let mut last = BTreeMap::new();
+        let mut shelves = BTreeMap::new();
+        let mut out_of_service: Vec<OutOfService> = Vec::new();
+        let mut queued = Vec::new();
+        for part in parts {
+            for alarm in part.active {
+                let key = key_of(&alarm.rule, &alarm.device, &alarm.sensor);
+                if owns(&key) && !dropped(&alarm.rule) {
+                    active.insert(key, alarm.clone());
+                    queued.push(Entry::Change((alarm, frontier, 1)));
+                }
+            }
+            for alert in part.last {
+                let key = key_of(&alert.rule, &alert.device, &alert.sensor);
+                if active.contains_key(&key) {
+                    last.insert(key, alert);
+                }
+            }
+            for shelve in part.shelves {
+                if owns(&shelve.key) {
+                    shelves.insert(shelve.key.clone(), shelve);
+                }
+            }
+            for oos in part.out_of_service {
+                if !out_of_service.contains(&oos) {
+                    out_of_service.push(oos);
+                }
             }
         }
+        ledger.active = active;
+        ledger.last = last;
+        ledger.shelves = shelves;
+        ledger.out_of_service = out_of_service;
+        ledger.queued = queued;
         ledger
     }
 
@@ -72,10 +147,12 @@ impl Ledger {
     /// resolve will come for them).
     pub fn end_rules(&mut self, gone: &[String], at: u64) {
         let queued = &mut self.queued;
-        self.active.retain(|(rule, _, _), alarm| {
-            let ends = gone.contains(rule);
+        let last = &mut self.last;
+        self.active.retain(|key, alarm| {
+            let ends = gone.contains(&key.0);
             if ends {
-                queued.push((alarm.clone(), at, -1));
+                queued.push(Entry::Change((alarm.clone(), at, -1)));
+                last.remove(key);
             }
             !ends
         });
@@ -86,29 +163,143 @@ impl Ledger {
         self.pending.extend(alerts);
     }
 
+    /// Takes a control event (every worker gets each); it is applied once
+    /// the frontier passes it, to the alarms of this worker.
+    pub fn push_control(&mut self, event: ControlEvent) {
+        self.control.push(event);
+    }
+
     /// Applies the events before `until` (all of them at `None`) in
-    /// event-time order, those of one time in the order they came (the
-    /// order their evaluator emitted them), pushing the changes.
-    pub fn advance(&mut self, until: Option<u64>, out: &mut Vec<Change>) {
+    /// event-time order, pushing what they change. At one time, shelves
+    /// that end then end first, then control events apply in (partition,
+    /// offset) order, then alert events in the order they came (the order
+    /// their evaluator emitted them). A shelve that ends after the last
+    /// event of an ended input does not end.
+    pub fn advance(&mut self, until: Option<u64>, out: &mut Vec<Entry>) {
         out.append(&mut self.queued);
         self.pending.sort_by_key(|a| a.event_time);
-        let due = match until {
-            Some(u) => self.pending.partition_point(|a| a.event_time < u),
-            None => self.pending.len(),
+        self.control.sort_by_key(ControlEvent::order_key);
+        let before = |t: u64| until.is_none_or(|u| t < u);
+        let alerts = std::mem::take(&mut self.pending);
+        let controls = std::mem::take(&mut self.control);
+        let (mut a, mut c) = (0, 0);
+        loop {
+            let ta = alerts.get(a).map(|x| x.event_time).filter(|t| before(*t));
+            let tc = controls.get(c).map(|x| x.event_time).filter(|t| before(*t));
+            let te = self.shelves.values().map(|s| s.until).min().filter(|t| match until {
+                Some(u) => *t < u,
+                None => ta.into_iter().chain(tc).any(|x| x >= *t),
+            });
+            let Some(t) = [ta, tc, te].into_iter().flatten().min() else {
+                break;
+            };
+            self.expire(t, out);
+            while let Some(event) = controls.get(c).filter(|x| x.event_time == t) {
+                self.apply_control(event, out);
+                c += 1;
+            }
+            while let Some(alert) = alerts.get(a).filter(|x| x.event_time == t) {
+                self.apply(alert, out);
+                a += 1;
+            }
+        }
+        self.pending = alerts[a..].to_vec();
+        self.control = controls[c..].to_vec();
+    }
+
+    /// Whether this worker keeps the alarm `key`.
+    fn owns(&self, key: &Key) -> bool {
+        self.owns.as_ref().is_none_or(|o| o(key))
+    }
+
+    /// Whether the alarm `key` is shelved or its device out of service.
+    fn shelved(&mut self, key: &Key) -> bool {
+        self.shelves.contains_key(key) || self.out_of_service.iter_mut().any(|o| o.covers(&key.1))
+    }
+
+    /// Sets whether the active alarm `key` is shelved, at `at`: a change of
+    /// the collection and a notice, if that changes it.
+    fn set_shelved(&mut self, key: &Key, at: u64, out: &mut Vec<Entry>) {
+        let shelved = self.shelved(key);
+        let Some(alarm) = self.active.get_mut(key) else {
+            return;
         };
-        let due: Vec<Alert> = self.pending.drain(..due).collect();
-        for alert in &due {
-            self.apply(alert, out);
+        if alarm.shelved == shelved {
+            return;
+        }
+        out.push(Entry::Change((alarm.clone(), at, -1)));
+        alarm.shelved = shelved;
+        out.push(Entry::Change((alarm.clone(), at, 1)));
+        let state = match shelved {
+            true => AlertState::Shelved,
+            false => AlertState::Unshelved,
+        };
+        out.push(Entry::Alert(notice(self.last.get(key), alarm, state, at)));
+    }
+
+    /// Ends the shelves that end at or before `t`.
+    fn expire(&mut self, t: u64, out: &mut Vec<Entry>) {
+        let ended: Vec<Key> = self
+            .shelves
+            .values()
+            .filter(|s| s.until <= t)
+            .map(|s| s.key.clone())
+            .collect();
+        for key in ended {
+            let until = self.shelves.remove(&key).map_or(t, |s| s.until);
+            self.set_shelved(&key, until, out);
         }
     }
 
-    fn apply(&mut self, alert: &Alert, out: &mut Vec<Change>) {
-        let key = (
-            alert.rule.clone(),
-            alert.device.clone(),
-            alert.sensor.clone(),
-        );
+    fn apply_control(&mut self, event: &ControlEvent, out: &mut Vec<Entry>) {
+        let at = event.event_time;
+        let key = key_of(&event.rule, &event.device, &event.sensor);
+        match event.action {
+            ControlAction::Ack if self.owns(&key) => match self.active.get_mut(&key) {
+                Some(alarm) => {
+                    out.push(Entry::Change((alarm.clone(), at, -1)));
+                    alarm.acked_by = Some(event.user.clone());
+                    alarm.acked_at = Some(at);
+                    out.push(Entry::Change((alarm.clone(), at, 1)));
+                }
+                None => tracing::info!(rule = %event.rule, device = %event.device, sensor = %event.sensor, "Acknowledgement of an alarm that is not active: nothing to acknowledge"),
+            },
+            ControlAction::Shelve if self.owns(&key) => {
+                let until = event.until.unwrap_or(at);
+                let user = event.user.clone();
+                let shelve = Shelve { key: key.clone(), until, user };
+                self.shelves.insert(key.clone(), shelve);
+                self.set_shelved(&key, at, out);
+            }
+            ControlAction::Unshelve if self.owns(&key) => {
+                self.shelves.remove(&key);
+                self.set_shelved(&key, at, out);
+            }
+            ControlAction::OutOfService => {
+                self.out_of_service.push(OutOfService::new(&event.device, &event.user, at));
+                self.reshelve(at, out);
+            }
+            ControlAction::InService => {
+                self.out_of_service.retain(|o| o.glob != event.device);
+                self.reshelve(at, out);
+            }
+            ControlAction::Ack | ControlAction::Shelve | ControlAction::Unshelve => {}
+        }
+    }
+
+    /// Brings whether each active alarm is shelved up to date, at `at`.
+    fn reshelve(&mut self, at: u64, out: &mut Vec<Entry>) {
+        let keys: Vec<Key> = self.active.keys().cloned().collect();
+        for key in keys {
+            self.set_shelved(&key, at, out);
+        }
+    }
+
+    fn apply(&mut self, alert: &Alert, out: &mut Vec<Entry>) {
+        let key = key_of(&alert.rule, &alert.device, &alert.sensor);
         let at = alert.event_time;
+        let mut alert = alert.clone();
+        alert.shelved = self.shelved(&key);
         match alert.state {
             AlertState::Firing => {
                 let alarm = ActiveAlarm {
@@ -118,42 +309,72 @@ impl Ledger {
                     severity: alert.severity.clone(),
                     since: at,
                     escalated: false,
+                    acked_by: None,
+                    acked_at: None,
+                    shelved: alert.shelved,
                 };
-                if let Some(old) = self.active.insert(key, alarm.clone()) {
-                    out.push((old, at, -1));
+                if let Some(old) = self.active.insert(key.clone(), alarm.clone()) {
+                    out.push(Entry::Change((old, at, -1)));
                 }
-                out.push((alarm, at, 1));
+                out.push(Entry::Change((alarm, at, 1)));
+                self.last.insert(key, alert.clone());
             }
             AlertState::Escalated => {
                 if let Some(alarm) = self.active.get_mut(&key) {
-                    out.push((alarm.clone(), at, -1));
+                    out.push(Entry::Change((alarm.clone(), at, -1)));
                     alarm.severity = alert.severity.clone();
                     alarm.escalated = true;
-                    out.push((alarm.clone(), at, 1));
+                    out.push(Entry::Change((alarm.clone(), at, 1)));
+                    alert.acked_by = alarm.acked_by.clone();
+                    alert.acked_at = alarm.acked_at;
+                    self.last.insert(key, alert.clone());
                 }
             }
             AlertState::Resolved => {
                 if let Some(old) = self.active.remove(&key) {
-                    out.push((old, at, -1));
+                    alert.acked_by = old.acked_by.clone();
+                    alert.acked_at = old.acked_at;
+                    out.push(Entry::Change((old, at, -1)));
+                }
+                self.last.remove(&key);
+            }
+            AlertState::Chattering | AlertState::Shelved | AlertState::Unshelved => {
+                if let Some(alarm) = self.active.get(&key) {
+                    alert.acked_by = alarm.acked_by.clone();
+                    alert.acked_at = alarm.acked_at;
                 }
             }
-            AlertState::Chattering => {}
         }
+        out.push(Entry::Alert(alert));
     }
 
-    /// The earliest time a change is still to come at.
-    pub fn earliest(&self) -> Option<u64> {
-        let queued = self.queued.iter().map(|c| c.1);
+    /// The earliest time output is still to come at; once the input
+    /// `ended`, shelves no longer end.
+    pub fn earliest(&self, ended: bool) -> Option<u64> {
+        let queued = self.queued.iter().map(time_of);
         let pending = self.pending.iter().map(|a| a.event_time);
-        queued.chain(pending).min()
+        let control = self.control.iter().map(|c| c.event_time);
+        let shelves = self.shelves.values().map(|s| s.until).filter(|_| !ended);
+        queued.chain(pending).chain(control).chain(shelves).min()
     }
 
-    /// The active alarms as of the last [`Ledger::advance`]: the part of a
+    /// The state as of the last [`Ledger::advance`]: the part of a
     /// checkpoint.
     pub fn snapshot(&self) -> LedgerPart {
         LedgerPart {
             active: self.active.values().cloned().collect(),
+            last: self.last.values().cloned().collect(),
+            shelves: self.shelves.values().cloned().collect(),
+            out_of_service: self.out_of_service.clone(),
         }
+    }
+}
+
+/// The event time an entry travels at.
+pub fn time_of(entry: &Entry) -> u64 {
+    match entry {
+        Entry::Change(c) => c.1,
+        Entry::Alert(a) => a.event_time,
     }
 }
 
@@ -164,8 +385,8 @@ pub(super) struct LedgerLogic {
     pub(super) rules: super::RulesInForce,
 }
 
-impl StatefulLogic<Alert, Change> for LedgerLogic {
-    type Side = ();
+impl StatefulLogic<Alert, Entry> for LedgerLogic {
+    type Side = ControlEvent;
 
     fn hold_from_start(&self) -> bool {
         // Restored alarms are inserted at the checkpoint's frontier, and a
@@ -179,7 +400,12 @@ impl StatefulLogic<Alert, Change> for LedgerLogic {
         any
     }
 
-    fn advance(&mut self, until: Option<u64>, out: &mut Vec<Change>) {
+    fn side(&mut self, event: ControlEvent) -> bool {
+        self.ledger.push_control(event);
+        true
+    }
+
+    fn advance(&mut self, until: Option<u64>, out: &mut Vec<Entry>) {
         self.ledger.advance(until, out);
     }
 
@@ -196,6 +422,7 @@ impl StatefulLogic<Alert, Change> for LedgerLogic {
 
     fn discard(&mut self) {
         self.ledger.pending.clear();
+        self.ledger.control.clear();
     }
 
     fn earliest(&self, frontier: Option<u64>) -> Option<u64> {
@@ -203,12 +430,12 @@ impl StatefulLogic<Alert, Change> for LedgerLogic {
         // ends alarms at the frontier of the next checkpoint, which may
         // come before any pending event.
         match frontier {
-            Some(f) => Some(self.ledger.earliest().map_or(f, |t| t.min(f))),
-            None => self.ledger.earliest(),
+            Some(f) => Some(self.ledger.earliest(false).map_or(f, |t| t.min(f))),
+            None => self.ledger.earliest(true),
         }
     }
 
-    fn time_of(change: &Change) -> u64 {
-        change.1
+    fn time_of(entry: &Entry) -> u64 {
+        time_of(entry)
     }
 }

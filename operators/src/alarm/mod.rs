@@ -15,6 +15,9 @@
 
 pub mod health;
 pub mod ledger;
+pub mod shelf;
+#[cfg(test)]
+mod control_tests;
 #[cfg(test)]
 mod tests;
 mod views;
@@ -27,7 +30,7 @@ use timely::dataflow::Stream;
 use crate::record::Alert;
 use crate::rules::RuleSet;
 use crate::run::{stateful, Env, Side};
-pub use ledger::{Change, Ledger, LedgerPart};
+pub use ledger::{Change, Entry, Ledger, LedgerPart};
 pub use views::AlarmViews;
 
 /// Whether the alarms of a rule restored from a checkpoint ended with the
@@ -106,25 +109,40 @@ pub fn alarm_views<'scope>(
     use timely::dataflow::operators::vec::Map;
     let run = env.run().clone();
     let (participant, markers) = env.participant("alarms");
-    let mut ledger = Ledger::default();
-    if let Some(frontier) = env.restored_frontier() {
-        let scope = alerts.scope();
-        let (worker, peers) = (scope.index() as u64, scope.peers() as u64);
-        let ended = ended_since_restore(env, rules);
-        ledger = Ledger::restore(
-            env.restored::<LedgerPart>(participant.op()),
-            frontier,
-            |a| ledger::route(&a.rule, &a.device, &a.sensor) % peers == worker,
-            |rule| ended(rule),
-        );
-    }
+    let scope = alerts.scope();
+    let (worker, peers) = (scope.index() as u64, scope.peers() as u64);
+    let owns = move |k: &shelf::Key| ledger::route(&k.0, &k.1, &k.2) % peers == worker;
+    let ledger = match env.restored_frontier() {
+        Some(frontier) => {
+            let ended = ended_since_restore(env, rules);
+            Ledger::restore(
+                env.restored::<LedgerPart>(participant.op()),
+                frontier,
+                owns,
+                |rule| ended(rule),
+            )
+        }
+        None => Ledger::owning(owns),
+    };
     let logic = ledger::LedgerLogic {
         ledger,
         participant,
         rules: RulesInForce::of(rules),
     };
     let pact = Exchange::new(|a: &Alert| ledger::route(&a.rule, &a.device, &a.sensor));
-    let side = markers.clone().map(Side::<()>::Marker);
-    let changes = stateful("AlarmLedger", alerts.clone(), pact, side, run, logic);
-    views::views(changes, markers, &rules.devices)
+    let side = {
+        use timely::dataflow::operators::Concat;
+        let control = env.control().map(Side::Other);
+        markers.clone().map(Side::Marker).concat(control)
+    };
+    let entries = stateful("AlarmLedger", alerts.clone(), pact, side, run, logic);
+    let changes = entries.clone().flat_map(|e| match e {
+        Entry::Change(c) => Some(c),
+        Entry::Alert(_) => None,
+    });
+    let annotated = entries.flat_map(|e| match e {
+        Entry::Alert(a) => Some(a),
+        Entry::Change(_) => None,
+    });
+    views::views(changes, annotated, markers, &rules.devices)
 }

@@ -24,6 +24,10 @@ use crate::run::Env;
 /// Active alarms by place, and their counts: differential collections
 /// over event time.
 pub struct AlarmViews<'scope> {
+    /// The alert events, annotated by control events: `shelved`,
+    /// `acked_by` and `acked_at`, with the notices of active alarms
+    /// shelved and unshelved. What the alert sinks take.
+    pub alerts: Stream<'scope, u64, Vec<crate::record::Alert>>,
     /// Every active alarm, with where its device sits.
     pub active: Collection<'scope, u64, (ActiveAlarm, Place)>,
     /// How many alarms are active, by (dimension, value): `site`, `line`
@@ -108,6 +112,7 @@ fn registry_places<'scope>(
 /// device the registry does not know sits nowhere), and counted.
 pub(super) fn views<'scope>(
     changes: Stream<'scope, u64, Vec<Change>>,
+    alerts: Stream<'scope, u64, Vec<crate::record::Alert>>,
     markers: Stream<'scope, u64, Vec<Marker>>,
     registry: &Registry,
 ) -> AlarmViews<'scope> {
@@ -144,6 +149,7 @@ pub(super) fn views<'scope>(
         .map(|(alarm, place)| (place, (alarm.since, alarm)))
         .reduce(|_place, alarms, out| out.push((alarms[0].0.clone(), 1)));
     AlarmViews {
+        alerts,
         active,
         counts,
         oldest,

@@ -191,9 +191,12 @@ pub fn alerts<'scope>(
         alerts.push(sized.evaluate_alerts(rules.clone(), env));
     }
     let alerts = readings.scope().concatenate(alerts);
-    // The alarms active now, for the status page and `GET /api/alarms`.
-    crate::alarm::alarm_views(&alerts, &rules, env).publish(env);
-    alerts
+    // The alarms active now, for the status page and `GET /api/alarms`;
+    // the events as control events leave them.
+    let views = crate::alarm::alarm_views(&alerts, &rules, env);
+    let annotated = views.alerts.clone();
+    views.publish(env);
+    annotated
 }
 
 /// The size and statistics of observed windows, borrowed.
@@ -385,6 +388,8 @@ fn count_alerts(alerts: &[Alert], metrics: &Metrics) {
             AlertState::Escalated => c.escalated += 1,
             AlertState::Resolved => c.resolved += 1,
             AlertState::Chattering => c.chattering += 1,
+            // Made by the alarm ledger, not by rules.
+            AlertState::Shelved | AlertState::Unshelved => {}
         }
     }
     for (rule, severity, c) in counts {

@@ -10,6 +10,7 @@
 //! Device and sensor names of up to 24 bytes are stored inline, so a
 //! well-formed reading costs no heap allocation.
 
+mod control;
 mod fields;
 mod flat;
 mod json;
@@ -20,6 +21,7 @@ use std::fmt;
 use crate::dead_letter::DeadLetterReason;
 use crate::reading::{Reading, SensorKey};
 
+pub use control::ControlDecoder;
 use fields::{name_of, value_of, FieldValue, Fields};
 use flat::flat_fields;
 use json::serde_fields;
@@ -95,7 +97,7 @@ pub struct DecodeError {
 }
 
 impl DecodeError {
-    fn new(reason: DeadLetterReason, detail: impl Into<String>) -> Self {
+    pub(crate) fn new(reason: DeadLetterReason, detail: impl Into<String>) -> Self {
         DecodeError {
             reason,
             detail: detail.into(),

@@ -51,6 +51,8 @@ pub struct Metrics {
     pub records_expected: Counter,
     /// Readings decoded and accepted.
     pub readings: Counter,
+    /// Control events (acknowledge, shelve, ...) decoded and accepted.
+    pub control_events: Counter,
     /// Readings behind their partition's watermark (a part of the dead
     /// letters, with reasons `late` and `late_after_idle`).
     pub late_records: Counter,
@@ -153,6 +155,7 @@ impl Default for Metrics {
             records_read: m.counter("records_read", "Records read by the sources"),
             records_expected: Counter::default(),
             readings: m.counter("readings", "Readings decoded and accepted"),
+            control_events: m.counter("control_events", "Control events (acknowledge, shelve, unshelve, out of service) decoded and accepted"),
             late_records: m.counter("late_records", "Readings behind their partition's watermark (sent to the dead letters)"),
             dead_letters: Default::default(),
             alertmanager: ReceiverMetrics::alertmanager(&mut m),

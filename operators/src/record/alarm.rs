@@ -21,6 +21,16 @@ pub struct ActiveAlarm {
     pub since: u64,
     /// Whether the alarm has escalated.
     pub escalated: bool,
+    /// Who acknowledged it (a control event), if anyone has since it fired.
+    #[serde(default)]
+    pub acked_by: Option<String>,
+    /// When it was acknowledged (event time, ms).
+    #[serde(default)]
+    pub acked_at: Option<u64>,
+    /// Whether it is shelved, or its device out of service: its events are
+    /// not delivered to receivers.
+    #[serde(default)]
+    pub shelved: bool,
 }
 
 /// Where a device sits, from the device registry's `site` and `line`

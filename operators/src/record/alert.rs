@@ -33,11 +33,19 @@ pub enum AlertState {
     /// (no change) for `chatter_calm`, when one event gives the state it
     /// is in then.
     Chattering,
+    /// The alarm was shelved (or its device taken out of service) while
+    /// active: receivers end it, and get none of its events until it is
+    /// unshelved.
+    Shelved,
+    /// The alarm was unshelved (by a control event, at the end of its
+    /// shelve, or with its device back in service) while still active:
+    /// receivers get it as firing from now on.
+    Unshelved,
 }
 
 impl AlertState {
-    /// The name used in JSON: `firing`, `escalated`, `resolved` or
-    /// `chattering`.
+    /// The name used in JSON: `firing`, `escalated`, `resolved`,
+    /// `chattering`, `shelved` or `unshelved`.
     pub fn as_str(&self) -> &'static str {
         self.into()
     }
@@ -85,6 +93,13 @@ pub struct Alert {
     pub rules_version: u64,
     /// The rule's labels, then the device's registry fields.
     pub labels: Vec<(String, String)>,
+    /// Whether the alarm is shelved or its device out of service: the
+    /// event is not delivered to receivers (Alertmanager, webhooks).
+    pub shelved: bool,
+    /// Who acknowledged the alarm, if anyone has since it fired.
+    pub acked_by: Option<String>,
+    /// When it was acknowledged (event time, ms).
+    pub acked_at: Option<u64>,
 }
 
 impl Alert {
@@ -114,6 +129,9 @@ impl Alert {
             last_seen: None,
             rules_version: 1,
             labels: Vec::new(),
+            shelved: false,
+            acked_by: None,
+            acked_at: None,
         }
     }
 
@@ -159,6 +177,13 @@ impl Alert {
         }
         if let Some(last_seen) = self.last_seen {
             doc["last_seen"] = last_seen.into();
+        }
+        if self.shelved {
+            doc["shelved"] = true.into();
+        }
+        if let (Some(by), Some(at)) = (&self.acked_by, self.acked_at) {
+            doc["acked_by"] = by.clone().into();
+            doc["acked_at"] = at.into();
         }
         if !self.labels.is_empty() {
             let labels: serde_json::Map<_, _> = self

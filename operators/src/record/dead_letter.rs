@@ -39,6 +39,10 @@ pub enum DeadLetterReason {
     /// The event time is behind the source's watermark because its partition
     /// woke after being declared idle.
     LateAfterIdle,
+    /// A control event that names no known alarm: a rule the pipeline
+    /// does not have, or a device (or device glob) the registry does not
+    /// list.
+    UnknownAlarm,
     /// An alert event that a receiver (Alertmanager, a webhook) refused or
     /// failed on as many times as its sink allows; the record is the event
     /// as read back from the alert topic.

@@ -6,6 +6,7 @@
 
 pub mod alarm;
 pub mod alert;
+pub mod control;
 pub mod dead_letter;
 pub mod hash;
 pub mod health;
@@ -14,6 +15,7 @@ pub mod stats;
 
 pub use alarm::{ActiveAlarm, AlarmBoard, Place};
 pub use alert::{Alert, AlertState};
+pub use control::{ControlAction, ControlEvent};
 pub use dead_letter::{DeadLetter, DeadLetterReason};
 pub use health::{Health, HealthEvent, TopAlarm};
 pub use reading::{Name, Reading, SensorKey, WindowAggregate};

@@ -136,7 +136,13 @@ pub struct Env<'scope> {
     progress: RefCell<Vec<ProgressStream<'scope>>>,
     /// The sources' late readings (see [`Env::register_late`]).
     late: RefCell<Vec<LateStream<'scope>>>,
+    /// The control sources' events (see [`Env::register_control`]), and
+    /// whether an operator took them already.
+    control: RefCell<(Vec<ControlStream<'scope>>, bool)>,
 }
+
+/// A stream of control events.
+pub type ControlStream<'scope> = Stream<'scope, u64, Vec<crate::record::ControlEvent>>;
 
 impl<'scope> Env<'scope> {
     /// An environment for the operators of `scope`, with checkpoints when
@@ -162,6 +168,7 @@ impl<'scope> Env<'scope> {
             shared,
             progress: RefCell::default(),
             late: RefCell::default(),
+            control: RefCell::default(),
         }
     }
 
@@ -265,6 +272,41 @@ impl<'scope> Env<'scope> {
         let probe = ProbeHandle::new();
         stream.probe_with(&probe);
         self.shared.probes.borrow_mut().push(probe);
+        self.shared.sources.borrow_mut().push(book);
+    }
+
+    /// Registers a control source's events, for the alarm ledger. A control
+    /// source must be wired before the alerts.
+    ///
+    /// # Panics
+    /// If the ledger already took the control events: the pipeline wired
+    /// its control source after its alerts.
+    pub(crate) fn register_control(&self, stream: ControlStream<'scope>) {
+        let mut control = self.control.borrow_mut();
+        assert!(
+            !control.1,
+            "the control source must be wired before the alerts (ctx.control before alerts)"
+        );
+        control.0.push(stream);
+    }
+
+    /// Every control source's events, on every worker: empty without a
+    /// control source.
+    pub(crate) fn control(&self) -> ControlStream<'scope> {
+        use timely::dataflow::operators::{Concatenate, ToStream};
+        let mut control = self.control.borrow_mut();
+        control.1 = true;
+        match control.0.len() {
+            0 => Vec::<crate::record::ControlEvent>::new().to_stream(self.scope),
+            _ => self.scope.concatenate(control.0.clone()),
+        }
+        .broadcast()
+    }
+
+    /// Registers the resume book of a source that does not count in the
+    /// readings' frontier (control events): its positions are part of
+    /// checkpoints.
+    pub(crate) fn register_source_book(&self, book: Rc<dyn SourceBook>) {
         self.shared.sources.borrow_mut().push(book);
     }
 

@@ -14,7 +14,7 @@ pub(crate) struct Alignment {
     pub(crate) release: Vec<i32>,
 }
 
-impl Ingest {
+impl<D: super::item::Decode> Ingest<D> {
     /// This ingest with watermark alignment: a partition whose watermark
     /// runs more than `max_drift_ms` ahead of the readings' frontier is held
     /// back (see [`Ingest::align`]); `None` turns alignment off.

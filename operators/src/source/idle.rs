@@ -20,7 +20,7 @@ impl PartitionState {
     }
 }
 
-impl Ingest {
+impl<D: super::item::Decode> Ingest<D> {
     /// Notes that the source's capability moved to `time`: whatever is read
     /// from now on may travel at `time` or later (resume bookkeeping), and
     /// a partition whose own watermark is behind it was idle (an idle mark).
@@ -98,5 +98,36 @@ impl Ingest {
                 now.saturating_sub(self.bound + timeout.as_millis() as u64)
             }
         })
+    }
+
+    /// The watermark of a source that follows the readings' frontier
+    /// `readings` (control events) instead of holding it back: each
+    /// partition not done stands at its own watermark, or at the readings'
+    /// frontier where that is later. While a partition re-reads what an
+    /// earlier run decided (a replay, a resume), it goes no further than
+    /// the idle marks recorded up to its next offset, so that it judges
+    /// each record against what the earlier run did. `own` is the source's
+    /// own watermark, kept when no partition is left.
+    pub(crate) fn following(&self, own: Option<u64>, readings: Option<u64>) -> Option<u64> {
+        let mut least: Option<u64> = None;
+        for part in self.partitions.iter().filter(|p| !p.done) {
+            let own = part.max_time.map(|t| t.saturating_sub(self.bound));
+            let follow = if part.next < part.replay_until {
+                part.idle_marks
+                    .iter()
+                    .filter(|(from, _)| *from <= part.next)
+                    .map(|(_, wm)| *wm)
+                    .max()
+            } else {
+                readings
+            };
+            let target = own.max(follow)?;
+            least = Some(least.map_or(target, |l| l.min(target)));
+        }
+        match least {
+            Some(t) => Some(t),
+            None if self.partitions.iter().all(|p| p.done) => own,
+            None => None,
+        }
     }
 }

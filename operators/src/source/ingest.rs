@@ -10,11 +10,11 @@ use std::time::{Duration, Instant};
 
 use crate::dead_letter::{DeadLetter, DeadLetterReason};
 use crate::decode::Decoder;
-use crate::reading::Reading;
 use crate::recording::{RecordRef, Recorder};
 use crate::run::Run;
 use crate::storage::Location;
 
+use super::item::Decode;
 use super::resume::{PartitionStart, SourcePart};
 
 /// The read state of one partition.
@@ -77,8 +77,8 @@ pub(crate) enum Watermark {
 }
 
 /// Decoding and per-partition watermarks of one worker's partitions.
-pub(crate) struct Ingest {
-    pub(super) decoder: Decoder,
+pub(crate) struct Ingest<D: Decode = Decoder> {
+    pub(super) decoder: D,
     pub(super) topic: String,
     pub(super) bound: u64,
     pub(crate) partitions: Vec<PartitionState>,
@@ -110,17 +110,17 @@ pub(crate) struct Ingest {
     pub(super) late_taken: Option<Box<dyn Fn(u64, u64) -> bool>>,
     /// The late readings taken, each with the watermark it is behind, not
     /// sent yet.
-    pub(super) late: Vec<(u64, Reading)>,
+    pub(super) late: Vec<(u64, D::Item)>,
 }
 
 /// Bad records of one reason logged as warnings by a worker before the rest
 /// go to the debug level (they are all counted and sent to dead letters).
 const WARNINGS_PER_REASON: u32 = 2;
 
-impl Ingest {
+impl<D: Decode> Ingest<D> {
     /// A partition is done at once if it starts at its bounded end.
     pub(crate) fn new(
-        decoder: Decoder,
+        decoder: D,
         topic: &str,
         out_of_orderness_ms: u64,
         partitions: impl IntoIterator<Item = (PartitionStart, Vec<(i64, u64)>)>,
@@ -213,7 +213,7 @@ impl Ingest {
         &mut self,
         record: RecordRef<'_>,
         cap_time: u64,
-        readings: &mut Vec<Reading>,
+        readings: &mut Vec<D::Item>,
         dead: &mut Vec<DeadLetter>,
     ) -> bool {
         let Some(i) = self
@@ -244,20 +244,23 @@ impl Ingest {
                 return true;
             }
         };
-        match Self::behind(part, self.bound, reading.time, cap_time) {
+        let time = D::time(&reading);
+        match Self::behind(part, self.bound, time, cap_time) {
             None => {
-                self.accepted(i, offset, reading.time);
+                self.accepted(i, offset, time);
                 readings.push(reading);
             }
-            Some((wm, _, _))
-                if self
-                    .late_taken
-                    .as_ref()
-                    .is_some_and(|f| f(reading.time, wm)) =>
-            {
+            Some((wm, _, _)) if self.late_taken.as_ref().is_some_and(|f| f(time, wm)) => {
                 self.late.push((wm, reading));
             }
-            Some((_, reason, detail)) => dead.push(self.reject(i, &record, reason, detail)),
+            Some((wm, reason, detail)) => match D::at_watermark(reading, wm) {
+                // Applied at the watermark it is behind instead.
+                Some(item) => {
+                    self.accepted(i, offset, wm);
+                    readings.push(item);
+                }
+                None => dead.push(self.reject(i, &record, reason, detail)),
+            },
         }
         true
     }

@@ -10,7 +10,7 @@ use timely::dataflow::Scope;
 use super::{ingest_source, restored_positions, Ingest, PartitionStart, Poller, SourceStreams};
 use crate::dead_letter::DeadLetter;
 use crate::decode::Decoder;
-use crate::reading::Reading;
+use crate::source::Decode;
 use crate::recording::RecordRef;
 use crate::run::Env;
 
@@ -131,11 +131,11 @@ struct MemoryPoller {
 const TURN: usize = 1_024;
 
 impl Poller for MemoryPoller {
-    fn poll(
+    fn poll<D: Decode>(
         &mut self,
-        ingest: &mut Ingest,
+        ingest: &mut Ingest<D>,
         cap_time: u64,
-        readings: &mut Vec<Reading>,
+        readings: &mut Vec<D::Item>,
         dead: &mut Vec<DeadLetter>,
     ) -> usize {
         let mut read = 0;

@@ -11,8 +11,10 @@
 //! `align.rs` and `resume.rs`.
 
 mod align;
+pub mod control;
 mod idle;
 mod ingest;
+mod item;
 pub mod kafka;
 pub mod memory;
 mod operator;
@@ -26,6 +28,9 @@ use crate::reading::Reading;
 
 pub(crate) use align::Alignment;
 pub(crate) use ingest::Ingest;
+pub(crate) use item::Decode;
+pub use item::CONTROL_RECORDING;
+pub use control::{kafka_control, recorded_control};
 pub use kafka::{EndOffset, KafkaSource, KafkaSourceConfig, StartOffset};
 pub use memory::{MemorySource, MemoryTopic};
 pub(crate) use operator::{ingest_source, Poller};
@@ -34,8 +39,11 @@ pub(crate) use resume::{restored_positions, PartitionResume, PartitionStart};
 
 /// What a source returns: the readings, and the dead letters (undecodable
 /// or late records, with reason and origin).
-pub type SourceStreams<'scope> = (
-    Stream<'scope, u64, Vec<Reading>>,
+pub type SourceStreams<'scope> = Items<'scope, Reading>;
+
+/// What a source of `T` returns: its items and its dead letters.
+pub type Items<'scope, T> = (
+    Stream<'scope, u64, Vec<T>>,
     Stream<'scope, u64, Vec<DeadLetter>>,
 );
 

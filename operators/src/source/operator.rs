@@ -21,11 +21,11 @@ use timely::scheduling::{Activator, SyncActivator};
 
 use super::align::Alignment;
 use super::ingest::{Ingest, Watermark};
+use super::item::Decode;
 use super::resume::IngestBook;
-use super::SourceStreams;
 use crate::dead_letter::DeadLetter;
 use crate::reading::{Reading, PROGRESS_BUCKET_MS};
-use crate::run::{stop_on_last_marker, Env, LateStream, Run};
+use crate::run::{stop_on_last_marker, Env, Run};
 
 /// What a source operator polls: it reads records and hands them to its
 /// [`Ingest`].
@@ -34,11 +34,11 @@ pub(crate) trait Poller: 'static {
     /// A poller with nothing to read should wait a little for data (a few
     /// ms at most), since the source is rescheduled at once, unless it
     /// wakes the source itself ([`Poller::wake_on_data`]).
-    fn poll(
+    fn poll<D: Decode>(
         &mut self,
-        ingest: &mut Ingest,
+        ingest: &mut Ingest<D>,
         cap_time: u64,
-        readings: &mut Vec<Reading>,
+        readings: &mut Vec<D::Item>,
         dead: &mut Vec<DeadLetter>,
     ) -> usize;
     /// Whether the source stops at its partitions' ends.
@@ -78,8 +78,8 @@ type Out<T> = OutputBuilder<u64, CapacityContainerBuilder<Vec<T>>>;
 type Progress<'scope> = Stream<'scope, u64, Vec<(i32, u64)>>;
 
 /// A source operator's outputs, with the buffers of one batch.
-struct Outputs {
-    readings: Out<Reading>,
+struct Outputs<T: 'static> {
+    readings: Out<T>,
     dead: Out<DeadLetter>,
     /// (partition, bucket) for each bucket of event time in which a
     /// partition delivered readings: how far each partition has come, for
@@ -87,27 +87,27 @@ struct Outputs {
     progress: Out<(i32, u64)>,
     /// Late readings a window output takes, with the watermark each is
     /// behind (see [`Env::take_late`]).
-    late: Out<(u64, Reading)>,
-    readings_buf: Vec<Reading>,
+    late: Out<(u64, T)>,
+    readings_buf: Vec<T>,
     dead_buf: Vec<DeadLetter>,
-    late_buf: Vec<(u64, Reading)>,
+    late_buf: Vec<(u64, T)>,
 }
 
-impl Outputs {
+impl<T: Clone + 'static> Outputs<T> {
     /// The outputs of the operator `builder` builds, with their streams:
     /// the readings and dead letters, the progress, and the late readings.
     fn new<'scope>(
         builder: &mut OperatorBuilder<'scope, u64>,
     ) -> (
         Self,
-        SourceStreams<'scope>,
+        (Stream<'scope, u64, Vec<T>>, Stream<'scope, u64, Vec<DeadLetter>>),
         Progress<'scope>,
-        LateStream<'scope>,
+        Stream<'scope, u64, Vec<(u64, T)>>,
     ) {
-        let (readings_out, readings) = builder.new_output::<Vec<Reading>>();
+        let (readings_out, readings) = builder.new_output::<Vec<T>>();
         let (dead_out, dead) = builder.new_output::<Vec<DeadLetter>>();
         let (progress_out, progress) = builder.new_output::<Vec<(i32, u64)>>();
-        let (late_out, late) = builder.new_output::<Vec<(u64, Reading)>>();
+        let (late_out, late) = builder.new_output::<Vec<(u64, T)>>();
         let outputs = Outputs {
             readings: OutputBuilder::from(readings_out),
             dead: OutputBuilder::from(dead_out),
@@ -159,20 +159,24 @@ impl Caps {
 /// Builds a source operator with a readings and a dead-letter output that
 /// drives a [`Poller`]. `open` runs on each worker with (worker, peers); an
 /// error there is recorded in the metrics and ends the source.
-pub(crate) fn ingest_source<'scope, P, F>(
+pub(crate) fn ingest_source<'scope, D, P, F>(
     env: &Env<'scope>,
     topic: &str,
     name: String,
     watermark_step_ms: u64,
     open: F,
-) -> SourceStreams<'scope>
+) -> (
+    Stream<'scope, u64, Vec<D::Item>>,
+    Stream<'scope, u64, Vec<DeadLetter>>,
+)
 where
+    D: Decode,
     P: Poller,
-    F: FnOnce(usize, usize) -> Result<(P, Ingest), String> + 'static,
+    F: FnOnce(usize, usize) -> Result<(P, Ingest<D>), String> + 'static,
 {
     let scope = env.scope();
     let run = env.run().clone();
-    let shared_ingest: Rc<RefCell<Option<Ingest>>> = Rc::new(RefCell::new(None));
+    let shared_ingest: Rc<RefCell<Option<Ingest<D>>>> = Rc::new(RefCell::new(None));
     let ingest_cell = shared_ingest.clone();
     let mut builder = OperatorBuilder::new(name, scope);
     let activator = scope.activator_for(builder.operator_info().address);
@@ -190,7 +194,13 @@ where
     let mut markers = builder.new_input_connection(env.markers(), Pipeline, no_connection);
     let (worker, peers) = (scope.index(), scope.peers());
     let step = watermark_step_ms.max(1);
-    let record_dir = crate::connect::RunIo::of(env).record.clone();
+    let record_dir = crate::connect::RunIo::of(env)
+        .record
+        .clone()
+        .map(|dir| match D::RECORDED_IN {
+            Some(below) => dir.join(below),
+            None => dir,
+        });
     let sinks_reached = env.sinks_reached();
     let sources_frontier = env.sources_frontier();
     let checkpointing = env.checkpointing();
@@ -200,7 +210,9 @@ where
         let caps = Caps::new(caps);
         let (poller, woken) = match open(worker, peers) {
             Ok((mut poller, mut ingest)) => {
-                ingest.late_taken = Some(Box::new(late_taken));
+                if D::READINGS {
+                    ingest.late_taken = Some(Box::new(late_taken));
+                }
                 let dir = record_dir.as_deref();
                 let woken = ready(
                     &mut poller,
@@ -240,24 +252,20 @@ where
             source.activate(&frontiers[0], &sources_frontier, &sinks_reached);
         }
     });
-    env.register_source(
-        readings.clone(),
-        Rc::new(IngestBook::new(topic, shared_ingest)),
-    );
-    env.register_progress(progress);
-    env.register_late(late);
+    let book = Rc::new(IngestBook::new(topic, shared_ingest));
+    D::register(env, &readings, late, progress, book);
     (readings, dead)
 }
 
 /// A source operator on one worker, between activations.
-struct Source<P> {
+struct Source<P, D: Decode> {
     /// `None`: the source failed to open.
     poller: Option<P>,
     /// Shared with the checkpoint acknowledger (see [`IngestBook`]).
-    ingest: Rc<RefCell<Option<Ingest>>>,
+    ingest: Rc<RefCell<Option<Ingest<D>>>>,
     /// `None` once the source is done.
     caps: Option<Caps>,
-    outputs: Outputs,
+    outputs: Outputs<D::Item>,
     /// The poller wakes the source on data.
     woken: bool,
     last_status: Instant,
@@ -267,7 +275,7 @@ struct Source<P> {
     step: u64,
 }
 
-impl<P: Poller> Source<P> {
+impl<P: Poller, D: Decode> Source<P, D> {
     /// One activation: stops on request (once the markers' `input` says
     /// the last checkpoint is taken), or reads a batch, sends it and moves
     /// the capabilities with the watermark, then schedules itself again.
@@ -306,8 +314,9 @@ impl<P: Poller> Source<P> {
             ingest.publish_status(&poller.end_offsets());
             self.last_status = Instant::now();
         }
-        send_batch(outputs, c, run, read);
-        match advance(ingest, poller.bounded(), c, self.step, sinks_reached) {
+        send_batch::<D>(outputs, c, run, read);
+        let readings_frontier = (!D::READINGS).then(sources_frontier);
+        match advance(ingest, poller.bounded(), c, self.step, sinks_reached, readings_frontier) {
             Next::Read => {}
             Next::Hold => {
                 activator.activate_after(Duration::from_millis(1));
@@ -333,9 +342,9 @@ impl<P: Poller> Source<P> {
 /// data with `activator` if it can (the result), what it reads is recorded into
 /// `record_dir` if given, alignment steps are at least `step`, and without
 /// checkpoints no resume bookkeeping is kept.
-fn ready<P: Poller>(
+fn ready<P: Poller, D: Decode>(
     poller: &mut P,
-    ingest: &mut Ingest,
+    ingest: &mut Ingest<D>,
     activator: SyncActivator,
     record_dir: Option<&Path>,
     run: &Run,
@@ -360,12 +369,12 @@ fn ready<P: Poller>(
 
 /// Aligns the partitions with the readings' `frontier`, then polls a batch
 /// into the buffers of `outputs`; returns how many records were read.
-fn poll<P: Poller>(
+fn poll<P: Poller, D: Decode>(
     poller: &mut P,
-    ingest: &mut Ingest,
+    ingest: &mut Ingest<D>,
     frontier: Option<u64>,
     cap_time: u64,
-    outputs: &mut Outputs,
+    outputs: &mut Outputs<D::Item>,
 ) -> usize {
     let alignment = ingest.align(frontier);
     if alignment != Alignment::default() {
@@ -383,15 +392,19 @@ fn poll<P: Poller>(
 
 /// Counts a batch of `read` records in the metrics and sends its readings,
 /// dead letters and progress.
-fn send_batch(outputs: &mut Outputs, caps: &Caps, run: &Run, read: usize) {
+fn send_batch<D: Decode>(outputs: &mut Outputs<D::Item>, caps: &Caps, run: &Run, read: usize) {
     let m = &run.metrics;
     m.records_read.inc_by(read as u64);
-    m.readings.inc_by(outputs.readings_buf.len() as u64);
-    if let Some(latest) = outputs.readings_buf.iter().map(|r| r.time).max() {
-        m.note_arrival(latest);
+    if D::READINGS {
+        m.readings.inc_by(outputs.readings_buf.len() as u64);
+        if let Some(latest) = outputs.readings_buf.iter().map(D::time).max() {
+            m.note_arrival(latest);
+        }
+        let mut progress_buf = progress_of(D::progress(&outputs.readings_buf).iter());
+        send(&mut outputs.progress, &caps.progress, &mut progress_buf);
+    } else {
+        m.control_events.inc_by(outputs.readings_buf.len() as u64);
     }
-    let mut progress_buf = progress_of(&outputs.readings_buf);
-    send(&mut outputs.progress, &caps.progress, &mut progress_buf);
     send(
         &mut outputs.readings,
         &caps.readings,
@@ -414,12 +427,13 @@ enum Next {
 
 /// Moves the capabilities with `ingest`'s watermark, in steps of `step`,
 /// and says what to do next.
-fn advance(
-    ingest: &mut Ingest,
+fn advance<D: Decode>(
+    ingest: &mut Ingest<D>,
     bounded: bool,
     caps: &mut Caps,
     step: u64,
     sinks_reached: &dyn Fn(u64) -> bool,
+    readings_frontier: Option<Option<u64>>,
 ) -> Next {
     let watermark = match ingest.watermark(bounded) {
         // Stopped at an event time `to`: first move on to it, and
@@ -441,6 +455,13 @@ fn advance(
         Watermark::At(wm) => Some(wm),
         Watermark::Unknown => None,
     };
+    // A source of control events follows the readings' frontier: it never
+    // holds the readings back, and what it reads behind them is applied
+    // where they are (see `Decode::at_watermark`).
+    let watermark = match readings_frontier {
+        Some(readings) => ingest.following(watermark, readings),
+        None => watermark,
+    };
     if let Some(wm) = watermark {
         let target = wm - wm % step;
         if target > caps.time() {
@@ -453,7 +474,7 @@ fn advance(
 
 /// The distinct (partition, bucket) pairs of a batch of readings, where a
 /// bucket is the start of a [`PROGRESS_BUCKET_MS`] of event time.
-fn progress_of(readings: &[Reading]) -> Vec<(i32, u64)> {
+fn progress_of<'a>(readings: impl Iterator<Item = &'a Reading>) -> Vec<(i32, u64)> {
     let mut pairs: Vec<(i32, u64)> = Vec::new();
     for r in readings {
         let pair = (r.partition, r.time - r.time % PROGRESS_BUCKET_MS);

@@ -9,7 +9,7 @@ use timely::dataflow::Scope;
 use super::{ingest_source, restored_positions, Ingest, PartitionStart, Poller, SourceStreams};
 use crate::dead_letter::DeadLetter;
 use crate::decode::Decoder;
-use crate::reading::Reading;
+use crate::source::{Decode, Items};
 use crate::recording::{PartitionReader, Recording};
 use crate::run::Env;
 use crate::run::Run;
@@ -84,46 +84,59 @@ impl<'scope> RecordingSource<'scope> for Scope<'scope, u64> {
         watermark_step_ms: u64,
         env: &Env<'scope>,
     ) -> SourceStreams<'scope> {
-        let topic = recording.info.topic.clone();
-        let name = format!("RecordingSource({})", recording.dir.display());
-        let run = env.run().clone();
-        let resume = restored_positions(env, &topic);
-        let io = crate::connect::RunIo::of(env);
-        let speed = io.speed;
-        let range = io.range;
-        ingest_source(
-            env,
-            &topic.clone(),
-            name,
-            watermark_step_ms,
-            move |worker, peers| {
-                let mut starts = Vec::new();
-                let mut readers = Vec::new();
-                let ends = recording.ends();
-                let mut expected = 0;
-                for (&p, &end) in ends.iter().filter(|(p, _)| **p as usize % peers == worker) {
-                    let first = recording.segments[&p][0].first;
-                    let (start, mut marks) =
-                        PartitionStart::new(p, first, Some(end), resume.get(&p));
-                    marks.extend(recording.marks.get(&p).into_iter().flatten().copied());
-                    marks.sort_unstable();
-                    marks.dedup();
-                    expected += recording.records_from(p, start.offset);
-                    readers.push(recording.reader(p, start.offset));
-                    starts.push((start, marks));
-                }
-                run.metrics.records_expected.inc_by(expected);
-                let mut ingest =
-                    Ingest::new(decoder, &topic, out_of_orderness_ms, starts, run.clone());
-                ingest.done_at = range.map(|(_, to)| to).filter(|to| *to < u64::MAX);
-                let pace = speed.map(|speed| Pace {
-                    speed,
-                    origin: None,
-                });
-                Ok((RecordingPoller { readers, run, pace }, ingest))
-            },
-        )
+        recorded_items(recording, decoder, out_of_orderness_ms, watermark_step_ms, env)
     }
+}
+
+/// A source of what `decoder` makes of the records of `recording`
+/// (readings, control events), with its dead letters (see
+/// [`RecordingSource::recording_source`]).
+pub(crate) fn recorded_items<'scope, D: Decode>(
+    recording: Arc<Recording>,
+    decoder: D,
+    out_of_orderness_ms: u64,
+    watermark_step_ms: u64,
+    env: &Env<'scope>,
+) -> Items<'scope, D::Item> {
+    let topic = recording.info.topic.clone();
+    let name = format!("RecordingSource({})", recording.dir.display());
+    let run = env.run().clone();
+    let resume = restored_positions(env, &topic);
+    let io = crate::connect::RunIo::of(env);
+    let speed = io.speed;
+    let range = io.range;
+    ingest_source(
+        env,
+        &topic.clone(),
+        name,
+        watermark_step_ms,
+        move |worker, peers| {
+            let mut starts = Vec::new();
+            let mut readers = Vec::new();
+            let ends = recording.ends();
+            let mut expected = 0;
+            for (&p, &end) in ends.iter().filter(|(p, _)| **p as usize % peers == worker) {
+                let first = recording.segments[&p][0].first;
+                let (start, mut marks) =
+                    PartitionStart::new(p, first, Some(end), resume.get(&p));
+                marks.extend(recording.marks.get(&p).into_iter().flatten().copied());
+                marks.sort_unstable();
+                marks.dedup();
+                expected += recording.records_from(p, start.offset);
+                readers.push(recording.reader(p, start.offset));
+                starts.push((start, marks));
+            }
+            run.metrics.records_expected.inc_by(expected);
+            let mut ingest =
+                Ingest::new(decoder, &topic, out_of_orderness_ms, starts, run.clone());
+            ingest.done_at = range.map(|(_, to)| to).filter(|to| *to < u64::MAX);
+            let pace = speed.map(|speed| Pace {
+                speed,
+                origin: None,
+            });
+            Ok((RecordingPoller { readers, run, pace }, ingest))
+        },
+    )
 }
 
 /// Records taken from one partition before moving to the next.
@@ -160,11 +173,11 @@ impl Pace {
 }
 
 impl Poller for RecordingPoller {
-    fn poll(
+    fn poll<D: Decode>(
         &mut self,
-        ingest: &mut Ingest,
+        ingest: &mut Ingest<D>,
         cap_time: u64,
-        readings: &mut Vec<Reading>,
+        readings: &mut Vec<D::Item>,
         dead: &mut Vec<DeadLetter>,
     ) -> usize {
         if self.pace.as_mut().is_some_and(|p| p.ahead(cap_time)) {

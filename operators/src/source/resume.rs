@@ -85,7 +85,7 @@ impl PartitionState {
     }
 }
 
-impl Ingest {
+impl<D: super::item::Decode> Ingest<D> {
     /// Drops the resume bookkeeping, for a run without checkpoints: it is
     /// read only by [`Ingest::resume_part`], which trims it.
     pub(crate) fn without_checkpoints(&mut self) {
@@ -173,15 +173,15 @@ impl Ingest {
 
 /// A source's [`Ingest`], shared with the checkpoint acknowledger of its
 /// worker, which writes the source's resume positions.
-pub(super) struct IngestBook {
+pub(super) struct IngestBook<D: super::item::Decode> {
     op: String,
-    ingest: Rc<RefCell<Option<Ingest>>>,
+    ingest: Rc<RefCell<Option<Ingest<D>>>>,
 }
 
-impl IngestBook {
+impl<D: super::item::Decode> IngestBook<D> {
     /// The book of the source of `topic`, whose ingest (once open) is in
     /// `ingest`.
-    pub(super) fn new(topic: &str, ingest: Rc<RefCell<Option<Ingest>>>) -> Self {
+    pub(super) fn new(topic: &str, ingest: Rc<RefCell<Option<Ingest<D>>>>) -> Self {
         IngestBook {
             op: source_op(topic),
             ingest,
@@ -189,7 +189,7 @@ impl IngestBook {
     }
 }
 
-impl SourceBook for IngestBook {
+impl<D: super::item::Decode> SourceBook for IngestBook<D> {
     fn op(&self) -> String {
         self.op.clone()
     }

@@ -221,7 +221,8 @@ impl AreaHealth {
                 self.active.remove(&key);
             }
             AlertState::Chattering => hour.chattering += 1,
-            AlertState::Escalated => {}
+            // Shelving changes what is delivered, not the alarm's state.
+            AlertState::Escalated | AlertState::Shelved | AlertState::Unshelved => {}
         }
         if hour.activations == 0 && hour.chattering == 0 {
             self.hours.remove(&(t / HOUR_MS * HOUR_MS));

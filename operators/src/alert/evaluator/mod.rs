@@ -568,6 +568,9 @@ impl Emitter {
                 last_seen: t.last_seen,
                 rules_version,
                 labels: set.labels(rule, &key.device),
+                shelved: false,
+                acked_by: None,
+                acked_at: None,
             });
         }
         suppressed

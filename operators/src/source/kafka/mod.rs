@@ -20,7 +20,7 @@ use super::{
 };
 use crate::dead_letter::DeadLetter;
 use crate::decode::Decoder;
-use crate::reading::Reading;
+use crate::source::{Decode, Items};
 use crate::recording::RecordRef;
 use crate::run::Env;
 use config::SourceContext;
@@ -132,20 +132,30 @@ impl<'scope> KafkaSource<'scope> for Scope<'scope, u64> {
         decoder: Decoder,
         env: &Env<'scope>,
     ) -> SourceStreams<'scope> {
-        let name = format!("KafkaSource({})", config.topic);
-        let step = config.watermark_step_ms;
-        let run = env.run().clone();
-        let resume = restored_positions(env, &config.topic);
-        let topic = config.topic.clone();
-        ingest_source(env, &topic, name, step, move |worker, peers| {
-            KafkaPoller::open(config, decoder, worker, peers, resume, run)
-        })
+        kafka_items(config, decoder, env)
     }
+}
+
+/// A Kafka source of what `decoder` makes of the records of `config`'s
+/// topic (readings, control events), with its dead letters.
+pub(crate) fn kafka_items<'scope, D: Decode>(
+    config: KafkaSourceConfig,
+    decoder: D,
+    env: &Env<'scope>,
+) -> Items<'scope, D::Item> {
+    let name = format!("KafkaSource({})", config.topic);
+    let step = config.watermark_step_ms;
+    let run = env.run().clone();
+    let resume = restored_positions(env, &config.topic);
+    let topic = config.topic.clone();
+    ingest_source(env, &topic, name, step, move |worker, peers| {
+        KafkaPoller::open(config, decoder, worker, peers, resume, run)
+    })
 }
 
 impl KafkaPoller {
     /// Stops fetching partitions that reached their bounded end.
-    fn pause_done(&mut self, ingest: &Ingest) {
+    fn pause_done<D: Decode>(&mut self, ingest: &Ingest<D>) {
         let mut done = TopicPartitionList::new();
         for part in &ingest.partitions {
             if part.done && !self.paused.contains(&part.id) {
@@ -190,7 +200,7 @@ impl KafkaPoller {
 
     /// Commits the resume offsets of the last checkpoint to the consumer
     /// group, for monitoring tools; failures are logged only.
-    fn commit_resume_offsets(&mut self, ingest: &Ingest) {
+    fn commit_resume_offsets<D: Decode>(&mut self, ingest: &Ingest<D>) {
         let Some(part) = ingest.last_resume() else {
             return;
         };
@@ -213,7 +223,7 @@ impl KafkaPoller {
 
     /// With nothing to read: marks partitions done whose position reached
     /// their end (the last offsets may hold no record), or idle ones.
-    fn check_positions(&self, ingest: &mut Ingest) {
+    fn check_positions<D: Decode>(&self, ingest: &mut Ingest<D>) {
         if self.bounded() {
             let Ok(positions) = self.consumer.position() else {
                 return;
@@ -234,11 +244,11 @@ impl KafkaPoller {
 }
 
 impl Poller for KafkaPoller {
-    fn poll(
+    fn poll<D: Decode>(
         &mut self,
-        ingest: &mut Ingest,
+        ingest: &mut Ingest<D>,
         cap_time: u64,
-        readings: &mut Vec<Reading>,
+        readings: &mut Vec<D::Item>,
         dead: &mut Vec<DeadLetter>,
     ) -> usize {
         let mut read = 0;

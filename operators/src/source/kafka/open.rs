@@ -10,9 +10,8 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use super::config::SourceContext;
 use super::{EndOffset, KafkaPoller, KafkaSourceConfig, StartOffset};
-use crate::decode::Decoder;
 use crate::run::Run;
-use crate::source::{Ingest, PartitionResume, PartitionStart};
+use crate::source::{Decode, Ingest, PartitionResume, PartitionStart};
 
 /// How long opening waits for each answer from the brokers.
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -21,14 +20,14 @@ impl KafkaPoller {
     /// Opens the source on `worker` of `peers`: creates the consumer, finds
     /// the worker's partitions, resolves where each starts and ends, and
     /// assigns them. A failure is a message for the pipeline's errors.
-    pub(super) fn open(
+    pub(super) fn open<D: Decode>(
         config: KafkaSourceConfig,
-        decoder: Decoder,
+        decoder: D,
         worker: usize,
         peers: usize,
         resume: BTreeMap<i32, PartitionResume>,
         run: Run,
-    ) -> Result<(Self, Ingest), String> {
+    ) -> Result<(Self, Ingest<D>), String> {
         let topic = config.topic.clone();
         let consumer = config
             .consumer()

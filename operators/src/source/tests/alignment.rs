@@ -140,11 +140,11 @@ struct Turns {
 const TURN: usize = 50;
 
 impl Poller for Turns {
-    fn poll(
+    fn poll<D: Decode>(
         &mut self,
-        ingest: &mut Ingest,
+        ingest: &mut Ingest<D>,
         cap_time: u64,
-        readings: &mut Vec<Reading>,
+        readings: &mut Vec<D::Item>,
         dead: &mut Vec<DeadLetter>,
     ) -> usize {
         let mut read = 0;

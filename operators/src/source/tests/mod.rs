@@ -14,6 +14,6 @@ use super::resume::RESUME_BUCKET_MS;
 use super::{ingest_source, Alignment, Ingest, PartitionStart, Poller};
 use crate::dead_letter::{DeadLetter, DeadLetterReason};
 use crate::decode::Decoder;
-use crate::reading::Reading;
+use super::Decode;
 use crate::recording::RecordRef;
 use crate::run::{Env, Run};

@@ -29,11 +29,11 @@ struct Scripted {
 }
 
 impl Poller for Scripted {
-    fn poll(
+    fn poll<D: Decode>(
         &mut self,
-        ingest: &mut Ingest,
+        ingest: &mut Ingest<D>,
         cap_time: u64,
-        readings: &mut Vec<Reading>,
+        readings: &mut Vec<D::Item>,
         dead: &mut Vec<DeadLetter>,
     ) -> usize {
         if !self.sent {
