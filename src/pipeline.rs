@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use weir_operators::alarm::health::alarm_health;
 use weir_operators::alert::alerts;
+use weir_operators::decode::ControlDecoder;
 use weir_operators::{Decoder, WindowAggregateOp, WindowKind};
 
 use crate::config::PipelineSpec;
@@ -18,7 +19,9 @@ use crate::runtime::{run, Context, RunOptions, RunReport};
 ///         │            ├─ window_aggregate(other rule window sizes) ─ evaluate_alerts
 ///         │            └─ evaluate_alerts (reading rules)            ─┴─ sink(alerts)
 ///         │                                                              └─ alarm_health ─ sink(alarm health)
-///         └─ dead letters ─ sink(dead letters)
+///         └─ dead letters ─┬─ sink(dead letters)
+/// control ─ control events ┼─ alarm ledger (inside alerts: shelved, acked)
+///         └─ dead letters ─┘
 /// ```
 ///
 /// The rules are wired by [`alerts`], and the source and sinks connected by
@@ -27,9 +30,6 @@ use crate::runtime::{run, Context, RunOptions, RunReport};
 /// logged only.
 pub fn build(ctx: &Context<'_>, spec: &PipelineSpec) {
     let (readings, dead) = ctx.source(spec.source.clone(), Decoder::new(spec.decode.clone()));
-    if let Some(sink) = &spec.dead_letters {
-        ctx.sink(dead, sink.clone());
-    }
 
     // Every output that writes Parquet, and the tumbling ones of a size
     // some rule judges (the others are made by `alerts`, for the rules).
@@ -51,9 +51,24 @@ pub fn build(ctx: &Context<'_>, spec: &PipelineSpec) {
         .collect();
 
     let Some(alerts_sink) = &spec.alerts else {
+        if let Some(sink) = &spec.dead_letters {
+            ctx.sink(dead, sink.clone());
+        }
         return;
     };
     let rules = Arc::new(spec.rules.clone());
+    // Control events act on the alarms: the ledger `alerts` wires takes them.
+    let dead = match &spec.control {
+        Some(control) => {
+            use timely::dataflow::operators::Concat;
+            let refused = ctx.control(control.clone(), ControlDecoder::new(&rules));
+            dead.concat(refused)
+        }
+        None => dead,
+    };
+    if let Some(sink) = &spec.dead_letters {
+        ctx.sink(dead, sink.clone());
+    }
     let alerts = alerts(&readings, &windows, rules.clone(), ctx);
     // The alarm system's health: on the status page, and to its topic.
     let health = alarm_health(&alerts, &rules, spec.alarm_health.clone(), ctx);

@@ -70,6 +70,9 @@ pub fn check_writable_dir(dir: &Path) -> anyhow::Result<()> {
 pub fn check_pipeline(spec: &PipelineSpec, options: &RunOptions) -> anyhow::Result<()> {
     let connect = crate::plan::Connect::new(options)?;
     connect.check_source(&spec.source)?;
+    if let Some(control) = &spec.control {
+        connect.check_source(control)?;
+    }
     for sink in [&spec.alerts, &spec.dead_letters].into_iter().flatten() {
         connect.check_sink(sink)?;
     }

@@ -72,6 +72,15 @@ pub(super) fn validate_pipeline(raw: RawPipeline, path: &Path, d: &mut Diag<'_>)
         .as_ref()
         .map(|c| validate_checkpoint(c, base, d));
     let http = raw.http.as_ref().and_then(|h| validate_http(h, d));
+    let http_token_env = raw
+        .http
+        .as_ref()
+        .and_then(|h| h.get_ref().token_env.as_ref())
+        .map(|t| text(d, t, "http.token_env"));
+    let control = raw
+        .control
+        .as_ref()
+        .map(|c| validate_control(c, &source, sinks.alerts.is_some(), d));
 
     PipelineSpec {
         name,
@@ -89,7 +98,44 @@ pub(super) fn validate_pipeline(raw: RawPipeline, path: &Path, d: &mut Diag<'_>)
         workers,
         checkpoint,
         http,
+        control,
+        http_token_env,
     }
+}
+
+/// `[control]`: the source's settings, on the control topic (and brokers
+/// and properties, if given).
+fn validate_control(
+    raw: &Spanned<RawControl>,
+    source: &KafkaSourceConfig,
+    alerts: bool,
+    d: &mut Diag<'_>,
+) -> KafkaSourceConfig {
+    let at = raw.span().start;
+    let r = raw.get_ref();
+    if !alerts {
+        d.at(
+            at,
+            "control",
+            "needs [sinks.alerts]: control events act on the alarms of the rules",
+        );
+    }
+    let mut control = source.clone();
+    control.topic = required_text(d, r.topic.as_ref(), at, "control.topic");
+    if let Some(b) = &r.brokers {
+        control.brokers = text(d, b, "control.brokers");
+    }
+    if r.properties.is_some() {
+        control.properties = properties(d, r.properties.as_ref(), "control.properties");
+    }
+    if control.topic == source.topic && !control.topic.is_empty() {
+        d.at(
+            at,
+            "control.topic",
+            "must not be the readings' topic",
+        );
+    }
+    control
 }
 
 /// The sinks of a pipeline, each if configured.

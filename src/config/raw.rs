@@ -36,6 +36,20 @@ pub(super) struct RawPipeline {
     pub(super) storage: Option<Spanned<RawStorage>>,
     /// `[alarm_health]`: how the alarm system's health is measured.
     pub(super) alarm_health: Option<Spanned<RawAlarmHealth>>,
+    /// `[control]`: the topic of control events (acknowledge, shelve, ...).
+    pub(super) control: Option<Spanned<RawControl>>,
+}
+
+/// `[control]`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawControl {
+    /// Topic of control events (required).
+    pub(super) topic: Option<Spanned<String>>,
+    /// Bootstrap servers; default the source's.
+    pub(super) brokers: Option<Spanned<String>>,
+    /// Extra librdkafka properties; default the source's.
+    pub(super) properties: Option<BTreeMap<String, Spanned<toml::Value>>>,
 }
 
 /// `[alarm_health]`.
@@ -68,6 +82,9 @@ pub(super) struct RawStorage {
 pub(super) struct RawHttp {
     /// `HOST:PORT` to serve `/metrics`, `/health` and `/ready` on.
     pub(super) addr: Option<Spanned<String>>,
+    /// The environment variable holding the bearer token that the alarm
+    /// actions (`POST /api/alarms/...`) require; without it they are off.
+    pub(super) token_env: Option<Spanned<String>>,
 }
 
 /// `[checkpoint]`.

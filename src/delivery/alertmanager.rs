@@ -61,8 +61,8 @@ pub fn alertmanager_alert(event: &Value) -> Option<Value> {
     });
     let mut alert = json!({"labels": labels, "annotations": annotations});
     match text("state").as_str() {
-        "firing" | "escalated" => alert["startsAt"] = time.into(),
-        "resolved" => alert["endsAt"] = time.into(),
+        "firing" | "escalated" | "unshelved" => alert["startsAt"] = time.into(),
+        "resolved" | "shelved" => alert["endsAt"] = time.into(),
         _ => return None,
     }
     Some(alert)
@@ -113,14 +113,21 @@ impl Sender {
     }
 
     /// Applies `event` to the firing alarms; returns the alerts to send.
+    /// The events of a shelved alarm are not sent, but the notice of its
+    /// shelving ends it where it was sent firing.
     fn apply(&mut self, event: &Value) -> Vec<Value> {
         let Some(alert) = alertmanager_alert(event) else {
             return Vec::new();
         };
         let key = alarm(event);
+        let state = event["state"].as_str();
+        let shelved = event["shelved"].as_bool() == Some(true);
+        if shelved && (state != Some("shelved") || !self.firing.contains_key(&key)) {
+            return Vec::new();
+        }
         let mut out = Vec::new();
-        match event["state"].as_str() {
-            Some("resolved") => {
+        match state {
+            Some("resolved" | "shelved") => {
                 // End the alarm as it was sent (its severity may have been
                 // escalated since it fired).
                 let mut ended = self.firing.remove(&key).unwrap_or(alert);
@@ -254,5 +261,30 @@ mod tests {
         assert!(s.firing.is_empty());
 
         assert!(s.apply(&event("chattering", "warning", 240_000)).is_empty());
+    }
+
+    fn shelved(mut event: Value) -> Value {
+        event["shelved"] = true.into();
+        event
+    }
+
+    #[test]
+    fn a_shelved_alarm_is_ended_and_not_sent_until_it_is_unshelved() {
+        let mut s = sender();
+        assert_eq!(s.apply(&event("firing", "warning", 60_000)).len(), 1);
+        // Shelved while firing: Alertmanager's alert ends.
+        let ended = s.apply(&shelved(event("shelved", "warning", 90_000)));
+        assert_eq!(ended.len(), 1);
+        assert_eq!(ended[0]["endsAt"], "1970-01-01T00:01:30.000Z");
+        assert!(s.firing.is_empty());
+        // Nothing of it is sent while shelved, not even a second notice.
+        assert!(s.apply(&shelved(event("resolved", "warning", 120_000))).is_empty());
+        assert!(s.apply(&shelved(event("firing", "warning", 150_000))).is_empty());
+        assert!(s.apply(&shelved(event("shelved", "warning", 160_000))).is_empty());
+        // Unshelved while still firing: it arrives again.
+        let back = s.apply(&event("unshelved", "warning", 180_000));
+        assert_eq!(back.len(), 1);
+        assert_eq!(back[0]["startsAt"], "1970-01-01T00:03:00.000Z");
+        assert_eq!(s.firing.len(), 1);
     }
 }

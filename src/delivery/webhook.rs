@@ -38,6 +38,13 @@ impl Sender {
 
 impl Target for Sender {
     fn attempt(&mut self, event: &Event) -> Result<(), String> {
+        // A shelved alarm's events are not delivered; the notice that it
+        // was shelved is.
+        let json = event.json.as_ref();
+        let shelved = json.is_some_and(|j| j["shelved"].as_bool() == Some(true));
+        if shelved && json.is_some_and(|j| j["state"] != "shelved") {
+            return Ok(());
+        }
         let url = &self.config.url;
         let mut request = self
             .client

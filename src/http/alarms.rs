@@ -64,7 +64,8 @@ pub(super) fn alarms_json(board: &AlarmBoard, filter: &Filter) -> serde_json::Va
             serde_json::json!({
                 "rule": a.rule, "device": a.device, "sensor": a.sensor,
                 "severity": a.severity, "state": state_of(a), "since": a.since,
-                "site": place.site, "line": place.line,
+                "site": place.site, "line": place.line, "shelved": a.shelved,
+                "acked_by": a.acked_by, "acked_at": a.acked_at,
             })
         })
         .collect();
@@ -122,6 +123,9 @@ mod tests {
             severity: severity.into(),
             since: 1_000,
             escalated,
+            acked_by: None,
+            acked_at: None,
+            shelved: false,
         }
     }
 

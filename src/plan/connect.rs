@@ -14,9 +14,12 @@ use weir_operators::kafka::{
 use weir_operators::output::{JsonLinesSink, SinkRecord};
 use weir_operators::parquet::{ParquetSink, ParquetSinkConfig};
 use weir_operators::recording::Recording;
-use weir_operators::source::{KafkaSource, RecordingSource};
+use weir_operators::decode::ControlDecoder;
+use weir_operators::source::{
+    kafka_control, recorded_control, KafkaSource, RecordingSource, CONTROL_RECORDING,
+};
 use weir_operators::storage::Location;
-use weir_operators::{Decoder, SourceStreams, Windows};
+use weir_operators::{DeadLetter, Decoder, SourceStreams, Windows};
 
 use crate::config::DEFAULT_OUTPUT;
 use crate::preflight::{check_topics, check_writable_dir};
@@ -161,6 +164,41 @@ impl<'scope> Context<'scope> {
                 &self.env,
             ),
             None => scope.kafka_source(self.connect.source_config(config), decoder, &self.env),
+        }
+    }
+
+    /// The control events of a pipeline (acknowledge, shelve, unshelve, out
+    /// of service) from the Kafka topic of `config`, read as the run reads
+    /// its source; in a replay, those recorded with the readings (in the
+    /// recording's `control` directory), or none. They go to the alarm
+    /// ledger that [`alerts`](weir_operators::alert::alerts) wires, so
+    /// this comes before it. Returns the dead letters: malformed events,
+    /// and those naming no known alarm.
+    pub fn control(
+        &self,
+        config: KafkaSourceConfig,
+        decoder: ControlDecoder,
+    ) -> Stream<'scope, u64, Vec<DeadLetter>> {
+        use timely::dataflow::operators::ToStream;
+        let step = config.watermark_step_ms;
+        match &self.connect.replay {
+            Some(recording) => {
+                let dir = recording.dir.join(CONTROL_RECORDING);
+                if !dir.join("recording.json").exists() {
+                    return Vec::<DeadLetter>::new().to_stream(self.env.scope());
+                }
+                match Recording::open(&dir) {
+                    Ok(control) => recorded_control(Arc::new(control), decoder, step, &self.env).1,
+                    Err(e) => {
+                        self.env.run().control.add_error(format!(
+                            "cannot read the control events recorded in {}: {e}",
+                            dir.display()
+                        ));
+                        Vec::<DeadLetter>::new().to_stream(self.env.scope())
+                    }
+                }
+            }
+            None => kafka_control(self.connect.source_config(config), decoder, &self.env).1,
         }
     }
 
