@@ -47,6 +47,25 @@ pub(crate) fn record(args: Args) -> anyhow::Result<()> {
     );
     if report.interrupted {
         println!("Interrupted: run the same command again to continue.");
+        return Ok(());
+    }
+    // The control events go with the readings, whole, as a replay reads
+    // them (in the recording's `control` directory).
+    if let Some(control) = &spec.control {
+        let options = weir::record::RecordOptions {
+            partitions: Vec::new(),
+            from: weir::record::Position::Edge,
+            to: weir::record::Position::Edge,
+            progress: false,
+        };
+        let dir = args.dir.join(weir::operators::source::CONTROL_RECORDING);
+        let report = weir::record::record(control, &dir, &options)?;
+        println!(
+            "Recorded {} control events of `{}` into {}.",
+            report.records,
+            control.topic,
+            dir.display()
+        );
     }
     Ok(())
 }

@@ -129,11 +129,7 @@ fn validate_control(
         control.properties = properties(d, r.properties.as_ref(), "control.properties");
     }
     if control.topic == source.topic && !control.topic.is_empty() {
-        d.at(
-            at,
-            "control.topic",
-            "must not be the readings' topic",
-        );
+        d.at(at, "control.topic", "must not be the readings' topic");
     }
     control
 }

@@ -278,9 +278,15 @@ mod tests {
         assert_eq!(ended[0]["endsAt"], "1970-01-01T00:01:30.000Z");
         assert!(s.firing.is_empty());
         // Nothing of it is sent while shelved, not even a second notice.
-        assert!(s.apply(&shelved(event("resolved", "warning", 120_000))).is_empty());
-        assert!(s.apply(&shelved(event("firing", "warning", 150_000))).is_empty());
-        assert!(s.apply(&shelved(event("shelved", "warning", 160_000))).is_empty());
+        assert!(s
+            .apply(&shelved(event("resolved", "warning", 120_000)))
+            .is_empty());
+        assert!(s
+            .apply(&shelved(event("firing", "warning", 150_000)))
+            .is_empty());
+        assert!(s
+            .apply(&shelved(event("shelved", "warning", 160_000)))
+            .is_empty());
         // Unshelved while still firing: it arrives again.
         let back = s.apply(&event("unshelved", "warning", 180_000));
         assert_eq!(back.len(), 1);

@@ -8,13 +8,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use timely::dataflow::Stream;
+use weir_operators::decode::ControlDecoder;
 use weir_operators::kafka::{
     EndOffset, KafkaSink, KafkaSinkConfig, KafkaSourceConfig, StartOffset,
 };
 use weir_operators::output::{JsonLinesSink, SinkRecord};
 use weir_operators::parquet::{ParquetSink, ParquetSinkConfig};
 use weir_operators::recording::Recording;
-use weir_operators::decode::ControlDecoder;
 use weir_operators::source::{
     kafka_control, recorded_control, KafkaSource, RecordingSource, CONTROL_RECORDING,
 };
@@ -198,7 +198,17 @@ impl<'scope> Context<'scope> {
                     }
                 }
             }
-            None => kafka_control(self.connect.source_config(config), decoder, &self.env).1,
+            None => {
+                // The readings' end offsets say nothing of the control
+                // topic: a run that ends at offsets reads it to its end as
+                // of the start.
+                let mut config = self.connect.source_config(config);
+                if matches!(config.end, Some(EndOffset::Offsets(_))) {
+                    config.end = None;
+                    config.bounded = true;
+                }
+                kafka_control(config, decoder, &self.env).1
+            }
         }
     }
 

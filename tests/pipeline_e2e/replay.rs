@@ -28,6 +28,39 @@ fn reading(p: i32, d: usize, sensor: &str, t: u64) -> String {
 
 const T0: u64 = 1_763_900_000_000;
 
+/// Control events, in event-time order: a shelve, acknowledgements, devices
+/// out of service and back, and two bad ones (no event time; a rule the
+/// pipeline does not have).
+fn control_events() -> Vec<(i32, String)> {
+    let at = |s: u64| T0 + s * 1_000;
+    let alarm = |action: &str, device: &str, s: u64, extra: &str| {
+        format!(
+            r#"{{"event_time":{},"action":"{action}","rule":"hot","device":"{device}","sensor":"temperature","user":"ana","reason":"test"{extra}}}"#,
+            at(s)
+        )
+    };
+    let service = |action: &str, s: u64| {
+        format!(
+            r#"{{"event_time":{},"action":"{action}","device":"dev-*","user":"ana"}}"#,
+            at(s)
+        )
+    };
+    let mut events = vec![alarm("shelve", "dev-00", 10, r#","duration":"2m""#)];
+    for s in (30..300).step_by(30) {
+        events.push(alarm("ack", "dev-01", s, ""));
+    }
+    events.push(service("out_of_service", 100));
+    events.push(service("in_service", 200));
+    events.push(r#"{"action":"ack","rule":"hot","device":"dev-01","user":"ana"}"#.to_owned());
+    events.push(alarm("ack", "dev-02", 250, "").replace(r#""rule":"hot""#, r#""rule":"nope""#));
+    events.sort_by_key(|e| {
+        e.split("event_time\":")
+            .nth(1)
+            .map(|r| r.split(',').next().unwrap().to_owned())
+    });
+    events.into_iter().map(|e| (0, e)).collect()
+}
+
 /// Readings of every device of partition `p` for seconds `from..to`, with a
 /// bad record every 97th.
 fn phase(p: i32, from: u64, to: u64) -> Vec<(i32, String)> {
@@ -182,11 +215,17 @@ fn a_replay_of_a_recorded_live_run_gives_exactly_its_results() {
     // The alarm system's health too, with limits the input reaches.
     let health = unique_topic("health");
     broker.create_topic(&health, 1);
+    // Control events: recorded with the readings, and replayed.
+    let control = unique_topic("control");
+    broker.create_topic(&control, 1);
     let toml = format!(
         "{toml}\n[sinks.alarm_health]\ntopic = \"{health}\"\n\n[alarm_health]\n\
-         flood_window = \"1m\"\nflood_limit = 2\nstale_after = \"1m\"\n"
+         flood_window = \"1m\"\nflood_limit = 2\nstale_after = \"1m\"\n\n\
+         [control]\ntopic = \"{control}\"\n"
     );
     std::fs::write(&pipeline, toml).unwrap();
+    let controls = control_events();
+    produce(&broker, &control, &controls);
 
     // The input, in three phases: every partition, then partitions 0 and 1
     // only (partition 2 goes idle), then partition 2 wakes with records
@@ -287,9 +326,24 @@ fn a_replay_of_a_recorded_live_run_gives_exactly_its_results() {
             .filter(|(_, r)| !r.ends_with('}'))
             .count()
             + live_reasons.get("late_after_idle").unwrap_or(&0)
-            + live_reasons.get("late").unwrap_or(&0),
-        "every bad record is a dead letter"
+            + live_reasons.get("late").unwrap_or(&0)
+            + 2,
+        "every bad record is a dead letter, and the two bad control events"
     );
+    assert_eq!(
+        live_reasons.get("unknown_alarm"),
+        Some(&1),
+        "{live_reasons:?}"
+    );
+    // The control events acted: shelved events, notices and acknowledgements.
+    let docs: Vec<serde_json::Value> = live_alerts
+        .iter()
+        .map(|a| serde_json::from_slice(a).unwrap())
+        .collect();
+    let count = |f: &dyn Fn(&serde_json::Value) -> bool| docs.iter().filter(|d| f(d)).count();
+    assert!(count(&|d| d["shelved"] == true && d["state"] == "firing") > 0);
+    assert!(count(&|d| d["state"] == "shelved") > 0 && count(&|d| d["state"] == "unshelved") > 0);
+    assert!(count(&|d| d["acked_by"] == "ana") > 0);
 
     // The same worker count: the same Parquet bytes, alerts and dead letters.
     let same = replay(&recording, &pipeline, 2, &[]);

@@ -74,9 +74,15 @@ fn an_acknowledgement_rides_on_the_alarms_later_events_until_it_resolves() {
     );
     ledger.advance(None, &mut out);
     // A new activation starts unacknowledged.
-    assert_eq!(alerts(&mut out), vec![seen("d1", "firing", 5_000, false, None)]);
+    assert_eq!(
+        alerts(&mut out),
+        vec![seen("d1", "firing", 5_000, false, None)]
+    );
     let active = ledger.snapshot().active;
-    assert_eq!((active[0].acked_by.clone(), active[0].shelved), (None, false));
+    assert_eq!(
+        (active[0].acked_by.clone(), active[0].shelved),
+        (None, false)
+    );
 }
 
 #[test]
@@ -104,7 +110,10 @@ fn a_shelved_alarm_is_marked_until_its_shelve_ends_and_comes_back_if_still_activ
     // The shelve ends at 10 s, with the alarm still active.
     assert_eq!(ledger.earliest(false), Some(10_000));
     ledger.advance(Some(10_001), &mut out);
-    assert_eq!(alerts(&mut out), vec![seen("d1", "unshelved", 10_000, false, None)]);
+    assert_eq!(
+        alerts(&mut out),
+        vec![seen("d1", "unshelved", 10_000, false, None)]
+    );
     assert!(!ledger.snapshot().active[0].shelved);
     assert!(ledger.snapshot().shelves.is_empty());
 }
@@ -186,6 +195,9 @@ fn a_worker_applies_control_events_to_its_own_alarms_only_and_restores_them() {
     let mut restored = Ledger::restore(vec![part], 3_000, |k| k.1 == "d1", |_| false);
     restored.push([event("d1", AlertState::Resolved, 5_000)]);
     restored.advance(Some(9_001), &mut out);
-    assert_eq!(alerts(&mut out), vec![seen("d1", "resolved", 5_000, true, Some(2_500))]);
+    assert_eq!(
+        alerts(&mut out),
+        vec![seen("d1", "resolved", 5_000, true, Some(2_500))]
+    );
     assert!(restored.snapshot().shelves.is_empty());
 }

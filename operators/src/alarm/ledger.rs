@@ -9,9 +9,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::shelf::{notice, Key, OutOfService, Shelve};
 use crate::checkpoint::Marker;
 use crate::hash::route_hash;
-use super::shelf::{notice, Key, OutOfService, Shelve};
 use crate::record::{ActiveAlarm, Alert, AlertState, ControlAction, ControlEvent};
 use crate::run::{Participant, StatefulLogic};
 
@@ -186,10 +186,15 @@ impl Ledger {
         loop {
             let ta = alerts.get(a).map(|x| x.event_time).filter(|t| before(*t));
             let tc = controls.get(c).map(|x| x.event_time).filter(|t| before(*t));
-            let te = self.shelves.values().map(|s| s.until).min().filter(|t| match until {
-                Some(u) => *t < u,
-                None => ta.into_iter().chain(tc).any(|x| x >= *t),
-            });
+            let te = self
+                .shelves
+                .values()
+                .map(|s| s.until)
+                .min()
+                .filter(|t| match until {
+                    Some(u) => *t < u,
+                    None => ta.into_iter().chain(tc).any(|x| x >= *t),
+                });
             let Some(t) = [ta, tc, te].into_iter().flatten().min() else {
                 break;
             };
@@ -262,12 +267,18 @@ impl Ledger {
                     alarm.acked_at = Some(at);
                     out.push(Entry::Change((alarm.clone(), at, 1)));
                 }
-                None => tracing::info!(rule = %event.rule, device = %event.device, sensor = %event.sensor, "Acknowledgement of an alarm that is not active: nothing to acknowledge"),
+                None => {
+                    tracing::info!(rule = %event.rule, device = %event.device, sensor = %event.sensor, "Acknowledgement of an alarm that is not active: nothing to acknowledge")
+                }
             },
             ControlAction::Shelve if self.owns(&key) => {
                 let until = event.until.unwrap_or(at);
                 let user = event.user.clone();
-                let shelve = Shelve { key: key.clone(), until, user };
+                let shelve = Shelve {
+                    key: key.clone(),
+                    until,
+                    user,
+                };
                 self.shelves.insert(key.clone(), shelve);
                 self.set_shelved(&key, at, out);
             }
@@ -276,7 +287,8 @@ impl Ledger {
                 self.set_shelved(&key, at, out);
             }
             ControlAction::OutOfService => {
-                self.out_of_service.push(OutOfService::new(&event.device, &event.user, at));
+                self.out_of_service
+                    .push(OutOfService::new(&event.device, &event.user, at));
                 self.reshelve(at, out);
             }
             ControlAction::InService => {

@@ -13,11 +13,11 @@
 //! again at its frontier, so the views stay exact across a restart, at any
 //! worker count.
 
+#[cfg(test)]
+mod control_tests;
 pub mod health;
 pub mod ledger;
 pub mod shelf;
-#[cfg(test)]
-mod control_tests;
 #[cfg(test)]
 mod tests;
 mod views;

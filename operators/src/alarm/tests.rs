@@ -96,12 +96,7 @@ fn a_restored_ledger_inserts_its_alarms_at_the_frontier_and_resolves_them_later(
         ..LedgerPart::default()
     };
     // This worker owns d1 and d3; rule "old" changed since the checkpoint.
-    let mut ledger = Ledger::restore(
-        vec![part],
-        60_000,
-        |k| k.1 != "d2",
-        |rule| rule == "old",
-    );
+    let mut ledger = Ledger::restore(vec![part], 60_000, |k| k.1 != "d2", |rule| rule == "old");
     assert_eq!(ledger.earliest(false), Some(60_000));
     ledger.push([event("hot", "d1", AlertState::Resolved, 61_000, "warning")]);
     let mut out = Vec::new();

@@ -112,10 +112,7 @@ impl ControlDecoder {
             return unknown(format!("no rule is named {:?}", event.rule));
         }
         if !self.devices.is_empty() && !self.devices.contains(&event.device) {
-            return unknown(format!(
-                "device {:?} is not in the registry",
-                event.device
-            ));
+            return unknown(format!("device {:?} is not in the registry", event.device));
         }
         Ok(())
     }
@@ -159,7 +156,9 @@ fn time(doc: &Map<String, Value>, field: &str) -> Result<u64, DecodeError> {
             .ok()
             .and_then(|d| u64::try_from(d.timestamp_millis()).ok())
             .ok_or_else(|| invalid(format!("field `{field}` is not an RFC 3339 time ({s:?})"))),
-        Some(other) => Err(invalid(format!("field `{field}` must be a time, found {other}"))),
+        Some(other) => Err(invalid(format!(
+            "field `{field}` must be a time, found {other}"
+        ))),
     }
 }
 

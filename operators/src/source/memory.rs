@@ -10,9 +10,9 @@ use timely::dataflow::Scope;
 use super::{ingest_source, restored_positions, Ingest, PartitionStart, Poller, SourceStreams};
 use crate::dead_letter::DeadLetter;
 use crate::decode::Decoder;
-use crate::source::Decode;
 use crate::recording::RecordRef;
 use crate::run::Env;
+use crate::source::Decode;
 
 /// One recorded Kafka record.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -27,10 +27,10 @@ use crate::dead_letter::DeadLetter;
 use crate::reading::Reading;
 
 pub(crate) use align::Alignment;
+pub use control::{kafka_control, recorded_control};
 pub(crate) use ingest::Ingest;
 pub(crate) use item::Decode;
 pub use item::CONTROL_RECORDING;
-pub use control::{kafka_control, recorded_control};
 pub use kafka::{EndOffset, KafkaSource, KafkaSourceConfig, StartOffset};
 pub use memory::{MemorySource, MemoryTopic};
 pub(crate) use operator::{ingest_source, Poller};

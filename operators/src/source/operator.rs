@@ -100,7 +100,10 @@ impl<T: Clone + 'static> Outputs<T> {
         builder: &mut OperatorBuilder<'scope, u64>,
     ) -> (
         Self,
-        (Stream<'scope, u64, Vec<T>>, Stream<'scope, u64, Vec<DeadLetter>>),
+        (
+            Stream<'scope, u64, Vec<T>>,
+            Stream<'scope, u64, Vec<DeadLetter>>,
+        ),
         Progress<'scope>,
         Stream<'scope, u64, Vec<(u64, T)>>,
     ) {
@@ -194,13 +197,14 @@ where
     let mut markers = builder.new_input_connection(env.markers(), Pipeline, no_connection);
     let (worker, peers) = (scope.index(), scope.peers());
     let step = watermark_step_ms.max(1);
-    let record_dir = crate::connect::RunIo::of(env)
-        .record
-        .clone()
-        .map(|dir| match D::RECORDED_IN {
-            Some(below) => dir.join(below),
-            None => dir,
-        });
+    let record_dir =
+        crate::connect::RunIo::of(env)
+            .record
+            .clone()
+            .map(|dir| match D::RECORDED_IN {
+                Some(below) => dir.join(below),
+                None => dir,
+            });
     let sinks_reached = env.sinks_reached();
     let sources_frontier = env.sources_frontier();
     let checkpointing = env.checkpointing();
@@ -316,7 +320,14 @@ impl<P: Poller, D: Decode> Source<P, D> {
         }
         send_batch::<D>(outputs, c, run, read);
         let readings_frontier = (!D::READINGS).then(sources_frontier);
-        match advance(ingest, poller.bounded(), c, self.step, sinks_reached, readings_frontier) {
+        match advance(
+            ingest,
+            poller.bounded(),
+            c,
+            self.step,
+            sinks_reached,
+            readings_frontier,
+        ) {
             Next::Read => {}
             Next::Hold => {
                 activator.activate_after(Duration::from_millis(1));

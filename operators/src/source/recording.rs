@@ -9,10 +9,10 @@ use timely::dataflow::Scope;
 use super::{ingest_source, restored_positions, Ingest, PartitionStart, Poller, SourceStreams};
 use crate::dead_letter::DeadLetter;
 use crate::decode::Decoder;
-use crate::source::{Decode, Items};
 use crate::recording::{PartitionReader, Recording};
 use crate::run::Env;
 use crate::run::Run;
+use crate::source::{Decode, Items};
 
 /// Reads a recording into a dataflow.
 pub trait RecordingSource<'scope> {
@@ -84,7 +84,13 @@ impl<'scope> RecordingSource<'scope> for Scope<'scope, u64> {
         watermark_step_ms: u64,
         env: &Env<'scope>,
     ) -> SourceStreams<'scope> {
-        recorded_items(recording, decoder, out_of_orderness_ms, watermark_step_ms, env)
+        recorded_items(
+            recording,
+            decoder,
+            out_of_orderness_ms,
+            watermark_step_ms,
+            env,
+        )
     }
 }
 
@@ -117,8 +123,7 @@ pub(crate) fn recorded_items<'scope, D: Decode>(
             let mut expected = 0;
             for (&p, &end) in ends.iter().filter(|(p, _)| **p as usize % peers == worker) {
                 let first = recording.segments[&p][0].first;
-                let (start, mut marks) =
-                    PartitionStart::new(p, first, Some(end), resume.get(&p));
+                let (start, mut marks) = PartitionStart::new(p, first, Some(end), resume.get(&p));
                 marks.extend(recording.marks.get(&p).into_iter().flatten().copied());
                 marks.sort_unstable();
                 marks.dedup();
@@ -127,8 +132,7 @@ pub(crate) fn recorded_items<'scope, D: Decode>(
                 starts.push((start, marks));
             }
             run.metrics.records_expected.inc_by(expected);
-            let mut ingest =
-                Ingest::new(decoder, &topic, out_of_orderness_ms, starts, run.clone());
+            let mut ingest = Ingest::new(decoder, &topic, out_of_orderness_ms, starts, run.clone());
             ingest.done_at = range.map(|(_, to)| to).filter(|to| *to < u64::MAX);
             let pace = speed.map(|speed| Pace {
                 speed,

@@ -20,9 +20,9 @@ use super::{
 };
 use crate::dead_letter::DeadLetter;
 use crate::decode::Decoder;
-use crate::source::{Decode, Items};
 use crate::recording::RecordRef;
 use crate::run::Env;
+use crate::source::{Decode, Items};
 use config::SourceContext;
 
 /// A worker's consumer and the config it was built from.
