@@ -52,6 +52,9 @@ pub fn route(rule: &str, device: &str, sensor: &str) -> u64 {
     route_hash(&[rule, device, sensor])
 }
 
+/// Whether a worker keeps an alarm.
+type Owns = Box<dyn Fn(&Key) -> bool>;
+
 /// Alert and control events waiting for the frontier, the alarms active as
 /// of it, and the shelves and devices out of service.
 #[derive(Default)]
@@ -64,7 +67,7 @@ pub struct Ledger {
     control: Vec<ControlEvent>,
     /// Whether this worker keeps an alarm (control events reach every
     /// worker; the alert events of an alarm reach one).
-    owns: Option<Box<dyn Fn(&Key) -> bool>>,
+    owns: Option<Owns>,
     /// Changes made outside the events (the alarms a restored checkpoint
     /// inserts at its frontier, those a reload ends), to send.
     queued: Vec<Entry>,

@@ -23,6 +23,7 @@ use super::align::Alignment;
 use super::ingest::{Ingest, Watermark};
 use super::item::Decode;
 use super::resume::IngestBook;
+use super::Items;
 use crate::dead_letter::DeadLetter;
 use crate::reading::{Reading, PROGRESS_BUCKET_MS};
 use crate::run::{stop_on_last_marker, Env, Run};
@@ -74,6 +75,9 @@ const STARVED_RECHECK: Duration = Duration::from_millis(10);
 /// An output of a source operator.
 type Out<T> = OutputBuilder<u64, CapacityContainerBuilder<Vec<T>>>;
 
+/// A source's late items, each with the watermark it is behind.
+type Late<'scope, T> = Stream<'scope, u64, Vec<(u64, T)>>;
+
 /// The progress stream of a source: (partition, bucket) pairs.
 type Progress<'scope> = Stream<'scope, u64, Vec<(i32, u64)>>;
 
@@ -98,15 +102,7 @@ impl<T: Clone + 'static> Outputs<T> {
     /// the readings and dead letters, the progress, and the late readings.
     fn new<'scope>(
         builder: &mut OperatorBuilder<'scope, u64>,
-    ) -> (
-        Self,
-        (
-            Stream<'scope, u64, Vec<T>>,
-            Stream<'scope, u64, Vec<DeadLetter>>,
-        ),
-        Progress<'scope>,
-        Stream<'scope, u64, Vec<(u64, T)>>,
-    ) {
+    ) -> (Self, Items<'scope, T>, Progress<'scope>, Late<'scope, T>) {
         let (readings_out, readings) = builder.new_output::<Vec<T>>();
         let (dead_out, dead) = builder.new_output::<Vec<DeadLetter>>();
         let (progress_out, progress) = builder.new_output::<Vec<(i32, u64)>>();
@@ -168,10 +164,7 @@ pub(crate) fn ingest_source<'scope, D, P, F>(
     name: String,
     watermark_step_ms: u64,
     open: F,
-) -> (
-    Stream<'scope, u64, Vec<D::Item>>,
-    Stream<'scope, u64, Vec<DeadLetter>>,
-)
+) -> Items<'scope, D::Item>
 where
     D: Decode,
     P: Poller,
