@@ -72,11 +72,6 @@ pub(super) fn validate_pipeline(raw: RawPipeline, path: &Path, d: &mut Diag<'_>)
         .as_ref()
         .map(|c| validate_checkpoint(c, base, d));
     let http = raw.http.as_ref().and_then(|h| validate_http(h, d));
-    let http_token_env = raw
-        .http
-        .as_ref()
-        .and_then(|h| h.get_ref().token_env.as_ref())
-        .map(|t| text(d, t, "http.token_env"));
     let control = raw
         .control
         .as_ref()
@@ -99,7 +94,6 @@ pub(super) fn validate_pipeline(raw: RawPipeline, path: &Path, d: &mut Diag<'_>)
         checkpoint,
         http,
         control,
-        http_token_env,
     }
 }
 
