@@ -87,6 +87,33 @@ pub fn run_spec(spec: &PipelineSpec, options: &RunOptions) -> anyhow::Result<Run
     if options.deliveries.is_empty() {
         options.deliveries = spec.deliveries.clone();
     }
+    if let (Some(var), Some(control), None) =
+        (&spec.http_token_env, &spec.control, &options.alarm_actions)
+    {
+        options.alarm_actions = Some(alarm_actions(var, control)?);
+    }
     let spec = Arc::new(spec.clone());
     run(&options, move |_scope, ctx| build(ctx, &spec))
+}
+
+/// The alarm actions of a pipeline whose `[http] token_env` names `var`:
+/// its token (a secret from now on), and the control topic they write to.
+fn alarm_actions(
+    var: &str,
+    control: &weir_operators::KafkaSourceConfig,
+) -> anyhow::Result<crate::http::AlarmActions> {
+    let token = std::env::var(var).ok().filter(|t| !t.is_empty());
+    let Some(token) = token else {
+        anyhow::bail!(
+            "[http] token_env names {var}, which is not set: set it to the token that \
+             alarm actions (POST /api/alarms/...) must carry, or remove token_env to turn them off"
+        );
+    };
+    crate::secrets::remember(&token);
+    Ok(crate::http::AlarmActions {
+        token,
+        brokers: control.brokers.clone(),
+        topic: control.topic.clone(),
+        properties: control.properties.clone(),
+    })
 }

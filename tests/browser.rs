@@ -19,243 +19,23 @@
 //! `WEIR_SCREENSHOT=$PWD/docs/status-page.png cargo test --test browser`.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, Write};
-use std::os::unix::process::CommandExt as _;
-use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc;
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+#[path = "support/chromium.rs"]
+mod chromium;
 #[path = "support/ops.rs"]
 mod ops;
+#[path = "support/mod.rs"]
+mod support;
 
+use chromium::{chromium_path, Chromium};
 use ops::{free_port, get, record, Killed};
 
 /// How long the page has to show what the test waits for.
 const DEADLINE: Duration = Duration::from_secs(60);
-
-/// The Chromium to drive: `$WEIR_CHROMIUM`, else `/usr/bin/chromium`.
-fn chromium_path() -> PathBuf {
-    if let Some(path) = std::env::var_os("WEIR_CHROMIUM") {
-        let path = PathBuf::from(path);
-        assert!(
-            path.is_file(),
-            "WEIR_CHROMIUM={} is not a file; run `bash scripts/ensure-chromium.sh` \
-             to find or install Chromium",
-            path.display()
-        );
-        return path;
-    }
-    let default = PathBuf::from("/usr/bin/chromium");
-    assert!(
-        default.is_file(),
-        "no Chromium for the status page test: WEIR_CHROMIUM is unset and \
-         /usr/bin/chromium is missing. `bash scripts/test.sh` installs it \
-         (through scripts/ensure-chromium.sh), or set WEIR_CHROMIUM to a Chromium"
-    );
-    default
-}
-
-/// A headless Chromium spoken to over the DevTools protocol, with one page
-/// attached; killed (with its helper processes) on drop.
-struct Chromium {
-    child: Child,
-    commands: ChildStdin,
-    messages: mpsc::Receiver<Value>,
-    next_id: u64,
-    session: Option<String>,
-    log: PathBuf,
-    _profile: tempfile::TempDir,
-}
-
-impl Chromium {
-    fn start(width: u32, height: u32) -> Chromium {
-        let profile = tempfile::tempdir().unwrap();
-        let log = profile.path().join("chromium.log");
-        let user_data = profile.path().join("profile");
-        let mut child = Command::new("sh")
-            // Chromium reads the protocol on fd 3 and writes on fd 4: hand
-            // it our stdin and stdout pipes there. Its own output goes to
-            // the log.
-            .arg("-c")
-            .arg(r#"exec "$0" "$@" 3<&0 4>&1 0</dev/null 1>&2"#)
-            .arg(chromium_path())
-            .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-dev-shm-usage",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--hide-scrollbars",
-                "--remote-debugging-pipe",
-            ])
-            .arg(format!("--window-size={width},{height}"))
-            .arg(format!("--user-data-dir={}", user_data.display()))
-            .arg("about:blank")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(File::create(&log).unwrap())
-            // Its own process group, so that drop ends its helpers too.
-            .process_group(0)
-            .spawn()
-            .expect("cannot start chromium");
-        let commands = child.stdin.take().unwrap();
-        let mut from = BufReader::new(child.stdout.take().unwrap());
-        let (tx, messages) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            while from.read_until(0, &mut buf).is_ok_and(|n| n > 0) {
-                if buf.last() == Some(&0) {
-                    buf.pop();
-                }
-                if let Ok(message) = serde_json::from_slice(&buf) {
-                    if tx.send(message).is_err() {
-                        break;
-                    }
-                }
-                buf.clear();
-            }
-        });
-        Chromium {
-            child,
-            commands,
-            messages,
-            next_id: 0,
-            session: None,
-            log,
-            _profile: profile,
-        }
-    }
-
-    /// The end of Chromium's own output, for failure messages.
-    fn log_tail(&self) -> String {
-        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = log.lines().collect();
-        lines[lines.len().saturating_sub(20)..].join("\n")
-    }
-
-    /// Sends a DevTools command (to the attached page, once there is one)
-    /// and waits for its result; events in between are dropped.
-    fn call(&mut self, method: &str, params: Value) -> Value {
-        self.next_id += 1;
-        let id = self.next_id;
-        let mut command = json!({ "id": id, "method": method, "params": params });
-        if let Some(session) = &self.session {
-            command["sessionId"] = json!(session);
-        }
-        let mut bytes = command.to_string().into_bytes();
-        bytes.push(0);
-        if let Err(e) = self.commands.write_all(&bytes) {
-            panic!(
-                "chromium does not take commands ({e}); its log:\n{}",
-                self.log_tail()
-            );
-        }
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.messages.recv_timeout(left) {
-                Ok(message) if message["id"] == id => {
-                    if let Some(error) = message.get("error") {
-                        panic!("{method} failed: {error}");
-                    }
-                    return message["result"].clone();
-                }
-                Ok(_event) => {}
-                Err(e) => panic!(
-                    "no answer from chromium to {method} ({e}); its log:\n{}",
-                    self.log_tail()
-                ),
-            }
-        }
-    }
-
-    /// Opens `url` in a new page of `width` x `height` and attaches to it.
-    fn open(&mut self, url: &str, width: u32, height: u32) {
-        let target = self.call("Target.createTarget", json!({ "url": url }));
-        let attached = self.call(
-            "Target.attachToTarget",
-            json!({ "targetId": target["targetId"], "flatten": true }),
-        );
-        self.session = Some(attached["sessionId"].as_str().unwrap().to_owned());
-        self.call(
-            "Emulation.setDeviceMetricsOverride",
-            json!({ "width": width, "height": height, "deviceScaleFactor": 1, "mobile": false }),
-        );
-    }
-
-    /// The value of a JavaScript expression in the page.
-    fn eval(&mut self, expression: &str) -> Value {
-        let answer = self.call(
-            "Runtime.evaluate",
-            json!({ "expression": expression, "returnByValue": true }),
-        );
-        if let Some(exception) = answer.get("exceptionDetails") {
-            panic!("{expression} threw: {exception}");
-        }
-        answer["result"]["value"].clone()
-    }
-
-    /// The page as a PNG.
-    fn screenshot(&mut self) -> Vec<u8> {
-        let shot = self.call("Page.captureScreenshot", json!({ "format": "png" }));
-        base64_decode(shot["data"].as_str().expect("screenshot data"))
-    }
-}
-
-impl Drop for Chromium {
-    fn drop(&mut self) {
-        // Ask it to close (it then ends its helper processes itself)...
-        let close = json!({ "id": 0, "method": "Browser.close" }).to_string();
-        if self
-            .commands
-            .write_all(format!("{close}\0").as_bytes())
-            .is_ok()
-        {
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
-        // ... and kill whatever is left: its renderer and utility processes
-        // share its process group.
-        let _ = Command::new("kill")
-            .args(["-KILL", "--", &format!("-{}", self.child.id())])
-            .stderr(Stdio::null())
-            .status();
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Standard base64, as DevTools sends screenshots.
-fn base64_decode(text: &str) -> Vec<u8> {
-    let digit = |c: u8| -> u32 {
-        match c {
-            b'A'..=b'Z' => u32::from(c - b'A'),
-            b'a'..=b'z' => u32::from(c - b'a') + 26,
-            b'0'..=b'9' => u32::from(c - b'0') + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => panic!("not base64: {:?}", c as char),
-        }
-    };
-    let digits: Vec<u8> = text.bytes().filter(|&c| c != b'=').collect();
-    let mut out = Vec::with_capacity(digits.len() * 3 / 4);
-    for chunk in digits.chunks(4) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |n, (i, &c)| n | digit(c) << (18 - 6 * i));
-        out.extend_from_slice(&n.to_be_bytes()[1..chunk.len()]);
-    }
-    out
-}
 
 /// What the page shows: the state line, the figure cards by id, and the
 /// cells of each table's rows; null until the page has loaded.
@@ -279,6 +59,8 @@ const READ_PAGE: &str = r##"(() => {
     firing: rows("firing"), recent: rows("recent"), alarm_counts: rows("alarm_counts"),
     charts: { rate: chart("chart-rate"), lag: chart("chart-lag"), trail: chart("chart-trail"),
               firing: chart("chart-firing") },
+    actions: { bar: !document.getElementById("actions").hidden,
+               buttons: document.querySelectorAll("#firing button").length },
   };
 })()"##;
 
@@ -434,8 +216,14 @@ severity = "warning"
         .map(cells)
         .collect();
     let overheat = firing.iter().find(|a| a[0] == "overheat").unwrap();
-    // rule, severity, site, line, device, sensor, since
-    assert_eq!(overheat.len(), 7, "{overheat:?}");
+    // rule, severity, site, line, device, sensor, since, handled, actions
+    assert_eq!(overheat.len(), 9, "{overheat:?}");
+    // No alarm actions without a token: the page offers none.
+    assert_eq!(
+        page["actions"],
+        json!({ "bar": false, "buttons": 0 }),
+        "{page:#}"
+    );
     // The counts by rule and severity hold as many as the table lists.
     let listed = |col: usize, value: &str| firing.iter().filter(|a| a[col] == value).count();
     let counts: Vec<Vec<&str>> = page["alarm_counts"]
@@ -535,4 +323,215 @@ severity = "warning"
         std::fs::write(&path, png).unwrap();
         eprintln!("status page screenshot in {}", Path::new(&path).display());
     }
+}
+
+/// A live run with alarm actions on (`[http] token_env`), on a real broker.
+struct ActionsRun {
+    // Dropped first: the run, then its broker.
+    _run: Killed,
+    port: u16,
+    control: String,
+    broker: support::Broker,
+    _dir: tempfile::TempDir,
+}
+
+const TOKEN: &str = "s3cret-t0ken";
+
+/// Starts a live run whose rule `hot` fires on d1 and d2, with a control
+/// topic and alarm actions that take [`TOKEN`]; returns once
+/// `/api/alarms` lists both alarms.
+fn actions_run() -> ActionsRun {
+    let broker = support::Broker::start();
+    let (readings, alerts, control) = (
+        support::unique_topic("readings"),
+        support::unique_topic("alerts"),
+        support::unique_topic("control"),
+    );
+    for topic in [&readings, &alerts, &control] {
+        broker.create_topic(topic, 1);
+    }
+    let t0: u64 = 1_764_000_000_000;
+    let payloads: Vec<String> = (0..20u64)
+        .flat_map(|s| {
+            ["d1", "d2"].map(|d| {
+                format!(
+                    r#"{{"device_id":"{d}","sensor":"temp","value":95.0,"ts":{}}}"#,
+                    t0 + s * 1_000
+                )
+            })
+        })
+        .collect();
+    let records: Vec<support::Record<'_>> = payloads
+        .iter()
+        .map(|p| (None, p.as_bytes(), None, Some(0)))
+        .collect();
+    broker.produce(&readings, &records);
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = dir.path().join("p.toml");
+    let port = free_port();
+    std::fs::write(
+        &pipeline,
+        format!(
+            r#"
+name = "actions"
+[source]
+brokers = "{brokers}"
+topic = "{readings}"
+idle_timeout = "1s"
+[sinks.alerts]
+topic = "{alerts}"
+[[rule]]
+name = "hot"
+sensor = "temp"
+above = 90.0
+[control]
+topic = "{control}"
+[http]
+addr = "127.0.0.1:{port}"
+token_env = "WEIR_TEST_ALARM_TOKEN"
+"#,
+            brokers = broker.bootstrap()
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("weir.log");
+    let run = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["run", pipeline.to_str().unwrap(), "--quiet"])
+        .env("WEIR_TEST_ALARM_TOKEN", TOKEN)
+        .stdout(Stdio::null())
+        .stderr(File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let run = Killed(run);
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let alarms = get(port, "/api/alarms")
+            .and_then(|(_, body)| serde_json::from_str::<Value>(&body).ok())
+            .unwrap_or(Value::Null);
+        if alarms["alarms"].as_array().is_some_and(|a| a.len() == 2) {
+            assert_eq!(alarms["actions"], true, "{alarms}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the two alarms never showed in /api/alarms: {alarms}\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    ActionsRun {
+        port,
+        control,
+        broker,
+        _run: run,
+        _dir: dir,
+    }
+}
+
+/// The active alarms as the page lists them (rule, ..., handled, actions)
+/// and how many action buttons it offers.
+const READ_ALARMS: &str = r##"(() => {
+  if (!document.getElementById("firing")) return null;
+  const rows = [...document.querySelectorAll("#firing tr")].map((tr) => [...tr.cells].map((td) => td.textContent));
+  return { rows, buttons: document.querySelectorAll("#firing button").length,
+           bar: !document.getElementById("actions").hidden, msg: document.getElementById("action_msg").textContent };
+})()"##;
+
+#[test]
+fn an_alarm_is_acknowledged_on_the_status_page_with_the_token_and_not_without() {
+    chromium_path();
+    let run = actions_run();
+    let port = run.port;
+    let ack = r#"{"rule":"hot","device":"d2","sensor":"temp","user":"mallory"}"#;
+    // Without the token, or with a wrong one, the endpoints refuse.
+    for token in [None, Some("wrong")] {
+        let (status, body) = ops::post(port, "/api/alarms/ack", token, ack).unwrap();
+        assert_eq!(status, 401, "{token:?}: {body}");
+    }
+
+    let (width, height) = (1280, 900);
+    let mut chromium = Chromium::start(width, height);
+    chromium.open(&format!("http://127.0.0.1:{port}/"), width, height);
+    let deadline = Instant::now() + DEADLINE;
+    let mut page = chromium.eval(READ_ALARMS);
+    while page.is_null()
+        || page["rows"]
+            .as_array()
+            .is_none_or(|r| r.len() != 2 || r[0].as_array().is_none_or(|c| c.len() != 9))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the page never listed the two alarms: {page:#}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+        page = chromium.eval(READ_ALARMS);
+    }
+    // Without the token the page offers the token field, and no action.
+    assert_eq!(page["bar"], true, "{page:#}");
+    assert_eq!(page["buttons"], 0, "{page:#}");
+
+    // With it: an ack button per alarm; acknowledge d1 as "ana".
+    chromium.eval(&format!(
+        r#"(() => {{ document.getElementById("user").value = "ana";
+             document.getElementById("user").onchange();
+             document.getElementById("token").value = "{TOKEN}";
+             document.getElementById("unlock").click(); return true; }})()"#
+    ));
+    let clicked = r##"(() => { const row = [...document.querySelectorAll("#firing tr")].find((tr) => tr.cells[4] && tr.cells[4].textContent === "d1");
+        const b = row && row.querySelector("button[data-action=ack]"); if (!b) return false; b.click(); return true; })()"##;
+    while chromium.eval(clicked) != true {
+        assert!(
+            Instant::now() < deadline,
+            "no ack button for d1: {:#}",
+            chromium.eval(READ_ALARMS)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // The acknowledgement comes back through the control topic, on event
+    // time: the page and /api/alarms show it on d1, not on d2.
+    let handled = |page: &Value, device: &str| {
+        page["rows"].as_array().and_then(|rows| {
+            rows.iter()
+                .map(cells)
+                .find(|c| c.get(4) == Some(&device))
+                .map(|c| c[7].to_owned())
+        })
+    };
+    page = chromium.eval(READ_ALARMS);
+    while handled(&page, "d1").as_deref() != Some("acked by ana") {
+        assert!(
+            Instant::now() < deadline,
+            "d1 never showed acknowledged: {page:#}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+        page = chromium.eval(READ_ALARMS);
+    }
+    assert_eq!(handled(&page, "d2").as_deref(), Some(""), "{page:#}");
+    let (_, body) = get(port, "/api/alarms").unwrap();
+    let alarms: Value = serde_json::from_str(&body).unwrap();
+    let by = |device: &str| {
+        alarms["alarms"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["device"] == device)
+            .map(|a| a["acked_by"].clone())
+    };
+    assert_eq!(
+        (by("d1"), by("d2")),
+        (Some(json!("ana")), Some(Value::Null)),
+        "{alarms}"
+    );
+    // It is durable: one control event on the topic, from ana.
+    let events: Vec<Value> = run
+        .broker
+        .consume_all(&run.control)
+        .iter()
+        .map(|r| serde_json::from_slice(&r.payload).unwrap())
+        .collect();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(
+        (events[0]["action"].as_str(), events[0]["user"].as_str()),
+        (Some("ack"), Some("ana"))
+    );
 }

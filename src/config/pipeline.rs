@@ -76,6 +76,20 @@ pub(super) fn validate_pipeline(raw: RawPipeline, path: &Path, d: &mut Diag<'_>)
         .control
         .as_ref()
         .map(|c| validate_control(c, &source, sinks.alerts.is_some(), d));
+    let http_token_env = raw
+        .http
+        .as_ref()
+        .and_then(|h| h.get_ref().token_env.as_ref())
+        .map(|t| {
+            if control.is_none() {
+                d.err(
+                    t.span(),
+                    "http.token_env",
+                    "needs [control]: alarm actions write control events to its topic",
+                );
+            }
+            text(d, t, "http.token_env")
+        });
 
     PipelineSpec {
         name,
@@ -94,6 +108,7 @@ pub(super) fn validate_pipeline(raw: RawPipeline, path: &Path, d: &mut Diag<'_>)
         checkpoint,
         http,
         control,
+        http_token_env,
     }
 }
 

@@ -82,6 +82,9 @@ pub(super) struct RawStorage {
 pub(super) struct RawHttp {
     /// `HOST:PORT` to serve `/metrics`, `/health` and `/ready` on.
     pub(super) addr: Option<Spanned<String>>,
+    /// The environment variable holding the bearer token that the alarm
+    /// actions (`POST /api/alarms/...`) require; without it they are off.
+    pub(super) token_env: Option<Spanned<String>>,
 }
 
 /// `[checkpoint]`.

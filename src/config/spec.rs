@@ -41,6 +41,10 @@ pub struct PipelineSpec {
     /// `[control]`: where control events (acknowledge, shelve, unshelve,
     /// out of service) are read, with the source's settings otherwise.
     pub control: Option<KafkaSourceConfig>,
+    /// `[http] token_env`: the environment variable holding the bearer
+    /// token of the alarm actions (`POST /api/alarms/...`); they write to
+    /// the control topic.
+    pub http_token_env: Option<String>,
 }
 
 /// A window output: windows of one kind, and where their rows go.

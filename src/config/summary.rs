@@ -167,6 +167,17 @@ impl PipelineSpec {
                 human_ms(h.stale_after_ms),
             );
         }
+        if let Some(control) = &self.control {
+            let actions = match &self.http_token_env {
+                Some(var) => format!("; POST /api/alarms/{{action}} with the token in ${var}"),
+                None => String::new(),
+            };
+            let _ = writeln!(
+                s,
+                "  control events (ack, shelve, unshelve, out of service): topic {} on {}{actions}",
+                control.topic, control.brokers
+            );
+        }
     }
 
     /// The workers, checkpoints and operations server lines.

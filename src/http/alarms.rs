@@ -97,7 +97,10 @@ pub(super) async fn get_alarms(
     match filter {
         Ok(Query(filter)) => {
             let board = state.run().metrics.alarm_board();
-            let body = alarms_json(&board, &filter).to_string();
+            let mut body = alarms_json(&board, &filter);
+            // Whether `POST /api/alarms/{action}` is on (it takes a token).
+            body["actions"] = state.actions.is_some().into();
+            let body = body.to_string();
             ([(header::CONTENT_TYPE, "application/json")], body).into_response()
         }
         Err(e) => (

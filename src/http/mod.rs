@@ -1,13 +1,17 @@
 //! The operations server: Prometheus metrics on `/metrics`, liveness on
 //! `/health`, readiness on `/ready`, the active alarms as JSON on
-//! `/api/alarms`, and a live status page on `/` (its
+//! `/api/alarms` (and, with a token, the alarm actions of
+//! [`actions`](AlarmActions)), and a live status page on `/` (its
 //! figures come over server-sent events from `/events`; the page is embedded
 //! in the binary and loads nothing from elsewhere). It runs on its own thread with a small
 //! tokio runtime, outside the dataflow's worker threads, and reads the run's
 //! [`Metrics`](weir_operators::Metrics) when asked.
 
+mod actions;
 mod alarms;
 mod history;
+
+pub use actions::AlarmActions;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -16,7 +20,7 @@ use anyhow::Context as _;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
@@ -33,6 +37,8 @@ pub type MetricsSource = Arc<dyn Fn() -> Run + Send + Sync>;
 struct ServerState {
     source: MetricsSource,
     history: Mutex<history::History>,
+    /// The alarm actions, when a token for them is configured.
+    actions: Option<actions::Actions>,
 }
 
 impl ServerState {
@@ -70,6 +76,17 @@ pub fn serve(addr: SocketAddr, run: Run) -> anyhow::Result<Server> {
 
 /// [`serve`], with the metrics of whichever run `source` gives.
 pub fn serve_from(addr: SocketAddr, source: MetricsSource) -> anyhow::Result<Server> {
+    serve_with(addr, source, None)
+}
+
+/// [`serve_from`], with the alarm actions (`POST /api/alarms/{action}`)
+/// on when `actions` is given.
+pub fn serve_with(
+    addr: SocketAddr,
+    source: MetricsSource,
+    actions: Option<AlarmActions>,
+) -> anyhow::Result<Server> {
+    let actions = actions.map(actions::Actions::new).transpose()?;
     let listener = std::net::TcpListener::bind(addr)
         .with_context(|| format!("cannot listen on {addr} for the metrics server"))?;
     listener.set_nonblocking(true)?;
@@ -83,6 +100,7 @@ pub fn serve_from(addr: SocketAddr, source: MetricsSource) -> anyhow::Result<Ser
     let state = Arc::new(ServerState {
         source,
         history: Mutex::default(),
+        actions,
     });
     let sampled = Arc::clone(&state);
     let app = Router::new()
@@ -92,6 +110,7 @@ pub fn serve_from(addr: SocketAddr, source: MetricsSource) -> anyhow::Result<Ser
         .route("/", get(|| async { axum::response::Html(STATUS_PAGE) }))
         .route("/events", get(events))
         .route("/api/alarms", get(alarms::get_alarms))
+        .route("/api/alarms/{action}", post(actions::post_action))
         .with_state(Arc::clone(&state));
     let thread = std::thread::Builder::new()
         .name("weir-http".into())
@@ -182,6 +201,7 @@ async fn events(
                 page["rate"] = history.rate().into();
                 page["samples"] = history.samples_after(sent).into();
                 page["samples_from_start"] = first.into();
+                page["actions"] = state.actions.is_some().into();
                 history.latest().or(sent)
             };
             let snapshot = crate::secrets::redact(&page.to_string());
@@ -233,6 +253,7 @@ pub fn snapshot(run: &Run) -> serde_json::Value {
         "firing": board.alarms.iter().map(|(a, place)| serde_json::json!({
             "rule": a.rule, "severity": a.severity, "device": a.device, "sensor": a.sensor,
             "since": a.since, "escalated": a.escalated, "site": place.site, "line": place.line,
+            "shelved": a.shelved, "acked_by": a.acked_by, "acked_at": a.acked_at,
         })).collect::<Vec<_>>(),
         "alarms_as_of": board.as_of,
         "alarms_complete": board.complete,

@@ -243,7 +243,18 @@ where
         _ => None,
     };
     let _server = match options.metrics_addr {
-        Some(addr) => Some(crate::http::serve(addr, run.clone())?),
+        Some(addr) => {
+            // Alarm actions write to the live control topic: not in a
+            // replay, nor in a run that writes local files.
+            let live = options.replay.is_none() && options.out.is_none();
+            let actions = options.alarm_actions.clone().filter(|_| live);
+            let shown = run.clone();
+            Some(crate::http::serve_with(
+                addr,
+                Arc::new(move || shown.clone()),
+                actions,
+            )?)
+        }
         None => None,
     };
     let figures = options.operator_figures || options.metrics_addr.is_some();

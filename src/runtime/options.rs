@@ -70,6 +70,10 @@ pub struct RunOptions {
     /// alert topic (see [`crate::delivery`]); off in replays and runs with
     /// `out`, and run by process 0 of a cluster only.
     pub deliveries: Vec<crate::delivery::DeliveryConfig>,
+    /// The alarm actions the operations server takes (`POST
+    /// /api/alarms/{action}`, with their token); off when `None`, and in
+    /// replays and runs with `out`.
+    pub alarm_actions: Option<crate::http::AlarmActions>,
 }
 
 impl Default for RunOptions {
@@ -95,6 +99,7 @@ impl Default for RunOptions {
             operator_figures: false,
             rules: None,
             deliveries: Vec::new(),
+            alarm_actions: None,
         }
     }
 }
@@ -289,6 +294,7 @@ impl RunArgs {
             operator_figures: false,
             rules: None,
             deliveries: Vec::new(),
+            alarm_actions: None,
         })
     }
 }

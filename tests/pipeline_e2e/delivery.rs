@@ -163,14 +163,14 @@ fn a_webhook_gets_every_alert_once_by_id_across_a_kill_and_refusals_become_dead_
 }
 
 /// A real Alertmanager on a loopback port; killed on drop.
-struct Alertmanager {
+pub(crate) struct Alertmanager {
     child: Child,
     port: u16,
     _dir: tempfile::TempDir,
 }
 
 impl Alertmanager {
-    fn start() -> Alertmanager {
+    pub(crate) fn start() -> Alertmanager {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/ensure-alertmanager.sh");
         let out = Command::new("bash").arg(&script).output().unwrap();
         assert!(
@@ -221,7 +221,7 @@ impl Alertmanager {
         am
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
 
@@ -251,7 +251,7 @@ impl Alertmanager {
     }
 
     /// Every alert Alertmanager holds, active, silenced or not processed yet.
-    fn alerts(&self) -> Vec<serde_json::Value> {
+    pub(crate) fn alerts(&self) -> Vec<serde_json::Value> {
         let path = "/api/v2/alerts?active=true&silenced=true&inhibited=true&unprocessed=true";
         let (status, body) = self.http("GET", path, "");
         assert_eq!(status, 200, "{body}");

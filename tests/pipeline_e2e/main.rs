@@ -29,6 +29,7 @@ mod reload;
 mod reload_cluster;
 mod replay;
 mod restart;
+mod shelving;
 mod stats;
 
 use reference::{Input, Outputs};

@@ -103,23 +103,40 @@ impl<D: super::item::Decode> Ingest<D> {
     /// The watermark of a source that follows the readings' frontier
     /// `readings` (control events) instead of holding it back: each
     /// partition not done stands at its own watermark, or at the readings'
-    /// frontier where that is later. While a partition re-reads what an
-    /// earlier run decided (a replay, a resume), it goes no further than
-    /// the idle marks recorded up to its next offset, so that it judges
-    /// each record against what the earlier run did. `own` is the source's
-    /// own watermark, kept when no partition is left.
-    pub(crate) fn following(&self, own: Option<u64>, readings: Option<u64>) -> Option<u64> {
+    /// frontier where that is later, once it has read everything there is
+    /// (its bounded end, or the end offset in `ends` the broker last
+    /// reported; without one, once it is idle): a record waiting to be read is judged at its own time,
+    /// not behind the readings. While a partition re-reads what an earlier
+    /// run decided (a replay, a resume), it goes no further than the idle
+    /// marks recorded up to its next offset, so that it judges each record
+    /// against what the earlier run did. `own` is the source's own
+    /// watermark, kept when no partition is left.
+    pub(crate) fn following(
+        &self,
+        own: Option<u64>,
+        readings: Option<u64>,
+        ends: &std::collections::BTreeMap<i32, i64>,
+    ) -> Option<u64> {
         let mut least: Option<u64> = None;
         for part in self.partitions.iter().filter(|p| !p.done) {
             let own = part.max_time.map(|t| t.saturating_sub(self.bound));
-            let follow = if part.next < part.replay_until {
-                part.idle_marks
+            let restored = &part.idle_marks[..part.restored_marks.min(part.idle_marks.len())];
+            let follow = if restored.iter().any(|(from, _)| *from >= part.next) {
+                restored
                     .iter()
                     .filter(|(from, _)| *from <= part.next)
                     .map(|(_, wm)| *wm)
                     .max()
             } else {
-                readings
+                let caught_up = match part.end {
+                    Some(end) => part.next >= end,
+                    // Without the broker's figures (statistics turned
+                    // off), once the partition has gone idle.
+                    None => ends
+                        .get(&part.id)
+                        .map_or(part.idle, |end| part.next >= *end),
+                };
+                readings.filter(|_| caught_up)
             };
             let target = own.max(follow)?;
             least = Some(least.map_or(target, |l| l.min(target)));

@@ -48,6 +48,8 @@ pub(crate) struct PartitionState {
     /// re-read past it, it is not declared idle again (the first run's
     /// decisions stand).
     pub(super) replay_until: i64,
+    /// How many of `idle_marks` were restored (the first ones).
+    pub(super) restored_marks: usize,
     pub(crate) done: bool,
     pub(crate) idle: bool,
     /// Held back by watermark alignment: it ran too far ahead of the
@@ -141,6 +143,7 @@ impl<D: Decode> Ingest<D> {
                     end: p.end,
                     max_time: p.max_time,
                     replay_until: idle_marks.last().map_or(0, |m| m.0),
+                    restored_marks: idle_marks.len(),
                     idle_marks,
                     done: p.end.is_some_and(|end| p.offset >= end),
                     idle: false,

@@ -312,14 +312,15 @@ impl<P: Poller, D: Decode> Source<P, D> {
             self.last_status = Instant::now();
         }
         send_batch::<D>(outputs, c, run, read);
-        let readings_frontier = (!D::READINGS).then(sources_frontier);
+        // A control source follows the readings once it has read its topic.
+        let follow = (!D::READINGS).then(|| (sources_frontier(), poller.end_offsets()));
         match advance(
             ingest,
             poller.bounded(),
             c,
             self.step,
             sinks_reached,
-            readings_frontier,
+            follow,
         ) {
             Next::Read => {}
             Next::Hold => {
@@ -437,7 +438,7 @@ fn advance<D: Decode>(
     caps: &mut Caps,
     step: u64,
     sinks_reached: &dyn Fn(u64) -> bool,
-    readings_frontier: Option<Option<u64>>,
+    follow: Option<(Option<u64>, BTreeMap<i32, i64>)>,
 ) -> Next {
     let watermark = match ingest.watermark(bounded) {
         // Stopped at an event time `to`: first move on to it, and
@@ -462,8 +463,8 @@ fn advance<D: Decode>(
     // A source of control events follows the readings' frontier: it never
     // holds the readings back, and what it reads behind them is applied
     // where they are (see `Decode::at_watermark`).
-    let watermark = match readings_frontier {
-        Some(readings) => ingest.following(watermark, readings),
+    let watermark = match follow {
+        Some((readings, ends)) => ingest.following(watermark, readings, &ends),
         None => watermark,
     };
     if let Some(wm) = watermark {

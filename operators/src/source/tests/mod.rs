@@ -2,6 +2,7 @@
 //! partitions, stopping, and watermark alignment.
 
 mod alignment;
+mod control;
 mod ingest;
 mod stop;
 
