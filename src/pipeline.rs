@@ -18,7 +18,7 @@ use crate::runtime::{run, Context, RunOptions, RunReport};
 ///         │            │                            └─ evaluate_alerts (window rules of that size)
 ///         │            ├─ window_aggregate(other rule window sizes) ─ evaluate_alerts
 ///         │            └─ evaluate_alerts (reading rules)            ─┴─ sink(alerts)
-///         │                                                              └─ alarm_health ─ sink(alarm health)
+///         │                                                              └─ alarm_health ─ sink(alarm health), parquet
 ///         └─ dead letters ─┬─ sink(dead letters)
 /// control ─ control events ┼─ alarm ledger (inside alerts: shelved, acked)
 ///         └─ dead letters ─┘
@@ -72,6 +72,9 @@ pub fn build(ctx: &Context<'_>, spec: &PipelineSpec) {
     let alerts = alerts(&readings, &windows, rules.clone(), ctx);
     // The alarm system's health: on the status page, and to its topic.
     let health = alarm_health(&alerts, &rules, spec.alarm_health.clone(), ctx);
+    if let Some(parquet) = &spec.alarm_health_parquet {
+        ctx.health_parquet(health.clone(), parquet.clone());
+    }
     if let Some(sink) = &spec.alarm_health_sink {
         ctx.sink(health, sink.clone());
     }

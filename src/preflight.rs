@@ -73,6 +73,9 @@ pub fn check_pipeline(spec: &PipelineSpec, options: &RunOptions) -> anyhow::Resu
     if let Some(control) = &spec.control {
         connect.check_source(control)?;
     }
+    if let Some(parquet) = &spec.alarm_health_parquet {
+        connect.check_parquet_of(crate::plan::HEALTH_OUTPUT, parquet)?;
+    }
     for sink in [&spec.alerts, &spec.dead_letters].into_iter().flatten() {
         connect.check_sink(sink)?;
     }

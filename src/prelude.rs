@@ -36,12 +36,13 @@
 
 pub use std::sync::Arc;
 
-pub use timely::dataflow::operators::{Inspect, Probe};
+pub use timely::dataflow::operators::{Concat, Inspect, Probe};
 pub use timely::dataflow::{Scope, Stream};
 pub use weir_operators::alarm::health::{alarm_health, HealthConfig};
 pub use weir_operators::alert::{
     alerts, Alert, AlertState, Direction, EvaluateAlerts, Rule, RuleInput, RuleSet, Stat,
 };
+pub use weir_operators::decode::ControlDecoder;
 pub use weir_operators::kafka::{
     EndOffset, KafkaSink, KafkaSinkConfig, KafkaSource, KafkaSourceConfig, StartOffset,
 };

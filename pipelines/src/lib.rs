@@ -21,6 +21,9 @@ pub struct LineMonitor {
     /// Topic the alarm system's health events are written to, if any
     /// (they are on the status page either way).
     pub health_topic: Option<String>,
+    /// Topic of control events (acknowledge, shelve, unshelve, out of
+    /// service), if any.
+    pub control_topic: Option<String>,
     /// Directory of the Parquet output.
     pub parquet_dir: PathBuf,
     /// Alert rules (loaded from a rules file, so plant engineers can change
@@ -46,6 +49,17 @@ pub const WINDOW_MS: u64 = 60_000;
 /// rules of its rules file, whatever they look at, to Kafka.
 pub fn line_monitor(ctx: &Context<'_>, settings: &LineMonitor) {
     let (readings, dead) = ctx.source(settings.source(), Decoder::default());
+    // Control events act on the alarms of the alerts wired below, so they
+    // come first; the ones that are malformed or name no known alarm are
+    // dead letters.
+    let dead = match &settings.control_topic {
+        Some(topic) => {
+            let mut control = settings.source();
+            control.topic = topic.clone();
+            dead.concat(ctx.control(control, ControlDecoder::new(&settings.rules)))
+        }
+        None => dead,
+    };
     ctx.sink(
         dead,
         KafkaSinkConfig::new(&settings.brokers, &settings.dead_letters_topic),

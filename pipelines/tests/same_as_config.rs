@@ -115,6 +115,30 @@ fn rust_pipeline_and_config_file_write_the_same_output() {
         ..SimulatorConfig::default()
     };
     let produced = broker.produce_simulation(&topic, &sim);
+    // Control events: every device out of service for two minutes, and one
+    // naming a rule the pipeline does not have (a dead letter).
+    let control = unique_topic("control");
+    broker.create_topic(&control, 1);
+    let at = |s: u64| sim.start_ms + s * 1_000;
+    let events = [
+        format!(
+            r#"{{"event_time":{},"action":"ack","rule":"nope","device":"d","sensor":"s","user":"ana"}}"#,
+            at(30)
+        ),
+        format!(
+            r#"{{"event_time":{},"action":"out_of_service","device":"*","user":"ana"}}"#,
+            at(60)
+        ),
+        format!(
+            r#"{{"event_time":{},"action":"in_service","device":"*","user":"ana"}}"#,
+            at(180)
+        ),
+    ];
+    let records: Vec<_> = events
+        .iter()
+        .map(|e| (None, e.as_bytes(), None, Some(0)))
+        .collect();
+    broker.produce(&control, &records);
     let options = RunOptions {
         workers: 2,
         bounded: true,
@@ -136,6 +160,9 @@ fn rust_pipeline_and_config_file_write_the_same_output() {
         sink.topic = name.clone();
     }
     spec.windows[0].parquet.as_mut().unwrap().dir = from_file.dir.path().into();
+    let mut control_source = spec.source.clone();
+    control_source.topic = control.clone();
+    spec.control = Some(control_source);
     let file_report = weir::pipeline::run_spec(&spec, &options).unwrap();
 
     let from_rust = Outputs::new(&broker);
@@ -145,12 +172,14 @@ fn rust_pipeline_and_config_file_write_the_same_output() {
         alerts_topic: from_rust.alerts.clone(),
         dead_letters_topic: from_rust.dead.clone(),
         health_topic: Some(from_rust.health.clone()),
+        control_topic: Some(control),
         parquet_dir: from_rust.dir.path().to_path_buf(),
         rules: Arc::new(weir::config::load_rules(&here.join("rules/line_monitor.toml")).unwrap()),
     };
     let rust_report = weir::run(&options, move |_scope, ctx| line_monitor(ctx, &settings)).unwrap();
 
-    assert_eq!(file_report.records_read as usize, produced);
+    // Records read: the readings and the control events.
+    assert_eq!(file_report.records_read as usize, produced + events.len());
     assert!(
         file_report.alerts_delivered > 0,
         "the input must fire alerts"
@@ -161,6 +190,13 @@ fn rust_pipeline_and_config_file_write_the_same_output() {
     );
     let (file_out, rust_out) = (from_file.read(&broker), from_rust.read(&broker));
     assert_eq!(file_out.alerts, rust_out.alerts, "alerts differ");
+    let shelved = file_out
+        .alerts
+        .values()
+        .flatten()
+        .filter(|a| String::from_utf8_lossy(a).contains(r#""shelved":true"#))
+        .count();
+    assert!(shelved > 0, "devices out of service shelve their alarms");
     assert_eq!(file_out.dead, rust_out.dead, "dead letters differ");
     assert!(
         !file_out.health.is_empty(),

@@ -47,6 +47,21 @@ pub(super) fn validate_pipeline(raw: RawPipeline, path: &Path, d: &mut Diag<'_>)
 
     let alarm_health = health::validate_alarm_health(raw.alarm_health.as_ref(), d);
     let alarm_health_sink = validate_health_sink(raw.sinks.as_ref(), &source.brokers, d);
+    let alarm_health_parquet = raw
+        .alarm_health
+        .as_ref()
+        .and_then(|h| h.get_ref().path.as_ref())
+        .map(|p| {
+            if sinks.alerts.is_none() {
+                d.err(
+                    p.span(),
+                    "alarm_health.path",
+                    "needs [sinks.alerts]: the alarm system's health is measured on the alert events",
+                );
+            }
+            let path = text(d, p, "alarm_health.path");
+            ParquetSinkConfig::new(location(d, Some(p), &path, base, "alarm_health.path"))
+        });
     if let (Some(at), None) = (
         raw.sinks
             .as_ref()
@@ -104,6 +119,7 @@ pub(super) fn validate_pipeline(raw: RawPipeline, path: &Path, d: &mut Diag<'_>)
         deliveries,
         alarm_health,
         alarm_health_sink,
+        alarm_health_parquet,
         workers,
         checkpoint,
         http,

@@ -64,6 +64,8 @@ pub(super) struct RawAlarmHealth {
     pub(super) stale_after: Option<Spanned<String>>,
     /// `line` (default), `site` or `all`.
     pub(super) area: Option<Spanned<String>>,
+    /// Where the health events go as Parquet files (a directory or URL).
+    pub(super) path: Option<Spanned<String>>,
 }
 
 /// `[storage]`.

@@ -32,6 +32,8 @@ pub struct PipelineSpec {
     /// The Kafka sink of the alarm system's health events, if any
     /// (`[sinks.alarm_health]`).
     pub alarm_health_sink: Option<KafkaSinkConfig>,
+    /// `[alarm_health] path`: the health events as Parquet files.
+    pub alarm_health_parquet: Option<ParquetSinkConfig>,
     /// Worker threads (at least 1).
     pub workers: usize,
     /// Checkpoints, if configured (`[checkpoint]`).

@@ -154,6 +154,10 @@ impl PipelineSpec {
                     )
                 },
             );
+            let to = match &self.alarm_health_parquet {
+                Some(p) => format!("{to}, and Parquet files in {}", p.dir),
+                None => to,
+            };
             let area = match h.area {
                 AreaBy::Line => "site/line",
                 AreaBy::Site => "site",

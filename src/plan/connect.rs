@@ -14,6 +14,7 @@ use weir_operators::kafka::{
 };
 use weir_operators::output::{JsonLinesSink, SinkRecord};
 use weir_operators::parquet::{ParquetSink, ParquetSinkConfig};
+use weir_operators::record::HealthEvent;
 use weir_operators::recording::Recording;
 use weir_operators::source::{
     kafka_control, recorded_control, KafkaSource, RecordingSource, CONTROL_RECORDING,
@@ -148,6 +149,10 @@ impl Connect {
     }
 }
 
+/// The directory of the alarm health's Parquet files below a run's output
+/// directory.
+pub const HEALTH_OUTPUT: &str = "alarm_health";
+
 impl<'scope> Context<'scope> {
     /// The readings and dead letters of a pipeline's source: its Kafka
     /// topic as `config` says, bounded when the run is, starting and ending
@@ -224,6 +229,18 @@ impl<'scope> Context<'scope> {
             Some(out) => records.jsonl_sink(out.join(R::FILE_NAME), &self.env),
             None => records.kafka_sink(config, &self.env),
         }
+    }
+
+    /// Writes the alarm system's health events as Parquet files below
+    /// `config.dir`, or below `OUT/alarm_health` in a run that writes local
+    /// files.
+    pub fn health_parquet(
+        &self,
+        health: Stream<'scope, u64, Vec<HealthEvent>>,
+        config: ParquetSinkConfig,
+    ) {
+        let config = self.connect.parquet_config_of(HEALTH_OUTPUT, config);
+        health.parquet_sink(config, &self.env);
     }
 
     /// Writes `windows` to Parquet files under `config.dir`, or under

@@ -3,4 +3,4 @@
 
 pub mod connect;
 
-pub use connect::Connect;
+pub use connect::{Connect, HEALTH_OUTPUT};

@@ -22,6 +22,7 @@ mod alarms;
 mod delivery;
 mod failures;
 mod fixture;
+mod health;
 mod kinds;
 mod object_storage;
 mod reference;

@@ -187,6 +187,7 @@ pub(crate) struct Replayed {
     pub(crate) alerts: Vec<Vec<u8>>,
     pub(crate) dead: Vec<Vec<u8>>,
     pub(crate) health: Vec<Vec<u8>>,
+    pub(crate) health_rows: Vec<String>,
 }
 
 pub(crate) fn replayed(out: &Path) -> Replayed {
@@ -200,6 +201,7 @@ pub(crate) fn replayed(out: &Path) -> Replayed {
             path if path.exists() => sorted_lines(&path),
             _ => Vec::new(),
         },
+        health_rows: crate::health::health_rows(&out.join("alarm_health")),
     }
 }
 
@@ -220,8 +222,9 @@ fn a_replay_of_a_recorded_live_run_gives_exactly_its_results() {
     broker.create_topic(&control, 1);
     let toml = format!(
         "{toml}\n[sinks.alarm_health]\ntopic = \"{health}\"\n\n[alarm_health]\n\
-         flood_window = \"1m\"\nflood_limit = 2\nstale_after = \"1m\"\n\n\
-         [control]\ntopic = \"{control}\"\n"
+         flood_window = \"1m\"\nflood_limit = 2\nstale_after = \"1m\"\npath = \"{health_dir}\"\n\n\
+         [control]\ntopic = \"{control}\"\n",
+        health_dir = dir.path().join("health").display()
     );
     std::fs::write(&pipeline, toml).unwrap();
     let controls = control_events();
@@ -290,6 +293,13 @@ fn a_replay_of_a_recorded_live_run_gives_exactly_its_results() {
     let live_alerts = payloads(&broker, &live.alerts);
     let live_dead = payloads(&broker, &live.dead);
     let live_health = payloads(&broker, &health);
+    // The health events as Parquet files too: the same events.
+    let live_health_rows = crate::health::health_rows(&dir.path().join("health"));
+    assert_eq!(
+        live_health_rows,
+        crate::health::health_keys(&live_health),
+        "the health Parquet files hold the events of the health topic"
+    );
     let measures = |events: &[Vec<u8>]| -> BTreeSet<String> {
         events
             .iter()
@@ -358,6 +368,7 @@ fn a_replay_of_a_recorded_live_run_gives_exactly_its_results() {
     assert_eq!(r.alerts, live_alerts, "alert events");
     assert_eq!(r.dead, live_dead, "dead letters");
     assert_eq!(r.health, live_health, "alarm health events");
+    assert_eq!(r.health_rows, live_health_rows, "alarm health Parquet rows");
 
     // Other worker counts: the same rows and events.
     for workers in [1, 3] {
@@ -366,6 +377,10 @@ fn a_replay_of_a_recorded_live_run_gives_exactly_its_results() {
         assert_eq!(r.alerts, live_alerts, "{workers} worker(s): alert events");
         assert_eq!(r.dead, live_dead, "{workers} worker(s): dead letters");
         assert_eq!(r.health, live_health, "{workers} worker(s): alarm health");
+        assert_eq!(
+            r.health_rows, live_health_rows,
+            "{workers} worker(s): alarm health Parquet rows"
+        );
     }
 
     // An event-time range: exactly the live windows and alerts inside it.

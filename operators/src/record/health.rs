@@ -134,3 +134,99 @@ impl Record for HealthEvent {
         self.id().cmp(&other.id())
     }
 }
+
+/// A health event as one flat row, as the alarm health's Parquet files hold
+/// it: the fields of every measure, each `None` where the event's measure
+/// has none, and the top alarms of an hour as a JSON array.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HealthRow {
+    /// When the measure found it (ms).
+    pub event_time: u64,
+    /// The area.
+    pub area: String,
+    /// `flood_started`, `flood`, `stale` or `rate`.
+    pub measure: String,
+    /// A flood's first window start (`flood_started`, `flood`).
+    pub start: Option<u64>,
+    /// A flood's end (`flood`).
+    pub end: Option<u64>,
+    /// Activations (`flood`, `rate`).
+    pub activations: Option<u64>,
+    /// Peak activations per flood window (`flood`, `rate`).
+    pub peak: Option<u64>,
+    /// Average activations per flood window (`rate`).
+    pub average: Option<f64>,
+    /// Chattering events (`rate`).
+    pub chattering: Option<u64>,
+    /// The hour summarized (`rate`).
+    pub hour_start: Option<u64>,
+    /// The stale alarm's rule, device and sensor (`stale`).
+    pub rule: Option<String>,
+    /// See `rule`.
+    pub device: Option<String>,
+    /// See `rule`.
+    pub sensor: Option<String>,
+    /// Since when the stale alarm is active (`stale`).
+    pub since: Option<u64>,
+    /// The hour's most frequent alarms, as JSON (`rate`).
+    pub top: Option<String>,
+}
+
+impl From<&HealthEvent> for HealthRow {
+    fn from(e: &HealthEvent) -> HealthRow {
+        let mut row = HealthRow {
+            event_time: e.event_time,
+            area: e.area.clone(),
+            measure: e.measure().to_owned(),
+            start: None,
+            end: None,
+            activations: None,
+            peak: None,
+            average: None,
+            chattering: None,
+            hour_start: None,
+            rule: None,
+            device: None,
+            sensor: None,
+            since: None,
+            top: None,
+        };
+        match &e.health {
+            Health::FloodStarted { start } => row.start = Some(*start),
+            Health::Flood {
+                start,
+                end,
+                activations,
+                peak,
+            } => {
+                (row.start, row.end) = (Some(*start), Some(*end));
+                (row.activations, row.peak) = (Some(*activations), Some(*peak));
+            }
+            Health::Stale {
+                rule,
+                device,
+                sensor,
+                since,
+            } => {
+                row.rule = Some(rule.clone());
+                row.device = Some(device.clone());
+                row.sensor = Some(sensor.clone());
+                row.since = Some(*since);
+            }
+            Health::Rate {
+                hour_start,
+                activations,
+                average,
+                peak,
+                chattering,
+                top,
+            } => {
+                row.hour_start = Some(*hour_start);
+                (row.activations, row.peak) = (Some(*activations), Some(*peak));
+                (row.average, row.chattering) = (Some(*average), Some(*chattering));
+                row.top = Some(serde_json::to_string(top).expect("top alarms serialize"));
+            }
+        }
+        row
+    }
+}

@@ -17,7 +17,7 @@ pub use alarm::{ActiveAlarm, AlarmBoard, Place};
 pub use alert::{Alert, AlertState};
 pub use control::{ControlAction, ControlEvent};
 pub use dead_letter::{DeadLetter, DeadLetterReason};
-pub use health::{Health, HealthEvent, TopAlarm};
+pub use health::{Health, HealthEvent, HealthRow, TopAlarm};
 pub use reading::{Name, Reading, SensorKey, WindowAggregate};
 pub use stats::{ParseStatError, Percentile, Stat, Stats};
 

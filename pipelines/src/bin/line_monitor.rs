@@ -28,6 +28,10 @@ struct Args {
     /// are on the status page).
     #[arg(long)]
     health: Option<String>,
+    /// Topic of control events: acknowledge, shelve, unshelve, out of
+    /// service (none by default).
+    #[arg(long)]
+    control: Option<String>,
     /// Directory for Parquet files (`--out` sends every output to local
     /// files instead, as for `weir run`).
     #[arg(long, default_value = "out/line-monitor")]
@@ -53,6 +57,7 @@ fn main() -> ExitCode {
                 alerts_topic: args.alerts,
                 dead_letters_topic: args.dead_letters,
                 health_topic: args.health,
+                control_topic: args.control,
                 parquet_dir: args.parquet_dir,
                 rules: Arc::new(rules.clone()),
             };
@@ -61,6 +66,11 @@ fn main() -> ExitCode {
             // output directory is missing (what this run uses of them).
             let connect = weir::plan::Connect::new(&options)?;
             connect.check_source(&settings.source())?;
+            if let Some(topic) = &settings.control_topic {
+                let mut control = settings.source();
+                control.topic = topic.clone();
+                connect.check_source(&control)?;
+            }
             let topics = [&settings.alerts_topic, &settings.dead_letters_topic];
             for topic in topics.into_iter().chain(&settings.health_topic) {
                 connect.check_sink(&KafkaSinkConfig::new(&settings.brokers, topic))?;

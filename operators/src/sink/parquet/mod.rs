@@ -7,7 +7,9 @@ use crate::record::Stats;
 use crate::storage::Location;
 
 mod error;
+mod health;
 pub mod resume;
+mod row;
 pub mod sink;
 mod writer;
 pub use resume::Published;

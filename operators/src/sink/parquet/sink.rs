@@ -8,10 +8,8 @@ use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::Stream;
 
 use super::resume::{self, Published};
-pub use super::writer::{
-    window_aggregate_schema, window_aggregate_schema_with, ParquetPart, ParquetSinkError,
-    ParquetWriter,
-};
+pub use super::row::{window_aggregate_schema, window_aggregate_schema_with, ParquetRow};
+pub use super::writer::{ParquetPart, ParquetSinkError, ParquetWriter};
 use super::ParquetSinkConfig;
 use crate::checkpoint::Marker;
 use crate::reading::WindowAggregate;
@@ -116,9 +114,21 @@ impl<'scope> ParquetSink<'scope> for Stream<'scope, u64, Vec<WindowAggregate>> {
     }
 }
 
+/// The alarm system's health events, one row per event
+/// ([`HealthRow`](crate::record::HealthRow)) in the hour of its event time.
+impl<'scope> ParquetSink<'scope> for Stream<'scope, u64, Vec<crate::record::HealthEvent>> {
+    fn parquet_sink(self, config: ParquetSinkConfig, env: &Env<'scope>) {
+        use timely::dataflow::operators::vec::Map;
+        let rows = self.map(|e| crate::record::HealthRow::from(&e));
+        sink(rows, config, 0, env)
+    }
+}
+
 /// The Parquet sink of `rows`, of windows corrected for `lateness_ms`.
-fn sink<'scope>(
-    rows: Stream<'scope, u64, Vec<WindowAggregate>>,
+/// Writes `rows` as Parquet files below `config.dir`, in hours of their
+/// start, with checkpoints when the run takes them.
+pub(crate) fn sink<'scope, R: ParquetRow + timely::ExchangeData>(
+    rows: Stream<'scope, u64, Vec<R>>,
     config: ParquetSinkConfig,
     lateness_ms: u64,
     env: &Env<'scope>,
@@ -126,7 +136,7 @@ fn sink<'scope>(
     let run = env.run().clone();
     let (participant, markers) = env.participant("parquet");
     let peers = (rows.scope().index(), rows.scope().peers());
-    let (writer, failure) = open_writer(config, env, participant.op(), peers);
+    let (writer, failure) = open_writer::<R>(config, env, participant.op(), peers);
     let writer = writer.with_lateness(lateness_ms);
     if let Some(error) = &failure {
         run.control.add_error(error.clone());
@@ -156,12 +166,12 @@ fn sink<'scope>(
 /// visible, the temporary files no checkpoint completed are removed, worker
 /// 0 checks the directory ([`check_published`]), and each worker takes its
 /// share of the restored parts: their published files and buffered rows.
-fn open_writer(
+fn open_writer<R: ParquetRow>(
     config: ParquetSinkConfig,
     env: &Env<'_>,
     op: &str,
     (worker, peers): (usize, usize),
-) -> (ParquetWriter, Option<String>) {
+) -> (ParquetWriter<R>, Option<String>) {
     let dir = config.dir.clone();
     let mut writer = ParquetWriter::new(config, env.file_prefix());
     let mut failure: Option<String> = None;
@@ -170,7 +180,7 @@ fn open_writer(
         if let Err(e) = resume::remove_orphans(&dir, &env.file_prefix(), worker, peers) {
             failure = Some(format!("Parquet sink: {e}"));
         }
-        let parts = env.restored::<ParquetPart>(op);
+        let parts = env.restored::<ParquetPart<R>>(op);
         if worker == 0 && failure.is_none() {
             if let Err(error) = check_published(&dir, &parts, env, &mut writer) {
                 failure = Some(format!("Parquet sink: {error}"));
@@ -186,8 +196,8 @@ fn open_writer(
 
 /// The Parquet sink operator of one worker: its writer, driven by the
 /// events of [`checkpointed_sink`].
-struct Operator {
-    writer: ParquetWriter,
+struct Operator<R: ParquetRow> {
+    writer: ParquetWriter<R>,
     /// The first failure: the sink then writes nothing more, and fails
     /// every checkpoint, so none completes without its rows.
     failure: Option<String>,
@@ -199,13 +209,13 @@ struct Operator {
     /// Rows sent after their window's end (made by late readings), with
     /// that time: they go to the writer once the frontier passes it, so a
     /// checkpoint holds exactly the rows sent before its frontier.
-    held: Vec<(u64, WindowAggregate)>,
+    held: Vec<(u64, R)>,
 }
 
-impl Operator {
+impl<R: ParquetRow> Operator<R> {
     /// Buffers a batch, answers a checkpoint marker, or writes the hours
     /// the frontier completed; then counts what was written.
-    fn on_event(&mut self, event: SinkEvent<'_, WindowAggregate>) {
+    fn on_event(&mut self, event: SinkEvent<'_, R>) {
         if let Some(error) = &self.failure {
             // Consume and drop the input; no checkpoint completes.
             if let SinkEvent::Marker(marker) = event {
@@ -218,10 +228,11 @@ impl Operator {
         let result = match event {
             SinkEvent::Data(time, data) => {
                 let range = self.range;
-                for agg in data.drain(..).filter(|a| {
-                    range.is_none_or(|(from, to)| a.window_start >= from && a.window_end <= to)
-                }) {
-                    match time > agg.window_end {
+                for agg in data
+                    .drain(..)
+                    .filter(|a| range.is_none_or(|(from, to)| a.start() >= from && a.end() <= to))
+                {
+                    match time > agg.end() {
                         true => self.held.push((time, agg)),
                         false => writer.push(agg),
                     }
@@ -294,10 +305,12 @@ impl Operator {
         m.parquet_rows.inc_by(writer.rows_written() - before.0);
         m.parquet_bytes.inc_by(writer.bytes_written() - before.1);
         let ends = writer.take_written_ends();
-        m.observe_since_arrival(
-            &m.window_latency,
-            ends.into_iter().map(|e| e.saturating_sub(1)),
-        );
+        if R::WINDOWS {
+            m.observe_since_arrival(
+                &m.window_latency,
+                ends.into_iter().map(|e| e.saturating_sub(1)),
+            );
+        }
         match result {
             Ok(files) => files
                 .into_iter()
@@ -322,11 +335,11 @@ fn failed(error: &ParquetSinkError) -> String {
 /// manifest is gone, and resuming would write its rows again. On a fresh
 /// start, the files already there are adopted, so that later resumes
 /// account for them.
-fn check_published(
+fn check_published<R: ParquetRow>(
     dir: &Location,
-    parts: &[ParquetPart],
+    parts: &[ParquetPart<R>],
     env: &Env<'_>,
-    writer: &mut ParquetWriter,
+    writer: &mut ParquetWriter<R>,
 ) -> Result<(), String> {
     let Some(id) = env.restored_checkpoint() else {
         let found = resume::adopt(dir).map_err(|e| format!("cannot list {dir}: {e}"))?;

@@ -2,7 +2,6 @@
 //! start and writes each hour as Parquet files once it is complete. It knows
 //! nothing of timely; the operator in [`super::sink`] drives it.
 
-use std::cmp::Ordering;
 use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
@@ -11,11 +10,8 @@ use std::sync::Arc;
 use ::parquet::arrow::ArrowWriter;
 use ::parquet::basic::{Compression, ZstdLevel};
 use ::parquet::file::properties::WriterProperties;
-use arrow_array::{
-    ArrayRef, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray,
-    TimestampMillisecondArray,
-};
-use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow_array::RecordBatch;
+use arrow_schema::SchemaRef;
 use chrono::DateTime;
 
 use serde::{Deserialize, Serialize};
@@ -23,58 +19,14 @@ use serde::{Deserialize, Serialize};
 use super::error::full_disk_point;
 pub use super::error::ParquetSinkError;
 use super::resume::{self, Published};
+use super::row::ParquetRow;
 use super::{ParquetCompression, ParquetSinkConfig};
 use crate::checkpoint::{PendingFile, PendingUpload};
 use crate::reading::WindowAggregate;
-use crate::record::Stats;
 use crate::storage::{Location, ObjectLocation};
 
 /// One hour in milliseconds: the span of a partition.
 pub(super) const HOUR_MS: u64 = 3_600_000;
-
-/// The Arrow schema of the files of the basic statistics: one row per
-/// (device, sensor, window), no nullable column. Timestamps are
-/// milliseconds in UTC and `count` is an `Int64`, so that DuckDB, pyarrow
-/// and Spark read the files without help.
-pub fn window_aggregate_schema() -> SchemaRef {
-    window_aggregate_schema_with(&Stats::basic())
-}
-
-/// The Arrow schema of the files of rows with `stats`: the columns of
-/// [`window_aggregate_schema`], then one nullable `Float64` column per
-/// extra statistic, named as the statistic (`stddev`, `first`, `p95`,
-/// `p99.9`), in the order of [`Stats::extra`]. A value is null where the
-/// window has none (the sample standard deviation of one reading).
-pub fn window_aggregate_schema_with(stats: &Stats) -> SchemaRef {
-    schema(stats, false)
-}
-
-/// The schema of the files of rows with `stats`, and a `revision` column
-/// (`Int32`) last for outputs whose windows late readings correct.
-fn schema(stats: &Stats, revision: bool) -> SchemaRef {
-    let timestamp = DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into()));
-    let extra = stats
-        .extra()
-        .iter()
-        .map(|s| Field::new(s.name(), DataType::Float64, true));
-    Arc::new(Schema::new(
-        [
-            Field::new("device_id", DataType::Utf8, false),
-            Field::new("sensor", DataType::Utf8, false),
-            Field::new("window_start", timestamp.clone(), false),
-            Field::new("window_end", timestamp, false),
-            Field::new("count", DataType::Int64, false),
-            Field::new("min", DataType::Float64, false),
-            Field::new("max", DataType::Float64, false),
-            Field::new("mean", DataType::Float64, false),
-            Field::new("sum", DataType::Float64, false),
-        ]
-        .into_iter()
-        .chain(extra)
-        .chain(revision.then(|| Field::new("revision", DataType::Int32, false)))
-        .collect::<Vec<_>>(),
-    ))
-}
 
 /// Buffers window aggregates by Hive partition and writes each partition as
 /// Parquet files once it is complete. It knows nothing of timely: the
@@ -90,11 +42,11 @@ fn schema(stats: &Stats, revision: bool) -> SchemaRef {
 /// reader never sees a partial file; readers of Hive datasets skip names that
 /// start with a dot.
 #[derive(Debug)]
-pub struct ParquetWriter {
+pub struct ParquetWriter<R: ParquetRow = WindowAggregate> {
     config: ParquetSinkConfig,
     prefix: String,
     /// Pending rows by hour index (`window_start / HOUR_MS`).
-    partitions: BTreeMap<u64, Vec<WindowAggregate>>,
+    partitions: BTreeMap<u64, Vec<R>>,
     /// Sequence number of the next file.
     seq: u64,
     /// Rows in files committed so far.
@@ -120,26 +72,38 @@ pub struct ParquetWriter {
     /// The files checkpoints made visible, carried from checkpoint to
     /// checkpoint (deferred commits only).
     published: Published,
+    /// Whether files get a `revision` column.
+    revised: bool,
 }
 
 /// A Parquet sink's part of a checkpoint: the rows it holds that are not in
 /// a file yet.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct ParquetPart {
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(bound = "R: ParquetRow")]
+pub struct ParquetPart<R: ParquetRow = WindowAggregate> {
     /// Buffered rows of windows that ended before the checkpoint's frontier.
-    pub rows: Vec<WindowAggregate>,
+    pub rows: Vec<R>,
     /// The files made visible by this checkpoint and every earlier one, or
     /// found at the start of the run that took the first: a resume that finds
     /// a visible file beyond them is refused (see [`super::resume`]).
     pub published: Published,
 }
 
-impl ParquetWriter {
+impl<R: ParquetRow> Default for ParquetPart<R> {
+    fn default() -> Self {
+        ParquetPart {
+            rows: Vec::new(),
+            published: Published::new(),
+        }
+    }
+}
+
+impl<R: ParquetRow> ParquetWriter<R> {
     /// A writer of files below `config.dir`, named after `file_prefix`, which
     /// must be unique per worker and run (for example `part-<run_id>-w<worker>`)
     /// so that writers never overwrite each other's files.
     pub fn new(config: ParquetSinkConfig, file_prefix: String) -> Self {
-        let schema = window_aggregate_schema_with(&config.stats);
+        let schema = R::schema(&config, false);
         ParquetWriter {
             config,
             prefix: file_prefix,
@@ -155,6 +119,7 @@ impl ParquetWriter {
             deferred: false,
             unrenamed: Vec::new(),
             published: Published::new(),
+            revised: false,
         }
     }
 
@@ -163,7 +128,8 @@ impl ParquetWriter {
     /// files get a `revision` column.
     pub fn with_lateness(mut self, lateness_ms: u64) -> Self {
         self.lateness_ms = lateness_ms;
-        self.schema = schema(&self.config.stats, lateness_ms > 0);
+        self.revised = lateness_ms > 0;
+        self.schema = R::schema(&self.config, self.revised);
         self
     }
 
@@ -194,12 +160,12 @@ impl ParquetWriter {
     /// The buffered rows of windows that ended before `frontier` (all of
     /// them for `None`): the part of a checkpoint at `frontier`. Later
     /// windows are recomputed after a restart.
-    pub fn snapshot(&self, frontier: Option<u64>) -> ParquetPart {
+    pub fn snapshot(&self, frontier: Option<u64>) -> ParquetPart<R> {
         let rows = self
             .partitions
             .values()
             .flatten()
-            .filter(|r| frontier.is_none_or(|f| r.window_end < f))
+            .filter(|r| frontier.is_none_or(|f| r.end() < f))
             .cloned()
             .collect();
         ParquetPart {
@@ -214,20 +180,16 @@ impl ParquetWriter {
     /// written in a further file of that partition at the next flush, and a
     /// warning is logged, because it means the input broke the promise that the
     /// frontier had passed it.
-    pub fn push(&mut self, agg: WindowAggregate) {
-        let hour = agg.window_start / HOUR_MS;
+    pub fn push(&mut self, row: R) {
+        let hour = row.start() / HOUR_MS;
         if hour_end(hour) <= self.closed_before {
             tracing::warn!(
-                device = %agg.device,
-                sensor = %agg.sensor,
-                window_start = agg.window_start,
-                "Window aggregate arrived for an hour already written; it goes to an extra file"
+                ?row,
+                "Row arrived for an hour already written; it goes to an extra file"
             );
         }
-        self.max_span = self
-            .max_span
-            .max(agg.window_end.saturating_sub(agg.window_start));
-        self.partitions.entry(hour).or_default().push(agg);
+        self.max_span = self.max_span.max(row.end().saturating_sub(row.start()));
+        self.partitions.entry(hour).or_default().push(row);
     }
 
     /// Writes and closes every partition whose hour ends at or before
@@ -294,7 +256,7 @@ impl ParquetWriter {
     fn write_partition(
         &mut self,
         hour: u64,
-        mut rows: Vec<WindowAggregate>,
+        mut rows: Vec<R>,
     ) -> Result<Vec<PathBuf>, ParquetSinkError> {
         let start = hour * HOUR_MS;
         let time = i64::try_from(start)
@@ -314,7 +276,7 @@ impl ParquetWriter {
                 source,
             })?;
         }
-        rows.sort_unstable_by(row_order);
+        rows.sort_unstable_by(R::order);
         let mut files = Vec::new();
         for chunk in rows.chunks(self.config.max_rows_per_file.max(1)) {
             let name = format!("{}-{:06}.parquet", self.prefix, self.seq);
@@ -335,7 +297,7 @@ impl ParquetWriter {
             );
             self.seq += 1;
             self.rows_written += chunk.len() as u64;
-            self.written_ends.extend(chunk.iter().map(|r| r.window_end));
+            self.written_ends.extend(chunk.iter().map(R::end));
             files.push(path);
         }
         Ok(files)
@@ -350,7 +312,7 @@ impl ParquetWriter {
         root: &Path,
         partition: &str,
         name: &str,
-        rows: &[WindowAggregate],
+        rows: &[R],
     ) -> Result<(u64, Option<PendingFile>), ParquetSinkError> {
         let dir = root.join(partition);
         let path = dir.join(name);
@@ -394,7 +356,7 @@ impl ParquetWriter {
         object: &ObjectLocation,
         relative: &str,
         name: &str,
-        rows: &[WindowAggregate],
+        rows: &[R],
     ) -> Result<(u64, Option<PendingFile>), ParquetSinkError> {
         let url = PathBuf::from(object.url_of(relative));
         let io = |action, source| ParquetSinkError::Io {
@@ -439,7 +401,7 @@ impl ParquetWriter {
     fn encode<W: std::io::Write + Send>(
         &self,
         path: &Path,
-        rows: &[WindowAggregate],
+        rows: &[R],
         out: W,
     ) -> Result<W, ParquetSinkError> {
         let parquet_error = |source| ParquetSinkError::Parquet {
@@ -464,56 +426,8 @@ impl ParquetWriter {
         writer.into_inner().map_err(parquet_error)
     }
 
-    fn record_batch(
-        &self,
-        path: &Path,
-        rows: &[WindowAggregate],
-    ) -> Result<RecordBatch, ParquetSinkError> {
-        let to_i64 = |field: &'static str, value: u64| {
-            i64::try_from(value).map_err(|_| ParquetSinkError::OutOfRange {
-                field,
-                value,
-                path: path.to_owned(),
-            })
-        };
-        let column = |field: &'static str, get: fn(&WindowAggregate) -> u64| {
-            rows.iter()
-                .map(|r| to_i64(field, get(r)))
-                .collect::<Result<Vec<_>, _>>()
-        };
-        let floats = |get: fn(&WindowAggregate) -> f64| {
-            Arc::new(rows.iter().map(get).collect::<Float64Array>()) as ArrayRef
-        };
-        let mut columns: Vec<ArrayRef> = vec![
-            Arc::new(StringArray::from_iter_values(
-                rows.iter().map(|r| r.device.as_str()),
-            )),
-            Arc::new(StringArray::from_iter_values(
-                rows.iter().map(|r| r.sensor.as_str()),
-            )),
-            Arc::new(
-                TimestampMillisecondArray::from(column("window_start", |r| r.window_start)?)
-                    .with_timezone("UTC"),
-            ),
-            Arc::new(
-                TimestampMillisecondArray::from(column("window_end", |r| r.window_end)?)
-                    .with_timezone("UTC"),
-            ),
-            Arc::new(Int64Array::from(column("count", |r| r.count)?)),
-            floats(|r| r.min),
-            floats(|r| r.max),
-            floats(WindowAggregate::mean),
-            floats(|r| r.sum),
-        ];
-        for &stat in self.config.stats.extra() {
-            let values: Float64Array = rows.iter().map(|r| r.value(stat)).collect();
-            columns.push(Arc::new(values));
-        }
-        if self.lateness_ms > 0 {
-            columns.push(Arc::new(Int32Array::from_iter_values(
-                rows.iter().map(|r| r.revision as i32),
-            )));
-        }
+    fn record_batch(&self, path: &Path, rows: &[R]) -> Result<RecordBatch, ParquetSinkError> {
+        let columns = R::columns(rows, &self.config, self.revised, path)?;
         RecordBatch::try_new(Arc::clone(&self.schema), columns).map_err(|source| {
             ParquetSinkError::Arrow {
                 path: path.to_owned(),
@@ -526,25 +440,4 @@ impl ParquetWriter {
 /// End of hour `hour` in ms, saturating.
 fn hour_end(hour: u64) -> u64 {
     (hour + 1).saturating_mul(HOUR_MS)
-}
-
-/// The order of rows in a file: (window_start, device, sensor, window_end,
-/// revision), then every other field, so that it is total and the bytes
-/// never depend on arrival order.
-fn row_order(a: &WindowAggregate, b: &WindowAggregate) -> Ordering {
-    fn key(r: &WindowAggregate) -> (u64, &str, &str, u64, u32, u64) {
-        (
-            r.window_start,
-            &r.device,
-            &r.sensor,
-            r.window_end,
-            r.revision,
-            r.count,
-        )
-    }
-    key(a)
-        .cmp(&key(b))
-        .then(a.min.total_cmp(&b.min))
-        .then(a.max.total_cmp(&b.max))
-        .then(a.sum.total_cmp(&b.sum))
 }
