@@ -143,6 +143,7 @@ use weir_operators::record::Stats;
 use weir_operators::storage::{Location, ObjectLocation};
 use weir_operators::{WindowKind, WindowSpec};
 
+mod control;
 mod delivery;
 mod diag;
 mod health;

@@ -47,21 +47,7 @@ pub(super) fn validate_pipeline(raw: RawPipeline, path: &Path, d: &mut Diag<'_>)
 
     let alarm_health = health::validate_alarm_health(raw.alarm_health.as_ref(), d);
     let alarm_health_sink = validate_health_sink(raw.sinks.as_ref(), &source.brokers, d);
-    let alarm_health_parquet = raw
-        .alarm_health
-        .as_ref()
-        .and_then(|h| h.get_ref().path.as_ref())
-        .map(|p| {
-            if sinks.alerts.is_none() {
-                d.err(
-                    p.span(),
-                    "alarm_health.path",
-                    "needs [sinks.alerts]: the alarm system's health is measured on the alert events",
-                );
-            }
-            let path = text(d, p, "alarm_health.path");
-            ParquetSinkConfig::new(location(d, Some(p), &path, base, "alarm_health.path"))
-        });
+    let alarm_health_parquet = control::health_parquet(&raw, sinks.alerts.is_some(), base, d);
     if let (Some(at), None) = (
         raw.sinks
             .as_ref()
@@ -90,21 +76,8 @@ pub(super) fn validate_pipeline(raw: RawPipeline, path: &Path, d: &mut Diag<'_>)
     let control = raw
         .control
         .as_ref()
-        .map(|c| validate_control(c, &source, sinks.alerts.is_some(), d));
-    let http_token_env = raw
-        .http
-        .as_ref()
-        .and_then(|h| h.get_ref().token_env.as_ref())
-        .map(|t| {
-            if control.is_none() {
-                d.err(
-                    t.span(),
-                    "http.token_env",
-                    "needs [control]: alarm actions write control events to its topic",
-                );
-            }
-            text(d, t, "http.token_env")
-        });
+        .map(|c| control::validate_control(c, &source, sinks.alerts.is_some(), d));
+    let http_token_env = control::token_env(&raw, control.is_some(), d);
 
     PipelineSpec {
         name,
@@ -126,37 +99,6 @@ pub(super) fn validate_pipeline(raw: RawPipeline, path: &Path, d: &mut Diag<'_>)
         control,
         http_token_env,
     }
-}
-
-/// `[control]`: the source's settings, on the control topic (and brokers
-/// and properties, if given).
-fn validate_control(
-    raw: &Spanned<RawControl>,
-    source: &KafkaSourceConfig,
-    alerts: bool,
-    d: &mut Diag<'_>,
-) -> KafkaSourceConfig {
-    let at = raw.span().start;
-    let r = raw.get_ref();
-    if !alerts {
-        d.at(
-            at,
-            "control",
-            "needs [sinks.alerts]: control events act on the alarms of the rules",
-        );
-    }
-    let mut control = source.clone();
-    control.topic = required_text(d, r.topic.as_ref(), at, "control.topic");
-    if let Some(b) = &r.brokers {
-        control.brokers = text(d, b, "control.brokers");
-    }
-    if r.properties.is_some() {
-        control.properties = properties(d, r.properties.as_ref(), "control.properties");
-    }
-    if control.topic == source.topic && !control.topic.is_empty() {
-        d.at(at, "control.topic", "must not be the readings' topic");
-    }
-    control
 }
 
 /// The sinks of a pipeline, each if configured.
