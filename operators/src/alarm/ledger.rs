@@ -145,19 +145,18 @@ impl Ledger {
         ledger
     }
 
-    /// Ends, at `at`, the alarms of the rules `gone` names (a reload
-    /// changed or removed them: their evaluation starts afresh, and no
-    /// resolve will come for them).
-    pub fn end_rules(&mut self, gone: &[String], at: u64) {
+    /// Ends, at `at`, the alarms `ends` says a reload ended (the evaluator
+    /// starts their keys afresh, and no resolve will come for them).
+    pub fn end_alarms(&mut self, ends: impl Fn(&Key) -> bool, at: u64) {
         let queued = &mut self.queued;
         let last = &mut self.last;
         self.active.retain(|key, alarm| {
-            let ends = gone.contains(&key.0);
-            if ends {
+            let ended = ends(key);
+            if ended {
                 queued.push(Entry::Change((alarm.clone(), at, -1)));
                 last.remove(key);
             }
-            !ends
+            !ended
         });
     }
 
@@ -425,11 +424,13 @@ impl StatefulLogic<Alert, Entry> for LedgerLogic {
     }
 
     fn checkpoint(&mut self, marker: Marker) {
-        // The alarms of rules a reload changes end at its frontier; they
-        // are sent with the next changes.
-        let gone = self.rules.reloaded(&marker);
-        if let (false, Some(at)) = (gone.is_empty(), marker.until()) {
-            self.ledger.end_rules(&gone, at);
+        // The alarms a reload starts afresh end at its frontier; they are
+        // sent with the next changes.
+        if let (Some(reload), Some(at)) = (self.rules.reloaded(&marker), marker.until()) {
+            self.ledger.end_alarms(
+                |(rule, device, sensor)| reload.ends(rule, device, sensor),
+                at,
+            );
         }
         self.participant
             .write(&marker, &self.ledger.snapshot(), Vec::new());

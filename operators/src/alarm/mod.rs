@@ -43,31 +43,56 @@ pub(crate) fn ended_since_restore(env: &Env<'_>, rules: &RuleSet) -> impl Fn(&st
 }
 
 /// The rules in force, as alarms follow them across reloads.
-pub(crate) struct RulesInForce(Vec<crate::rules::Rule>);
+pub(crate) struct RulesInForce(RuleSet);
+
+/// What a reload ends: the rules and registry before it and after.
+pub(crate) struct Reloaded {
+    old: RuleSet,
+    new: RuleSet,
+}
+
+impl Reloaded {
+    /// Whether the reload ends the alarm of `rule` on (`device`,
+    /// `sensor`): the evaluator starts the key afresh (no resolve comes
+    /// for it) when the rule as it judges that key changes: the rule is
+    /// changed or removed, the registry no longer selects the device for
+    /// it, or gives it other limits.
+    pub(crate) fn ends(&self, rule: &str, device: &str, sensor: &str) -> bool {
+        let judged = |set: &RuleSet| {
+            let r = set.rules.iter().find(|r| r.name == rule)?;
+            set.judge(r, device, sensor)
+                .map(|judged| judged.into_owned())
+        };
+        judged(&self.old) != judged(&self.new)
+    }
+}
 
 impl RulesInForce {
-    /// The rules of `rules`.
+    /// The rules (and registry) of `rules`.
     pub(crate) fn of(rules: &RuleSet) -> RulesInForce {
-        RulesInForce(rules.rules.clone())
+        RulesInForce(rules.clone())
     }
 
-    /// The rules a reload carried by `marker` changes or removes, taking
-    /// the new rules into force; none without a reload. The evaluator
-    /// starts such a rule afresh on every key, so no resolve comes for its
-    /// alarms. (A registry edit that only stops a rule selecting a device
-    /// drops that key's state too; its alarm is not ended here.)
-    pub(crate) fn reloaded(&mut self, marker: &crate::checkpoint::Marker) -> Vec<String> {
+    /// The reload `marker` carries, if any, taking its rules into force.
+    pub(crate) fn reloaded(&mut self, marker: &crate::checkpoint::Marker) -> Option<Reloaded> {
         let Some(Ok(rules)) = marker.reload.as_ref().map(RuleSet::from_reload) else {
-            return Vec::new();
+            return None;
         };
-        let gone = self
-            .0
-            .iter()
-            .filter(|old| !rules.rules.contains(old))
-            .map(|old| old.name.clone())
-            .collect();
-        self.0 = rules.rules;
-        gone
+        Some(self.replaced(rules))
+    }
+
+    /// The rules (and registry) in force.
+    pub(crate) fn rules(&self) -> &RuleSet {
+        &self.0
+    }
+
+    /// Takes `rules` into force.
+    pub(crate) fn replaced(&mut self, rules: RuleSet) -> Reloaded {
+        let old = std::mem::replace(&mut self.0, rules);
+        Reloaded {
+            old,
+            new: self.0.clone(),
+        }
     }
 }
 

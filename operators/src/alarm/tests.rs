@@ -338,16 +338,44 @@ fn the_views_equal_a_reference_loop_at_one_and_three_workers() {
 }
 
 #[test]
-fn a_reload_ends_the_alarms_of_the_rules_it_changes_at_its_frontier() {
+fn a_reload_ends_the_alarms_it_starts_afresh_at_its_frontier() {
+    use crate::rules::Pattern;
+    use crate::rules::{Direction, Rule};
+    // "hot" judges the devices of the north; "warm" every device.
+    let registry = |d2_site: &str| {
+        let mut registry = Registry::default();
+        for (id, site) in [("d1", "north"), ("d2", d2_site)] {
+            let fields = vec![("site".to_owned(), site.to_owned())];
+            let device = Device {
+                fields,
+                limits: Vec::new(),
+            };
+            registry.devices.insert(id.into(), device);
+        }
+        registry
+    };
+    let mut hot = Rule::new("hot", "temp", Direction::Above, 90.0);
+    let north = Pattern::new("north").unwrap();
+    hot.selection.fields.push(("site".into(), north));
+    let warm = Rule::new("warm", "temp", Direction::Above, 80.0);
+    let old = RuleSet::new(vec![hot.clone(), warm.clone()]).with_devices(registry("north"));
+    // The reload changes "warm" and moves d2 to the south, where "hot"
+    // no longer judges it: the evaluator starts both keys afresh.
+    let new = RuleSet::new(vec![hot, warm.severity("critical")]).with_devices(registry("south"));
+    let reload = super::RulesInForce::of(&old).replaced(new);
+
     let mut ledger = Ledger::default();
     ledger.push([
         event("hot", "d1", AlertState::Firing, 1_000, "warning"),
+        event("hot", "d2", AlertState::Firing, 1_000, "warning"),
         event("warm", "d1", AlertState::Firing, 2_000, "warning"),
     ]);
     let mut out = Vec::new();
     ledger.advance(Some(5_000), &mut out);
-    // "warm" changed at 5 s: its alarm ends there, "hot" stays.
-    ledger.end_rules(&["warm".to_owned()], 5_000);
+    ledger.end_alarms(
+        |(rule, device, sensor)| reload.ends(rule, device, sensor),
+        5_000,
+    );
     assert_eq!(ledger.earliest(false), Some(5_000));
     assert_eq!(
         ledger.snapshot().active,
@@ -355,9 +383,14 @@ fn a_reload_ends_the_alarms_of_the_rules_it_changes_at_its_frontier() {
     );
     out.clear();
     ledger.advance(Some(6_000), &mut out);
+    let mut ended = changes(&mut out);
+    ended.sort_by(|a, b| a.0.cmp(&b.0));
     assert_eq!(
-        changes(&mut out),
-        vec![(alarm("warm", "d1", "warning", 2_000, false), 5_000, -1)]
+        ended,
+        vec![
+            (alarm("hot", "d2", "warning", 1_000, false), 5_000, -1),
+            (alarm("warm", "d1", "warning", 2_000, false), 5_000, -1),
+        ]
     );
 }
 

@@ -174,9 +174,9 @@ impl AreaHealth {
     /// removed (no resolve will come for them), or of a device a registry
     /// edit moved to another area (its resolve goes there). An alarm moved
     /// so is not reported stale in either area.
-    pub fn forget(&mut self, ends: impl Fn(&str, &str) -> bool) {
+    pub fn forget(&mut self, ends: impl Fn(&str, &str, &str) -> bool) {
         self.active
-            .retain(|(rule, device, _), _| !ends(rule, device));
+            .retain(|(rule, device, sensor), _| !ends(rule, device, sensor));
     }
 
     /// Applies one alert event (every timer before it fired).

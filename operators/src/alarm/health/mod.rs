@@ -151,8 +151,8 @@ pub fn alarm_health<'scope>(
         // `AreaHealth::forget_moved`).
         let ended = super::ended_since_restore(env, rules);
         for (area, health) in areas.iter_mut() {
-            health.forget(|rule, _| ended(rule));
-            health.forget(|rule, device| config.area_in(rules, rule, device) != *area);
+            health.forget(|rule, _, _| ended(rule));
+            health.forget(|rule, device, _| config.area_in(rules, rule, device) != *area);
         }
     }
     let logic = HealthLogic {
@@ -228,14 +228,16 @@ impl StatefulLogic<Alert, HealthEvent> for HealthLogic {
     }
 
     fn checkpoint(&mut self, marker: Marker) {
-        let gone = self.rules.reloaded(&marker);
-        let registry = marker.reload.as_ref().map(RuleSet::from_reload);
-        for (area, health) in self.areas.iter_mut() {
-            health.forget(|rule, _| gone.iter().any(|g| g == rule));
-            // A registry edit may move a device to another area, where its
-            // resolve will go: forget its alarm here.
-            if let Some(Ok(rules)) = &registry {
-                health.forget(|rule, device| self.config.area_in(rules, rule, device) != *area);
+        if let Some(reload) = self.rules.reloaded(&marker) {
+            let rules = self.rules.rules();
+            for (area, health) in self.areas.iter_mut() {
+                // The alarms the reload starts afresh end without a
+                // resolve; a registry edit may move a device to another
+                // area, where its resolve will go: forget those here.
+                health.forget(|rule, device, sensor| {
+                    reload.ends(rule, device, sensor)
+                        || self.config.area_in(rules, rule, device) != *area
+                });
             }
         }
         let part = HealthPart {

@@ -111,7 +111,7 @@ fn an_alarm_active_for_stale_after_is_stale_once_per_activation() {
     let mut area = AreaHealth::default();
     let mut out = Vec::new();
     area.apply(&alerts[0], &config, "a", &mut out);
-    area.forget(|rule, _| rule == "hot");
+    area.forget(|rule, _, _| rule == "hot");
     area.fire_until(400 * S, &config, "a", &mut out);
     assert!(
         out.iter()
@@ -343,9 +343,9 @@ fn an_alarm_whose_device_moved_to_another_area_is_never_stale_in_the_old_one() {
     area.apply(&alert, &config, "north/l", &mut out);
     // Unmoved, it stays; moved south (where its resolve will go), it goes.
     let moved = at("south");
-    area.forget(|rule, device| config.area_in(&at("north"), rule, device) != "north/l");
+    area.forget(|rule, device, _| config.area_in(&at("north"), rule, device) != "north/l");
     area.fire_until(50 * S, &config, "north/l", &mut out);
-    area.forget(|rule, device| config.area_in(&moved, rule, device) != "north/l");
+    area.forget(|rule, device, _| config.area_in(&moved, rule, device) != "north/l");
     area.fire_until(400 * S, &config, "north/l", &mut out);
     assert!(
         out.iter()
@@ -356,7 +356,7 @@ fn an_alarm_whose_device_moved_to_another_area_is_never_stale_in_the_old_one() {
     let mut kept = AreaHealth::default();
     let mut out = Vec::new();
     kept.apply(&alert, &config, "north/l", &mut out);
-    kept.forget(|rule, device| config.area_in(&at("north"), rule, device) != "north/l");
+    kept.forget(|rule, device, _| config.area_in(&at("north"), rule, device) != "north/l");
     kept.fire_until(400 * S, &config, "north/l", &mut out);
     assert_eq!(out.len(), 1, "{out:?}");
 }
