@@ -182,8 +182,8 @@ impl Ledger {
         self.pending.sort_by_key(|a| a.event_time);
         self.control.sort_by_key(ControlEvent::order_key);
         let before = |t: u64| until.is_none_or(|u| t < u);
-        let alerts = std::mem::take(&mut self.pending);
-        let controls = std::mem::take(&mut self.control);
+        let mut alerts = std::mem::take(&mut self.pending);
+        let mut controls = std::mem::take(&mut self.control);
         let (mut a, mut c) = (0, 0);
         loop {
             let ta = alerts.get(a).map(|x| x.event_time).filter(|t| before(*t));
@@ -210,8 +210,11 @@ impl Ledger {
                 a += 1;
             }
         }
-        self.pending = alerts[a..].to_vec();
-        self.control = controls[c..].to_vec();
+        // What is left waits for the frontier, moved rather than copied.
+        alerts.drain(..a);
+        controls.drain(..c);
+        self.pending = alerts;
+        self.control = controls;
     }
 
     /// Whether this worker keeps the alarm `key`.
