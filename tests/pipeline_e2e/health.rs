@@ -5,7 +5,6 @@ use std::path::Path;
 use arrow_array::cast::AsArray;
 use arrow_array::types::TimestampMillisecondType;
 use arrow_array::Array;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 /// Every health row below `dir` (none if it does not exist), as
 /// `measure|area|event_time|rule|device|sensor`, sorted.
@@ -14,32 +13,24 @@ pub fn health_rows(dir: &Path) -> Vec<String> {
         return Vec::new();
     }
     let mut rows = Vec::new();
-    for path in crate::reference::files(dir) {
-        let file = std::fs::File::open(&path).unwrap();
-        for batch in ParquetRecordBatchReaderBuilder::try_new(file)
-            .unwrap()
-            .build()
-            .unwrap()
-        {
-            let b = batch.unwrap();
-            let col = |name: &str| b.column(b.schema().index_of(name).unwrap()).clone();
-            let (measure, area, time) = (col("measure"), col("area"), col("event_time"));
-            let (rule, device, sensor) = (col("rule"), col("device"), col("sensor"));
-            let text = |a: &arrow_array::ArrayRef, i: usize| match a.is_null(i) {
-                true => String::new(),
-                false => a.as_string::<i32>().value(i).to_owned(),
-            };
-            for i in 0..b.num_rows() {
-                rows.push(format!(
-                    "{}|{}|{}|{}|{}|{}",
-                    text(&measure, i),
-                    text(&area, i),
-                    time.as_primitive::<TimestampMillisecondType>().value(i),
-                    text(&rule, i),
-                    text(&device, i),
-                    text(&sensor, i),
-                ));
-            }
+    for b in crate::reference::batches(crate::reference::files(dir)) {
+        let col = |name: &str| b.column(b.schema().index_of(name).unwrap()).clone();
+        let (measure, area, time) = (col("measure"), col("area"), col("event_time"));
+        let (rule, device, sensor) = (col("rule"), col("device"), col("sensor"));
+        let text = |a: &arrow_array::ArrayRef, i: usize| match a.is_null(i) {
+            true => String::new(),
+            false => a.as_string::<i32>().value(i).to_owned(),
+        };
+        for i in 0..b.num_rows() {
+            rows.push(format!(
+                "{}|{}|{}|{}|{}|{}",
+                text(&measure, i),
+                text(&area, i),
+                time.as_primitive::<TimestampMillisecondType>().value(i),
+                text(&rule, i),
+                text(&device, i),
+                text(&sensor, i),
+            ));
         }
     }
     rows.sort();

@@ -13,7 +13,6 @@ use std::path::Path;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float64Type, Int32Type, Int64Type, TimestampMillisecondType};
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use crate::reference::{files, Ref, Windows, WINDOW_MS};
 
@@ -156,40 +155,32 @@ pub fn reference_corrected(accepted: &[Ref], late: &[(Ref, u64)]) -> (Revised, u
 /// The rows of the Parquet files below `dir`, with their revision.
 pub fn parquet_revised(dir: &Path) -> Revised {
     let mut rows = Revised::new();
-    for path in files(dir) {
-        let file = std::fs::File::open(&path).unwrap();
-        for batch in ParquetRecordBatchReaderBuilder::try_new(file)
-            .unwrap()
-            .build()
-            .unwrap()
-        {
-            let b = batch.unwrap();
-            let col = |name: &str| b.column(b.schema().index_of(name).unwrap()).clone();
-            let ts = |name: &str, i| {
-                col(name)
-                    .as_primitive::<TimestampMillisecondType>()
-                    .value(i) as u64
-            };
-            let float = |name: &str, i| col(name).as_primitive::<Float64Type>().value(i);
-            for i in 0..b.num_rows() {
-                let key = (
-                    col("device_id").as_string::<i32>().value(i).to_owned(),
-                    col("sensor").as_string::<i32>().value(i).to_owned(),
-                    ts("window_start", i),
-                    ts("window_end", i),
-                    col("revision").as_primitive::<Int32Type>().value(i) as u32,
-                );
-                let value = (
-                    col("count").as_primitive::<Int64Type>().value(i) as u64,
-                    float("min", i),
-                    float("max", i),
-                    float("sum", i),
-                );
-                assert!(
-                    rows.insert(key.clone(), value).is_none(),
-                    "{key:?} written twice"
-                );
-            }
+    for b in crate::reference::batches(files(dir)) {
+        let col = |name: &str| b.column(b.schema().index_of(name).unwrap()).clone();
+        let ts = |name: &str, i| {
+            col(name)
+                .as_primitive::<TimestampMillisecondType>()
+                .value(i) as u64
+        };
+        let float = |name: &str, i| col(name).as_primitive::<Float64Type>().value(i);
+        for i in 0..b.num_rows() {
+            let key = (
+                col("device_id").as_string::<i32>().value(i).to_owned(),
+                col("sensor").as_string::<i32>().value(i).to_owned(),
+                ts("window_start", i),
+                ts("window_end", i),
+                col("revision").as_primitive::<Int32Type>().value(i) as u32,
+            );
+            let value = (
+                col("count").as_primitive::<Int64Type>().value(i) as u64,
+                float("min", i),
+                float("max", i),
+                float("sum", i),
+            );
+            assert!(
+                rows.insert(key.clone(), value).is_none(),
+                "{key:?} written twice"
+            );
         }
     }
     rows

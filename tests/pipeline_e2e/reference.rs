@@ -275,38 +275,44 @@ pub fn visible_rows(dir: &Path) -> Windows {
 
 fn rows_of(paths: Vec<PathBuf>) -> Windows {
     let mut rows = Windows::new();
-    for path in paths {
-        let file = std::fs::File::open(&path).unwrap();
-        for batch in ParquetRecordBatchReaderBuilder::try_new(file)
-            .unwrap()
-            .build()
-            .unwrap()
-        {
-            let b = batch.unwrap();
-            let col = |name: &str| b.column(b.schema().index_of(name).unwrap()).clone();
-            let (device, sensor) = (col("device_id"), col("sensor"));
-            let (start, count) = (col("window_start"), col("count"));
-            let (min, max, sum) = (col("min"), col("max"), col("sum"));
-            for i in 0..b.num_rows() {
-                let key = (
-                    device.as_string::<i32>().value(i).to_owned(),
-                    sensor.as_string::<i32>().value(i).to_owned(),
-                    start.as_primitive::<TimestampMillisecondType>().value(i) as u64,
-                );
-                let value = (
-                    count.as_primitive::<Int64Type>().value(i) as u64,
-                    min.as_primitive::<Float64Type>().value(i),
-                    max.as_primitive::<Float64Type>().value(i),
-                    sum.as_primitive::<Float64Type>().value(i),
-                );
-                assert!(
-                    rows.insert(key.clone(), value).is_none(),
-                    "window {key:?} written twice"
-                );
-            }
+    for b in batches(paths) {
+        let col = |name: &str| b.column(b.schema().index_of(name).unwrap()).clone();
+        let (device, sensor) = (col("device_id"), col("sensor"));
+        let (start, count) = (col("window_start"), col("count"));
+        let (min, max, sum) = (col("min"), col("max"), col("sum"));
+        for i in 0..b.num_rows() {
+            let key = (
+                device.as_string::<i32>().value(i).to_owned(),
+                sensor.as_string::<i32>().value(i).to_owned(),
+                start.as_primitive::<TimestampMillisecondType>().value(i) as u64,
+            );
+            let value = (
+                count.as_primitive::<Int64Type>().value(i) as u64,
+                min.as_primitive::<Float64Type>().value(i),
+                max.as_primitive::<Float64Type>().value(i),
+                sum.as_primitive::<Float64Type>().value(i),
+            );
+            assert!(
+                rows.insert(key.clone(), value).is_none(),
+                "window {key:?} written twice"
+            );
         }
     }
     rows
+}
+
+/// The record batches of the Parquet files `paths`, in order.
+pub fn batches(paths: impl IntoIterator<Item = PathBuf>) -> Vec<arrow_array::RecordBatch> {
+    let mut out = Vec::new();
+    for path in paths {
+        let file = std::fs::File::open(&path).unwrap();
+        let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+            .unwrap()
+            .build()
+            .unwrap();
+        out.extend(reader.map(|batch| batch.unwrap()));
+    }
+    out
 }
 
 /// The Parquet files a reader sees below `dir`: hidden names (a leading `.`
