@@ -273,7 +273,7 @@ where
 
 /// The alert operator's logic: observations wait for the frontier, then
 /// go through the rules' state machines in order.
-struct AlertLogic<O> {
+struct AlertLogic<O: Observation> {
     evaluator: AlertEvaluator<O>,
     participant: Participant,
     run: Run,

@@ -9,7 +9,7 @@ use crate::reading::SensorKey;
 
 /// [`AlertEvaluator::snapshot_view`]: serializes as an [`AlertPart`] (a
 /// struct of one sequence of `(key, [(name, state)])`), from borrowed state.
-struct PartView<'a, O>(&'a AlertEvaluator<O>);
+struct PartView<'a, O: Observation>(&'a AlertEvaluator<O>);
 
 impl<O: Observation> Serialize for PartView<'_, O> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use hashbrown::HashTable;
 
+use super::state::Pending;
 use super::{Alert, AlertState, Observation, Rule, RuleKind, RuleSet, RuleState, Transition};
 use crate::reading::{Name, SensorKey};
 
@@ -44,10 +45,10 @@ impl KeyState {
 const BUCKET_MS: u64 = 16;
 
 /// Pending observations of one bucket of event time.
-struct Bucket<O> {
+struct Bucket<P> {
     /// (key slot, observation), in arrival order (sorted by key and order
     /// if `unsorted`).
-    entries: Vec<(usize, O)>,
+    entries: Vec<(usize, P)>,
     /// The earliest event time in `entries`.
     min: u64,
     /// An observation arrived before a key's earlier one in this bucket.
@@ -57,7 +58,7 @@ struct Bucket<O> {
 /// The alert evaluation logic, free of timely: feed observations with
 /// [`AlertEvaluator::push`], then call [`AlertEvaluator::advance_to`] as the
 /// frontier moves.
-pub struct AlertEvaluator<O> {
+pub struct AlertEvaluator<O: Observation> {
     /// The rule set, its version and the transitions to turn into alerts.
     emitter: Emitter,
     /// The rules judging keys: those of the rule set, then variants of them with
@@ -77,9 +78,15 @@ pub struct AlertEvaluator<O> {
     /// Appending and applying touch memory in sequence, where a queue per
     /// key would cost a cache miss per key and round, and an `advance_to`
     /// touches only the buckets the frontier has reached.
-    pending: BTreeMap<u64, Bucket<O>>,
+    /// What waits is the compact [`Observation::Pending`], not the
+    /// observation: the key's names are in its slot.
+    pending: BTreeMap<u64, Bucket<O::Pending>>,
+    /// The bucket appended to last, out of `pending` while it is: readings
+    /// come in runs of one bucket (a partition's batch, in time order), so
+    /// most appends go straight to it, without a search of `pending`.
+    hot: Option<(u64, Bucket<O::Pending>)>,
     /// Emptied bucket buffers, for reuse.
-    spare: Vec<Vec<(usize, O)>>,
+    spare: Vec<Vec<(usize, O::Pending)>>,
     /// Armed duration deadlines: (deadline, key, slot).
     deadlines: BTreeSet<(u64, usize, usize)>,
     /// Every sensor name some rule lists, or `None` if a rule takes every
@@ -114,6 +121,7 @@ impl<O: Observation> AlertEvaluator<O> {
             index: HashTable::new(),
             keys: Vec::new(),
             pending: BTreeMap::new(),
+            hot: None,
             spare: Vec::new(),
             deadlines: BTreeSet::new(),
             floor: 0,
@@ -178,6 +186,7 @@ impl<O: Observation> AlertEvaluator<O> {
     /// them is unknown).
     pub fn discard_pending(&mut self) {
         self.pending.clear();
+        self.hot = None;
         self.deadlines.clear();
         self.silences.clear();
     }
@@ -194,6 +203,7 @@ impl<O: Observation> AlertEvaluator<O> {
         let states: usize = self.keys.iter().map(|k| k.rules.len()).sum();
         let slots: usize = self.keys.iter().map(|k| k.rules.capacity()).sum();
         let pending: usize = (self.pending.values().map(|b| b.entries.capacity()))
+            .chain(self.hot.iter().map(|(_, b)| b.entries.capacity()))
             .chain(self.spare.iter().map(Vec::capacity))
             .sum();
         let extras: usize = (self.keys.iter().flat_map(|k| &k.rules))
@@ -203,7 +213,7 @@ impl<O: Observation> AlertEvaluator<O> {
         let bytes = self.keys.capacity() * per_key
             + slots * size_of::<(usize, RuleState)>()
             + extras
-            + pending * size_of::<(usize, O)>();
+            + pending * size_of::<(usize, O::Pending)>();
         (states, bytes)
     }
 
@@ -222,16 +232,17 @@ impl<O: Observation> AlertEvaluator<O> {
             // Taken for the loop (no copy): `slot` needs `self`.
             let combinations = std::mem::take(&mut self.combinations);
             for key in &combinations {
-                if key.split('+').any(|s| s == obs.sensor()) {
+                if let Some(part) = key.split('+').position(|s| s == obs.sensor()) {
                     let route = SensorKey::route_hash(obs.device(), key);
                     let slot = self.slot(obs.device(), key, route, &obs);
-                    queued |= self.enqueue(slot, obs.clone());
+                    let part = u8::try_from(part).unwrap_or(u8::MAX - 1);
+                    queued |= self.enqueue(slot, obs.clone().pending(Some(part)));
                 }
             }
             self.combinations = combinations;
         }
         let slot = self.slot(obs.device(), obs.sensor(), obs.route(), &obs);
-        self.enqueue(slot, obs) || queued
+        self.enqueue(slot, obs.pending(None)) || queued
     }
 
     /// The slot of the key (`device`, `sensor`), hashed as `route`; a new
@@ -263,19 +274,22 @@ impl<O: Observation> AlertEvaluator<O> {
     }
 
     /// Queues `obs` for the key in `slot`; false if no rule judges the key.
-    fn enqueue(&mut self, slot: usize, obs: O) -> bool {
-        let state = &mut self.keys[slot];
-        if state.rules.is_empty() {
+    fn enqueue(&mut self, slot: usize, obs: O::Pending) -> bool {
+        if self.keys[slot].rules.is_empty() {
             return false;
         }
-        let bucket = self
-            .pending
-            .entry(obs.time() / BUCKET_MS)
-            .or_insert_with(|| Bucket {
+        let number = obs.time() / BUCKET_MS;
+        if self.hot.as_ref().is_none_or(|(n, _)| *n != number) {
+            self.settle();
+            let bucket = self.pending.remove(&number).unwrap_or_else(|| Bucket {
                 entries: self.spare.pop().unwrap_or_default(),
                 min: u64::MAX,
                 unsorted: false,
             });
+            self.hot = Some((number, bucket));
+        }
+        let (_, bucket) = self.hot.as_mut().expect("just set");
+        let state = &mut self.keys[slot];
         // `last` is the greatest order queued so far: an arrival before it
         // may precede an observation of the key in its bucket. (One the
         // frontier has passed was applied, and every arrival is at or after
@@ -300,7 +314,11 @@ impl<O: Observation> AlertEvaluator<O> {
         let deadline = self.deadlines.first().map(|(d, _, _)| *d);
         let silence = frontier.filter(|_| self.silences.values().any(|s| !s.is_empty()));
         let pending = self.pending.values().next().map(|b| b.min);
-        [pending, deadline, silence].into_iter().flatten().min()
+        let hot = self.hot.as_ref().map(|(_, b)| b.min);
+        [pending, hot, deadline, silence]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Applies every observation earlier than `frontier` (all of them when
@@ -312,6 +330,7 @@ impl<O: Observation> AlertEvaluator<O> {
     pub fn advance_to(&mut self, frontier: Option<u64>, out: &mut Vec<Alert>) -> u64 {
         let limit = frontier.unwrap_or(u64::MAX);
         let mut suppressed = 0;
+        self.settle();
         while let Some(first) = self.pending.first_entry() {
             let start = *first.key() * BUCKET_MS;
             if start >= limit {
@@ -387,8 +406,15 @@ impl<O: Observation> AlertEvaluator<O> {
 }
 
 impl<O: Observation> AlertEvaluator<O> {
+    /// Puts the bucket appended to last back among the others.
+    fn settle(&mut self) {
+        if let Some((number, bucket)) = self.hot.take() {
+            self.pending.insert(number, bucket);
+        }
+    }
+
     /// Keeps an emptied bucket buffer for reuse (a few of them).
-    fn recycle(&mut self, entries: Vec<(usize, O)>) {
+    fn recycle(&mut self, entries: Vec<(usize, O::Pending)>) {
         if self.spare.len() < 64 {
             self.spare.push(entries);
         }
@@ -396,10 +422,10 @@ impl<O: Observation> AlertEvaluator<O> {
 
     /// Applies `obs` to every rule of the key in `slot`; returns the number
     /// of suppressed firings.
-    fn apply(&mut self, slot: usize, obs: &O, out: &mut Vec<Alert>) -> u64 {
+    fn apply(&mut self, slot: usize, obs: &O::Pending, out: &mut Vec<Alert>) -> u64 {
         let mut suppressed = 0;
-        let key = &mut self.keys[slot];
-        for (i, (rule_idx, state)) in key.rules.iter_mut().enumerate() {
+        let KeyState { key, rules, .. } = &mut self.keys[slot];
+        for (i, (rule_idx, state)) in rules.iter_mut().enumerate() {
             let rule = &self.table[*rule_idx];
             // One evaluator sees one kind of observation; guard anyway.
             if !obs.feeds(rule) {
@@ -414,7 +440,7 @@ impl<O: Observation> AlertEvaluator<O> {
                 let time = obs.time();
                 state.observe_combination(
                     rule,
-                    obs.sensor(),
+                    obs.sensor(key),
                     time,
                     value,
                     &mut self.emitter.transitions,
@@ -459,7 +485,7 @@ impl<O: Observation> AlertEvaluator<O> {
                     self.deadlines.insert((d, slot, i));
                 }
             }
-            suppressed += self.emitter.emit(rule, &key.key, out);
+            suppressed += self.emitter.emit(rule, key, out);
         }
         suppressed
     }
@@ -578,58 +604,4 @@ impl Emitter {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::alert::Direction;
-    use crate::reading::Reading;
-
-    /// Readings pushed in any order, in chunks between frontier advances
-    /// (each at or after the frontier reached so far), give the alerts of
-    /// the same readings applied in order at once: a key's queue is sorted
-    /// whenever an arrival breaks its order, also after earlier sorts.
-    #[test]
-    fn arrivals_out_of_order_across_advances_apply_in_order() {
-        for seed in 1..=40u64 {
-            let mut next = crate::seeded(seed);
-            let rule = Rule::new("hot", "t", Direction::Above, 50.0).consecutive(2);
-            let rules = Arc::new(RuleSet::new(vec![rule]));
-            let mut readings: Vec<Reading> = (0..300)
-                .map(|i| {
-                    let device = if next(2) == 0 { "a" } else { "b" };
-                    let (time, value) = (next(400), next(100) as f64);
-                    Reading::new(device, "t", time, value, next(2) as i32, i)
-                })
-                .collect();
-
-            let mut sorted = readings.clone();
-            sorted.sort_by_key(|r| r.order());
-            let mut reference = AlertEvaluator::new(rules.clone());
-            for r in sorted {
-                reference.push(r);
-            }
-            let mut want = Vec::new();
-            reference.advance_to(None, &mut want);
-
-            let mut eval = AlertEvaluator::new(rules);
-            let mut got = Vec::new();
-            let mut frontier = 0;
-            while !readings.is_empty() {
-                let chunk = (1 + next(40) as usize).min(readings.len());
-                for _ in 0..chunk {
-                    let i = next(readings.len() as u64) as usize;
-                    eval.push(readings.swap_remove(i));
-                }
-                // Later arrivals are at or after the new frontier.
-                let earliest_left = readings.iter().map(|r| r.time).min().unwrap_or(400);
-                frontier = frontier.max(earliest_left.saturating_sub(next(30)));
-                eval.advance_to(Some(frontier), &mut got);
-            }
-            eval.advance_to(None, &mut got);
-
-            got.sort_by(|x, y| x.order_key().partial_cmp(&y.order_key()).unwrap());
-            want.sort_by(|x, y| x.order_key().partial_cmp(&y.order_key()).unwrap());
-            assert!(!want.is_empty(), "seed {seed}: no alerts to compare");
-            assert_eq!(got, want, "seed {seed}");
-        }
-    }
-}
+mod tests;
