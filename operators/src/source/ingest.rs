@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::dead_letter::{DeadLetter, DeadLetterReason};
-use crate::decode::Decoder;
+use crate::decode::{DecodeError, Decoder};
 use crate::recording::{RecordRef, Recorder};
 use crate::run::Run;
 use crate::storage::Location;
@@ -219,6 +219,20 @@ impl<D: Decode> Ingest<D> {
         readings: &mut Vec<D::Item>,
         dead: &mut Vec<DeadLetter>,
     ) -> bool {
+        self.accept_decoded(record, None, cap_time, readings, dead)
+    }
+
+    /// [`Ingest::accept`] of a record whose payload was decoded already
+    /// (`decoded`, by this ingest's decoder on a fetch thread), or is
+    /// decoded here (`None`): the same bookkeeping either way.
+    pub(crate) fn accept_decoded(
+        &mut self,
+        record: RecordRef<'_>,
+        decoded: Option<Result<D::Item, DecodeError>>,
+        cap_time: u64,
+        readings: &mut Vec<D::Item>,
+        dead: &mut Vec<DeadLetter>,
+    ) -> bool {
         let Some(i) = self
             .partitions
             .iter()
@@ -237,10 +251,10 @@ impl<D: Decode> Ingest<D> {
         self.record(&record);
         self.partitions[i].take(&self.topic, offset, record.value.len());
         let part = &self.partitions[i];
-        let reading = match self
-            .decoder
-            .decode(record.value, record.timestamp, part.id, offset)
-        {
+        let decoded = decoded.unwrap_or_else(|| {
+            (self.decoder).decode(record.value, record.timestamp, part.id, offset)
+        });
+        let reading = match decoded {
             Ok(reading) => reading,
             Err(e) => {
                 dead.push(self.reject(i, &record, e.reason, e.detail));

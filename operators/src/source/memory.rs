@@ -130,8 +130,8 @@ struct MemoryPoller {
 /// Records taken from one partition before moving to the next.
 const TURN: usize = 1_024;
 
-impl Poller for MemoryPoller {
-    fn poll<D: Decode>(
+impl<D: Decode> Poller<D> for MemoryPoller {
+    fn poll(
         &mut self,
         ingest: &mut Ingest<D>,
         cap_time: u64,

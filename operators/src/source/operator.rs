@@ -29,13 +29,13 @@ use crate::reading::{Reading, PROGRESS_BUCKET_MS};
 use crate::run::{stop_on_last_marker, Env, Run};
 
 /// What a source operator polls: it reads records and hands them to its
-/// [`Ingest`].
-pub(crate) trait Poller: 'static {
+/// [`Ingest`] (of what `D` decodes).
+pub(crate) trait Poller<D: Decode>: 'static {
     /// Reads a batch; returns how many records were read (0: nothing now).
     /// A poller with nothing to read should wait a little for data (a few
     /// ms at most), since the source is rescheduled at once, unless it
     /// wakes the source itself ([`Poller::wake_on_data`]).
-    fn poll<D: Decode>(
+    fn poll(
         &mut self,
         ingest: &mut Ingest<D>,
         cap_time: u64,
@@ -167,7 +167,7 @@ pub(crate) fn ingest_source<'scope, D, P, F>(
 ) -> Items<'scope, D::Item>
 where
     D: Decode,
-    P: Poller,
+    P: Poller<D>,
     F: FnOnce(usize, usize) -> Result<(P, Ingest<D>), String> + 'static,
 {
     let scope = env.scope();
@@ -272,7 +272,7 @@ struct Source<P, D: Decode> {
     step: u64,
 }
 
-impl<P: Poller, D: Decode> Source<P, D> {
+impl<P: Poller<D>, D: Decode> Source<P, D> {
     /// One activation: stops on request (once the markers' `input` says
     /// the last checkpoint is taken), or reads a batch, sends it and moves
     /// the capabilities with the watermark, then schedules itself again.
@@ -347,7 +347,7 @@ impl<P: Poller, D: Decode> Source<P, D> {
 /// data with `activator` if it can (the result), what it reads is recorded into
 /// `record_dir` if given, alignment steps are at least `step`, and without
 /// checkpoints no resume bookkeeping is kept.
-fn ready<P: Poller, D: Decode>(
+fn ready<P: Poller<D>, D: Decode>(
     poller: &mut P,
     ingest: &mut Ingest<D>,
     activator: SyncActivator,
@@ -374,7 +374,7 @@ fn ready<P: Poller, D: Decode>(
 
 /// Aligns the partitions with the readings' `frontier`, then polls a batch
 /// into the buffers of `outputs`; returns how many records were read.
-fn poll<P: Poller, D: Decode>(
+fn poll<P: Poller<D>, D: Decode>(
     poller: &mut P,
     ingest: &mut Ingest<D>,
     frontier: Option<u64>,

@@ -176,8 +176,8 @@ impl Pace {
     }
 }
 
-impl Poller for RecordingPoller {
-    fn poll<D: Decode>(
+impl<D: Decode> Poller<D> for RecordingPoller {
+    fn poll(
         &mut self,
         ingest: &mut Ingest<D>,
         cap_time: u64,

@@ -3,13 +3,13 @@
 //! timely capabilities.
 
 mod config;
+mod fetch;
 mod open;
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::sync::Arc;
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
-use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use timely::dataflow::Scope;
 
@@ -20,23 +20,30 @@ use super::{
 };
 use crate::dead_letter::DeadLetter;
 use crate::decode::Decoder;
-use crate::recording::RecordRef;
 use crate::run::Env;
 use crate::source::{Decode, Items};
 use config::SourceContext;
+use fetch::{FetchSetup, Fetcher, Wake};
 
-/// A worker's consumer and the config it was built from.
-struct KafkaPoller {
+/// A worker's consumer and the config it was built from; its records are
+/// read and decoded on a fetch thread (see [`fetch`]).
+struct KafkaPoller<D: Decode> {
     config: KafkaSourceConfig,
-    consumer: BaseConsumer<SourceContext>,
+    consumer: Arc<BaseConsumer<SourceContext>>,
+    /// The fetch thread, started at the first poll (once the source knows
+    /// whether it records, and can be woken).
+    fetcher: Option<Fetcher<D::Item>>,
     /// Wakes the source operator (see [`Poller::wake_on_data`]).
-    wake: Option<std::sync::Arc<dyn Fn() + Send + Sync>>,
+    wake: Wake,
     /// Partitions paused because they reached their bounded end.
     paused: Vec<i32>,
     /// Partitions paused by watermark alignment (see [`Ingest::align`]).
     held: Vec<i32>,
     /// Resume offsets last committed to the consumer group.
     committed: Vec<PartitionResume>,
+    /// The consumer's positions when the fetch thread last found nothing
+    /// to read, for a bounded source (see [`fetch::Batch::positions`]).
+    positions: BTreeMap<i32, i64>,
 }
 
 /// Reads readings from Kafka into a dataflow.
@@ -138,7 +145,7 @@ impl<'scope> KafkaSource<'scope> for Scope<'scope, u64> {
 
 /// A Kafka source of what `decoder` makes of the records of `config`'s
 /// topic (readings, control events), with its dead letters.
-pub(crate) fn kafka_items<'scope, D: Decode>(
+pub(crate) fn kafka_items<'scope, D: Decode + Clone + Send>(
     config: KafkaSourceConfig,
     decoder: D,
     env: &Env<'scope>,
@@ -153,9 +160,9 @@ pub(crate) fn kafka_items<'scope, D: Decode>(
     })
 }
 
-impl KafkaPoller {
+impl<D: Decode + Clone + Send> KafkaPoller<D> {
     /// Stops fetching partitions that reached their bounded end.
-    fn pause_done<D: Decode>(&mut self, ingest: &Ingest<D>) {
+    fn pause_done(&mut self, ingest: &Ingest<D>) {
         let mut done = TopicPartitionList::new();
         for part in &ingest.partitions {
             if part.done && !self.paused.contains(&part.id) {
@@ -200,7 +207,7 @@ impl KafkaPoller {
 
     /// Commits the resume offsets of the last checkpoint to the consumer
     /// group, for monitoring tools; failures are logged only.
-    fn commit_resume_offsets<D: Decode>(&mut self, ingest: &Ingest<D>) {
+    fn commit_resume_offsets(&mut self, ingest: &Ingest<D>) {
         let Some(part) = ingest.last_resume() else {
             return;
         };
@@ -223,84 +230,72 @@ impl KafkaPoller {
 
     /// With nothing to read: marks partitions done whose position reached
     /// their end (the last offsets may hold no record), or idle ones.
-    fn check_positions<D: Decode>(&self, ingest: &mut Ingest<D>) {
+    fn check_positions(&self, ingest: &mut Ingest<D>) {
         if self.bounded() {
-            let Ok(positions) = self.consumer.position() else {
-                return;
-            };
             for part in ingest.partitions.iter_mut().filter(|p| !p.done) {
-                let pos = positions
-                    .find_partition(&self.config.topic, part.id)
-                    .and_then(|e| match e.offset() {
-                        Offset::Offset(o) => Some(o),
-                        _ => None,
-                    });
-                if let (Some(pos), Some(end)) = (pos, part.end) {
-                    part.done |= pos >= end;
+                if let (Some(pos), Some(end)) = (self.positions.get(&part.id), part.end) {
+                    part.done |= *pos >= end;
                 }
             }
         }
     }
+
+    /// The fetch thread, started on first use.
+    fn fetcher(&mut self, ingest: &Ingest<D>) -> &Fetcher<D::Item> {
+        self.fetcher.get_or_insert_with(|| {
+            Fetcher::start(FetchSetup {
+                consumer: self.consumer.clone(),
+                decoder: ingest.decoder.clone(),
+                topic: self.config.topic.clone(),
+                max_batch: self.config.max_batch,
+                headers: ingest.recording(),
+                positions: self.config.bounded || self.config.end.is_some(),
+                wake: self.wake.clone(),
+            })
+        })
+    }
 }
 
-impl Poller for KafkaPoller {
-    fn poll<D: Decode>(
+impl<D: Decode + Clone + Send> Poller<D> for KafkaPoller<D> {
+    fn poll(
         &mut self,
         ingest: &mut Ingest<D>,
         cap_time: u64,
         readings: &mut Vec<D::Item>,
         dead: &mut Vec<DeadLetter>,
     ) -> usize {
-        let mut read = 0;
-        // The batch ran to `max_batch`: records may be left.
-        let mut full = true;
-        // Never blocks: the worker runs its other operators while the
-        // consumer waits, and `wake_on_data` reschedules the source.
-        for _ in 0..self.config.max_batch {
-            let message = match self.consumer.poll(Duration::ZERO) {
-                None => {
-                    full = false;
-                    break;
+        let (mut read, mut taken, mut ahead) = (0, 0, Vec::new());
+        // Never blocks: the fetch thread wakes the source when it hands
+        // over a batch, and the worker runs its other operators meanwhile.
+        while taken < self.config.max_batch {
+            let Some(mut batch) = self.fetcher(ingest).next() else {
+                break;
+            };
+            taken += batch.len().max(1);
+            batch.drain(|record, decoded| {
+                let partition = record.partition;
+                let took = ingest.accept_decoded(record, Some(decoded), cap_time, readings, dead);
+                read += usize::from(took);
+                if ingest.runs_ahead(partition) && !ahead.contains(&partition) {
+                    ahead.push(partition);
                 }
-                Some(Ok(m)) => m,
-                Some(Err(e)) => {
-                    full = false;
-                    tracing::warn!(error = %e, topic = %self.config.topic, "Kafka consumer error");
-                    break;
-                }
-            };
-            let headers = if ingest.recording() {
-                record_headers(&message)
-            } else {
-                Vec::new()
-            };
-            let partition = message.partition();
-            let record = RecordRef {
-                partition,
-                offset: message.offset(),
-                key: message.key(),
-                value: message.payload().unwrap_or(&[]),
-                timestamp: message.timestamp().to_millis(),
-                headers: &headers,
-            };
-            read += usize::from(ingest.accept(record, cap_time, readings, dead));
-            if ingest.runs_ahead(partition) {
-                // At once: librdkafka drops the records of a paused
-                // partition that are still queued, so none run further ahead.
-                drop(message);
-                self.hold(&[partition], true);
+            });
+            if let Some(positions) = batch.positions.take() {
+                self.positions = positions;
             }
         }
-        if full && read == 0 {
-            // Records are left (beyond a bounded end): librdkafka wakes only
-            // on an empty queue becoming non-empty, so come back at once.
-            if let Some(wake) = &self.wake {
+        // librdkafka drops what it holds of a paused partition: the few
+        // records already fetched for it are all that run further ahead.
+        self.hold(&ahead, true);
+        if taken >= self.config.max_batch {
+            // Batches may be left: come back at once.
+            if let Some(wake) = self.wake.get() {
                 wake();
             }
         }
         self.pause_done(ingest);
         self.commit_resume_offsets(ingest);
-        if read == 0 {
+        if taken == 0 {
             self.check_positions(ingest);
         }
         if let Some(timeout) = self.config.idle_timeout.filter(|_| !self.config.bounded) {
@@ -319,12 +314,8 @@ impl Poller for KafkaPoller {
     }
 
     fn wake_on_data(&mut self, wake: Box<dyn Fn() + Send + Sync>) -> bool {
-        // librdkafka calls it from its own thread when the consumer queue
-        // (records, and events such as statistics) goes from empty to not.
-        let wake: std::sync::Arc<dyn Fn() + Send + Sync> = wake.into();
-        self.wake = Some(wake.clone());
-        self.consumer.set_nonempty_callback(move || wake());
-        true
+        // The fetch thread calls it each time it hands over a batch.
+        self.wake.set(wake).is_ok()
     }
 
     fn end_offsets(&self) -> BTreeMap<i32, i64> {
@@ -337,15 +328,5 @@ impl Poller for KafkaPoller {
     }
 }
 
-/// A message's headers, owned, for a recording.
-fn record_headers(
-    message: &rdkafka::message::BorrowedMessage<'_>,
-) -> Vec<(String, Option<Vec<u8>>)> {
-    use rdkafka::message::Headers;
-    message.headers().map_or_else(Vec::new, |headers| {
-        headers
-            .iter()
-            .map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec)))
-            .collect()
-    })
-}
+#[cfg(test)]
+mod tests;

@@ -16,11 +16,11 @@ use crate::source::{Decode, Ingest, PartitionResume, PartitionStart};
 /// How long opening waits for each answer from the brokers.
 const TIMEOUT: Duration = Duration::from_secs(30);
 
-impl KafkaPoller {
+impl<D: Decode + Clone + Send> KafkaPoller<D> {
     /// Opens the source on `worker` of `peers`: creates the consumer, finds
     /// the worker's partitions, resolves where each starts and ends, and
     /// assigns them. A failure is a message for the pipeline's errors.
-    pub(super) fn open<D: Decode>(
+    pub(super) fn open(
         config: KafkaSourceConfig,
         decoder: D,
         worker: usize,
@@ -56,11 +56,13 @@ impl KafkaPoller {
         Ok((
             KafkaPoller {
                 config,
-                consumer,
-                wake: None,
+                consumer: std::sync::Arc::new(consumer),
+                fetcher: None,
+                wake: std::sync::Arc::default(),
                 paused: Vec::new(),
                 held: Vec::new(),
                 committed: Vec::new(),
+                positions: BTreeMap::new(),
             },
             ingest,
         ))

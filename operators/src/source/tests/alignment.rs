@@ -139,8 +139,8 @@ struct Turns {
 
 const TURN: usize = 50;
 
-impl Poller for Turns {
-    fn poll<D: Decode>(
+impl<D: Decode> Poller<D> for Turns {
+    fn poll(
         &mut self,
         ingest: &mut Ingest<D>,
         cap_time: u64,

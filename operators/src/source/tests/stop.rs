@@ -28,8 +28,8 @@ struct Scripted {
     second_scripted: Arc<AtomicBool>,
 }
 
-impl Poller for Scripted {
-    fn poll<D: Decode>(
+impl<D: Decode> Poller<D> for Scripted {
+    fn poll(
         &mut self,
         ingest: &mut Ingest<D>,
         cap_time: u64,
