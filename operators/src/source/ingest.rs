@@ -245,6 +245,12 @@ impl<D: Decode> Ingest<D> {
         if part.done || part.end.is_some_and(|end| offset >= end) {
             return false;
         }
+        if part.read > 0 && offset < part.next {
+            // Taken already in this run: a consumer may deliver a record
+            // twice (a pause in the middle of a poll); once is what counts.
+            tracing::debug!(topic = %self.topic, partition = part.id, offset, next = part.next, "Record delivered again; skipped");
+            return false;
+        }
         // The watermark this record was judged against in the first run, if
         // it is re-read after a restart, and never less than now.
         let cap_time = part.judged_against(offset, cap_time);

@@ -4,19 +4,27 @@
 //! decoding overlap the dataflow's operators instead of taking turns with
 //! them on the worker's thread. The worker keeps every decision (partition
 //! ends, lateness, watermarks, resume marks, recording): the thread only
-//! reads and decodes, in the order the consumer gives.
+//! reads and decodes, in each partition's order.
+//!
+//! The thread also pauses and resumes partitions: for the worker
+//! (watermark alignment, bounded ends), and on its own the moment a
+//! partition's records run ahead of the frontier, since the worker's
+//! decision comes batches later. Pausing and polling on one thread keep
+//! librdkafka's position exact (a pause from another thread, in the middle
+//! of a poll, can have a record delivered twice).
 
 use std::collections::BTreeMap;
 use std::ops::Range;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaResult;
 use rdkafka::message::{BorrowedMessage, Headers, Message};
-use rdkafka::Offset;
+use rdkafka::{Offset, TopicPartitionList};
 
 use super::config::SourceContext;
 use crate::decode::DecodeError;
@@ -29,8 +37,44 @@ use crate::source::Decode;
 const IN_FLIGHT: usize = 2;
 
 /// How long the thread waits for a record when it has none to hand over;
-/// also how soon it notices that the source is gone.
+/// also how soon it notices that the source is gone, or that a partition
+/// is released.
 const WAIT: Duration = Duration::from_millis(50);
+
+/// The partitions the worker holds back (watermark alignment) or has done
+/// with (bounded ends): the fetch thread pauses them.
+pub(super) type Held = Arc<Mutex<Vec<i32>>>;
+
+/// Watermark alignment as the fetch thread applies it, record by record:
+/// it pauses a partition once the partition's watermark is more than the
+/// bound ahead of the readings' frontier, the worker's
+/// [`Ingest::align`](crate::source::Ingest) condition for holding it back.
+/// The worker's decision comes a batch later; partitions sparse in event
+/// time would run far ahead meanwhile.
+pub(super) struct Ahead {
+    /// The readings' frontier the worker saw last; `u64::MAX` while there
+    /// is none (nothing is ahead of it).
+    pub(super) frontier: AtomicU64,
+    /// Out-of-orderness bound plus alignment bound (ms): a partition whose
+    /// latest event time is more than this past the frontier is ahead.
+    pub(super) reach: u64,
+    /// The alignment bound (ms).
+    pub(super) drift: u64,
+}
+
+impl Ahead {
+    /// Whether a partition whose latest event time is `latest` is ahead;
+    /// one `held` back already is until it is no more than half the
+    /// alignment bound ahead, as the worker releases it.
+    fn ahead(&self, latest: u64, held: bool) -> bool {
+        let frontier = self.frontier.load(Ordering::Relaxed);
+        let reach = match held {
+            true => self.reach - self.drift / 2,
+            false => self.reach,
+        };
+        frontier != u64::MAX && latest > frontier.saturating_add(reach)
+    }
+}
 
 /// The wake-up of the source operator, set once the source is ready.
 pub(super) type Wake = Arc<OnceLock<Box<dyn Fn() + Send + Sync>>>;
@@ -93,6 +137,26 @@ impl<T> Batch<T> {
         }
     }
 
+    /// Takes what a poll returned: a record (1), or an error, logged (0).
+    fn take<D: Decode<Item = T>>(
+        &mut self,
+        polled: KafkaResult<BorrowedMessage<'_>>,
+        decoder: &D,
+        topic: &str,
+        headers: bool,
+    ) -> usize {
+        match polled {
+            Ok(message) => {
+                self.push(decoder, &message, headers);
+                1
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, topic = %topic, "Kafka consumer error");
+                0
+            }
+        }
+    }
+
     /// Copies `message` in and decodes its payload with `decoder`.
     fn push<D: Decode<Item = T>>(
         &mut self,
@@ -144,6 +208,10 @@ pub(super) struct FetchSetup<D> {
     /// Whether positions are reported (a bounded source).
     pub(super) positions: bool,
     pub(super) wake: Wake,
+    /// The partitions not to read for now.
+    pub(super) held: Held,
+    /// With watermark alignment, when a partition runs ahead.
+    pub(super) ahead: Option<Arc<Ahead>>,
 }
 
 impl<T: Send + 'static> Fetcher<T> {
@@ -200,10 +268,31 @@ fn fetch<D: Decode + Clone>(
         headers,
         positions,
         wake,
+        held,
+        ahead,
     } = setup;
+    let reader = Reader {
+        decoder: &decoder,
+        topic: &topic,
+        headers,
+    };
     let mut batch = Batch::new(max_batch);
     let mut reported: Option<BTreeMap<i32, i64>> = None;
+    let mut paused: Vec<i32> = Vec::new();
+    // Each partition's latest event time read.
+    let mut latest: BTreeMap<i32, u64> = BTreeMap::new();
+    let is_ahead = |t: u64, held: bool| ahead.as_ref().is_some_and(|a| a.ahead(t, held));
     while !stop.load(Ordering::Relaxed) {
+        if batch.records.is_empty() {
+            // Between batches: pause what the worker holds and what runs
+            // ahead, resume the rest.
+            let mut want = held.lock().map(|h| h.clone()).unwrap_or_default();
+            let ahead_now = latest
+                .iter()
+                .filter(|(p, t)| is_ahead(**t, paused.contains(p)));
+            want.extend(ahead_now.map(|(p, _)| *p));
+            pause(&consumer, &topic, &mut paused, &want);
+        }
         // With records in hand, only what is there already joins them.
         let wait = if batch.records.is_empty() {
             WAIT
@@ -212,11 +301,22 @@ fn fetch<D: Decode + Clone>(
         };
         let full = match consumer.poll(wait) {
             Some(Ok(message)) => {
-                batch.push(&decoder, &message, headers);
+                let partition = message.partition();
+                let mut t = latest.get(&partition).copied();
+                reader.read(Ok(message), &mut batch, &mut t);
+                if let Some(t) = t {
+                    latest.insert(partition, t);
+                    if is_ahead(t, false) && !paused.contains(&partition) {
+                        // At once, before another of its records is read.
+                        let mut want = paused.clone();
+                        want.push(partition);
+                        pause(&consumer, &topic, &mut paused, &want);
+                    }
+                }
                 batch.records.len() >= max_batch
             }
             Some(Err(e)) => {
-                tracing::warn!(error = %e, topic = %topic, "Kafka consumer error");
+                reader.read(Err(e), &mut batch, &mut None);
                 true
             }
             None => {
@@ -239,6 +339,60 @@ fn fetch<D: Decode + Clone>(
         }
         if let Some(wake) = wake.get() {
             wake();
+        }
+    }
+}
+
+/// Pauses the partitions of `want` that are not in `paused`, resumes those
+/// of `paused` it leaves out; `paused` becomes `want`.
+fn pause(consumer: &BaseConsumer<SourceContext>, topic: &str, paused: &mut Vec<i32>, want: &[i32]) {
+    let list = |partitions: &mut dyn Iterator<Item = &i32>| {
+        let mut list = TopicPartitionList::new();
+        for &p in partitions {
+            list.add_partition(topic, p);
+        }
+        list
+    };
+    let stop = list(&mut want.iter().filter(|p| !paused.contains(p)));
+    let go = list(&mut paused.iter().filter(|p| !want.contains(p)));
+    for (list, pause) in [(stop, true), (go, false)] {
+        if list.count() == 0 {
+            continue;
+        }
+        let result = if pause {
+            consumer.pause(&list)
+        } else {
+            consumer.resume(&list)
+        };
+        if let Err(e) = result {
+            tracing::warn!(error = %e, topic, pause, "Cannot pause or resume partitions");
+        }
+    }
+    paused.clear();
+    paused.extend(want.iter().copied());
+    paused.sort_unstable();
+    paused.dedup();
+}
+
+/// How the fetch thread takes what a poll returned.
+struct Reader<'a, D> {
+    decoder: &'a D,
+    topic: &'a str,
+    headers: bool,
+}
+
+impl<D: Decode> Reader<'_, D> {
+    /// Takes `polled` into `batch`; a decoded item's event time moves its
+    /// partition's `latest`.
+    fn read(
+        &self,
+        polled: KafkaResult<BorrowedMessage<'_>>,
+        batch: &mut Batch<D::Item>,
+        latest: &mut Option<u64>,
+    ) {
+        batch.take(polled, self.decoder, self.topic, self.headers);
+        if let Some(Ok(item)) = batch.records.last().map(|r| &r.decoded) {
+            *latest = (*latest).max(Some(D::time(item)));
         }
     }
 }

@@ -7,6 +7,7 @@ mod fetch;
 mod open;
 
 use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
@@ -23,7 +24,7 @@ use crate::decode::Decoder;
 use crate::run::Env;
 use crate::source::{Decode, Items};
 use config::SourceContext;
-use fetch::{FetchSetup, Fetcher, Wake};
+use fetch::{Ahead, FetchSetup, Fetcher, Held, Wake};
 
 /// A worker's consumer and the config it was built from; its records are
 /// read and decoded on a fetch thread (see [`fetch`]).
@@ -33,12 +34,15 @@ struct KafkaPoller<D: Decode> {
     /// The fetch thread, started at the first poll (once the source knows
     /// whether it records, and can be woken).
     fetcher: Option<Fetcher<D::Item>>,
+    /// What the fetch thread knows of watermark alignment.
+    ahead: Option<Arc<Ahead>>,
     /// Wakes the source operator (see [`Poller::wake_on_data`]).
     wake: Wake,
     /// Partitions paused because they reached their bounded end.
     paused: Vec<i32>,
-    /// Partitions paused by watermark alignment (see [`Ingest::align`]).
-    held: Vec<i32>,
+    /// Partitions held back by watermark alignment (see [`Ingest::align`])
+    /// or done (bounded ends): the fetch thread pauses them.
+    held: Held,
     /// Resume offsets last committed to the consumer group.
     committed: Vec<PartitionResume>,
     /// The consumer's positions when the fetch thread last found nothing
@@ -163,45 +167,28 @@ pub(crate) fn kafka_items<'scope, D: Decode + Clone + Send>(
 impl<D: Decode + Clone + Send> KafkaPoller<D> {
     /// Stops fetching partitions that reached their bounded end.
     fn pause_done(&mut self, ingest: &Ingest<D>) {
-        let mut done = TopicPartitionList::new();
-        for part in &ingest.partitions {
-            if part.done && !self.paused.contains(&part.id) {
-                done.add_partition(&self.config.topic, part.id);
-                self.paused.push(part.id);
-            }
-        }
-        if done.count() > 0 {
-            if let Err(e) = self.consumer.pause(&done) {
-                tracing::debug!(error = %e, "Cannot pause finished partitions");
-            }
-        }
+        let done: Vec<i32> = (ingest.partitions.iter())
+            .filter(|p| p.done && !self.paused.contains(&p.id))
+            .map(|p| p.id)
+            .collect();
+        // Held for good: nothing releases a done partition.
+        self.hold(&done, true);
+        self.paused.extend(done);
     }
 
-    /// Pauses (`pause`) or resumes partitions for watermark alignment.
-    /// Partitions paused at their bounded end stay paused.
-    fn hold(&mut self, partitions: &[i32], pause: bool) {
-        let mut list = TopicPartitionList::new();
-        for &p in partitions {
-            if pause && !self.held.contains(&p) {
-                self.held.push(p);
-                list.add_partition(&self.config.topic, p);
-            } else if !pause && self.held.contains(&p) {
-                self.held.retain(|h| *h != p);
-                if !self.paused.contains(&p) {
-                    list.add_partition(&self.config.topic, p);
-                }
-            }
-        }
-        if list.count() == 0 {
+    /// Holds back (`hold`) or releases partitions; the fetch thread pauses
+    /// or resumes them.
+    fn hold(&mut self, partitions: &[i32], hold: bool) {
+        if partitions.is_empty() {
             return;
         }
-        let result = if pause {
-            self.consumer.pause(&list)
-        } else {
-            self.consumer.resume(&list)
-        };
-        if let Err(e) = result {
-            tracing::warn!(error = %e, pause, partitions = ?partitions, "Cannot pause or resume partitions for watermark alignment");
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        for &p in partitions {
+            if hold && !held.contains(&p) {
+                held.push(p);
+            } else if !hold {
+                held.retain(|h| *h != p);
+            }
         }
     }
 
@@ -240,8 +227,25 @@ impl<D: Decode + Clone + Send> KafkaPoller<D> {
         }
     }
 
+    /// Tells the fetch thread the readings' frontier the worker saw last.
+    fn publish_frontier(&self, ingest: &Ingest<D>) {
+        if let Some(ahead) = &self.ahead {
+            let now = ingest.frontier.unwrap_or(u64::MAX);
+            ahead.frontier.store(now, Ordering::Relaxed);
+        }
+    }
+
     /// The fetch thread, started on first use.
     fn fetcher(&mut self, ingest: &Ingest<D>) -> &Fetcher<D::Item> {
+        if self.fetcher.is_none() {
+            self.ahead = ingest.max_drift.map(|drift| {
+                Arc::new(Ahead {
+                    frontier: u64::MAX.into(),
+                    reach: drift.saturating_add(ingest.bound),
+                    drift,
+                })
+            });
+        }
         self.fetcher.get_or_insert_with(|| {
             Fetcher::start(FetchSetup {
                 consumer: self.consumer.clone(),
@@ -251,6 +255,8 @@ impl<D: Decode + Clone + Send> KafkaPoller<D> {
                 headers: ingest.recording(),
                 positions: self.config.bounded || self.config.end.is_some(),
                 wake: self.wake.clone(),
+                held: self.held.clone(),
+                ahead: self.ahead.clone(),
             })
         })
     }
@@ -265,6 +271,7 @@ impl<D: Decode + Clone + Send> Poller<D> for KafkaPoller<D> {
         dead: &mut Vec<DeadLetter>,
     ) -> usize {
         let (mut read, mut taken, mut ahead) = (0, 0, Vec::new());
+        self.publish_frontier(ingest);
         // Never blocks: the fetch thread wakes the source when it hands
         // over a batch, and the worker runs its other operators meanwhile.
         while taken < self.config.max_batch {
@@ -284,8 +291,8 @@ impl<D: Decode + Clone + Send> Poller<D> for KafkaPoller<D> {
                 self.positions = positions;
             }
         }
-        // librdkafka drops what it holds of a paused partition: the few
-        // records already fetched for it are all that run further ahead.
+        // The fetch thread paused these as it read them, unless the
+        // frontier moved since; it keeps them paused until released.
         self.hold(&ahead, true);
         if taken >= self.config.max_batch {
             // Batches may be left: come back at once.

@@ -9,7 +9,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::config::SourceContext;
-use super::{EndOffset, KafkaPoller, KafkaSourceConfig, StartOffset};
+use super::{EndOffset, Held, KafkaPoller, KafkaSourceConfig, StartOffset};
 use crate::run::Run;
 use crate::source::{Decode, Ingest, PartitionResume, PartitionStart};
 
@@ -58,9 +58,10 @@ impl<D: Decode + Clone + Send> KafkaPoller<D> {
                 config,
                 consumer: std::sync::Arc::new(consumer),
                 fetcher: None,
+                ahead: None,
                 wake: std::sync::Arc::default(),
                 paused: Vec::new(),
-                held: Vec::new(),
+                held: Held::default(),
                 committed: Vec::new(),
                 positions: BTreeMap::new(),
             },

@@ -273,3 +273,33 @@ fn bounded_partitions_finish_at_their_end_offset() {
         "a worker without partitions is done"
     );
 }
+
+/// A record the consumer delivers again within a run (after a pause in
+/// the middle of a poll) is taken once: the second delivery is neither a
+/// reading nor a dead letter, and later offsets go on as before. The first
+/// record read may lie before the start position (a reset to the earliest
+/// offset): it is taken.
+#[test]
+fn a_record_delivered_twice_is_taken_once() {
+    let mut ing = Ingest::new(
+        Decoder::default(),
+        "t",
+        5_000,
+        [PartitionStart::new(0, 5, None, None)],
+        Run::default(),
+    );
+    let (ok, dead) = feed(
+        &mut ing,
+        0,
+        &[
+            (0, 2, 1_000),
+            (0, 3, 2_000),
+            (0, 3, 2_000),
+            (0, 2, 1_000),
+            (0, 4, 3_000),
+        ],
+    );
+    assert_eq!(ok, vec![2, 3, 4]);
+    assert!(dead.is_empty(), "{dead:?}");
+    assert_eq!(ing.partitions[0].read, 3);
+}
