@@ -195,6 +195,8 @@ pub(super) struct Fetcher<T> {
     batches: Option<Receiver<Batch<T>>>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
+    /// The thread ended while the source still read (said once).
+    lost: std::cell::Cell<bool>,
 }
 
 /// What the fetch thread is given.
@@ -230,6 +232,7 @@ impl<T: Send + 'static> Fetcher<T> {
             batches: Some(rx),
             stop,
             thread,
+            lost: std::cell::Cell::new(false),
         }
     }
 
@@ -238,7 +241,14 @@ impl<T: Send + 'static> Fetcher<T> {
         match self.batches.as_ref()?.try_recv() {
             Ok(batch) => Some(batch),
             Err(TryRecvError::Empty) => None,
-            Err(TryRecvError::Disconnected) => None,
+            Err(TryRecvError::Disconnected) => {
+                if !self.lost.replace(true) {
+                    tracing::error!(
+                        "A Kafka source's fetch thread ended: its partitions are no longer read"
+                    );
+                }
+                None
+            }
         }
     }
 }
