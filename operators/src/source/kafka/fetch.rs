@@ -312,9 +312,10 @@ fn fetch<D: Decode + Clone>(
         let full = match consumer.poll(wait) {
             Some(Ok(message)) => {
                 let partition = message.partition();
+                // Each partition's latest event time matters only to alignment.
                 let mut t = latest.get(&partition).copied();
                 reader.read(Ok(message), &mut batch, &mut t);
-                if let Some(t) = t {
+                if let Some(t) = t.filter(|_| ahead.is_some()) {
                     latest.insert(partition, t);
                     if is_ahead(t, false) && !paused.contains(&partition) {
                         // At once, before another of its records is read.
