@@ -8,13 +8,15 @@ use std::sync::Arc;
 use hashbrown::HashTable;
 
 use super::state::Pending;
-use super::{Alert, AlertState, Observation, Rule, RuleKind, RuleSet, RuleState, Transition};
+use super::{Alert, Observation, Rule, RuleKind, RuleSet, RuleState};
 use crate::reading::{Name, SensorKey};
 
 mod checkpoint;
+mod emitter;
 mod silence;
 
 pub use checkpoint::AlertPart;
+use emitter::Emitter;
 use silence::noticed;
 
 /// Per-key state of the alert operator: the rules that select the key and
@@ -549,58 +551,6 @@ fn combinations_of(rules: &RuleSet) -> Vec<String> {
 /// The hash a key is indexed by: what [`Observation::route`] gives for it.
 fn route_of(key: &SensorKey) -> u64 {
     SensorKey::route_hash(&key.device, &key.sensor)
-}
-
-/// Turns the transitions of a key's rule state into alerts: apart from the
-/// keys, so that it is borrowed beside the state that moved.
-struct Emitter {
-    /// The rule set: alerts carry its labels.
-    rules: Arc<RuleSet>,
-    /// The version of `rules`, carried by every alert.
-    version: u64,
-    /// What the state just moved on emitted, not yet turned into alerts.
-    transitions: Vec<Transition>,
-}
-
-impl Emitter {
-    /// Turns the transitions of `rule` on `key` into alerts; returns how
-    /// many were suppressed.
-    fn emit(&mut self, rule: &Rule, key: &SensorKey, out: &mut Vec<Alert>) -> u64 {
-        let (set, rules_version) = (&self.rules, self.version);
-        let mut suppressed = 0;
-        let thresholds = rule.threshold().map(|t| (t.threshold, t.clear));
-        let (threshold, clear_threshold) = (thresholds.map(|t| t.0), thresholds.map(|t| t.1));
-        for t in self.transitions.drain(..) {
-            if !t.emitted {
-                suppressed += u64::from(t.state == AlertState::Firing);
-                continue;
-            }
-            out.push(Alert {
-                rule: rule.name.clone(),
-                device: key.device.clone(),
-                sensor: key.sensor.clone(),
-                severity: match (&rule.modifiers.escalation, t.escalated) {
-                    (Some((_, severity)), true) => severity.clone(),
-                    _ => rule.severity.clone(),
-                },
-                state: t.state,
-                event_time: t.time,
-                value: t.value,
-                values: t.values,
-                threshold,
-                clear_threshold,
-                window_start: t.window.map(|w| w.0),
-                window_end: t.window.map(|w| w.1),
-                last_seen: t.last_seen,
-                rules_version,
-                labels: set.labels(rule, &key.device),
-                shelved: false,
-                acked_by: None,
-                acked_at: None,
-            });
-        }
-        suppressed
-    }
 }
 
 #[cfg(test)]

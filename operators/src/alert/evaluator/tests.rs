@@ -1,7 +1,7 @@
 //! The evaluator's queue: arrival order, buckets and compact entries.
 
 use super::*;
-use crate::alert::Direction;
+use crate::alert::{AlertState, Direction};
 use crate::reading::Reading;
 
 /// Readings pushed in any order, in chunks between frontier advances
