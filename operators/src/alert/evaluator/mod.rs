@@ -1,11 +1,8 @@
 //! The alert evaluation logic, free of timely: per-key rule states and the
 //! observations waiting for the frontier.
 
-use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
-
-use hashbrown::HashTable;
 
 use super::state::Pending;
 use super::{Alert, Observation, Rule, RuleKind, RuleSet, RuleState};
@@ -13,10 +10,17 @@ use crate::reading::{Name, SensorKey};
 
 mod checkpoint;
 mod emitter;
+mod fold;
+mod index;
+mod prefetch;
+mod select;
 mod silence;
 
 pub use checkpoint::AlertPart;
 use emitter::Emitter;
+use fold::{Revival, FOLDED};
+use index::KeyIndex;
+use select::{combinations_of, route_of, sensors_of};
 use silence::noticed;
 
 /// Per-key state of the alert operator: the rules that select the key and
@@ -29,6 +33,13 @@ struct KeyState {
     /// its greatest one after a sort: an arrival before it breaks the
     /// order of [`AlertEvaluator::pending`].
     last: (u64, i32, i64),
+    /// One more than the event time of the key's latest unfolded entry in
+    /// [`AlertEvaluator::pending`] (0: none yet): one is still waiting
+    /// while this is above the horizon.
+    unfolded: u64,
+    /// The key's folded entries that are applied after all (see
+    /// [`AlertEvaluator::folds`]), while `until` waits.
+    revived: Option<Box<Revival>>,
 }
 
 impl KeyState {
@@ -37,6 +48,8 @@ impl KeyState {
             key,
             rules,
             last: (0, i32::MIN, i64::MIN),
+            unfolded: 0,
+            revived: None,
         }
     }
 }
@@ -68,9 +81,9 @@ pub struct AlertEvaluator<O: Observation> {
     table: Vec<Rule>,
     /// Variants in `table`, by (rule index, threshold bits, clear bits).
     variants: HashMap<(usize, u64, u64), usize>,
-    /// Slots in `keys`, hashed by the key's [`Observation::route`] (the
-    /// routing hash computed once at decode), so a lookup hashes nothing.
-    index: HashTable<usize>,
+    /// Slots in `keys`, by the key's [`Observation::route`] (the routing
+    /// hash computed once at decode), so a lookup hashes nothing.
+    index: KeyIndex,
     keys: Vec<KeyState>,
     /// Observations waiting for the frontier, with their key's slot, by
     /// bucket of event time ([`BUCKET_MS`]), each bucket in arrival order.
@@ -99,6 +112,17 @@ pub struct AlertEvaluator<O: Observation> {
     combinations: Vec<String>,
     /// Observations before this time were applied before a restart.
     floor: u64,
+    /// Whether observations that cannot change a key's state are folded
+    /// (see [`AlertEvaluator::folds`]); off only to test against.
+    fold: bool,
+    /// Every entry earlier than this was applied: the latest frontier
+    /// given to [`AlertEvaluator::advance_to`].
+    horizon: u64,
+    /// The latest event time of a revived entry (see [`Revival`]): folded
+    /// entries after it are passed over without a look at their key.
+    revive_until: Option<u64>,
+    /// Observations folded so far.
+    folded: u64,
     /// Armed silence deadlines, by the partition of the key's latest
     /// reading: (deadline, key, slot).
     silences: BTreeMap<i32, BTreeSet<(u64, usize, usize)>>,
@@ -120,13 +144,17 @@ impl<O: Observation> AlertEvaluator<O> {
                 version: 1,
                 transitions: Vec::new(),
             },
-            index: HashTable::new(),
+            index: KeyIndex::new(),
             keys: Vec::new(),
             pending: BTreeMap::new(),
             hot: None,
             spare: Vec::new(),
             deadlines: BTreeSet::new(),
             floor: 0,
+            fold: true,
+            horizon: 0,
+            revive_until: None,
+            folded: 0,
             silences: BTreeMap::new(),
             progress: BTreeMap::new(),
         }
@@ -143,6 +171,15 @@ impl<O: Observation> AlertEvaluator<O> {
         version: u64,
         fed: impl Fn(&Rule) -> bool,
     ) {
+        // Folded entries were no-ops for the old rules only.
+        let horizon = self.horizon;
+        for key in self.keys.iter_mut().filter(|k| k.last.0 >= horizon) {
+            key.revived = Some(Box::new(Revival {
+                from: (0, i32::MIN, i64::MIN),
+                until: key.last,
+            }));
+            self.revive_until = self.revive_until.max(Some(key.last.0));
+        }
         self.sensors = sensors_of(&rules);
         self.combinations = combinations_of(&rules);
         let old = std::mem::replace(&mut self.table, rules.rules.clone());
@@ -189,6 +226,11 @@ impl<O: Observation> AlertEvaluator<O> {
     pub fn discard_pending(&mut self) {
         self.pending.clear();
         self.hot = None;
+        for key in &mut self.keys {
+            key.unfolded = 0;
+            key.revived = None;
+        }
+        self.revive_until = None;
         self.deadlines.clear();
         self.silences.clear();
     }
@@ -211,12 +253,28 @@ impl<O: Observation> AlertEvaluator<O> {
         let extras: usize = (self.keys.iter().flat_map(|k| &k.rules))
             .map(|(_, state)| state.heap_bytes())
             .sum();
-        let per_key = size_of::<KeyState>() + size_of::<usize>() + 1;
-        let bytes = self.keys.capacity() * per_key
+        let bytes = self.keys.capacity() * size_of::<KeyState>()
+            + self.index.bytes()
             + slots * size_of::<(usize, RuleState)>()
             + extras
             + pending * size_of::<(usize, O::Pending)>();
         (states, bytes)
+    }
+
+    /// Queues every observation of `batch`, leaving it empty; returns false
+    /// if no rule looks at any. The same as [`AlertEvaluator::push`] on each
+    /// in turn, with the key slot of each asked of the cache a few
+    /// observations ahead.
+    pub fn push_all(&mut self, batch: &mut Vec<O>) -> bool {
+        let mut any = false;
+        let mut rest = batch.drain(..);
+        while let Some(obs) = {
+            self.prefetch_keys(rest.as_slice());
+            rest.next()
+        } {
+            any |= self.push(obs);
+        }
+        any
     }
 
     /// Queues one observation; returns false if no rule looks at it.
@@ -238,25 +296,27 @@ impl<O: Observation> AlertEvaluator<O> {
                     let route = SensorKey::route_hash(obs.device(), key);
                     let slot = self.slot(obs.device(), key, route, &obs);
                     let part = u8::try_from(part).unwrap_or(u8::MAX - 1);
-                    queued |= self.enqueue(slot, obs.clone().pending(Some(part)));
+                    queued |= self.enqueue(slot, obs.clone().pending(Some(part)), false);
                 }
             }
             self.combinations = combinations;
         }
         let slot = self.slot(obs.device(), obs.sensor(), obs.route(), &obs);
-        self.enqueue(slot, obs.pending(None)) || queued
+        let obs = obs.pending(None);
+        let folded = self.fold && self.folds(slot, &obs);
+        self.enqueue(slot, obs, folded) || queued
     }
 
     /// The slot of the key (`device`, `sensor`), hashed as `route`; a new
     /// key takes the rules that judge it among those `obs` feeds.
     fn slot(&mut self, device: &str, sensor: &str, route: u64, obs: &O) -> usize {
         let keys = &self.keys;
-        let found = self.index.find(route, |&s| {
+        let found = self.index.find(route, |s| {
             let key = &keys[s].key;
             key.device == device && key.sensor == sensor
         });
         if let Some(slot) = found {
-            return *slot;
+            return slot;
         }
         let rules = self
             .rules_of(device, sensor, |r| obs.feeds(r))
@@ -269,14 +329,13 @@ impl<O: Observation> AlertEvaluator<O> {
         };
         let slot = self.keys.len();
         self.keys.push(KeyState::new(key, rules));
-        let keys = &self.keys;
-        self.index
-            .insert_unique(route, slot, |&s| route_of(&keys[s].key));
+        self.index.insert(route, slot);
         slot
     }
 
-    /// Queues `obs` for the key in `slot`; false if no rule judges the key.
-    fn enqueue(&mut self, slot: usize, obs: O::Pending) -> bool {
+    /// Queues `obs` for the key in `slot`, `folded` or not; false if no
+    /// rule judges the key.
+    fn enqueue(&mut self, slot: usize, obs: O::Pending, folded: bool) -> bool {
         if self.keys[slot].rules.is_empty() {
             return false;
         }
@@ -297,13 +356,24 @@ impl<O: Observation> AlertEvaluator<O> {
         // frontier has passed was applied, and every arrival is at or after
         // the frontier.)
         let order = obs.order();
-        if order < state.last {
+        let before = order < state.last;
+        if before {
             bucket.unsorted = true;
         } else {
             state.last = order;
         }
+        if !folded {
+            state.unfolded = state.unfolded.max(obs.time() + 1);
+        }
         bucket.min = bucket.min.min(obs.time());
-        bucket.entries.push((slot, obs));
+        bucket
+            .entries
+            .push((if folded { slot | FOLDED } else { slot }, obs));
+        if folded {
+            self.folded += 1;
+        } else if before {
+            self.revive(slot, order);
+        }
         true
     }
 
@@ -343,7 +413,7 @@ impl<O: Observation> AlertEvaluator<O> {
                 // Stable, as the arrival order of equal orders must stay.
                 bucket
                     .entries
-                    .sort_by_key(|(slot, obs)| (*slot, obs.order()));
+                    .sort_by_key(|(slot, obs)| (*slot & !FOLDED, obs.order()));
             }
             let whole = start.saturating_add(BUCKET_MS) <= limit;
             let mut kept = Bucket {
@@ -355,14 +425,21 @@ impl<O: Observation> AlertEvaluator<O> {
                 min: u64::MAX,
                 unsorted: false,
             };
-            for (slot, obs) in bucket.entries.drain(..) {
+            let mut entries = bucket.entries.drain(..);
+            while let Some((slot, obs)) = {
+                self.prefetch(entries.as_slice());
+                entries.next()
+            } {
                 if obs.time() < limit {
-                    suppressed += self.apply(slot, &obs, out);
+                    if slot & FOLDED == 0 || self.revived(slot & !FOLDED, &obs) {
+                        suppressed += self.apply(slot & !FOLDED, &obs, out);
+                    }
                 } else {
                     kept.min = kept.min.min(obs.time());
                     kept.entries.push((slot, obs));
                 }
             }
+            drop(entries);
             self.recycle(bucket.entries);
             if whole {
                 continue;
@@ -376,6 +453,7 @@ impl<O: Observation> AlertEvaluator<O> {
             }
             break;
         }
+        self.horizon = self.horizon.max(limit);
         suppressed += self.fire_silences(frontier, out);
         // Durations that the frontier has reached fire now. When the input
         // has ended, no observation shows the remaining breaches lasting
@@ -491,67 +569,9 @@ impl<O: Observation> AlertEvaluator<O> {
         }
         suppressed
     }
-
-    /// The rules (indices in `table`) that judge `sensor` of `device`,
-    /// among those `fed` holds for: a rule with the device's own limits is
-    /// a variant, added to `table` the first time it is needed.
-    fn rules_of(&mut self, device: &str, sensor: &str, fed: impl Fn(&Rule) -> bool) -> Vec<usize> {
-        let set = self.emitter.rules.clone();
-        let mut found = Vec::new();
-        for (i, rule) in set.rules.iter().enumerate() {
-            if !fed(rule) {
-                continue;
-            }
-            match set.judge(rule, device, sensor) {
-                None => {}
-                Some(Cow::Borrowed(_)) => found.push(i),
-                Some(Cow::Owned(variant)) => {
-                    let (threshold, clear) = variant.alert_thresholds();
-                    let id = (i, threshold.to_bits(), clear.to_bits());
-                    let table = &mut self.table;
-                    let slot = *self.variants.entry(id).or_insert_with(|| {
-                        table.push(variant);
-                        table.len() - 1
-                    });
-                    found.push(slot);
-                }
-            }
-        }
-        found
-    }
 }
 
-/// Every sensor name some rule lists, or `None` if a rule takes every sensor.
-fn sensors_of(rules: &RuleSet) -> Option<Vec<String>> {
-    rules.rules.iter().try_fold(Vec::new(), |mut names, r| {
-        if r.selection.sensors.is_empty() {
-            return None;
-        }
-        for sensor in &r.selection.sensors {
-            if !names.contains(sensor) {
-                names.push(sensor.clone());
-            }
-        }
-        Some(names)
-    })
-}
-
-/// The keys of the combination rules of `rules`, each once.
-fn combinations_of(rules: &RuleSet) -> Vec<String> {
-    let mut keys: Vec<String> = Vec::new();
-    for key in rules.rules.iter().filter_map(Rule::combination) {
-        let key = key.key();
-        if !keys.contains(&key) {
-            keys.push(key);
-        }
-    }
-    keys
-}
-
-/// The hash a key is indexed by: what [`Observation::route`] gives for it.
-fn route_of(key: &SensorKey) -> u64 {
-    SensorKey::route_hash(&key.device, &key.sensor)
-}
-
+#[cfg(test)]
+mod fold_tests;
 #[cfg(test)]
 mod tests;

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::ClearSpell;
 use crate::alert::combination::{Breach, CombinationState};
 use crate::alert::AlertState;
+use crate::record::cache::prefetch;
 
 /// The state of one rule for one sensor. Plain data, so a checkpoint can
 /// snapshot it.
@@ -303,6 +304,40 @@ impl RuleState {
     pub fn heap_bytes(&self) -> usize {
         self.extra.len() * std::mem::size_of::<Extra>()
             + self.extra.iter().map(Extra::heap_bytes).sum::<usize>()
+    }
+
+    /// Asks the cache for the state's extra fields (see
+    /// [`crate::record::cache::prefetch`]), when it has any.
+    pub(crate) fn prefetch_extra(&self) {
+        if !self.extra.is_empty() {
+            prefetch(self.extra.as_ptr());
+        }
+    }
+
+    /// Asks the cache for the start of the lists among the extra fields
+    /// (a span, the latest breaching values, the latest changes): the
+    /// extra fields themselves should be in the cache already.
+    pub(crate) fn prefetch_lists(&self) {
+        for extra in &self.extra {
+            match extra {
+                Extra::Span(v) => prefetch(v.as_ptr()),
+                Extra::Recent(v) => prefetch(v.as_ptr()),
+                Extra::Changes(v) => prefetch(v.as_ptr()),
+                _ => {}
+            }
+        }
+    }
+
+    /// Whether an observation the rule does not find breaching leaves
+    /// this state as it is, whenever it comes: not firing, no breach or
+    /// breaching value held, not chattering (nothing a duration would
+    /// change either). For a threshold rule: the evaluator folds such
+    /// observations instead of applying them in their turn.
+    pub(crate) fn at_rest(&self) -> bool {
+        !self.firing
+            && self.streak == 0
+            && self.has & (BREACH | RECENT_ONE) == 0
+            && !(self.extra.iter()).any(|e| matches!(e, Extra::Recent(_) | Extra::Chatter(_)))
     }
 
     fn find(&self, tag: Tag) -> Option<&Extra> {
