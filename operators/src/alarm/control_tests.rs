@@ -201,3 +201,59 @@ fn a_worker_applies_control_events_to_its_own_alarms_only_and_restores_them() {
     );
     assert!(restored.snapshot().shelves.is_empty());
 }
+
+/// Worked by hand: with two groups out of service, putting one back
+/// unshelves its devices' alarms and no others, and the alarm's next event
+/// is no longer marked (whether a device is covered is remembered only
+/// until the list changes).
+#[test]
+fn putting_one_group_back_in_service_unshelves_its_devices_only() {
+    let mut ledger = Ledger::default();
+    ledger.push([
+        event("d1", AlertState::Firing, 1_000),
+        event("e1", AlertState::Firing, 1_000),
+        event("d1", AlertState::Resolved, 5_000),
+    ]);
+    ledger.push_control(control(ControlAction::OutOfService, "d*", 2_000, None));
+    ledger.push_control(control(ControlAction::OutOfService, "e*", 2_500, None));
+    ledger.push_control(control(ControlAction::InService, "d*", 4_000, None));
+    let mut out = Vec::new();
+    ledger.advance(None, &mut out);
+    assert_eq!(
+        alerts(&mut out),
+        vec![
+            seen("d1", "firing", 1_000, false, None),
+            seen("e1", "firing", 1_000, false, None),
+            seen("d1", "shelved", 2_000, true, None),
+            seen("e1", "shelved", 2_500, true, None),
+            seen("d1", "unshelved", 4_000, false, None),
+            seen("d1", "resolved", 5_000, false, None),
+        ]
+    );
+}
+
+/// Worked by hand: a shelve replaced by a shorter one ends when the new
+/// one says; the end the replaced one had does not end a later shelve.
+#[test]
+fn a_replaced_shelve_ends_when_its_replacement_says() {
+    let mut ledger = Ledger::default();
+    ledger.push([
+        event("d1", AlertState::Firing, 1_000),
+        event("d1", AlertState::Resolved, 10_000),
+    ]);
+    ledger.push_control(control(ControlAction::Shelve, "d1", 2_000, Some(9_000)));
+    ledger.push_control(control(ControlAction::Shelve, "d1", 3_000, Some(5_000)));
+    ledger.push_control(control(ControlAction::Shelve, "d1", 6_000, Some(20_000)));
+    let mut out = Vec::new();
+    ledger.advance(None, &mut out);
+    assert_eq!(
+        alerts(&mut out),
+        vec![
+            seen("d1", "firing", 1_000, false, None),
+            seen("d1", "shelved", 2_000, true, None),
+            seen("d1", "unshelved", 5_000, false, None),
+            seen("d1", "shelved", 6_000, true, None),
+            seen("d1", "resolved", 10_000, true, None),
+        ]
+    );
+}

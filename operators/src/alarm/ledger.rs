@@ -5,11 +5,11 @@
 //! active at the checkpoint again, at its frontier, so the collection a
 //! resumed run builds is the one an uninterrupted run holds.
 
-use std::collections::BTreeMap;
+use hashbrown::HashMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::shelf::{notice, Key, OutOfService, Shelve};
+use super::shelf::{notice, Key, OutOfService, OutOfServiceList, Shelve, Shelves};
 use crate::checkpoint::Marker;
 use crate::hash::route_hash;
 use crate::record::{ActiveAlarm, Alert, AlertState, ControlAction, ControlEvent};
@@ -59,10 +59,15 @@ type Owns = Box<dyn Fn(&Key) -> bool>;
 /// of it, and the shelves and devices out of service.
 #[derive(Default)]
 pub struct Ledger {
-    active: BTreeMap<Key, ActiveAlarm>,
-    last: BTreeMap<Key, Alert>,
-    shelves: BTreeMap<Key, Shelve>,
-    out_of_service: Vec<OutOfService>,
+    /// Hashed, as every alert event looks its alarm up; what goes out in
+    /// their order (a checkpoint, the alarms a reload or a change of the
+    /// devices out of service touches) is sorted by key first. Values
+    /// boxed: an alarm or an alert event is some hundred bytes, moved on
+    /// every growth of the table.
+    active: HashMap<Key, Box<ActiveAlarm>>,
+    last: HashMap<Key, Box<Alert>>,
+    shelves: Shelves,
+    out_of_service: OutOfServiceList,
     pending: Vec<Alert>,
     control: Vec<ControlEvent>,
     /// Whether this worker keeps an alarm (control events reach every
@@ -107,28 +112,28 @@ impl Ledger {
     ) -> Ledger {
         let mut ledger = Ledger::owning(owns);
         let owns = |k: &Key| ledger.owns.as_ref().is_none_or(|o| o(k));
-        let mut active = BTreeMap::new();
-        let mut last = BTreeMap::new();
-        let mut shelves = BTreeMap::new();
+        let mut active = HashMap::new();
+        let mut last = HashMap::new();
+        let mut shelves = Shelves::default();
         let mut out_of_service: Vec<OutOfService> = Vec::new();
         let mut queued = Vec::new();
         for part in parts {
             for alarm in part.active {
                 let key = key_of(&alarm.rule, &alarm.device, &alarm.sensor);
                 if owns(&key) && !dropped(&alarm.rule) {
-                    active.insert(key, alarm.clone());
+                    active.insert(key, Box::new(alarm.clone()));
                     queued.push(Entry::Change((alarm, frontier, 1)));
                 }
             }
             for alert in part.last {
                 let key = key_of(&alert.rule, &alert.device, &alert.sensor);
                 if active.contains_key(&key) {
-                    last.insert(key, alert);
+                    last.insert(key, Box::new(alert));
                 }
             }
             for shelve in part.shelves {
                 if owns(&shelve.key) {
-                    shelves.insert(shelve.key.clone(), shelve);
+                    shelves.insert(shelve);
                 }
             }
             for oos in part.out_of_service {
@@ -140,7 +145,7 @@ impl Ledger {
         ledger.active = active;
         ledger.last = last;
         ledger.shelves = shelves;
-        ledger.out_of_service = out_of_service;
+        ledger.out_of_service = OutOfServiceList::new(out_of_service);
         ledger.queued = queued;
         ledger
     }
@@ -148,16 +153,14 @@ impl Ledger {
     /// Ends, at `at`, the alarms `ends` says a reload ended (the evaluator
     /// starts their keys afresh, and no resolve will come for them).
     pub fn end_alarms(&mut self, ends: impl Fn(&Key) -> bool, at: u64) {
-        let queued = &mut self.queued;
-        let last = &mut self.last;
-        self.active.retain(|key, alarm| {
-            let ended = ends(key);
-            if ended {
-                queued.push(Entry::Change((alarm.clone(), at, -1)));
-                last.remove(key);
+        let mut ended: Vec<Key> = self.active.keys().filter(|k| ends(k)).cloned().collect();
+        ended.sort();
+        for key in ended {
+            if let Some(alarm) = self.active.remove(&key) {
+                self.queued.push(Entry::Change((*alarm, at, -1)));
             }
-            !ended
-        });
+            self.last.remove(&key);
+        }
     }
 
     /// Takes alert events; they are applied once the frontier passes them.
@@ -182,21 +185,17 @@ impl Ledger {
         self.pending.sort_by_key(|a| a.event_time);
         self.control.sort_by_key(ControlEvent::order_key);
         let before = |t: u64| until.is_none_or(|u| t < u);
-        let mut alerts = std::mem::take(&mut self.pending);
+        // Alert events are moved through; control events apply by reference.
+        let mut alerts = std::mem::take(&mut self.pending).into_iter().peekable();
         let mut controls = std::mem::take(&mut self.control);
-        let (mut a, mut c) = (0, 0);
+        let mut c = 0;
         loop {
-            let ta = alerts.get(a).map(|x| x.event_time).filter(|t| before(*t));
+            let ta = alerts.peek().map(|x| x.event_time).filter(|t| before(*t));
             let tc = controls.get(c).map(|x| x.event_time).filter(|t| before(*t));
-            let te = self
-                .shelves
-                .values()
-                .map(|s| s.until)
-                .min()
-                .filter(|t| match until {
-                    Some(u) => *t < u,
-                    None => ta.into_iter().chain(tc).any(|x| x >= *t),
-                });
+            let te = (self.shelves.next_end()).filter(|t| match until {
+                Some(u) => *t < u,
+                None => ta.into_iter().chain(tc).any(|x| x >= *t),
+            });
             let Some(t) = [ta, tc, te].into_iter().flatten().min() else {
                 break;
             };
@@ -205,15 +204,13 @@ impl Ledger {
                 self.apply_control(event, out);
                 c += 1;
             }
-            while let Some(alert) = alerts.get(a).filter(|x| x.event_time == t) {
+            while let Some(alert) = alerts.next_if(|x| x.event_time == t) {
                 self.apply(alert, out);
-                a += 1;
             }
         }
-        // What is left waits for the frontier, moved rather than copied.
-        alerts.drain(..a);
+        // What is left waits for the frontier.
         controls.drain(..c);
-        self.pending = alerts;
+        self.pending = alerts.collect();
         self.control = controls;
     }
 
@@ -224,7 +221,7 @@ impl Ledger {
 
     /// Whether the alarm `key` is shelved or its device out of service.
     fn shelved(&mut self, key: &Key) -> bool {
-        self.shelves.contains_key(key) || self.out_of_service.iter_mut().any(|o| o.covers(&key.1))
+        self.shelves.contains(key) || self.out_of_service.covers(&key.1)
     }
 
     /// Sets whether the active alarm `key` is shelved, at `at`: a change of
@@ -237,27 +234,23 @@ impl Ledger {
         if alarm.shelved == shelved {
             return;
         }
-        out.push(Entry::Change((alarm.clone(), at, -1)));
+        out.push(Entry::Change(((**alarm).clone(), at, -1)));
         alarm.shelved = shelved;
-        out.push(Entry::Change((alarm.clone(), at, 1)));
+        out.push(Entry::Change(((**alarm).clone(), at, 1)));
         let state = match shelved {
             true => AlertState::Shelved,
             false => AlertState::Unshelved,
         };
-        out.push(Entry::Alert(notice(self.last.get(key), alarm, state, at)));
+        let last = self.last.get(key).map(|a| &**a);
+        out.push(Entry::Alert(notice(last, alarm, state, at)));
     }
 
     /// Ends the shelves that end at or before `t`.
     fn expire(&mut self, t: u64, out: &mut Vec<Entry>) {
-        let ended: Vec<Key> = self
-            .shelves
-            .values()
-            .filter(|s| s.until <= t)
-            .map(|s| s.key.clone())
-            .collect();
-        for key in ended {
-            let until = self.shelves.remove(&key).map_or(t, |s| s.until);
-            self.set_shelved(&key, until, out);
+        if self.shelves.next_end().is_some_and(|end| end <= t) {
+            for shelve in self.shelves.take_ended(t) {
+                self.set_shelved(&shelve.key, shelve.until, out);
+            }
         }
     }
 
@@ -267,10 +260,10 @@ impl Ledger {
         match event.action {
             ControlAction::Ack if self.owns(&key) => match self.active.get_mut(&key) {
                 Some(alarm) => {
-                    out.push(Entry::Change((alarm.clone(), at, -1)));
+                    out.push(Entry::Change(((**alarm).clone(), at, -1)));
                     alarm.acked_by = Some(event.user.clone());
                     alarm.acked_at = Some(at);
-                    out.push(Entry::Change((alarm.clone(), at, 1)));
+                    out.push(Entry::Change(((**alarm).clone(), at, 1)));
                 }
                 None => {
                     tracing::info!(rule = %event.rule, device = %event.device, sensor = %event.sensor, "Acknowledgement of an alarm that is not active: nothing to acknowledge")
@@ -284,7 +277,7 @@ impl Ledger {
                     until,
                     user,
                 };
-                self.shelves.insert(key.clone(), shelve);
+                self.shelves.insert(shelve);
                 self.set_shelved(&key, at, out);
             }
             ControlAction::Unshelve if self.owns(&key) => {
@@ -292,12 +285,11 @@ impl Ledger {
                 self.set_shelved(&key, at, out);
             }
             ControlAction::OutOfService => {
-                self.out_of_service
-                    .push(OutOfService::new(&event.device, &event.user, at));
+                (self.out_of_service).push(OutOfService::new(&event.device, &event.user, at));
                 self.reshelve(at, out);
             }
             ControlAction::InService => {
-                self.out_of_service.retain(|o| o.glob != event.device);
+                self.out_of_service.put_back(&event.device);
                 self.reshelve(at, out);
             }
             ControlAction::Ack | ControlAction::Shelve | ControlAction::Unshelve => {}
@@ -306,16 +298,16 @@ impl Ledger {
 
     /// Brings whether each active alarm is shelved up to date, at `at`.
     fn reshelve(&mut self, at: u64, out: &mut Vec<Entry>) {
-        let keys: Vec<Key> = self.active.keys().cloned().collect();
+        let mut keys: Vec<Key> = self.active.keys().cloned().collect();
+        keys.sort();
         for key in keys {
             self.set_shelved(&key, at, out);
         }
     }
 
-    fn apply(&mut self, alert: &Alert, out: &mut Vec<Entry>) {
+    fn apply(&mut self, mut alert: Alert, out: &mut Vec<Entry>) {
         let key = key_of(&alert.rule, &alert.device, &alert.sensor);
         let at = alert.event_time;
-        let mut alert = alert.clone();
         alert.shelved = self.shelved(&key);
         match alert.state {
             AlertState::Firing => {
@@ -330,28 +322,28 @@ impl Ledger {
                     acked_at: None,
                     shelved: alert.shelved,
                 };
-                if let Some(old) = self.active.insert(key.clone(), alarm.clone()) {
-                    out.push(Entry::Change((old, at, -1)));
+                if let Some(old) = self.active.insert(key.clone(), Box::new(alarm.clone())) {
+                    out.push(Entry::Change((*old, at, -1)));
                 }
                 out.push(Entry::Change((alarm, at, 1)));
-                self.last.insert(key, alert.clone());
+                self.last.insert(key, Box::new(alert.clone()));
             }
             AlertState::Escalated => {
                 if let Some(alarm) = self.active.get_mut(&key) {
-                    out.push(Entry::Change((alarm.clone(), at, -1)));
+                    out.push(Entry::Change(((**alarm).clone(), at, -1)));
                     alarm.severity = alert.severity.clone();
                     alarm.escalated = true;
-                    out.push(Entry::Change((alarm.clone(), at, 1)));
+                    out.push(Entry::Change(((**alarm).clone(), at, 1)));
                     alert.acked_by = alarm.acked_by.clone();
                     alert.acked_at = alarm.acked_at;
-                    self.last.insert(key, alert.clone());
+                    self.last.insert(key, Box::new(alert.clone()));
                 }
             }
             AlertState::Resolved => {
                 if let Some(old) = self.active.remove(&key) {
                     alert.acked_by = old.acked_by.clone();
                     alert.acked_at = old.acked_at;
-                    out.push(Entry::Change((old, at, -1)));
+                    out.push(Entry::Change((*old, at, -1)));
                 }
                 self.last.remove(&key);
             }
@@ -371,7 +363,7 @@ impl Ledger {
         let queued = self.queued.iter().map(time_of);
         let pending = self.pending.iter().map(|a| a.event_time);
         let control = self.control.iter().map(|c| c.event_time);
-        let shelves = self.shelves.values().map(|s| s.until).filter(|_| !ended);
+        let shelves = self.shelves.next_end().filter(|_| !ended);
         queued.chain(pending).chain(control).chain(shelves).min()
     }
 
@@ -379,12 +371,19 @@ impl Ledger {
     /// checkpoint.
     pub fn snapshot(&self) -> LedgerPart {
         LedgerPart {
-            active: self.active.values().cloned().collect(),
-            last: self.last.values().cloned().collect(),
+            active: sorted(&self.active),
+            last: sorted(&self.last),
             shelves: self.shelves.values().cloned().collect(),
-            out_of_service: self.out_of_service.clone(),
+            out_of_service: self.out_of_service.as_slice().to_vec(),
         }
     }
+}
+
+/// The values of `map`, cloned, in the order of their keys.
+fn sorted<V: Clone>(map: &HashMap<Key, Box<V>>) -> Vec<V> {
+    let mut entries: Vec<(&Key, &Box<V>)> = map.iter().collect();
+    entries.sort_by(|a, b| a.0.cmp(b.0));
+    entries.into_iter().map(|(_, v)| (**v).clone()).collect()
 }
 
 /// The event time an entry travels at.
