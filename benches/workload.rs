@@ -14,7 +14,10 @@
 //! `cargo bench --bench workload` (set `WEIR_BENCH_READINGS` to change the
 //! input size, `WEIR_BENCH_RUNS` the number of runs of which the best is
 //! kept; to profile one case, `WEIR_BENCH_WORKERS=1` or `2` and
-//! `WEIR_BENCH_ONLY=windows`, `rule`, `hopping` or `percentiles`). The
+//! `WEIR_BENCH_ONLY=windows`, `rule`, `ledger`, `hopping` or
+//! `percentiles`). The ledger variant wires the rule as pipelines do, with
+//! `alerts()`: its events then pass through the alarm ledger, and it
+//! reports its rate against the rule alone, measured beside it. The
 //! hopping variant (one-minute windows every 10 s) reports its rate against
 //! tumbling 10 s windows measured beside it, and checks its window count
 //! against the definition. The percentiles variant computes p50, p95 and
@@ -35,7 +38,7 @@ use serde::Deserialize;
 use support::best_of;
 use timely::dataflow::operators::Probe;
 use timely::dataflow::ProbeHandle;
-use weir::operators::alert::{Direction, Rule, RuleSet};
+use weir::operators::alert::{alerts, Direction, Rule, RuleSet};
 use weir::operators::memory::{MemorySource, MemoryTopic};
 use weir::operators::{
     Decoder, Env, EvaluateAlerts, Reading, Run, SensorKey, Stat, Stats, WindowAggregateOp,
@@ -184,12 +187,23 @@ fn hopping_windows(topic: &MemoryTopic) -> usize {
     windows.len()
 }
 
+/// What Weir runs beside the windows.
+#[derive(Clone, Copy, PartialEq)]
+enum Alerting {
+    /// No rule.
+    None,
+    /// The rule, by `evaluate_alerts`.
+    Rule,
+    /// The rule as pipelines wire it, by `alerts()`: the alarm ledger too.
+    Ledger,
+}
+
 /// Weir on `workers` threads, with or without the rule.
-fn weir(topic: &Arc<MemoryTopic>, workers: usize, with_rule: bool) -> WeirResult {
+fn weir(topic: &Arc<MemoryTopic>, workers: usize, alerting: Alerting) -> WeirResult {
     weir_windows(
         topic,
         workers,
-        with_rule,
+        alerting,
         WindowKind::Tumbling { size_ms: WINDOW_MS },
     )
 }
@@ -216,11 +230,11 @@ fn state_bytes_per_key(topic: &MemoryTopic, stats: Stats) -> usize {
     bytes / keys.max(1)
 }
 
-/// Weir on `workers` threads, with windows of `spec`, with or without the rule.
+/// Weir on `workers` threads, with windows of `spec`, and `alerting`.
 fn weir_windows(
     topic: &Arc<MemoryTopic>,
     workers: usize,
-    with_rule: bool,
+    alerting: Alerting,
     spec: impl Into<WindowSpec>,
 ) -> WeirResult {
     let spec = spec.into();
@@ -234,16 +248,19 @@ fn weir_windows(
             let env = Env::new(scope, run.clone(), "workload", None);
             let (readings, _dead) =
                 scope.memory_source(topic.clone(), Decoder::default(), OUT_OF_ORDERNESS_MS, &env);
-            if with_rule {
-                readings
-                    .clone()
-                    .evaluate_alerts(rules.clone(), &env)
-                    .probe_with(&probe);
+            let windows = readings.clone().windows(spec.clone(), &env);
+            windows.stream.clone().probe_with(&probe);
+            match alerting {
+                Alerting::None => {}
+                Alerting::Rule => {
+                    (readings.clone())
+                        .evaluate_alerts(rules.clone(), &env)
+                        .probe_with(&probe);
+                }
+                Alerting::Ledger => {
+                    alerts(&readings, &[windows], rules.clone(), &env).probe_with(&probe);
+                }
             }
-            readings
-                .windows(spec.clone(), &env)
-                .stream
-                .probe_with(&probe);
         });
     })
     .expect("timely starts")
@@ -292,7 +309,8 @@ fn main() {
     let only_workers = env_usize("WEIR_BENCH_WORKERS");
     let mut aims = Vec::new();
     for (with_rule, label) in [(false, "windows"), (true, "windows + rule")] {
-        if only.as_ref().is_some_and(|o| (o == "rule") != with_rule) {
+        let name = if with_rule { "rule" } else { "windows" };
+        if only.as_ref().is_some_and(|o| o != name) {
             continue;
         }
         let mut rates = Vec::new();
@@ -300,7 +318,12 @@ fn main() {
             if only_workers.is_some_and(|w| w != workers) {
                 continue;
             }
-            let (took, out) = best_of(runs, || weir(&topic, workers, with_rule));
+            let alerting = if with_rule {
+                Alerting::Rule
+            } else {
+                Alerting::None
+            };
+            let (took, out) = best_of(runs, || weir(&topic, workers, alerting));
             assert_eq!(
                 out.windows as usize, plain.windows,
                 "{label}, {workers} worker(s): Weir and the plain loop disagree on windows"
@@ -339,18 +362,40 @@ fn main() {
             }
         }
     }
+    if only.as_ref().is_none_or(|o| o == "ledger") {
+        for workers in [1, 2] {
+            if only_workers.is_some_and(|w| w != workers) {
+                continue;
+            }
+            let (took, out) = best_of(runs, || weir(&topic, workers, Alerting::Ledger));
+            assert_eq!(
+                (out.windows as usize, out.alerts),
+                (plain.windows, plain.alerts),
+                "rule and ledger, {workers} worker(s): windows and alerts"
+            );
+            let (rule, _) = best_of(runs, || weir(&topic, workers, Alerting::Rule));
+            let r = rate(took);
+            println!(
+                "  weir rule + ledger    {workers}w {r:>12.0} readings/s  {:.2}x the loop, {:.2}x the rule alone",
+                r / plain_rate,
+                r / rate(rule),
+            );
+        }
+    }
     if only.as_ref().is_none_or(|o| o == "hopping") {
         let want = hopping_windows(&topic);
         for workers in [1, 2] {
             if only_workers.is_some_and(|w| w != workers) {
                 continue;
             }
-            let (took, out) = best_of(runs, || weir_windows(&topic, workers, false, HOPPING));
+            let (took, out) = best_of(runs, || {
+                weir_windows(&topic, workers, Alerting::None, HOPPING)
+            });
             assert_eq!(
                 out.windows as usize, want,
                 "hopping, {workers} worker(s): windows"
             );
-            let (tumbling, _) = best_of(runs, || weir(&topic, workers, false));
+            let (tumbling, _) = best_of(runs, || weir(&topic, workers, Alerting::None));
             let r = rate(took);
             println!(
                 "  weir hopping 1m/10s  {workers}w {r:>12.0} readings/s  {:.2}x tumbling 10 s  ({} windows)",
@@ -375,12 +420,14 @@ fn main() {
                 continue;
             }
             let spec = tumbling.with_stats(percentiles());
-            let (took, out) = best_of(runs, || weir_windows(&topic, workers, false, spec.clone()));
+            let (took, out) = best_of(runs, || {
+                weir_windows(&topic, workers, Alerting::None, spec.clone())
+            });
             assert_eq!(
                 out.windows as usize, plain.windows,
                 "percentiles, {workers} worker(s): windows"
             );
-            let (basic, _) = best_of(runs, || weir(&topic, workers, false));
+            let (basic, _) = best_of(runs, || weir(&topic, workers, Alerting::None));
             let r = rate(took);
             println!(
                 "  weir p50,p95,p99 10s  {workers}w {r:>12.0} readings/s  {:.2}x tumbling 10 s  ({} windows)",
