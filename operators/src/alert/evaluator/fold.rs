@@ -9,8 +9,8 @@ use crate::alert::{Observation, RuleKind};
 /// The mark of a folded entry's slot in [`AlertEvaluator::pending`].
 pub(super) const FOLDED: usize = 1 << (usize::BITS - 1);
 
-/// Folded entries of a key that are applied after all: an entry that is no
-/// no-op arrived with an order before some of them.
+/// Folded entries of a key that are applied after all: an entry that was
+/// not folded arrived with an order before some of them.
 pub(super) struct Revival {
     /// The order of the earliest such arrival: folded entries from it on
     /// are applied.
