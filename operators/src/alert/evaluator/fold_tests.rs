@@ -6,6 +6,13 @@ use crate::alert::{AlertState, Direction};
 use crate::reading::Reading;
 use crate::rules::Chattering;
 
+/// What a test checks of each alert: (state, time, value).
+fn states(out: &[Alert]) -> Vec<(AlertState, u64, f64)> {
+    out.iter()
+        .map(|a| (a.state, a.event_time, a.value))
+        .collect()
+}
+
 /// The threshold rules of the comparison, one modifier each, on sensor `t`
 /// above 50.
 fn threshold_rules() -> Vec<Rule> {
@@ -100,10 +107,7 @@ fn a_breach_arriving_after_a_later_folded_reading_is_resolved_by_it() {
     assert_eq!(eval.folded, 1, "a breach is not folded");
     let mut out = Vec::new();
     eval.advance_to(None, &mut out);
-    let got: Vec<_> = out
-        .iter()
-        .map(|a| (a.state, a.event_time, a.value))
-        .collect();
+    let got = states(&out);
     assert_eq!(
         got,
         vec![
@@ -130,9 +134,6 @@ fn a_folded_reading_is_judged_by_rules_that_replace_those_it_was_folded_under() 
     eval.advance_to(Some(500), &mut out);
     eval.replace_rules(rules(20.0), 2, |_| true);
     eval.advance_to(None, &mut out);
-    let got: Vec<_> = out
-        .iter()
-        .map(|a| (a.state, a.event_time, a.value))
-        .collect();
+    let got = states(&out);
     assert_eq!(got, vec![(AlertState::Firing, 1_000, 30.0)]);
 }
