@@ -13,6 +13,9 @@
 //! again at its frontier, so the views stay exact across a restart, at any
 //! worker count.
 
+mod board;
+#[cfg(test)]
+mod board_tests;
 #[cfg(test)]
 mod control_tests;
 pub mod health;
@@ -31,7 +34,7 @@ use crate::record::Alert;
 use crate::rules::RuleSet;
 use crate::run::{stateful, Env, Side};
 pub use ledger::{Change, Entry, Ledger, LedgerPart};
-pub use views::AlarmViews;
+pub use views::{AlarmCollections, AlarmViews};
 
 /// Whether the alarms of a rule restored from a checkpoint ended with the
 /// restart: the rule changed since (the evaluator starts it afresh) or is
@@ -117,7 +120,7 @@ impl RulesInForce {
 /// let captured = timely::example(move |scope| {
 ///     let env = Env::standalone(scope);
 ///     let alerts = readings.to_stream(scope).evaluate_alerts(rules.clone(), &env);
-///     alarm_views(&alerts, &rules, &env).active.inner.capture()
+///     alarm_views(&alerts, &rules, &env).collections().active.inner.capture()
 /// });
 /// // The changes of the collection: (alarm, place), event time, diff.
 /// let changes: Vec<_> = captured.iter().flat_map(|e| match e { Event::Messages(_, d) => d.clone(), Event::Progress(_) => vec![] })
@@ -169,5 +172,5 @@ pub fn alarm_views<'scope>(
         Entry::Alert(a) => Some(a),
         Entry::Change(_) => None,
     });
-    views::views(changes, annotated, markers, &rules.devices)
+    AlarmViews::new(changes, annotated, markers, &rules.devices)
 }

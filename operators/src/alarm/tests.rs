@@ -14,13 +14,19 @@ use crate::record::{ActiveAlarm, Alert, AlertState, Place};
 use crate::rules::{Device, Registry, RuleSet};
 use crate::Env;
 
-fn event(rule: &str, device: &str, state: AlertState, at: u64, severity: &str) -> Alert {
+pub(super) fn event(rule: &str, device: &str, state: AlertState, at: u64, severity: &str) -> Alert {
     let mut alert = Alert::event(rule, device, "temp", state, at);
     alert.severity = severity.into();
     alert
 }
 
-fn alarm(rule: &str, device: &str, severity: &str, since: u64, escalated: bool) -> ActiveAlarm {
+pub(super) fn alarm(
+    rule: &str,
+    device: &str,
+    severity: &str,
+    since: u64,
+    escalated: bool,
+) -> ActiveAlarm {
     ActiveAlarm {
         rule: rule.into(),
         device: device.into(),
@@ -35,7 +41,7 @@ fn alarm(rule: &str, device: &str, severity: &str, since: u64, escalated: bool) 
 }
 
 /// The changes of the collection among what a ledger sent.
-fn changes(out: &mut Vec<Entry>) -> Vec<Change> {
+pub(super) fn changes(out: &mut Vec<Entry>) -> Vec<Change> {
     out.drain(..)
         .filter_map(|e| match e {
             Entry::Change(c) => Some(c),
@@ -112,7 +118,7 @@ fn a_restored_ledger_inserts_its_alarms_at_the_frontier_and_resolves_them_later(
 
 /// Seeded alert events of 3 rules on 40 devices: each key's events form a
 /// valid sequence (firing, maybe escalated, resolved, ...).
-fn seeded_events(seed: u64) -> Vec<Alert> {
+pub(super) fn seeded_events(seed: u64) -> Vec<Alert> {
     let mut rng = SmallRng::seed_from_u64(seed);
     let mut events = Vec::new();
     for rule in ["hot", "cold", "stuck"] {
@@ -144,7 +150,7 @@ fn seeded_events(seed: u64) -> Vec<Alert> {
 
 /// The reference: the active alarms before `cut`, by replaying each key's
 /// events in order.
-fn reference(events: &[Alert], cut: u64) -> BTreeSet<(ActiveAlarm, Place)> {
+pub(super) fn reference(events: &[Alert], cut: u64) -> BTreeSet<(ActiveAlarm, Place)> {
     let mut active: BTreeMap<(String, String), ActiveAlarm> = BTreeMap::new();
     for e in events.iter().filter(|e| e.event_time < cut) {
         let key = (e.rule.clone(), e.device.to_string());
@@ -174,8 +180,46 @@ fn reference(events: &[Alert], cut: u64) -> BTreeSet<(ActiveAlarm, Place)> {
         .collect()
 }
 
+/// The counts of `active` by dimension: its severity and rule, and where
+/// the registry places it, its site and `site/line`.
+pub(super) fn counts_of(
+    active: &BTreeSet<(ActiveAlarm, Place)>,
+) -> BTreeMap<(String, String), isize> {
+    let mut counts: BTreeMap<(String, String), isize> = BTreeMap::new();
+    for (a, place) in active {
+        let mut dims = vec![
+            ("severity".to_owned(), a.severity.clone()),
+            ("rule".to_owned(), a.rule.clone()),
+        ];
+        if !place.site.is_empty() {
+            dims.push(("site".into(), place.site.clone()));
+            dims.push(("line".into(), format!("{}/{}", place.site, place.line)));
+        }
+        for dim in dims {
+            *counts.entry(dim).or_default() += 1;
+        }
+    }
+    counts
+}
+
+/// The oldest of each place of `active`: the earliest since, then the
+/// smallest alarm.
+pub(super) fn oldest_of(
+    active: &BTreeSet<(ActiveAlarm, Place)>,
+) -> BTreeMap<Place, (u64, ActiveAlarm)> {
+    let mut oldest: BTreeMap<Place, (u64, ActiveAlarm)> = BTreeMap::new();
+    for (a, place) in active {
+        let candidate = (a.since, a.clone());
+        let entry = oldest.entry(place.clone()).or_insert(candidate.clone());
+        if candidate < *entry {
+            *entry = candidate;
+        }
+    }
+    oldest
+}
+
 /// Devices d0..d29 are in the registry, on two sites of three lines.
-fn place_of(device: &str) -> Place {
+pub(super) fn place_of(device: &str) -> Place {
     let n: usize = device[1..].parse().unwrap();
     if n >= 30 {
         return Place::default();
@@ -186,7 +230,7 @@ fn place_of(device: &str) -> Place {
     }
 }
 
-fn registry() -> Registry {
+pub(super) fn registry() -> Registry {
     let mut registry = Registry::default();
     for n in 0..30 {
         let place = place_of(&format!("d{n}"));
@@ -229,7 +273,7 @@ fn run_views(events: &[Alert], workers: usize) -> ViewChanges {
         let (mut input, probe) = worker.dataflow::<u64, _, _>(|scope| {
             let env = Env::standalone(scope);
             let (input, alerts) = scope.new_input::<Vec<Alert>>();
-            let views = alarm_views(&alerts, &rules, &env);
+            let views = alarm_views(&alerts, &rules, &env).collections();
             let (probe, _) = views
                 .active
                 .inner
@@ -293,39 +337,14 @@ fn the_views_equal_a_reference_loop_at_one_and_three_workers() {
                 assert!(got.values().all(|d| *d == 1), "seed {seed}: multiplicities");
                 let got: BTreeSet<_> = got.into_keys().collect();
                 assert_eq!(got, want, "seed {seed}, {workers} workers, before {cut}");
-                // The counts, by the same dimensions, from the reference.
-                let mut want_counts: BTreeMap<(String, String), isize> = BTreeMap::new();
-                for (a, place) in &want {
-                    let mut dims = vec![
-                        ("severity".to_owned(), a.severity.clone()),
-                        ("rule".to_owned(), a.rule.clone()),
-                    ];
-                    if !place.site.is_empty() {
-                        dims.push(("site".into(), place.site.clone()));
-                        dims.push(("line".into(), format!("{}/{}", place.site, place.line)));
-                    }
-                    for dim in dims {
-                        *want_counts.entry(dim).or_default() += 1;
-                    }
-                }
+                let want_counts = counts_of(&want);
                 let got_counts: BTreeMap<(String, String), isize> =
                     at(&counts, cut).into_keys().collect();
                 assert_eq!(
                     got_counts, want_counts,
                     "seed {seed}, {workers} workers, counts before {cut}"
                 );
-                // The oldest of each place: the earliest since, then the
-                // smallest alarm.
-                let mut want_oldest: BTreeMap<Place, (u64, ActiveAlarm)> = BTreeMap::new();
-                for (a, place) in &want {
-                    let candidate = (a.since, a.clone());
-                    let entry = want_oldest
-                        .entry(place.clone())
-                        .or_insert(candidate.clone());
-                    if candidate < *entry {
-                        *entry = candidate;
-                    }
-                }
+                let want_oldest = oldest_of(&want);
                 let got_oldest: BTreeMap<Place, (u64, ActiveAlarm)> =
                     at(&oldest, cut).into_keys().collect();
                 assert_eq!(

@@ -1,33 +1,43 @@
-//! The alarm views: the active-alarm collection joined with the device
-//! registry, the counts by site, line, severity and rule, the
-//! longest-standing alarm of each place, and their
-//! publication for the status page and `GET /api/alarms`.
+//! The alarm views as differential collections: the active-alarm
+//! collection joined with the device registry, the counts by site, line,
+//! severity and rule, and the longest-standing alarm of each place, for
+//! pipelines that compose with them. The status page and `GET /api/alarms`
+//! read the same views from the [board](super::board).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use differential_dataflow::collection::vec::Collection;
 use differential_dataflow::AsCollection;
-use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::Operator;
-use timely::dataflow::operators::vec::Map as _;
-use timely::dataflow::operators::Concat as _;
 use timely::dataflow::Stream;
 
 use super::ledger::Change;
 use crate::checkpoint::Marker;
 use crate::reading::Name;
-use crate::record::{ActiveAlarm, AlarmBoard, Place};
+use crate::record::{ActiveAlarm, Place};
 use crate::rules::{Registry, RuleSet};
 use crate::run::Env;
 
-/// Active alarms by place, and their counts: differential collections
-/// over event time.
+/// What the alarm ledger makes of alert events: the events annotated by
+/// control events, and the active alarms, to publish or to view as
+/// collections.
 pub struct AlarmViews<'scope> {
     /// The alert events, annotated by control events: `shelved`,
     /// `acked_by` and `acked_at`, with the notices of active alarms
     /// shelved and unshelved. What the alert sinks take.
     pub alerts: Stream<'scope, u64, Vec<crate::record::Alert>>,
+    /// The changes of the active-alarm collection.
+    changes: Stream<'scope, u64, Vec<Change>>,
+    /// Checkpoint markers, which carry reloads (registry edits).
+    markers: Stream<'scope, u64, Vec<Marker>>,
+    /// The device registry at the start.
+    registry: Registry,
+}
+
+/// Active alarms by place, and their counts: differential collections
+/// over event time.
+pub struct AlarmCollections<'scope> {
     /// Every active alarm, with where its device sits.
     pub active: Collection<'scope, u64, (ActiveAlarm, Place)>,
     /// How many alarms are active, by (dimension, value): `site`, `line`
@@ -39,7 +49,7 @@ pub struct AlarmViews<'scope> {
 }
 
 /// Where each device of `registry` sits: its `site` and `line` fields.
-fn places(registry: &Registry) -> Vec<(Name, Place)> {
+pub(super) fn places(registry: &Registry) -> Vec<(Name, Place)> {
     registry
         .devices
         .iter()
@@ -107,15 +117,61 @@ fn registry_places<'scope>(
         .as_collection()
 }
 
+/// The (dimension, value) pairs `alarm` at `place` counts in: its
+/// `severity` and `rule`, and where known its `site` and `line` (as
+/// `site/line`).
+pub(super) fn dimensions(alarm: &ActiveAlarm, place: &Place) -> Vec<(&'static str, String)> {
+    let mut dims = vec![
+        ("severity", alarm.severity.clone()),
+        ("rule", alarm.rule.clone()),
+    ];
+    if !place.site.is_empty() {
+        dims.push(("site", place.site.clone()));
+    }
+    if !place.line.is_empty() {
+        dims.push(("line", format!("{}/{}", place.site, place.line)));
+    }
+    dims
+}
+
+impl<'scope> AlarmViews<'scope> {
+    /// The views of the alarm ledger's `changes`, annotated `alerts`, and
+    /// the places of `registry` as reloads carried by `markers` change it.
+    pub(super) fn new(
+        changes: Stream<'scope, u64, Vec<Change>>,
+        alerts: Stream<'scope, u64, Vec<crate::record::Alert>>,
+        markers: Stream<'scope, u64, Vec<Marker>>,
+        registry: &Registry,
+    ) -> AlarmViews<'scope> {
+        AlarmViews {
+            alerts,
+            changes,
+            markers,
+            registry: registry.clone(),
+        }
+    }
+
+    /// Publishes the views to the run's metrics, where the status page and
+    /// `GET /api/alarms` read them: see [`board`](super::board).
+    pub fn publish(self, env: &Env<'scope>) {
+        super::board::publish(self.changes, self.markers, &self.registry, env);
+    }
+
+    /// The views as differential collections, to compose with: each call
+    /// builds the operators that keep them.
+    pub fn collections(&self) -> AlarmCollections<'scope> {
+        collections(self.changes.clone(), self.markers.clone(), &self.registry)
+    }
+}
+
 /// The views of the active-alarm collection `changes`: joined with the
 /// devices of `registry` as reloads carried by `markers` change it (a
 /// device the registry does not know sits nowhere), and counted.
-pub(super) fn views<'scope>(
+fn collections<'scope>(
     changes: Stream<'scope, u64, Vec<Change>>,
-    alerts: Stream<'scope, u64, Vec<crate::record::Alert>>,
     markers: Stream<'scope, u64, Vec<Marker>>,
     registry: &Registry,
-) -> AlarmViews<'scope> {
+) -> AlarmCollections<'scope> {
     let active = changes.as_collection();
     let devices = registry_places(markers, registry);
     let by_device = active.map(|a| (a.device.clone(), a));
@@ -131,160 +187,18 @@ pub(super) fn views<'scope>(
     let counts = active
         .clone()
         .flat_map(|(alarm, place)| {
-            let mut dims = vec![
-                ("severity".to_owned(), alarm.severity),
-                ("rule".to_owned(), alarm.rule),
-            ];
-            if !place.site.is_empty() {
-                dims.push(("site".to_owned(), place.site.clone()));
-            }
-            if !place.line.is_empty() {
-                dims.push(("line".to_owned(), format!("{}/{}", place.site, place.line)));
-            }
-            dims
+            dimensions(&alarm, &place)
+                .into_iter()
+                .map(|(dim, value)| (dim.to_owned(), value))
         })
         .count();
     let oldest = active
         .clone()
         .map(|(alarm, place)| (place, (alarm.since, alarm)))
         .reduce(|_place, alarms, out| out.push((alarms[0].0.clone(), 1)));
-    AlarmViews {
-        alerts,
+    AlarmCollections {
         active,
         counts,
         oldest,
-    }
-}
-
-/// A change of the published views.
-#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
-enum Row {
-    Alarm((ActiveAlarm, Place)),
-    Count((String, String), isize),
-    Oldest(Place, (u64, ActiveAlarm)),
-}
-
-impl<'scope> AlarmViews<'scope> {
-    /// Publishes the views to the run's metrics (the status page and
-    /// `GET /api/alarms` read them there): gathered on the first worker,
-    /// as of each frontier they pass, from the frontier a resumed run
-    /// restored on (before it, the alarms the checkpoint held are not in
-    /// yet).
-    pub fn publish(self, env: &Env<'scope>) {
-        let from = env.restored_frontier().unwrap_or(0);
-        let run = env.run();
-        let alarms = self
-            .active
-            .inner
-            .map(|(alarm, t, d)| (Row::Alarm(alarm), t, d));
-        let counts = self
-            .counts
-            .inner
-            .map(|((key, n), t, d)| (Row::Count(key, n), t, d));
-        let oldest = self
-            .oldest
-            .inner
-            .map(|((place, alarm), t, d)| (Row::Oldest(place, alarm), t, d));
-        // Every row goes to the first worker; only it publishes.
-        let run = (alarms.scope().index() == 0).then(|| run.clone());
-        alarms
-            .concat(counts)
-            .concat(oldest)
-            .sink(Exchange::new(|_| 0), "PublishAlarms", {
-                let mut pending: Vec<(Row, u64, isize)> = Vec::new();
-                let mut board = Board::default();
-                move |(input, frontier)| {
-                    input.for_each(|_, data| pending.append(data));
-                    let Some(run) = &run else { return };
-                    let until = frontier.frontier().first().copied();
-                    let before = pending.len();
-                    pending.retain(|(row, t, d)| {
-                        let due = until.is_none_or(|u| *t < u);
-                        if due {
-                            board.apply(row.clone(), *d);
-                        }
-                        !due
-                    });
-                    // The restored alarms come in at the restored frontier:
-                    // the views hold them once the frontier passed it.
-                    if until.is_some_and(|u| from > 0 && u <= from) {
-                        return;
-                    }
-                    let passed = until.is_some_and(|u| Some(u) != board.as_of);
-                    let ended = until.is_none() && !board.complete;
-                    if pending.len() != before || passed || ended {
-                        match until {
-                            Some(u) => board.as_of = Some(u),
-                            None => board.complete = true,
-                        }
-                        run.metrics.set_alarm_board(board.publish());
-                    }
-                }
-            });
-    }
-}
-
-/// The views accumulated on the first worker.
-#[derive(Default)]
-struct Board {
-    as_of: Option<u64>,
-    complete: bool,
-    alarms: BTreeMap<(ActiveAlarm, Place), isize>,
-    counts: BTreeMap<((String, String), isize), isize>,
-    oldest: BTreeMap<(Place, (u64, ActiveAlarm)), isize>,
-}
-
-impl Board {
-    fn apply(&mut self, row: Row, diff: isize) {
-        fn add<K: Ord>(map: &mut BTreeMap<K, isize>, key: K, diff: isize) {
-            use std::collections::btree_map::Entry;
-            match map.entry(key) {
-                Entry::Occupied(mut e) => {
-                    *e.get_mut() += diff;
-                    if *e.get() == 0 {
-                        e.remove();
-                    }
-                }
-                Entry::Vacant(e) => {
-                    e.insert(diff);
-                }
-            }
-        }
-        match row {
-            Row::Alarm(alarm) => add(&mut self.alarms, alarm, diff),
-            Row::Count(key, n) => add(&mut self.counts, (key, n), diff),
-            Row::Oldest(place, alarm) => add(&mut self.oldest, (place, alarm), diff),
-        }
-    }
-
-    fn publish(&self) -> AlarmBoard {
-        let mut alarms: Vec<(ActiveAlarm, Place)> = self
-            .alarms
-            .iter()
-            .filter(|(_, n)| **n > 0)
-            .map(|(a, _)| a.clone())
-            .collect();
-        alarms.sort_by(|(a, _), (b, _)| {
-            (&a.rule, &a.device, &a.sensor).cmp(&(&b.rule, &b.device, &b.sensor))
-        });
-        let counts = self
-            .counts
-            .iter()
-            .filter(|(_, n)| **n > 0)
-            .map(|(((dim, value), n), _)| (dim.clone(), value.clone(), *n as u64))
-            .collect();
-        let oldest = self
-            .oldest
-            .iter()
-            .filter(|(_, n)| **n > 0)
-            .map(|((place, (_, alarm)), _)| (place.clone(), alarm.clone()))
-            .collect();
-        AlarmBoard {
-            as_of: self.as_of,
-            complete: self.complete,
-            alarms,
-            counts,
-            oldest,
-        }
     }
 }
