@@ -1,8 +1,8 @@
 //! The alarm board: the active alarms with where their devices sit, their
 //! counts by site, line, severity and rule, and the longest-standing alarm
 //! of each place, kept on the first worker from the ledger's changes and
-//! published to the run's metrics (the status page and `GET /api/alarms`
-//! read them there) as of each frontier the changes pass.
+//! shared with the run's metrics (the status page and `GET /api/alarms`
+//! read them there, as of the frontier the changes passed).
 //!
 //! These are the views of [`AlarmCollections`](super::AlarmCollections),
 //! kept as plain maps. Every pipeline with alert rules publishes them, and
@@ -12,6 +12,7 @@
 //! evaluating the rules does; here each change is a few map updates.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::generic::Operator;
@@ -27,9 +28,11 @@ use crate::run::Env;
 
 /// Publishes the board of `changes` (the active-alarm collection), with
 /// the places of `registry` as reloads carried by `markers` change it:
-/// gathered on the first worker, as of each frontier the inputs pass,
+/// gathered on the first worker, as of the frontier the inputs passed,
 /// from the frontier a resumed run restored on (before it, the alarms the
-/// checkpoint held are not in yet).
+/// checkpoint held are not in yet). The metrics take a snapshot when one
+/// is asked for: building one at every frontier cost as much as keeping
+/// the board.
 pub(super) fn publish<'scope>(
     changes: Stream<'scope, u64, Vec<Change>>,
     markers: Stream<'scope, u64, Vec<Marker>>,
@@ -38,9 +41,15 @@ pub(super) fn publish<'scope>(
 ) {
     type Nothing = timely::container::CapacityContainerBuilder<Vec<()>>;
     let from = env.restored_frontier().unwrap_or(0);
-    // Every change goes to the first worker; only it publishes.
-    let run = (changes.scope().index() == 0).then(|| env.run().clone());
-    let mut board = Board::new(places(registry));
+    // Every change goes to the first worker; only it keeps the board.
+    let first = changes.scope().index() == 0;
+    let board = Arc::new(Mutex::new(Board::new(places(registry))));
+    if first {
+        let board = board.clone();
+        env.run()
+            .metrics
+            .set_alarm_board(move || lock(&board).snapshot());
+    }
     let mut pending = Pending::default();
     changes.binary_frontier::<_, Nothing, _, _, _, _>(
         markers,
@@ -51,7 +60,7 @@ pub(super) fn publish<'scope>(
             move |(changes, frontier), (markers, marker_frontier), _output| {
                 changes.for_each(|_, data| pending.changes.append(data));
                 markers.for_each(|_, data| {
-                    for marker in data.drain(..).filter(|_| run.is_some()) {
+                    for marker in data.drain(..).filter(|_| first) {
                         if let Some(Ok(rules)) = marker.reload.as_ref().map(RuleSet::from_reload) {
                             // Markers travel at their frontier.
                             let places = places(&rules.devices);
@@ -59,32 +68,36 @@ pub(super) fn publish<'scope>(
                         }
                     }
                 });
-                let Some(run) = &run else {
+                if !first {
                     pending.changes.clear();
                     return;
-                };
+                }
                 let until = [frontier, marker_frontier]
                     .iter()
                     .filter_map(|f| f.frontier().first().copied())
                     .min();
-                let applied = pending.apply_due(until, &mut board);
+                // Readers see the board between steps, as of a frontier.
+                let mut board = lock(&board);
+                pending.apply_due(until, &mut board);
                 // The restored alarms come in at the restored frontier: the
                 // board holds them once the frontier passed it.
                 if until.is_some_and(|u| from > 0 && u <= from) {
                     return;
                 }
-                let passed = until.is_some_and(|u| Some(u) != board.as_of);
-                let ended = until.is_none() && !board.complete;
-                if applied || passed || ended {
-                    match until {
-                        Some(u) => board.as_of = Some(u),
-                        None => board.complete = true,
-                    }
-                    run.metrics.set_alarm_board(board.publish());
+                match until {
+                    Some(u) => board.as_of = Some(u),
+                    None => board.complete = true,
                 }
             }
         },
     );
+}
+
+/// `board`, locked; a panic elsewhere leaves it as it was.
+fn lock(board: &Mutex<Board>) -> MutexGuard<'_, Board> {
+    board
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Changes not yet due: of the alarms, and of the registry's places (each
@@ -200,6 +213,14 @@ impl Board {
             self.place(alarm, *n);
         }
         self.alarms = alarms;
+    }
+
+    /// The board as it stands, empty until a frontier passed it.
+    fn snapshot(&self) -> AlarmBoard {
+        match self.as_of.is_some() || self.complete {
+            true => self.publish(),
+            false => AlarmBoard::default(),
+        }
     }
 
     /// The board as it stands.

@@ -453,7 +453,15 @@ impl StatefulLogic<Alert, Entry> for LedgerLogic {
         }
     }
 
+    /// An alert travels at its event time, for the sinks. The changes of
+    /// one step travel together, at the earliest time the operator may
+    /// send at: each carries its time, which is where the board and the
+    /// collection read it, and one message per event time cost more than
+    /// the board itself.
     fn time_of(entry: &Entry) -> u64 {
-        time_of(entry)
+        match entry {
+            Entry::Change(_) => 0,
+            Entry::Alert(_) => time_of(entry),
+        }
     }
 }

@@ -100,10 +100,11 @@ impl Metrics {
         lock(&self.alert_feed).recent.iter().cloned().collect()
     }
 
-    /// Publishes the alarm views as of a new frontier (the dataflow's
-    /// alarm views do, on the first worker).
-    pub fn set_alarm_board(&self, board: AlarmBoard) {
-        *lock(&self.alarm_board) = board;
+    /// Makes `board` what [`Metrics::alarm_board`] reads: the views as
+    /// they stand, which the dataflow's alarm board keeps on the first
+    /// worker. A snapshot is taken when asked for, not at every frontier.
+    pub fn set_alarm_board(&self, board: impl Fn() -> AlarmBoard + Send + Sync + 'static) {
+        *lock(&self.alarm_board) = Some(super::AlarmBoardSource(std::sync::Arc::new(board)));
     }
 
     /// Records health events of the alarm system: the latest ones, the
@@ -133,9 +134,13 @@ impl Metrics {
         lock(&self.health).recent.iter().cloned().collect()
     }
 
-    /// The alarm views as last published: empty until the first.
+    /// The alarm views as they stand: empty until the first frontier
+    /// passed them.
     pub fn alarm_board(&self) -> AlarmBoard {
-        lock(&self.alarm_board).clone()
+        // The board is read outside this lock, so a slow snapshot holds
+        // no one else up.
+        let board = lock(&self.alarm_board).clone();
+        board.map(|board| (board.0)()).unwrap_or_default()
     }
 }
 

@@ -145,7 +145,7 @@ fn encode_alerts_firing(
         .keys()
         .map(|(rule, severity)| ((rule.clone(), severity.clone()), 0))
         .collect();
-    for (alarm, _) in lock(&m.alarm_board).alarms.iter() {
+    for (alarm, _) in m.alarm_board().alarms.iter() {
         *firing
             .entry((alarm.rule.clone(), alarm.severity.clone()))
             .or_default() += 1;

@@ -35,6 +35,16 @@ pub use operators::OperatorFigures;
 pub use partitions::PartitionStatus;
 
 use alerts::AlertFeed;
+
+/// What takes a snapshot of the alarm board.
+#[derive(Clone)]
+struct AlarmBoardSource(std::sync::Arc<dyn Fn() -> crate::record::AlarmBoard + Send + Sync>);
+
+impl std::fmt::Debug for AlarmBoardSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AlarmBoardSource")
+    }
+}
 use arrivals::Arrivals;
 use register::Maker;
 
@@ -136,7 +146,7 @@ pub struct Metrics {
     files: Mutex<Vec<PathBuf>>,
     partitions: Mutex<BTreeMap<(String, i32), PartitionStatus>>,
     alert_feed: Mutex<AlertFeed>,
-    alarm_board: Mutex<crate::record::AlarmBoard>,
+    alarm_board: Mutex<Option<AlarmBoardSource>>,
     health: Mutex<alerts::HealthStatus>,
     arrivals: Mutex<Arrivals>,
     operators: Mutex<BTreeMap<(String, String), OperatorFigures>>,
