@@ -458,7 +458,7 @@ impl StatefulLogic<Alert, Entry> for LedgerLogic {
     /// send at: each carries its time, which is where the board and the
     /// collection read it, and one message per event time cost more than
     /// the board itself.
-    fn time_of(entry: &Entry) -> u64 {
+    fn time_of(&self, entry: &Entry) -> u64 {
         match entry {
             Entry::Change(_) => 0,
             Entry::Alert(_) => time_of(entry),

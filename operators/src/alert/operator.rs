@@ -69,7 +69,7 @@ impl<'scope> EvaluateAlerts<'scope> for Stream<'scope, u64, Vec<Reading>> {
         rules: Arc<RuleSet>,
         env: &Env<'scope>,
     ) -> Stream<'scope, u64, Vec<Alert>> {
-        evaluate(self, None, rules, env)
+        evaluate(self, None, rules, env, Consumer::Any)
     }
 }
 
@@ -79,27 +79,39 @@ impl<'scope> EvaluateAlerts<'scope> for Windows<'scope> {
         rules: Arc<RuleSet>,
         env: &Env<'scope>,
     ) -> Stream<'scope, u64, Vec<Alert>> {
-        let size_ms = self.tumbling();
-        // Rules judge a window once, at its first emission: corrections by
-        // late readings neither fire nor resolve an alert.
-        let stream = match self.allowed_lateness_ms {
-            0 => self.stream,
-            _ => {
-                use timely::dataflow::operators::vec::Filter;
-                self.stream.filter(|w| w.revision == 0)
-            }
-        };
-        evaluate(stream, size_ms.map(|size| (size, self.stats)), rules, env)
+        evaluate_windows(self, rules, env, Consumer::Any)
     }
 }
 
+/// Evaluates `rules` on `windows`, for `to`.
+fn evaluate_windows<'scope>(
+    windows: Windows<'scope>,
+    rules: Arc<RuleSet>,
+    env: &Env<'scope>,
+    to: Consumer,
+) -> Stream<'scope, u64, Vec<Alert>> {
+    let size_ms = windows.tumbling();
+    // Rules judge a window once, at its first emission: corrections by
+    // late readings neither fire nor resolve an alert.
+    let stream = match windows.allowed_lateness_ms {
+        0 => windows.stream,
+        _ => {
+            use timely::dataflow::operators::vec::Filter;
+            windows.stream.filter(|w| w.revision == 0)
+        }
+    };
+    let observed = size_ms.map(|size| (size, windows.stats));
+    evaluate(stream, observed, rules, env, to)
+}
+
 /// Evaluates `rules` on `stream`, of windows of a size and with statistics
-/// if given.
+/// if given, for `to`.
 fn evaluate<'scope, O>(
     stream: Stream<'scope, u64, Vec<O>>,
     windows: Option<(u64, Stats)>,
     rules: Arc<RuleSet>,
     env: &Env<'scope>,
+    to: Consumer,
 ) -> Stream<'scope, u64, Vec<Alert>>
 where
     O: Observation + timely::ExchangeData,
@@ -113,11 +125,11 @@ where
     );
     // With one worker, routing by key is a no-op: skip the exchange.
     if stream.scope().peers() == 1 {
-        alert_operator(stream, Pipeline, rules, windows, env)
+        alert_operator(stream, Pipeline, rules, windows, env, to)
     } else if rules.has_combination_rules() {
         // A combination rule looks at several sensors of a device.
         let pact = Exchange::new(|o: &O| SensorKey::route_hash(o.device(), ""));
-        alert_operator(stream, pact, rules, windows, env)
+        alert_operator(stream, pact, rules, windows, env, to)
     } else {
         alert_operator(
             stream,
@@ -125,6 +137,7 @@ where
             rules,
             windows,
             env,
+            to,
         )
     }
 }
@@ -176,7 +189,14 @@ pub fn alerts<'scope>(
 ) -> Stream<'scope, u64, Vec<Alert>> {
     let mut alerts = Vec::new();
     if rules.has_reading_rules() {
-        alerts.push(readings.clone().evaluate_alerts(rules.clone(), env));
+        let readings = readings.clone();
+        alerts.push(evaluate(
+            readings,
+            None,
+            rules.clone(),
+            env,
+            Consumer::Ledger,
+        ));
     }
     for size in rules.window_sizes() {
         let needed = rules.window_stats(size);
@@ -188,7 +208,12 @@ pub fn alerts<'scope>(
                 let kind = WindowKind::Tumbling { size_ms: size };
                 readings.clone().windows(kind.with_stats(needed), env)
             });
-        alerts.push(sized.evaluate_alerts(rules.clone(), env));
+        alerts.push(evaluate_windows(
+            sized,
+            rules.clone(),
+            env,
+            Consumer::Ledger,
+        ));
     }
     let alerts = readings.scope().concatenate(alerts);
     // The alarms active now, for the status page and `GET /api/alarms`;
@@ -210,6 +235,7 @@ fn alert_operator<'scope, O, P>(
     rules: Arc<RuleSet>,
     windows: Option<(u64, Stats)>,
     env: &Env<'scope>,
+    to: Consumer,
 ) -> Stream<'scope, u64, Vec<Alert>>
 where
     O: Observation + timely::ExchangeData,
@@ -267,6 +293,7 @@ where
         silences,
         windows,
         run: run.clone(),
+        to,
     };
     stateful("EvaluateAlerts", stream, pact, side, run, logic)
 }
@@ -284,6 +311,21 @@ struct AlertLogic<O: Observation> {
     states: GaugeShare,
     bytes: GaugeShare,
     keys_seen: usize,
+    /// Who reads the alert events.
+    to: Consumer,
+}
+
+/// Who reads an evaluator's alert events, which decides the time they
+/// travel at.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Consumer {
+    /// Anyone, a sink among them: each event at its event time, where a
+    /// sink places it in a checkpoint.
+    Any,
+    /// The alarm ledger of `alerts()`, which reads each event's own time:
+    /// the events of one step travel together, as early as the operator
+    /// may send them. One message per event time cost a tenth of the rate.
+    Ledger,
 }
 
 impl<O: Observation + 'static> StatefulLogic<O, Alert> for AlertLogic<O> {
@@ -336,8 +378,11 @@ impl<O: Observation + 'static> StatefulLogic<O, Alert> for AlertLogic<O> {
         self.evaluator.earliest_pending(frontier)
     }
 
-    fn time_of(alert: &Alert) -> u64 {
-        alert.event_time
+    fn time_of(&self, alert: &Alert) -> u64 {
+        match self.to {
+            Consumer::Any => alert.event_time,
+            Consumer::Ledger => 0,
+        }
     }
 
     fn report(&mut self, frontier: Option<u64>) {

@@ -49,8 +49,11 @@ pub(crate) trait StatefulLogic<D, O>: 'static {
     fn discard(&mut self);
     /// The earliest time of output still to come (`None`: none).
     fn earliest(&self, frontier: Option<u64>) -> Option<u64>;
-    /// The event time an output record travels at.
-    fn time_of(out: &O) -> u64;
+    /// The time an output record travels at: its event time, or earlier
+    /// for a consumer that reads each record's own time (then 0: as early
+    /// as the operator may send). Records of one time travel in one
+    /// message, so fewer times cost less.
+    fn time_of(&self, out: &O) -> u64;
     /// Called at the end of each activation (gauges of the state's size).
     fn report(&mut self, _frontier: Option<u64>) {}
 }
@@ -134,7 +137,7 @@ where
                 }
                 logic.advance(until, &mut out);
                 if let Some(cap) = held.as_ref() {
-                    send_in_time_order(&mut out, L::time_of, cap, output);
+                    send_in_time_order(&mut out, |o| logic.time_of(o), cap, output);
                 }
                 if let Some(marker) = marker {
                     logic.checkpoint(marker);
@@ -155,7 +158,7 @@ where
 /// its records.
 fn send_in_time_order<O: Clone + 'static>(
     out: &mut Vec<O>,
-    time_of: fn(&O) -> u64,
+    time_of: impl Fn(&O) -> u64,
     cap: &Capability<u64>,
     output: &mut timely::dataflow::operators::generic::OutputBuilderSession<
         '_,
@@ -163,7 +166,7 @@ fn send_in_time_order<O: Clone + 'static>(
         timely::container::CapacityContainerBuilder<Vec<O>>,
     >,
 ) {
-    out.sort_by_key(time_of);
+    out.sort_by_key(&time_of);
     let mut batch = Vec::new();
     let mut sorted = out.drain(..).peekable();
     while let Some(first) = sorted.next() {

@@ -249,7 +249,7 @@ impl<S: WindowStore> StatefulLogic<Reading, (u64, Aggregate)> for WindowLogic<S>
         self.state.earliest_end()
     }
 
-    fn time_of((time, _): &(u64, Aggregate)) -> u64 {
+    fn time_of(&self, (time, _): &(u64, Aggregate)) -> u64 {
         *time
     }
 

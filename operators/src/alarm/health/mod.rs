@@ -261,7 +261,7 @@ impl StatefulLogic<Alert, HealthEvent> for HealthLogic {
         timers.chain(pending).min()
     }
 
-    fn time_of(event: &HealthEvent) -> u64 {
+    fn time_of(&self, event: &HealthEvent) -> u64 {
         event.event_time
     }
 }
