@@ -2,7 +2,7 @@
 //! collection joined with the device registry, the counts by site, line,
 //! severity and rule, and the longest-standing alarm of each place, for
 //! pipelines that compose with them. The status page and `GET /api/alarms`
-//! read the same views from the [board](super::board).
+//! read the same views from the board (`board.rs`).
 
 use std::collections::BTreeSet;
 
@@ -152,7 +152,9 @@ impl<'scope> AlarmViews<'scope> {
     }
 
     /// Publishes the views to the run's metrics, where the status page and
-    /// `GET /api/alarms` read them: see [`board`](super::board).
+    /// `GET /api/alarms` read them: the first worker keeps them as plain
+    /// maps, updated per change, and a reader takes a snapshot as of the
+    /// frontier they passed.
     pub fn publish(self, env: &Env<'scope>) {
         super::board::publish(self.changes, self.markers, &self.registry, env);
     }
