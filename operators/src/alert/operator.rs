@@ -400,7 +400,9 @@ impl<O: Observation + 'static> StatefulLogic<O, Alert> for AlertLogic<O> {
 /// Counts alerts by rule, severity and state.
 fn count_alerts(alerts: &[Alert], metrics: &Metrics) {
     let mut counts: Vec<(String, String, AlertCounts)> = Vec::new();
-    metrics.note_alerts(alerts.iter().map(|a| crate::metrics::AlertEvent {
+    // The feed keeps the latest events only: build those alone.
+    let latest = alerts.len().saturating_sub(crate::metrics::RECENT_ALERTS);
+    metrics.note_alerts(alerts[latest..].iter().map(|a| crate::metrics::AlertEvent {
         rule: a.rule.as_str().into(),
         severity: a.severity.as_str().into(),
         device: a.device.clone(),
@@ -435,5 +437,52 @@ fn count_alerts(alerts: &[Alert], metrics: &Metrics) {
     }
     for (rule, severity, c) in counts {
         metrics.add_alerts(&rule, &severity, c);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use timely::dataflow::operators::capture::Event;
+    use timely::dataflow::operators::{Capture, ToStream};
+
+    use super::EvaluateAlerts;
+    use crate::alert::{Direction, Rule, RuleSet};
+    use crate::{Env, Reading};
+
+    #[test]
+    fn the_status_feed_holds_the_latest_alert_events_of_a_large_step() {
+        let rules = Arc::new(RuleSet::new(vec![Rule::new(
+            "hot",
+            "temp",
+            Direction::Above,
+            90.0,
+        )]));
+        // 70 devices fire, each at its own time, in one step.
+        let readings: Vec<Reading> = (0..70)
+            .map(|i| Reading::new(&format!("d{i}"), "temp", 1_000 + i, 95.0, 0, i as i64))
+            .collect();
+        let (captured, run) = timely::example(move |scope| {
+            let env = Env::standalone(scope);
+            let alerts = readings.to_stream(scope).evaluate_alerts(rules, &env);
+            (alerts.capture(), env.run().clone())
+        });
+        let fired: Vec<(String, u64)> = captured
+            .iter()
+            .flat_map(|event| match event {
+                Event::Messages(_, alerts) => alerts,
+                Event::Progress(_) => Vec::new(),
+            })
+            .map(|a| (a.device.to_string(), a.event_time))
+            .collect();
+        assert_eq!(fired.len(), 70);
+        let recent: Vec<(String, u64)> = run
+            .metrics
+            .recent_alerts()
+            .into_iter()
+            .map(|e| (e.device.to_string(), e.event_time))
+            .collect();
+        assert_eq!(recent, fired[20..].to_vec(), "the latest 50, in order");
     }
 }

@@ -56,7 +56,7 @@ pub(super) struct HealthStatus {
 }
 
 /// Alert events kept for the status page.
-const RECENT_ALERTS: usize = 50;
+pub(crate) const RECENT_ALERTS: usize = 50;
 
 impl Metrics {
     /// Counts alert events of one rule and severity.

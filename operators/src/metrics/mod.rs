@@ -28,6 +28,7 @@ use prometheus_client::registry::Unit;
 
 use crate::dead_letter::DeadLetterReason;
 
+pub(crate) use alerts::RECENT_ALERTS;
 pub use alerts::{AlertCounts, AlertEvent};
 pub use delivery::ReceiverMetrics;
 pub use gauge_share::GaugeShare;
