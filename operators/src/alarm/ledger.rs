@@ -386,7 +386,9 @@ fn sorted<V: Clone>(map: &HashMap<Key, Box<V>>) -> Vec<V> {
     entries.into_iter().map(|(_, v)| (**v).clone()).collect()
 }
 
-/// The event time an entry travels at.
+/// The event time of an entry: a change's, or an alert event's. (Alert
+/// events leave the ledger at it; changes leave together, each carrying
+/// it.)
 pub fn time_of(entry: &Entry) -> u64 {
     match entry {
         Entry::Change(c) => c.1,

@@ -1,7 +1,8 @@
 //! Alarm management on event time: the set of active alarms as a
-//! differential-dataflow collection that alert events insert into and
-//! retract from, joined with the device registry and counted by site,
-//! line, severity and rule.
+//! collection that alert events insert into and retract from, placed by
+//! the device registry and counted by site, line, severity and rule on a
+//! board the status page reads, and as differential-dataflow collections
+//! for pipelines that compose with them.
 //!
 //! A firing event inserts its alarm, keyed by (rule, device, sensor); an
 //! escalation retracts it and inserts it at its new severity; a resolve
@@ -99,8 +100,10 @@ impl RulesInForce {
     }
 }
 
-/// The alarm views of `alerts`: the active-alarm collection, joined with
-/// the device registry of `rules` and counted.
+/// The alarm views of `alerts`: the events annotated by control events,
+/// and the changes of the active-alarm collection, to publish on the board
+/// ([`AlarmViews::publish`]) or to join with the device registry of `rules`
+/// and count as differential collections ([`AlarmViews::collections`]).
 ///
 /// # Examples
 /// ```

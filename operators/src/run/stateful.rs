@@ -62,7 +62,8 @@ pub(crate) trait StatefulLogic<D, O>: 'static {
 /// `markers` (and the other records of `side`): at each activation the
 /// frame gives `logic` the data, brings its state to each checkpoint marker
 /// the inputs reached (then writes it), then to the input frontier, and
-/// sends the output each at its own time. While the run stops, only
+/// sends the output each record at the time [`StatefulLogic::time_of`]
+/// gives it (never before the operator's capability). While the run stops, only
 /// checkpoints move the state on: what it would lead to past the last one
 /// depends on input not read yet.
 pub(crate) fn stateful<'scope, D, O, P, L>(
@@ -154,8 +155,8 @@ where
     })
 }
 
-/// Sends `out`, each record at its own time: one message per time, sized to
-/// its records.
+/// Sends `out`, each record at `time_of` it or at the capability's time if
+/// later: one message per time, sized to its records.
 fn send_in_time_order<O: Clone + 'static>(
     out: &mut Vec<O>,
     time_of: impl Fn(&O) -> u64,
