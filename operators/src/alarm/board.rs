@@ -43,9 +43,8 @@ pub(super) fn publish<'scope>(
     let from = env.restored_frontier().unwrap_or(0);
     // Every change goes to the first worker; only it keeps the board.
     let first = changes.scope().index() == 0;
-    let board = Arc::new(Mutex::new(Board::new(places(registry))));
-    if first {
-        let board = board.clone();
+    let board = first.then(|| Arc::new(Mutex::new(Board::new(places(registry)))));
+    if let Some(board) = board.clone() {
         env.run()
             .metrics
             .set_alarm_board(move || lock(&board).snapshot());
@@ -68,16 +67,16 @@ pub(super) fn publish<'scope>(
                         }
                     }
                 });
-                if !first {
+                let Some(board) = &board else {
                     pending.changes.clear();
                     return;
-                }
+                };
                 let until = [frontier, marker_frontier]
                     .iter()
                     .filter_map(|f| f.frontier().first().copied())
                     .min();
                 // Readers see the board between steps, as of a frontier.
-                let mut board = lock(&board);
+                let mut board = lock(board);
                 pending.apply_due(until, &mut board);
                 // The restored alarms come in at the restored frontier: the
                 // board holds them once the frontier passed it.
