@@ -28,7 +28,11 @@
 //! the peak RSS by backlog: with alignment it should not grow with the
 //! backlog. `WEIR_BURST_ONLY` runs only the variants whose label contains
 //! it; `WEIR_BURST_OPTIONS` adds a variant with source options
-//! (`alignment=<ms>|off` or librdkafka `key=value`, comma-separated).
+//! (`alignment=<ms>|off` or librdkafka `key=value`, comma-separated);
+//! `WEIR_BURST_SPIN_NS` sets the slow sink's cost per reading (on one
+//! worker; each of two workers gets twice that) instead of a tenth of the
+//! bare loop's rate, so that runs whose bare loops measured differently
+//! (this machine's spread is 2×) compare at the same processing rate.
 //!
 //! `cargo bench --bench burst` (`WEIR_BENCH_READINGS` sets the large
 //! backlog, default 2,000,000; the others are a half and a twentieth of it).
@@ -313,7 +317,14 @@ fn main() {
         }
         // The slow sink's cost per reading: the pipeline processes a tenth
         // of what the bare loop reads.
-        let spin_ns = (10.0 * workers as f64 / bare * 1e9) as u64;
+        // `WEIR_BURST_SPIN_NS` sets it, to compare runs whose bare loops
+        // measured differently.
+        let spin_ns = std::env::var("WEIR_BURST_SPIN_NS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .map_or((10.0 * workers as f64 / bare * 1e9) as u64, |ns: u64| {
+                ns * workers as u64
+            });
         println!("  {label} ({options}), slow sink busy {spin_ns} ns per reading on each worker:");
         let mut row = Vec::new();
         for &(topic, n) in &backlogs {

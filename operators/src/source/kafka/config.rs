@@ -77,9 +77,12 @@ pub struct KafkaSourceConfig {
     /// readings is paused until the frontier catches up to within half of
     /// it, so that a backlog read faster than it is processed waits in
     /// Kafka, not in memory. `None` turns it off. At least two
-    /// `watermark_step_ms`. Off by default: librdkafka drops what it
-    /// prefetched for a paused partition, so each pause costs a fetch round
-    /// trip, which slows reads of partitions sparse in event time. See
+    /// `watermark_step_ms`. Off by default: on a backlog whose partitions
+    /// are sparse in event time, each partition is held and released over
+    /// and over, and the cycle (the frontier must move before a partition
+    /// is read again, and librdkafka drops what it prefetched for a paused
+    /// partition) caps the read rate whatever the pipeline's own speed;
+    /// a larger bound raises the cap. See
     /// [`KafkaSource::kafka_source`](crate::kafka::KafkaSource::kafka_source).
     pub watermark_alignment_ms: Option<u64>,
 }
